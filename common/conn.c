@@ -1,0 +1,260 @@
+#include "conn.h"
+
+#include "log.h"
+#include "scripts.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#define MAX_SCRIPTS 32
+
+struct drv_conn {
+    drv_redis_cfg cfg;
+    redisContext *ctx; /* NULL while broken */
+    char addr[320];
+    char err[512];
+    char sha[MAX_SCRIPTS][41];
+};
+
+static void set_err(drv_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(drv_conn *c, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+}
+
+static void mark_broken(drv_conn *c) {
+    if (c->ctx) {
+        const char *why = c->ctx->err ? c->ctx->errstr : "connection lost";
+        if (c->ctx->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK))
+            why = "timed out waiting for a reply";
+        set_err(c, "%s: %s", c->addr, why);
+        redisFree(c->ctx);
+        c->ctx = NULL;
+    }
+}
+
+static int script_index(const char *name) {
+    for (int i = 0; drv_script_sources[i].name; i++)
+        if (strcmp(drv_script_sources[i].name, name) == 0) return i;
+    return -1;
+}
+
+/* SCRIPT LOAD one script; stores its sha. */
+static drv_err load_script(drv_conn *c, int i) {
+    const char *argv[] = {"SCRIPT", "LOAD", drv_script_sources[i].src};
+    size_t lens[] = {6, 4, drv_script_sources[i].len};
+    redisReply *r;
+    drv_err e = drv_conn_cmd(c, 3, argv, lens, &r);
+    if (e != DRV_OK) return e;
+    if (r->type != REDIS_REPLY_STRING || r->len != 40) {
+        set_err(c, "SCRIPT LOAD %s: unexpected reply", drv_script_sources[i].name);
+        freeReplyObject(r);
+        return DRV_EREPLY;
+    }
+    memcpy(c->sha[i], r->str, 40);
+    c->sha[i][40] = '\0';
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
+static drv_err do_connect(drv_conn *c) {
+    struct timeval tv = {c->cfg.connect_timeout_ms / 1000, (c->cfg.connect_timeout_ms % 1000) * 1000};
+    redisContext *ctx = c->cfg.path[0] ? redisConnectUnixWithTimeout(c->cfg.path, tv)
+                                       : redisConnectWithTimeout(c->cfg.host, c->cfg.port, tv);
+    if (!ctx) {
+        set_err(c, "%s: cannot allocate a connection", c->addr);
+        return DRV_ENOMEM;
+    }
+    if (ctx->err) {
+        set_err(c, "cannot connect to Redis at %s: %s", c->addr, ctx->errstr);
+        redisFree(ctx);
+        return DRV_EIO;
+    }
+    struct timeval ctv = {c->cfg.command_timeout_ms / 1000, (c->cfg.command_timeout_ms % 1000) * 1000};
+    redisSetTimeout(ctx, ctv);
+    c->ctx = ctx;
+    redisReply *r = NULL;
+    drv_err e = DRV_OK;
+    if (c->cfg.password[0]) {
+        if (c->cfg.user[0])
+            e = drv_conn_cmdf(c, &r, "AUTH %s %s", c->cfg.user, c->cfg.password);
+        else
+            e = drv_conn_cmdf(c, &r, "AUTH %s", c->cfg.password);
+        if (e != DRV_OK) {
+            char msg[sizeof c->err];
+            snprintf(msg, sizeof msg, "%s", c->err);
+            set_err(c, "Redis at %s refused AUTH: %s", c->addr, msg);
+            goto fail;
+        }
+        freeReplyObject(r);
+    }
+    if (c->cfg.db != 0) {
+        if ((e = drv_conn_cmdf(c, &r, "SELECT %d", c->cfg.db)) != DRV_OK) goto fail;
+        freeReplyObject(r);
+    }
+    for (int i = 0; drv_script_sources[i].name && i < MAX_SCRIPTS; i++)
+        if ((e = load_script(c, i)) != DRV_OK) goto fail;
+    return DRV_OK;
+fail:
+    if (c->ctx) {
+        redisFree(c->ctx);
+        c->ctx = NULL;
+    }
+    return e;
+}
+
+drv_err drv_conn_open(const drv_redis_cfg *cfg, drv_conn **out, char *why, size_t whylen) {
+    drv_conn *c = calloc(1, sizeof *c);
+    if (!c) return DRV_ENOMEM;
+    c->cfg = *cfg;
+    drv_url_describe(cfg, c->addr, sizeof c->addr);
+    drv_err e = do_connect(c);
+    if (e != DRV_OK) {
+        if (why) snprintf(why, whylen, "%s", c->err);
+        free(c);
+        return e;
+    }
+    *out = c;
+    return DRV_OK;
+}
+
+void drv_conn_close(drv_conn *c) {
+    if (!c) return;
+    if (c->ctx) redisFree(c->ctx);
+    free(c);
+}
+
+drv_err drv_conn_reconnect(drv_conn *c, char *why, size_t whylen) {
+    if (c->ctx) return DRV_OK;
+    drv_err e = do_connect(c);
+    if (e != DRV_OK && why) snprintf(why, whylen, "%s", c->err);
+    return e;
+}
+
+int drv_conn_broken(const drv_conn *c) {
+    return c->ctx == NULL;
+}
+
+const char *drv_conn_addr(const drv_conn *c) {
+    return c->addr;
+}
+
+const char *drv_conn_errstr(const drv_conn *c) {
+    return c->err;
+}
+
+/* Takes ownership of reply r: turns an error reply into DRV_EREPLY. */
+static drv_err check_reply(drv_conn *c, redisReply *r, redisReply **out) {
+    if (!r) {
+        mark_broken(c);
+        return DRV_EIO;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        set_err(c, "%.*s", (int)r->len, r->str);
+        freeReplyObject(r);
+        return DRV_EREPLY;
+    }
+    *out = r;
+    return DRV_OK;
+}
+
+drv_err drv_conn_cmd(drv_conn *c, int argc, const char **argv, const size_t *lens,
+                     redisReply **out) {
+    if (!c->ctx) return DRV_EIO;
+    return check_reply(c, redisCommandArgv(c->ctx, argc, argv, lens), out);
+}
+
+drv_err drv_conn_cmdf(drv_conn *c, redisReply **out, const char *fmt, ...) {
+    if (!c->ctx) return DRV_EIO;
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c->ctx, fmt, ap);
+    va_end(ap);
+    return check_reply(c, r, out);
+}
+
+drv_err drv_conn_append(drv_conn *c, int argc, const char **argv, const size_t *lens) {
+    if (!c->ctx) return DRV_EIO;
+    if (redisAppendCommandArgv(c->ctx, argc, argv, lens) != REDIS_OK) {
+        mark_broken(c);
+        return DRV_EIO;
+    }
+    return DRV_OK;
+}
+
+drv_err drv_conn_reply(drv_conn *c, redisReply **out) {
+    if (!c->ctx) return DRV_EIO;
+    void *r = NULL;
+    if (redisGetReply(c->ctx, &r) != REDIS_OK) r = NULL;
+    return check_reply(c, r, out);
+}
+
+/* Maps "DRV_WORD detail" to an error code. */
+static drv_err script_error(const char *msg) {
+    static const struct {
+        const char *word;
+        drv_err e;
+    } map[] = {{"DRV_PAUSED", DRV_EPAUSED},
+               {"DRV_CANCELLED", DRV_ECANCELLED},
+               {"DRV_NOJOB", DRV_ENOJOB},
+               {"DRV_CURSOR", DRV_ECURSOR}};
+    for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
+        size_t n = strlen(map[i].word);
+        if (strncmp(msg, map[i].word, n) == 0 && (msg[n] == ' ' || msg[n] == '\0')) return map[i].e;
+    }
+    return DRV_EREPLY;
+}
+
+drv_err drv_conn_script(drv_conn *c, const char *name, int nkeys, const char **keys,
+                        const size_t *keylens, int nargs, const char **args,
+                        const size_t *arglens, redisReply **out) {
+    int si = script_index(name);
+    if (si < 0) {
+        set_err(c, "no script named %s", name);
+        return DRV_EINVAL;
+    }
+    int argc = 3 + nkeys + nargs;
+    const char *stack_argv[64];
+    size_t stack_lens[64];
+    const char **argv = stack_argv;
+    size_t *lens = stack_lens;
+    if (argc > 64) {
+        argv = malloc(sizeof *argv * (size_t)argc);
+        lens = malloc(sizeof *lens * (size_t)argc);
+        if (!argv || !lens) {
+            free(argv);
+            free(lens);
+            return DRV_ENOMEM;
+        }
+    }
+    char nk[16];
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    argv[0] = "EVALSHA", lens[0] = 7;
+    argv[2] = nk, lens[2] = strlen(nk);
+    for (int i = 0; i < nkeys; i++) argv[3 + i] = keys[i], lens[3 + i] = keylens[i];
+    for (int i = 0; i < nargs; i++)
+        argv[3 + nkeys + i] = args[i], lens[3 + nkeys + i] = arglens[i];
+    drv_err e;
+    for (int attempt = 0;; attempt++) {
+        argv[1] = c->sha[si], lens[1] = 40;
+        e = drv_conn_cmd(c, argc, argv, lens, out);
+        if (e == DRV_EREPLY && strncmp(c->err, "NOSCRIPT", 8) == 0 && attempt == 0) {
+            drv_debug("script %s not in the Redis script cache, loading it again", name);
+            if ((e = load_script(c, si)) != DRV_OK) break;
+            continue;
+        }
+        break;
+    }
+    if (e == DRV_EREPLY) e = script_error(c->err);
+    if (argv != stack_argv) {
+        free(argv);
+        free(lens);
+    }
+    return e;
+}

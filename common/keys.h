@@ -1,0 +1,39 @@
+#ifndef DRV_KEYS_H
+#define DRV_KEYS_H
+
+#include <stddef.h>
+
+/* Every Redis key drover uses is spelled in keys.c, and only there. The layout (README.md,
+ * "Key layout"):
+ *
+ *   PREFIXjobs                ZSET  job id -> creation time (ms)
+ *   PREFIXworkers             ZSET  worker id -> last heartbeat (ms, Redis time)
+ *   PREFIX{JOB}:job           HASH  spec, state, partitions, total, timestamps, rate
+ *   PREFIX{JOB}:lock          STRING coordinator id holding the job (with a TTL)
+ *   PREFIX{JOB.P}:NAME        the partition keys, NAME one of drv_part_key_names
+ *
+ * A partition's keys share the hash tag {JOB.P}, so every script runs on one slot. Job ids
+ * are letters, digits, '_' and '-' (at most 64) and can never break a hash tag. */
+
+#define DRV_JOB_ID_MAX 64
+#define DRV_KEY_MAX 192
+#define DRV_PART_NKEYS 10
+
+/* The partition keys in the order every partition script takes them (lua/_lib.lua). */
+extern const char *const drv_part_key_names[DRV_PART_NKEYS];
+
+typedef struct drv_part_keys {
+    char key[DRV_PART_NKEYS][DRV_KEY_MAX];
+    const char *ptr[DRV_PART_NKEYS];
+    size_t len[DRV_PART_NKEYS];
+} drv_part_keys;
+
+/* 1 if 'id' is a valid job id. */
+int drv_job_id_valid(const char *id);
+void drv_keys_part(drv_part_keys *k, const char *prefix, const char *job, int part);
+/* "PREFIX{JOB}:NAME" for NAME in job, lock. Returns the length. */
+size_t drv_key_job(char *buf, size_t len, const char *prefix, const char *job, const char *name);
+/* "PREFIXNAME" for NAME in jobs, workers. Returns the length. */
+size_t drv_key_global(char *buf, size_t len, const char *prefix, const char *name);
+
+#endif

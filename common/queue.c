@@ -1,0 +1,711 @@
+#include "queue.h"
+
+#include "conn.h"
+#include "keys.h"
+#include "log.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK 1000 /* the scripts' BATCH_MAX */
+
+struct drv_queue {
+    drv_conn *conn;
+    char prefix[65];
+};
+
+typedef char num_t[24];
+
+/* ---- plumbing -------------------------------------------------------------------------------- */
+
+int drv_prefix_valid(const char *prefix) {
+    size_t n = strlen(prefix);
+    return n <= 64 && strcspn(prefix, "{} \t\r\n") == n;
+}
+
+drv_err drv_queue_open(const drv_redis_cfg *cfg, const char *prefix, drv_queue **out, char *why,
+                       size_t whylen) {
+    if (!drv_prefix_valid(prefix)) {
+        snprintf(why, whylen, "bad key prefix \"%s\": at most 64 bytes, no braces or spaces",
+                 prefix);
+        return DRV_EINVAL;
+    }
+    drv_queue *q = calloc(1, sizeof *q);
+    if (!q) return DRV_ENOMEM;
+    snprintf(q->prefix, sizeof q->prefix, "%s", prefix);
+    drv_err e = drv_conn_open(cfg, &q->conn, why, whylen);
+    if (e != DRV_OK) {
+        free(q);
+        return e;
+    }
+    *out = q;
+    return DRV_OK;
+}
+
+void drv_queue_close(drv_queue *q) {
+    if (!q) return;
+    drv_conn_close(q->conn);
+    free(q);
+}
+
+drv_err drv_queue_reconnect(drv_queue *q, char *why, size_t whylen) {
+    return drv_conn_reconnect(q->conn, why, whylen);
+}
+
+int drv_queue_broken(const drv_queue *q) {
+    return drv_conn_broken(q->conn);
+}
+
+const char *drv_queue_errstr(const drv_queue *q) {
+    return drv_conn_errstr(q->conn);
+}
+
+const char *drv_queue_addr(const drv_queue *q) {
+    return drv_conn_addr(q->conn);
+}
+
+static int64_t reply_int(const redisReply *r) {
+    if (!r) return 0;
+    if (r->type == REDIS_REPLY_INTEGER) return (int64_t)r->integer;
+    if (r->type == REDIS_REPLY_STRING) return strtoll(r->str, NULL, 10);
+    return 0;
+}
+
+static int is_array(const redisReply *r, size_t min) {
+    return r && r->type == REDIS_REPLY_ARRAY && r->elements >= min;
+}
+
+/* Runs a partition script with the standard ten KEYS. */
+static drv_err run_part(drv_queue *q, const char *script, const char *job, int p, int nargs,
+                        const char **args, const size_t *lens, redisReply **out) {
+    drv_part_keys k;
+    drv_keys_part(&k, q->prefix, job, p);
+    return drv_conn_script(q->conn, script, DRV_PART_NKEYS, k.ptr, k.len, nargs, args, lens, out);
+}
+
+static drv_err redis_time(drv_queue *q, int64_t *ms) {
+    redisReply *r;
+    drv_err e = drv_conn_cmdf(q->conn, &r, "TIME");
+    if (e) return e;
+    if (!is_array(r, 2)) {
+        freeReplyObject(r);
+        return DRV_EREPLY;
+    }
+    *ms = reply_int(r->element[0]) * 1000 + reply_int(r->element[1]) / 1000;
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
+/* Reads every reply of a pipeline of n commands; the first failure is returned but all
+ * replies are consumed so the connection stays in step. */
+static drv_err drain_replies(drv_queue *q, int n) {
+    drv_err first = DRV_OK;
+    for (int i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        drv_err e = drv_conn_reply(q->conn, &r);
+        if (r) freeReplyObject(r);
+        if (e == DRV_EIO) return e;
+        if (e && !first) first = e;
+    }
+    return first;
+}
+
+/* ---- jobs ---------------------------------------------------------------------------------- */
+
+drv_err drv_queue_job_delete(drv_queue *q, const char *job) {
+    char jk[DRV_KEY_MAX], lk[DRV_KEY_MAX], jobs[DRV_KEY_MAX];
+    drv_key_job(jk, sizeof jk, q->prefix, job, "job");
+    drv_key_job(lk, sizeof lk, q->prefix, job, "lock");
+    drv_key_global(jobs, sizeof jobs, q->prefix, "jobs");
+    redisReply *r;
+    drv_err e = drv_conn_cmdf(q->conn, &r, "ZREM %s %s", jobs, job);
+    if (e) return e;
+    freeReplyObject(r);
+    if ((e = drv_conn_cmdf(q->conn, &r, "HGET %s partitions", jk))) return e;
+    int nparts = r->type == REDIS_REPLY_STRING ? atoi(r->str) : 0;
+    freeReplyObject(r);
+    for (int p = 0; p < nparts; p++) {
+        drv_part_keys k;
+        drv_keys_part(&k, q->prefix, job, p);
+        const char *argv[1 + DRV_PART_NKEYS];
+        size_t lens[1 + DRV_PART_NKEYS];
+        argv[0] = "UNLINK", lens[0] = 6;
+        for (int i = 0; i < DRV_PART_NKEYS; i++) argv[1 + i] = k.ptr[i], lens[1 + i] = k.len[i];
+        if ((e = drv_conn_append(q->conn, 1 + DRV_PART_NKEYS, argv, lens))) return e;
+    }
+    if ((e = drain_replies(q, nparts))) return e;
+    /* The job hash goes last: it holds the partition count a retried delete needs. */
+    if ((e = drv_conn_cmdf(q->conn, &r, "UNLINK %s %s", lk, jk))) return e;
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
+drv_err drv_queue_job_create(drv_queue *q, const drv_spec *spec, int64_t total,
+                             const drv_part_init *parts, int replace) {
+    char jk[DRV_KEY_MAX], jobs[DRV_KEY_MAX];
+    drv_key_job(jk, sizeof jk, q->prefix, spec->id, "job");
+    drv_key_global(jobs, sizeof jobs, q->prefix, "jobs");
+    redisReply *r;
+    drv_err e = drv_conn_cmdf(q->conn, &r, "ZSCORE %s %s", jobs, spec->id);
+    if (e) return e;
+    int visible = r->type == REDIS_REPLY_STRING;
+    freeReplyObject(r);
+    if (visible && !replace) return DRV_EEXIST;
+    if ((e = drv_conn_cmdf(q->conn, &r, "EXISTS %s", jk))) return e;
+    int leftover = reply_int(r) > 0;
+    freeReplyObject(r);
+    if ((visible || leftover) && (e = drv_queue_job_delete(q, spec->id))) return e;
+
+    int64_t now;
+    if ((e = redis_time(q, &now))) return e;
+    char *json = drv_spec_to_json(spec);
+    if (!json) return DRV_ENOMEM;
+    int n = 0;
+    /* 1. the job hash, marked "creating" */
+    e = drv_conn_cmdf(q->conn, &r, "HSET %s spec %s state creating partitions %lld total %lld "
+                                   "created_ms %lld",
+                      jk, json, (long long)spec->partitions, (long long)total, (long long)now);
+    free(json);
+    if (e) return e;
+    freeReplyObject(r);
+    /* 2. partition state hashes, pipelined */
+    int payloads = spec->source != DRV_SRC_RANGE && spec->format != DRV_FMT_LINES;
+    for (int p = 0; p < spec->partitions; p++) {
+        drv_part_keys k;
+        drv_keys_part(&k, q->prefix, spec->id, p);
+        num_t v[9];
+        snprintf(v[0], sizeof v[0], "%" PRId64, spec->lease_ms);
+        snprintf(v[1], sizeof v[1], "%" PRId64, spec->max_attempts);
+        snprintf(v[2], sizeof v[2], "%" PRId64, spec->backoff_ms);
+        snprintf(v[3], sizeof v[3], "%" PRId64, spec->backoff_max_ms);
+        snprintf(v[4], sizeof v[4], "%d", payloads);
+        snprintf(v[5], sizeof v[5], "%" PRId64, parts[p].start);
+        snprintf(v[6], sizeof v[6], "%" PRId64, parts[p].end);
+        snprintf(v[7], sizeof v[7], "%d", parts[p].exhausted);
+        const char *argv[] = {"HSET",     k.ptr[0],      "state",          "running",
+                              "lease_ms", v[0],          "max_attempts",   v[1],
+                              "backoff_ms", v[2],        "backoff_max_ms", v[3],
+                              "payloads", v[4],          "start",          v[5],
+                              "end",      v[6],          "cursor",         parts[p].cursor,
+                              "exhausted", v[7],         "fed",            "0",
+                              "done",     "0",           "failed",         "0",
+                              "dead",     "0",           "duplicates",     "0",
+                              "expired",  "0"};
+        int argc = (int)(sizeof argv / sizeof *argv);
+        if ((e = drv_conn_append(q->conn, argc, argv, NULL))) return e;
+        n++;
+    }
+    if ((e = drain_replies(q, n))) return e;
+    /* 3. running, then visible */
+    if ((e = drv_conn_cmdf(q->conn, &r, "HSET %s state running", jk))) return e;
+    freeReplyObject(r);
+    if ((e = drv_conn_cmdf(q->conn, &r, "ZADD %s %lld %s", jobs, (long long)now, spec->id)))
+        return e;
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
+static const char *hfield(const redisReply *r, const char *name) {
+    for (size_t i = 0; i + 1 < r->elements; i += 2)
+        if (r->element[i]->type == REDIS_REPLY_STRING && strcmp(r->element[i]->str, name) == 0)
+            return r->element[i + 1]->type == REDIS_REPLY_STRING ? r->element[i + 1]->str : NULL;
+    return NULL;
+}
+
+static int64_t hint(const redisReply *r, const char *name, int64_t def) {
+    const char *v = hfield(r, name);
+    return v ? strtoll(v, NULL, 10) : def;
+}
+
+drv_err drv_queue_job_get(drv_queue *q, const char *job, drv_job *out) {
+    if (!drv_job_id_valid(job)) return DRV_ENOJOB;
+    char jk[DRV_KEY_MAX], jobs[DRV_KEY_MAX];
+    drv_key_job(jk, sizeof jk, q->prefix, job, "job");
+    drv_key_global(jobs, sizeof jobs, q->prefix, "jobs");
+    redisReply *r;
+    drv_err e = drv_conn_cmdf(q->conn, &r, "ZSCORE %s %s", jobs, job);
+    if (e) return e;
+    int visible = r->type == REDIS_REPLY_STRING;
+    freeReplyObject(r);
+    if (!visible) return DRV_ENOJOB;
+    if ((e = drv_conn_cmdf(q->conn, &r, "HGETALL %s", jk))) return e;
+    drv_job j;
+    memset(&j, 0, sizeof j);
+    const char *spec = is_array(r, 2) ? hfield(r, "spec") : NULL;
+    const char *state = is_array(r, 2) ? hfield(r, "state") : NULL;
+    char why[256];
+    if (!spec || !state || drv_spec_parse(spec, strlen(spec), &j.spec, why, sizeof why) != DRV_OK) {
+        freeReplyObject(r);
+        return DRV_ENOJOB;
+    }
+    snprintf(j.id, sizeof j.id, "%s", job);
+    snprintf(j.state, sizeof j.state, "%s", state);
+    j.partitions = (int)hint(r, "partitions", 0);
+    j.total = hint(r, "total", -1);
+    j.created_ms = hint(r, "created_ms", 0);
+    j.finished_ms = hint(r, "finished_ms", 0);
+    const char *rate = hfield(r, "rate");
+    j.rate_milli = rate ? (int64_t)(strtod(rate, NULL) * 1000) : 0;
+    freeReplyObject(r);
+    *out = j;
+    return DRV_OK;
+}
+
+drv_err drv_queue_job_list(drv_queue *q, char (**ids)[DRV_JOB_ID_MAX + 1], size_t *n) {
+    char jobs[DRV_KEY_MAX];
+    drv_key_global(jobs, sizeof jobs, q->prefix, "jobs");
+    redisReply *r;
+    drv_err e = drv_conn_cmdf(q->conn, &r, "ZRANGE %s 0 -1", jobs);
+    if (e) return e;
+    char(*out)[DRV_JOB_ID_MAX + 1] = calloc(r->elements + 1, sizeof *out);
+    if (!out) {
+        freeReplyObject(r);
+        return DRV_ENOMEM;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < r->elements; i++)
+        if (r->element[i]->type == REDIS_REPLY_STRING && drv_job_id_valid(r->element[i]->str))
+            snprintf(out[k++], sizeof *out, "%s", r->element[i]->str);
+    freeReplyObject(r);
+    *ids = out;
+    *n = k;
+    return DRV_OK;
+}
+
+drv_err drv_queue_job_set_state(drv_queue *q, const drv_job *job, const char *state) {
+    char jk[DRV_KEY_MAX];
+    drv_key_job(jk, sizeof jk, q->prefix, job->id, "job");
+    redisReply *r;
+    drv_err e;
+    int finished = strcmp(state, "done") == 0 || strcmp(state, "cancelled") == 0;
+    /* Partitions first: the scripts honour them, and a crash between the two leaves the job
+     * hash (what operators and the coordinator read) to be set again. */
+    for (int p = 0; p < job->partitions; p++) {
+        drv_part_keys k;
+        drv_keys_part(&k, q->prefix, job->id, p);
+        const char *argv[] = {"HSET", k.ptr[0], "state", state};
+        if ((e = drv_conn_append(q->conn, 4, argv, NULL))) return e;
+    }
+    if ((e = drain_replies(q, job->partitions))) return e;
+    if (finished) {
+        int64_t now;
+        if ((e = redis_time(q, &now))) return e;
+        e = drv_conn_cmdf(q->conn, &r, "HSET %s state %s finished_ms %lld", jk, state,
+                          (long long)now);
+    } else {
+        e = drv_conn_cmdf(q->conn, &r, "HSET %s state %s", jk, state);
+    }
+    if (e) return e;
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
+drv_err drv_queue_job_note(drv_queue *q, const char *job, const char *const *kv) {
+    char jk[DRV_KEY_MAX];
+    drv_key_job(jk, sizeof jk, q->prefix, job, "job");
+    const char *argv[34];
+    int argc = 0;
+    argv[argc++] = "HSET";
+    argv[argc++] = jk;
+    for (; kv[0] && kv[1] && argc < 32; kv += 2) argv[argc++] = kv[0], argv[argc++] = kv[1];
+    redisReply *r;
+    drv_err e = drv_conn_cmd(q->conn, argc, argv, NULL, &r);
+    if (!e) freeReplyObject(r);
+    return e;
+}
+
+/* ---- coordinator ---------------------------------------------------------------------------- */
+
+drv_err drv_queue_lock(drv_queue *q, const char *job, const char *owner, int64_t ttl_ms,
+                       int *held) {
+    char lk[DRV_KEY_MAX];
+    size_t lklen = drv_key_job(lk, sizeof lk, q->prefix, job, "lock");
+    num_t ttl;
+    snprintf(ttl, sizeof ttl, "%" PRId64, ttl_ms);
+    const char *keys[] = {lk}, *args[] = {owner, ttl};
+    size_t klens[] = {lklen}, alens[] = {strlen(owner), strlen(ttl)};
+    redisReply *r;
+    drv_err e = drv_conn_script(q->conn, "lock", 1, keys, klens, 2, args, alens, &r);
+    if (e) return e;
+    *held = reply_int(r) == 1;
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
+drv_err drv_queue_unlock(drv_queue *q, const char *job, const char *owner) {
+    char lk[DRV_KEY_MAX];
+    size_t lklen = drv_key_job(lk, sizeof lk, q->prefix, job, "lock");
+    const char *keys[] = {lk}, *args[] = {owner};
+    size_t klens[] = {lklen}, alens[] = {strlen(owner)};
+    redisReply *r;
+    drv_err e = drv_conn_script(q->conn, "unlock", 1, keys, klens, 1, args, alens, &r);
+    if (!e) freeReplyObject(r);
+    return e;
+}
+
+drv_err drv_queue_reap(drv_queue *q, const char *job, int p, drv_part_stat *out) {
+    redisReply *r;
+    drv_err e = run_part(q, "reap", job, p, 0, NULL, NULL, &r);
+    if (e) return e;
+    if (!is_array(r, 7)) {
+        freeReplyObject(r);
+        return DRV_EREPLY;
+    }
+    out->pending = reply_int(r->element[0]);
+    out->leased = reply_int(r->element[1]);
+    out->retrying = reply_int(r->element[2]);
+    out->dead = reply_int(r->element[3]);
+    out->recovered = reply_int(r->element[4]) + reply_int(r->element[5]);
+    out->exhausted = reply_int(r->element[6]) != 0;
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
+drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat *out) {
+    drv_err e;
+    for (int p = 0; p < nparts; p++) {
+        drv_part_keys k;
+        drv_keys_part(&k, q->prefix, job, p);
+        const char *c[5][2] = {{"HGETALL", k.ptr[0]},
+                               {"LLEN", k.ptr[1]},
+                               {"ZCARD", k.ptr[2]},
+                               {"ZCARD", k.ptr[6]},
+                               {"HLEN", k.ptr[7]}};
+        for (int i = 0; i < 5; i++)
+            if ((e = drv_conn_append(q->conn, 2, c[i], NULL))) return e;
+    }
+    drv_err first = DRV_OK;
+    for (int p = 0; p < nparts; p++) {
+        drv_part_stat *s = &out[p];
+        memset(s, 0, sizeof *s);
+        for (int i = 0; i < 5; i++) {
+            redisReply *r = NULL;
+            e = drv_conn_reply(q->conn, &r);
+            if (e == DRV_EIO) return e;
+            if (e) {
+                if (!first) first = e;
+                continue;
+            }
+            if (i == 0 && is_array(r, 0)) {
+                snprintf(s->state, sizeof s->state, "%s",
+                         hfield(r, "state") ? hfield(r, "state") : "missing");
+                s->fed = hint(r, "fed", 0);
+                s->done = hint(r, "done", 0);
+                s->failed = hint(r, "failed", 0);
+                s->duplicates = hint(r, "duplicates", 0);
+                s->expired = hint(r, "expired", 0);
+                s->skipped = hint(r, "skipped", 0);
+                s->released = hint(r, "released", 0);
+                s->start = hint(r, "start", 0);
+                s->end = hint(r, "end", 0);
+                s->exhausted = hint(r, "exhausted", 0) != 0;
+                snprintf(s->cursor, sizeof s->cursor, "%s",
+                         hfield(r, "cursor") ? hfield(r, "cursor") : "");
+            } else if (i == 1) {
+                s->pending = reply_int(r);
+            } else if (i == 2) {
+                s->leased = reply_int(r);
+            } else if (i == 3) {
+                s->retrying = reply_int(r);
+            } else if (i == 4) {
+                s->dead = reply_int(r);
+            }
+            freeReplyObject(r);
+        }
+    }
+    return first;
+}
+
+drv_err drv_queue_feed(drv_queue *q, const char *job, int p, const char *expect, const char *next,
+                       int exhausted, const drv_feed_item *items, size_t n,
+                       int64_t *pending_after) {
+    if (n > CHUNK) return DRV_EINVAL;
+    int with_payload = n > 0 && items[0].payload != NULL;
+    size_t nargs = 4 + n * (with_payload ? 2 : 1);
+    const char **args = malloc(nargs * sizeof *args);
+    size_t *lens = malloc(nargs * sizeof *lens);
+    if (!args || !lens) {
+        free(args);
+        free(lens);
+        return DRV_ENOMEM;
+    }
+    args[0] = expect, lens[0] = strlen(expect);
+    args[1] = next, lens[1] = strlen(next);
+    args[2] = exhausted ? "1" : "0", lens[2] = 1;
+    args[3] = with_payload ? "1" : "0", lens[3] = 1;
+    size_t a = 4;
+    for (size_t i = 0; i < n; i++) {
+        args[a] = items[i].id, lens[a++] = items[i].idlen;
+        if (with_payload) args[a] = items[i].payload, lens[a++] = items[i].plen;
+    }
+    redisReply *r;
+    drv_err e = run_part(q, "feed", job, p, (int)nargs, args, lens, &r);
+    free(args);
+    free(lens);
+    if (e) return e;
+    if (pending_after) *pending_after = reply_int(r);
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
+/* ---- workers ---------------------------------------------------------------------------------- */
+
+void drv_lease_clear(drv_lease *l) {
+    free(l->id);
+    free(l->payload);
+    memset(l, 0, sizeof *l);
+}
+
+static char *dup_bytes(const char *s, size_t n) {
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+drv_err drv_queue_claim(drv_queue *q, const char *job, int p, const char *worker, int max,
+                        drv_claim *out) {
+    num_t m;
+    snprintf(m, sizeof m, "%d", max);
+    const char *args[] = {worker, m};
+    size_t lens[] = {strlen(worker), strlen(m)};
+    redisReply *r;
+    drv_err e = run_part(q, "claim", job, p, 2, args, lens, &r);
+    if (e) return e;
+    drv_claim c = {0};
+    if (!is_array(r, 4)) goto bad;
+    c.now_ms = reply_int(r->element[0]);
+    int64_t token = reply_int(r->element[1]);
+    c.deadline_ms = reply_int(r->element[2]);
+    size_t count = (size_t)reply_int(r->element[3]);
+    if (r->elements != 4 + count * 3) goto bad;
+    if (count) {
+        c.items = calloc(count, sizeof *c.items);
+        if (!c.items) {
+            freeReplyObject(r);
+            return DRV_ENOMEM;
+        }
+    }
+    for (size_t i = 0; i < count; i++) {
+        redisReply *id = r->element[4 + i * 3], *pl = r->element[6 + i * 3];
+        if (id->type != REDIS_REPLY_STRING || pl->type != REDIS_REPLY_STRING) goto bad;
+        drv_lease *l = &c.items[i];
+        l->id = dup_bytes(id->str, id->len);
+        l->idlen = id->len;
+        if (pl->len) {
+            l->payload = dup_bytes(pl->str, pl->len);
+            l->plen = pl->len;
+        }
+        l->attempt = (int)reply_int(r->element[5 + i * 3]);
+        l->token = token;
+        c.n = i + 1;
+        if (!l->id || (pl->len && !l->payload)) {
+            e = DRV_ENOMEM;
+            goto fail;
+        }
+    }
+    freeReplyObject(r);
+    *out = c;
+    return DRV_OK;
+bad:
+    e = DRV_EREPLY;
+fail:
+    for (size_t i = 0; i < c.n; i++) drv_lease_clear(&c.items[i]);
+    free(c.items);
+    freeReplyObject(r);
+    return e;
+}
+
+/* Runs 'script' over refs in chunks as id, token pairs; 'sum' adds up each reply. */
+static drv_err run_refs(drv_queue *q, const char *script, const char *job, int p,
+                        const drv_ref *refs, size_t n,
+                        void (*sum)(const redisReply *r, void *acc), void *acc) {
+    const char *args[2 * CHUNK];
+    size_t lens[2 * CHUNK];
+    num_t tok[CHUNK];
+    for (size_t off = 0; off < n; off += CHUNK) {
+        size_t m = n - off < CHUNK ? n - off : CHUNK;
+        for (size_t i = 0; i < m; i++) {
+            snprintf(tok[i], sizeof tok[i], "%" PRId64, refs[off + i].token);
+            args[2 * i] = refs[off + i].id, lens[2 * i] = refs[off + i].idlen;
+            args[2 * i + 1] = tok[i], lens[2 * i + 1] = strlen(tok[i]);
+        }
+        redisReply *r;
+        drv_err e = run_part(q, script, job, p, (int)(2 * m), args, lens, &r);
+        if (e) return e;
+        sum(r, acc);
+        freeReplyObject(r);
+    }
+    return DRV_OK;
+}
+
+static void sum_ack(const redisReply *r, void *acc) {
+    drv_ack_result *a = acc;
+    if (!is_array(r, 3)) return;
+    a->acked += reply_int(r->element[0]);
+    a->duplicates += reply_int(r->element[1]);
+    a->unknown += reply_int(r->element[2]);
+}
+
+drv_err drv_queue_ack(drv_queue *q, const char *job, int p, const drv_ref *refs, size_t n,
+                      drv_ack_result *res) {
+    drv_ack_result a = {0};
+    drv_err e = run_refs(q, "ack", job, p, refs, n, sum_ack, &a);
+    if (res) *res = a;
+    return e;
+}
+
+static void sum_extend(const redisReply *r, void *acc) {
+    if (is_array(r, 1)) *(int64_t *)acc += (int64_t)r->elements - 1;
+}
+
+drv_err drv_queue_extend(drv_queue *q, const char *job, int p, const drv_ref *refs, size_t n,
+                         int64_t *lost) {
+    int64_t l = 0;
+    drv_err e = run_refs(q, "extend", job, p, refs, n, sum_extend, &l);
+    if (lost) *lost = l;
+    return e;
+}
+
+static void sum_int(const redisReply *r, void *acc) {
+    *(int64_t *)acc += reply_int(r);
+}
+
+drv_err drv_queue_release(drv_queue *q, const char *job, int p, const drv_ref *refs, size_t n,
+                          int64_t *released) {
+    int64_t k = 0;
+    drv_err e = run_refs(q, "release", job, p, refs, n, sum_int, &k);
+    if (released) *released = k;
+    return e;
+}
+
+drv_err drv_queue_fail(drv_queue *q, const char *job, int p, const drv_failure *f, size_t n,
+                       drv_fail_result *res) {
+    enum { G = 5, FCHUNK = 200 };
+    const char *args[G * FCHUNK];
+    size_t lens[G * FCHUNK];
+    num_t tok[FCHUNK], after[FCHUNK];
+    drv_fail_result acc = {0};
+    for (size_t off = 0; off < n; off += FCHUNK) {
+        size_t m = n - off < FCHUNK ? n - off : FCHUNK;
+        for (size_t i = 0; i < m; i++) {
+            const drv_failure *x = &f[off + i];
+            snprintf(tok[i], sizeof tok[i], "%" PRId64, x->ref.token);
+            snprintf(after[i], sizeof after[i], "%" PRId64, x->retry_after_ms);
+            const char **a = &args[G * i];
+            size_t *l = &lens[G * i];
+            a[0] = x->ref.id, l[0] = x->ref.idlen;
+            a[1] = tok[i], l[1] = strlen(tok[i]);
+            a[2] = x->permanent ? "1" : "0", l[2] = 1;
+            a[3] = after[i], l[3] = strlen(after[i]);
+            a[4] = x->error, l[4] = x->errlen;
+        }
+        redisReply *r;
+        drv_err e = run_part(q, "fail", job, p, (int)(G * m), args, lens, &r);
+        if (e) return e;
+        if (is_array(r, 3)) {
+            acc.retrying += reply_int(r->element[0]);
+            acc.dead += reply_int(r->element[1]);
+            acc.stale += reply_int(r->element[2]);
+        }
+        freeReplyObject(r);
+    }
+    if (res) *res = acc;
+    return DRV_OK;
+}
+
+drv_err drv_queue_heartbeat(drv_queue *q, const char *worker, int64_t now_ms) {
+    char wk[DRV_KEY_MAX];
+    drv_key_global(wk, sizeof wk, q->prefix, "workers");
+    redisReply *r;
+    drv_err e = drv_conn_cmdf(q->conn, &r, "ZADD %s %lld %s", wk, (long long)now_ms, worker);
+    if (!e) freeReplyObject(r);
+    return e;
+}
+
+/* ---- operators -------------------------------------------------------------------------------- */
+
+/* HSCANs the dead hash of partition p, calling fn on each page's (id, error) pairs. */
+static drv_err scan_dead(drv_queue *q, const char *job, int p,
+                         drv_err (*page)(drv_queue *q, redisReply *kv, void *ud), void *ud) {
+    drv_part_keys k;
+    drv_keys_part(&k, q->prefix, job, p);
+    char cursor[32] = "0";
+    do {
+        redisReply *r;
+        drv_err e = drv_conn_cmdf(q->conn, &r, "HSCAN %s %s COUNT 500", k.ptr[7], cursor);
+        if (e) return e;
+        if (!is_array(r, 2) || r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(r);
+            return DRV_EREPLY;
+        }
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        e = page(q, r->element[1], ud);
+        freeReplyObject(r);
+        if (e) return e;
+    } while (strcmp(cursor, "0") != 0);
+    return DRV_OK;
+}
+
+struct dead_each {
+    void (*fn)(const char *, size_t, const char *, size_t, void *);
+    void *ud;
+};
+
+static drv_err dead_page(drv_queue *q, redisReply *kv, void *ud) {
+    (void)q;
+    struct dead_each *d = ud;
+    for (size_t i = 0; i + 1 < kv->elements; i += 2)
+        d->fn(kv->element[i]->str, kv->element[i]->len, kv->element[i + 1]->str,
+              kv->element[i + 1]->len, d->ud);
+    return DRV_OK;
+}
+
+drv_err drv_queue_dead_each(drv_queue *q, const char *job, int p,
+                            void (*fn)(const char *id, size_t idlen, const char *err,
+                                       size_t errlen, void *ud),
+                            void *ud) {
+    struct dead_each d = {fn, ud};
+    return scan_dead(q, job, p, dead_page, &d);
+}
+
+struct revive_ctx {
+    const char *job;
+    int p;
+    int64_t revived;
+};
+
+static drv_err revive_page(drv_queue *q, redisReply *kv, void *ud) {
+    struct revive_ctx *c = ud;
+    size_t n = kv->elements / 2;
+    if (n == 0) return DRV_OK;
+    const char **args = malloc(n * sizeof *args);
+    size_t *lens = malloc(n * sizeof *lens);
+    drv_err e = args && lens ? DRV_OK : DRV_ENOMEM;
+    for (size_t i = 0; i < n && !e; i++)
+        args[i] = kv->element[2 * i]->str, lens[i] = kv->element[2 * i]->len;
+    for (size_t off = 0; off < n && !e; off += CHUNK) {
+        size_t m = n - off < CHUNK ? n - off : CHUNK;
+        redisReply *r;
+        e = run_part(q, "revive", c->job, c->p, (int)m, args + off, lens + off, &r);
+        if (!e) {
+            c->revived += reply_int(r);
+            freeReplyObject(r);
+        }
+    }
+    free(args);
+    free(lens);
+    return e;
+}
+
+drv_err drv_queue_revive(drv_queue *q, const char *job, int p, int64_t *revived) {
+    struct revive_ctx c = {job, p, 0};
+    drv_err e = scan_dead(q, job, p, revive_page, &c);
+    if (revived) *revived = c.revived;
+    return e;
+}

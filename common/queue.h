@@ -1,0 +1,174 @@
+#ifndef DRV_QUEUE_H
+#define DRV_QUEUE_H
+
+/* The job queue in Redis: every read and write both programs make. Only this module, conn.c
+ * and keys.c know key names or hiredis; coordinator/ and worker/ call these functions.
+ *
+ * Errors: DRV_EIO means the connection broke (the caller reconnects with backoff via
+ * drv_queue_reconnect and decides whether to repeat); DRV_EREPLY a Redis error, with the text
+ * in drv_queue_errstr(); DRV_ENOJOB, DRV_EPAUSED, DRV_ECANCELLED, DRV_ECURSOR as named. */
+
+#include "err.h"
+#include "spec.h"
+#include "keys.h"
+#include "url.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct drv_queue drv_queue;
+
+/* 'prefix' is copied ("drover:" by default); it may not contain '{' or '}'. */
+drv_err drv_queue_open(const drv_redis_cfg *cfg, const char *prefix, drv_queue **out, char *why,
+                       size_t whylen);
+void drv_queue_close(drv_queue *q); /* NULL is a no-op */
+drv_err drv_queue_reconnect(drv_queue *q, char *why, size_t whylen);
+int drv_queue_broken(const drv_queue *q);
+const char *drv_queue_errstr(const drv_queue *q); /* borrowed */
+const char *drv_queue_addr(const drv_queue *q);   /* borrowed, without the password */
+/* 1 if 'prefix' is usable (at most 64 bytes, no '{', '}' or white space). */
+int drv_prefix_valid(const char *prefix);
+
+/* ---- jobs ---------------------------------------------------------------------------------- */
+
+typedef struct drv_job {
+    char id[DRV_JOB_ID_MAX + 1];
+    char state[16]; /* running, paused, cancelled, done */
+    int partitions;
+    int64_t total;  /* -1 until known */
+    int64_t created_ms, finished_ms;
+    int64_t rate_milli; /* items/s x 1000 over the coordinator's last window; 0 if unknown */
+    drv_spec spec;
+} drv_job;
+
+/* The starting point of one partition, written at submit. */
+typedef struct drv_part_init {
+    int64_t start, end; /* range: first and last id; file: byte range [start, end) */
+    char cursor[32];    /* range: next id; file: byte offset; stdin: items fed */
+    int exhausted;      /* an empty partition is exhausted from the start */
+} drv_part_init;
+
+/* Registers a job: partition state hashes first, then the job hash, and its entry in
+ * PREFIXjobs last, so an interrupted submit leaves no visible half-made job. An existing job
+ * is DRV_EEXIST unless 'replace' (its keys are deleted first). 'total' is -1 when unknown. */
+drv_err drv_queue_job_create(drv_queue *q, const drv_spec *spec, int64_t total,
+                             const drv_part_init *parts, int replace);
+/* Reads a visible job. DRV_ENOJOB if there is none. */
+drv_err drv_queue_job_get(drv_queue *q, const char *job, drv_job *out);
+/* Job ids by creation time. Caller frees (*ids) with free(); one block. */
+drv_err drv_queue_job_list(drv_queue *q, char (**ids)[DRV_JOB_ID_MAX + 1], size_t *n);
+/* Sets the job's state and mirrors it into every partition's state hash (where the scripts
+ * read it). finished_ms is stamped (Redis time) for done and cancelled. */
+drv_err drv_queue_job_set_state(drv_queue *q, const drv_job *job, const char *state);
+/* Writes plain fields of the job hash (rate, total). NULL-terminated name/value list. */
+drv_err drv_queue_job_note(drv_queue *q, const char *job, const char *const *kv);
+/* Deletes every key of the job (UNLINK: freed in the background). */
+drv_err drv_queue_job_delete(drv_queue *q, const char *job);
+
+/* ---- the coordinator ------------------------------------------------------------------- */
+
+/* Takes or renews the job's coordinator lock for ttl_ms. *held = 1 if 'owner' holds it. */
+drv_err drv_queue_lock(drv_queue *q, const char *job, const char *owner, int64_t ttl_ms,
+                       int *held);
+drv_err drv_queue_unlock(drv_queue *q, const char *job, const char *owner);
+
+typedef struct drv_part_stat {
+    char state[16];
+    int64_t pending, leased, retrying, dead;             /* sizes now */
+    int64_t fed, done, failed, duplicates, expired, skipped, released; /* counters */
+    int64_t start, end;
+    char cursor[32];
+    int exhausted;
+    int64_t recovered; /* reap only: expired leases and due retries moved to pending */
+} drv_part_stat;
+
+/* Recovers expired leases and due retries of partition p (lua/reap.lua) and reports its sizes
+ * (pending, leased, retrying, dead, exhausted, recovered) in one atomic step. */
+drv_err drv_queue_reap(drv_queue *q, const char *job, int p, drv_part_stat *out);
+/* Reads every partition's state and sizes (read-only, pipelined). out has nparts entries. */
+drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat *out);
+
+typedef struct drv_feed_item {
+    const char *id;
+    size_t idlen;
+    const char *payload; /* NULL when the id is the item */
+    size_t plen;
+} drv_feed_item;
+
+/* Appends items to partition p and moves its cursor from 'expect' to 'next' atomically
+ * (lua/feed.lua); 'exhausted' marks the end of the partition's source. DRV_ECURSOR if the
+ * cursor was not 'expect'. At most 1000 items a call. */
+drv_err drv_queue_feed(drv_queue *q, const char *job, int p, const char *expect, const char *next,
+                       int exhausted, const drv_feed_item *items, size_t n,
+                       int64_t *pending_after);
+
+/* ---- workers ----------------------------------------------------------------------------- */
+
+typedef struct drv_lease {
+    char *id;      /* owned, NUL-terminated */
+    size_t idlen;
+    char *payload; /* owned; NULL when the id is the item */
+    size_t plen;
+    int attempt;   /* 1 on the first delivery */
+    int64_t token;
+} drv_lease;
+
+void drv_lease_clear(drv_lease *l);
+
+typedef struct drv_claim {
+    drv_lease *items; /* caller owns the array (free()) and each item (drv_lease_clear) */
+    size_t n;
+    int64_t now_ms, deadline_ms; /* Redis time */
+} drv_claim;
+
+/* Leases up to 'max' items of partition p to 'worker' (lua/claim.lua). */
+drv_err drv_queue_claim(drv_queue *q, const char *job, int p, const char *worker, int max,
+                        drv_claim *out);
+
+typedef struct drv_ref {
+    const char *id;
+    size_t idlen;
+    int64_t token;
+} drv_ref;
+
+typedef struct drv_ack_result {
+    int64_t acked, duplicates, unknown;
+} drv_ack_result;
+
+drv_err drv_queue_ack(drv_queue *q, const char *job, int p, const drv_ref *refs, size_t n,
+                      drv_ack_result *res);
+
+typedef struct drv_failure {
+    drv_ref ref;
+    int permanent;          /* dead at once, no retry */
+    int64_t retry_after_ms; /* floor for the backoff delay, 0 for none */
+    const char *error;      /* JSON text */
+    size_t errlen;
+} drv_failure;
+
+typedef struct drv_fail_result {
+    int64_t retrying, dead, stale;
+} drv_fail_result;
+
+drv_err drv_queue_fail(drv_queue *q, const char *job, int p, const drv_failure *f, size_t n,
+                       drv_fail_result *res);
+/* Extends the leases still held; *lost counts those no longer held. */
+drv_err drv_queue_extend(drv_queue *q, const char *job, int p, const drv_ref *refs, size_t n,
+                         int64_t *lost);
+/* Hands back items never started, without counting a delivery. */
+drv_err drv_queue_release(drv_queue *q, const char *job, int p, const drv_ref *refs, size_t n,
+                          int64_t *released);
+/* Records the worker's heartbeat in PREFIXworkers at Redis time 'now_ms'. */
+drv_err drv_queue_heartbeat(drv_queue *q, const char *worker, int64_t now_ms);
+
+/* ---- operators ------------------------------------------------------------------------------ */
+
+/* Calls fn for each dead item of partition p with its last error (JSON). */
+drv_err drv_queue_dead_each(drv_queue *q, const char *job, int p,
+                            void (*fn)(const char *id, size_t idlen, const char *err,
+                                       size_t errlen, void *ud),
+                            void *ud);
+/* Moves every dead item of partition p back to pending with fresh attempts. */
+drv_err drv_queue_revive(drv_queue *q, const char *job, int p, int64_t *revived);
+
+#endif

@@ -1,0 +1,16 @@
+#ifndef DRV_SCRIPTS_H
+#define DRV_SCRIPTS_H
+
+#include <stddef.h>
+
+/* The Lua scripts of lua/, embedded at build time (cmake/embed_lua.cmake): each is
+ * lua/_lib.lua followed by lua/NAME.lua. The table ends with a NULL name. */
+typedef struct drv_script_src {
+    const char *name;
+    const char *src;
+    size_t len;
+} drv_script_src;
+
+extern const drv_script_src drv_script_sources[];
+
+#endif

@@ -1,0 +1,256 @@
+#include "spec.h"
+
+#include "config.h"
+#include "keys.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        snprintf(why, whylen, __VA_ARGS__);                                                        \
+        e = DRV_EINVAL;                                                                            \
+        goto out;                                                                                  \
+    } while (0)
+
+void drv_spec_init(drv_spec *s) {
+    memset(s, 0, sizeof *s);
+    s->source = DRV_SRC_RANGE;
+    s->range_start = 1;
+    s->range_end = 0; /* start > end: "no source given" until one is set */
+    s->format = DRV_FMT_LINES;
+    s->partitions = 8;
+    s->lease_ms = 30000;
+    s->max_attempts = 5;
+    s->backoff_ms = 1000;
+    s->backoff_max_ms = 300000;
+    s->window = 5000;
+    s->max_item_bytes = 1 << 20;
+}
+
+const char *drv_fmt_name(drv_fmt f) {
+    return f == DRV_FMT_NDJSON ? "ndjson" : f == DRV_FMT_CSV ? "csv" : "lines";
+}
+
+int drv_fmt_parse(const char *s, drv_fmt *out) {
+    if (strcmp(s, "lines") == 0) return *out = DRV_FMT_LINES, 0;
+    if (strcmp(s, "ndjson") == 0) return *out = DRV_FMT_NDJSON, 0;
+    if (strcmp(s, "csv") == 0) return *out = DRV_FMT_CSV, 0;
+    return -1;
+}
+
+const char *drv_src_name(drv_src_type t) {
+    return t == DRV_SRC_FILE ? "file" : t == DRV_SRC_STDIN ? "stdin" : "range";
+}
+
+int drv_range_parse(const char *s, int64_t *a, int64_t *b) {
+    const char *dots = strstr(s, "..");
+    if (!dots || dots == s) return -1;
+    char left[32];
+    size_t n = (size_t)(dots - s);
+    if (n >= sizeof left) return -1;
+    memcpy(left, s, n);
+    left[n] = '\0';
+    long long x, y;
+    if (drv_parse_ll(left, INT64_MIN, INT64_MAX, &x) != 0) return -1;
+    if (drv_parse_ll(dots + 2, INT64_MIN, INT64_MAX, &y) != 0) return -1;
+    *a = x, *b = y;
+    return 0;
+}
+
+drv_err drv_spec_validate(const drv_spec *s, char *why, size_t whylen) {
+    drv_err e = DRV_OK;
+    if (s->id[0] && !drv_job_id_valid(s->id))
+        FAIL("id: expected 1 to 64 letters, digits, '_' or '-', got \"%s\"", s->id);
+    if (s->partitions < 1 || s->partitions > DRV_PARTITIONS_MAX)
+        FAIL("partitions: expected 1 to %d, got %" PRId64, DRV_PARTITIONS_MAX, s->partitions);
+    if (s->lease_ms < 100 || s->lease_ms > 86400000)
+        FAIL("lease_ms: expected 100 to 86400000, got %" PRId64, s->lease_ms);
+    if (s->max_attempts < 1 || s->max_attempts > 1000)
+        FAIL("max_attempts: expected 1 to 1000, got %" PRId64, s->max_attempts);
+    if (s->backoff_ms < 0 || s->backoff_ms > 86400000)
+        FAIL("backoff_ms: expected 0 to 86400000, got %" PRId64, s->backoff_ms);
+    if (s->backoff_max_ms < s->backoff_ms || s->backoff_max_ms > 86400000)
+        FAIL("backoff_max_ms: expected backoff_ms (%" PRId64 ") to 86400000, got %" PRId64,
+             s->backoff_ms, s->backoff_max_ms);
+    if (s->window < 1 || s->window > 10000000)
+        FAIL("window: expected 1 to 10000000, got %" PRId64, s->window);
+    if (s->max_item_bytes < 16 || s->max_item_bytes > (64 << 20))
+        FAIL("max_item_bytes: expected 16 to 67108864, got %" PRId64, s->max_item_bytes);
+    switch (s->source) {
+    case DRV_SRC_RANGE:
+        if (s->range_start > s->range_end)
+            FAIL("source: range start %" PRId64 " is greater than its end %" PRId64,
+                 s->range_start, s->range_end);
+        break;
+    case DRV_SRC_FILE:
+        if (!s->path[0]) FAIL("source.path: expected a file path");
+        /* fall through */
+    case DRV_SRC_STDIN:
+        if (s->format != DRV_FMT_LINES && !s->id_field[0])
+            FAIL("source.id_field: format %s needs the field (ndjson) or column (csv) that "
+                 "holds each item's id",
+                 drv_fmt_name(s->format));
+        if (s->format == DRV_FMT_LINES && s->id_field[0])
+            FAIL("source.id_field: only ndjson and csv sources have fields; format is lines");
+        break;
+    }
+out:
+    return e;
+}
+
+/* ---- JSON ---------------------------------------------------------------------------- */
+
+static int is_known(const char *name, const char *const *known) {
+    for (; *known; known++)
+        if (strcmp(name, *known) == 0) return 1;
+    return 0;
+}
+
+/* Reads an integer field; 'path' names it in messages. Returns 0 or -1 (why filled). */
+static int get_int(const cJSON *obj, const char *name, const char *path, int64_t *out, char *why,
+                   size_t whylen) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!v) return 0;
+    double d = v->valuedouble;
+    if (!cJSON_IsNumber(v) || d != floor(d) || d < -9.007199254740992e15 ||
+        d > 9.007199254740992e15) {
+        snprintf(why, whylen, "%s: expected a whole number", path);
+        return -1;
+    }
+    *out = (int64_t)d;
+    return 0;
+}
+
+static int get_str(const cJSON *obj, const char *name, const char *path, char *out, size_t cap,
+                   char *why, size_t whylen) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!v) return 0;
+    if (!cJSON_IsString(v)) {
+        snprintf(why, whylen, "%s: expected a string", path);
+        return -1;
+    }
+    if (strlen(v->valuestring) >= cap) {
+        snprintf(why, whylen, "%s: longer than %zu bytes", path, cap - 1);
+        return -1;
+    }
+    strcpy(out, v->valuestring);
+    return 0;
+}
+
+static drv_err parse_source(const cJSON *src, drv_spec *s, char *why, size_t whylen) {
+    static const char *const known[] = {"type", "start", "end", "path", "format", "id_field", 0};
+    drv_err e = DRV_OK;
+    char type[16] = "", fmt[16] = "";
+    if (!cJSON_IsObject(src)) FAIL("source: expected an object such as {\"type\": \"range\", ...}");
+    for (const cJSON *f = src->child; f; f = f->next)
+        if (!is_known(f->string, known))
+            FAIL("source.%s: unknown field (expected type, start, end, path, format, id_field)",
+                 f->string);
+    if (get_str(src, "type", "source.type", type, sizeof type, why, whylen)) return DRV_EINVAL;
+    if (strcmp(type, "range") == 0) {
+        s->source = DRV_SRC_RANGE;
+        if (!cJSON_HasObjectItem(src, "start") || !cJSON_HasObjectItem(src, "end"))
+            FAIL("source: a range needs \"start\" and \"end\"");
+        if (get_int(src, "start", "source.start", &s->range_start, why, whylen) ||
+            get_int(src, "end", "source.end", &s->range_end, why, whylen))
+            return DRV_EINVAL;
+    } else if (strcmp(type, "file") == 0 || strcmp(type, "stdin") == 0) {
+        s->source = type[0] == 'f' ? DRV_SRC_FILE : DRV_SRC_STDIN;
+        if (get_str(src, "path", "source.path", s->path, sizeof s->path, why, whylen) ||
+            get_str(src, "format", "source.format", fmt, sizeof fmt, why, whylen) ||
+            get_str(src, "id_field", "source.id_field", s->id_field, sizeof s->id_field, why,
+                    whylen))
+            return DRV_EINVAL;
+        if (fmt[0] && drv_fmt_parse(fmt, &s->format) != 0)
+            FAIL("source.format: expected lines, ndjson or csv, got \"%s\"", fmt);
+        if (s->source == DRV_SRC_STDIN && s->path[0])
+            FAIL("source.path: a stdin source has no path");
+    } else {
+        FAIL("source.type: expected range, file or stdin, got \"%s\"", type);
+    }
+out:
+    return e;
+}
+
+drv_err drv_spec_parse(const char *json, size_t len, drv_spec *out, char *why, size_t whylen) {
+    static const char *const known[] = {"id",         "source",         "partitions",
+                                        "lease_ms",   "max_attempts",   "backoff_ms",
+                                        "backoff_max_ms", "window",     "max_item_bytes", 0};
+    drv_err e = DRV_OK;
+    drv_spec s;
+    drv_spec_init(&s);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    if (!root) {
+        size_t at = end && end >= json ? (size_t)(end - json) : 0;
+        int line = 1, col = 1;
+        for (size_t i = 0; i < at && i < len; i++, col++)
+            if (json[i] == '\n') line++, col = 0;
+        FAIL("malformed JSON at line %d, column %d", line, col);
+    }
+    if (!cJSON_IsObject(root)) FAIL("expected a JSON object at the top level");
+    for (const cJSON *f = root->child; f; f = f->next)
+        if (!is_known(f->string, known))
+            FAIL("%s: unknown field (expected id, source, partitions, lease_ms, max_attempts, "
+                 "backoff_ms, backoff_max_ms, window, max_item_bytes)",
+                 f->string);
+    if (get_str(root, "id", "id", s.id, sizeof s.id, why, whylen)) goto bad;
+    const cJSON *src = cJSON_GetObjectItemCaseSensitive(root, "source");
+    if (!src) FAIL("source: missing (expected {\"type\": \"range\"|\"file\"|\"stdin\", ...})");
+    if ((e = parse_source(src, &s, why, whylen)) != DRV_OK) goto out;
+    if (get_int(root, "partitions", "partitions", &s.partitions, why, whylen) ||
+        get_int(root, "lease_ms", "lease_ms", &s.lease_ms, why, whylen) ||
+        get_int(root, "max_attempts", "max_attempts", &s.max_attempts, why, whylen) ||
+        get_int(root, "backoff_ms", "backoff_ms", &s.backoff_ms, why, whylen) ||
+        get_int(root, "backoff_max_ms", "backoff_max_ms", &s.backoff_max_ms, why, whylen) ||
+        get_int(root, "window", "window", &s.window, why, whylen) ||
+        get_int(root, "max_item_bytes", "max_item_bytes", &s.max_item_bytes, why, whylen))
+        goto bad;
+    if ((e = drv_spec_validate(&s, why, whylen)) != DRV_OK) goto out;
+    *out = s;
+    goto out;
+bad:
+    e = DRV_EINVAL;
+out:
+    cJSON_Delete(root);
+    return e;
+}
+
+char *drv_spec_to_json(const drv_spec *s) {
+    cJSON *root = cJSON_CreateObject(), *src = cJSON_CreateObject();
+    char *txt = NULL;
+    if (!root || !src) goto out;
+    cJSON_AddStringToObject(root, "id", s->id);
+    cJSON_AddStringToObject(src, "type", drv_src_name(s->source));
+    if (s->source == DRV_SRC_RANGE) {
+        cJSON_AddNumberToObject(src, "start", (double)s->range_start);
+        cJSON_AddNumberToObject(src, "end", (double)s->range_end);
+    } else {
+        if (s->source == DRV_SRC_FILE) cJSON_AddStringToObject(src, "path", s->path);
+        cJSON_AddStringToObject(src, "format", drv_fmt_name(s->format));
+        if (s->id_field[0]) cJSON_AddStringToObject(src, "id_field", s->id_field);
+    }
+    cJSON_AddItemToObject(root, "source", src);
+    src = NULL;
+    cJSON_AddNumberToObject(root, "partitions", (double)s->partitions);
+    cJSON_AddNumberToObject(root, "lease_ms", (double)s->lease_ms);
+    cJSON_AddNumberToObject(root, "max_attempts", (double)s->max_attempts);
+    cJSON_AddNumberToObject(root, "backoff_ms", (double)s->backoff_ms);
+    cJSON_AddNumberToObject(root, "backoff_max_ms", (double)s->backoff_max_ms);
+    cJSON_AddNumberToObject(root, "window", (double)s->window);
+    cJSON_AddNumberToObject(root, "max_item_bytes", (double)s->max_item_bytes);
+    char *p = cJSON_PrintUnformatted(root);
+    if (p) {
+        txt = strdup(p);
+        cJSON_free(p);
+    }
+out:
+    cJSON_Delete(src);
+    cJSON_Delete(root);
+    return txt;
+}

@@ -1,0 +1,57 @@
+#ifndef DRV_SPEC_H
+#define DRV_SPEC_H
+
+#include "err.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A job spec: what to feed and how the fleet treats its items. The same struct comes from a
+ * JSON file (drv_spec_parse) or from drover submit's flags, and is stored in the job hash as
+ * JSON (drv_spec_to_json), so workers and a restarted coordinator see the same values. */
+typedef enum drv_src_type { DRV_SRC_RANGE = 0, DRV_SRC_FILE, DRV_SRC_STDIN } drv_src_type;
+typedef enum drv_fmt { DRV_FMT_LINES = 0, DRV_FMT_NDJSON, DRV_FMT_CSV } drv_fmt;
+
+#define DRV_PARTITIONS_MAX 1024
+#define DRV_ID_BYTES_MAX 1024
+
+typedef struct drv_spec {
+    char id[65];           /* job id; "" = generate one */
+    drv_src_type source;
+    int64_t range_start;   /* range: first id */
+    int64_t range_end;     /* range: last id (inclusive) */
+    char path[4096];       /* file: path as given */
+    drv_fmt format;        /* file, stdin */
+    char id_field[256];    /* ndjson: field; csv: header column. "" = lines */
+    int64_t partitions;
+    int64_t lease_ms;
+    int64_t max_attempts;
+    int64_t backoff_ms;    /* first retry delay (before jitter) */
+    int64_t backoff_max_ms;
+    int64_t window;        /* high-water mark of each pending list */
+    int64_t max_item_bytes;
+} drv_spec;
+
+/* Fills in the defaults (no source set yet). */
+void drv_spec_init(drv_spec *s);
+
+/* Parses a JSON spec into *out (initialised with defaults first) and validates it. Unknown
+ * fields are refused. On error returns DRV_EINVAL with a message naming the field and what
+ * was expected in 'why'. */
+drv_err drv_spec_parse(const char *json, size_t len, drv_spec *out, char *why, size_t whylen);
+
+/* Checks ranges and combinations; the one place the rules live. */
+drv_err drv_spec_validate(const drv_spec *s, char *why, size_t whylen);
+
+/* Serialises to compact JSON. Caller frees with free(). NULL on ENOMEM. */
+char *drv_spec_to_json(const drv_spec *s);
+
+const char *drv_fmt_name(drv_fmt f);
+/* Returns 0 and sets *out for "lines", "ndjson" or "csv"; -1 otherwise. */
+int drv_fmt_parse(const char *s, drv_fmt *out);
+const char *drv_src_name(drv_src_type t);
+
+/* Parses "A..B" (inclusive, A <= B, 64-bit signed). Returns 0 or -1. */
+int drv_range_parse(const char *s, int64_t *a, int64_t *b);
+
+#endif

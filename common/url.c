@@ -1,0 +1,148 @@
+#include "url.h"
+
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        snprintf(why, whylen, __VA_ARGS__);                                                        \
+        return DRV_EINVAL;                                                                         \
+    } while (0)
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes s[0..n) into out (cap bytes incl. NUL). Returns 0, or -1 on a bad escape,
+ * an encoded NUL or overflow. */
+static int pct_decode(const char *s, size_t n, char *out, size_t cap) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '%') {
+            if (i + 2 >= n) return -1; /* needs two hex digits after '%' */
+            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+            if (h < 0 || l < 0 || (h == 0 && l == 0)) return -1;
+            c = (char)(h * 16 + l);
+            i += 2;
+        }
+        if (o + 1 >= cap) return -1;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* Parses "[user]:password@" or "password@"-less userinfo from s[0..n). */
+static drv_err parse_userinfo(const char *s, size_t n, drv_redis_cfg *out, char *why,
+                              size_t whylen) {
+    const char *colon = memchr(s, ':', n);
+    if (!colon) {
+        /* redis://secret@host is common shorthand for a password with the default user. */
+        if (pct_decode(s, n, out->password, sizeof out->password) != 0)
+            FAIL("bad password encoding or too long");
+        return DRV_OK;
+    }
+    if (pct_decode(s, (size_t)(colon - s), out->user, sizeof out->user) != 0)
+        FAIL("bad user name encoding or too long");
+    if (pct_decode(colon + 1, n - (size_t)(colon - s) - 1, out->password,
+                   sizeof out->password) != 0)
+        FAIL("bad password encoding or too long");
+    return DRV_OK;
+}
+
+drv_err drv_url_parse(const char *url, drv_redis_cfg *out, char *why, size_t whylen) {
+    drv_redis_cfg c;
+    memset(&c, 0, sizeof c);
+    c.connect_timeout_ms = 2000;
+    c.command_timeout_ms = 5000;
+    if (!url || !*url) FAIL("empty Redis URL");
+    const char *p;
+    int is_unix = 0;
+    if (strncmp(url, "redis://", 8) == 0) {
+        p = url + 8;
+    } else if (strncmp(url, "unix://", 7) == 0) {
+        p = url + 7;
+        is_unix = 1;
+    } else {
+        FAIL("expected redis://host:port/db or unix:///path.sock, got \"%s\"", url);
+    }
+    /* userinfo ends at the last '@' (passwords may contain '@' only percent-encoded, but be
+     * lenient with the last one). */
+    const char *at = strrchr(p, '@');
+    if (at) {
+        drv_err e = parse_userinfo(p, (size_t)(at - p), &c, why, whylen);
+        if (e != DRV_OK) return e;
+        p = at + 1;
+    }
+    if (is_unix) {
+        const char *q = strchr(p, '?');
+        size_t n = q ? (size_t)(q - p) : strlen(p);
+        if (n == 0 || p[0] != '/') FAIL("unix socket URL needs an absolute path: unix:///path");
+        if (n >= sizeof c.path) FAIL("unix socket path too long");
+        memcpy(c.path, p, n);
+        c.path[n] = '\0';
+        if (q) {
+            long long db;
+            if (strncmp(q, "?db=", 4) != 0 || drv_parse_ll(q + 4, 0, 1 << 20, &db) != 0)
+                FAIL("expected ?db=N after the socket path");
+            c.db = (int)db;
+        }
+        *out = c;
+        return DRV_OK;
+    }
+    const char *host = p, *host_end;
+    if (*p == '[') {
+        host = p + 1;
+        host_end = strchr(host, ']');
+        if (!host_end) FAIL("unterminated [IPv6] address");
+        p = host_end + 1;
+    } else {
+        host_end = p + strcspn(p, ":/");
+        p = host_end;
+    }
+    size_t hn = (size_t)(host_end - host);
+    if (hn == 0) FAIL("missing host in \"%s\"", url);
+    if (hn >= sizeof c.host) FAIL("host name too long");
+    memcpy(c.host, host, hn);
+    c.host[hn] = '\0';
+    c.port = 6379;
+    if (*p == ':') {
+        char num[16];
+        size_t n = strcspn(p + 1, "/");
+        long long port;
+        if (n == 0 || n >= sizeof num) FAIL("bad port in \"%s\"", url);
+        memcpy(num, p + 1, n);
+        num[n] = '\0';
+        if (drv_parse_ll(num, 1, 65535, &port) != 0) FAIL("bad port \"%s\" (1-65535)", num);
+        c.port = (int)port;
+        p += 1 + n;
+    }
+    if (*p == '/') {
+        p++;
+        if (*p) {
+            long long db;
+            if (drv_parse_ll(p, 0, 1 << 20, &db) != 0) FAIL("bad database number \"%s\"", p);
+            c.db = (int)db;
+        }
+    } else if (*p) {
+        FAIL("unexpected \"%s\" in Redis URL", p);
+    }
+    *out = c;
+    return DRV_OK;
+}
+
+void drv_url_describe(const drv_redis_cfg *cfg, char *buf, size_t len) {
+    const char *u = cfg->user, *sep = cfg->user[0] ? "@" : "";
+    if (cfg->path[0])
+        snprintf(buf, len, "unix://%s%s%s?db=%d", u, sep, cfg->path, cfg->db);
+    else if (strchr(cfg->host, ':'))
+        snprintf(buf, len, "redis://%s%s[%s]:%d/%d", u, sep, cfg->host, cfg->port, cfg->db);
+    else
+        snprintf(buf, len, "redis://%s%s%s:%d/%d", u, sep, cfg->host, cfg->port, cfg->db);
+}

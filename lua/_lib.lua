@@ -1,0 +1,89 @@
+-- _lib.lua: helpers shared by every drover script. The build prepends this file to each
+-- lua/NAME.lua, so each script stays one atomic EVALSHA with no cross-script calls.
+--
+-- Partition scripts take the same KEYS, all with the hash tag {JOB.P} (DESIGN.md invariant 4):
+--   KEYS[1] state    HASH  config, cursor and counters of the partition
+--   KEYS[2] pending  LIST  ids waiting
+--   KEYS[3] leased   ZSET  id -> lease deadline (ms, Redis TIME)
+--   KEYS[4] owner    HASH  id -> "TOKEN:WORKER"
+--   KEYS[5] done     SET   processed ids
+--   KEYS[6] tries    HASH  id -> deliveries so far
+--   KEYS[7] retry    ZSET  id -> not-before time (ms, Redis TIME)
+--   KEYS[8] dead     HASH  id -> last error (JSON)
+--   KEYS[9] errors   HASH  id -> last error (JSON) while the id is still retrying
+--   KEYS[10] items   HASH  id -> payload, for sources whose item is more than its id
+-- Errors are raised as "DRV_<WORD> detail"; C matches the first word.
+
+local K_STATE, K_PENDING, K_LEASED, K_OWNER, K_DONE = 1, 2, 3, 4, 5
+local K_TRIES, K_RETRY, K_DEAD, K_ERRORS, K_ITEMS = 6, 7, 8, 9, 10
+
+-- Most members one script call handles; keeps unpack() far below Lua's stack limit.
+local BATCH_MAX = 1000
+
+-- Redis owns the clock (invariant 5): milliseconds from TIME, never from a client.
+local function now_ms()
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Reads the partition's state hash; raises DRV_NOJOB when the partition does not exist.
+local function part_state(...)
+    local s = redis.call('HMGET', KEYS[K_STATE], ...)
+    if not s[1] then
+        return nil
+    end
+    return s
+end
+
+local function nojob()
+    return redis.error_reply('DRV_NOJOB ' .. KEYS[K_STATE])
+end
+
+-- Does "TOKEN:WORKER" in owner belong to the lease with this token?
+local function holds(owner, token)
+    if not owner then
+        return false
+    end
+    local t = string.match(owner, '^(%d+):')
+    return t == token
+end
+
+-- Moves expired leases back to pending (or to dead once an item has had max_attempts
+-- deliveries: a lease that expires counts as an attempt, so an item that kills every worker
+-- ends dead instead of looping), and due retries back to pending. Returns the number of
+-- expired leases and of due retries moved.
+local function recover(now, max_attempts)
+    local expired = redis.call('ZRANGEBYSCORE', KEYS[K_LEASED], '-inf', now, 'LIMIT', 0, BATCH_MAX)
+    if #expired > 0 then
+        redis.call('ZREM', KEYS[K_LEASED], unpack(expired))
+        redis.call('HDEL', KEYS[K_OWNER], unpack(expired))
+        local tries = redis.call('HMGET', KEYS[K_TRIES], unpack(expired))
+        local back, died = {}, 0
+        for i, id in ipairs(expired) do
+            local n = tonumber(tries[i] or '0')
+            local err = '{"error":"lease expired","attempt":' .. n .. ',"at":' .. now .. '}'
+            if n >= max_attempts then
+                redis.call('HSET', KEYS[K_DEAD], id, err)
+                redis.call('HDEL', KEYS[K_ERRORS], id)
+                died = died + 1
+            else
+                redis.call('HSET', KEYS[K_ERRORS], id, err)
+                back[#back + 1] = id
+            end
+        end
+        -- Front of the list: an item that already waited a lease goes next.
+        if #back > 0 then
+            redis.call('LPUSH', KEYS[K_PENDING], unpack(back))
+        end
+        redis.call('HINCRBY', KEYS[K_STATE], 'expired', #expired)
+        if died > 0 then
+            redis.call('HINCRBY', KEYS[K_STATE], 'dead', died)
+        end
+    end
+    local due = redis.call('ZRANGEBYSCORE', KEYS[K_RETRY], '-inf', now, 'LIMIT', 0, BATCH_MAX)
+    if #due > 0 then
+        redis.call('ZREM', KEYS[K_RETRY], unpack(due))
+        redis.call('RPUSH', KEYS[K_PENDING], unpack(due))
+    end
+    return #expired, #due
+end

@@ -1,0 +1,71 @@
+-- ack.lua: record items as processed. The done set is the idempotency record: an item is
+-- marked done once, whoever acks it.
+--
+-- KEYS:    the partition keys (see _lib.lua).
+-- ARGV:    id1, token1, id2, token2, ... (at most 1000 pairs)
+-- Returns: {acked, duplicates, unknown}
+--   acked       newly marked done
+--   duplicates  acks from a worker that no longer held the lease (it expired, so the item was
+--               or will be handed out again): the handler may have run twice. Counted once
+--               per late ack; the item is still marked done once.
+--   unknown     ids this partition never handed out; ignored.
+-- Errors:  DRV_NOJOB.
+if redis.call('EXISTS', KEYS[K_STATE]) == 0 then
+    return nojob()
+end
+local ids = {}
+for i = 1, #ARGV, 2 do
+    ids[#ids + 1] = ARGV[i]
+end
+if #ids == 0 then
+    return {0, 0, 0}
+end
+local owners = redis.call('HMGET', KEYS[K_OWNER], unpack(ids))
+local isdone = redis.call('SMISMEMBER', KEYS[K_DONE], unpack(ids))
+local tries = redis.call('HMGET', KEYS[K_TRIES], unpack(ids))
+local acked, dups, unknown = {}, 0, 0
+local unlease = {}
+local seen = {}
+for i, id in ipairs(ids) do
+    local holder = holds(owners[i], ARGV[2 * i])
+    if holder then
+        unlease[#unlease + 1] = id
+    end
+    if isdone[i] == 1 or seen[id] then
+        -- Already done: a late ack from a worker whose lease was lost counts a duplicate; the
+        -- current holder's ack after that only releases its lease.
+        if not holder then
+            dups = dups + 1
+        end
+    elseif not holder and not tries[i] then
+        unknown = unknown + 1
+    else
+        if not holder then
+            dups = dups + 1
+        end
+        acked[#acked + 1] = id
+        seen[id] = true
+    end
+end
+if #unlease > 0 then
+    redis.call('ZREM', KEYS[K_LEASED], unpack(unlease))
+    redis.call('HDEL', KEYS[K_OWNER], unpack(unlease))
+end
+if #acked > 0 then
+    redis.call('SADD', KEYS[K_DONE], unpack(acked))
+    redis.call('HDEL', KEYS[K_TRIES], unpack(acked))
+    redis.call('HDEL', KEYS[K_ERRORS], unpack(acked))
+    redis.call('HDEL', KEYS[K_ITEMS], unpack(acked))
+    -- A late ack can beat a scheduled retry or a dead-lettering of the expired lease: the
+    -- handler did succeed, so the item leaves those places.
+    redis.call('ZREM', KEYS[K_RETRY], unpack(acked))
+    local undead = redis.call('HDEL', KEYS[K_DEAD], unpack(acked))
+    if undead > 0 then
+        redis.call('HINCRBY', KEYS[K_STATE], 'dead', -undead)
+    end
+    redis.call('HINCRBY', KEYS[K_STATE], 'done', #acked)
+end
+if dups > 0 then
+    redis.call('HINCRBY', KEYS[K_STATE], 'duplicates', dups)
+end
+return {#acked, dups, unknown}

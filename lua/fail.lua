@@ -1,0 +1,54 @@
+-- fail.lua: record failed attempts. An item the caller still holds is scheduled for a retry
+-- with capped exponential backoff and full jitter, or dead-lettered with its error when it
+-- was permanent or this was its last attempt (max_attempts).
+--
+-- KEYS:    the partition keys (see _lib.lua).
+-- ARGV:    groups of five, at most 1000 groups:
+--          id, token, permanent ("1" = dead at once), retry_after_ms (a floor for the delay,
+--          "0" for none), error (JSON text, stored as is)
+-- Jitter comes from math.random, seeded per call from the ids and Redis TIME, so replicas
+-- replaying the script's effects agree (effects replication).
+-- Returns: {retrying, dead, stale}; stale counts items whose lease the caller no longer
+--          held (ignored: the new holder decides).
+-- Errors:  DRV_NOJOB.
+local s = part_state('state', 'max_attempts', 'backoff_ms', 'backoff_max_ms')
+if not s then
+    return nojob()
+end
+local max_attempts = tonumber(s[2])
+local base, cap = tonumber(s[3]), tonumber(s[4])
+local now = now_ms()
+math.randomseed(now + #ARGV)
+local retrying, died, stale = 0, 0, 0
+for i = 1, #ARGV, 5 do
+    local id, token, permanent = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    local floor_ms, err = tonumber(ARGV[i + 3]) or 0, ARGV[i + 4]
+    if holds(redis.call('HGET', KEYS[K_OWNER], id), token) then
+        redis.call('ZREM', KEYS[K_LEASED], id)
+        redis.call('HDEL', KEYS[K_OWNER], id)
+        local attempt = tonumber(redis.call('HGET', KEYS[K_TRIES], id) or '1')
+        if permanent == '1' or attempt >= max_attempts then
+            redis.call('HSET', KEYS[K_DEAD], id, err)
+            redis.call('HDEL', KEYS[K_ERRORS], id)
+            died = died + 1
+        else
+            local d = math.min(cap, base * 2 ^ (attempt - 1))
+            d = math.floor(d * math.random())
+            if floor_ms > d then
+                d = math.min(floor_ms, cap)
+            end
+            redis.call('ZADD', KEYS[K_RETRY], now + d, id)
+            redis.call('HSET', KEYS[K_ERRORS], id, err)
+            retrying = retrying + 1
+        end
+    else
+        stale = stale + 1
+    end
+end
+if retrying + died > 0 then
+    redis.call('HINCRBY', KEYS[K_STATE], 'failed', retrying + died)
+end
+if died > 0 then
+    redis.call('HINCRBY', KEYS[K_STATE], 'dead', died)
+end
+return {retrying, died, stale}

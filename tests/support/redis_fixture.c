@@ -1,0 +1,111 @@
+#include "redis_fixture.h"
+
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static int ping(int port) {
+    struct timeval tv = {0, 200000};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    int ok = 0;
+    if (c && !c->err) {
+        redisReply *r = redisCommand(c, "PING");
+        ok = r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
+        if (r) freeReplyObject(r);
+    }
+    if (c) redisFree(c);
+    return ok;
+}
+
+int drv_test_redis_start(drv_test_redis *r, const char *const *extra) {
+    memset(r, 0, sizeof *r);
+    snprintf(r->dir, sizeof r->dir, "/tmp/drover-test-XXXXXX");
+    if (!mkdtemp(r->dir)) {
+        perror("mkdtemp");
+        return -1;
+    }
+    srand((unsigned)(getpid() ^ now_ms()));
+    for (int attempt = 0; attempt < 20; attempt++) {
+        int port = 20000 + rand() % 40000;
+        char portstr[16];
+        snprintf(portstr, sizeof portstr, "%d", port);
+        const char *argv[64] = {"redis-server", "--port", portstr, "--bind", "127.0.0.1",
+                                "--save", "", "--appendonly", "no", "--dir", r->dir,
+                                "--daemonize", "no", "--loglevel", "warning", "--logfile",
+                                "redis.log"};
+        int argc = 17;
+        for (int i = 0; extra && extra[i] && argc < 62; i++) argv[argc++] = extra[i];
+        argv[argc] = NULL;
+        pid_t pid = fork();
+        if (pid < 0) return -1;
+        if (pid == 0) {
+            execvp("redis-server", (char *const *)argv);
+            _exit(127);
+        }
+        long deadline = now_ms() + 10000;
+        while (now_ms() < deadline) {
+            int st;
+            if (waitpid(pid, &st, WNOHANG) == pid) break; /* exited: port taken? */
+            if (ping(port)) {
+                r->pid = pid;
+                r->port = port;
+                snprintf(r->url, sizeof r->url, "redis://127.0.0.1:%d/0", port);
+                return 0;
+            }
+            nanosleep(&(struct timespec){0, 20000000L}, NULL);
+        }
+        if (kill(pid, 0) == 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+        }
+    }
+    fprintf(stderr, "could not start redis-server (is it installed?)\n");
+    return -1;
+}
+
+void drv_test_redis_stop(drv_test_redis *r) {
+    if (r->pid > 0) {
+        kill(r->pid, SIGTERM);
+        long deadline = now_ms() + 5000;
+        int st;
+        while (waitpid(r->pid, &st, WNOHANG) == 0) {
+            if (now_ms() > deadline) {
+                kill(r->pid, SIGKILL);
+                waitpid(r->pid, &st, 0);
+                break;
+            }
+            nanosleep(&(struct timespec){0, 10000000L}, NULL);
+        }
+        r->pid = 0;
+    }
+    if (r->dir[0]) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", r->dir);
+        r->dir[0] = '\0';
+    }
+}
+
+int drv_test_redis_flush(const drv_test_redis *r) {
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+    int rc = -1;
+    if (c && !c->err) {
+        redisReply *rep = redisCommand(c, "FLUSHALL");
+        rc = rep && rep->type == REDIS_REPLY_STATUS ? 0 : -1;
+        if (rep) freeReplyObject(rep);
+    }
+    if (c) redisFree(c);
+    return rc;
+}
