@@ -1,1 +1,185 @@
-/* stub */
+/* drover pause, resume, cancel, dead, retry: steering a job. */
+#include "coord.h"
+
+#include "cli.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct job_cmd {
+    drv_cli cli;
+    int json;
+    drv_queue *q;
+    drv_job job;
+} job_cmd;
+
+/* Parses "COMMAND JOB [--json]", connects and loads the job. Returns -1 to go on, or the
+ * exit code. */
+static int open_job(int argc, char **argv, const drv_cmd_doc *doc, int with_json, job_cmd *c) {
+    memset(c, 0, sizeof *c);
+    const drv_opt opts[] = {
+        DRV_CLI_OPTS(&c->cli),
+        {"json", NULL, DRV_OPT_BOOL, NULL, NULL, "JSON output (one object per line)", 0, 0,
+         &c->json},
+        {0},
+    };
+    drv_opt plain[sizeof opts / sizeof *opts];
+    memcpy(plain, opts, sizeof opts);
+    if (!with_json) memset(&plain[sizeof opts / sizeof *opts - 2], 0, sizeof *plain);
+    char *pos[1];
+    int npos;
+    int rc = drv_opts_parse(plain, doc, argc, argv, pos, 1, &npos, NULL, NULL);
+    if (rc != DRV_OPTS_OK) return rc == DRV_OPTS_HELP ? 0 : EXIT_USAGE;
+    if (npos != 1) {
+        fprintf(stderr, "error: %s needs a JOB (see --help)\n", argv[0]);
+        return EXIT_USAGE;
+    }
+    drv_redis_cfg cfg;
+    if ((rc = drv_cli_check(&c->cli, &cfg)) || (rc = drv_cli_connect(&c->cli, &cfg, &c->q)))
+        return rc;
+    drv_err e = drv_queue_job_get(c->q, pos[0], &c->job);
+    if (e) {
+        if (e == DRV_ENOJOB)
+            fprintf(stderr, "error: no job %s (see drover list)\n", pos[0]);
+        else
+            fprintf(stderr, "error: job %s: %s\n", pos[0], drv_queue_errstr(c->q));
+        drv_queue_close(c->q);
+        return 1;
+    }
+    return -1;
+}
+
+/* Moves the job from one of 'from' (space-separated) to 'to'. */
+static int transition(int argc, char **argv, const drv_cmd_doc *doc, const char *from,
+                      const char *to) {
+    job_cmd c;
+    int rc = open_job(argc, argv, doc, 0, &c);
+    if (rc >= 0) return rc;
+    char padded[64];
+    snprintf(padded, sizeof padded, " %s ", c.job.state);
+    char allowed[64];
+    snprintf(allowed, sizeof allowed, " %s ", from);
+    if (!strstr(allowed, padded)) {
+        fprintf(stderr, "error: job %s is %s; %s applies to a job that is %s\n", c.job.id,
+                c.job.state, argv[0], from);
+        drv_queue_close(c.q);
+        return 1;
+    }
+    drv_err e = drv_queue_job_set_state(c.q, &c.job, to);
+    if (e) {
+        fprintf(stderr, "error: job %s: %s\n", c.job.id, drv_queue_errstr(c.q));
+        rc = 1;
+    } else {
+        printf("job %s: %s\n", c.job.id, to);
+        rc = 0;
+    }
+    drv_queue_close(c.q);
+    return rc;
+}
+
+int cmd_pause(int argc, char **argv) {
+    static const drv_cmd_doc doc = {
+        "drover pause JOB",
+        "Pauses JOB: workers stop claiming its items at their next claim (items already\n"
+        "running finish). The same as `HSET PREFIX{JOB}:job state paused` while a coordinator\n"
+        "runs; this command also writes each partition's state at once.",
+        "  drover pause backfill"};
+    return transition(argc, argv, &doc, "running", "paused");
+}
+
+int cmd_resume(int argc, char **argv) {
+    static const drv_cmd_doc doc = {"drover resume JOB",
+                                    "Lets workers claim a paused JOB's items again.",
+                                    "  drover resume backfill"};
+    return transition(argc, argv, &doc, "paused", "running");
+}
+
+int cmd_cancel(int argc, char **argv) {
+    static const drv_cmd_doc doc = {
+        "drover cancel JOB",
+        "Cancels JOB for good: no more claims or feeding; its coordinator exits 4. The keys stay\n"
+        "for inspection.",
+        "  drover cancel backfill"};
+    return transition(argc, argv, &doc, "running paused", "cancelled");
+}
+
+static void print_dead(const char *id, size_t idlen, const char *err, size_t errlen, void *ud) {
+    job_cmd *c = ud;
+    if (c->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON *parsed = cJSON_ParseWithLength(err, errlen);
+        char *idz = strndup(id, idlen);
+        cJSON_AddStringToObject(o, "id", idz ? idz : "");
+        if (parsed)
+            cJSON_AddItemToObject(o, "error", parsed);
+        else
+            cJSON_AddStringToObject(o, "error", "(not JSON)");
+        char *txt = cJSON_PrintUnformatted(o);
+        if (txt) puts(txt);
+        cJSON_free(txt);
+        cJSON_Delete(o);
+        free(idz);
+    } else {
+        printf("%.*s\t%.*s\n", (int)idlen, id, (int)errlen, err);
+    }
+}
+
+int cmd_dead(int argc, char **argv) {
+    static const drv_cmd_doc doc = {
+        "drover dead JOB [--json]",
+        "Lists JOB's dead items (those that used up their attempts or failed permanently), one\n"
+        "per line: the id, a tab, and the last error as JSON. --json prints one object per line.",
+        "  drover dead backfill | head"};
+    job_cmd c;
+    int rc = open_job(argc, argv, &doc, 1, &c);
+    if (rc >= 0) return rc;
+    rc = 0;
+    for (int p = 0; p < c.job.partitions; p++) {
+        drv_err e = drv_queue_dead_each(c.q, c.job.id, p, print_dead, &c);
+        if (e) {
+            fprintf(stderr, "error: job %s: %s\n", c.job.id, drv_queue_errstr(c.q));
+            rc = 1;
+            break;
+        }
+    }
+    drv_queue_close(c.q);
+    return rc;
+}
+
+int cmd_retry(int argc, char **argv) {
+    static const drv_cmd_doc doc = {
+        "drover retry JOB",
+        "Moves JOB's dead items back to pending with fresh attempts. A job that was done runs\n"
+        "again: start its coordinator (drover run JOB) to finish it.",
+        "  drover retry backfill && drover run backfill"};
+    job_cmd c;
+    int rc = open_job(argc, argv, &doc, 0, &c);
+    if (rc >= 0) return rc;
+    if (strcmp(c.job.state, "cancelled") == 0) {
+        fprintf(stderr, "error: job %s is cancelled\n", c.job.id);
+        drv_queue_close(c.q);
+        return 1;
+    }
+    int64_t total = 0;
+    drv_err e = DRV_OK;
+    for (int p = 0; p < c.job.partitions && !e; p++) {
+        int64_t n = 0;
+        e = drv_queue_revive(c.q, c.job.id, p, &n);
+        total += n;
+    }
+    if (!e && total > 0 && strcmp(c.job.state, "done") == 0)
+        e = drv_queue_job_set_state(c.q, &c.job, "running");
+    if (e) {
+        fprintf(stderr, "error: job %s: %s\n", c.job.id, drv_queue_errstr(c.q));
+        drv_queue_close(c.q);
+        return 1;
+    }
+    printf("job %s: %" PRId64 " dead items back to pending\n", c.job.id, total);
+    if (total > 0 && strcmp(c.job.state, "done") == 0)
+        printf("the job was done: run `drover run %s` to finish it\n", c.job.id);
+    drv_queue_close(c.q);
+    return 0;
+}

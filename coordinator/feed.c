@@ -1,1 +1,397 @@
-/* stub */
+/* Feeding partitions from a job's source, a chunk at a time. */
+#include "feed.h"
+
+#include "clock.h"
+#include "log.h"
+#include "source.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define FEED_CHUNK 1000
+
+/* Per partition: an open reader positioned at 'pos' (file sources only). */
+typedef struct part_src {
+    FILE *f;
+    drv_reader *r;
+    int64_t pos; /* byte offset the reader will read next; -1 when not open */
+} part_src;
+
+struct drv_feeder {
+    const drv_job *job;
+    drv_extract *x;
+    part_src *parts;
+    drv_buf *ids, *payloads; /* FEED_CHUNK buffers each, reused */
+    drv_feed_item *items;
+};
+
+static void close_part(part_src *ps) {
+    drv_reader_free(ps->r);
+    if (ps->f) fclose(ps->f);
+    ps->r = NULL;
+    ps->f = NULL;
+    ps->pos = -1;
+}
+
+void drv_feeder_free(drv_feeder *f) {
+    if (!f) return;
+    for (int p = 0; f->parts && p < f->job->partitions; p++)
+        close_part(&f->parts[p]);
+    for (int i = 0; f->ids && i < FEED_CHUNK; i++) {
+        drv_buf_free(&f->ids[i]);
+        drv_buf_free(&f->payloads[i]);
+    }
+    drv_extract_free(f->x);
+    free(f->parts);
+    free(f->ids);
+    free(f->payloads);
+    free(f->items);
+    free(f);
+}
+
+drv_err drv_feeder_open(const drv_job *job, drv_feeder **out, char *why, size_t whylen) {
+    drv_feeder *f = calloc(1, sizeof *f);
+    if (!f) return DRV_ENOMEM;
+    f->job = job;
+    f->parts = calloc((size_t)job->partitions, sizeof *f->parts);
+    f->ids = calloc(FEED_CHUNK, sizeof *f->ids);
+    f->payloads = calloc(FEED_CHUNK, sizeof *f->payloads);
+    f->items = calloc(FEED_CHUNK, sizeof *f->items);
+    if (!f->parts || !f->ids || !f->payloads || !f->items) goto nomem;
+    for (int p = 0; p < job->partitions; p++)
+        f->parts[p].pos = -1;
+    for (int i = 0; i < FEED_CHUNK; i++) {
+        drv_buf_init(&f->ids[i], DRV_ID_BYTES_MAX);
+        drv_buf_init(&f->payloads[i], (size_t)job->spec.max_item_bytes * 2);
+    }
+    if (job->spec.source == DRV_SRC_FILE) {
+        drv_buf hdr;
+        drv_buf_init(&hdr, (size_t)job->spec.max_item_bytes);
+        int64_t data_start = 0;
+        FILE *fp = fopen(job->spec.path, "rb");
+        if (!fp) {
+            snprintf(why, whylen, "%s: cannot open: %s", job->spec.path, strerror(errno));
+            drv_buf_free(&hdr);
+            drv_feeder_free(f);
+            return DRV_EINVAL;
+        }
+        int bad = job->spec.format == DRV_FMT_CSV &&
+                  drv_csv_read_header(fp, (size_t)job->spec.max_item_bytes, &hdr, &data_start, why,
+                                      whylen) != 0;
+        fclose(fp);
+        drv_err e = bad ? DRV_EINVAL
+                        : drv_extract_new(job->spec.format, job->spec.id_field, hdr.data, hdr.len,
+                                          &f->x, why, whylen);
+        drv_buf_free(&hdr);
+        if (e != DRV_OK) {
+            drv_feeder_free(f);
+            return e;
+        }
+    }
+    *out = f;
+    return DRV_OK;
+nomem:
+    drv_feeder_free(f);
+    return DRV_ENOMEM;
+}
+
+static drv_err fill_range(drv_feeder *f, drv_queue *q, int p, drv_part_stat *st, int64_t want,
+                          int64_t *fed) {
+    int64_t cur = strtoll(st->cursor, NULL, 10);
+    while (want > 0 && cur <= st->end) {
+        int64_t n = st->end - cur + 1;
+        if (n > want) n = want;
+        if (n > FEED_CHUNK) n = FEED_CHUNK;
+        char expect[32], next[32];
+        snprintf(expect, sizeof expect, "%" PRId64, cur);
+        snprintf(next, sizeof next, "%" PRId64, cur + n);
+        for (int64_t i = 0; i < n; i++) {
+            drv_buf *b = &f->ids[i];
+            char num[24];
+            int len = snprintf(num, sizeof num, "%" PRId64, cur + i);
+            drv_buf_reset(b);
+            if (drv_buf_append(b, num, (size_t)len)) return DRV_ENOMEM;
+            f->items[i] = (drv_feed_item){b->data, b->len, NULL, 0};
+        }
+        int last = cur + n > st->end;
+        drv_err e =
+            drv_queue_feed(q, f->job->id, p, expect, next, last, f->items, (size_t)n, &st->pending);
+        if (e) return e;
+        memcpy(st->cursor, next, sizeof next);
+        st->exhausted = last;
+        cur += n;
+        want -= n;
+        *fed += n;
+    }
+    return DRV_OK;
+}
+
+static drv_err open_part(drv_feeder *f, int p, int64_t pos, int64_t end, char *why, size_t whylen) {
+    part_src *ps = &f->parts[p];
+    close_part(ps);
+    ps->f = fopen(f->job->spec.path, "rb");
+    if (!ps->f) {
+        snprintf(why, whylen, "%s: cannot open: %s", f->job->spec.path, strerror(errno));
+        return DRV_EINVAL;
+    }
+    if (fseeko(ps->f, (off_t)pos, SEEK_SET) != 0 ||
+        drv_reader_new(ps->f, f->job->spec.format, pos, end, (size_t)f->job->spec.max_item_bytes,
+                       &ps->r) != DRV_OK) {
+        snprintf(why, whylen, "%s: cannot seek to byte %" PRId64, f->job->spec.path, pos);
+        close_part(ps);
+        return DRV_EINVAL;
+    }
+    ps->pos = pos;
+    return DRV_OK;
+}
+
+static drv_err fill_file(drv_feeder *f, drv_queue *q, int p, drv_part_stat *st, int64_t want,
+                         int64_t *fed, char *why, size_t whylen) {
+    part_src *ps = &f->parts[p];
+    int64_t cur = strtoll(st->cursor, NULL, 10);
+    drv_err e;
+    /* The reader is only trusted where Redis says the cursor is. */
+    if (ps->pos != cur && (e = open_part(f, p, cur, st->end, why, whylen))) return e;
+    int has_payload = drv_extract_has_payload(f->x);
+    while (want > 0) {
+        size_t n = 0;
+        int end = 0;
+        while (n < FEED_CHUNK && (int64_t)n < want) {
+            const char *rec;
+            size_t len;
+            int64_t at;
+            char msg[512];
+            int rc = drv_reader_next(ps->r, &rec, &len, &at, msg, sizeof msg);
+            if (rc < 0) {
+                snprintf(why, whylen, "%s: %s", f->job->spec.path, msg);
+                close_part(ps);
+                return DRV_EINVAL;
+            }
+            if (rc == 0) {
+                end = 1;
+                break;
+            }
+            if (drv_extract_item(f->x, rec, len, &f->ids[n], &f->payloads[n], msg, sizeof msg)) {
+                snprintf(why, whylen, "%s: byte %" PRId64 ": %s (the file changed since submit?)",
+                         f->job->spec.path, at, msg);
+                close_part(ps);
+                return DRV_EINVAL;
+            }
+            f->items[n] = (drv_feed_item){f->ids[n].data, f->ids[n].len,
+                                          has_payload ? f->payloads[n].data : NULL,
+                                          has_payload ? f->payloads[n].len : 0};
+            n++;
+        }
+        int64_t next_pos = drv_reader_offset(ps->r);
+        char expect[32], next[32];
+        snprintf(expect, sizeof expect, "%" PRId64, cur);
+        snprintf(next, sizeof next, "%" PRId64, next_pos);
+        if (n == 0 && !end) break;
+        e = drv_queue_feed(q, f->job->id, p, expect, next, end, f->items, n, &st->pending);
+        if (e) {
+            /* Whether or not the script ran, Redis's cursor is the truth: re-open there. */
+            close_part(ps);
+            return e;
+        }
+        ps->pos = cur = next_pos;
+        memcpy(st->cursor, next, sizeof next);
+        st->exhausted = end;
+        *fed += (int64_t)n;
+        want -= (int64_t)n;
+        if (end) {
+            close_part(ps);
+            break;
+        }
+    }
+    return DRV_OK;
+}
+
+drv_err drv_feeder_fill(drv_feeder *f, drv_queue *q, int p, drv_part_stat *st, int64_t want,
+                        int64_t *fed, char *why, size_t whylen) {
+    if (st->exhausted || want <= 0) return DRV_OK;
+    switch (f->job->spec.source) {
+    case DRV_SRC_RANGE:
+        return fill_range(f, q, p, st, want, fed);
+    case DRV_SRC_FILE:
+        return fill_file(f, q, p, st, want, fed, why, whylen);
+    case DRV_SRC_STDIN:
+        return DRV_OK; /* fed by the submitting process */
+    }
+    return DRV_OK;
+}
+
+/* ---- standard input ---------------------------------------------------------------------- */
+
+/* FNV-1a: a stable hash, so the same id always lands in the same partition. */
+static uint64_t fnv1a(const char *s, size_t n) {
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+typedef struct stream_part {
+    drv_buf *ids, *payloads;
+    size_t n, bytes;
+    int64_t count; /* the cursor: items fed so far */
+    int64_t pending;
+} stream_part;
+
+#define STREAM_FLUSH_BYTES (4u << 20)
+
+/* Waits until partition p's pending list is under the window, then feeds its buffer. */
+static drv_err stream_flush(drv_queue *q, const drv_job *job, int p, stream_part *sp, int last,
+                            drv_feed_item *items, char *why, size_t whylen) {
+    while (sp->pending >= job->spec.window) {
+        drv_part_stat st;
+        drv_err e = drv_queue_reap(q, job->id, p, &st);
+        if (e) {
+            snprintf(why, whylen, "%s", drv_queue_errstr(q));
+            return e;
+        }
+        sp->pending = st.pending;
+        if (sp->pending >= job->spec.window) drv_sleep_ms(20);
+    }
+    for (size_t i = 0; i < sp->n; i++)
+        items[i] = (drv_feed_item){sp->ids[i].data, sp->ids[i].len,
+                                   sp->payloads ? sp->payloads[i].data : NULL,
+                                   sp->payloads ? sp->payloads[i].len : 0};
+    char expect[32], next[32];
+    snprintf(expect, sizeof expect, "%" PRId64, sp->count);
+    snprintf(next, sizeof next, "%" PRId64, sp->count + (int64_t)sp->n);
+    drv_err e = drv_queue_feed(q, job->id, p, expect, next, last, items, sp->n, &sp->pending);
+    if (e) {
+        snprintf(why, whylen, "feeding partition %d: %s", p,
+                 e == DRV_EIO || e == DRV_EREPLY ? drv_queue_errstr(q) : drv_strerror(e));
+        return e;
+    }
+    sp->count += (int64_t)sp->n;
+    sp->n = sp->bytes = 0;
+    return DRV_OK;
+}
+
+drv_err drv_feed_stream(drv_queue *q, const drv_job *job, FILE *in, int quiet, char *why,
+                        size_t whylen) {
+    int P = job->partitions;
+    int payload = job->spec.format != DRV_FMT_LINES;
+    drv_err e = DRV_ENOMEM;
+    drv_reader *r = NULL;
+    drv_extract *x = NULL;
+    drv_buf hdr;
+    drv_buf_init(&hdr, (size_t)job->spec.max_item_bytes);
+    stream_part *sp = calloc((size_t)P, sizeof *sp);
+    drv_feed_item *items = calloc(FEED_CHUNK, sizeof *items);
+    drv_part_stat *st = calloc((size_t)P, sizeof *st);
+    if (!sp || !items || !st) goto out;
+    if ((e = drv_queue_stats(q, job->id, P, st))) {
+        snprintf(why, whylen, "%s", drv_queue_errstr(q));
+        goto out;
+    }
+    for (int p = 0; p < P; p++) {
+        sp[p].ids = calloc(FEED_CHUNK, sizeof(drv_buf));
+        sp[p].payloads = payload ? calloc(FEED_CHUNK, sizeof(drv_buf)) : NULL;
+        if (!sp[p].ids || (payload && !sp[p].payloads)) goto out;
+        for (int i = 0; i < FEED_CHUNK; i++) {
+            drv_buf_init(&sp[p].ids[i], DRV_ID_BYTES_MAX);
+            if (payload) drv_buf_init(&sp[p].payloads[i], (size_t)job->spec.max_item_bytes * 2);
+        }
+        sp[p].count = strtoll(st[p].cursor, NULL, 10);
+        sp[p].pending = st[p].pending;
+    }
+    int64_t header_end = 0;
+    if (job->spec.format == DRV_FMT_CSV &&
+        drv_csv_read_header(in, (size_t)job->spec.max_item_bytes, &hdr, &header_end, why, whylen) !=
+            0) {
+        e = DRV_EINVAL;
+        goto out;
+    }
+    if ((e = drv_extract_new(job->spec.format, job->spec.id_field, hdr.data, hdr.len, &x, why,
+                             whylen)))
+        goto out;
+    if ((e = drv_reader_new(in, job->spec.format, header_end, -1, (size_t)job->spec.max_item_bytes,
+                            &r)))
+        goto out;
+    int64_t total = 0, last_report = drv_now_ms();
+    for (;;) {
+        const char *rec;
+        size_t len;
+        int64_t at;
+        char msg[512];
+        int rc = drv_reader_next(r, &rec, &len, &at, msg, sizeof msg);
+        if (rc < 0) {
+            snprintf(why, whylen, "standard input: %s", msg);
+            e = DRV_EINVAL;
+            goto out;
+        }
+        if (rc == 0) break;
+        drv_buf id, pl;
+        drv_buf_init(&id, DRV_ID_BYTES_MAX);
+        drv_buf_init(&pl, (size_t)job->spec.max_item_bytes * 2);
+        if (drv_extract_item(x, rec, len, &id, payload ? &pl : NULL, msg, sizeof msg)) {
+            snprintf(why, whylen, "standard input, byte %" PRId64 ": %s", at, msg);
+            drv_buf_free(&id);
+            drv_buf_free(&pl);
+            e = DRV_EINVAL;
+            goto out;
+        }
+        int p = (int)(fnv1a(id.data, id.len) % (uint64_t)P);
+        stream_part *s = &sp[p];
+        /* Swap the filled buffers into the partition's slot: no copy. */
+        drv_buf tmp = s->ids[s->n];
+        s->ids[s->n] = id;
+        drv_buf_free(&tmp);
+        if (payload) {
+            tmp = s->payloads[s->n];
+            s->payloads[s->n] = pl;
+            drv_buf_free(&tmp);
+        } else {
+            drv_buf_free(&pl);
+        }
+        s->bytes += len;
+        s->n++;
+        total++;
+        if (s->n == FEED_CHUNK || s->bytes >= STREAM_FLUSH_BYTES)
+            if ((e = stream_flush(q, job, p, s, 0, items, why, whylen))) goto out;
+        if (!quiet && drv_now_ms() - last_report >= 2000) {
+            last_report = drv_now_ms();
+            drv_info("job %s: %" PRId64 " items read from standard input", job->id, total);
+        }
+    }
+    for (int p = 0; p < P; p++)
+        if ((e = stream_flush(q, job, p, &sp[p], 1, items, why, whylen))) goto out;
+    {
+        int64_t fed_all = 0;
+        for (int p = 0; p < P; p++)
+            fed_all += sp[p].count;
+        char t[32];
+        snprintf(t, sizeof t, "%" PRId64, fed_all);
+        const char *kv[] = {"total", t, NULL};
+        if ((e = drv_queue_job_note(q, job->id, kv))) {
+            snprintf(why, whylen, "%s", drv_queue_errstr(q));
+            goto out;
+        }
+        if (!quiet)
+            drv_info("job %s: standard input ended after %" PRId64 " items", job->id, total);
+    }
+out:
+    if (e == DRV_ENOMEM) snprintf(why, whylen, "out of memory");
+    drv_reader_free(r);
+    drv_extract_free(x);
+    drv_buf_free(&hdr);
+    for (int p = 0; sp && p < P; p++) {
+        for (int i = 0; sp[p].ids && i < FEED_CHUNK; i++)
+            drv_buf_free(&sp[p].ids[i]);
+        for (int i = 0; sp[p].payloads && i < FEED_CHUNK; i++)
+            drv_buf_free(&sp[p].payloads[i]);
+        free(sp[p].ids);
+        free(sp[p].payloads);
+    }
+    free(sp);
+    free(items);
+    free(st);
+    return e;
+}

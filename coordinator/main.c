@@ -1,1 +1,58 @@
-int main(void){return 0;}
+/* drover: the coordinator and operator command line. */
+#include "coord.h"
+
+#include "log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *summary;
+} commands[] = {
+    {"submit", cmd_submit, "register a job from a spec file or flags; print its id"},
+    {"run", cmd_run, "coordinate a job: feed, recover leases, finish (one active per job)"},
+    {"status", cmd_status, "show a job's progress (--json for scripts)"},
+    {"list", cmd_list, "list jobs"},
+    {"pause", cmd_pause, "stop workers from claiming a job's items"},
+    {"resume", cmd_resume, "let workers claim a paused job's items again"},
+    {"cancel", cmd_cancel, "stop a job for good"},
+    {"dead", cmd_dead, "list a job's dead items with their last error"},
+    {"retry", cmd_retry, "move a job's dead items back to pending"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "Usage: drover COMMAND [OPTIONS] [ARGS]\n\n"
+                 "drover coordinates bulk work across a fleet of drover-worker processes, with\n"
+                 "Redis as the only shared state.\n\nCommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nEvery command takes --help. Redis comes from --redis or DROVER_REDIS_URL.\n"
+                 "Exit codes: 0 ok, 1 failure (or dead items), 2 usage error, 4 cancelled.\n\n"
+                 "Example:\n"
+                 "  drover submit --id backfill --range 1..1000000 --partitions 16\n"
+                 "  drover run backfill &\n"
+                 "  drover-worker --job backfill -- ./reindex {id}\n");
+}
+
+int main(int argc, char **argv) {
+    drv_log_init("drover");
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("drover %s\n", DROVER_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (strcmp(cmd, commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "error: unknown command \"%s\" (see drover --help)\n", cmd);
+    return EXIT_USAGE;
+}

@@ -1,1 +1,348 @@
-/* stub */
+/* drover run: the coordinator of one job. */
+#include "coord.h"
+
+#include "cli.h"
+#include "clock.h"
+#include "log.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const drv_cmd_doc doc = {
+    "drover run JOB [OPTIONS]",
+    "Coordinates JOB: streams its source into the partitions (keeping each pending list under\n"
+    "the window), recovers expired leases and due retries, and marks the job done when the\n"
+    "source is exhausted and nothing is pending, leased or retrying. Exits 0 when done, 1 when\n"
+    "done with dead items (see drover dead), 4 when the job is cancelled. Safe to kill at any\n"
+    "time: a restart resumes from the cursors in Redis. A second drover run for the same job\n"
+    "waits as a standby and takes over when the first stops renewing its lock.",
+    "  drover run backfill\n"
+    "  drover run backfill --progress-ms 10000 --log-level warn"};
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig) {
+    stop_signal = sig;
+}
+
+typedef struct run_ctx {
+    drv_queue *q;
+    drv_job job;
+    drv_feeder *feeder;
+    drv_part_stat *st;
+    char owner[128];
+    long long lock_ttl_ms, progress_ms;
+    int quiet;
+    int refresh;          /* re-read cursors from Redis before the next tick */
+    int64_t outage_since; /* 0 while connected */
+    int64_t backoff_ms;
+    /* rate: done counts sampled over the last ~30 s */
+    int64_t sample_ms[16], sample_done[16];
+    int nsamples;
+} run_ctx;
+
+/* Reconnects with capped exponential backoff and jitter; logs once per outage. Returns 0
+ * when connected, -1 when a stop signal arrived first. */
+static int recover_connection(run_ctx *c) {
+    char why[512];
+    if (!c->outage_since) {
+        c->outage_since = drv_now_ms();
+        c->backoff_ms = 100;
+        drv_warn("lost Redis at %s (%s); retrying with backoff", drv_queue_addr(c->q),
+                 drv_queue_errstr(c->q));
+    }
+    while (!stop_signal) {
+        if (drv_queue_reconnect(c->q, why, sizeof why) == DRV_OK) {
+            drv_info("reconnected to Redis at %s after %.1f s", drv_queue_addr(c->q),
+                     (double)(drv_now_ms() - c->outage_since) / 1000.0);
+            c->outage_since = 0;
+            return 0;
+        }
+        drv_sleep_ms(c->backoff_ms / 2 + (int64_t)drv_rand((uint64_t)c->backoff_ms / 2 + 1));
+        c->backoff_ms = c->backoff_ms * 2 > 5000 ? 5000 : c->backoff_ms * 2;
+    }
+    return -1;
+}
+
+/* A failed Redis call: reconnect on EIO (returns 0 to go on), anything else is fatal. */
+static int handle_err(run_ctx *c, drv_err e, const char *what) {
+    if (e == DRV_EIO) return recover_connection(c);
+    drv_error("%s: %s", what, e == DRV_EREPLY ? drv_queue_errstr(c->q) : drv_strerror(e));
+    return -1;
+}
+
+static void totals(const run_ctx *c, drv_part_stat *t) {
+    memset(t, 0, sizeof *t);
+    for (int p = 0; p < c->job.partitions; p++) {
+        const drv_part_stat *s = &c->st[p];
+        t->pending += s->pending, t->leased += s->leased, t->retrying += s->retrying;
+        t->dead += s->dead, t->fed += s->fed, t->done += s->done;
+        t->duplicates += s->duplicates, t->expired += s->expired;
+    }
+}
+
+static void report(run_ctx *c, int64_t now) {
+    drv_part_stat t;
+    if (drv_queue_stats(c->q, c->job.id, c->job.partitions, c->st) != DRV_OK) return;
+    totals(c, &t);
+    /* Keep up to 16 samples, one per report, for a rate over the recent past. */
+    if (c->nsamples == 16) {
+        memmove(c->sample_ms, c->sample_ms + 1, 15 * sizeof *c->sample_ms);
+        memmove(c->sample_done, c->sample_done + 1, 15 * sizeof *c->sample_done);
+        c->nsamples--;
+    }
+    c->sample_ms[c->nsamples] = now;
+    c->sample_done[c->nsamples++] = t.done;
+    double rate = 0;
+    if (c->nsamples > 1 && now > c->sample_ms[0])
+        rate = (double)(t.done - c->sample_done[0]) * 1000.0 / (double)(now - c->sample_ms[0]);
+    char rs[32];
+    snprintf(rs, sizeof rs, "%.1f", rate);
+    const char *kv[] = {"rate", rs, NULL};
+    (void)drv_queue_job_note(c->q, c->job.id, kv);
+    if (c->quiet) return;
+    char eta[32] = "?";
+    int64_t total = c->job.total >= 0 ? c->job.total : -1;
+    if (total >= 0 && rate > 0)
+        snprintf(eta, sizeof eta, "%.0fs", (double)(total - t.done - t.dead) / rate);
+    char tot[32] = "?";
+    if (total >= 0) snprintf(tot, sizeof tot, "%" PRId64, total);
+    drv_info("job %s: done %" PRId64 "/%s (%.1f%%) pending %" PRId64 " leased %" PRId64
+             " retrying %" PRId64 " dead %" PRId64 " duplicates %" PRId64 " rate %.0f/s eta %s",
+             c->job.id, t.done, tot, total > 0 ? 100.0 * (double)t.done / (double)total : 0.0,
+             t.pending, t.leased, t.retrying, t.dead, t.duplicates, rate, eta);
+}
+
+/* One pass over the partitions: reap, top up. Returns 1 if every partition is drained. */
+static int tick(run_ctx *c, int64_t *fed_total, int *fatal) {
+    int drained = 1;
+    char why[1024];
+    drv_err e;
+    if (c->refresh) {
+        /* Cursors and bounds come from Redis after a start, a lost race or an outage. */
+        if ((e = drv_queue_stats(c->q, c->job.id, c->job.partitions, c->st))) {
+            if (handle_err(c, e, "reading partitions")) *fatal = 1;
+            return 0;
+        }
+        c->refresh = 0;
+    }
+    for (int p = 0; p < c->job.partitions; p++) {
+        drv_part_stat *s = &c->st[p];
+        for (int i = 0; i < 10; i++) { /* a partition with a backlog of expired leases */
+            if ((e = drv_queue_reap(c->q, c->job.id, p, s))) {
+                c->refresh = 1;
+                if (handle_err(c, e, "reaping")) *fatal = 1;
+                return 0;
+            }
+            if (s->recovered < 1000) break;
+        }
+        if (!s->exhausted && c->job.spec.source != DRV_SRC_STDIN &&
+            s->pending < c->job.spec.window * 3 / 4) {
+            e = drv_feeder_fill(c->feeder, c->q, p, s, c->job.spec.window - s->pending, fed_total,
+                                why, sizeof why);
+            if (e == DRV_EINVAL) {
+                drv_error("job %s partition %d: %s", c->job.id, p, why);
+                *fatal = 1;
+                return 0;
+            }
+            if (e == DRV_ECURSOR) {
+                drv_warn("job %s partition %d: its cursor moved under this coordinator; reading "
+                         "it again",
+                         c->job.id, p);
+                c->refresh = 1;
+            } else if (e == DRV_ECANCELLED) {
+                return 0; /* the state check notices */
+            } else if (e) {
+                c->refresh = 1;
+                if (handle_err(c, e, "feeding")) *fatal = 1;
+                return 0;
+            }
+        }
+        if (!s->exhausted || s->pending || s->leased || s->retrying) drained = 0;
+    }
+    return drained;
+}
+
+/* Waits until this coordinator holds the job's lock. Returns 0, or -1 on a stop signal or a
+ * fatal error. */
+static int acquire_lock(run_ctx *c) {
+    int said = 0;
+    while (!stop_signal) {
+        int held = 0;
+        drv_err e = drv_queue_lock(c->q, c->job.id, c->owner, c->lock_ttl_ms, &held);
+        if (e) {
+            if (handle_err(c, e, "taking the job lock")) return -1;
+            continue;
+        }
+        if (held) {
+            if (said) drv_info("job %s: took over as the active coordinator", c->job.id);
+            return 0;
+        }
+        if (!said) {
+            drv_info("job %s: another coordinator is active; standing by to take over", c->job.id);
+            said = 1;
+        }
+        drv_sleep_ms(c->lock_ttl_ms / 4 > 0 ? c->lock_ttl_ms / 4 : 1);
+    }
+    return -1;
+}
+
+/* Mirrors a state an operator set on the job hash (a plain HSET) into the partitions. */
+static drv_err sync_state(run_ctx *c, char *mirrored, size_t len) {
+    drv_job now;
+    drv_err e = drv_queue_job_get(c->q, c->job.id, &now);
+    if (e) return e;
+    if (strcmp(now.state, mirrored) != 0) {
+        if (strcmp(now.state, "running") == 0 || strcmp(now.state, "paused") == 0 ||
+            strcmp(now.state, "cancelled") == 0) {
+            if ((e = drv_queue_job_set_state(c->q, &now, now.state))) return e;
+            if (mirrored[0]) drv_info("job %s: %s", c->job.id, now.state);
+        }
+        snprintf(mirrored, len, "%s", now.state);
+    }
+    c->job.total = now.total;
+    return DRV_OK;
+}
+
+int cmd_run(int argc, char **argv) {
+    drv_cli cli;
+    long long tick_ms;
+    run_ctx c;
+    memset(&c, 0, sizeof c);
+    const drv_opt opts[] = {
+        DRV_CLI_OPTS(&cli),
+        {"lock-ttl-ms", "DROVER_LOCK_TTL_MS", DRV_OPT_INT, "5000", "MS",
+         "a standby takes over this long after the active coordinator dies", 200, 600000,
+         &c.lock_ttl_ms},
+        {"tick-ms", "DROVER_TICK_MS", DRV_OPT_INT, "20", "MS",
+         "pause between passes over the partitions", 1, 10000, &tick_ms},
+        {"progress-ms", "DROVER_PROGRESS_MS", DRV_OPT_INT, "2000", "MS",
+         "log progress (and store the rate) this often", 100, 3600000, &c.progress_ms},
+        {"quiet", NULL, DRV_OPT_BOOL, NULL, NULL, "no progress lines", 0, 0, &c.quiet},
+        {0},
+    };
+    char *pos[1];
+    int npos;
+    int rc = drv_opts_parse(opts, &doc, argc, argv, pos, 1, &npos, NULL, NULL);
+    if (rc != DRV_OPTS_OK) return rc == DRV_OPTS_HELP ? 0 : EXIT_USAGE;
+    if (npos != 1) {
+        fprintf(stderr, "error: drover run needs a JOB (see drover run --help)\n");
+        return EXIT_USAGE;
+    }
+    drv_redis_cfg cfg;
+    if ((rc = drv_cli_check(&cli, &cfg))) return rc;
+    if ((rc = drv_cli_connect(&cli, &cfg, &c.q))) return rc;
+    const char *id = pos[0];
+    drv_err e = drv_queue_job_get(c.q, id, &c.job);
+    if (e) {
+        fprintf(stderr, "error: job %s: %s\n", id,
+                e == DRV_ENOJOB ? "no such job (see drover list)" : drv_queue_errstr(c.q));
+        drv_queue_close(c.q);
+        return 1;
+    }
+    char host[64] = "host";
+    gethostname(host, sizeof host - 1);
+    snprintf(c.owner, sizeof c.owner, "%s:%d:%04x", host, (int)getpid(),
+             (unsigned)drv_rand(0x10000));
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char why[1024];
+    rc = 1;
+    c.st = calloc((size_t)c.job.partitions, sizeof *c.st);
+    if (!c.st) goto out;
+    if ((e = drv_feeder_open(&c.job, &c.feeder, why, sizeof why))) {
+        fprintf(stderr, "error: job %s: %s\n", id, why);
+        goto out;
+    }
+    if (acquire_lock(&c)) goto out;
+    drv_info("job %s: coordinating %d partitions as %s", id, c.job.partitions, c.owner);
+    char mirrored[16] = "";
+    int64_t next_lock = 0, next_state = 0, next_report = 0, sleep_ms = tick_ms;
+    c.refresh = 1;
+    while (!stop_signal) {
+        int64_t now = drv_now_ms();
+        if (now >= next_lock) {
+            int held = 0;
+            if ((e = drv_queue_lock(c.q, id, c.owner, c.lock_ttl_ms, &held))) {
+                if (handle_err(&c, e, "renewing the job lock")) goto out;
+                continue;
+            }
+            if (!held) {
+                drv_warn("job %s: lost the coordinator lock (paused too long?); standing by", id);
+                if (acquire_lock(&c)) goto out;
+                c.refresh = 1;
+            }
+            next_lock = now + c.lock_ttl_ms / 3;
+        }
+        if (now >= next_state) {
+            if ((e = sync_state(&c, mirrored, sizeof mirrored))) {
+                if (e == DRV_ENOJOB) {
+                    drv_error("job %s was deleted", id);
+                    goto out;
+                }
+                if (handle_err(&c, e, "reading the job state")) goto out;
+                continue;
+            }
+            if (strcmp(mirrored, "cancelled") == 0) {
+                drv_info("job %s is cancelled; stopping", id);
+                rc = EXIT_CANCELLED;
+                goto out;
+            }
+            if (strcmp(mirrored, "done") == 0) {
+                drv_info("job %s is already done", id);
+                rc = 0;
+                goto out;
+            }
+            next_state = now + 500;
+        }
+        int64_t fed = 0;
+        int fatal = 0;
+        int drained = tick(&c, &fed, &fatal);
+        if (fatal) goto out;
+        if (drained && !c.refresh) {
+            drv_part_stat t;
+            if ((e = drv_queue_stats(c.q, id, c.job.partitions, c.st))) {
+                if (handle_err(&c, e, "reading the final counts")) goto out;
+                continue;
+            }
+            totals(&c, &t);
+            if ((e = drv_queue_job_set_state(c.q, &c.job, "done"))) {
+                if (handle_err(&c, e, "marking the job done")) goto out;
+                continue;
+            }
+            report(&c, drv_now_ms());
+            drv_info("job %s: done: %" PRId64 " processed, %" PRId64 " dead, %" PRId64
+                     " duplicates",
+                     id, t.done, t.dead, t.duplicates);
+            rc = t.dead > 0 ? 1 : 0;
+            goto out;
+        }
+        if (now >= next_report) {
+            report(&c, now);
+            next_report = now + c.progress_ms;
+        }
+        /* Feeding means workers are draining: come back soon. Idle: back off to 10 ticks. */
+        sleep_ms = fed > 0 ? tick_ms : (sleep_ms * 2 > tick_ms * 10 ? tick_ms * 10 : sleep_ms * 2);
+        drv_sleep_ms(sleep_ms);
+    }
+    if (stop_signal) {
+        drv_info("job %s: stopped by signal %d; the job goes on when a coordinator runs again", id,
+                 (int)stop_signal);
+        rc = 128 + (int)stop_signal;
+    }
+out:
+    if (!drv_queue_broken(c.q)) (void)drv_queue_unlock(c.q, id, c.owner);
+    drv_feeder_free(c.feeder);
+    free(c.st);
+    drv_queue_close(c.q);
+    return rc;
+}

@@ -1,1 +1,244 @@
-/* stub */
+/* drover status and drover list. */
+#include "coord.h"
+
+#include "cli.h"
+#include "clock.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const drv_cmd_doc status_doc = {
+    "drover status JOB [--json]",
+    "Shows where JOB stands: state, total (once known), fed, done, pending, leased, retrying,\n"
+    "dead, duplicates, the rate the coordinator measured and an ETA, and one row per\n"
+    "partition. --json prints one object for scripts.",
+    "  drover status backfill\n"
+    "  drover status backfill --json | jq .done"};
+
+static const drv_cmd_doc list_doc = {"drover list [--json]",
+                                     "Lists jobs, oldest first, with their state and progress.",
+                                     "  drover list"};
+
+typedef struct job_view {
+    drv_job job;
+    drv_part_stat *st;
+    drv_part_stat t; /* totals */
+} job_view;
+
+static drv_err load_view(drv_queue *q, const char *id, job_view *v) {
+    memset(v, 0, sizeof *v);
+    drv_err e = drv_queue_job_get(q, id, &v->job);
+    if (e) return e;
+    v->st = calloc((size_t)v->job.partitions, sizeof *v->st);
+    if (!v->st) return DRV_ENOMEM;
+    if ((e = drv_queue_stats(q, id, v->job.partitions, v->st))) return e;
+    for (int p = 0; p < v->job.partitions; p++) {
+        const drv_part_stat *s = &v->st[p];
+        v->t.fed += s->fed, v->t.done += s->done, v->t.pending += s->pending;
+        v->t.leased += s->leased, v->t.retrying += s->retrying, v->t.dead += s->dead;
+        v->t.duplicates += s->duplicates, v->t.failed += s->failed, v->t.expired += s->expired;
+        v->t.skipped += s->skipped;
+    }
+    return DRV_OK;
+}
+
+static double eta_seconds(const job_view *v) {
+    double rate = (double)v->job.rate_milli / 1000.0;
+    if (v->job.total < 0 || rate <= 0 || strcmp(v->job.state, "running") != 0) return -1;
+    double left = (double)(v->job.total - v->t.done - v->t.dead);
+    return left > 0 ? left / rate : 0;
+}
+
+static void fmt_time(int64_t ms, char *buf, size_t len) {
+    if (ms <= 0) {
+        snprintf(buf, len, "-");
+        return;
+    }
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static cJSON *view_json(const job_view *v, int with_parts) {
+    cJSON *o = cJSON_CreateObject();
+    const drv_job *j = &v->job;
+    cJSON_AddStringToObject(o, "id", j->id);
+    cJSON_AddStringToObject(o, "state", j->state);
+    if (j->total >= 0)
+        cJSON_AddNumberToObject(o, "total", (double)j->total);
+    else
+        cJSON_AddNullToObject(o, "total");
+    cJSON_AddNumberToObject(o, "fed", (double)v->t.fed);
+    cJSON_AddNumberToObject(o, "done", (double)v->t.done);
+    cJSON_AddNumberToObject(o, "pending", (double)v->t.pending);
+    cJSON_AddNumberToObject(o, "leased", (double)v->t.leased);
+    cJSON_AddNumberToObject(o, "retrying", (double)v->t.retrying);
+    cJSON_AddNumberToObject(o, "dead", (double)v->t.dead);
+    cJSON_AddNumberToObject(o, "duplicates", (double)v->t.duplicates);
+    cJSON_AddNumberToObject(o, "failed_attempts", (double)v->t.failed);
+    cJSON_AddNumberToObject(o, "expired_leases", (double)v->t.expired);
+    cJSON_AddNumberToObject(o, "skipped_done", (double)v->t.skipped);
+    cJSON_AddNumberToObject(o, "rate", (double)j->rate_milli / 1000.0);
+    double eta = eta_seconds(v);
+    if (eta >= 0)
+        cJSON_AddNumberToObject(o, "eta_s", eta);
+    else
+        cJSON_AddNullToObject(o, "eta_s");
+    cJSON_AddNumberToObject(o, "created_ms", (double)j->created_ms);
+    if (j->finished_ms)
+        cJSON_AddNumberToObject(o, "finished_ms", (double)j->finished_ms);
+    else
+        cJSON_AddNullToObject(o, "finished_ms");
+    cJSON_AddStringToObject(o, "source", drv_src_name(j->spec.source));
+    if (!with_parts) {
+        cJSON_AddNumberToObject(o, "partitions", j->partitions);
+        return o;
+    }
+    cJSON *arr = cJSON_AddArrayToObject(o, "partitions");
+    for (int p = 0; p < j->partitions; p++) {
+        const drv_part_stat *s = &v->st[p];
+        cJSON *po = cJSON_CreateObject();
+        cJSON_AddNumberToObject(po, "partition", p);
+        cJSON_AddStringToObject(po, "state", s->state);
+        cJSON_AddNumberToObject(po, "fed", (double)s->fed);
+        cJSON_AddNumberToObject(po, "done", (double)s->done);
+        cJSON_AddNumberToObject(po, "pending", (double)s->pending);
+        cJSON_AddNumberToObject(po, "leased", (double)s->leased);
+        cJSON_AddNumberToObject(po, "retrying", (double)s->retrying);
+        cJSON_AddNumberToObject(po, "dead", (double)s->dead);
+        cJSON_AddNumberToObject(po, "duplicates", (double)s->duplicates);
+        cJSON_AddStringToObject(po, "cursor", s->cursor);
+        cJSON_AddBoolToObject(po, "exhausted", s->exhausted);
+        cJSON_AddItemToArray(arr, po);
+    }
+    return o;
+}
+
+static void print_json(cJSON *o) {
+    char *txt = cJSON_PrintUnformatted(o);
+    if (txt) puts(txt);
+    cJSON_free(txt);
+    cJSON_Delete(o);
+}
+
+static void print_human(const job_view *v) {
+    const drv_job *j = &v->job;
+    char created[32], finished[32], total[32] = "unknown yet", eta[32] = "-";
+    fmt_time(j->created_ms, created, sizeof created);
+    fmt_time(j->finished_ms, finished, sizeof finished);
+    if (j->total >= 0) snprintf(total, sizeof total, "%" PRId64, j->total);
+    double e = eta_seconds(v);
+    if (e >= 0) snprintf(eta, sizeof eta, "%.0fs", e);
+    double pct = j->total > 0 ? 100.0 * (double)v->t.done / (double)j->total : 0;
+    printf("job %s: %s (%s source, %d partitions)\n", j->id, j->state, drv_src_name(j->spec.source),
+           j->partitions);
+    printf("  created %s, finished %s\n", created, finished);
+    printf("  total %s  fed %" PRId64 "  done %" PRId64 " (%.1f%%)\n", total, v->t.fed, v->t.done,
+           pct);
+    printf("  pending %" PRId64 "  leased %" PRId64 "  retrying %" PRId64 "  dead %" PRId64
+           "  duplicates %" PRId64 "\n",
+           v->t.pending, v->t.leased, v->t.retrying, v->t.dead, v->t.duplicates);
+    printf("  rate %.1f/s  eta %s\n\n", (double)j->rate_milli / 1000.0, eta);
+    printf("  %4s %-9s %10s %10s %8s %7s %8s %6s %5s  %s\n", "part", "state", "fed", "done",
+           "pending", "leased", "retrying", "dead", "dups", "cursor");
+    for (int p = 0; p < j->partitions; p++) {
+        const drv_part_stat *s = &v->st[p];
+        printf("  %4d %-9s %10" PRId64 " %10" PRId64 " %8" PRId64 " %7" PRId64 " %8" PRId64
+               " %6" PRId64 " %5" PRId64 "  %s%s\n",
+               p, s->state, s->fed, s->done, s->pending, s->leased, s->retrying, s->dead,
+               s->duplicates, s->cursor, s->exhausted ? " (source done)" : "");
+    }
+}
+
+static int fail_job(drv_queue *q, const char *id, drv_err e) {
+    if (e == DRV_ENOJOB)
+        fprintf(stderr, "error: no job %s (see drover list)\n", id);
+    else
+        fprintf(stderr, "error: job %s: %s\n", id,
+                e == DRV_EIO || e == DRV_EREPLY ? drv_queue_errstr(q) : drv_strerror(e));
+    return 1;
+}
+
+int cmd_status(int argc, char **argv) {
+    drv_cli cli;
+    int json = 0;
+    const drv_opt opts[] = {
+        DRV_CLI_OPTS(&cli),
+        {"json", NULL, DRV_OPT_BOOL, NULL, NULL, "one JSON object on stdout", 0, 0, &json},
+        {0},
+    };
+    char *pos[1];
+    int npos;
+    int rc = drv_opts_parse(opts, &status_doc, argc, argv, pos, 1, &npos, NULL, NULL);
+    if (rc != DRV_OPTS_OK) return rc == DRV_OPTS_HELP ? 0 : EXIT_USAGE;
+    if (npos != 1) {
+        fprintf(stderr, "error: drover status needs a JOB (see drover status --help)\n");
+        return EXIT_USAGE;
+    }
+    drv_redis_cfg cfg;
+    drv_queue *q;
+    if ((rc = drv_cli_check(&cli, &cfg)) || (rc = drv_cli_connect(&cli, &cfg, &q))) return rc;
+    job_view v;
+    drv_err e = load_view(q, pos[0], &v);
+    if (e) {
+        rc = fail_job(q, pos[0], e);
+    } else if (json) {
+        print_json(view_json(&v, 1));
+    } else {
+        print_human(&v);
+    }
+    free(v.st);
+    drv_queue_close(q);
+    return rc;
+}
+
+int cmd_list(int argc, char **argv) {
+    drv_cli cli;
+    int json = 0;
+    const drv_opt opts[] = {
+        DRV_CLI_OPTS(&cli),
+        {"json", NULL, DRV_OPT_BOOL, NULL, NULL, "one JSON object per line", 0, 0, &json},
+        {0},
+    };
+    char *pos[1];
+    int npos;
+    int rc = drv_opts_parse(opts, &list_doc, argc, argv, pos, 0, &npos, NULL, NULL);
+    if (rc != DRV_OPTS_OK) return rc == DRV_OPTS_HELP ? 0 : EXIT_USAGE;
+    drv_redis_cfg cfg;
+    drv_queue *q;
+    if ((rc = drv_cli_check(&cli, &cfg)) || (rc = drv_cli_connect(&cli, &cfg, &q))) return rc;
+    char(*ids)[DRV_JOB_ID_MAX + 1];
+    size_t n;
+    drv_err e = drv_queue_job_list(q, &ids, &n);
+    if (e) {
+        fprintf(stderr, "error: listing jobs: %s\n", drv_queue_errstr(q));
+        drv_queue_close(q);
+        return 1;
+    }
+    if (!json && n)
+        printf("%-32s %-9s %12s %12s %8s  %s\n", "JOB", "STATE", "DONE", "TOTAL", "DEAD",
+               "CREATED");
+    for (size_t i = 0; i < n; i++) {
+        job_view v;
+        if (load_view(q, ids[i], &v) == DRV_OK) {
+            if (json) {
+                print_json(view_json(&v, 0));
+            } else {
+                char created[32], total[24] = "?";
+                fmt_time(v.job.created_ms, created, sizeof created);
+                if (v.job.total >= 0) snprintf(total, sizeof total, "%" PRId64, v.job.total);
+                printf("%-32s %-9s %12" PRId64 " %12s %8" PRId64 "  %s\n", v.job.id, v.job.state,
+                       v.t.done, total, v.t.dead, created);
+            }
+        }
+        free(v.st);
+    }
+    free(ids);
+    drv_queue_close(q);
+    return 0;
+}

@@ -1,1 +1,353 @@
-/* stub */
+/* The command handler: one process per item, started without a shell. */
+#define _GNU_SOURCE /* posix_spawn_file_actions_addclosefrom_np */
+#include "worker.h"
+
+#include "clock.h"
+#include "log.h"
+#include "template.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define ERR_TAIL            512    /* bytes of stderr kept with the error */
+#define ARG_MAX_BYTES       131072 /* Linux's MAX_ARG_STRLEN for one argv element */
+#define DRAIN_AFTER_EXIT_MS 200
+
+struct exec_proc {
+    pid_t pid;
+    int in_fd, err_fd; /* -1 when closed */
+    char *in_data;
+    size_t in_len, in_off;
+    char tail[2 * ERR_TAIL];
+    size_t tail_len;
+    int exited, status;
+    int64_t exit_ms, deadline_ms, started_ms;
+    int timed_out;
+};
+
+int exec_check_cmd(const exec_cfg *cfg, char *why, size_t whylen) {
+    const char *cmd = cfg->argv[0];
+    if (strchr(cmd, '{')) {
+        snprintf(why, whylen, "the command itself (\"%s\") cannot be a template", cmd);
+        return -1;
+    }
+    if (strchr(cmd, '/')) {
+        struct stat st;
+        if (stat(cmd, &st) != 0 || !S_ISREG(st.st_mode) || access(cmd, X_OK) != 0) {
+            snprintf(why, whylen, "%s: not an executable file", cmd);
+            return -1;
+        }
+        return 0;
+    }
+    const char *path = getenv("PATH");
+    if (!path) path = "/usr/local/bin:/usr/bin:/bin";
+    char buf[4096];
+    for (const char *p = path; *p;) {
+        size_t n = strcspn(p, ":");
+        snprintf(buf, sizeof buf, "%.*s/%s", (int)n, n ? p : ".", cmd);
+        struct stat st;
+        if (stat(buf, &st) == 0 && S_ISREG(st.st_mode) && access(buf, X_OK) == 0) return 0;
+        p += n;
+        if (*p == ':') p++;
+    }
+    snprintf(why, whylen, "%s: command not found on PATH", cmd);
+    return -1;
+}
+
+static void set_error(drv_outcome *out, const char *msg, const char *detail) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "error", msg);
+    if (detail) cJSON_AddStringToObject(o, "detail", detail);
+    char *t = cJSON_PrintUnformatted(o);
+    snprintf(out->error, sizeof out->error, "%s", t ? t : "{\"error\":\"out of memory\"}");
+    cJSON_free(t);
+    cJSON_Delete(o);
+}
+
+static int nonblock_cloexec(int fd) {
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0
+               ? -1
+               : 0;
+}
+
+int exec_start(const exec_cfg *cfg, const char *job, const drv_lease *l, exec_proc **proc,
+               drv_outcome *out) {
+    memset(out, 0, sizeof *out);
+    exec_proc *p = calloc(1, sizeof *p);
+    char **argv = calloc((size_t)cfg->argc + 1, sizeof *argv);
+    int inp[2] = {-1, -1}, errp[2] = {-1, -1};
+    size_t nenv = 0;
+    while (environ[nenv])
+        nenv++;
+    char **envp = calloc(nenv + 5, sizeof *envp);
+    char *extra[4] = {0};
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int fa_ok = 0, attr_ok = 0;
+    if (!p || !argv || !envp) goto resource;
+    p->in_fd = p->err_fd = -1;
+    const char *item = l->payload ? l->payload : l->id;
+    size_t item_len = l->payload ? l->plen : l->idlen;
+    for (int i = 0; i < cfg->argc; i++) {
+        drv_buf b;
+        drv_buf_init(&b, ARG_MAX_BYTES - 1);
+        drv_err e = drv_template_expand(cfg->argv[i], l->id, l->idlen, item, item_len, &b);
+        if (e != DRV_OK) {
+            drv_buf_free(&b);
+            out->permanent = 1;
+            set_error(out,
+                      e == DRV_ETOOBIG ? "item too large for a command argument (use stdin)"
+                                       : "item holds a NUL byte and cannot be an argument",
+                      cfg->argv[i]);
+            goto fail;
+        }
+        argv[i] = b.data; /* owned by argv now */
+    }
+    if (asprintf(&extra[0], "DROVER_JOB=%s", job) < 0 ||
+        asprintf(&extra[1], "DROVER_ITEM_ID=%s", l->id) < 0 ||
+        asprintf(&extra[2], "DROVER_ATTEMPT=%d", l->attempt) < 0)
+        goto resource;
+    /* Our values replace any inherited DROVER_JOB etc. */
+    size_t k = 0;
+    for (size_t i = 0; i < nenv; i++)
+        if (strncmp(environ[i], "DROVER_JOB=", 11) && strncmp(environ[i], "DROVER_ITEM_ID=", 15) &&
+            strncmp(environ[i], "DROVER_ATTEMPT=", 15))
+            envp[k++] = environ[i];
+    for (int i = 0; i < 3; i++)
+        envp[k++] = extra[i];
+    if (pipe(errp) != 0 || nonblock_cloexec(errp[0]) != 0 ||
+        fcntl(errp[1], F_SETFD, FD_CLOEXEC) != 0)
+        goto resource;
+    if (cfg->use_stdin) {
+        if (pipe(inp) != 0 || nonblock_cloexec(inp[1]) != 0 ||
+            fcntl(inp[0], F_SETFD, FD_CLOEXEC) != 0)
+            goto resource;
+    }
+    if (posix_spawn_file_actions_init(&fa) != 0) goto resource;
+    fa_ok = 1;
+    if (cfg->use_stdin)
+        posix_spawn_file_actions_adddup2(&fa, inp[0], 0);
+    else
+        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3); /* the Redis socket stays ours */
+#endif
+    if (posix_spawnattr_init(&attr) != 0) goto resource;
+    attr_ok = 1;
+    sigset_t none, dfl;
+    sigemptyset(&none);
+    sigemptyset(&dfl);
+    sigaddset(&dfl, SIGPIPE);
+    sigaddset(&dfl, SIGTERM);
+    sigaddset(&dfl, SIGINT);
+    sigaddset(&dfl, SIGCHLD);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &dfl);
+    /* Its own process group: a timeout kills the whole tree, and a Ctrl-C at the worker's
+     * terminal does not reach items that are draining. */
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                        POSIX_SPAWN_SETSIGDEF);
+    int rc = posix_spawnp(&p->pid, argv[0], &fa, &attr, argv, envp);
+    if (rc != 0) {
+        errno = rc;
+        goto resource;
+    }
+    close(errp[1]);
+    errp[1] = -1;
+    p->err_fd = errp[0];
+    if (cfg->use_stdin) {
+        close(inp[0]);
+        inp[0] = -1;
+        p->in_fd = inp[1];
+        p->in_len = item_len + 1;
+        p->in_data = malloc(p->in_len);
+        if (!p->in_data) {
+            close(p->in_fd);
+            p->in_fd = -1;
+        } else {
+            memcpy(p->in_data, item, item_len);
+            p->in_data[item_len] = '\n';
+        }
+    }
+    p->started_ms = drv_now_ms();
+    p->deadline_ms = cfg->timeout_ms > 0 ? p->started_ms + cfg->timeout_ms : 0;
+    *proc = p;
+    p = NULL;
+    rc = 0;
+    goto cleanup;
+resource:
+    out->retryable_local = 1;
+    set_error(out, "could not start the command", strerror(errno));
+fail:
+    rc = -1;
+    if (inp[1] >= 0) close(inp[1]);
+    if (errp[0] >= 0) close(errp[0]);
+cleanup:
+    if (inp[0] >= 0) close(inp[0]);
+    if (errp[1] >= 0) close(errp[1]);
+    if (fa_ok) posix_spawn_file_actions_destroy(&fa);
+    if (attr_ok) posix_spawnattr_destroy(&attr);
+    for (int i = 0; argv && i < cfg->argc; i++)
+        free(argv[i]);
+    free(argv);
+    for (int i = 0; i < 3; i++)
+        free(extra[i]);
+    free(envp);
+    if (p) exec_free(p);
+    return rc;
+}
+
+int exec_pollfds(exec_proc *p, struct pollfd *fds) {
+    int n = 0;
+    if (p->err_fd >= 0) fds[n++] = (struct pollfd){p->err_fd, POLLIN, 0};
+    if (p->in_fd >= 0) fds[n++] = (struct pollfd){p->in_fd, POLLOUT, 0};
+    return n;
+}
+
+static void read_err(exec_proc *p) {
+    char buf[4096];
+    for (;;) {
+        ssize_t r = read(p->err_fd, buf, sizeof buf);
+        if (r > 0) {
+            /* Keep the last ERR_TAIL bytes. */
+            for (ssize_t i = 0; i < r; i++) {
+                if (p->tail_len == sizeof p->tail) {
+                    memmove(p->tail, p->tail + ERR_TAIL, ERR_TAIL);
+                    p->tail_len = ERR_TAIL;
+                }
+                p->tail[p->tail_len++] = buf[i];
+            }
+            continue;
+        }
+        if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+            close(p->err_fd);
+            p->err_fd = -1;
+        }
+        return;
+    }
+}
+
+static void write_in(exec_proc *p) {
+    while (p->in_off < p->in_len) {
+        ssize_t w = write(p->in_fd, p->in_data + p->in_off, p->in_len - p->in_off);
+        if (w > 0) {
+            p->in_off += (size_t)w;
+            continue;
+        }
+        if (w < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        break; /* EPIPE: the command does not read its stdin; that is its business */
+    }
+    close(p->in_fd);
+    p->in_fd = -1;
+}
+
+void exec_service(exec_proc *p, const struct pollfd *fds, int n) {
+    for (int i = 0; i < n; i++) {
+        if (!fds[i].revents) continue;
+        if (fds[i].fd == p->err_fd)
+            read_err(p);
+        else if (fds[i].fd == p->in_fd)
+            write_in(p);
+    }
+}
+
+void exec_exited(exec_proc *p, int status) {
+    p->exited = 1;
+    p->status = status;
+    p->exit_ms = drv_now_ms();
+}
+
+pid_t exec_pid(const exec_proc *p) {
+    return p->pid;
+}
+
+void exec_kill(exec_proc *p) {
+    if (!p->exited && p->pid > 0) kill(-p->pid, SIGKILL);
+}
+
+int64_t exec_next_deadline(const exec_proc *p, int64_t now) {
+    int64_t d = -1;
+    if (p->deadline_ms && !p->timed_out) d = p->deadline_ms > now ? p->deadline_ms - now : 0;
+    if (p->exited) {
+        int64_t x = p->exit_ms + DRAIN_AFTER_EXIT_MS - now;
+        if (x < 0) x = 0;
+        if (d < 0 || x < d) d = x;
+    }
+    return d;
+}
+
+int exec_done(exec_proc *p, int64_t now, const char *worker, int attempt, drv_outcome *out) {
+    if (p->deadline_ms && !p->timed_out && !p->exited && now >= p->deadline_ms) {
+        p->timed_out = 1;
+        exec_kill(p);
+    }
+    if (!p->exited) return 0;
+    /* A grandchild may hold stderr open after the command exits: wait a little, not forever. */
+    if (p->err_fd >= 0 && now < p->exit_ms + DRAIN_AFTER_EXIT_MS) {
+        read_err(p);
+        if (p->err_fd >= 0) return 0;
+    }
+    memset(out, 0, sizeof *out);
+    if (!p->timed_out && WIFEXITED(p->status) && WEXITSTATUS(p->status) == 0) {
+        out->ok = 1;
+        return 1;
+    }
+    char what[128];
+    if (p->timed_out)
+        snprintf(what, sizeof what, "timed out after %.1f s; process group killed",
+                 (double)(p->deadline_ms - p->started_ms) / 1000.0);
+    else if (WIFEXITED(p->status))
+        snprintf(what, sizeof what, "exit status %d", WEXITSTATUS(p->status));
+    else if (WIFSIGNALED(p->status))
+        snprintf(what, sizeof what, "killed by signal %d (%s)", WTERMSIG(p->status),
+                 strsignal(WTERMSIG(p->status)));
+    else
+        snprintf(what, sizeof what, "ended with status %d", p->status);
+    size_t off = p->tail_len > ERR_TAIL ? p->tail_len - ERR_TAIL : 0;
+    char tail[ERR_TAIL + 1];
+    memcpy(tail, p->tail + off, p->tail_len - off);
+    tail[p->tail_len - off] = '\0';
+    /* stderr bytes may not be valid text: keep it printable for the JSON record. */
+    for (size_t i = 0; tail[i]; i++)
+        if ((unsigned char)tail[i] < 0x20 && tail[i] != '\n' && tail[i] != '\t') tail[i] = '?';
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "error", what);
+    cJSON_AddNumberToObject(o, "attempt", attempt);
+    cJSON_AddStringToObject(o, "worker", worker);
+    cJSON_AddStringToObject(o, "stderr", tail);
+    char *t = cJSON_PrintUnformatted(o);
+    if (t && strlen(t) < sizeof out->error) {
+        snprintf(out->error, sizeof out->error, "%s", t);
+    } else {
+        /* Too long with the tail: the tail goes, the reason stays. */
+        cJSON_DeleteItemFromObject(o, "stderr");
+        cJSON_free(t);
+        t = cJSON_PrintUnformatted(o);
+        snprintf(out->error, sizeof out->error, "%s", t ? t : "{\"error\":\"failed\"}");
+    }
+    cJSON_free(t);
+    cJSON_Delete(o);
+    return 1;
+}
+
+void exec_free(exec_proc *p) {
+    if (!p) return;
+    if (p->in_fd >= 0) close(p->in_fd);
+    if (p->err_fd >= 0) close(p->err_fd);
+    free(p->in_data);
+    free(p);
+}

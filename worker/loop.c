@@ -1,1 +1,688 @@
-/* stub */
+/* The worker's event loop: claim in batches, run items, ack in batches, extend leases, drain
+ * on a signal. One thread: children are watched with poll() on their pipes and a self-pipe
+ * for signals, so a thousand items in flight cost no threads. */
+#include "worker.h"
+
+#include "clock.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- state ------------------------------------------------------------------------------ */
+
+typedef struct wjob {
+    char id[DRV_JOB_ID_MAX + 1];
+    int partitions;
+    int64_t lease_ms;
+    int active;           /* running and not skipped */
+    int seen;             /* found by the last discovery */
+    int64_t skip_until;   /* paused or cancelled: look again after this */
+    int64_t *empty_until; /* per partition: nothing to claim until then */
+    int rr;               /* next partition to try */
+} wjob;
+
+typedef struct held {
+    drv_lease l;
+    int job, part;
+    exec_proc *proc; /* NULL while queued (claimed, not started) */
+} held;
+
+typedef struct result {
+    drv_lease l;
+    int job, part;
+    drv_outcome out;
+} result;
+
+typedef struct wstate {
+    const worker_cfg *cfg;
+    drv_queue *q;
+    wjob *jobs;
+    int njobs, rr_job;
+    held *held;
+    int nheld, cap_held, running;
+    result *res;
+    int nres, cap_res;
+    int64_t oldest_res;
+    int connected;
+    int64_t outage_since, next_reconnect, backoff_ms;
+    int64_t next_discover, next_extend, next_beat, next_stats, redis_now;
+    int64_t n_ok, n_failed, n_lost;
+    int discovered_any;
+} wstate;
+
+static volatile sig_atomic_t signals_seen;
+static int sig_pipe[2] = {-1, -1};
+
+static void on_signal(int sig) {
+    int saved = errno;
+    if (sig != SIGCHLD) signals_seen++;
+    char c = (char)sig;
+    ssize_t w = write(sig_pipe[1], &c, 1);
+    (void)w;
+    errno = saved;
+}
+
+/* ---- Redis errors -------------------------------------------------------------------------- */
+
+/* Marks the connection lost (logging once per outage). Returns 1 if the error was a lost
+ * connection, 0 if it was something else (already logged). */
+static int redis_failed(wstate *w, drv_err e, const char *what) {
+    if (e == DRV_EIO) {
+        if (w->connected) {
+            w->connected = 0;
+            w->outage_since = drv_now_ms();
+            w->backoff_ms = 100;
+            w->next_reconnect = w->outage_since;
+            drv_warn("lost Redis at %s while %s (%s); items keep running, results are kept "
+                     "until it is back",
+                     drv_queue_addr(w->q), what, drv_queue_errstr(w->q));
+        }
+        return 1;
+    }
+    drv_error("%s: %s", what, e == DRV_EREPLY ? drv_queue_errstr(w->q) : drv_strerror(e));
+    return 0;
+}
+
+static void try_reconnect(wstate *w, int64_t now) {
+    char why[512];
+    if (now < w->next_reconnect) return;
+    if (drv_queue_reconnect(w->q, why, sizeof why) == DRV_OK) {
+        drv_info("reconnected to Redis at %s after %.1f s", drv_queue_addr(w->q),
+                 (double)(drv_now_ms() - w->outage_since) / 1000.0);
+        w->connected = 1;
+        w->next_discover = 0;
+        return;
+    }
+    w->next_reconnect =
+        drv_now_ms() + w->backoff_ms / 2 + (int64_t)drv_rand((uint64_t)w->backoff_ms / 2 + 1);
+    w->backoff_ms = w->backoff_ms * 2 > 5000 ? 5000 : w->backoff_ms * 2;
+}
+
+/* ---- jobs ------------------------------------------------------------------------------------ */
+
+static wjob *find_job(wstate *w, const char *id) {
+    for (int i = 0; i < w->njobs; i++)
+        if (strcmp(w->jobs[i].id, id) == 0) return &w->jobs[i];
+    return NULL;
+}
+
+static int add_job(wstate *w, const drv_job *j) {
+    wjob *nj = realloc(w->jobs, sizeof *nj * (size_t)(w->njobs + 1));
+    if (!nj) return -1;
+    w->jobs = nj;
+    wjob *x = &w->jobs[w->njobs];
+    memset(x, 0, sizeof *x);
+    snprintf(x->id, sizeof x->id, "%s", j->id);
+    x->partitions = j->partitions;
+    x->lease_ms = j->spec.lease_ms;
+    x->empty_until = calloc((size_t)j->partitions, sizeof *x->empty_until);
+    if (!x->empty_until) return -1;
+    x->rr = (int)drv_rand((uint64_t)j->partitions); /* workers start spread out */
+    w->njobs++;
+    return 0;
+}
+
+static void update_job(wstate *w, const drv_job *j, int64_t now) {
+    wjob *x = find_job(w, j->id);
+    if (!x) {
+        if (add_job(w, j) != 0) return;
+        x = &w->jobs[w->njobs - 1];
+        drv_info("serving job %s (%d partitions)", j->id, j->partitions);
+    }
+    x->seen = 1;
+    x->active = strcmp(j->state, "running") == 0;
+    if (x->active && x->skip_until > now) x->skip_until = 0;
+}
+
+static void discover(wstate *w, int64_t now) {
+    w->next_discover = now + 1000;
+    for (int i = 0; i < w->njobs; i++)
+        w->jobs[i].seen = 0;
+    drv_job j;
+    drv_err e;
+    if (w->cfg->job) {
+        e = drv_queue_job_get(w->q, w->cfg->job, &j);
+        if (e == DRV_OK)
+            update_job(w, &j, now);
+        else if (e != DRV_ENOJOB && redis_failed(w, e, "reading the job"))
+            return;
+    } else {
+        char(*ids)[DRV_JOB_ID_MAX + 1];
+        size_t n;
+        if ((e = drv_queue_job_list(w->q, &ids, &n))) {
+            redis_failed(w, e, "listing jobs");
+            return;
+        }
+        for (size_t i = 0; i < n; i++) {
+            e = drv_queue_job_get(w->q, ids[i], &j);
+            if (e == DRV_OK)
+                update_job(w, &j, now);
+            else if (e != DRV_ENOJOB && redis_failed(w, e, "reading a job"))
+                break;
+        }
+        free(ids);
+    }
+    for (int i = 0; i < w->njobs; i++)
+        if (!w->jobs[i].seen) w->jobs[i].active = 0; /* deleted */
+    w->discovered_any = 1;
+}
+
+static int any_active(const wstate *w) {
+    for (int i = 0; i < w->njobs; i++)
+        if (w->jobs[i].active) return 1;
+    return 0;
+}
+
+/* ---- claiming ----------------------------------------------------------------------------------
+ */
+
+/* One claim call on the next partition that may have work. Returns items claimed, 0 when
+ * no partition had any, -1 on a lost connection. */
+static int claim_once(wstate *w, int64_t now, int want) {
+    for (int tried = 0; tried < w->njobs; tried++) {
+        int ji = (w->rr_job + tried) % w->njobs;
+        wjob *j = &w->jobs[ji];
+        if (!j->active || j->skip_until > now) continue;
+        for (int k = 0; k < j->partitions; k++) {
+            int p = (j->rr + k) % j->partitions;
+            if (j->empty_until[p] > now) continue;
+            drv_claim c;
+            drv_err e = drv_queue_claim(w->q, j->id, p, w->cfg->id, want, &c);
+            if (e == DRV_EPAUSED || e == DRV_ECANCELLED || e == DRV_ENOJOB) {
+                j->skip_until = now + 500;
+                w->next_discover = now; /* learn the new state soon */
+                break;
+            }
+            if (e) {
+                if (redis_failed(w, e, "claiming")) return -1;
+                j->empty_until[p] = now + w->cfg->idle_ms;
+                continue;
+            }
+            w->redis_now = c.now_ms;
+            if (c.n == 0) {
+                /* Back off this partition a little, less for the first empty claims. */
+                j->empty_until[p] = now + w->cfg->idle_ms / 2 +
+                                    (int64_t)drv_rand((uint64_t)w->cfg->idle_ms / 2 + 1);
+                free(c.items);
+                continue;
+            }
+            for (size_t i = 0; i < c.n; i++) {
+                held *h = &w->held[w->nheld++];
+                h->l = c.items[i];
+                h->job = ji;
+                h->part = p;
+                h->proc = NULL;
+            }
+            free(c.items);
+            j->rr = (p + 1) % j->partitions;
+            w->rr_job = (ji + 1) % w->njobs;
+            return (int)c.n;
+        }
+    }
+    return 0;
+}
+
+/* ---- results ----------------------------------------------------------------------------------
+ */
+
+static void add_result(wstate *w, held *h, const drv_outcome *out) {
+    if (w->nres == w->cap_res) {
+        int cap = w->cap_res ? w->cap_res * 2 : 64;
+        result *r = realloc(w->res, sizeof *r * (size_t)cap);
+        if (!r) {
+            drv_error("out of memory buffering a result; the item's lease will expire");
+            drv_lease_clear(&h->l);
+            return;
+        }
+        w->res = r;
+        w->cap_res = cap;
+    }
+    if (w->nres == 0) w->oldest_res = drv_now_ms();
+    result *r = &w->res[w->nres++];
+    r->l = h->l;
+    r->job = h->job;
+    r->part = h->part;
+    r->out = *out;
+    if (out->ok)
+        w->n_ok++;
+    else
+        w->n_failed++;
+}
+
+/* Groups entries by (job, partition) and calls fn once per group with their indexes. */
+typedef int (*group_fn)(wstate *w, int job, int part, int *idx, int n);
+
+static int for_groups(wstate *w, int n, int (*job_of)(wstate *, int), int (*part_of)(wstate *, int),
+                      group_fn fn) {
+    int *idx = malloc(sizeof *idx * (size_t)(n ? n : 1));
+    char *taken = calloc((size_t)(n ? n : 1), 1);
+    int rc = 0;
+    if (!idx || !taken) rc = -1;
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (taken[i]) continue;
+        int k = 0, job = job_of(w, i), part = part_of(w, i);
+        for (int m = i; m < n; m++)
+            if (!taken[m] && job_of(w, m) == job && part_of(w, m) == part) {
+                idx[k++] = m;
+                taken[m] = 1;
+            }
+        rc = fn(w, job, part, idx, k);
+    }
+    free(idx);
+    free(taken);
+    return rc;
+}
+
+static int res_job(wstate *w, int i) {
+    return w->res[i].job;
+}
+static int res_part(wstate *w, int i) {
+    return w->res[i].part;
+}
+static int held_job(wstate *w, int i) {
+    return w->held[i].job;
+}
+static int held_part(wstate *w, int i) {
+    return w->held[i].part;
+}
+
+static int flush_group(wstate *w, int job, int part, int *idx, int n) {
+    drv_ref *acks = malloc(sizeof *acks * (size_t)n);
+    drv_failure *fails = malloc(sizeof *fails * (size_t)n);
+    drv_ref *back = malloc(sizeof *back * (size_t)n);
+    int na = 0, nf = 0, nb = 0, rc = 0;
+    if (!acks || !fails || !back) {
+        rc = -1;
+        goto out;
+    }
+    for (int k = 0; k < n; k++) {
+        result *r = &w->res[idx[k]];
+        drv_ref ref = {r->l.id, r->l.idlen, r->l.token};
+        if (r->out.ok) {
+            acks[na++] = ref;
+        } else if (r->out.retryable_local) {
+            back[nb++] = ref;
+        } else {
+            fails[nf++] = (drv_failure){ref, r->out.permanent, r->out.retry_after_ms, r->out.error,
+                                        strlen(r->out.error)};
+        }
+    }
+    const char *jid = w->jobs[job].id;
+    drv_err e = DRV_OK;
+    if (na) {
+        drv_ack_result a;
+        e = drv_queue_ack(w->q, jid, part, acks, (size_t)na, &a);
+        if (!e && a.duplicates)
+            drv_warn("job %s partition %d: %" PRId64 " acks came after the lease was lost "
+                     "(counted as duplicates)",
+                     jid, part, a.duplicates);
+    }
+    if (!e && nf) {
+        drv_fail_result f;
+        e = drv_queue_fail(w->q, jid, part, fails, (size_t)nf, &f);
+        if (!e && f.dead)
+            drv_warn("job %s partition %d: %" PRId64 " items dead-lettered (see drover dead %s)",
+                     jid, part, f.dead, jid);
+    }
+    if (!e && nb) e = drv_queue_release(w->q, jid, part, back, (size_t)nb, NULL);
+    if (e) {
+        /* ENOJOB: the job was deleted under us; nothing to record. Otherwise keep them. */
+        if (e == DRV_ENOJOB) {
+            for (int k = 0; k < n; k++)
+                w->res[idx[k]].job = -1;
+        } else {
+            redis_failed(w, e, "recording results");
+            rc = -1;
+        }
+        goto out;
+    }
+    for (int k = 0; k < n; k++)
+        w->res[idx[k]].job = -1; /* recorded */
+out:
+    free(acks);
+    free(fails);
+    free(back);
+    return rc;
+}
+
+/* Sends every buffered result. Results that could not be sent stay for the next try. */
+static void flush_results(wstate *w) {
+    if (w->nres == 0) return;
+    for_groups(w, w->nres, res_job, res_part, flush_group);
+    int k = 0;
+    for (int i = 0; i < w->nres; i++) {
+        if (w->res[i].job < 0)
+            drv_lease_clear(&w->res[i].l);
+        else
+            w->res[k++] = w->res[i];
+    }
+    w->nres = k;
+    if (k) w->oldest_res = drv_now_ms();
+}
+
+/* ---- leases ---------------------------------------------------------------------------------- */
+
+static int extend_group(wstate *w, int job, int part, int *idx, int n) {
+    drv_ref *refs = malloc(sizeof *refs * (size_t)n);
+    if (!refs) return -1;
+    for (int k = 0; k < n; k++) {
+        held *h = &w->held[idx[k]];
+        refs[k] = (drv_ref){h->l.id, h->l.idlen, h->l.token};
+    }
+    int64_t lost = 0;
+    drv_err e = drv_queue_extend(w->q, w->jobs[job].id, part, refs, (size_t)n, &lost);
+    free(refs);
+    if (e) {
+        if (e != DRV_ENOJOB) redis_failed(w, e, "extending leases");
+        return -1;
+    }
+    if (lost) {
+        w->n_lost += lost;
+        drv_warn("lease lost job=%s partition=%d items=%" PRId64
+                 " (expired before this worker extended it; another worker may run them)",
+                 w->jobs[job].id, part, lost);
+    }
+    return 0;
+}
+
+static void extend_leases(wstate *w, int64_t now) {
+    int64_t lease = 0;
+    for (int i = 0; i < w->njobs; i++)
+        if (!lease || w->jobs[i].lease_ms < lease) lease = w->jobs[i].lease_ms;
+    w->next_extend = now + (lease ? lease / 3 : 1000);
+    if (w->nheld) for_groups(w, w->nheld, held_job, held_part, extend_group);
+}
+
+/* Hands back queued (never started) items. */
+static int release_group(wstate *w, int job, int part, int *idx, int n) {
+    drv_ref *refs = malloc(sizeof *refs * (size_t)n);
+    if (!refs) return -1;
+    for (int k = 0; k < n; k++) {
+        held *h = &w->held[idx[k]];
+        refs[k] = (drv_ref){h->l.id, h->l.idlen, h->l.token};
+    }
+    int64_t got = 0;
+    drv_err e = drv_queue_release(w->q, w->jobs[job].id, part, refs, (size_t)n, &got);
+    free(refs);
+    if (e && e != DRV_ENOJOB) redis_failed(w, e, "handing back items");
+    return 0;
+}
+
+static void release_queued(wstate *w) {
+    /* Move queued items to the front, release them as a group, then drop them. */
+    int k = 0;
+    for (int i = 0; i < w->nheld; i++)
+        if (!w->held[i].proc) {
+            held t = w->held[k];
+            w->held[k++] = w->held[i];
+            w->held[i] = t;
+        }
+    if (k == 0) return;
+    if (w->connected) for_groups(w, k, held_job, held_part, release_group);
+    drv_info("handed back %d items that had not started", k);
+    for (int i = 0; i < k; i++)
+        drv_lease_clear(&w->held[i].l);
+    memmove(w->held, w->held + k, sizeof *w->held * (size_t)(w->nheld - k));
+    w->nheld -= k;
+}
+
+/* ---- running items ------------------------------------------------------------------------------
+ */
+
+static void start_items(wstate *w) {
+    for (int i = 0; i < w->nheld && w->running < w->cfg->concurrency; i++) {
+        held *h = &w->held[i];
+        if (h->proc) continue;
+        drv_outcome out;
+        if (w->cfg->handler == HANDLER_NOOP) {
+            memset(&out, 0, sizeof out);
+            out.ok = 1;
+        } else if (exec_start(&w->cfg->exec, w->jobs[h->job].id, &h->l, &h->proc, &out) == 0) {
+            w->running++;
+            continue;
+        } else if (out.retryable_local) {
+            drv_warn("job %s item %s: %s; handing it back", w->jobs[h->job].id, h->l.id, out.error);
+        }
+        add_result(w, h, &out);
+        w->held[i] = w->held[--w->nheld];
+        i--;
+    }
+}
+
+static void reap_children(wstate *w) {
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid <= 0) return;
+        for (int i = 0; i < w->nheld; i++)
+            if (w->held[i].proc && exec_pid(w->held[i].proc) == pid) {
+                exec_exited(w->held[i].proc, status);
+                break;
+            }
+    }
+}
+
+static void finish_items(wstate *w, int64_t now) {
+    for (int i = 0; i < w->nheld; i++) {
+        held *h = &w->held[i];
+        drv_outcome out;
+        if (!h->proc || !exec_done(h->proc, now, w->cfg->id, h->l.attempt, &out)) continue;
+        if (!out.ok)
+            drv_info("job %s item %s attempt %d failed: %s", w->jobs[h->job].id, h->l.id,
+                     h->l.attempt, out.error);
+        exec_free(h->proc);
+        h->proc = NULL;
+        w->running--;
+        add_result(w, h, &out);
+        w->held[i] = w->held[--w->nheld];
+        i--;
+    }
+}
+
+/* Gives up on running items at the end of the grace period: their processes are killed and
+ * the items handed back (it was not their fault). */
+static void abandon_running(wstate *w) {
+    for (int i = 0; i < w->nheld; i++) {
+        held *h = &w->held[i];
+        if (!h->proc) continue;
+        exec_kill(h->proc);
+        int status;
+        waitpid(exec_pid(h->proc), &status, 0);
+        exec_free(h->proc);
+        h->proc = NULL;
+        w->running--;
+        drv_outcome out;
+        memset(&out, 0, sizeof out);
+        out.retryable_local = 1;
+        add_result(w, h, &out);
+        w->held[i] = w->held[--w->nheld];
+        i--;
+    }
+}
+
+static void kill_all(wstate *w) {
+    for (int i = 0; i < w->nheld; i++)
+        if (w->held[i].proc) exec_kill(w->held[i].proc);
+}
+
+/* ---- the loop
+ * ------------------------------------------------------------------------------------- */
+
+static int setup_signals(void) {
+    if (pipe(sig_pipe) != 0) return -1;
+    for (int i = 0; i < 2; i++) {
+        fcntl(sig_pipe[i], F_SETFL, fcntl(sig_pipe[i], F_GETFL) | O_NONBLOCK);
+        fcntl(sig_pipe[i], F_SETFD, FD_CLOEXEC);
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGCHLD, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+static void log_stats(wstate *w) {
+    drv_info("worker %s: %" PRId64 " done, %" PRId64 " failed, %d running, %d queued", w->cfg->id,
+             w->n_ok, w->n_failed, w->running, w->nheld - w->running);
+}
+
+int worker_run(const worker_cfg *cfg, drv_queue *q) {
+    wstate w;
+    memset(&w, 0, sizeof w);
+    w.cfg = cfg;
+    w.q = q;
+    w.connected = 1;
+    w.cap_held = cfg->concurrency + cfg->batch;
+    w.held = calloc((size_t)w.cap_held, sizeof *w.held);
+    struct pollfd *fds = calloc((size_t)cfg->concurrency * 2 + 1, sizeof *fds);
+    int *owner = calloc((size_t)cfg->concurrency * 2 + 1, sizeof *owner);
+    if (!w.held || !fds || !owner || setup_signals() != 0) {
+        drv_error("cannot set up the worker: %s", strerror(errno));
+        return 1;
+    }
+    int rc = 0, draining = 0, seen_signals = 0;
+    int64_t grace_end = 0;
+    drv_info("worker %s: serving %s with %d at a time, %d per claim", cfg->id,
+             cfg->job ? cfg->job : "every running job", cfg->concurrency, cfg->batch);
+    for (;;) {
+        int64_t now = drv_now_ms();
+        if (signals_seen != seen_signals) {
+            seen_signals = signals_seen;
+            if (seen_signals >= 2) {
+                drv_warn("second signal: exiting now; held items return when their leases expire");
+                kill_all(&w);
+                rc = 130;
+                break;
+            }
+            draining = 1;
+            grace_end = now + cfg->grace_ms;
+            drv_info("draining: no more claims; %d running items get %.1f s to finish", w.running,
+                     (double)cfg->grace_ms / 1000.0);
+            release_queued(&w);
+        }
+        if (!w.connected) try_reconnect(&w, now);
+        if (w.connected) {
+            if (!draining && now >= w.next_discover) discover(&w, now);
+            int want_flush = w.nres >= cfg->batch || draining ||
+                             (w.nres && (w.running == 0 || now - w.oldest_res >= 20));
+            if (w.connected && want_flush) flush_results(&w);
+            if (w.connected && now >= w.next_extend) extend_leases(&w, now);
+            if (w.connected && now >= w.next_beat && w.redis_now) {
+                w.next_beat = now + 1000;
+                drv_err e = drv_queue_heartbeat(q, cfg->id, w.redis_now);
+                if (e) redis_failed(&w, e, "sending a heartbeat");
+            }
+            while (w.connected && !draining && w.nheld - w.running < cfg->concurrency &&
+                   w.nheld + cfg->batch <= w.cap_held) {
+                int got = claim_once(&w, now, cfg->batch);
+                if (got <= 0) break;
+            }
+        }
+        start_items(&w);
+        if (cfg->stats_ms && now >= w.next_stats) {
+            if (w.next_stats) log_stats(&w);
+            w.next_stats = now + cfg->stats_ms;
+        }
+        if (draining) {
+            if (w.nheld == 0 && (w.nres == 0 || !w.connected)) {
+                if (w.nres)
+                    drv_warn("Redis is unreachable: %d results not recorded; their "
+                             "items return when the leases expire",
+                             w.nres);
+                break;
+            }
+            if (now >= grace_end && w.running) {
+                drv_warn("grace period over: stopping %d running items and handing them back",
+                         w.running);
+                abandon_running(&w);
+                flush_results(&w);
+                grace_end = now + 2000; /* last chance for the flush */
+            } else if (now >= grace_end && w.nres) {
+                drv_warn("could not record %d results before the grace period ended", w.nres);
+                break;
+            }
+        }
+        if (cfg->exit_when_done && w.discovered_any && !any_active(&w) && w.nheld == 0 &&
+            w.nres == 0) {
+            drv_info("no running job left to serve; exiting");
+            break;
+        }
+        /* Wait for a child, a signal, or the next thing due. */
+        int nf = 0;
+        fds[nf] = (struct pollfd){sig_pipe[0], POLLIN, 0};
+        owner[nf++] = -1;
+        int64_t timeout = cfg->idle_ms;
+        for (int i = 0; i < w.nheld; i++) {
+            if (!w.held[i].proc) continue;
+            int k = exec_pollfds(w.held[i].proc, &fds[nf]);
+            for (int m = 0; m < k; m++)
+                owner[nf + m] = i;
+            nf += k;
+            int64_t d = exec_next_deadline(w.held[i].proc, now);
+            if (d >= 0 && d < timeout) timeout = d;
+        }
+        int idle_claims = w.nheld - w.running >= cfg->concurrency || draining || !w.connected;
+        if (w.nres) timeout = timeout < 20 ? timeout : 20;
+        if (w.nres && w.connected && (w.nres >= cfg->batch || w.running == 0)) timeout = 0;
+        if (!idle_claims && w.nheld < cfg->concurrency && any_active(&w)) {
+            /* Something may be claimable soon: the earliest partition back-off. */
+            int64_t soonest = now + cfg->idle_ms;
+            for (int j = 0; j < w.njobs; j++)
+                for (int p = 0; w.jobs[j].active && p < w.jobs[j].partitions; p++)
+                    if (w.jobs[j].empty_until[p] < soonest) soonest = w.jobs[j].empty_until[p];
+            if (soonest - now < timeout) timeout = soonest > now ? soonest - now : 0;
+        }
+        if (!w.connected && w.next_reconnect - now < timeout)
+            timeout = w.next_reconnect > now ? w.next_reconnect - now : 0;
+        if (draining && grace_end - now < timeout) timeout = grace_end > now ? grace_end - now : 0;
+        int pr = poll(fds, (nfds_t)nf, (int)timeout);
+        if (pr > 0) {
+            if (fds[0].revents) {
+                char buf[64];
+                while (read(sig_pipe[0], buf, sizeof buf) > 0) {
+                }
+            }
+            for (int i = 1; i < nf;) {
+                int h = owner[i], k = i;
+                while (k < nf && owner[k] == h)
+                    k++;
+                exec_service(w.held[h].proc, &fds[i], k - i);
+                i = k;
+            }
+        }
+        reap_children(&w);
+        finish_items(&w, drv_now_ms());
+    }
+    if (w.connected && w.nres) flush_results(&w);
+    log_stats(&w);
+    for (int i = 0; i < w.nheld; i++) {
+        if (w.held[i].proc) {
+            int status;
+            waitpid(exec_pid(w.held[i].proc), &status, 0);
+            exec_free(w.held[i].proc);
+        }
+        drv_lease_clear(&w.held[i].l);
+    }
+    for (int i = 0; i < w.nres; i++)
+        drv_lease_clear(&w.res[i].l);
+    for (int i = 0; i < w.njobs; i++)
+        free(w.jobs[i].empty_until);
+    free(w.jobs);
+    free(w.held);
+    free(w.res);
+    free(fds);
+    free(owner);
+    return rc;
+}

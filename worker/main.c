@@ -1,1 +1,129 @@
-int main(void){return 0;}
+/* drover-worker: claims items from Redis and runs a command (or nothing) for each. */
+#include "worker.h"
+
+#include "cli.h"
+#include "clock.h"
+#include "log.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static const drv_cmd_doc doc = {
+    "drover-worker [OPTIONS] -- CMD [ARG...]\n       drover-worker [OPTIONS] --handler noop",
+    "Claims items from drover jobs in Redis and runs CMD once per item, never through a shell:\n"
+    "{id} and {item} inside any ARG are replaced by the item's id and the item itself (for\n"
+    "NDJSON and CSV sources the record as JSON). The item is also written to CMD's stdin, and\n"
+    "DROVER_JOB, DROVER_ITEM_ID and DROVER_ATTEMPT are set in its environment. Exit status 0\n"
+    "marks the item done; anything else is a failure, retried with backoff until the job's\n"
+    "max_attempts, with the tail of CMD's stderr kept as the error. CMD's stdout is the\n"
+    "worker's stdout. The command comes only from this command line: nothing read from Redis\n"
+    "can make a worker run a program.\n\n"
+    "SIGTERM or SIGINT drains: no more claims, unstarted items are handed back at once, running\n"
+    "items get --grace-ms to finish, then the worker exits 0. A second signal exits at once.",
+    "  drover-worker --job backfill --concurrency 16 -- ./reindex --invoice {id}\n"
+    "  drover-worker --concurrency 8 -- curl -fsS -X POST https://api.example/rescore/{id}\n"
+    "  drover-worker --job backfill --handler noop --batch 500   # measure coordination alone"};
+
+int main(int argc, char **argv) {
+    drv_log_init("worker");
+    drv_cli cli;
+    worker_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    const char *id = NULL, *job = NULL, *handler = NULL;
+    long long conc, batch, grace, timeout, idle, stats;
+    int exit_when_done = 0, no_stdin = 0, version = 0;
+    const drv_opt opts[] = {
+        DRV_CLI_OPTS(&cli),
+        {"job", "DROVER_JOB_ID", DRV_OPT_STR, NULL, "J",
+         "serve only job J (default: every running job)", 0, 0, &job},
+        {"concurrency", "DROVER_CONCURRENCY", DRV_OPT_INT, "4", "N", "items running at once", 1,
+         4096, &conc},
+        {"batch", "DROVER_BATCH", DRV_OPT_INT, "0", "K",
+         "items per claim call (default: the concurrency, at most 1000)", 0, 1000, &batch},
+        {"grace-ms", "DROVER_GRACE_MS", DRV_OPT_INT, "30000", "MS",
+         "time running items get to finish on SIGTERM", 0, 86400000, &grace},
+        {"timeout-ms", "DROVER_TIMEOUT_MS", DRV_OPT_INT, "600000", "MS",
+         "kill an item's process group after this long (0: never)", 0, 604800000, &timeout},
+        {"handler", "DROVER_HANDLER", DRV_OPT_STR, "exec", "H",
+         "exec (run CMD) or noop (do nothing: for measuring)", 0, 0, &handler},
+        {"no-stdin", NULL, DRV_OPT_BOOL, NULL, NULL, "do not write the item to CMD's stdin", 0, 0,
+         &no_stdin},
+        {"id", "DROVER_WORKER_ID", DRV_OPT_STR, NULL, "ID",
+         "worker id in leases and logs (default: host:pid)", 0, 0, &id},
+        {"idle-ms", "DROVER_IDLE_MS", DRV_OPT_INT, "100", "MS",
+         "longest wait before asking an empty partition again", 1, 60000, &idle},
+        {"stats-ms", "DROVER_STATS_MS", DRV_OPT_INT, "10000", "MS",
+         "log a progress line this often (0: never)", 0, 86400000, &stats},
+        {"exit-when-done", NULL, DRV_OPT_BOOL, NULL, NULL,
+         "exit 0 once no job it serves is running (with --job: once that job ends)", 0, 0,
+         &exit_when_done},
+        {"version", NULL, DRV_OPT_BOOL, NULL, NULL, "print the version and exit", 0, 0, &version},
+        {0},
+    };
+    char **rest;
+    int nrest, npos;
+    char *pos[1];
+    int rc = drv_opts_parse(opts, &doc, argc, argv, pos, 0, &npos, &rest, &nrest);
+    if (rc != DRV_OPTS_OK) return rc == DRV_OPTS_HELP ? 0 : 2;
+    if (version) {
+        printf("drover-worker %s\n", DROVER_VERSION);
+        return 0;
+    }
+    drv_redis_cfg rcfg;
+    if ((rc = drv_cli_check(&cli, &rcfg))) return rc;
+    if (strcmp(handler, "noop") == 0) {
+        cfg.handler = HANDLER_NOOP;
+        if (nrest > 0) {
+            fprintf(stderr, "error: --handler noop runs no command; drop the -- CMD\n");
+            return 2;
+        }
+    } else if (strcmp(handler, "exec") == 0) {
+        cfg.handler = HANDLER_EXEC;
+        if (nrest == 0) {
+            fprintf(stderr, "error: no command: give -- CMD [ARG...] after the options, or "
+                            "--handler noop (see --help)\n");
+            return 2;
+        }
+        cfg.exec.argv = rest;
+        cfg.exec.argc = nrest;
+        cfg.exec.timeout_ms = timeout;
+        cfg.exec.use_stdin = !no_stdin;
+        char why[512];
+        if (exec_check_cmd(&cfg.exec, why, sizeof why) != 0) {
+            fprintf(stderr, "error: %s\n", why);
+            return 2;
+        }
+    } else {
+        fprintf(stderr, "error: --handler: expected exec or noop, got \"%s\"\n", handler);
+        return 2;
+    }
+    if (job && !drv_job_id_valid(job)) {
+        fprintf(stderr, "error: --job: not a valid job id: \"%s\"\n", job);
+        return 2;
+    }
+    char host[64] = "host", wid[160];
+    gethostname(host, sizeof host - 1);
+    snprintf(wid, sizeof wid, "%s:%d", host, (int)getpid());
+    cfg.id = id ? id : wid;
+    cfg.job = job;
+    cfg.concurrency = (int)conc;
+    cfg.batch = batch ? (int)batch : (int)(conc < 1000 ? conc : 1000);
+    cfg.grace_ms = grace;
+    cfg.idle_ms = idle;
+    cfg.stats_ms = stats;
+    cfg.exit_when_done = exit_when_done;
+
+    /* libcurl's global state is set up once, before anything else could use it. */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    drv_queue *q;
+    if ((rc = drv_cli_connect(&cli, &rcfg, &q))) {
+        curl_global_cleanup();
+        return rc;
+    }
+    rc = worker_run(&cfg, q);
+    drv_queue_close(q);
+    curl_global_cleanup();
+    return rc;
+}

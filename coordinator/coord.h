@@ -1,0 +1,24 @@
+#ifndef DRV_COORD_H
+#define DRV_COORD_H
+
+/* The drover program's commands. Each takes the argv after the command name (argv[0] is the
+ * command) and returns the process exit code:
+ *   0 ok, 1 runtime failure (or: the job finished with dead items), 2 usage or spec error
+ *   (nothing was written to Redis), 4 the job was cancelled, 128+N stopped by signal N. */
+
+#include "feed.h"
+
+int cmd_submit(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_pause(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
+int cmd_dead(int argc, char **argv);
+int cmd_retry(int argc, char **argv);
+
+#define EXIT_USAGE     2
+#define EXIT_CANCELLED 4
+
+#endif

@@ -1,0 +1,30 @@
+#ifndef DRV_FEED_H
+#define DRV_FEED_H
+
+#include "queue.h"
+
+#include <stdio.h>
+
+/* Streams a job's source into its partitions, a chunk at a time, never holding the whole
+ * source. Each chunk and the cursor that covers it land in one feed.lua call, so a restarted
+ * coordinator resumes exactly at the cursor in Redis. */
+typedef struct drv_feeder drv_feeder;
+
+/* For range and file sources (stdin is fed by submit). Caller owns '*out'. */
+drv_err drv_feeder_open(const drv_job *job, drv_feeder **out, char *why, size_t whylen);
+void drv_feeder_free(drv_feeder *f);
+
+/* Feeds up to 'want' items into partition p, starting at the cursor in 'st' (as last read from
+ * Redis), and advances st->cursor, st->pending and st->exhausted as chunks land. Adds the items fed
+ * to *fed. DRV_ECURSOR means another feeder moved the cursor (re-read and try again); DRV_EINVAL a
+ * source error (message in 'why'). */
+drv_err drv_feeder_fill(drv_feeder *f, drv_queue *q, int p, drv_part_stat *st, int64_t want,
+                        int64_t *fed, char *why, size_t whylen);
+
+/* The stdin source: reads records from 'in', hash-partitions them by id, feeds them (keeping
+ * each pending list under the window) and marks every partition exhausted at the end.
+ * Prints progress to stderr unless 'quiet'. Returns DRV_OK or an error with 'why'. */
+drv_err drv_feed_stream(drv_queue *q, const drv_job *job, FILE *in, int quiet, char *why,
+                        size_t whylen);
+
+#endif

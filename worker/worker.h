@@ -1,0 +1,74 @@
+#ifndef DRV_WORKER_H
+#define DRV_WORKER_H
+
+#include "queue.h"
+
+#include <poll.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* What a handler says about one item. */
+typedef struct drv_outcome {
+    int ok;
+    int permanent;       /* dead at once */
+    int retryable_local; /* not the item's fault (spawn failed): hand it back, no attempt */
+    int64_t retry_after_ms;
+    char error[2048]; /* JSON object text */
+} drv_outcome;
+
+/* ---- the command handler (handler_exec.c) ------------------------------------------------ */
+
+typedef struct exec_cfg {
+    char **argv; /* the command after "--", with {id} and {item} templates */
+    int argc;
+    int64_t timeout_ms; /* 0: none */
+    int use_stdin;      /* write the item to the child's stdin */
+} exec_cfg;
+
+typedef struct exec_proc exec_proc;
+
+/* Checks that argv[0] can be run (on PATH or a path). Returns 0 or -1 with a message. */
+int exec_check_cmd(const exec_cfg *cfg, char *why, size_t whylen);
+/* Starts the command for one item in a new process group, never through a shell. On a
+ * failure to start, returns -1 and fills 'out' (retryable_local for resource errors,
+ * permanent for an item that cannot be passed in argv). */
+int exec_start(const exec_cfg *cfg, const char *job, const drv_lease *l, exec_proc **proc,
+               drv_outcome *out);
+/* Adds the process's pipes to fds (at most 2 entries); returns how many. */
+int exec_pollfds(exec_proc *p, struct pollfd *fds);
+/* Services the pipes after poll() (the entries exec_pollfds added). */
+void exec_service(exec_proc *p, const struct pollfd *fds, int n);
+/* Records the exit status waitpid() reported for p. */
+void exec_exited(exec_proc *p, int status);
+pid_t exec_pid(const exec_proc *p);
+/* 1 when the item is finished (exited and its stderr drained, or timed out and killed), with
+ * the outcome filled in. 'now' is drv_now_ms(). */
+int exec_done(exec_proc *p, int64_t now, const char *worker, int attempt, drv_outcome *out);
+/* Milliseconds until this process needs attention without I/O (timeout), or -1. */
+int64_t exec_next_deadline(const exec_proc *p, int64_t now);
+/* SIGKILLs the process group (a hung handler, or a worker giving up). */
+void exec_kill(exec_proc *p);
+void exec_free(exec_proc *p);
+
+/* ---- the loop (loop.c) ------------------------------------------------------------------- */
+
+typedef enum worker_handler { HANDLER_EXEC, HANDLER_NOOP } worker_handler;
+
+typedef struct worker_cfg {
+    const char *id;   /* worker id, "host:pid" by default */
+    const char *job;  /* NULL: every running job */
+    int concurrency;  /* items running at once */
+    int batch;        /* items per claim call */
+    int64_t grace_ms; /* drain time on SIGTERM */
+    int exit_when_done;
+    int64_t idle_ms;  /* longest wait when there is nothing to claim */
+    int64_t stats_ms; /* progress line interval, 0 for none */
+    worker_handler handler;
+    exec_cfg exec;
+} worker_cfg;
+
+/* Runs until drained by a signal (returns 0), asked to exit when done (0), or a fatal error
+ * (1). A second signal exits at once (130). */
+int worker_run(const worker_cfg *cfg, drv_queue *q);
+
+#endif
