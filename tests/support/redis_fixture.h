@@ -17,6 +17,10 @@ typedef struct drv_test_redis {
  * NULL). Returns 0 or -1 with a message on stderr. */
 int drv_test_redis_start(drv_test_redis *r, const char *const *extra);
 void drv_test_redis_stop(drv_test_redis *r);
+/* Stops the server by its PID but keeps its port and dir (a Redis outage). */
+void drv_test_redis_kill(drv_test_redis *r);
+/* Starts the server again on the same port and dir. Returns 0 or -1. */
+int drv_test_redis_restart(drv_test_redis *r, const char *const *extra);
 /* FLUSHALL, so each test starts from an empty database. Returns 0 or -1. */
 int drv_test_redis_flush(const drv_test_redis *r);
 
