@@ -21,7 +21,7 @@ static const drv_cmd_doc doc = {
     "worker's stdout. The command comes only from this command line: nothing read from Redis\n"
     "can make a worker run a program.\n\n"
     "SIGTERM or SIGINT drains: no more claims, unstarted items are handed back at once, running\n"
-    "items get --grace-ms to finish, then the worker exits 0. A second signal exits at once.",
+    "items get --grace seconds to finish, then the worker exits 0. A second signal exits at once.",
     "  drover-worker --job backfill --concurrency 16 -- ./reindex --invoice {id}\n"
     "  drover-worker --concurrency 8 -- curl -fsS -X POST https://api.example/rescore/{id}\n"
     "  drover-worker --job backfill --handler noop --batch 500   # measure coordination alone"};
@@ -32,7 +32,7 @@ int main(int argc, char **argv) {
     worker_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
     const char *id = NULL, *job = NULL, *handler = NULL;
-    long long conc, batch, grace, timeout, idle, stats;
+    long long conc, batch = 0, grace, timeout, idle, stats; /* batch has no default: 0 = conc */
     int exit_when_done = 0, no_stdin = 0, version = 0;
     const drv_opt opts[] = {
         DRV_CLI_OPTS(&cli),
@@ -40,10 +40,10 @@ int main(int argc, char **argv) {
          "serve only job J (default: every running job)", 0, 0, &job},
         {"concurrency", "DROVER_CONCURRENCY", DRV_OPT_INT, "4", "N", "items running at once", 1,
          4096, &conc},
-        {"batch", "DROVER_BATCH", DRV_OPT_INT, "0", "K",
+        {"batch", "DROVER_BATCH", DRV_OPT_INT, NULL, "K",
          "items per claim call (default: the concurrency, at most 1000)", 0, 1000, &batch},
-        {"grace-ms", "DROVER_GRACE_MS", DRV_OPT_INT, "30000", "MS",
-         "time running items get to finish on SIGTERM", 0, 86400000, &grace},
+        {"grace", "DROVER_GRACE", DRV_OPT_INT, "30", "S",
+         "seconds running items get to finish after SIGTERM", 0, 86400, &grace},
         {"timeout-ms", "DROVER_TIMEOUT_MS", DRV_OPT_INT, "600000", "MS",
          "kill an item's process group after this long (0: never)", 0, 604800000, &timeout},
         {"handler", "DROVER_HANDLER", DRV_OPT_STR, "exec", "H",
@@ -110,7 +110,7 @@ int main(int argc, char **argv) {
     cfg.job = job;
     cfg.concurrency = (int)conc;
     cfg.batch = batch ? (int)batch : (int)(conc < 1000 ? conc : 1000);
-    cfg.grace_ms = grace;
+    cfg.grace_ms = grace * 1000;
     cfg.idle_ms = idle;
     cfg.stats_ms = stats;
     cfg.exit_when_done = exit_when_done;
