@@ -1,0 +1,117 @@
+# Sourced by end-to-end tests: a real redis-server on a free loopback port in a temp dir,
+# polling with deadlines, and a cleanup that stops every process the test started by its PID.
+set -euo pipefail
+
+: "${DROVER_BIN_DIR:?run under ctest, or set DROVER_BIN_DIR to the build directory}"
+DROVER="$DROVER_BIN_DIR/drover"
+WORKER="$DROVER_BIN_DIR/drover-worker"
+TMP=$(mktemp -d /tmp/drover-e2e-XXXXXX)
+PIDS=()
+REDIS_PID=""
+unset DROVER_PREFIX DROVER_REDIS_URL
+
+cleanup() {
+    local rc=$?
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    if [ -n "$REDIS_PID" ]; then
+        kill "$REDIS_PID" 2>/dev/null || true
+        wait "$REDIS_PID" 2>/dev/null || true
+    fi
+    if [ $rc -ne 0 ] && [ -d "$TMP" ]; then
+        echo "--- logs of the failed test ---" >&2
+        for f in "$TMP"/*.log; do [ -f "$f" ] && { echo "== $f" >&2; tail -20 "$f" >&2; }; done
+    fi
+    rm -rf "$TMP"
+    exit $rc
+}
+trap cleanup EXIT
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+say() {
+    echo "--- $*" >&2
+}
+
+# start_redis [redis-server args...]: sets REDIS_PORT, REDIS_PID, DROVER_REDIS_URL.
+start_redis() {
+    local try port
+    for try in $(seq 20); do
+        port=$((20000 + RANDOM % 40000))
+        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" \
+            --logfile "$TMP/redis.log" "$@" &
+        REDIS_PID=$!
+        local i
+        for i in $(seq 200); do
+            if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
+                REDIS_PORT=$port
+                export DROVER_REDIS_URL="redis://127.0.0.1:$port/0"
+                return 0
+            fi
+            kill -0 "$REDIS_PID" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill "$REDIS_PID" 2>/dev/null || true
+        wait "$REDIS_PID" 2>/dev/null || true
+        REDIS_PID=""
+    done
+    fail "could not start redis-server"
+}
+
+R() {
+    redis-cli -p "$REDIS_PORT" "$@"
+}
+
+# bg LOGNAME cmd...: starts cmd in the background, logging to $TMP/LOGNAME.log; sets LAST_PID.
+bg() {
+    local name=$1
+    shift
+    "$@" >"$TMP/$name.log" 2>&1 &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+
+# wait_for "what" SECONDS cmd...: polls cmd every 50 ms until it succeeds or time runs out.
+wait_for() {
+    local what=$1 secs=$2
+    shift 2
+    local deadline=$((SECONDS + secs))
+    until "$@" >/dev/null 2>&1; do
+        [ $SECONDS -lt $deadline ] || fail "timed out after ${secs}s waiting for: $what"
+        sleep 0.05
+    done
+}
+
+# wait_exit SECONDS PID: waits for PID (a child of this shell) to exit and sets EXIT_CODE. Not
+# in $(...): a subshell cannot wait for its parent's children.
+wait_exit() {
+    local secs=$1 pid=$2 deadline=$((SECONDS + $1))
+    while kill -0 "$pid" 2>/dev/null; do
+        [ $SECONDS -lt $deadline ] || fail "process $pid still running after ${secs}s"
+        sleep 0.05
+    done
+    EXIT_CODE=0
+    wait "$pid" || EXIT_CODE=$?
+}
+
+# json_num FIELD: the first numeric FIELD in the JSON on stdin.
+json_num() {
+    grep -o "\"$1\":-\\?[0-9]*" | head -1 | cut -d: -f2
+}
+
+status_num() { # status_num JOB FIELD
+    "$DROVER" status "$1" --json | json_num "$2"
+}
+
+done_at_least() { # done_at_least JOB N
+    [ "$(status_num "$1" done)" -ge "$2" ]
+}
+
+# all_done_ids JOB P: every id in the job's done sets, sorted.
+all_done_ids() {
+    local p
+    for p in $(seq 0 $(($2 - 1))); do R SMEMBERS "drover:{$1.$p}:done"; done | sort
+}
