@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define DRV_RANGE_LIMIT 9007199254740992LL /* 2^53 */
+
 #define FAIL(...)                                                                                  \
     do {                                                                                           \
         snprintf(why, whylen, __VA_ARGS__);                                                        \
@@ -83,9 +85,14 @@ drv_err drv_spec_validate(const drv_spec *s, char *why, size_t whylen) {
         FAIL("max_item_bytes: expected 16 to 67108864, got %" PRId64, s->max_item_bytes);
     switch (s->source) {
     case DRV_SRC_RANGE:
-        if (s->range_start > s->range_end)
-            FAIL("source: range start %" PRId64 " is greater than its end %" PRId64,
+        /* The spec is stored as JSON, whose numbers are exact only up to 2^53. */
+        if (s->range_start < -DRV_RANGE_LIMIT || s->range_start > DRV_RANGE_LIMIT ||
+            s->range_end < -DRV_RANGE_LIMIT || s->range_end > DRV_RANGE_LIMIT)
+            FAIL("source: range bounds must be within -2^53..2^53 (%" PRId64 "..%" PRId64 ")",
                  s->range_start, s->range_end);
+        if (s->range_start > s->range_end)
+            FAIL("source: range start %" PRId64 " is greater than its end %" PRId64, s->range_start,
+                 s->range_end);
         break;
     case DRV_SRC_FILE:
         if (!s->path[0]) FAIL("source.path: expected a file path");
@@ -117,8 +124,8 @@ static int get_int(const cJSON *obj, const char *name, const char *path, int64_t
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
     if (!v) return 0;
     double d = v->valuedouble;
-    if (!cJSON_IsNumber(v) || d != floor(d) || d < -9.007199254740992e15 ||
-        d > 9.007199254740992e15) {
+    if (!cJSON_IsNumber(v) || d != floor(d) || d < -(double)DRV_RANGE_LIMIT ||
+        d > (double)DRV_RANGE_LIMIT) {
         snprintf(why, whylen, "%s: expected a whole number", path);
         return -1;
     }
@@ -178,9 +185,9 @@ out:
 }
 
 drv_err drv_spec_parse(const char *json, size_t len, drv_spec *out, char *why, size_t whylen) {
-    static const char *const known[] = {"id",         "source",         "partitions",
-                                        "lease_ms",   "max_attempts",   "backoff_ms",
-                                        "backoff_max_ms", "window",     "max_item_bytes", 0};
+    static const char *const known[] = {
+        "id",         "source",         "partitions", "lease_ms",       "max_attempts",
+        "backoff_ms", "backoff_max_ms", "window",     "max_item_bytes", 0};
     drv_err e = DRV_OK;
     drv_spec s;
     drv_spec_init(&s);

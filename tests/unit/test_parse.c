@@ -124,6 +124,19 @@ static void spec_round_trips_through_json(void **state) {
     free(json);
 }
 
+static void range_bounds_stay_within_what_json_holds_exactly(void **state) {
+    (void)state;
+    drv_spec s;
+    char why[512];
+    drv_spec_init(&s);
+    s.range_start = 1;
+    s.range_end = 9007199254740992LL; /* 2^53: still exact */
+    assert_int_equal(drv_spec_validate(&s, why, sizeof why), DRV_OK);
+    s.range_end += 1;
+    assert_int_equal(drv_spec_validate(&s, why, sizeof why), DRV_EINVAL);
+    assert_non_null(strstr(why, "2^53"));
+}
+
 static void range_flag_parses_inclusive_bounds(void **state) {
     (void)state;
     int64_t a, b;
@@ -312,6 +325,7 @@ int main(void) {
         cmocka_unit_test(spec_file_and_stdin_sources_parse),
         cmocka_unit_test(spec_errors_name_the_field),
         cmocka_unit_test(spec_round_trips_through_json),
+        cmocka_unit_test(range_bounds_stay_within_what_json_holds_exactly),
         cmocka_unit_test(range_flag_parses_inclusive_bounds),
         cmocka_unit_test(url_parses_host_port_db_and_credentials),
         cmocka_unit_test(url_errors_say_what_is_wrong),
