@@ -59,8 +59,8 @@ static const drv_opt *find_opt(const drv_opt *opts, const char *name, size_t len
     return NULL;
 }
 
-int drv_opts_parse(const drv_opt *opts, const drv_cmd_doc *doc, int argc, char **argv,
-                   char **pos, int pos_cap, int *npos, char ***rest, int *nrest) {
+int drv_opts_parse(const drv_opt *opts, const drv_cmd_doc *doc, int argc, char **argv, char **pos,
+                   int pos_cap, int *npos, char ***rest, int *nrest) {
     char from[160];
     *npos = 0;
     if (rest) *rest = NULL, *nrest = 0;

@@ -9,14 +9,14 @@
 typedef enum drv_opt_type { DRV_OPT_STR, DRV_OPT_INT, DRV_OPT_BOOL } drv_opt_type;
 
 typedef struct drv_opt {
-    const char *name;    /* long flag without "--" */
-    const char *env;     /* environment variable, or NULL */
+    const char *name; /* long flag without "--" */
+    const char *env;  /* environment variable, or NULL */
     drv_opt_type type;
     const char *def;     /* default as text, or NULL for none */
     const char *metavar; /* shown in --help: "URL", "N" */
     const char *help;
-    long long min, max;  /* bounds for DRV_OPT_INT */
-    void *dst;           /* const char ** | long long * | int * (bool) */
+    long long min, max; /* bounds for DRV_OPT_INT */
+    void *dst;          /* const char ** | long long * | int * (bool) */
 } drv_opt;
 
 typedef struct drv_cmd_doc {
@@ -32,8 +32,8 @@ enum { DRV_OPTS_OK = 0, DRV_OPTS_HELP = 1, DRV_OPTS_ERROR = -1 };
  * NULL (otherwise "--" is an error). Returns DRV_OPTS_OK, DRV_OPTS_HELP (help was printed
  * to stdout: exit 0) or DRV_OPTS_ERROR (a message naming the flag or variable was printed
  * to stderr: exit 2). Strings stored in the table are borrowed from argv or environ. */
-int drv_opts_parse(const drv_opt *opts, const drv_cmd_doc *doc, int argc, char **argv,
-                   char **pos, int pos_cap, int *npos, char ***rest, int *nrest);
+int drv_opts_parse(const drv_opt *opts, const drv_cmd_doc *doc, int argc, char **argv, char **pos,
+                   int pos_cap, int *npos, char ***rest, int *nrest);
 void drv_opts_help(const drv_opt *opts, const drv_cmd_doc *doc, FILE *out);
 
 /* Parses a whole decimal integer in [min, max]. Returns 0 on success, -1 otherwise. */

@@ -64,7 +64,8 @@ static drv_err load_script(drv_conn *c, int i) {
 }
 
 static drv_err do_connect(drv_conn *c) {
-    struct timeval tv = {c->cfg.connect_timeout_ms / 1000, (c->cfg.connect_timeout_ms % 1000) * 1000};
+    struct timeval tv = {c->cfg.connect_timeout_ms / 1000,
+                         (c->cfg.connect_timeout_ms % 1000) * 1000};
     redisContext *ctx = c->cfg.path[0] ? redisConnectUnixWithTimeout(c->cfg.path, tv)
                                        : redisConnectWithTimeout(c->cfg.host, c->cfg.port, tv);
     if (!ctx) {
@@ -76,7 +77,8 @@ static drv_err do_connect(drv_conn *c) {
         redisFree(ctx);
         return DRV_EIO;
     }
-    struct timeval ctv = {c->cfg.command_timeout_ms / 1000, (c->cfg.command_timeout_ms % 1000) * 1000};
+    struct timeval ctv = {c->cfg.command_timeout_ms / 1000,
+                          (c->cfg.command_timeout_ms % 1000) * 1000};
     redisSetTimeout(ctx, ctv);
     c->ctx = ctx;
     redisReply *r = NULL;
@@ -98,7 +100,7 @@ static drv_err do_connect(drv_conn *c) {
         if ((e = drv_conn_cmdf(c, &r, "SELECT %d", c->cfg.db)) != DRV_OK) goto fail;
         freeReplyObject(r);
     }
-    for (int i = 0; drv_script_sources[i].name && i < MAX_SCRIPTS; i++)
+    for (int i = 0; i < MAX_SCRIPTS && drv_script_sources[i].name; i++)
         if ((e = load_script(c, i)) != DRV_OK) goto fail;
     return DRV_OK;
 fail:
@@ -212,8 +214,8 @@ static drv_err script_error(const char *msg) {
 }
 
 drv_err drv_conn_script(drv_conn *c, const char *name, int nkeys, const char **keys,
-                        const size_t *keylens, int nargs, const char **args,
-                        const size_t *arglens, redisReply **out) {
+                        const size_t *keylens, int nargs, const char **args, const size_t *arglens,
+                        redisReply **out) {
     int si = script_index(name);
     if (si < 0) {
         set_err(c, "no script named %s", name);
@@ -237,7 +239,8 @@ drv_err drv_conn_script(drv_conn *c, const char *name, int nkeys, const char **k
     snprintf(nk, sizeof nk, "%d", nkeys);
     argv[0] = "EVALSHA", lens[0] = 7;
     argv[2] = nk, lens[2] = strlen(nk);
-    for (int i = 0; i < nkeys; i++) argv[3 + i] = keys[i], lens[3 + i] = keylens[i];
+    for (int i = 0; i < nkeys; i++)
+        argv[3 + i] = keys[i], lens[3 + i] = keylens[i];
     for (int i = 0; i < nargs; i++)
         argv[3 + nkeys + i] = args[i], lens[3 + nkeys + i] = arglens[i];
     drv_err e;

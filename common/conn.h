@@ -41,8 +41,8 @@ drv_err drv_conn_cmdf(drv_conn *c, redisReply **out, const char *fmt, ...);
  * to the matching drv_err (DRV_EPAUSED, DRV_ECANCELLED, DRV_ENOJOB, DRV_ECURSOR), anything
  * else to DRV_EREPLY; the text is kept for drv_conn_errstr(). */
 drv_err drv_conn_script(drv_conn *c, const char *name, int nkeys, const char **keys,
-                        const size_t *keylens, int nargs, const char **args,
-                        const size_t *arglens, redisReply **out);
+                        const size_t *keylens, int nargs, const char **args, const size_t *arglens,
+                        redisReply **out);
 
 /* Pipelining: queue commands, then read their replies in order. */
 drv_err drv_conn_append(drv_conn *c, int argc, const char **argv, const size_t *lens);

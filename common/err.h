@@ -5,17 +5,17 @@
  * which are left untouched on failure. */
 typedef enum drv_err {
     DRV_OK = 0,
-    DRV_ENOMEM,    /* allocation failed */
-    DRV_EINVAL,    /* bad input: a spec, a flag, a URL */
-    DRV_EIO,       /* a connection or file failed; retrying may help */
-    DRV_EREPLY,    /* Redis answered with an error on a healthy connection */
-    DRV_ENOJOB,    /* the job (or partition) does not exist */
-    DRV_EEXIST,    /* the job already exists */
-    DRV_EPAUSED,   /* the job is paused */
-    DRV_ECANCELLED,/* the job is cancelled */
-    DRV_ECURSOR,   /* a feed lost its race: the partition cursor moved */
-    DRV_ETOOBIG,   /* an item or buffer is over its cap */
-    DRV_ELOCKED,   /* another coordinator holds the job's lock */
+    DRV_ENOMEM,     /* allocation failed */
+    DRV_EINVAL,     /* bad input: a spec, a flag, a URL */
+    DRV_EIO,        /* a connection or file failed; retrying may help */
+    DRV_EREPLY,     /* Redis answered with an error on a healthy connection */
+    DRV_ENOJOB,     /* the job (or partition) does not exist */
+    DRV_EEXIST,     /* the job already exists */
+    DRV_EPAUSED,    /* the job is paused */
+    DRV_ECANCELLED, /* the job is cancelled */
+    DRV_ECURSOR,    /* a feed lost its race: the partition cursor moved */
+    DRV_ETOOBIG,    /* an item or buffer is over its cap */
+    DRV_ELOCKED,    /* another coordinator holds the job's lock */
 } drv_err;
 
 const char *drv_strerror(drv_err e);

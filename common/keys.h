@@ -16,7 +16,7 @@
  * are letters, digits, '_' and '-' (at most 64) and can never break a hash tag. */
 
 #define DRV_JOB_ID_MAX 64
-#define DRV_KEY_MAX 192
+#define DRV_KEY_MAX    192
 #define DRV_PART_NKEYS 10
 
 /* The partition keys in the order every partition script takes them (lua/_lib.lua). */

@@ -132,7 +132,8 @@ drv_err drv_queue_job_delete(drv_queue *q, const char *job) {
         const char *argv[1 + DRV_PART_NKEYS];
         size_t lens[1 + DRV_PART_NKEYS];
         argv[0] = "UNLINK", lens[0] = 6;
-        for (int i = 0; i < DRV_PART_NKEYS; i++) argv[1 + i] = k.ptr[i], lens[1 + i] = k.len[i];
+        for (int i = 0; i < DRV_PART_NKEYS; i++)
+            argv[1 + i] = k.ptr[i], lens[1 + i] = k.len[i];
         if ((e = drv_conn_append(q->conn, 1 + DRV_PART_NKEYS, argv, lens))) return e;
     }
     if ((e = drain_replies(q, nparts))) return e;
@@ -164,8 +165,9 @@ drv_err drv_queue_job_create(drv_queue *q, const drv_spec *spec, int64_t total,
     if (!json) return DRV_ENOMEM;
     int n = 0;
     /* 1. the job hash, marked "creating" */
-    e = drv_conn_cmdf(q->conn, &r, "HSET %s spec %s state creating partitions %lld total %lld "
-                                   "created_ms %lld",
+    e = drv_conn_cmdf(q->conn, &r,
+                      "HSET %s spec %s state creating partitions %lld total %lld "
+                      "created_ms %lld",
                       jk, json, (long long)spec->partitions, (long long)total, (long long)now);
     free(json);
     if (e) return e;
@@ -184,15 +186,40 @@ drv_err drv_queue_job_create(drv_queue *q, const drv_spec *spec, int64_t total,
         snprintf(v[5], sizeof v[5], "%" PRId64, parts[p].start);
         snprintf(v[6], sizeof v[6], "%" PRId64, parts[p].end);
         snprintf(v[7], sizeof v[7], "%d", parts[p].exhausted);
-        const char *argv[] = {"HSET",     k.ptr[0],      "state",          "running",
-                              "lease_ms", v[0],          "max_attempts",   v[1],
-                              "backoff_ms", v[2],        "backoff_max_ms", v[3],
-                              "payloads", v[4],          "start",          v[5],
-                              "end",      v[6],          "cursor",         parts[p].cursor,
-                              "exhausted", v[7],         "fed",            "0",
-                              "done",     "0",           "failed",         "0",
-                              "dead",     "0",           "duplicates",     "0",
-                              "expired",  "0"};
+        const char *argv[] = {"HSET",
+                              k.ptr[0],
+                              "state",
+                              "running",
+                              "lease_ms",
+                              v[0],
+                              "max_attempts",
+                              v[1],
+                              "backoff_ms",
+                              v[2],
+                              "backoff_max_ms",
+                              v[3],
+                              "payloads",
+                              v[4],
+                              "start",
+                              v[5],
+                              "end",
+                              v[6],
+                              "cursor",
+                              parts[p].cursor,
+                              "exhausted",
+                              v[7],
+                              "fed",
+                              "0",
+                              "done",
+                              "0",
+                              "failed",
+                              "0",
+                              "dead",
+                              "0",
+                              "duplicates",
+                              "0",
+                              "expired",
+                              "0"};
         int argc = (int)(sizeof argv / sizeof *argv);
         if ((e = drv_conn_append(q->conn, argc, argv, NULL))) return e;
         n++;
@@ -309,7 +336,8 @@ drv_err drv_queue_job_note(drv_queue *q, const char *job, const char *const *kv)
     int argc = 0;
     argv[argc++] = "HSET";
     argv[argc++] = jk;
-    for (; kv[0] && kv[1] && argc < 32; kv += 2) argv[argc++] = kv[0], argv[argc++] = kv[1];
+    for (; kv[0] && kv[1] && argc < 32; kv += 2)
+        argv[argc++] = kv[0], argv[argc++] = kv[1];
     redisReply *r;
     drv_err e = drv_conn_cmd(q->conn, argc, argv, NULL, &r);
     if (!e) freeReplyObject(r);
@@ -450,7 +478,8 @@ drv_err drv_queue_feed(drv_queue *q, const char *job, int p, const char *expect,
     return DRV_OK;
 }
 
-/* ---- workers ---------------------------------------------------------------------------------- */
+/* ---- workers ----------------------------------------------------------------------------------
+ */
 
 void drv_lease_clear(drv_lease *l) {
     free(l->id);
@@ -514,7 +543,8 @@ drv_err drv_queue_claim(drv_queue *q, const char *job, int p, const char *worker
 bad:
     e = DRV_EREPLY;
 fail:
-    for (size_t i = 0; i < c.n; i++) drv_lease_clear(&c.items[i]);
+    for (size_t i = 0; i < c.n; i++)
+        drv_lease_clear(&c.items[i]);
     free(c.items);
     freeReplyObject(r);
     return e;
@@ -522,8 +552,8 @@ fail:
 
 /* Runs 'script' over refs in chunks as id, token pairs; 'sum' adds up each reply. */
 static drv_err run_refs(drv_queue *q, const char *script, const char *job, int p,
-                        const drv_ref *refs, size_t n,
-                        void (*sum)(const redisReply *r, void *acc), void *acc) {
+                        const drv_ref *refs, size_t n, void (*sum)(const redisReply *r, void *acc),
+                        void *acc) {
     const char *args[2 * CHUNK];
     size_t lens[2 * CHUNK];
     num_t tok[CHUNK];
@@ -627,7 +657,8 @@ drv_err drv_queue_heartbeat(drv_queue *q, const char *worker, int64_t now_ms) {
     return e;
 }
 
-/* ---- operators -------------------------------------------------------------------------------- */
+/* ---- operators --------------------------------------------------------------------------------
+ */
 
 /* HSCANs the dead hash of partition p, calling fn on each page's (id, error) pairs. */
 static drv_err scan_dead(drv_queue *q, const char *job, int p,
@@ -667,8 +698,8 @@ static drv_err dead_page(drv_queue *q, redisReply *kv, void *ud) {
 }
 
 drv_err drv_queue_dead_each(drv_queue *q, const char *job, int p,
-                            void (*fn)(const char *id, size_t idlen, const char *err,
-                                       size_t errlen, void *ud),
+                            void (*fn)(const char *id, size_t idlen, const char *err, size_t errlen,
+                                       void *ud),
                             void *ud) {
     struct dead_each d = {fn, ud};
     return scan_dead(q, job, p, dead_page, &d);

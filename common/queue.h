@@ -35,7 +35,7 @@ typedef struct drv_job {
     char id[DRV_JOB_ID_MAX + 1];
     char state[16]; /* running, paused, cancelled, done */
     int partitions;
-    int64_t total;  /* -1 until known */
+    int64_t total; /* -1 until known */
     int64_t created_ms, finished_ms;
     int64_t rate_milli; /* items/s x 1000 over the coordinator's last window; 0 if unknown */
     drv_spec spec;
@@ -68,13 +68,12 @@ drv_err drv_queue_job_delete(drv_queue *q, const char *job);
 /* ---- the coordinator ------------------------------------------------------------------- */
 
 /* Takes or renews the job's coordinator lock for ttl_ms. *held = 1 if 'owner' holds it. */
-drv_err drv_queue_lock(drv_queue *q, const char *job, const char *owner, int64_t ttl_ms,
-                       int *held);
+drv_err drv_queue_lock(drv_queue *q, const char *job, const char *owner, int64_t ttl_ms, int *held);
 drv_err drv_queue_unlock(drv_queue *q, const char *job, const char *owner);
 
 typedef struct drv_part_stat {
     char state[16];
-    int64_t pending, leased, retrying, dead;             /* sizes now */
+    int64_t pending, leased, retrying, dead;                           /* sizes now */
     int64_t fed, done, failed, duplicates, expired, skipped, released; /* counters */
     int64_t start, end;
     char cursor[32];
@@ -99,17 +98,16 @@ typedef struct drv_feed_item {
  * (lua/feed.lua); 'exhausted' marks the end of the partition's source. DRV_ECURSOR if the
  * cursor was not 'expect'. At most 1000 items a call. */
 drv_err drv_queue_feed(drv_queue *q, const char *job, int p, const char *expect, const char *next,
-                       int exhausted, const drv_feed_item *items, size_t n,
-                       int64_t *pending_after);
+                       int exhausted, const drv_feed_item *items, size_t n, int64_t *pending_after);
 
 /* ---- workers ----------------------------------------------------------------------------- */
 
 typedef struct drv_lease {
-    char *id;      /* owned, NUL-terminated */
+    char *id; /* owned, NUL-terminated */
     size_t idlen;
     char *payload; /* owned; NULL when the id is the item */
     size_t plen;
-    int attempt;   /* 1 on the first delivery */
+    int attempt; /* 1 on the first delivery */
     int64_t token;
 } drv_lease;
 
@@ -165,8 +163,8 @@ drv_err drv_queue_heartbeat(drv_queue *q, const char *worker, int64_t now_ms);
 
 /* Calls fn for each dead item of partition p with its last error (JSON). */
 drv_err drv_queue_dead_each(drv_queue *q, const char *job, int p,
-                            void (*fn)(const char *id, size_t idlen, const char *err,
-                                       size_t errlen, void *ud),
+                            void (*fn)(const char *id, size_t idlen, const char *err, size_t errlen,
+                                       void *ud),
                             void *ud);
 /* Moves every dead item of partition p back to pending with fresh attempts. */
 drv_err drv_queue_revive(drv_queue *q, const char *job, int p, int64_t *revived);

@@ -20,7 +20,8 @@ drv_err drv_buf_append(drv_buf *b, const void *p, size_t n) {
     if (n > b->max - b->len || b->len + n + 1 > b->max + 1) return DRV_ETOOBIG;
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
+        while (cap < b->len + n + 1)
+            cap *= 2;
         char *d = realloc(b->data, cap);
         if (!d) return DRV_ENOMEM;
         b->data = d;
@@ -125,8 +126,10 @@ int drv_reader_next(drv_reader *r, const char **rec, size_t *len, int64_t *at, c
             size_t avail = r->blen - r->bpos, take;
             if (r->fmt == DRV_FMT_CSV) {
                 for (take = 0; take < avail; take++) {
-                    if (p[take] == '"') in_quotes = !in_quotes;
-                    else if (p[take] == '\n' && !in_quotes) break;
+                    if (p[take] == '"')
+                        in_quotes = !in_quotes;
+                    else if (p[take] == '\n' && !in_quotes)
+                        break;
                 }
             } else {
                 const char *nl = memchr(p, '\n', avail);
@@ -153,11 +156,14 @@ int drv_reader_next(drv_reader *r, const char **rec, size_t *len, int64_t *at, c
         size_t n = r->rec.len;
         if (n && s[n - 1] == '\r') n--;
         if (r->fmt == DRV_FMT_LINES) {
-            while (n && is_space(s[n - 1])) n--;
-            while (n && is_space(*s)) s++, n--;
+            while (n && is_space(s[n - 1]))
+                n--;
+            while (n && is_space(*s))
+                s++, n--;
         } else {
             size_t i = 0;
-            while (i < n && is_space(s[i])) i++;
+            while (i < n && is_space(s[i]))
+                i++;
             if (i == n) n = 0;
         }
         if (n == 0) continue; /* empty line */
@@ -202,14 +208,15 @@ int drv_csv_split(const char *rec, size_t len, drv_buf *store, size_t *off, int 
             if (i < len && rec[i] != ',') return -1; /* text after a closing quote */
         } else {
             size_t j = i;
-            while (j < len && rec[j] != ',') j++;
+            while (j < len && rec[j] != ',')
+                j++;
             if (drv_buf_append(store, rec + i, j - i)) return -1;
             i = j;
         }
         if (drv_buf_append(store, "", 1)) return -1; /* field terminator */
         if (i >= len) return n;
-        i++; /* the comma */
-        if (i == len) {                     /* trailing comma: one more empty field */
+        i++;            /* the comma */
+        if (i == len) { /* trailing comma: one more empty field */
             if (n >= cap) return -1;
             off[n++] = store->len;
             if (drv_buf_append(store, "", 1)) return -1;
@@ -270,7 +277,8 @@ nomem:
 
 void drv_extract_free(drv_extract *x) {
     if (!x) return;
-    for (int i = 0; i < x->ncols; i++) free(x->cols[i]);
+    for (int i = 0; i < x->ncols; i++)
+        free(x->cols[i]);
     free(x->cols);
     free(x->id_field);
     drv_buf_free(&x->store);
@@ -476,8 +484,8 @@ drv_err drv_scan_file(const char *path, const drv_spec *spec, drv_scan *out, cha
         }
         if (rc == 0) break;
         recno++;
-        while (k < s.nparts && at >= s.data_start + span / s.nparts * k +
-                                          (span % s.nparts) * k / s.nparts)
+        while (k < s.nparts &&
+               at >= s.data_start + span / s.nparts * k + (span % s.nparts) * k / s.nparts)
             s.start[k++] = at;
         if (drv_extract_item(x, rec, len, &id, &payload, msg, sizeof msg)) {
             snprintf(why, whylen, "%s: record %" PRId64 " (byte %" PRId64 "): %s", path, recno, at,
@@ -490,8 +498,10 @@ drv_err drv_scan_file(const char *path, const drv_spec *spec, drv_scan *out, cha
             progress(at, s.size);
         }
     }
-    while (k < s.nparts) s.start[k++] = s.size;
-    for (int p = 0; p < s.nparts; p++) s.end[p] = p + 1 < s.nparts ? s.start[p + 1] : s.size;
+    while (k < s.nparts)
+        s.start[k++] = s.size;
+    for (int p = 0; p < s.nparts; p++)
+        s.end[p] = p + 1 < s.nparts ? s.start[p + 1] : s.size;
     *out = s;
     s.start = s.end = NULL;
     e = DRV_OK;

@@ -70,8 +70,8 @@ typedef struct drv_scan {
     int64_t data_start; /* first byte after the CSV header (0 otherwise) */
     int64_t total;      /* records (items) */
     int nparts;
-    int64_t *start;     /* [nparts] first byte of each partition */
-    int64_t *end;       /* [nparts] one past its last byte */
+    int64_t *start; /* [nparts] first byte of each partition */
+    int64_t *end;   /* [nparts] one past its last byte */
 } drv_scan;
 
 /* 'progress' (may be NULL) is called about once a second with the bytes read so far. */

@@ -13,22 +13,22 @@ typedef enum drv_src_type { DRV_SRC_RANGE = 0, DRV_SRC_FILE, DRV_SRC_STDIN } drv
 typedef enum drv_fmt { DRV_FMT_LINES = 0, DRV_FMT_NDJSON, DRV_FMT_CSV } drv_fmt;
 
 #define DRV_PARTITIONS_MAX 1024
-#define DRV_ID_BYTES_MAX 1024
+#define DRV_ID_BYTES_MAX   1024
 
 typedef struct drv_spec {
-    char id[65];           /* job id; "" = generate one */
+    char id[65]; /* job id; "" = generate one */
     drv_src_type source;
-    int64_t range_start;   /* range: first id */
-    int64_t range_end;     /* range: last id (inclusive) */
-    char path[4096];       /* file: path as given */
-    drv_fmt format;        /* file, stdin */
-    char id_field[256];    /* ndjson: field; csv: header column. "" = lines */
+    int64_t range_start; /* range: first id */
+    int64_t range_end;   /* range: last id (inclusive) */
+    char path[4096];     /* file: path as given */
+    drv_fmt format;      /* file, stdin */
+    char id_field[256];  /* ndjson: field; csv: header column. "" = lines */
     int64_t partitions;
     int64_t lease_ms;
     int64_t max_attempts;
-    int64_t backoff_ms;    /* first retry delay (before jitter) */
+    int64_t backoff_ms; /* first retry delay (before jitter) */
     int64_t backoff_max_ms;
-    int64_t window;        /* high-water mark of each pending list */
+    int64_t window; /* high-water mark of each pending list */
     int64_t max_item_bytes;
 } drv_spec;
 

@@ -9,8 +9,10 @@ drv_err drv_template_expand(const char *tmpl, const char *id, size_t idlen, cons
     for (const char *p = tmpl; *p && e == DRV_OK;) {
         const char *val = NULL;
         size_t vlen = 0, skip = 0;
-        if (strncmp(p, "{id}", 4) == 0) val = id, vlen = idlen, skip = 4;
-        else if (strncmp(p, "{item}", 6) == 0) val = item, vlen = itemlen, skip = 6;
+        if (strncmp(p, "{id}", 4) == 0)
+            val = id, vlen = idlen, skip = 4;
+        else if (strncmp(p, "{item}", 6) == 0)
+            val = item, vlen = itemlen, skip = 6;
         if (val) {
             if (memchr(val, '\0', vlen)) return DRV_EINVAL;
             e = drv_buf_append(out, val, vlen);

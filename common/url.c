@@ -50,8 +50,8 @@ static drv_err parse_userinfo(const char *s, size_t n, drv_redis_cfg *out, char 
     }
     if (pct_decode(s, (size_t)(colon - s), out->user, sizeof out->user) != 0)
         FAIL("bad user name encoding or too long");
-    if (pct_decode(colon + 1, n - (size_t)(colon - s) - 1, out->password,
-                   sizeof out->password) != 0)
+    if (pct_decode(colon + 1, n - (size_t)(colon - s) - 1, out->password, sizeof out->password) !=
+        0)
         FAIL("bad password encoding or too long");
     return DRV_OK;
 }
@@ -62,7 +62,7 @@ drv_err drv_url_parse(const char *url, drv_redis_cfg *out, char *why, size_t why
     c.connect_timeout_ms = 2000;
     c.command_timeout_ms = 5000;
     if (!url || !*url) FAIL("empty Redis URL");
-    const char *p;
+    const char *p = NULL;
     int is_unix = 0;
     if (strncmp(url, "redis://", 8) == 0) {
         p = url + 8;

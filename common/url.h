@@ -11,10 +11,10 @@
  * user and password are percent-decoded. */
 typedef struct drv_redis_cfg {
     char host[256];
-    int port;          /* 0 for unix sockets */
-    char path[256];    /* unix socket path, "" for TCP */
-    char user[128];    /* ACL user, "" for the default user */
-    char password[256];/* "" for no AUTH */
+    int port;           /* 0 for unix sockets */
+    char path[256];     /* unix socket path, "" for TCP */
+    char user[128];     /* ACL user, "" for the default user */
+    char password[256]; /* "" for no AUTH */
     int db;
     int connect_timeout_ms;
     int command_timeout_ms;
