@@ -373,6 +373,18 @@ drv_err drv_queue_unlock(drv_queue *q, const char *job, const char *owner) {
     return e;
 }
 
+void drv_part_stat_sum(const drv_part_stat *st, int n, drv_part_stat *out) {
+    memset(out, 0, sizeof *out);
+    for (int p = 0; p < n; p++) {
+        const drv_part_stat *s = &st[p];
+        out->pending += s->pending, out->leased += s->leased, out->retrying += s->retrying;
+        out->dead += s->dead, out->fed += s->fed, out->done += s->done;
+        out->failed += s->failed, out->duplicates += s->duplicates, out->expired += s->expired;
+        out->skipped += s->skipped, out->released += s->released;
+        out->recovered += s->recovered;
+    }
+}
+
 drv_err drv_queue_reap(drv_queue *q, const char *job, int p, drv_part_stat *out) {
     redisReply *r;
     drv_err e = run_part(q, "reap", job, p, 0, NULL, NULL, &r);

@@ -81,6 +81,9 @@ typedef struct drv_part_stat {
     int64_t recovered; /* reap only: expired leases and due retries moved to pending */
 } drv_part_stat;
 
+/* Adds up n partitions' sizes and counters into *out (strings and bounds are left empty). */
+void drv_part_stat_sum(const drv_part_stat *st, int n, drv_part_stat *out);
+
 /* Recovers expired leases and due retries of partition p (lua/reap.lua) and reports its sizes
  * (pending, leased, retrying, dead, exhausted, recovered) in one atomic step. */
 drv_err drv_queue_reap(drv_queue *q, const char *job, int p, drv_part_stat *out);

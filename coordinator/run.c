@@ -75,20 +75,10 @@ static int handle_err(run_ctx *c, drv_err e, const char *what) {
     return -1;
 }
 
-static void totals(const run_ctx *c, drv_part_stat *t) {
-    memset(t, 0, sizeof *t);
-    for (int p = 0; p < c->job.partitions; p++) {
-        const drv_part_stat *s = &c->st[p];
-        t->pending += s->pending, t->leased += s->leased, t->retrying += s->retrying;
-        t->dead += s->dead, t->fed += s->fed, t->done += s->done;
-        t->duplicates += s->duplicates, t->expired += s->expired;
-    }
-}
-
 static void report(run_ctx *c, int64_t now) {
     drv_part_stat t;
     if (drv_queue_stats(c->q, c->job.id, c->job.partitions, c->st) != DRV_OK) return;
-    totals(c, &t);
+    drv_part_stat_sum(c->st, c->job.partitions, &t);
     /* Keep up to 16 samples, one per report, for a rate over the recent past. */
     if (c->nsamples == 16) {
         memmove(c->sample_ms, c->sample_ms + 1, 15 * sizeof *c->sample_ms);
@@ -314,7 +304,7 @@ int cmd_run(int argc, char **argv) {
                 if (handle_err(&c, e, "reading the final counts")) goto out;
                 continue;
             }
-            totals(&c, &t);
+            drv_part_stat_sum(c.st, c.job.partitions, &t);
             if ((e = drv_queue_job_set_state(c.q, &c.job, "done"))) {
                 if (handle_err(&c, e, "marking the job done")) goto out;
                 continue;

@@ -36,13 +36,7 @@ static drv_err load_view(drv_queue *q, const char *id, job_view *v) {
     v->st = calloc((size_t)v->job.partitions, sizeof *v->st);
     if (!v->st) return DRV_ENOMEM;
     if ((e = drv_queue_stats(q, id, v->job.partitions, v->st))) return e;
-    for (int p = 0; p < v->job.partitions; p++) {
-        const drv_part_stat *s = &v->st[p];
-        v->t.fed += s->fed, v->t.done += s->done, v->t.pending += s->pending;
-        v->t.leased += s->leased, v->t.retrying += s->retrying, v->t.dead += s->dead;
-        v->t.duplicates += s->duplicates, v->t.failed += s->failed, v->t.expired += s->expired;
-        v->t.skipped += s->skipped;
-    }
+    drv_part_stat_sum(v->st, v->job.partitions, &v->t);
     return DRV_OK;
 }
 

@@ -370,13 +370,19 @@ static void flush_results(wstate *w) {
 
 /* ---- leases ---------------------------------------------------------------------------------- */
 
-static int extend_group(wstate *w, int job, int part, int *idx, int n) {
+/* The lease references of held[idx[0..n)]. Caller frees. */
+static drv_ref *held_refs(const wstate *w, const int *idx, int n) {
     drv_ref *refs = malloc(sizeof *refs * (size_t)n);
-    if (!refs) return -1;
-    for (int k = 0; k < n; k++) {
-        held *h = &w->held[idx[k]];
+    for (int k = 0; refs && k < n; k++) {
+        const held *h = &w->held[idx[k]];
         refs[k] = (drv_ref){h->l.id, h->l.idlen, h->l.token};
     }
+    return refs;
+}
+
+static int extend_group(wstate *w, int job, int part, int *idx, int n) {
+    drv_ref *refs = held_refs(w, idx, n);
+    if (!refs) return -1;
     int64_t lost = 0;
     drv_err e = drv_queue_extend(w->q, w->jobs[job].id, part, refs, (size_t)n, &lost);
     free(refs);
@@ -403,12 +409,8 @@ static void extend_leases(wstate *w, int64_t now) {
 
 /* Hands back queued (never started) items. */
 static int release_group(wstate *w, int job, int part, int *idx, int n) {
-    drv_ref *refs = malloc(sizeof *refs * (size_t)n);
+    drv_ref *refs = held_refs(w, idx, n);
     if (!refs) return -1;
-    for (int k = 0; k < n; k++) {
-        held *h = &w->held[idx[k]];
-        refs[k] = (drv_ref){h->l.id, h->l.idlen, h->l.token};
-    }
     int64_t got = 0;
     drv_err e = drv_queue_release(w->q, w->jobs[job].id, part, refs, (size_t)n, &got);
     free(refs);
