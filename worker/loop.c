@@ -16,7 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* ---- state ------------------------------------------------------------------------------ */
+/* ---- state ----------------------------------------------------------------------------------- */
 
 typedef struct wjob {
     char id[DRV_JOB_ID_MAX + 1];
@@ -70,7 +70,7 @@ static void on_signal(int sig) {
     errno = saved;
 }
 
-/* ---- Redis errors -------------------------------------------------------------------------- */
+/* ---- Redis errors ---------------------------------------------------------------------------- */
 
 /* Marks the connection lost (logging once per outage). Returns 1 if the error was a lost
  * connection, 0 if it was something else (already logged). */
@@ -137,6 +137,16 @@ static void update_job(wstate *w, const drv_job *j, int64_t now) {
         x = &w->jobs[w->njobs - 1];
         drv_info("serving job %s (%d partitions)", j->id, j->partitions);
     }
+    if (x->partitions != j->partitions) {
+        /* The job was replaced (drover submit --replace) with another partition count. */
+        int64_t *eu = calloc((size_t)j->partitions, sizeof *eu);
+        if (!eu) return;
+        free(x->empty_until);
+        x->empty_until = eu;
+        x->partitions = j->partitions;
+        x->rr = 0;
+    }
+    x->lease_ms = j->spec.lease_ms;
     x->seen = 1;
     x->active = strcmp(j->state, "running") == 0;
     if (x->active && x->skip_until > now) x->skip_until = 0;
@@ -181,8 +191,7 @@ static int any_active(const wstate *w) {
     return 0;
 }
 
-/* ---- claiming ----------------------------------------------------------------------------------
- */
+/* ---- claiming -------------------------------------------------------------------------------- */
 
 /* One claim call on the next partition that may have work. Returns items claimed, 0 when
  * no partition had any, -1 on a lost connection. */
@@ -230,8 +239,7 @@ static int claim_once(wstate *w, int64_t now, int want) {
     return 0;
 }
 
-/* ---- results ----------------------------------------------------------------------------------
- */
+/* ---- results --------------------------------------------------------------------------------- */
 
 static void add_result(wstate *w, held *h, const drv_outcome *out) {
     if (w->nres == w->cap_res) {
@@ -294,12 +302,23 @@ static int held_part(wstate *w, int i) {
     return w->held[i].part;
 }
 
+/* Marks results idx[0..n) as recorded, so they are not sent again. */
+static void mark_recorded(wstate *w, const int *idx, int n) {
+    for (int k = 0; k < n; k++)
+        w->res[idx[k]].job = -1;
+}
+
+/* Sends one partition's results: acks, failures, and items handed back. Each kind is marked
+ * recorded as soon as its call succeeds, so a connection lost between two calls does not send
+ * the first kind again (a repeated ack would be miscounted as a duplicate). */
 static int flush_group(wstate *w, int job, int part, int *idx, int n) {
     drv_ref *acks = malloc(sizeof *acks * (size_t)n);
     drv_failure *fails = malloc(sizeof *fails * (size_t)n);
     drv_ref *back = malloc(sizeof *back * (size_t)n);
+    int *ia = malloc(sizeof *ia * (size_t)n), *ifl = malloc(sizeof *ifl * (size_t)n),
+        *ib = malloc(sizeof *ib * (size_t)n);
     int na = 0, nf = 0, nb = 0, rc = 0;
-    if (!acks || !fails || !back) {
+    if (!acks || !fails || !back || !ia || !ifl || !ib) {
         rc = -1;
         goto out;
     }
@@ -307,10 +326,13 @@ static int flush_group(wstate *w, int job, int part, int *idx, int n) {
         result *r = &w->res[idx[k]];
         drv_ref ref = {r->l.id, r->l.idlen, r->l.token};
         if (r->out.ok) {
+            ia[na] = idx[k];
             acks[na++] = ref;
         } else if (r->out.retryable_local) {
+            ib[nb] = idx[k];
             back[nb++] = ref;
         } else {
+            ifl[nf] = idx[k];
             fails[nf++] = (drv_failure){ref, r->out.permanent, r->out.retry_after_ms, r->out.error,
                                         strlen(r->out.error)};
         }
@@ -320,6 +342,7 @@ static int flush_group(wstate *w, int job, int part, int *idx, int n) {
     if (na) {
         drv_ack_result a;
         e = drv_queue_ack(w->q, jid, part, acks, (size_t)na, &a);
+        if (!e) mark_recorded(w, ia, na);
         if (!e && a.duplicates)
             drv_warn("job %s partition %d: %" PRId64 " acks came after the lease was lost "
                      "(counted as duplicates)",
@@ -328,28 +351,28 @@ static int flush_group(wstate *w, int job, int part, int *idx, int n) {
     if (!e && nf) {
         drv_fail_result f;
         e = drv_queue_fail(w->q, jid, part, fails, (size_t)nf, &f);
+        if (!e) mark_recorded(w, ifl, nf);
         if (!e && f.dead)
             drv_warn("job %s partition %d: %" PRId64 " items dead-lettered (see drover dead %s)",
                      jid, part, f.dead, jid);
     }
-    if (!e && nb) e = drv_queue_release(w->q, jid, part, back, (size_t)nb, NULL);
-    if (e) {
-        /* ENOJOB: the job was deleted under us; nothing to record. Otherwise keep them. */
-        if (e == DRV_ENOJOB) {
-            for (int k = 0; k < n; k++)
-                w->res[idx[k]].job = -1;
-        } else {
-            redis_failed(w, e, "recording results");
-            rc = -1;
-        }
-        goto out;
+    if (!e && nb) {
+        e = drv_queue_release(w->q, jid, part, back, (size_t)nb, NULL);
+        if (!e) mark_recorded(w, ib, nb);
     }
-    for (int k = 0; k < n; k++)
-        w->res[idx[k]].job = -1; /* recorded */
+    if (e == DRV_ENOJOB) {
+        mark_recorded(w, idx, n); /* the job was deleted under us: nothing to record */
+    } else if (e) {
+        redis_failed(w, e, "recording results");
+        rc = -1;
+    }
 out:
     free(acks);
     free(fails);
     free(back);
+    free(ia);
+    free(ifl);
+    free(ib);
     return rc;
 }
 
@@ -428,16 +451,19 @@ static void release_queued(wstate *w) {
             w->held[i] = t;
         }
     if (k == 0) return;
-    if (w->connected) for_groups(w, k, held_job, held_part, release_group);
-    drv_info("handed back %d items that had not started", k);
+    if (w->connected) {
+        for_groups(w, k, held_job, held_part, release_group);
+        drv_info("handed back %d items that had not started", k);
+    } else {
+        drv_warn("Redis is unreachable: %d unstarted items return when their leases expire", k);
+    }
     for (int i = 0; i < k; i++)
         drv_lease_clear(&w->held[i].l);
     memmove(w->held, w->held + k, sizeof *w->held * (size_t)(w->nheld - k));
     w->nheld -= k;
 }
 
-/* ---- running items ------------------------------------------------------------------------------
- */
+/* ---- running items --------------------------------------------------------------------------- */
 
 static void start_items(wstate *w) {
     for (int i = 0; i < w->nheld && w->running < w->cfg->concurrency; i++) {

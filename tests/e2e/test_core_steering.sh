@@ -86,6 +86,19 @@ wait_exit 60 "$coord"
 [ "$(done_n fix)" -eq 50 ] && [ "$(status_num fix dead)" -eq 0 ] || fail "not all done after retry"
 say "dead + retry: 5 dead items listed, revived, all 50 done"
 
+# ---- a job replaced under a running worker -------------------------------------------------------
+"$DROVER" submit --id re --range 1..100 --partitions 2 --quiet >/dev/null
+bg wr "$WORKER" --job re --handler noop --stats-ms 0
+bg coord "$DROVER" run re
+wait_exit 30 "$LAST_PID"
+[ "$EXIT_CODE" -eq 0 ] || fail "first run of re exited $EXIT_CODE"
+"$DROVER" submit --id re --range 1..300 --partitions 6 --replace --quiet >/dev/null
+bg coord "$DROVER" run re
+wait_exit 30 "$LAST_PID"
+[ "$EXIT_CODE" -eq 0 ] || fail "the replaced job (6 partitions) did not finish: $EXIT_CODE"
+[ "$(done_n re)" -eq 300 ] || fail "replaced job: done is $(done_n re), not 300"
+say "a worker serving a job replaced with more partitions serves all of them"
+
 # ---- list and status --json --------------------------------------------------------------------
 "$DROVER" list | grep -qE '^steer +done' || fail "drover list lacks steer"
 "$DROVER" list --json | grep -q '"id":"gone","state":"cancelled"' || fail "drover list --json"
