@@ -112,7 +112,7 @@ static drv_err drain_replies(drv_queue *q, int n) {
     return first;
 }
 
-/* ---- jobs ---------------------------------------------------------------------------------- */
+/* ---- jobs ------------------------------------------------------------------------------------ */
 
 drv_err drv_queue_job_delete(drv_queue *q, const char *job) {
     char jk[DRV_KEY_MAX], lk[DRV_KEY_MAX], jobs[DRV_KEY_MAX];
@@ -344,7 +344,7 @@ drv_err drv_queue_job_note(drv_queue *q, const char *job, const char *const *kv)
     return e;
 }
 
-/* ---- coordinator ---------------------------------------------------------------------------- */
+/* ---- coordinator ----------------------------------------------------------------------------- */
 
 drv_err drv_queue_lock(drv_queue *q, const char *job, const char *owner, int64_t ttl_ms,
                        int *held) {
@@ -490,8 +490,7 @@ drv_err drv_queue_feed(drv_queue *q, const char *job, int p, const char *expect,
     return DRV_OK;
 }
 
-/* ---- workers ----------------------------------------------------------------------------------
- */
+/* ---- workers --------------------------------------------------------------------------------- */
 
 void drv_lease_clear(drv_lease *l) {
     free(l->id);
@@ -669,8 +668,7 @@ drv_err drv_queue_heartbeat(drv_queue *q, const char *worker, int64_t now_ms) {
     return e;
 }
 
-/* ---- operators --------------------------------------------------------------------------------
- */
+/* ---- operators ------------------------------------------------------------------------------- */
 
 /* HSCANs the dead hash of partition p, calling fn on each page's (id, error) pairs. */
 static drv_err scan_dead(drv_queue *q, const char *job, int p,

@@ -29,7 +29,7 @@ const char *drv_queue_addr(const drv_queue *q);   /* borrowed, without the passw
 /* 1 if 'prefix' is usable (at most 64 bytes, no '{', '}' or white space). */
 int drv_prefix_valid(const char *prefix);
 
-/* ---- jobs ---------------------------------------------------------------------------------- */
+/* ---- jobs ------------------------------------------------------------------------------------ */
 
 typedef struct drv_job {
     char id[DRV_JOB_ID_MAX + 1];
@@ -65,7 +65,7 @@ drv_err drv_queue_job_note(drv_queue *q, const char *job, const char *const *kv)
 /* Deletes every key of the job (UNLINK: freed in the background). */
 drv_err drv_queue_job_delete(drv_queue *q, const char *job);
 
-/* ---- the coordinator ------------------------------------------------------------------- */
+/* ---- the coordinator ------------------------------------------------------------------------- */
 
 /* Takes or renews the job's coordinator lock for ttl_ms. *held = 1 if 'owner' holds it. */
 drv_err drv_queue_lock(drv_queue *q, const char *job, const char *owner, int64_t ttl_ms, int *held);
@@ -103,7 +103,7 @@ typedef struct drv_feed_item {
 drv_err drv_queue_feed(drv_queue *q, const char *job, int p, const char *expect, const char *next,
                        int exhausted, const drv_feed_item *items, size_t n, int64_t *pending_after);
 
-/* ---- workers ----------------------------------------------------------------------------- */
+/* ---- workers --------------------------------------------------------------------------------- */
 
 typedef struct drv_lease {
     char *id; /* owned, NUL-terminated */
@@ -162,7 +162,7 @@ drv_err drv_queue_release(drv_queue *q, const char *job, int p, const drv_ref *r
 /* Records the worker's heartbeat in PREFIXworkers at Redis time 'now_ms'. */
 drv_err drv_queue_heartbeat(drv_queue *q, const char *worker, int64_t now_ms);
 
-/* ---- operators ------------------------------------------------------------------------------ */
+/* ---- operators ------------------------------------------------------------------------------- */
 
 /* Calls fn for each dead item of partition p with its last error (JSON). */
 drv_err drv_queue_dead_each(drv_queue *q, const char *job, int p,

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-/* ---- buffer -------------------------------------------------------------------------- */
+/* ---- buffer ---------------------------------------------------------------------------------- */
 
 void drv_buf_init(drv_buf *b, size_t max) {
     b->data = NULL;
@@ -44,7 +44,7 @@ void drv_buf_free(drv_buf *b) {
     b->len = b->cap = 0;
 }
 
-/* ---- record reader --------------------------------------------------------------------- */
+/* ---- record reader --------------------------------------------------------------------------- */
 
 #define READ_CHUNK 65536
 
@@ -180,7 +180,7 @@ int drv_reader_next(drv_reader *r, const char **rec, size_t *len, int64_t *at, c
     }
 }
 
-/* ---- CSV ----------------------------------------------------------------------------- */
+/* ---- CSV ------------------------------------------------------------------------------------- */
 
 int drv_csv_split(const char *rec, size_t len, drv_buf *store, size_t *off, int cap) {
     drv_buf_reset(store);
@@ -225,7 +225,7 @@ int drv_csv_split(const char *rec, size_t len, drv_buf *store, size_t *off, int 
     }
 }
 
-/* ---- items ----------------------------------------------------------------------------- */
+/* ---- items ----------------------------------------------------------------------------------- */
 
 #define CSV_MAX_COLS 1024
 
@@ -397,7 +397,7 @@ int drv_extract_item(drv_extract *x, const char *rec, size_t len, drv_buf *id, d
     return -1;
 }
 
-/* ---- scanning ---------------------------------------------------------------------------- */
+/* ---- scanning -------------------------------------------------------------------------------- */
 
 int drv_csv_read_header(FILE *f, size_t max_bytes, drv_buf *hdr, int64_t *data_start, char *why,
                         size_t whylen) {

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* ---- growable buffer with a cap (curl's dynbuf idea) ------------------------------------ */
+/* ---- growable buffer with a cap (curl's dynbuf idea) ----------------------------------------- */
 
 typedef struct drv_buf {
     char *data;

@@ -224,7 +224,7 @@ drv_err drv_feeder_fill(drv_feeder *f, drv_queue *q, int p, drv_part_stat *st, i
     return DRV_OK;
 }
 
-/* ---- standard input ---------------------------------------------------------------------- */
+/* ---- standard input -------------------------------------------------------------------------- */
 
 /* FNV-1a: a stable hash, so the same id always lands in the same partition. */
 static uint64_t fnv1a(const char *s, size_t n) {

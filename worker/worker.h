@@ -16,7 +16,7 @@ typedef struct drv_outcome {
     char error[2048]; /* JSON object text */
 } drv_outcome;
 
-/* ---- the command handler (handler_exec.c) ------------------------------------------------ */
+/* ---- the command handler (handler_exec.c) ---------------------------------------------------- */
 
 typedef struct exec_cfg {
     char **argv; /* the command after "--", with {id} and {item} templates */
@@ -50,7 +50,7 @@ int64_t exec_next_deadline(const exec_proc *p, int64_t now);
 void exec_kill(exec_proc *p);
 void exec_free(exec_proc *p);
 
-/* ---- the loop (loop.c) ------------------------------------------------------------------- */
+/* ---- the loop (loop.c) ----------------------------------------------------------------------- */
 
 typedef enum worker_handler { HANDLER_EXEC, HANDLER_NOOP } worker_handler;
 
