@@ -10,7 +10,8 @@
  * coordinator resumes exactly at the cursor in Redis. */
 typedef struct drv_feeder drv_feeder;
 
-/* For range and file sources (stdin is fed by submit). Caller owns '*out'. */
+/* For range and file sources (stdin is fed by submit). Caller owns '*out'; 'job' is borrowed
+ * and must outlive the feeder. */
 drv_err drv_feeder_open(const drv_job *job, drv_feeder **out, char *why, size_t whylen);
 void drv_feeder_free(drv_feeder *f);
 

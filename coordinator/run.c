@@ -125,7 +125,8 @@ static int tick(run_ctx *c, int64_t *fed_total, int *fatal) {
         for (int i = 0; i < 10; i++) { /* a partition with a backlog of expired leases */
             if ((e = drv_queue_reap(c->q, c->job.id, p, s))) {
                 c->refresh = 1;
-                if (handle_err(c, e, "reaping")) *fatal = 1;
+                /* ENOJOB: the job is being replaced or deleted; the state check decides. */
+                if (e != DRV_ENOJOB && handle_err(c, e, "reaping")) *fatal = 1;
                 return 0;
             }
             if (s->recovered < 1000) break;
@@ -144,7 +145,8 @@ static int tick(run_ctx *c, int64_t *fed_total, int *fatal) {
                          "it again",
                          c->job.id, p);
                 c->refresh = 1;
-            } else if (e == DRV_ECANCELLED) {
+            } else if (e == DRV_ECANCELLED || e == DRV_ENOJOB) {
+                c->refresh = 1;
                 return 0; /* the state check notices */
             } else if (e) {
                 c->refresh = 1;
@@ -181,11 +183,37 @@ static int acquire_lock(run_ctx *c) {
     return -1;
 }
 
+/* Starts over with a job that was replaced (drover submit --replace) under this coordinator:
+ * new partitions, new source, new cursors. */
+static drv_err reload_job(run_ctx *c, const drv_job *now) {
+    char why[1024];
+    drv_feeder_free(c->feeder);
+    free(c->st);
+    c->feeder = NULL;
+    c->job = *now; /* the feeder keeps a pointer to c->job: open it on that copy */
+    c->st = calloc((size_t)c->job.partitions, sizeof *c->st);
+    if (!c->st) return DRV_ENOMEM;
+    drv_err e = drv_feeder_open(&c->job, &c->feeder, why, sizeof why);
+    if (e) {
+        drv_error("job %s was replaced and cannot be loaded: %s", c->job.id, why);
+        return e;
+    }
+    drv_info("job %s was replaced (%d partitions); coordinating the new one", c->job.id,
+             c->job.partitions);
+    c->refresh = 1;
+    c->nsamples = 0;
+    return DRV_OK;
+}
+
 /* Mirrors a state an operator set on the job hash (a plain HSET) into the partitions. */
 static drv_err sync_state(run_ctx *c, char *mirrored, size_t len) {
     drv_job now;
     drv_err e = drv_queue_job_get(c->q, c->job.id, &now);
     if (e) return e;
+    if (now.created_ms != c->job.created_ms) {
+        if ((e = reload_job(c, &now))) return e;
+        mirrored[0] = '\0';
+    }
     if (strcmp(now.state, mirrored) != 0) {
         if (strcmp(now.state, "running") == 0 || strcmp(now.state, "paused") == 0 ||
             strcmp(now.state, "cancelled") == 0) {
@@ -256,7 +284,7 @@ int cmd_run(int argc, char **argv) {
     if (acquire_lock(&c)) goto out;
     drv_info("job %s: coordinating %d partitions as %s", id, c.job.partitions, c.owner);
     char mirrored[16] = "";
-    int64_t next_lock = 0, next_state = 0, next_report = 0, sleep_ms = tick_ms;
+    int64_t next_lock = 0, next_state = 0, next_report = 0, sleep_ms = tick_ms, missing_since = 0;
     c.refresh = 1;
     while (!stop_signal) {
         int64_t now = drv_now_ms();
@@ -275,6 +303,14 @@ int cmd_run(int argc, char **argv) {
         }
         if (now >= next_state) {
             if ((e = sync_state(&c, mirrored, sizeof mirrored))) {
+                /* A --replace deletes the old keys before it writes the new ones: give it a
+                 * moment before concluding the job is gone. */
+                if (e == DRV_ENOJOB && !missing_since) missing_since = now;
+                if (e == DRV_ENOJOB && now - missing_since < 2000) {
+                    next_state = now + 100;
+                    drv_sleep_ms(20);
+                    continue;
+                }
                 if (e == DRV_ENOJOB) {
                     drv_error("job %s was deleted", id);
                     goto out;
@@ -282,6 +318,7 @@ int cmd_run(int argc, char **argv) {
                 if (handle_err(&c, e, "reading the job state")) goto out;
                 continue;
             }
+            missing_since = 0;
             if (strcmp(mirrored, "cancelled") == 0) {
                 drv_info("job %s is cancelled; stopping", id);
                 rc = EXIT_CANCELLED;

@@ -99,6 +99,19 @@ wait_exit 30 "$LAST_PID"
 [ "$(done_n re)" -eq 300 ] || fail "replaced job: done is $(done_n re), not 300"
 say "a worker serving a job replaced with more partitions serves all of them"
 
+# The same under a running coordinator: it notices the replacement and coordinates the new job.
+"$DROVER" submit --id re2 --range 1..100 --partitions 2 --quiet >/dev/null
+bg coord "$DROVER" run re2
+coord=$LAST_PID
+wait_for "the coordinator to feed" 10 bash -c "[ \$('$DROVER' status re2 --json | grep -o '\"fed\":[0-9]*' | head -1 | cut -d: -f2) -eq 100 ]"
+"$DROVER" submit --id re2 --range 1..300 --partitions 6 --replace --quiet >/dev/null
+bg wr2 "$WORKER" --job re2 --handler noop --stats-ms 0
+wait_exit 30 "$coord"
+[ "$EXIT_CODE" -eq 0 ] || fail "the coordinator of a replaced job exited $EXIT_CODE"
+grep -q "was replaced (6 partitions)" "$TMP/coord.log" || fail "the coordinator did not reload"
+[ "$(done_n re2)" -eq 300 ] || fail "replaced under a coordinator: done is $(done_n re2), not 300"
+say "a coordinator running while its job is replaced reloads it and finishes the new one"
+
 # ---- list and status --json --------------------------------------------------------------------
 "$DROVER" list | grep -qE '^steer +done' || fail "drover list lacks steer"
 "$DROVER" list --json | grep -q '"id":"gone","state":"cancelled"' || fail "drover list --json"
