@@ -45,6 +45,16 @@ typedef struct run_ctx {
     int nsamples;
 } run_ctx;
 
+/* Sleeps up to ms, in slices, so a stop signal is answered within 50 ms even while waiting
+ * out a reconnect backoff or a standby's poll. */
+static void nap(int64_t ms) {
+    while (ms > 0 && !stop_signal) {
+        int64_t slice = ms < 50 ? ms : 50;
+        drv_sleep_ms(slice);
+        ms -= slice;
+    }
+}
+
 /* Reconnects with capped exponential backoff and jitter; logs once per outage. Returns 0
  * when connected, -1 when a stop signal arrived first. */
 static int recover_connection(run_ctx *c) {
@@ -62,7 +72,7 @@ static int recover_connection(run_ctx *c) {
             c->outage_since = 0;
             return 0;
         }
-        drv_sleep_ms(c->backoff_ms / 2 + (int64_t)drv_rand((uint64_t)c->backoff_ms / 2 + 1));
+        nap(c->backoff_ms / 2 + (int64_t)drv_rand((uint64_t)c->backoff_ms / 2 + 1));
         c->backoff_ms = c->backoff_ms * 2 > 5000 ? 5000 : c->backoff_ms * 2;
     }
     return -1;
@@ -178,7 +188,7 @@ static int acquire_lock(run_ctx *c) {
             drv_info("job %s: another coordinator is active; standing by to take over", c->job.id);
             said = 1;
         }
-        drv_sleep_ms(c->lock_ttl_ms / 4 > 0 ? c->lock_ttl_ms / 4 : 1);
+        nap(c->lock_ttl_ms / 4 > 0 ? c->lock_ttl_ms / 4 : 1);
     }
     return -1;
 }
@@ -359,14 +369,16 @@ int cmd_run(int argc, char **argv) {
         }
         /* Feeding means workers are draining: come back soon. Idle: back off to 10 ticks. */
         sleep_ms = fed > 0 ? tick_ms : (sleep_ms * 2 > tick_ms * 10 ? tick_ms * 10 : sleep_ms * 2);
-        drv_sleep_ms(sleep_ms);
+        nap(sleep_ms);
     }
-    if (stop_signal) {
+out:
+    /* A stop signal ends the loop, or a wait inside it (a reconnect, a standby): either way it
+     * is not a failure of the job. */
+    if (stop_signal && rc == 1) {
         drv_info("job %s: stopped by signal %d; the job goes on when a coordinator runs again", id,
                  (int)stop_signal);
         rc = 128 + (int)stop_signal;
     }
-out:
     if (!drv_queue_broken(c.q)) (void)drv_queue_unlock(c.q, id, c.owner);
     drv_feeder_free(c.feeder);
     free(c.st);

@@ -121,4 +121,18 @@ for f in id state total fed done dead duplicates pending leased retrying rate pa
 done
 echo "$json" | grep -q '"partitions":\[{"partition":0,' || fail "partitions is not an array of objects"
 "$DROVER" status fix | grep -q "^job fix: done" || fail "human status"
+# ---- a stop signal during a Redis outage is answered at once -------------------------------------
+"$DROVER" submit --id outage --range 1..10 --partitions 1 --quiet >/dev/null
+bg coord "$DROVER" run outage
+coord=$LAST_PID
+wait_for "the coordinator to start" 10 grep -q "coordinating 1 partitions" "$TMP/coord.log"
+kill "$REDIS_PID"
+wait "$REDIS_PID" 2>/dev/null || true
+REDIS_PID=""
+wait_for "the coordinator to notice the outage" 10 grep -q "lost Redis" "$TMP/coord.log"
+sleep 1 # let it reach a long reconnect backoff; that wait is what is being tested
+kill -TERM "$coord"
+wait_exit 2 "$coord"
+[ "$EXIT_CODE" -eq 143 ] || fail "SIGTERM during an outage: exit $EXIT_CODE, expected 143"
+say "SIGTERM during a Redis outage: exit 143 within 2 s"
 echo "PASS: steering"
