@@ -596,7 +596,7 @@ drv_err drv_queue_ack(drv_queue *q, const char *job, int p, const drv_ref *refs,
                       drv_ack_result *res) {
     drv_ack_result a = {0};
     drv_err e = run_refs(q, "ack", job, p, refs, n, sum_ack, &a);
-    if (res) *res = a;
+    if (res && !e) *res = a;
     return e;
 }
 
@@ -608,7 +608,7 @@ drv_err drv_queue_extend(drv_queue *q, const char *job, int p, const drv_ref *re
                          int64_t *lost) {
     int64_t l = 0;
     drv_err e = run_refs(q, "extend", job, p, refs, n, sum_extend, &l);
-    if (lost) *lost = l;
+    if (lost && !e) *lost = l;
     return e;
 }
 
@@ -620,7 +620,7 @@ drv_err drv_queue_release(drv_queue *q, const char *job, int p, const drv_ref *r
                           int64_t *released) {
     int64_t k = 0;
     drv_err e = run_refs(q, "release", job, p, refs, n, sum_int, &k);
-    if (released) *released = k;
+    if (released && !e) *released = k;
     return e;
 }
 
@@ -747,6 +747,6 @@ static drv_err revive_page(drv_queue *q, redisReply *kv, void *ud) {
 drv_err drv_queue_revive(drv_queue *q, const char *job, int p, int64_t *revived) {
     struct revive_ctx c = {job, p, 0};
     drv_err e = scan_dead(q, job, p, revive_page, &c);
-    if (revived) *revived = c.revived;
+    if (revived && !e) *revived = c.revived;
     return e;
 }

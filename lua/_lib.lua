@@ -50,7 +50,8 @@ end
 
 -- Moves expired leases back to pending (or to dead once an item has had max_attempts
 -- deliveries: a lease that expires counts as an attempt, so an item that kills every worker
--- ends dead instead of looping), and due retries back to pending. Returns the number of
+-- ends dead instead of looping), and due retries back to pending. An expired lease of an item
+-- already done (a late ack from an earlier holder) is only dropped. Returns the number of
 -- expired leases and of due retries moved.
 local function recover(now, max_attempts)
     local expired = redis.call('ZRANGEBYSCORE', KEYS[K_LEASED], '-inf', now, 'LIMIT', 0, BATCH_MAX)
@@ -58,11 +59,14 @@ local function recover(now, max_attempts)
         redis.call('ZREM', KEYS[K_LEASED], unpack(expired))
         redis.call('HDEL', KEYS[K_OWNER], unpack(expired))
         local tries = redis.call('HMGET', KEYS[K_TRIES], unpack(expired))
+        local isdone = redis.call('SMISMEMBER', KEYS[K_DONE], unpack(expired))
         local back, died = {}, 0
         for i, id in ipairs(expired) do
             local n = tonumber(tries[i] or '0')
             local err = '{"error":"lease expired","attempt":' .. n .. ',"at":' .. now .. '}'
-            if n >= max_attempts then
+            if isdone[i] == 1 then
+                -- Done is final (invariant 2): nothing to hand out again, nothing failed.
+            elseif n >= max_attempts then
                 redis.call('HSET', KEYS[K_DEAD], id, err)
                 redis.call('HDEL', KEYS[K_ERRORS], id)
                 died = died + 1

@@ -4,7 +4,7 @@
 --
 -- KEYS:    the partition keys (see _lib.lua).
 -- ARGV[1]  worker id
--- ARGV[2]  most items to lease (capped at 1000)
+-- ARGV[2]  most items to lease (capped at 1000; below 1 leases nothing)
 -- Returns: {now_ms, token, deadline_ms, count, id1, attempt1, payload1, id2, ...}; payload is
 --          "" when the id is the item. count is 0 when nothing is pending (or the partition
 --          is done). One fencing token covers every lease of this call.
@@ -26,6 +26,11 @@ local lease_ms, max_attempts = tonumber(s[2]), tonumber(s[3])
 recover(now, max_attempts)
 
 local want = math.min(tonumber(ARGV[2]) or 1, BATCH_MAX)
+if want < 1 then
+    -- LPOP refuses a count below 1 and pops nothing for 0: a caller asking for no items
+    -- still recovers expired leases, and gets none.
+    return {now, 0, 0, 0}
+end
 local ids = redis.call('LPOP', KEYS[K_PENDING], want)
 if not ids then
     return {now, 0, 0, 0}

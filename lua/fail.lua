@@ -6,10 +6,12 @@
 -- ARGV:    groups of five, at most 1000 groups:
 --          id, token, permanent ("1" = dead at once), retry_after_ms (a floor for the delay,
 --          "0" for none), error (JSON text, stored as is)
--- Jitter comes from math.random, seeded per call from the ids and Redis TIME, so replicas
--- replaying the script's effects agree (effects replication).
+-- Jitter comes from math.random, seeded per call from Redis TIME and the call's tokens and
+-- ids, so workers failing in the same millisecond still spread out; replicas receive the
+-- script's effects, not the draw (effects replication).
 -- Returns: {retrying, dead, stale}; stale counts items whose lease the caller no longer
---          held (ignored: the new holder decides).
+--          held (ignored: the new holder decides), and items another delivery already
+--          acked done (the caller's lease is dropped; done is final).
 -- Errors:  DRV_NOJOB.
 local s = part_state('state', 'max_attempts', 'backoff_ms', 'backoff_max_ms')
 if not s then
@@ -18,7 +20,17 @@ end
 local max_attempts = tonumber(s[2])
 local base, cap = tonumber(s[3]), tonumber(s[4])
 local now = now_ms()
-math.randomseed(now + #ARGV)
+-- Workers that fail in the same millisecond must not draw the same jitter (that would bring
+-- their retries back together), so the seed mixes in each call's tokens and ids too.
+local seed = now % 2147483648
+for i = 1, #ARGV, 5 do
+    local id = ARGV[i]
+    seed = (seed * 31 + (tonumber(ARGV[i + 1]) or 0)) % 2147483648
+    for k = 1, math.min(#id, 16) do
+        seed = (seed * 31 + string.byte(id, k)) % 2147483648
+    end
+end
+math.randomseed(seed)
 local retrying, died, stale = 0, 0, 0
 for i = 1, #ARGV, 5 do
     local id, token, permanent = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -27,7 +39,9 @@ for i = 1, #ARGV, 5 do
         redis.call('ZREM', KEYS[K_LEASED], id)
         redis.call('HDEL', KEYS[K_OWNER], id)
         local attempt = tonumber(redis.call('HGET', KEYS[K_TRIES], id) or '1')
-        if permanent == '1' or attempt >= max_attempts then
+        if redis.call('SISMEMBER', KEYS[K_DONE], id) == 1 then
+            stale = stale + 1
+        elseif permanent == '1' or attempt >= max_attempts then
             redis.call('HSET', KEYS[K_DEAD], id, err)
             redis.call('HDEL', KEYS[K_ERRORS], id)
             died = died + 1

@@ -1,0 +1,648 @@
+/* What workers report back: ack.lua, fail.lua, extend.lua and release.lua against a real
+ * redis-server, through the queue API, with their error paths. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "scripts_support.h"
+
+static const char *const ERR = "{\"error\":\"HTTP 503\",\"status\":503}";
+
+/* Polls claim until the one item of job "j" comes back (its lease expired or its retry came
+ * due) and 'worker' holds it. */
+static void take_over(const char *worker, drv_claim *c) {
+    claim_when_back("j", 1, worker, c);
+    assert_int_equal(c->n, 1);
+}
+
+/* ---- ack ------------------------------------------------------------------------------------- */
+
+static void ack_marks_done_and_clears_the_lease(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    o.lease_ms = 100;
+    o.payloads = 1;
+    create_job("j", &o);
+    drv_feed_item it[2] = {{"1", 1, "one", 3}, {"2", 1, "two", 3}};
+    assert_int_equal(drv_queue_feed(q, "j", 0, "0", "1", 0, &it[0], 1, NULL), DRV_OK);
+    drv_claim a, b;
+    claim("j", 1, "w", &a);
+    take_over("w", &b); /* attempt 2: tries and errors now hold something */
+    assert_int_equal(drv_queue_feed(q, "j", 0, "1", "2", 1, &it[1], 1, NULL), DRV_OK);
+    assert_int_equal(rint_("HEXISTS drover:{j.0}:errors 1"), 1);
+    drv_ref r = ref_of(&b.items[0]);
+    drv_ack_result res = {-1, -1, -1};
+    assert_int_equal(drv_queue_ack(q, "j", 0, &r, 1, &res), DRV_OK);
+    assert_int_equal(res.acked, 1);
+    assert_int_equal(res.duplicates, 0);
+    assert_int_equal(res.unknown, 0);
+    assert_int_equal(rint_("SISMEMBER drover:{j.0}:done 1"), 1);
+    assert_int_equal(rint_("ZSCORE drover:{j.0}:leased 1"), -1);
+    assert_int_equal(rint_("HEXISTS drover:{j.0}:owner 1"), 0);
+    assert_int_equal(rint_("HEXISTS drover:{j.0}:tries 1"), 0);
+    assert_int_equal(rint_("HEXISTS drover:{j.0}:errors 1"), 0);
+    assert_int_equal(rint_("HEXISTS drover:{j.0}:items 1"), 0);
+    assert_int_equal(counter("j", 0, "done"), 1);
+    assert_int_equal(counter("j", 0, "duplicates"), 0);
+    /* The other item was untouched. */
+    assert_int_equal(rint_("HEXISTS drover:{j.0}:items 2"), 1);
+    claim_free(&a);
+    claim_free(&b);
+}
+
+static void acking_the_same_lease_twice_marks_it_done_once(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    job_with_items("j", &o, 2);
+    drv_claim c;
+    claim("j", 2, "w", &c);
+    drv_ref r = ref_of(&c.items[0]);
+    drv_ack_result res;
+    assert_int_equal(drv_queue_ack(q, "j", 0, &r, 1, &res), DRV_OK);
+    assert_int_equal(res.acked, 1);
+    /* A retried call (the reply was lost on the way back). */
+    assert_int_equal(drv_queue_ack(q, "j", 0, &r, 1, &res), DRV_OK);
+    assert_int_equal(res.acked, 0);
+    assert_int_equal(res.unknown, 0);
+    /* The same id twice in one call. */
+    drv_ref twice[2] = {ref_of(&c.items[1]), ref_of(&c.items[1])};
+    assert_int_equal(drv_queue_ack(q, "j", 0, twice, 2, &res), DRV_OK);
+    assert_int_equal(res.acked, 1);
+    assert_int_equal(counter("j", 0, "done"), 2);
+    assert_int_equal(rint_("SCARD drover:{j.0}:done"), 2);
+    assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 0);
+    claim_free(&c);
+}
+
+static void a_late_ack_after_expiry_counts_a_duplicate_and_marks_done_once(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    o.lease_ms = 100;
+    job_with_items("j", &o, 1);
+    drv_claim a;
+    claim("j", 1, "slow", &a);
+    drv_part_stat st;
+    reap_until("j", nothing_leased, &st); /* back in pending, not handed out yet */
+    assert_int_equal(st.pending, 1);
+    drv_ref r = ref_of(&a.items[0]);
+    drv_ack_result res;
+    assert_int_equal(drv_queue_ack(q, "j", 0, &r, 1, &res), DRV_OK);
+    assert_int_equal(res.acked, 1);
+    assert_int_equal(res.duplicates, 1);
+    assert_int_equal(counter("j", 0, "done"), 1);
+    assert_int_equal(counter("j", 0, "duplicates"), 1);
+    assert_int_equal(rint_("HEXISTS drover:{j.0}:errors 1"), 0);
+    /* Done is final: the copy still in pending is dropped at claim time, not handed out. */
+    drv_claim c;
+    claim("j", 10, "w", &c);
+    assert_int_equal(c.n, 0);
+    assert_int_equal(counter("j", 0, "skipped"), 1);
+    assert_int_equal(counter("j", 0, "done"), 1);
+    claim_free(&c);
+    claim_free(&a);
+}
+
+static void a_late_ack_while_another_worker_holds_the_item_is_one_duplicate(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    o.lease_ms = 100;
+    job_with_items("j", &o, 1);
+    drv_claim a, b;
+    claim("j", 1, "A", &a);
+    take_over("B", &b);
+    drv_ref ra = ref_of(&a.items[0]), rb = ref_of(&b.items[0]);
+    drv_ack_result res;
+    assert_int_equal(drv_queue_ack(q, "j", 0, &ra, 1, &res), DRV_OK);
+    assert_int_equal(res.acked, 1);
+    assert_int_equal(res.duplicates, 1);
+    /* B's lease is B's until B reports. */
+    assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 1);
+    assert_int_equal(drv_queue_ack(q, "j", 0, &rb, 1, &res), DRV_OK);
+    assert_int_equal(res.acked, 0);
+    assert_int_equal(res.duplicates, 0);
+    assert_int_equal(res.unknown, 0);
+    assert_int_equal(counter("j", 0, "done"), 1);
+    assert_int_equal(counter("j", 0, "duplicates"), 1);
+    assert_int_equal(rint_("SCARD drover:{j.0}:done"), 1);
+    assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 0);
+    assert_int_equal(rint_("HLEN drover:{j.0}:owner"), 0);
+    claim_free(&a);
+    claim_free(&b);
+}
+
+static void a_done_item_whose_later_lease_expires_is_not_dead_lettered(void **state) {
+    (void)state;
+    /* A's lease expires, B takes the last attempt, A's late ack marks the item done, then B
+     * dies without reporting: the item is done, not dead, and not pending. */
+    jobopt o = defaults();
+    o.lease_ms = 100;
+    o.max_attempts = 2;
+    job_with_items("j", &o, 1);
+    drv_claim a, b;
+    claim("j", 1, "A", &a);
+    take_over("B", &b);
+    assert_int_equal(b.items[0].attempt, 2);
+    drv_ref ra = ref_of(&a.items[0]);
+    assert_int_equal(drv_queue_ack(q, "j", 0, &ra, 1, NULL), DRV_OK);
+    drv_part_stat st;
+    reap_until("j", nothing_leased, &st);
+    assert_int_equal(st.dead, 0);
+    assert_int_equal(st.pending, 0);
+    assert_int_equal(counter("j", 0, "dead"), 0);
+    assert_int_equal(counter("j", 0, "expired"), 2);
+    /* No "lease expired" error is left behind for an item that is done. */
+    assert_int_equal(rint_("EXISTS drover:{j.0}:dead drover:{j.0}:errors"), 0);
+    assert_int_equal(rint_("HLEN drover:{j.0}:owner"), 0);
+    assert_int_equal(rint_("SISMEMBER drover:{j.0}:done 1"), 1);
+    claim_free(&a);
+    claim_free(&b);
+}
+
+static void an_ack_for_an_item_never_handed_out_is_unknown_and_not_done(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    job_with_items("j", &o, 2);
+    drv_ref r[2] = {{"999", 3, 1}, {"2", 1, 1}}; /* 2 is pending, never claimed */
+    drv_ack_result res;
+    assert_int_equal(drv_queue_ack(q, "j", 0, r, 2, &res), DRV_OK);
+    assert_int_equal(res.acked, 0);
+    assert_int_equal(res.duplicates, 0);
+    assert_int_equal(res.unknown, 2);
+    assert_int_equal(rint_("EXISTS drover:{j.0}:done"), 0);
+    assert_int_equal(counter("j", 0, "done"), 0);
+    assert_int_equal(counter("j", 0, "duplicates"), 0);
+    drv_claim c;
+    claim("j", 10, "w", &c);
+    assert_int_equal(c.n, 2); /* both still handed out */
+    claim_free(&c);
+}
+
+static void a_late_ack_of_a_dead_lettered_item_brings_it_back_from_the_dead(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    o.lease_ms = 100;
+    o.max_attempts = 1;
+    job_with_items("j", &o, 1);
+    drv_claim a;
+    claim("j", 1, "w", &a);
+    drv_part_stat st;
+    reap_until("j", something_dead, &st);
+    assert_int_equal(counter("j", 0, "dead"), 1);
+    drv_ref r = ref_of(&a.items[0]);
+    drv_ack_result res;
+    assert_int_equal(drv_queue_ack(q, "j", 0, &r, 1, &res), DRV_OK);
+    assert_int_equal(res.acked, 1);
+    assert_int_equal(res.duplicates, 1);
+    assert_int_equal(rint_("HLEN drover:{j.0}:dead"), 0);
+    assert_int_equal(counter("j", 0, "dead"), 0);
+    assert_int_equal(counter("j", 0, "done"), 1);
+    assert_int_equal(drv_queue_reap(q, "j", 0, &st), DRV_OK);
+    assert_int_equal(st.dead, 0);
+    claim_free(&a);
+}
+
+static void a_late_ack_beats_a_scheduled_retry(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    o.backoff_ms = 60000;
+    o.backoff_max_ms = 60000;
+    job_with_items("j", &o, 1);
+    drv_claim a;
+    claim("j", 1, "w", &a);
+    drv_failure f = failure_of(&a.items[0], 0, 60000, ERR);
+    assert_int_equal(drv_queue_fail(q, "j", 0, &f, 1, NULL), DRV_OK);
+    assert_int_equal(rint_("ZCARD drover:{j.0}:retry"), 1);
+    drv_ref r = ref_of(&a.items[0]);
+    drv_ack_result res;
+    assert_int_equal(drv_queue_ack(q, "j", 0, &r, 1, &res), DRV_OK);
+    assert_int_equal(res.acked, 1);
+    assert_int_equal(rint_("ZCARD drover:{j.0}:retry"), 0);
+    assert_int_equal(rint_("HLEN drover:{j.0}:errors"), 0);
+    claim_free(&a);
+}
+
+static void ack_of_an_unknown_job_is_enojob(void **state) {
+    (void)state;
+    drv_ref r = {"1", 1, 1};
+    drv_ack_result res = {7, 7, 7};
+    assert_int_equal(drv_queue_ack(q, "nope", 0, &r, 1, &res), DRV_ENOJOB);
+    assert_int_equal(res.acked + res.duplicates + res.unknown, 21); /* untouched on failure */
+    assert_int_equal(rint_("DBSIZE"), 0);                           /* nothing written for it */
+}
+
+static void ack_of_more_than_1000_items_goes_in_chunks(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    job_with_items("j", &o, 1500);
+    drv_claim a, b;
+    claim("j", 1000, "w", &a);
+    claim("j", 1000, "w", &b);
+    assert_int_equal(a.n + b.n, 1500);
+    drv_ref *r = calloc(1500, sizeof *r);
+    assert_non_null(r);
+    for (size_t i = 0; i < 1500; i++)
+        r[i] = ref_of(i < a.n ? &a.items[i] : &b.items[i - a.n]);
+    drv_ack_result res;
+    assert_int_equal(drv_queue_ack(q, "j", 0, r, 1500, &res), DRV_OK);
+    assert_int_equal(res.acked, 1500);
+    assert_int_equal(counter("j", 0, "done"), 1500);
+    assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 0);
+    free(r);
+    claim_free(&a);
+    claim_free(&b);
+}
+
+/* ---- fail ------------------------------------------------------------------------------------ */
+
+static void a_failure_schedules_a_retry_within_the_backoff_cap(void **state) {
+    (void)state;
+    jobopt o = defaults(); /* backoff 100, cap 400 */
+    o.max_attempts = 3;
+    job_with_items("j", &o, 1);
+    drv_claim a, b;
+    claim("j", 1, "w", &a);
+    int64_t before = redis_now();
+    drv_failure f = failure_of(&a.items[0], 0, 0, ERR);
+    drv_fail_result res = {-1, -1, -1};
+    assert_int_equal(drv_queue_fail(q, "j", 0, &f, 1, &res), DRV_OK);
+    int64_t after = redis_now();
+    assert_int_equal(res.retrying, 1);
+    assert_int_equal(res.dead, 0);
+    assert_int_equal(res.stale, 0);
+    /* Attempt 1: full jitter over min(cap, backoff) = 100 ms. */
+    assert_in_range(rint_("ZSCORE drover:{j.0}:retry 1"), before, after + 100);
+    assert_rstr(ERR, "HGET drover:{j.0}:errors 1");
+    assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 0);
+    assert_int_equal(rint_("HEXISTS drover:{j.0}:owner 1"), 0);
+    assert_int_equal(rint_("HGET drover:{j.0}:tries 1"), 1);
+    assert_int_equal(counter("j", 0, "failed"), 1);
+    assert_int_equal(counter("j", 0, "dead"), 0);
+    /* Once due, claim hands it out again as the next attempt. */
+    take_over("w", &b);
+    assert_string_equal(b.items[0].id, "1");
+    assert_int_equal(b.items[0].attempt, 2);
+    assert_int_equal(rint_("ZCARD drover:{j.0}:retry"), 0);
+    /* Attempt 2 backs off over min(cap, 2 x backoff) = 200 ms. */
+    before = redis_now();
+    f = failure_of(&b.items[0], 0, 0, ERR);
+    assert_int_equal(drv_queue_fail(q, "j", 0, &f, 1, &res), DRV_OK);
+    assert_in_range(rint_("ZSCORE drover:{j.0}:retry 1"), before, redis_now() + 200);
+    claim_free(&a);
+    claim_free(&b);
+}
+
+static void the_backoff_never_exceeds_its_cap(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    o.backoff_ms = 100000;
+    o.backoff_max_ms = 50;
+    job_with_items("j", &o, 300);
+    drv_claim c;
+    claim("j", 300, "w", &c);
+    drv_failure *f = calloc(c.n, sizeof *f);
+    assert_non_null(f);
+    for (size_t i = 0; i < c.n; i++)
+        f[i] = failure_of(&c.items[i], 0, 0, ERR);
+    int64_t before = redis_now();
+    drv_fail_result res;
+    assert_int_equal(drv_queue_fail(q, "j", 0, f, c.n, &res), DRV_OK); /* 2 script calls */
+    int64_t after = redis_now();
+    assert_int_equal(res.retrying, 300);
+    redisReply *r = redisCommand(rc, "ZRANGE drover:{j.0}:retry 0 -1 WITHSCORES");
+    assert_non_null(r);
+    assert_int_equal(r->elements, 600);
+    for (size_t i = 1; i < r->elements; i += 2)
+        assert_in_range(strtoll(r->element[i]->str, NULL, 10), before, after + 50);
+    freeReplyObject(r);
+    free(f);
+    claim_free(&c);
+}
+
+static void workers_failing_at_the_same_moment_get_different_jitter(void **state) {
+    (void)state;
+    /* A downstream outage makes many workers fail at once; full jitter exists to spread
+     * their retries. Forty workers (forty claims, forty tokens) report one failure each,
+     * back to back, so many calls share a Redis millisecond: no two may land on the same
+     * not-before time (with a 10^9 ms spread, a chance collision is about 10^-6). */
+    enum { N = 40 };
+    jobopt o = defaults();
+    o.backoff_ms = 1000000000;
+    o.backoff_max_ms = 1000000000;
+    job_with_items("j", &o, N);
+    drv_claim c[N];
+    drv_failure f[N];
+    for (int i = 0; i < N; i++) {
+        char w[16];
+        snprintf(w, sizeof w, "w%d", i);
+        claim("j", 1, w, &c[i]);
+        f[i] = failure_of(&c[i].items[0], 0, 0, ERR);
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(drv_queue_fail(q, "j", 0, &f[i], 1, NULL), DRV_OK);
+    redisReply *r = redisCommand(rc, "ZRANGE drover:{j.0}:retry 0 -1 WITHSCORES");
+    assert_non_null(r);
+    assert_int_equal(r->elements, 2 * N);
+    for (size_t i = 3; i < r->elements; i += 2)
+        if (strcmp(r->element[i]->str, r->element[i - 2]->str) == 0)
+            fail_msg("items %s and %s both retry at %s", r->element[i - 3]->str,
+                     r->element[i - 1]->str, r->element[i]->str);
+    freeReplyObject(r);
+    for (int i = 0; i < N; i++)
+        claim_free(&c[i]);
+}
+
+static void retry_after_is_a_floor_for_the_delay_up_to_the_cap(void **state) {
+    (void)state;
+    jobopt o = defaults(); /* backoff 100, cap 400 */
+    job_with_items("j", &o, 2);
+    drv_claim a;
+    claim("j", 2, "w", &a);
+    int64_t before = redis_now();
+    drv_failure f[2] = {failure_of(&a.items[0], 0, 300, ERR),
+                        failure_of(&a.items[1], 0, 100000, ERR)};
+    assert_int_equal(drv_queue_fail(q, "j", 0, f, 2, NULL), DRV_OK);
+    int64_t after = redis_now();
+    assert_in_range(rint_("ZSCORE drover:{j.0}:retry 1"), before + 300, after + 300);
+    /* A Retry-After beyond the job's cap is held to the cap. */
+    assert_in_range(rint_("ZSCORE drover:{j.0}:retry 2"), before + 400, after + 400);
+    claim_free(&a);
+}
+
+static void a_permanent_failure_is_dead_at_once_with_its_error(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    o.max_attempts = 5;
+    job_with_items("j", &o, 1);
+    drv_claim a;
+    claim("j", 1, "w", &a);
+    drv_failure f = failure_of(&a.items[0], 1, 0, ERR);
+    drv_fail_result res;
+    assert_int_equal(drv_queue_fail(q, "j", 0, &f, 1, &res), DRV_OK);
+    assert_int_equal(res.dead, 1);
+    assert_int_equal(res.retrying, 0);
+    assert_rstr(ERR, "HGET drover:{j.0}:dead 1");
+    assert_int_equal(counter("j", 0, "dead"), 1);
+    assert_int_equal(counter("j", 0, "failed"), 1);
+    assert_int_equal(rint_("EXISTS drover:{j.0}:retry drover:{j.0}:errors"), 0);
+    assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 0);
+    assert_int_equal(rint_("HLEN drover:{j.0}:owner"), 0);
+    drv_part_stat st;
+    assert_int_equal(drv_queue_reap(q, "j", 0, &st), DRV_OK);
+    assert_int_equal(st.dead, 1);
+    assert_int_equal(st.pending + st.leased + st.retrying, 0);
+    claim_free(&a);
+}
+
+static void a_failure_on_the_last_attempt_is_dead(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    o.max_attempts = 2;
+    job_with_items("j", &o, 1);
+    drv_claim a, b;
+    claim("j", 1, "w", &a);
+    drv_failure f = failure_of(&a.items[0], 0, 0, "{\"error\":\"first\"}");
+    drv_fail_result res;
+    assert_int_equal(drv_queue_fail(q, "j", 0, &f, 1, &res), DRV_OK);
+    assert_int_equal(res.retrying, 1);
+    take_over("w", &b);
+    assert_int_equal(b.items[0].attempt, 2);
+    f = failure_of(&b.items[0], 0, 0, "{\"error\":\"second\"}");
+    assert_int_equal(drv_queue_fail(q, "j", 0, &f, 1, &res), DRV_OK);
+    assert_int_equal(res.dead, 1);
+    assert_int_equal(res.retrying, 0);
+    assert_rstr("{\"error\":\"second\"}", "HGET drover:{j.0}:dead 1");
+    assert_int_equal(rint_("HEXISTS drover:{j.0}:errors 1"), 0);
+    assert_int_equal(counter("j", 0, "failed"), 2);
+    assert_int_equal(counter("j", 0, "dead"), 1);
+    claim_free(&a);
+    claim_free(&b);
+}
+
+static void a_failure_with_a_stale_token_is_ignored(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    o.lease_ms = 100;
+    job_with_items("j", &o, 1);
+    drv_claim a, b;
+    claim("j", 1, "A", &a);
+    take_over("B", &b);
+    /* A's lease was lost; B holds the item: A's failure, even a permanent one, is stale. */
+    drv_failure f = failure_of(&a.items[0], 1, 0, ERR);
+    drv_fail_result res;
+    assert_int_equal(drv_queue_fail(q, "j", 0, &f, 1, &res), DRV_OK);
+    assert_int_equal(res.stale, 1);
+    assert_int_equal(res.dead + res.retrying, 0);
+    char owner[64];
+    snprintf(owner, sizeof owner, "%" PRId64 ":B", b.items[0].token);
+    assert_rstr(owner, "HGET drover:{j.0}:owner 1");
+    assert_int_equal(rint_("ZSCORE drover:{j.0}:leased 1"), b.deadline_ms);
+    assert_int_equal(rint_("EXISTS drover:{j.0}:dead drover:{j.0}:retry"), 0);
+    assert_int_equal(counter("j", 0, "failed"), 0);
+    /* An item never leased is stale too. */
+    drv_failure g = {{"nope", 4, 1}, 1, 0, ERR, strlen(ERR)};
+    assert_int_equal(drv_queue_fail(q, "j", 0, &g, 1, &res), DRV_OK);
+    assert_int_equal(res.stale, 1);
+    claim_free(&a);
+    claim_free(&b);
+}
+
+static void a_failure_of_an_item_already_done_does_not_dead_letter_it(void **state) {
+    (void)state;
+    /* A's lease expired, B took the last attempt, A's late ack marked it done, then B's
+     * handler failed: the item stays done and is not reported dead. */
+    jobopt o = defaults();
+    o.lease_ms = 100;
+    o.max_attempts = 2;
+    job_with_items("j", &o, 1);
+    drv_claim a, b;
+    claim("j", 1, "A", &a);
+    take_over("B", &b);
+    drv_ref ra = ref_of(&a.items[0]);
+    assert_int_equal(drv_queue_ack(q, "j", 0, &ra, 1, NULL), DRV_OK);
+    drv_failure f = failure_of(&b.items[0], 0, 0, ERR);
+    drv_fail_result res;
+    assert_int_equal(drv_queue_fail(q, "j", 0, &f, 1, &res), DRV_OK);
+    assert_int_equal(res.dead, 0);
+    assert_int_equal(res.retrying, 0);
+    assert_int_equal(res.stale, 1);
+    assert_int_equal(counter("j", 0, "dead"), 0);
+    assert_int_equal(counter("j", 0, "failed"), 0);
+    assert_int_equal(rint_("EXISTS drover:{j.0}:dead drover:{j.0}:retry drover:{j.0}:errors"), 0);
+    assert_int_equal(rint_("LLEN drover:{j.0}:pending"), 0);
+    assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 0); /* B's lease is released */
+    assert_int_equal(rint_("HLEN drover:{j.0}:owner"), 0);
+    claim_free(&a);
+    claim_free(&b);
+}
+
+static void fail_of_an_unknown_job_is_enojob(void **state) {
+    (void)state;
+    drv_failure f = {{"1", 1, 1}, 0, 0, ERR, strlen(ERR)};
+    drv_fail_result res = {7, 7, 7};
+    assert_int_equal(drv_queue_fail(q, "nope", 0, &f, 1, &res), DRV_ENOJOB);
+    assert_int_equal(res.retrying, 7); /* untouched on failure */
+    assert_int_equal(rint_("DBSIZE"), 0);
+}
+
+/* ---- extend ---------------------------------------------------------------------------------- */
+
+static void extend_moves_the_deadline_of_held_leases_forward(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    o.lease_ms = 5000;
+    job_with_items("j", &o, 3);
+    drv_claim a;
+    claim("j", 3, "w", &a);
+    wait_redis_past(a.deadline_ms - 5000); /* Redis time moves, so the deadline can */
+    drv_ref r[3] = {ref_of(&a.items[0]), ref_of(&a.items[1]), ref_of(&a.items[2])};
+    int64_t lost = -1;
+    int64_t before = redis_now();
+    assert_int_equal(drv_queue_extend(q, "j", 0, r, 3, &lost), DRV_OK);
+    assert_int_equal(lost, 0);
+    for (int i = 1; i <= 3; i++) {
+        long long d = rint_("ZSCORE drover:{j.0}:leased %d", i);
+        assert_true(d > a.deadline_ms);
+        assert_in_range(d, before + 5000, redis_now() + 5000);
+    }
+    claim_free(&a);
+}
+
+static void extend_counts_leases_lost_and_does_not_bring_them_back(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    o.lease_ms = 100;
+    job_with_items("j", &o, 2);
+    drv_claim a;
+    claim("j", 2, "w", &a);
+    drv_part_stat st;
+    reap_until("j", nothing_leased, &st); /* both expired and recovered */
+    drv_ref r[3] = {ref_of(&a.items[0]), ref_of(&a.items[1]), {"never", 5, a.items[0].token}};
+    int64_t lost = -1;
+    assert_int_equal(drv_queue_extend(q, "j", 0, r, 3, &lost), DRV_OK);
+    assert_int_equal(lost, 3);
+    assert_int_equal(rint_("EXISTS drover:{j.0}:leased"), 0);
+    assert_int_equal(rint_("LLEN drover:{j.0}:pending"), 2);
+
+    /* One re-leased to another worker: the old token is lost, the new holder's extends. */
+    drv_claim b;
+    claim("j", 1, "w2", &b);
+    const drv_lease *was = strcmp(b.items[0].id, a.items[0].id) == 0 ? &a.items[0] : &a.items[1];
+    drv_ref mine = ref_of(&b.items[0]), old = ref_of(was);
+    assert_int_equal(drv_queue_extend(q, "j", 0, &old, 1, &lost), DRV_OK);
+    assert_int_equal(lost, 1);
+    assert_int_equal(rint_("ZSCORE drover:{j.0}:leased %s", b.items[0].id), b.deadline_ms);
+    assert_int_equal(drv_queue_extend(q, "j", 0, &mine, 1, &lost), DRV_OK);
+    assert_int_equal(lost, 0);
+    lost = -1;
+    assert_int_equal(drv_queue_extend(q, "nope", 0, &mine, 1, &lost), DRV_ENOJOB);
+    assert_int_equal(lost, -1);
+    claim_free(&a);
+    claim_free(&b);
+}
+
+/* ---- release --------------------------------------------------------------------------------- */
+
+static void release_puts_items_back_at_the_front_in_claim_order(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    job_with_items("j", &o, 5);
+    drv_claim a, b;
+    claim("j", 3, "draining", &a);
+    drv_ref r[3] = {ref_of(&a.items[0]), ref_of(&a.items[1]), ref_of(&a.items[2])};
+    int64_t n = -1;
+    assert_int_equal(drv_queue_release(q, "j", 0, r, 3, &n), DRV_OK);
+    assert_int_equal(n, 3);
+    assert_rlist("1,2,3,4,5", "LRANGE drover:{j.0}:pending 0 -1");
+    assert_int_equal(rint_("EXISTS drover:{j.0}:leased drover:{j.0}:owner"), 0);
+    assert_int_equal(rint_("EXISTS drover:{j.0}:tries"), 0);
+    assert_int_equal(counter("j", 0, "released"), 3);
+    claim("j", 5, "w", &b);
+    assert_int_equal(b.n, 5);
+    for (size_t i = 0; i < 5; i++)
+        assert_int_equal(b.items[i].attempt, 1); /* the release was not an attempt */
+    assert_string_equal(b.items[0].id, "1");
+    claim_free(&a);
+    claim_free(&b);
+}
+
+static void release_keeps_the_attempt_count_of_an_earlier_delivery(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    o.lease_ms = 100;
+    job_with_items("j", &o, 1);
+    drv_claim a, b, c;
+    claim("j", 1, "w", &a);
+    take_over("w", &b); /* attempt 2 */
+    drv_ref r = ref_of(&b.items[0]);
+    /* Handed back before starting: the next claim is attempt 2 again, not 3. */
+    int64_t n = 0;
+    assert_int_equal(drv_queue_release(q, "j", 0, &r, 1, &n), DRV_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rint_("HGET drover:{j.0}:tries 1"), 1);
+    claim("j", 1, "w", &c);
+    assert_int_equal(c.items[0].attempt, 2);
+    claim_free(&a);
+    claim_free(&b);
+    claim_free(&c);
+}
+
+static void release_skips_leases_no_longer_held(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    o.lease_ms = 100;
+    job_with_items("j", &o, 2);
+    drv_claim a, b;
+    claim("j", 1, "A", &a);
+    /* Item 1 expires and B takes it; A's release of it must not take it from B. */
+    drv_part_stat st;
+    reap_until("j", nothing_leased, &st);
+    claim("j", 1, "B", &b);
+    assert_string_equal(b.items[0].id, "1");
+    drv_ref r[2] = {ref_of(&a.items[0]), {"2", 1, a.items[0].token}};
+    int64_t n = -1;
+    assert_int_equal(drv_queue_release(q, "j", 0, r, 2, &n), DRV_OK);
+    assert_int_equal(n, 0);
+    assert_rlist("2", "LRANGE drover:{j.0}:pending 0 -1");
+    assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 1);
+    assert_int_equal(rint_("HGET drover:{j.0}:tries 1"), 2);
+    assert_int_equal(counter("j", 0, "released"), 0);
+    n = -1;
+    assert_int_equal(drv_queue_release(q, "nope", 0, r, 1, &n), DRV_ENOJOB);
+    assert_int_equal(n, -1);
+    claim_free(&a);
+    claim_free(&b);
+}
+
+#define T(name) cmocka_unit_test_setup(name, flush)
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        T(ack_marks_done_and_clears_the_lease),
+        T(acking_the_same_lease_twice_marks_it_done_once),
+        T(a_late_ack_after_expiry_counts_a_duplicate_and_marks_done_once),
+        T(a_late_ack_while_another_worker_holds_the_item_is_one_duplicate),
+        T(a_done_item_whose_later_lease_expires_is_not_dead_lettered),
+        T(an_ack_for_an_item_never_handed_out_is_unknown_and_not_done),
+        T(a_late_ack_of_a_dead_lettered_item_brings_it_back_from_the_dead),
+        T(a_late_ack_beats_a_scheduled_retry),
+        T(ack_of_an_unknown_job_is_enojob),
+        T(ack_of_more_than_1000_items_goes_in_chunks),
+        T(a_failure_schedules_a_retry_within_the_backoff_cap),
+        T(the_backoff_never_exceeds_its_cap),
+        T(workers_failing_at_the_same_moment_get_different_jitter),
+        T(retry_after_is_a_floor_for_the_delay_up_to_the_cap),
+        T(a_permanent_failure_is_dead_at_once_with_its_error),
+        T(a_failure_on_the_last_attempt_is_dead),
+        T(a_failure_with_a_stale_token_is_ignored),
+        T(a_failure_of_an_item_already_done_does_not_dead_letter_it),
+        T(fail_of_an_unknown_job_is_enojob),
+        T(extend_moves_the_deadline_of_held_leases_forward),
+        T(extend_counts_leases_lost_and_does_not_bring_them_back),
+        T(release_puts_items_back_at_the_front_in_claim_order),
+        T(release_keeps_the_attempt_count_of_an_earlier_delivery),
+        T(release_skips_leases_no_longer_held),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
