@@ -5,7 +5,8 @@
 #include <string.h>
 
 int drv_parse_ll(const char *s, long long min, long long max, long long *out) {
-    if (s == NULL || *s == '\0') return -1;
+    /* strtoll would skip leading white space; " 5" is not a whole decimal integer. */
+    if (s == NULL || !(*s == '-' || *s == '+' || (*s >= '0' && *s <= '9'))) return -1;
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);

@@ -301,12 +301,25 @@ static int check_id(const drv_buf *id, char *why, size_t whylen) {
     return 0;
 }
 
+/* Whole numbers at or past 2^53 do not survive the trip through a double: 2^53 + 1 reads back
+ * as 2^53, and two items would share an id. Casting past int64 is undefined besides. */
+#define ID_NUM_LIMIT 9007199254740992.0
+
 static int extract_ndjson(drv_extract *x, const char *rec, size_t len, drv_buf *id, char *why,
                           size_t whylen) {
-    cJSON *o = cJSON_ParseWithLength(rec, len);
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts(rec, len, &end, 0);
     int rc = -1;
     if (!o || !cJSON_IsObject(o)) {
         snprintf(why, whylen, "not a JSON object");
+        goto out;
+    }
+    /* cJSON stops after the first value: "{...} junk" is not one object, and its payload
+     * would reach handlers as invalid JSON. */
+    while (end && end < rec + len && is_space(*end))
+        end++;
+    if (end && end < rec + len) {
+        snprintf(why, whylen, "text after the JSON object at column %zu", (size_t)(end - rec) + 1);
         goto out;
     }
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, x->id_field);
@@ -316,12 +329,16 @@ static int extract_ndjson(drv_extract *x, const char *rec, size_t len, drv_buf *
     }
     if (cJSON_IsString(v)) {
         if (drv_buf_append(id, v->valuestring, strlen(v->valuestring))) goto big;
-    } else if (cJSON_IsNumber(v) && v->valuedouble == (double)(int64_t)v->valuedouble) {
+    } else if (cJSON_IsNumber(v) && v->valuedouble > -ID_NUM_LIMIT &&
+               v->valuedouble < ID_NUM_LIMIT && v->valuedouble == (double)(int64_t)v->valuedouble) {
         char num[32];
         int n = snprintf(num, sizeof num, "%" PRId64, (int64_t)v->valuedouble);
         if (drv_buf_append(id, num, (size_t)n)) goto big;
     } else {
-        snprintf(why, whylen, "field \"%s\" is not a string or a whole number", x->id_field);
+        snprintf(why, whylen,
+                 "field \"%s\" is not a string or a whole number below 2^53 in magnitude "
+                 "(larger ids must be strings)",
+                 x->id_field);
         goto out;
     }
     rc = check_id(id, why, whylen);

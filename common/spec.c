@@ -193,6 +193,16 @@ drv_err drv_spec_parse(const char *json, size_t len, drv_spec *out, char *why, s
     drv_spec_init(&s);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    if (root && end) {
+        /* cJSON stops after the first value: text after it (a second object, a stray brace)
+         * would otherwise be dropped without a word. */
+        while (end < json + len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+            end++;
+        if (end < json + len) {
+            cJSON_Delete(root);
+            root = NULL;
+        }
+    }
     if (!root) {
         size_t at = end && end >= json ? (size_t)(end - json) : 0;
         int line = 1, col = 1;
@@ -228,6 +238,15 @@ out:
     return e;
 }
 
+/* cJSON prints numbers with 15 significant digits whenever that reads back within a relative
+ * DBL_EPSILON, so 9007199254740991 would be stored as 9007199254740990. Whole numbers are
+ * written exactly instead. */
+static void add_int(cJSON *obj, const char *name, int64_t v) {
+    char num[24];
+    snprintf(num, sizeof num, "%" PRId64, v);
+    cJSON_AddRawToObject(obj, name, num);
+}
+
 char *drv_spec_to_json(const drv_spec *s) {
     cJSON *root = cJSON_CreateObject(), *src = cJSON_CreateObject();
     char *txt = NULL;
@@ -235,8 +254,8 @@ char *drv_spec_to_json(const drv_spec *s) {
     cJSON_AddStringToObject(root, "id", s->id);
     cJSON_AddStringToObject(src, "type", drv_src_name(s->source));
     if (s->source == DRV_SRC_RANGE) {
-        cJSON_AddNumberToObject(src, "start", (double)s->range_start);
-        cJSON_AddNumberToObject(src, "end", (double)s->range_end);
+        add_int(src, "start", s->range_start);
+        add_int(src, "end", s->range_end);
     } else {
         if (s->source == DRV_SRC_FILE) cJSON_AddStringToObject(src, "path", s->path);
         cJSON_AddStringToObject(src, "format", drv_fmt_name(s->format));
@@ -244,13 +263,13 @@ char *drv_spec_to_json(const drv_spec *s) {
     }
     cJSON_AddItemToObject(root, "source", src);
     src = NULL;
-    cJSON_AddNumberToObject(root, "partitions", (double)s->partitions);
-    cJSON_AddNumberToObject(root, "lease_ms", (double)s->lease_ms);
-    cJSON_AddNumberToObject(root, "max_attempts", (double)s->max_attempts);
-    cJSON_AddNumberToObject(root, "backoff_ms", (double)s->backoff_ms);
-    cJSON_AddNumberToObject(root, "backoff_max_ms", (double)s->backoff_max_ms);
-    cJSON_AddNumberToObject(root, "window", (double)s->window);
-    cJSON_AddNumberToObject(root, "max_item_bytes", (double)s->max_item_bytes);
+    add_int(root, "partitions", s->partitions);
+    add_int(root, "lease_ms", s->lease_ms);
+    add_int(root, "max_attempts", s->max_attempts);
+    add_int(root, "backoff_ms", s->backoff_ms);
+    add_int(root, "backoff_max_ms", s->backoff_max_ms);
+    add_int(root, "window", s->window);
+    add_int(root, "max_item_bytes", s->max_item_bytes);
     char *p = cJSON_PrintUnformatted(root);
     if (p) {
         txt = strdup(p);

@@ -13,8 +13,8 @@ drv_err drv_template_expand(const char *tmpl, const char *id, size_t idlen, cons
             val = id, vlen = idlen, skip = 4;
         else if (strncmp(p, "{item}", 6) == 0)
             val = item, vlen = itemlen, skip = 6;
-        if (val) {
-            if (memchr(val, '\0', vlen)) return DRV_EINVAL;
+        if (skip) { /* not 'val': an absent value (NULL, 0) is empty, not a literal */
+            if (vlen && memchr(val, '\0', vlen)) return DRV_EINVAL;
             e = drv_buf_append(out, val, vlen);
             p += skip;
         } else {

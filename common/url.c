@@ -103,7 +103,9 @@ drv_err drv_url_parse(const char *url, drv_redis_cfg *out, char *why, size_t why
         if (!host_end) FAIL("unterminated [IPv6] address");
         p = host_end + 1;
     } else {
-        host_end = p + strcspn(p, ":/");
+        /* A '?' or '#' ends the host too, so "redis://h?db=2" is refused below instead of
+         * becoming a host name that fails only at connect time. */
+        host_end = p + strcspn(p, ":/?#");
         p = host_end;
     }
     size_t hn = (size_t)(host_end - host);

@@ -1,0 +1,524 @@
+/* Job specs: parsing JSON, validation, serialising back, and the --range flag. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "spec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- helpers ------------------------------------------------------------------------------- */
+
+#define RANGE_1_2 "\"source\":{\"type\":\"range\",\"start\":1,\"end\":2}"
+
+static drv_err parse(const char *json, drv_spec *s, char *why, size_t whylen) {
+    return drv_spec_parse(json, strlen(json), s, why, whylen);
+}
+
+/* Parses 'json', expecting DRV_EINVAL with a message holding 'needle', and the output left as
+ * it was. */
+static void expect_error(const char *json, const char *needle) {
+    drv_spec s, before;
+    char why[512] = "";
+    memset(&s, 0x5a, sizeof s);
+    memcpy(&before, &s, sizeof s);
+    drv_err e = parse(json, &s, why, sizeof why);
+    if (e != DRV_EINVAL) fail_msg("%s: returned %d (\"%s\"), expected DRV_EINVAL", json, e, why);
+    if (!strstr(why, needle))
+        fail_msg("%s: message \"%s\" does not name \"%s\"", json, why, needle);
+    if (memcmp(&s, &before, sizeof s) != 0) fail_msg("%s: output changed on failure", json);
+}
+
+static void expect_ok(const char *json, drv_spec *s) {
+    char why[512] = "";
+    drv_err e = parse(json, s, why, sizeof why);
+    if (e != DRV_OK) fail_msg("%s: returned %d: %s", json, e, why);
+}
+
+static void assert_spec_equal(const drv_spec *a, const drv_spec *b) {
+    assert_string_equal(a->id, b->id);
+    assert_int_equal(a->source, b->source);
+    if (a->source == DRV_SRC_RANGE) {
+        assert_int_equal(a->range_start, b->range_start);
+        assert_int_equal(a->range_end, b->range_end);
+    } else {
+        assert_string_equal(a->path, b->path);
+        assert_int_equal(a->format, b->format);
+        assert_string_equal(a->id_field, b->id_field);
+    }
+    assert_int_equal(a->partitions, b->partitions);
+    assert_int_equal(a->lease_ms, b->lease_ms);
+    assert_int_equal(a->max_attempts, b->max_attempts);
+    assert_int_equal(a->backoff_ms, b->backoff_ms);
+    assert_int_equal(a->backoff_max_ms, b->backoff_max_ms);
+    assert_int_equal(a->window, b->window);
+    assert_int_equal(a->max_item_bytes, b->max_item_bytes);
+}
+
+/* ---- valid specs --------------------------------------------------------------------------- */
+
+static void spec_range_source_parses_with_defaults(void **state) {
+    (void)state;
+    drv_spec s;
+    expect_ok("{\"id\":\"j-1\",\"source\":{\"type\":\"range\",\"start\":5,\"end\":9}}", &s);
+    assert_string_equal(s.id, "j-1");
+    assert_int_equal(s.source, DRV_SRC_RANGE);
+    assert_int_equal(s.range_start, 5);
+    assert_int_equal(s.range_end, 9);
+    drv_spec d;
+    drv_spec_init(&d);
+    assert_int_equal(s.partitions, d.partitions);
+    assert_int_equal(s.partitions, 8);
+    assert_int_equal(s.lease_ms, 30000);
+    assert_int_equal(s.max_attempts, 5);
+    assert_int_equal(s.backoff_ms, 1000);
+    assert_int_equal(s.backoff_max_ms, 300000);
+    assert_int_equal(s.window, 5000);
+    assert_int_equal(s.max_item_bytes, 1 << 20);
+    assert_string_equal(s.path, "");
+    assert_string_equal(s.id_field, "");
+}
+
+static void spec_without_id_leaves_it_empty_for_generation(void **state) {
+    (void)state;
+    drv_spec s;
+    expect_ok("{" RANGE_1_2 "}", &s);
+    assert_string_equal(s.id, "");
+}
+
+static void spec_range_may_hold_a_single_or_negative_ids(void **state) {
+    (void)state;
+    drv_spec s;
+    expect_ok("{\"source\":{\"type\":\"range\",\"start\":7,\"end\":7}}", &s);
+    assert_int_equal(s.range_start, 7);
+    assert_int_equal(s.range_end, 7);
+    expect_ok("{\"source\":{\"type\":\"range\",\"start\":-10,\"end\":-3}}", &s);
+    assert_int_equal(s.range_start, -10);
+    assert_int_equal(s.range_end, -3);
+}
+
+static void spec_file_source_parses_lines_ndjson_and_csv(void **state) {
+    (void)state;
+    drv_spec s;
+    expect_ok("{\"source\":{\"type\":\"file\",\"path\":\"/data/ids.txt\"}}", &s);
+    assert_int_equal(s.source, DRV_SRC_FILE);
+    assert_string_equal(s.path, "/data/ids.txt");
+    assert_int_equal(s.format, DRV_FMT_LINES); /* the default format */
+    assert_string_equal(s.id_field, "");
+
+    expect_ok("{\"source\":{\"type\":\"file\",\"path\":\"u.ndjson\",\"format\":\"ndjson\","
+              "\"id_field\":\"user_id\"}}",
+              &s);
+    assert_int_equal(s.format, DRV_FMT_NDJSON);
+    assert_string_equal(s.path, "u.ndjson");
+    assert_string_equal(s.id_field, "user_id");
+
+    expect_ok("{\"source\":{\"type\":\"file\",\"path\":\"/x.csv\",\"format\":\"csv\","
+              "\"id_field\":\"uid\"},\"partitions\":3}",
+              &s);
+    assert_int_equal(s.format, DRV_FMT_CSV);
+    assert_string_equal(s.id_field, "uid");
+    assert_int_equal(s.partitions, 3);
+}
+
+static void spec_stdin_source_parses_without_a_path(void **state) {
+    (void)state;
+    drv_spec s;
+    expect_ok("{\"source\":{\"type\":\"stdin\"}}", &s);
+    assert_int_equal(s.source, DRV_SRC_STDIN);
+    assert_int_equal(s.format, DRV_FMT_LINES);
+    assert_string_equal(s.path, "");
+    expect_ok("{\"source\":{\"type\":\"stdin\",\"format\":\"ndjson\",\"id_field\":\"k\"}}", &s);
+    assert_int_equal(s.format, DRV_FMT_NDJSON);
+    assert_string_equal(s.id_field, "k");
+}
+
+static void spec_given_fields_replace_the_defaults(void **state) {
+    (void)state;
+    drv_spec s;
+    expect_ok("{" RANGE_1_2 ",\"partitions\":1024,\"lease_ms\":100,\"max_attempts\":1000,"
+              "\"backoff_ms\":0,\"backoff_max_ms\":0,\"window\":1,\"max_item_bytes\":16}",
+              &s);
+    assert_int_equal(s.partitions, 1024);
+    assert_int_equal(s.lease_ms, 100);
+    assert_int_equal(s.max_attempts, 1000);
+    assert_int_equal(s.backoff_ms, 0);
+    assert_int_equal(s.backoff_max_ms, 0);
+    assert_int_equal(s.window, 1);
+    assert_int_equal(s.max_item_bytes, 16);
+}
+
+static void spec_accepts_whole_numbers_written_with_a_fraction_or_exponent(void **state) {
+    (void)state;
+    drv_spec s;
+    expect_ok("{" RANGE_1_2 ",\"partitions\":4.0,\"window\":1e3}", &s);
+    assert_int_equal(s.partitions, 4);
+    assert_int_equal(s.window, 1000);
+}
+
+static void spec_parse_reads_only_len_bytes(void **state) {
+    (void)state;
+    const char *json = "{" RANGE_1_2 "}garbage after the given length";
+    size_t len = strlen("{" RANGE_1_2 "}");
+    drv_spec s;
+    char why[256];
+    assert_int_equal(drv_spec_parse(json, len, &s, why, sizeof why), DRV_OK);
+    assert_int_equal(s.range_end, 2);
+}
+
+/* ---- malformed and invalid specs ---------------------------------------------------------- */
+
+static void spec_malformed_json_names_line_and_column(void **state) {
+    (void)state;
+    expect_error("{" RANGE_1_2, "malformed JSON at line 1, column ");
+    /* The '1' (where a ':' belongs) is the 7th character of line 2. */
+    expect_error("{\n  \"a\" 1}", "line 2, column 7");
+    expect_error("{\n\"source\": {,}}", "malformed JSON at line 2, column ");
+    expect_error("{\n\n  \"partitions\": 4,\n  \"window\": }", "line 4, column 13");
+    expect_error("", "malformed JSON at line 1, column 1");
+}
+
+static void spec_text_after_the_object_is_malformed(void **state) {
+    (void)state;
+    expect_error("{" RANGE_1_2 "} {\"partitions\":2}", "malformed JSON at line 1, column ");
+    expect_error("{" RANGE_1_2 "}\nx", "line 2, column 1");
+    /* Trailing white space is fine. */
+    drv_spec s;
+    expect_ok("{" RANGE_1_2 "}\n\t \r\n", &s);
+}
+
+static void spec_top_level_must_be_an_object(void **state) {
+    (void)state;
+    expect_error("[1]", "JSON object at the top level");
+    expect_error("\"range\"", "JSON object at the top level");
+    expect_error("42", "JSON object at the top level");
+    expect_error("null", "JSON object at the top level");
+}
+
+static void spec_unknown_top_level_field_is_named(void **state) {
+    (void)state;
+    expect_error("{" RANGE_1_2 ",\"partitons\":4}", "partitons: unknown field");
+}
+
+static void spec_unknown_source_field_is_named(void **state) {
+    (void)state;
+    expect_error("{\"source\":{\"type\":\"range\",\"start\":1,\"end\":2,\"step\":1}}",
+                 "source.step: unknown field");
+    expect_error("{\"source\":{\"type\":\"file\",\"path\":\"x\",\"fromat\":\"csv\"}}",
+                 "source.fromat");
+}
+
+static void spec_missing_source_is_named(void **state) {
+    (void)state;
+    expect_error("{\"partitions\":4}", "source: missing");
+    expect_error("{}", "source: missing");
+}
+
+static void spec_source_must_be_an_object_with_a_known_type(void **state) {
+    (void)state;
+    expect_error("{\"source\":\"range\"}", "source: expected an object");
+    expect_error("{\"source\":{\"type\":\"queue\"}}", "source.type: expected range, file or stdin");
+    expect_error("{\"source\":{}}", "source.type");
+    expect_error("{\"source\":{\"type\":3}}", "source.type: expected a string");
+}
+
+static void spec_range_needs_start_and_end(void **state) {
+    (void)state;
+    expect_error("{\"source\":{\"type\":\"range\",\"start\":1}}", "\"end\"");
+    expect_error("{\"source\":{\"type\":\"range\",\"end\":1}}", "\"start\"");
+}
+
+static void spec_range_start_after_end_is_refused(void **state) {
+    (void)state;
+    expect_error("{\"source\":{\"type\":\"range\",\"start\":3,\"end\":2}}",
+                 "range start 3 is greater than its end 2");
+}
+
+static void spec_range_bounds_beyond_2_53_are_refused(void **state) {
+    (void)state;
+    expect_error("{\"source\":{\"type\":\"range\",\"start\":1,\"end\":1e16}}", "source.end");
+    expect_error("{\"source\":{\"type\":\"range\",\"start\":-1e16,\"end\":1}}", "source.start");
+    drv_spec s;
+    expect_ok("{\"source\":{\"type\":\"range\",\"start\":-9007199254740992,"
+              "\"end\":9007199254740992}}",
+              &s);
+    assert_int_equal(s.range_start, -9007199254740992LL);
+    assert_int_equal(s.range_end, 9007199254740992LL);
+}
+
+static void spec_partitions_must_be_1_to_1024(void **state) {
+    (void)state;
+    expect_error("{" RANGE_1_2 ",\"partitions\":0}", "partitions: expected 1 to 1024, got 0");
+    expect_error("{" RANGE_1_2 ",\"partitions\":1025}", "partitions: expected 1 to 1024, got 1025");
+    expect_error("{" RANGE_1_2 ",\"partitions\":-1}", "partitions");
+    drv_spec s;
+    expect_ok("{" RANGE_1_2 ",\"partitions\":1}", &s);
+    assert_int_equal(s.partitions, 1);
+}
+
+static void spec_numbers_must_be_whole(void **state) {
+    (void)state;
+    expect_error("{" RANGE_1_2 ",\"partitions\":1.5}", "partitions: expected a whole number");
+    expect_error("{" RANGE_1_2 ",\"partitions\":\"8\"}", "partitions: expected a whole number");
+    expect_error("{" RANGE_1_2 ",\"partitions\":true}", "partitions: expected a whole number");
+    expect_error("{" RANGE_1_2 ",\"partitions\":null}", "partitions: expected a whole number");
+    expect_error("{" RANGE_1_2 ",\"lease_ms\":1000.25}", "lease_ms: expected a whole number");
+    expect_error("{\"source\":{\"type\":\"range\",\"start\":1.5,\"end\":2}}",
+                 "source.start: expected a whole number");
+    expect_error("{\"source\":{\"type\":\"range\",\"start\":1,\"end\":\"2\"}}",
+                 "source.end: expected a whole number");
+}
+
+static void spec_other_bounds_are_named(void **state) {
+    (void)state;
+    expect_error("{" RANGE_1_2 ",\"lease_ms\":99}", "lease_ms: expected 100 to 86400000");
+    expect_error("{" RANGE_1_2 ",\"max_attempts\":0}", "max_attempts: expected 1 to 1000");
+    expect_error("{" RANGE_1_2 ",\"backoff_ms\":-1}", "backoff_ms: expected 0 to 86400000");
+    expect_error("{" RANGE_1_2 ",\"backoff_ms\":10,\"backoff_max_ms\":5}", "backoff_max_ms");
+    expect_error("{" RANGE_1_2 ",\"window\":0}", "window: expected 1 to 10000000");
+    expect_error("{" RANGE_1_2 ",\"max_item_bytes\":15}", "max_item_bytes: expected 16");
+    expect_error("{" RANGE_1_2 ",\"max_item_bytes\":67108865}", "max_item_bytes");
+}
+
+static void spec_ndjson_and_csv_need_an_id_field(void **state) {
+    (void)state;
+    expect_error("{\"source\":{\"type\":\"file\",\"path\":\"x\",\"format\":\"ndjson\"}}",
+                 "source.id_field");
+    expect_error("{\"source\":{\"type\":\"file\",\"path\":\"x\",\"format\":\"csv\"}}",
+                 "source.id_field");
+    expect_error("{\"source\":{\"type\":\"stdin\",\"format\":\"csv\",\"id_field\":\"\"}}",
+                 "source.id_field");
+}
+
+static void spec_lines_refuses_an_id_field(void **state) {
+    (void)state;
+    expect_error("{\"source\":{\"type\":\"file\",\"path\":\"x\",\"id_field\":\"a\"}}",
+                 "source.id_field: only ndjson and csv");
+    expect_error("{\"source\":{\"type\":\"file\",\"path\":\"x\",\"format\":\"lines\","
+                 "\"id_field\":\"a\"}}",
+                 "source.id_field");
+}
+
+static void spec_bad_format_is_named(void **state) {
+    (void)state;
+    expect_error("{\"source\":{\"type\":\"file\",\"path\":\"x\",\"format\":\"xml\"}}",
+                 "source.format: expected lines, ndjson or csv, got \"xml\"");
+    expect_error("{\"source\":{\"type\":\"file\",\"path\":\"x\",\"format\":1}}",
+                 "source.format: expected a string");
+}
+
+static void spec_file_needs_a_path_and_stdin_refuses_one(void **state) {
+    (void)state;
+    expect_error("{\"source\":{\"type\":\"file\"}}", "source.path");
+    expect_error("{\"source\":{\"type\":\"file\",\"path\":\"\"}}", "source.path");
+    expect_error("{\"source\":{\"type\":\"stdin\",\"path\":\"x\"}}", "source.path");
+}
+
+static void spec_bad_job_id_is_named(void **state) {
+    (void)state;
+    expect_error("{\"id\":\"a b\"," RANGE_1_2 "}", "id: expected 1 to 64");
+    expect_error("{\"id\":\"{x}\"," RANGE_1_2 "}", "id: expected 1 to 64");
+    expect_error("{\"id\":\"j.1\"," RANGE_1_2 "}", "id: expected 1 to 64");
+    expect_error("{\"id\":7," RANGE_1_2 "}", "id: expected a string");
+    char json[256], id65[66];
+    memset(id65, 'a', 65);
+    id65[65] = '\0';
+    snprintf(json, sizeof json, "{\"id\":\"%s\"," RANGE_1_2 "}", id65);
+    expect_error(json, "id:");
+    /* 64 characters is the most an id may have. */
+    drv_spec s;
+    id65[64] = '\0';
+    snprintf(json, sizeof json, "{\"id\":\"%s\"," RANGE_1_2 "}", id65);
+    expect_ok(json, &s);
+    assert_string_equal(s.id, id65);
+}
+
+static void spec_validate_refuses_what_parse_refuses(void **state) {
+    (void)state;
+    drv_spec s;
+    char why[256];
+    drv_spec_init(&s);
+    /* Straight from init no source is set: an empty range. */
+    assert_int_equal(drv_spec_validate(&s, why, sizeof why), DRV_EINVAL);
+    assert_non_null(strstr(why, "source"));
+    s.range_start = 1, s.range_end = 10;
+    assert_int_equal(drv_spec_validate(&s, why, sizeof why), DRV_OK);
+    s.partitions = 0;
+    assert_int_equal(drv_spec_validate(&s, why, sizeof why), DRV_EINVAL);
+    assert_non_null(strstr(why, "partitions"));
+    s.partitions = 8;
+    strcpy(s.id, "no spaces please");
+    assert_int_equal(drv_spec_validate(&s, why, sizeof why), DRV_EINVAL);
+    assert_non_null(strstr(why, "id:"));
+    s.id[0] = '\0';
+    s.source = DRV_SRC_FILE;
+    assert_int_equal(drv_spec_validate(&s, why, sizeof why), DRV_EINVAL);
+    assert_non_null(strstr(why, "source.path"));
+    strcpy(s.path, "/x");
+    s.format = DRV_FMT_CSV;
+    assert_int_equal(drv_spec_validate(&s, why, sizeof why), DRV_EINVAL);
+    assert_non_null(strstr(why, "source.id_field"));
+    strcpy(s.id_field, "id");
+    assert_int_equal(drv_spec_validate(&s, why, sizeof why), DRV_OK);
+}
+
+/* ---- serialising ---------------------------------------------------------------------------- */
+
+static void round_trip(const drv_spec *a) {
+    char why[512] = "";
+    char *json = drv_spec_to_json(a);
+    assert_non_null(json);
+    drv_spec b;
+    if (parse(json, &b, why, sizeof why) != DRV_OK) fail_msg("%s: %s", json, why);
+    assert_spec_equal(a, &b);
+    free(json);
+}
+
+static void spec_round_trips_through_json(void **state) {
+    (void)state;
+    drv_spec s;
+    expect_ok("{\"id\":\"r\",\"source\":{\"type\":\"file\",\"path\":\"/d/u \\\"q\\\".ndjson\","
+              "\"format\":\"ndjson\",\"id_field\":\"k\"},\"partitions\":16,\"lease_ms\":1234,"
+              "\"max_attempts\":9,\"backoff_ms\":7,\"backoff_max_ms\":70,\"window\":123,"
+              "\"max_item_bytes\":4096}",
+              &s);
+    round_trip(&s);
+    expect_ok("{\"id\":\"csv_job\",\"source\":{\"type\":\"file\",\"path\":\"/x.csv\","
+              "\"format\":\"csv\",\"id_field\":\"user id\"}}",
+              &s);
+    round_trip(&s);
+    expect_ok("{\"source\":{\"type\":\"stdin\"},\"partitions\":1}", &s);
+    round_trip(&s);
+    expect_ok("{\"source\":{\"type\":\"stdin\",\"format\":\"ndjson\",\"id_field\":\"k\"}}", &s);
+    round_trip(&s);
+    expect_ok("{\"id\":\"big\",\"source\":{\"type\":\"range\",\"start\":-9007199254740992,"
+              "\"end\":9007199254740992},\"window\":10000000}",
+              &s);
+    round_trip(&s);
+}
+
+static void spec_round_trip_keeps_large_range_bounds_exact(void **state) {
+    (void)state;
+    /* cJSON's own number printing keeps 15 digits when that is within DBL_EPSILON, which
+     * near 2^53 is off by one or two. */
+    static const int64_t bounds[][2] = {
+        {9007199254740990LL, 9007199254740991LL},
+        {-9007199254740991LL, -9007199254740989LL},
+        {8000000000000001LL, 8000000000000003LL},
+        {4503599627370497LL, 4503599627370499LL},
+    };
+    for (size_t i = 0; i < sizeof bounds / sizeof *bounds; i++) {
+        drv_spec s;
+        drv_spec_init(&s);
+        s.range_start = bounds[i][0];
+        s.range_end = bounds[i][1];
+        round_trip(&s);
+    }
+}
+
+static void spec_to_json_is_what_was_given(void **state) {
+    (void)state;
+    drv_spec s;
+    expect_ok("{\"id\":\"a\",\"source\":{\"type\":\"range\",\"start\":3,\"end\":4}}", &s);
+    char *json = drv_spec_to_json(&s);
+    assert_non_null(json);
+    assert_non_null(strstr(json, "\"id\":\"a\""));
+    assert_non_null(strstr(json, "\"type\":\"range\""));
+    assert_non_null(strstr(json, "\"start\":3"));
+    assert_non_null(strstr(json, "\"end\":4"));
+    assert_non_null(strstr(json, "\"partitions\":8"));
+    assert_null(strchr(json, '\n')); /* compact */
+    free(json);
+}
+
+/* ---- names and the --range flag ------------------------------------------------------------ */
+
+static void format_and_source_names_round_trip(void **state) {
+    (void)state;
+    drv_fmt f;
+    for (drv_fmt g = DRV_FMT_LINES; g <= DRV_FMT_CSV; g++) {
+        assert_int_equal(drv_fmt_parse(drv_fmt_name(g), &f), 0);
+        assert_int_equal(f, g);
+    }
+    f = DRV_FMT_CSV;
+    assert_int_equal(drv_fmt_parse("LINES", &f), -1);
+    assert_int_equal(drv_fmt_parse("", &f), -1);
+    assert_int_equal(f, DRV_FMT_CSV);
+    assert_string_equal(drv_src_name(DRV_SRC_RANGE), "range");
+    assert_string_equal(drv_src_name(DRV_SRC_FILE), "file");
+    assert_string_equal(drv_src_name(DRV_SRC_STDIN), "stdin");
+}
+
+static void range_parse_reads_inclusive_signed_bounds(void **state) {
+    (void)state;
+    int64_t a = 0, b = 0;
+    assert_int_equal(drv_range_parse("1..10", &a, &b), 0);
+    assert_int_equal(a, 1);
+    assert_int_equal(b, 10);
+    assert_int_equal(drv_range_parse("-5..-1", &a, &b), 0);
+    assert_int_equal(a, -5);
+    assert_int_equal(b, -1);
+    assert_int_equal(drv_range_parse("0..0", &a, &b), 0);
+    assert_int_equal(a, 0);
+    assert_int_equal(b, 0);
+    assert_int_equal(drv_range_parse("-9223372036854775808..9223372036854775807", &a, &b), 0);
+    assert_true(a == INT64_MIN);
+    assert_true(b == INT64_MAX);
+}
+
+static void range_parse_refuses_malformed_ranges(void **state) {
+    (void)state;
+    static const char *const bad[] = {
+        "",     "..",    "1..",   "..10",   "1-10",    "1..x",
+        "a..5", "1...5", "1..5x", "1.5..2", "1..2..3", "1..99999999999999999999",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int64_t a = 11, b = 22;
+        if (drv_range_parse(bad[i], &a, &b) != -1) fail_msg("\"%s\" was accepted", bad[i]);
+        assert_int_equal(a, 11);
+        assert_int_equal(b, 22);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(spec_range_source_parses_with_defaults),
+        cmocka_unit_test(spec_without_id_leaves_it_empty_for_generation),
+        cmocka_unit_test(spec_range_may_hold_a_single_or_negative_ids),
+        cmocka_unit_test(spec_file_source_parses_lines_ndjson_and_csv),
+        cmocka_unit_test(spec_stdin_source_parses_without_a_path),
+        cmocka_unit_test(spec_given_fields_replace_the_defaults),
+        cmocka_unit_test(spec_accepts_whole_numbers_written_with_a_fraction_or_exponent),
+        cmocka_unit_test(spec_parse_reads_only_len_bytes),
+        cmocka_unit_test(spec_malformed_json_names_line_and_column),
+        cmocka_unit_test(spec_text_after_the_object_is_malformed),
+        cmocka_unit_test(spec_top_level_must_be_an_object),
+        cmocka_unit_test(spec_unknown_top_level_field_is_named),
+        cmocka_unit_test(spec_unknown_source_field_is_named),
+        cmocka_unit_test(spec_missing_source_is_named),
+        cmocka_unit_test(spec_source_must_be_an_object_with_a_known_type),
+        cmocka_unit_test(spec_range_needs_start_and_end),
+        cmocka_unit_test(spec_range_start_after_end_is_refused),
+        cmocka_unit_test(spec_range_bounds_beyond_2_53_are_refused),
+        cmocka_unit_test(spec_partitions_must_be_1_to_1024),
+        cmocka_unit_test(spec_numbers_must_be_whole),
+        cmocka_unit_test(spec_other_bounds_are_named),
+        cmocka_unit_test(spec_ndjson_and_csv_need_an_id_field),
+        cmocka_unit_test(spec_lines_refuses_an_id_field),
+        cmocka_unit_test(spec_bad_format_is_named),
+        cmocka_unit_test(spec_file_needs_a_path_and_stdin_refuses_one),
+        cmocka_unit_test(spec_bad_job_id_is_named),
+        cmocka_unit_test(spec_validate_refuses_what_parse_refuses),
+        cmocka_unit_test(spec_round_trips_through_json),
+        cmocka_unit_test(spec_round_trip_keeps_large_range_bounds_exact),
+        cmocka_unit_test(spec_to_json_is_what_was_given),
+        cmocka_unit_test(format_and_source_names_round_trip),
+        cmocka_unit_test(range_parse_reads_inclusive_signed_bounds),
+        cmocka_unit_test(range_parse_refuses_malformed_ranges),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
