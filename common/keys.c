@@ -4,7 +4,8 @@
 #include <string.h>
 
 const char *const drv_part_key_names[DRV_PART_NKEYS] = {
-    "state", "pending", "leased", "owner", "done", "tries", "retry", "dead", "errors", "items",
+    "state", "pending", "leased", "owner", "done",    "tries",
+    "retry", "dead",    "errors", "items", "results",
 };
 
 int drv_job_id_valid(const char *id) {

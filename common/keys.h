@@ -17,7 +17,7 @@
 
 #define DRV_JOB_ID_MAX 64
 #define DRV_KEY_MAX    192
-#define DRV_PART_NKEYS 10
+#define DRV_PART_NKEYS 11
 
 /* The partition keys in the order every partition script takes them (lua/_lib.lua). */
 extern const char *const drv_part_key_names[DRV_PART_NKEYS];

@@ -77,7 +77,7 @@ static int is_array(const redisReply *r, size_t min) {
     return r && r->type == REDIS_REPLY_ARRAY && r->elements >= min;
 }
 
-/* Runs a partition script with the standard ten KEYS. */
+/* Runs a partition script with the standard partition KEYS. */
 static drv_err run_part(drv_queue *q, const char *script, const char *job, int p, int nargs,
                         const char **args, const size_t *lens, redisReply **out) {
     drv_part_keys k;
@@ -273,6 +273,9 @@ drv_err drv_queue_job_get(drv_queue *q, const char *job, drv_job *out) {
     j.total = hint(r, "total", -1);
     j.created_ms = hint(r, "created_ms", 0);
     j.finished_ms = hint(r, "finished_ms", 0);
+    j.page = hint(r, "page", 0);
+    snprintf(j.page_url, sizeof j.page_url, "%s",
+             hfield(r, "page_url") ? hfield(r, "page_url") : "");
     const char *rate = hfield(r, "rate");
     j.rate_milli = rate ? (int64_t)(strtod(rate, NULL) * 1000) : 0;
     freeReplyObject(r);
@@ -382,6 +385,8 @@ void drv_part_stat_sum(const drv_part_stat *st, int n, drv_part_stat *out) {
         out->failed += s->failed, out->duplicates += s->duplicates, out->expired += s->expired;
         out->skipped += s->skipped, out->released += s->released;
         out->recovered += s->recovered;
+        if (s->cooldown_until > out->cooldown_until) out->cooldown_until = s->cooldown_until;
+        if (s->cooldowns > out->cooldowns) out->cooldowns = s->cooldowns;
     }
 }
 
@@ -441,6 +446,8 @@ drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat
                 s->start = hint(r, "start", 0);
                 s->end = hint(r, "end", 0);
                 s->exhausted = hint(r, "exhausted", 0) != 0;
+                s->cooldown_until = hint(r, "cooldown_until", 0);
+                s->cooldowns = hint(r, "cooldowns", 0);
                 snprintf(s->cursor, sizeof s->cursor, "%s",
                          hfield(r, "cursor") ? hfield(r, "cursor") : "");
             } else if (i == 1) {
@@ -492,6 +499,25 @@ drv_err drv_queue_feed(drv_queue *q, const char *job, int p, const char *expect,
 
 /* ---- workers --------------------------------------------------------------------------------- */
 
+drv_err drv_queue_cooldown(drv_queue *q, const char *job, int nparts, int64_t ms, int64_t *until) {
+    num_t m;
+    snprintf(m, sizeof m, "%" PRId64, ms);
+    const char *args[] = {m};
+    size_t lens[] = {strlen(m)};
+    int64_t latest = 0;
+    /* One call per partition: a cool-down is rare (an API said 429 or 503), and each script
+     * stays on its own partition's hash tag. */
+    for (int p = 0; p < nparts; p++) {
+        redisReply *r;
+        drv_err e = run_part(q, "cooldown", job, p, 1, args, lens, &r);
+        if (e) return e;
+        if (reply_int(r) > latest) latest = reply_int(r);
+        freeReplyObject(r);
+    }
+    if (until) *until = latest;
+    return DRV_OK;
+}
+
 void drv_lease_clear(drv_lease *l) {
     free(l->id);
     free(l->payload);
@@ -521,6 +547,10 @@ drv_err drv_queue_claim(drv_queue *q, const char *job, int p, const char *worker
     c.now_ms = reply_int(r->element[0]);
     int64_t token = reply_int(r->element[1]);
     c.deadline_ms = reply_int(r->element[2]);
+    if (token < 0) { /* a fleet cool-down: nothing until deadline_ms */
+        c.cooldown_until = c.deadline_ms;
+        c.deadline_ms = 0;
+    }
     size_t count = (size_t)reply_int(r->element[3]);
     if (r->elements != 4 + count * 3) goto bad;
     if (count) {
@@ -594,10 +624,37 @@ static void sum_ack(const redisReply *r, void *acc) {
 
 drv_err drv_queue_ack(drv_queue *q, const char *job, int p, const drv_ref *refs, size_t n,
                       drv_ack_result *res) {
+    return drv_queue_ack_keep(q, job, p, refs, NULL, n, res);
+}
+
+drv_err drv_queue_ack_keep(drv_queue *q, const char *job, int p, const drv_ref *refs,
+                           const drv_bytes *resp, size_t n, drv_ack_result *res) {
+    static const char empty[1];
+    const char *args[1 + 3 * CHUNK];
+    size_t lens[1 + 3 * CHUNK];
+    num_t tok[CHUNK], cnt;
     drv_ack_result a = {0};
-    drv_err e = run_refs(q, "ack", job, p, refs, n, sum_ack, &a);
-    if (res && !e) *res = a;
-    return e;
+    for (size_t off = 0; off < n; off += CHUNK) {
+        size_t m = n - off < CHUNK ? n - off : CHUNK, k = 1;
+        snprintf(cnt, sizeof cnt, "%zu", m);
+        args[0] = cnt, lens[0] = strlen(cnt);
+        for (size_t i = 0; i < m; i++) {
+            snprintf(tok[i], sizeof tok[i], "%" PRId64, refs[off + i].token);
+            args[k] = refs[off + i].id, lens[k++] = refs[off + i].idlen;
+            args[k] = tok[i], lens[k++] = strlen(tok[i]);
+        }
+        for (size_t i = 0; resp && i < m; i++) {
+            args[k] = resp[off + i].p ? resp[off + i].p : empty;
+            lens[k++] = resp[off + i].p ? resp[off + i].n : 0;
+        }
+        redisReply *r;
+        drv_err e = run_part(q, "ack", job, p, (int)k, args, lens, &r);
+        if (e) return e;
+        sum_ack(r, &a);
+        freeReplyObject(r);
+    }
+    if (res) *res = a;
+    return DRV_OK;
 }
 
 static void sum_extend(const redisReply *r, void *acc) {
@@ -670,15 +727,16 @@ drv_err drv_queue_heartbeat(drv_queue *q, const char *worker, int64_t now_ms) {
 
 /* ---- operators ------------------------------------------------------------------------------- */
 
-/* HSCANs the dead hash of partition p, calling fn on each page's (id, error) pairs. */
-static drv_err scan_dead(drv_queue *q, const char *job, int p,
+/* HSCANs hash 'which' (a partition key index) of partition p, calling page on each page's
+ * (field, value) pairs. */
+static drv_err scan_hash(drv_queue *q, const char *job, int p, int which,
                          drv_err (*page)(drv_queue *q, redisReply *kv, void *ud), void *ud) {
     drv_part_keys k;
     drv_keys_part(&k, q->prefix, job, p);
     char cursor[32] = "0";
     do {
         redisReply *r;
-        drv_err e = drv_conn_cmdf(q->conn, &r, "HSCAN %s %s COUNT 500", k.ptr[7], cursor);
+        drv_err e = drv_conn_cmdf(q->conn, &r, "HSCAN %s %s COUNT 500", k.ptr[which], cursor);
         if (e) return e;
         if (!is_array(r, 2) || r->element[0]->type != REDIS_REPLY_STRING ||
             r->element[1]->type != REDIS_REPLY_ARRAY) {
@@ -693,14 +751,14 @@ static drv_err scan_dead(drv_queue *q, const char *job, int p,
     return DRV_OK;
 }
 
-struct dead_each {
+struct pair_each {
     void (*fn)(const char *, size_t, const char *, size_t, void *);
     void *ud;
 };
 
-static drv_err dead_page(drv_queue *q, redisReply *kv, void *ud) {
+static drv_err pair_page(drv_queue *q, redisReply *kv, void *ud) {
     (void)q;
-    struct dead_each *d = ud;
+    struct pair_each *d = ud;
     for (size_t i = 0; i + 1 < kv->elements; i += 2)
         d->fn(kv->element[i]->str, kv->element[i]->len, kv->element[i + 1]->str,
               kv->element[i + 1]->len, d->ud);
@@ -711,8 +769,16 @@ drv_err drv_queue_dead_each(drv_queue *q, const char *job, int p,
                             void (*fn)(const char *id, size_t idlen, const char *err, size_t errlen,
                                        void *ud),
                             void *ud) {
-    struct dead_each d = {fn, ud};
-    return scan_dead(q, job, p, dead_page, &d);
+    struct pair_each d = {fn, ud};
+    return scan_hash(q, job, p, 7, pair_page, &d);
+}
+
+drv_err drv_queue_results_each(drv_queue *q, const char *job, int p,
+                               void (*fn)(const char *id, size_t idlen, const char *resp,
+                                          size_t rlen, void *ud),
+                               void *ud) {
+    struct pair_each d = {fn, ud};
+    return scan_hash(q, job, p, 10, pair_page, &d);
 }
 
 struct revive_ctx {
@@ -746,7 +812,7 @@ static drv_err revive_page(drv_queue *q, redisReply *kv, void *ud) {
 
 drv_err drv_queue_revive(drv_queue *q, const char *job, int p, int64_t *revived) {
     struct revive_ctx c = {job, p, 0};
-    drv_err e = scan_dead(q, job, p, revive_page, &c);
+    drv_err e = scan_hash(q, job, p, 7, revive_page, &c);
     if (revived && !e) *revived = c.revived;
     return e;
 }

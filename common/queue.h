@@ -37,7 +37,9 @@ typedef struct drv_job {
     int partitions;
     int64_t total; /* -1 until known */
     int64_t created_ms, finished_ms;
-    int64_t rate_milli; /* items/s x 1000 over the coordinator's last window; 0 if unknown */
+    int64_t rate_milli;  /* items/s x 1000 over the coordinator's last window; 0 if unknown */
+    int64_t page;        /* http source: pages fed */
+    char page_url[4096]; /* http source: the next page ("" before the first) */
     drv_spec spec;
 } drv_job;
 
@@ -78,7 +80,9 @@ typedef struct drv_part_stat {
     int64_t start, end;
     char cursor[32];
     int exhausted;
-    int64_t recovered; /* reap only: expired leases and due retries moved to pending */
+    int64_t recovered;      /* reap only: expired leases and due retries moved to pending */
+    int64_t cooldown_until; /* a fleet cool-down (Redis ms), 0 for none; the sum has the latest */
+    int64_t cooldowns;      /* cool-downs started */
 } drv_part_stat;
 
 /* Adds up n partitions' sizes and counters into *out (strings and bounds are left empty). */
@@ -120,6 +124,7 @@ typedef struct drv_claim {
     drv_lease *items; /* caller owns the array (free()) and each item (drv_lease_clear) */
     size_t n;
     int64_t now_ms, deadline_ms; /* Redis time */
+    int64_t cooldown_until;      /* > 0: the job is cooling down until then; nothing leased */
 } drv_claim;
 
 /* Leases up to 'max' items of partition p to 'worker' (lua/claim.lua). */
@@ -138,6 +143,18 @@ typedef struct drv_ack_result {
 
 drv_err drv_queue_ack(drv_queue *q, const char *job, int p, const drv_ref *refs, size_t n,
                       drv_ack_result *res);
+
+typedef struct drv_bytes {
+    const char *p; /* NULL: nothing */
+    size_t n;
+} drv_bytes;
+
+/* Acks and keeps resp[i] (the handler's response) for each item this call marks done. */
+drv_err drv_queue_ack_keep(drv_queue *q, const char *job, int p, const drv_ref *refs,
+                           const drv_bytes *resp, size_t n, drv_ack_result *res);
+/* Starts a fleet cool-down of ms milliseconds (Redis time) on every partition of the job:
+ * claims lease nothing until it ends (lua/cooldown.lua). *until: its end, Redis time. */
+drv_err drv_queue_cooldown(drv_queue *q, const char *job, int nparts, int64_t ms, int64_t *until);
 
 typedef struct drv_failure {
     drv_ref ref;
@@ -169,6 +186,11 @@ drv_err drv_queue_dead_each(drv_queue *q, const char *job, int p,
                             void (*fn)(const char *id, size_t idlen, const char *err, size_t errlen,
                                        void *ud),
                             void *ud);
+/* Calls fn for each kept response of partition p (HSCAN, in batches). */
+drv_err drv_queue_results_each(drv_queue *q, const char *job, int p,
+                               void (*fn)(const char *id, size_t idlen, const char *resp,
+                                          size_t rlen, void *ud),
+                               void *ud);
 /* Moves every dead item of partition p back to pending with fresh attempts. */
 drv_err drv_queue_revive(drv_queue *q, const char *job, int p, int64_t *revived);
 

@@ -1,6 +1,7 @@
 #include "spec.h"
 
 #include "config.h"
+#include "handler.h"
 #include "keys.h"
 
 #include <cjson/cJSON.h>
@@ -32,6 +33,7 @@ void drv_spec_init(drv_spec *s) {
     s->backoff_max_ms = 300000;
     s->window = 5000;
     s->max_item_bytes = 1 << 20;
+    strcpy(s->next_param, "cursor");
 }
 
 const char *drv_fmt_name(drv_fmt f) {
@@ -46,7 +48,10 @@ int drv_fmt_parse(const char *s, drv_fmt *out) {
 }
 
 const char *drv_src_name(drv_src_type t) {
-    return t == DRV_SRC_FILE ? "file" : t == DRV_SRC_STDIN ? "stdin" : "range";
+    return t == DRV_SRC_FILE    ? "file"
+           : t == DRV_SRC_STDIN ? "stdin"
+           : t == DRV_SRC_HTTP  ? "http"
+                                : "range";
 }
 
 int drv_range_parse(const char *s, int64_t *a, int64_t *b) {
@@ -105,6 +110,12 @@ drv_err drv_spec_validate(const drv_spec *s, char *why, size_t whylen) {
         if (s->format == DRV_FMT_LINES && s->id_field[0])
             FAIL("source.id_field: only ndjson and csv sources have fields; format is lines");
         break;
+    case DRV_SRC_HTTP:
+        if (strncmp(s->url, "http://", 7) && strncmp(s->url, "https://", 8) &&
+            strncmp(s->url, "${", 2))
+            FAIL("source.url: expected an http:// or https:// URL");
+        if (!s->next_param[0]) FAIL("source.next_param: expected a query parameter name");
+        break;
     }
 out:
     return e;
@@ -150,13 +161,16 @@ static int get_str(const cJSON *obj, const char *name, const char *path, char *o
 }
 
 static drv_err parse_source(const cJSON *src, drv_spec *s, char *why, size_t whylen) {
-    static const char *const known[] = {"type", "start", "end", "path", "format", "id_field", 0};
+    static const char *const known[] = {"type",   "start",      "end",     "path",
+                                        "format", "id_field",   "url",     "items",
+                                        "next",   "next_param", "headers", 0};
     drv_err e = DRV_OK;
     char type[16] = "", fmt[16] = "";
     if (!cJSON_IsObject(src)) FAIL("source: expected an object such as {\"type\": \"range\", ...}");
     for (const cJSON *f = src->child; f; f = f->next)
         if (!is_known(f->string, known))
-            FAIL("source.%s: unknown field (expected type, start, end, path, format, id_field)",
+            FAIL("source.%s: unknown field (expected type, start, end, path, format, id_field, "
+                 "url, items, next, next_param, headers)",
                  f->string);
     if (get_str(src, "type", "source.type", type, sizeof type, why, whylen)) return DRV_EINVAL;
     if (strcmp(type, "range") == 0) {
@@ -177,17 +191,69 @@ static drv_err parse_source(const cJSON *src, drv_spec *s, char *why, size_t why
             FAIL("source.format: expected lines, ndjson or csv, got \"%s\"", fmt);
         if (s->source == DRV_SRC_STDIN && s->path[0])
             FAIL("source.path: a stdin source has no path");
+    } else if (strcmp(type, "http") == 0) {
+        s->source = DRV_SRC_HTTP;
+        if (!cJSON_HasObjectItem(src, "url")) FAIL("source.url: missing (the first page's URL)");
+        if (get_str(src, "url", "source.url", s->url, sizeof s->url, why, whylen) ||
+            get_str(src, "items", "source.items", s->items_path, sizeof s->items_path, why,
+                    whylen) ||
+            get_str(src, "next", "source.next", s->next_path, sizeof s->next_path, why, whylen) ||
+            get_str(src, "next_param", "source.next_param", s->next_param, sizeof s->next_param,
+                    why, whylen) ||
+            get_str(src, "id_field", "source.id_field", s->id_field, sizeof s->id_field, why,
+                    whylen))
+            return DRV_EINVAL;
+        const cJSON *h = cJSON_GetObjectItemCaseSensitive(src, "headers");
+        if (h) {
+            if (!cJSON_IsObject(h)) FAIL("source.headers: expected an object of name: value");
+            for (const cJSON *x = h->child; x; x = x->next)
+                if (!cJSON_IsString(x) || strpbrk(x->valuestring, "\r\n") ||
+                    strcspn(x->string, ":\r\n \t") != strlen(x->string) || !x->string[0])
+                    FAIL("source.headers.%s: expected a header name with a one-line string",
+                         x->string);
+            char *t = cJSON_PrintUnformatted(h);
+            if (!t || strlen(t) >= sizeof s->src_headers) {
+                cJSON_free(t);
+                FAIL("source.headers: longer than %zu bytes", sizeof s->src_headers - 1);
+            }
+            strcpy(s->src_headers, t);
+            cJSON_free(t);
+        }
+        for (const char *k = "start\0end\0path\0format\0"; *k; k += strlen(k) + 1)
+            if (cJSON_HasObjectItem(src, k)) FAIL("source.%s: not a field of an http source", k);
     } else {
-        FAIL("source.type: expected range, file or stdin, got \"%s\"", type);
+        FAIL("source.type: expected range, file, stdin or http, got \"%s\"", type);
     }
 out:
     return e;
 }
 
+static drv_err drv_spec_set_handler(drv_spec *s, const cJSON *h, char *why, size_t whylen) {
+    char *t = cJSON_PrintUnformatted(h);
+    if (!t) return DRV_ENOMEM;
+    drv_http_cfg c;
+    drv_err e = drv_http_cfg_parse(t, strlen(t), &c, why, whylen);
+    cJSON_free(t);
+    if (e) return e;
+    e = drv_http_cfg_to_json(&c, s->handler, sizeof s->handler);
+    drv_http_cfg_free(&c);
+    if (e == DRV_ETOOBIG)
+        snprintf(why, whylen, "handler: longer than %zu bytes as JSON", sizeof s->handler - 1);
+    return e;
+}
+
 drv_err drv_spec_parse(const char *json, size_t len, drv_spec *out, char *why, size_t whylen) {
-    static const char *const known[] = {
-        "id",         "source",         "partitions", "lease_ms",       "max_attempts",
-        "backoff_ms", "backoff_max_ms", "window",     "max_item_bytes", 0};
+    static const char *const known[] = {"id",
+                                        "source",
+                                        "partitions",
+                                        "lease_ms",
+                                        "max_attempts",
+                                        "backoff_ms",
+                                        "backoff_max_ms",
+                                        "window",
+                                        "max_item_bytes",
+                                        "handler",
+                                        0};
     drv_err e = DRV_OK;
     drv_spec s;
     drv_spec_init(&s);
@@ -214,11 +280,12 @@ drv_err drv_spec_parse(const char *json, size_t len, drv_spec *out, char *why, s
     for (const cJSON *f = root->child; f; f = f->next)
         if (!is_known(f->string, known))
             FAIL("%s: unknown field (expected id, source, partitions, lease_ms, max_attempts, "
-                 "backoff_ms, backoff_max_ms, window, max_item_bytes)",
+                 "backoff_ms, backoff_max_ms, window, max_item_bytes, handler)",
                  f->string);
     if (get_str(root, "id", "id", s.id, sizeof s.id, why, whylen)) goto bad;
     const cJSON *src = cJSON_GetObjectItemCaseSensitive(root, "source");
-    if (!src) FAIL("source: missing (expected {\"type\": \"range\"|\"file\"|\"stdin\", ...})");
+    if (!src)
+        FAIL("source: missing (expected {\"type\": \"range\"|\"file\"|\"stdin\"|\"http\", ...})");
     if ((e = parse_source(src, &s, why, whylen)) != DRV_OK) goto out;
     if (get_int(root, "partitions", "partitions", &s.partitions, why, whylen) ||
         get_int(root, "lease_ms", "lease_ms", &s.lease_ms, why, whylen) ||
@@ -228,6 +295,8 @@ drv_err drv_spec_parse(const char *json, size_t len, drv_spec *out, char *why, s
         get_int(root, "window", "window", &s.window, why, whylen) ||
         get_int(root, "max_item_bytes", "max_item_bytes", &s.max_item_bytes, why, whylen))
         goto bad;
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(root, "handler");
+    if (h && (e = drv_spec_set_handler(&s, h, why, whylen)) != DRV_OK) goto out;
     if ((e = drv_spec_validate(&s, why, whylen)) != DRV_OK) goto out;
     *out = s;
     goto out;
@@ -256,6 +325,13 @@ char *drv_spec_to_json(const drv_spec *s) {
     if (s->source == DRV_SRC_RANGE) {
         add_int(src, "start", s->range_start);
         add_int(src, "end", s->range_end);
+    } else if (s->source == DRV_SRC_HTTP) {
+        cJSON_AddStringToObject(src, "url", s->url);
+        if (s->items_path[0]) cJSON_AddStringToObject(src, "items", s->items_path);
+        if (s->next_path[0]) cJSON_AddStringToObject(src, "next", s->next_path);
+        cJSON_AddStringToObject(src, "next_param", s->next_param);
+        if (s->id_field[0]) cJSON_AddStringToObject(src, "id_field", s->id_field);
+        if (s->src_headers[0]) cJSON_AddRawToObject(src, "headers", s->src_headers);
     } else {
         if (s->source == DRV_SRC_FILE) cJSON_AddStringToObject(src, "path", s->path);
         cJSON_AddStringToObject(src, "format", drv_fmt_name(s->format));
@@ -270,6 +346,7 @@ char *drv_spec_to_json(const drv_spec *s) {
     add_int(root, "backoff_max_ms", s->backoff_max_ms);
     add_int(root, "window", s->window);
     add_int(root, "max_item_bytes", s->max_item_bytes);
+    if (s->handler[0]) cJSON_AddRawToObject(root, "handler", s->handler);
     char *p = cJSON_PrintUnformatted(root);
     if (p) {
         txt = strdup(p);

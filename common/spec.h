@@ -9,20 +9,31 @@
 /* A job spec: what to feed and how the fleet treats its items. The same struct comes from a
  * JSON file (drv_spec_parse) or from drover submit's flags, and is stored in the job hash as
  * JSON (drv_spec_to_json), so workers and a restarted coordinator see the same values. */
-typedef enum drv_src_type { DRV_SRC_RANGE = 0, DRV_SRC_FILE, DRV_SRC_STDIN } drv_src_type;
+typedef enum drv_src_type {
+    DRV_SRC_RANGE = 0,
+    DRV_SRC_FILE,
+    DRV_SRC_STDIN,
+    DRV_SRC_HTTP
+} drv_src_type;
 typedef enum drv_fmt { DRV_FMT_LINES = 0, DRV_FMT_NDJSON, DRV_FMT_CSV } drv_fmt;
 
-#define DRV_PARTITIONS_MAX 1024
-#define DRV_ID_BYTES_MAX   1024
+#define DRV_PARTITIONS_MAX   1024
+#define DRV_ID_BYTES_MAX     1024
+#define DRV_HANDLER_JSON_MAX 32768 /* a spec's handler object, as JSON */
 
 typedef struct drv_spec {
     char id[65]; /* job id; "" = generate one */
     drv_src_type source;
-    int64_t range_start; /* range: first id */
-    int64_t range_end;   /* range: last id (inclusive) */
-    char path[4096];     /* file: path as given */
-    drv_fmt format;      /* file, stdin */
-    char id_field[256];  /* ndjson: field; csv: header column. "" = lines */
+    int64_t range_start;    /* range: first id */
+    int64_t range_end;      /* range: last id (inclusive) */
+    char path[4096];        /* file: path as given */
+    drv_fmt format;         /* file, stdin */
+    char id_field[256];     /* ndjson: field; csv: header column; http: field. "" = lines */
+    char url[4096];         /* http: the first page */
+    char items_path[256];   /* http: dotted JSON path to the array of items ("" = the body) */
+    char next_path[256];    /* http: dotted JSON path to the next page's token or URL */
+    char next_param[64];    /* http: query parameter that carries a token ("cursor") */
+    char src_headers[4096]; /* http: JSON object of request headers, ${NAME} allowed */
     int64_t partitions;
     int64_t lease_ms;
     int64_t max_attempts;
@@ -30,6 +41,7 @@ typedef struct drv_spec {
     int64_t backoff_max_ms;
     int64_t window; /* high-water mark of each pending list */
     int64_t max_item_bytes;
+    char handler[DRV_HANDLER_JSON_MAX]; /* canonical JSON of an HTTP handler, "" for none */
 } drv_spec;
 
 /* Fills in the defaults (no source set yet). */

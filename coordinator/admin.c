@@ -1,7 +1,8 @@
-/* drover pause, resume, cancel, dead, retry: steering a job. */
+/* drover pause, resume, cancel, dead, retry, results: steering a job and reading it out. */
 #include "coord.h"
 
 #include "cli.h"
+#include "handler.h"
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
@@ -182,4 +183,82 @@ int cmd_retry(int argc, char **argv) {
         printf("the job was done: run `drover run %s` to finish it\n", c.job.id);
     drv_queue_close(c.q);
     return 0;
+}
+
+/* id TAB response, with \\, tab, newline and CR escaped so each item stays one line. */
+static void print_result(const char *id, size_t idlen, const char *resp, size_t rlen, void *ud) {
+    job_cmd *c = ud;
+    if (c->json) {
+        char *idz = strndup(id, idlen), *rz = strndup(resp, rlen);
+        if (rz) drv_text_sanitize(rz, rlen);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", idz ? idz : "");
+        cJSON_AddStringToObject(o, "response", rz ? rz : "");
+        char *txt = cJSON_PrintUnformatted(o);
+        if (txt) puts(txt);
+        cJSON_free(txt);
+        cJSON_Delete(o);
+        free(idz);
+        free(rz);
+        return;
+    }
+    fwrite(id, 1, idlen, stdout);
+    putchar('\t');
+    size_t run = 0;
+    for (size_t i = 0; i < rlen; i++) {
+        const char *esc = resp[i] == '\\'   ? "\\\\"
+                          : resp[i] == '\t' ? "\\t"
+                          : resp[i] == '\n' ? "\\n"
+                          : resp[i] == '\r' ? "\\r"
+                                            : NULL;
+        if (!esc) continue;
+        fwrite(resp + run, 1, i - run, stdout);
+        fputs(esc, stdout);
+        run = i + 1;
+    }
+    fwrite(resp + run, 1, rlen - run, stdout);
+    putchar('\n');
+}
+
+int cmd_results(int argc, char **argv) {
+    static const drv_cmd_doc doc = {
+        "drover results JOB [--json]",
+        "Streams the responses JOB's HTTP handler kept (\"keep_response\": N in the spec keeps\n"
+        "the first N bytes of each ok response), one per line: the id, a tab, and the response\n"
+        "with backslash, tab, newline and carriage return written as \\\\, \\t, \\n and \\r.\n"
+        "--json prints one {\"id\", \"response\"} object per line. Items come partition by\n"
+        "partition, in no particular order; an item's response is there once it is done.",
+        "  drover results rescore > scores.tsv\n"
+        "  drover results rescore --json | jq -r .response"};
+    job_cmd c;
+    int rc = open_job(argc, argv, &doc, 1, &c);
+    if (rc >= 0) return rc;
+    drv_http_cfg h;
+    int keeps =
+        c.job.spec.handler[0] &&
+        drv_http_cfg_parse(c.job.spec.handler, strlen(c.job.spec.handler), &h, NULL, 0) == DRV_OK;
+    if (keeps) {
+        keeps = h.keep_response > 0;
+        drv_http_cfg_free(&h);
+    }
+    if (!keeps) {
+        fprintf(stderr,
+                "error: job %s keeps no responses (its spec needs an HTTP handler with "
+                "\"keep_response\": N)\n",
+                c.job.id);
+        drv_queue_close(c.q);
+        return 1;
+    }
+    rc = 0;
+    for (int p = 0; p < c.job.partitions; p++) {
+        drv_err e = drv_queue_results_each(c.q, c.job.id, p, print_result, &c);
+        if (e) {
+            fprintf(stderr, "error: job %s: %s\n", c.job.id, drv_queue_errstr(c.q));
+            rc = 1;
+            break;
+        }
+    }
+    if (fflush(stdout) != 0) rc = 1;
+    drv_queue_close(c.q);
+    return rc;
 }

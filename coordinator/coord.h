@@ -17,6 +17,7 @@ int cmd_resume(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_dead(int argc, char **argv);
 int cmd_retry(int argc, char **argv);
+int cmd_results(int argc, char **argv);
 
 #define EXIT_USAGE     2
 #define EXIT_CANCELLED 4

@@ -218,8 +218,9 @@ drv_err drv_feeder_fill(drv_feeder *f, drv_queue *q, int p, drv_part_stat *st, i
         return fill_range(f, q, p, st, want, fed);
     case DRV_SRC_FILE:
         return fill_file(f, q, p, st, want, fed, why, whylen);
-    case DRV_SRC_STDIN:
-        return DRV_OK; /* fed by the submitting process */
+    case DRV_SRC_STDIN: /* fed by the submitting process */
+    case DRV_SRC_HTTP:  /* fed a page at a time (feed_http.c) */
+        return DRV_OK;
     }
     return DRV_OK;
 }

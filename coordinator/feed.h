@@ -28,4 +28,21 @@ drv_err drv_feeder_fill(drv_feeder *f, drv_queue *q, int p, drv_part_stat *st, i
 drv_err drv_feed_stream(drv_queue *q, const drv_job *job, FILE *in, int quiet, char *why,
                         size_t whylen);
 
+/* The paginated HTTP source (feed_http.c). 'alive' is called during a long fetch: it renews
+ * the coordinator's lock and returns nonzero to abandon the fetch (a stop signal). */
+typedef struct drv_pager drv_pager;
+typedef int (*drv_pager_alive)(void *ud);
+
+/* Resolves ${NAME} in the source's URL and headers from this environment (a missing one is
+ * DRV_EINVAL naming it). 'job' is borrowed and must outlive the pager. */
+drv_err drv_pager_open(const drv_job *job, drv_pager_alive alive, void *ud, drv_pager **out,
+                       char *why, size_t whylen);
+void drv_pager_free(drv_pager *pg);
+/* Fetches the next page and feeds its items, when every partition is under the window.
+ * A fetch that failed in a way worth retrying is logged and tried again later (DRV_OK);
+ * DRV_EINVAL is a page that cannot be used (not JSON, no items array, an item without an id),
+ * with 'why'. The cursors in st advance as chunks land; *fed counts the items. */
+drv_err drv_pager_step(drv_pager *pg, drv_queue *q, drv_part_stat *st, int64_t *fed, char *why,
+                       size_t whylen);
+
 #endif

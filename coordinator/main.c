@@ -20,6 +20,7 @@ static const struct {
     {"cancel", cmd_cancel, "stop a job for good"},
     {"dead", cmd_dead, "list a job's dead items with their last error"},
     {"retry", cmd_retry, "move a job's dead items back to pending"},
+    {"results", cmd_results, "stream the responses a job's HTTP handler kept"},
 };
 
 static void usage(FILE *out) {

@@ -33,6 +33,8 @@ typedef struct run_ctx {
     drv_queue *q;
     drv_job job;
     drv_feeder *feeder;
+    drv_pager *pager; /* http sources */
+    int64_t lock_renewed_ms;
     drv_part_stat *st;
     char owner[128];
     long long lock_ttl_ms, progress_ms;
@@ -117,6 +119,26 @@ static void report(run_ctx *c, int64_t now) {
              t.pending, t.leased, t.retrying, t.dead, t.duplicates, rate, eta);
 }
 
+/* During a long page fetch: keeps the lock, and gives up on a stop signal or a lost lock. */
+static int pager_alive(void *ud) {
+    run_ctx *c = ud;
+    if (stop_signal) return 1;
+    int64_t now = drv_now_ms();
+    if (now - c->lock_renewed_ms < c->lock_ttl_ms / 3) return 0;
+    int held = 0;
+    if (drv_queue_lock(c->q, c->job.id, c->owner, c->lock_ttl_ms, &held) != DRV_OK || !held)
+        return 1;
+    c->lock_renewed_ms = now;
+    return 0;
+}
+
+/* Opens what feeds the job: a feeder (range, file), a pager (http), nothing (stdin). */
+static drv_err open_source(run_ctx *c, char *why, size_t whylen) {
+    if (c->job.spec.source == DRV_SRC_HTTP)
+        return drv_pager_open(&c->job, pager_alive, c, &c->pager, why, whylen);
+    return drv_feeder_open(&c->job, &c->feeder, why, whylen);
+}
+
 /* One pass over the partitions: reap, top up. Returns 1 if every partition is drained. */
 static int tick(run_ctx *c, int64_t *fed_total, int *fatal) {
     int drained = 1;
@@ -130,6 +152,23 @@ static int tick(run_ctx *c, int64_t *fed_total, int *fatal) {
         }
         c->refresh = 0;
     }
+    if (c->pager) {
+        e = drv_pager_step(c->pager, c->q, c->st, fed_total, why, sizeof why);
+        if (e == DRV_EINVAL) {
+            drv_error("job %s: %s", c->job.id, why);
+            *fatal = 1;
+            return 0;
+        }
+        if (e) {
+            c->refresh = 1;
+            if (e == DRV_ECURSOR)
+                drv_warn("job %s: a cursor moved under this coordinator; reading it again",
+                         c->job.id);
+            else if (e != DRV_ECANCELLED && e != DRV_ENOJOB && handle_err(c, e, "feeding"))
+                *fatal = 1;
+            return 0;
+        }
+    }
     for (int p = 0; p < c->job.partitions; p++) {
         drv_part_stat *s = &c->st[p];
         for (int i = 0; i < 10; i++) { /* a partition with a backlog of expired leases */
@@ -141,8 +180,7 @@ static int tick(run_ctx *c, int64_t *fed_total, int *fatal) {
             }
             if (s->recovered < 1000) break;
         }
-        if (!s->exhausted && c->job.spec.source != DRV_SRC_STDIN &&
-            s->pending < c->job.spec.window * 3 / 4) {
+        if (!s->exhausted && c->feeder && s->pending < c->job.spec.window * 3 / 4) {
             e = drv_feeder_fill(c->feeder, c->q, p, s, c->job.spec.window - s->pending, fed_total,
                                 why, sizeof why);
             if (e == DRV_EINVAL) {
@@ -198,12 +236,14 @@ static int acquire_lock(run_ctx *c) {
 static drv_err reload_job(run_ctx *c, const drv_job *now) {
     char why[1024];
     drv_feeder_free(c->feeder);
+    drv_pager_free(c->pager);
     free(c->st);
     c->feeder = NULL;
+    c->pager = NULL;
     c->job = *now; /* the feeder keeps a pointer to c->job: open it on that copy */
     c->st = calloc((size_t)c->job.partitions, sizeof *c->st);
     if (!c->st) return DRV_ENOMEM;
-    drv_err e = drv_feeder_open(&c->job, &c->feeder, why, sizeof why);
+    drv_err e = open_source(c, why, sizeof why);
     if (e) {
         drv_error("job %s was replaced and cannot be loaded: %s", c->job.id, why);
         return e;
@@ -287,7 +327,7 @@ int cmd_run(int argc, char **argv) {
     rc = 1;
     c.st = calloc((size_t)c.job.partitions, sizeof *c.st);
     if (!c.st) goto out;
-    if ((e = drv_feeder_open(&c.job, &c.feeder, why, sizeof why))) {
+    if ((e = open_source(&c, why, sizeof why))) {
         fprintf(stderr, "error: job %s: %s\n", id, why);
         goto out;
     }
@@ -310,6 +350,7 @@ int cmd_run(int argc, char **argv) {
                 c.refresh = 1;
             }
             next_lock = now + c.lock_ttl_ms / 3;
+            c.lock_renewed_ms = now;
         }
         if (now >= next_state) {
             if ((e = sync_state(&c, mirrored, sizeof mirrored))) {
@@ -381,6 +422,7 @@ out:
     }
     if (!drv_queue_broken(c.q)) (void)drv_queue_unlock(c.q, id, c.owner);
     drv_feeder_free(c.feeder);
+    drv_pager_free(c.pager);
     free(c.st);
     drv_queue_close(c.q);
     return rc;

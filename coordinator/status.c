@@ -78,6 +78,11 @@ static cJSON *view_json(const job_view *v, int with_parts) {
     cJSON_AddNumberToObject(o, "expired_leases", (double)v->t.expired);
     cJSON_AddNumberToObject(o, "skipped_done", (double)v->t.skipped);
     cJSON_AddNumberToObject(o, "rate", (double)j->rate_milli / 1000.0);
+    cJSON_AddNumberToObject(o, "cooldowns", (double)v->t.cooldowns);
+    if (v->t.cooldown_until)
+        cJSON_AddNumberToObject(o, "cooldown_until_ms", (double)v->t.cooldown_until);
+    else
+        cJSON_AddNullToObject(o, "cooldown_until_ms");
     double eta = eta_seconds(v);
     if (eta >= 0)
         cJSON_AddNumberToObject(o, "eta_s", eta);
@@ -137,7 +142,14 @@ static void print_human(const job_view *v) {
     printf("  pending %" PRId64 "  leased %" PRId64 "  retrying %" PRId64 "  dead %" PRId64
            "  duplicates %" PRId64 "\n",
            v->t.pending, v->t.leased, v->t.retrying, v->t.dead, v->t.duplicates);
-    printf("  rate %.1f/s  eta %s\n\n", (double)j->rate_milli / 1000.0, eta);
+    printf("  rate %.1f/s  eta %s\n", (double)j->rate_milli / 1000.0, eta);
+    int64_t cool = v->t.cooldown_until - drv_wall_ms();
+    if (cool > 0)
+        printf("  cooling down: the API asked to slow down; claims resume in %.1f s\n",
+               (double)cool / 1000.0);
+    if (v->t.cooldowns)
+        printf("  cool-downs so far: %" PRId64 " (HTTP 429 or 503)\n", v->t.cooldowns);
+    printf("\n");
     printf("  %4s %-9s %10s %10s %8s %7s %8s %6s %5s  %s\n", "part", "state", "fed", "done",
            "pending", "leased", "retrying", "dead", "dups", "cursor");
     for (int p = 0; p < j->partitions; p++) {

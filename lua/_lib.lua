@@ -12,10 +12,11 @@
 --   KEYS[8] dead     HASH  id -> last error (JSON)
 --   KEYS[9] errors   HASH  id -> last error (JSON) while the id is still retrying
 --   KEYS[10] items   HASH  id -> payload, for sources whose item is more than its id
+--   KEYS[11] results HASH  id -> the handler's response, for jobs that keep it
 -- Errors are raised as "DRV_<WORD> detail"; C matches the first word.
 
 local K_STATE, K_PENDING, K_LEASED, K_OWNER, K_DONE = 1, 2, 3, 4, 5
-local K_TRIES, K_RETRY, K_DEAD, K_ERRORS, K_ITEMS = 6, 7, 8, 9, 10
+local K_TRIES, K_RETRY, K_DEAD, K_ERRORS, K_ITEMS, K_RESULTS = 6, 7, 8, 9, 10, 11
 
 -- Most members one script call handles; keeps unpack() far below Lua's stack limit.
 local BATCH_MAX = 1000

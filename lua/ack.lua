@@ -2,7 +2,9 @@
 -- marked done once, whoever acks it.
 --
 -- KEYS:    the partition keys (see _lib.lua).
--- ARGV:    id1, token1, id2, token2, ... (at most 1000 pairs)
+-- ARGV[1]  n, the number of items (at most 1000)
+-- ARGV:    then n pairs id, token; then, for jobs that keep responses, n responses, kept in
+--          the results hash for the items this call marks done
 -- Returns: {acked, duplicates, unknown}
 --   acked       newly marked done
 --   duplicates  acks from a worker that no longer held the lease (it expired, so the item was
@@ -13,21 +15,25 @@
 if redis.call('EXISTS', KEYS[K_STATE]) == 0 then
     return nojob()
 end
-local ids = {}
-for i = 1, #ARGV, 2 do
-    ids[#ids + 1] = ARGV[i]
-end
-if #ids == 0 then
+local n = tonumber(ARGV[1]) or 0
+if n < 1 then
     return {0, 0, 0}
+end
+local ids, tokens, resp = {}, {}, {}
+for i = 1, n do
+    ids[i] = ARGV[2 * i]
+    tokens[i] = ARGV[2 * i + 1]
+    resp[i] = ARGV[2 * n + 1 + i]
 end
 local owners = redis.call('HMGET', KEYS[K_OWNER], unpack(ids))
 local isdone = redis.call('SMISMEMBER', KEYS[K_DONE], unpack(ids))
 local tries = redis.call('HMGET', KEYS[K_TRIES], unpack(ids))
 local acked, dups, unknown = {}, 0, 0
+local kept = {}
 local unlease = {}
 local seen = {}
 for i, id in ipairs(ids) do
-    local holder = holds(owners[i], ARGV[2 * i])
+    local holder = holds(owners[i], tokens[i])
     if holder then
         unlease[#unlease + 1] = id
     end
@@ -45,6 +51,10 @@ for i, id in ipairs(ids) do
         end
         acked[#acked + 1] = id
         seen[id] = true
+        if resp[i] then
+            kept[#kept + 1] = id
+            kept[#kept + 1] = resp[i]
+        end
     end
 end
 if #unlease > 0 then
@@ -64,6 +74,9 @@ if #acked > 0 then
         redis.call('HINCRBY', KEYS[K_STATE], 'dead', -undead)
     end
     redis.call('HINCRBY', KEYS[K_STATE], 'done', #acked)
+end
+if #kept > 0 then
+    redis.call('HSET', KEYS[K_RESULTS], unpack(kept))
 end
 if dups > 0 then
     redis.call('HINCRBY', KEYS[K_STATE], 'duplicates', dups)

@@ -8,8 +8,10 @@
 -- Returns: {now_ms, token, deadline_ms, count, id1, attempt1, payload1, id2, ...}; payload is
 --          "" when the id is the item. count is 0 when nothing is pending (or the partition
 --          is done). One fencing token covers every lease of this call.
+--          During a fleet cool-down (cooldown.lua) nothing is leased and the reply is
+--          {now_ms, -1, cooldown_until_ms, 0}.
 -- Errors:  DRV_NOJOB, DRV_PAUSED, DRV_CANCELLED.
-local s = part_state('state', 'lease_ms', 'max_attempts', 'payloads')
+local s = part_state('state', 'lease_ms', 'max_attempts', 'payloads', 'cooldown_until')
 if not s then
     return nojob()
 end
@@ -21,6 +23,10 @@ end
 local now = now_ms()
 if s[1] == 'done' then
     return {now, 0, 0, 0}
+end
+local cool = tonumber(s[5] or '0')
+if cool > now then
+    return {now, -1, cool, 0}
 end
 local lease_ms, max_attempts = tonumber(s[2]), tonumber(s[3])
 recover(now, max_attempts)

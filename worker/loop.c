@@ -27,13 +27,24 @@ typedef struct wjob {
     int64_t skip_until;   /* paused or cancelled: look again after this */
     int64_t *empty_until; /* per partition: nothing to claim until then */
     int rr;               /* next partition to try */
+    int64_t created_ms;   /* which version of the job (a replaced job is another) */
+    int unusable;         /* this worker cannot serve it (said once in the log) */
+    drv_http_cfg *http;   /* the spec's HTTP handler, NULL: the worker's command */
+    int64_t backoff_ms, backoff_max_ms;
+    int64_t cool_until; /* fleet cool-down: claim and start nothing before (local ms) */
+    int n_cool;         /* cool-downs since the last ok answer */
 } wjob;
 
 typedef struct held {
     drv_lease l;
     int job, part;
-    exec_proc *proc; /* NULL while queued (claimed, not started) */
+    exec_proc *proc; /* command running, or */
+    http_req *req;   /* request in flight; both NULL while queued (claimed, not started) */
 } held;
+
+static int started(const held *h) {
+    return h->proc || h->req;
+}
 
 typedef struct result {
     drv_lease l;
@@ -56,6 +67,10 @@ typedef struct wstate {
     int64_t next_discover, next_extend, next_beat, next_stats, redis_now;
     int64_t n_ok, n_failed, n_lost;
     int discovered_any;
+    int fatal; /* exit code for a problem found after start (a job this worker cannot do) */
+    http_engine *http;
+    drv_http_cfg **retired; /* handlers of replaced jobs, freed at exit */
+    int nretired;
 } wstate;
 
 static volatile sig_atomic_t signals_seen;
@@ -130,12 +145,69 @@ static int add_job(wstate *w, const drv_job *j) {
     return 0;
 }
 
+static void free_http(wjob *x) {
+    if (x->http) drv_http_cfg_free(x->http);
+    free(x->http);
+    x->http = NULL;
+}
+
+/* Works out how this worker runs the job's items; 0, or -1 when it cannot (said once). With
+ * --job, a job it cannot serve stops the worker (exit 2): that is a configuration mistake. */
+static int set_handler(wstate *w, wjob *x, const drv_job *j) {
+    char why[512] = "";
+    free_http(x);
+    x->unusable = 0;
+    x->backoff_ms = j->spec.backoff_ms;
+    x->backoff_max_ms = j->spec.backoff_max_ms;
+    if (w->cfg->handler == HANDLER_NOOP) return 0;
+    if (j->spec.handler[0]) {
+        drv_http_cfg *c = calloc(1, sizeof *c);
+        drv_err e =
+            c ? drv_http_cfg_parse(j->spec.handler, strlen(j->spec.handler), c, why, sizeof why)
+              : DRV_ENOMEM;
+        if (!e)
+            x->http = c;
+        else
+            free(c);
+        if (!e) e = drv_http_cfg_resolve_env(c, why, sizeof why);
+        if (!e && http_check_job(w->http, c, why, sizeof why) != 0) e = DRV_EINVAL;
+        if (e && !why[0]) snprintf(why, sizeof why, "%s", drv_strerror(e));
+    } else if (!w->cfg->exec.argv) {
+        snprintf(why, sizeof why,
+                 "its spec has no \"handler\" and this worker was started "
+                 "without a command (-- CMD ...)");
+    }
+    if (!why[0]) return 0;
+    free_http(x);
+    x->unusable = 1;
+    drv_error("cannot serve job %s: %s", j->id, why);
+    if (w->cfg->job) w->fatal = 2;
+    return -1;
+}
+
 static void update_job(wstate *w, const drv_job *j, int64_t now) {
     wjob *x = find_job(w, j->id);
     if (!x) {
         if (add_job(w, j) != 0) return;
         x = &w->jobs[w->njobs - 1];
-        drv_info("serving job %s (%d partitions)", j->id, j->partitions);
+        x->created_ms = j->created_ms;
+        if (set_handler(w, x, j) == 0)
+            drv_info("serving job %s (%d partitions, %s)", j->id, j->partitions,
+                     w->cfg->handler == HANDLER_NOOP ? "no-op"
+                     : x->http                       ? "HTTP handler"
+                                                     : "command");
+    } else if (x->created_ms != j->created_ms) {
+        /* Replaced (drover submit --replace): its handler may be another. Requests in flight
+         * keep the old one until they end. */
+        x->created_ms = j->created_ms;
+        if (x->http) {
+            drv_http_cfg **r = realloc(w->retired, sizeof *r * (size_t)(w->nretired + 1));
+            if (!r) return;
+            w->retired = r;
+            w->retired[w->nretired++] = x->http;
+            x->http = NULL;
+        }
+        set_handler(w, x, j);
     }
     if (x->partitions != j->partitions) {
         /* The job was replaced (drover submit --replace) with another partition count. */
@@ -148,7 +220,7 @@ static void update_job(wstate *w, const drv_job *j, int64_t now) {
     }
     x->lease_ms = j->spec.lease_ms;
     x->seen = 1;
-    x->active = strcmp(j->state, "running") == 0;
+    x->active = strcmp(j->state, "running") == 0 && !x->unusable;
     if (x->active && x->skip_until > now) x->skip_until = 0;
 }
 
@@ -199,7 +271,7 @@ static int claim_once(wstate *w, int64_t now, int want) {
     for (int tried = 0; tried < w->njobs; tried++) {
         int ji = (w->rr_job + tried) % w->njobs;
         wjob *j = &w->jobs[ji];
-        if (!j->active || j->skip_until > now) continue;
+        if (!j->active || j->skip_until > now || j->cool_until > now) continue;
         for (int k = 0; k < j->partitions; k++) {
             int p = (j->rr + k) % j->partitions;
             if (j->empty_until[p] > now) continue;
@@ -216,6 +288,11 @@ static int claim_once(wstate *w, int64_t now, int want) {
                 continue;
             }
             w->redis_now = c.now_ms;
+            if (c.cooldown_until > c.now_ms) {
+                /* Another worker was told to slow down: this one honours it too. */
+                j->cool_until = now + (c.cooldown_until - c.now_ms);
+                break;
+            }
             if (c.n == 0) {
                 /* Back off this partition a little, less for the first empty claims. */
                 j->empty_until[p] = now + w->cfg->idle_ms / 2 +
@@ -229,6 +306,7 @@ static int claim_once(wstate *w, int64_t now, int want) {
                 h->job = ji;
                 h->part = p;
                 h->proc = NULL;
+                h->req = NULL;
             }
             free(c.items);
             j->rr = (p + 1) % j->partitions;
@@ -241,6 +319,12 @@ static int claim_once(wstate *w, int64_t now, int want) {
 
 /* ---- results --------------------------------------------------------------------------------- */
 
+static void result_clear(result *r) {
+    drv_lease_clear(&r->l);
+    free(r->out.response);
+    r->out.response = NULL;
+}
+
 static void add_result(wstate *w, held *h, const drv_outcome *out) {
     if (w->nres == w->cap_res) {
         int cap = w->cap_res ? w->cap_res * 2 : 64;
@@ -248,6 +332,7 @@ static void add_result(wstate *w, held *h, const drv_outcome *out) {
         if (!r) {
             drv_error("out of memory buffering a result; the item's lease will expire");
             drv_lease_clear(&h->l);
+            free(out->response);
             return;
         }
         w->res = r;
@@ -313,12 +398,14 @@ static void mark_recorded(wstate *w, const int *idx, int n) {
  * the first kind again (a repeated ack would be miscounted as a duplicate). */
 static int flush_group(wstate *w, int job, int part, int *idx, int n) {
     drv_ref *acks = malloc(sizeof *acks * (size_t)n);
+    drv_bytes *resp = malloc(sizeof *resp * (size_t)n);
+    int keep = 0;
     drv_failure *fails = malloc(sizeof *fails * (size_t)n);
     drv_ref *back = malloc(sizeof *back * (size_t)n);
     int *ia = malloc(sizeof *ia * (size_t)n), *ifl = malloc(sizeof *ifl * (size_t)n),
         *ib = malloc(sizeof *ib * (size_t)n);
     int na = 0, nf = 0, nb = 0, rc = 0;
-    if (!acks || !fails || !back || !ia || !ifl || !ib) {
+    if (!acks || !resp || !fails || !back || !ia || !ifl || !ib) {
         rc = -1;
         goto out;
     }
@@ -327,6 +414,8 @@ static int flush_group(wstate *w, int job, int part, int *idx, int n) {
         drv_ref ref = {r->l.id, r->l.idlen, r->l.token};
         if (r->out.ok) {
             ia[na] = idx[k];
+            resp[na] = (drv_bytes){r->out.response, r->out.resplen};
+            keep |= r->out.response != NULL;
             acks[na++] = ref;
         } else if (r->out.retryable_local) {
             ib[nb] = idx[k];
@@ -341,7 +430,7 @@ static int flush_group(wstate *w, int job, int part, int *idx, int n) {
     drv_err e = DRV_OK;
     if (na) {
         drv_ack_result a;
-        e = drv_queue_ack(w->q, jid, part, acks, (size_t)na, &a);
+        e = drv_queue_ack_keep(w->q, jid, part, acks, keep ? resp : NULL, (size_t)na, &a);
         if (!e) mark_recorded(w, ia, na);
         if (!e && a.duplicates)
             drv_warn("job %s partition %d: %" PRId64 " acks came after the lease was lost "
@@ -368,6 +457,7 @@ static int flush_group(wstate *w, int job, int part, int *idx, int n) {
     }
 out:
     free(acks);
+    free(resp);
     free(fails);
     free(back);
     free(ia);
@@ -383,7 +473,7 @@ static void flush_results(wstate *w) {
     int k = 0;
     for (int i = 0; i < w->nres; i++) {
         if (w->res[i].job < 0)
-            drv_lease_clear(&w->res[i].l);
+            result_clear(&w->res[i]);
         else
             w->res[k++] = w->res[i];
     }
@@ -445,7 +535,7 @@ static void release_queued(wstate *w) {
     /* Move queued items to the front, release them as a group, then drop them. */
     int k = 0;
     for (int i = 0; i < w->nheld; i++)
-        if (!w->held[i].proc) {
+        if (!started(&w->held[i])) {
             held t = w->held[k];
             w->held[k++] = w->held[i];
             w->held[i] = t;
@@ -465,15 +555,17 @@ static void release_queued(wstate *w) {
 
 /* ---- running items --------------------------------------------------------------------------- */
 
-static void start_items(wstate *w) {
+static void start_items(wstate *w, int64_t now) {
     for (int i = 0; i < w->nheld && w->running < w->cfg->concurrency; i++) {
         held *h = &w->held[i];
-        if (h->proc) continue;
+        wjob *j = &w->jobs[h->job];
+        if (started(h) || j->cool_until > now) continue;
         drv_outcome out;
         if (w->cfg->handler == HANDLER_NOOP) {
             memset(&out, 0, sizeof out);
             out.ok = 1;
-        } else if (exec_start(&w->cfg->exec, w->jobs[h->job].id, &h->l, &h->proc, &out) == 0) {
+        } else if (j->http ? http_start(w->http, j->http, &h->l, &h->req, &out) == 0
+                           : exec_start(&w->cfg->exec, j->id, &h->l, &h->proc, &out) == 0) {
             w->running++;
             continue;
         } else if (out.retryable_local) {
@@ -515,17 +607,69 @@ static void finish_items(wstate *w, int64_t now) {
     }
 }
 
+/* Starts (or extends) the job's fleet cool-down after an API said 429 or 503: until its
+ * Retry-After, or for a backoff that doubles with each cool-down since the last ok answer. */
+static void start_cooldown(wstate *w, int ji, int64_t retry_after_ms, int64_t now) {
+    wjob *j = &w->jobs[ji];
+    int64_t ms = j->backoff_ms ? j->backoff_ms : 1000;
+    for (int k = 0; k < j->n_cool && ms < j->backoff_max_ms; k++)
+        ms *= 2;
+    if (retry_after_ms > 0) ms = retry_after_ms;
+    if (ms > j->backoff_max_ms) ms = j->backoff_max_ms;
+    j->n_cool++;
+    if (now + ms <= j->cool_until + 100) return; /* already cooling down as long */
+    j->cool_until = now + ms;
+    drv_warn("job %s: the API asked to slow down; no worker claims or starts its items for "
+             "%.1f s",
+             j->id, (double)ms / 1000.0);
+    if (!w->connected) return;
+    drv_err e = drv_queue_cooldown(w->q, j->id, j->partitions, ms, NULL);
+    if (e && e != DRV_ENOJOB) redis_failed(w, e, "starting a cool-down");
+}
+
+static void finish_requests(wstate *w, int64_t now) {
+    http_req *r;
+    while (w->http && (r = http_take_done(w->http)) != NULL) {
+        int i = 0;
+        while (i < w->nheld && w->held[i].req != r)
+            i++;
+        if (i == w->nheld) { /* cannot happen: every request belongs to a held item */
+            http_req_free(NULL, r);
+            continue;
+        }
+        held *h = &w->held[i];
+        drv_outcome out;
+        http_outcome(r, w->cfg->id, h->l.attempt, &out);
+        http_req_free(NULL, r);
+        h->req = NULL;
+        w->running--;
+        if (out.ok)
+            w->jobs[h->job].n_cool = 0;
+        else
+            drv_info("job %s item %s attempt %d failed: %s", w->jobs[h->job].id, h->l.id,
+                     h->l.attempt, out.error);
+        if (out.cooldown) start_cooldown(w, h->job, out.retry_after_ms, now);
+        add_result(w, h, &out);
+        w->held[i] = w->held[--w->nheld];
+    }
+}
+
 /* Gives up on running items at the end of the grace period: their processes are killed and
  * the items handed back (it was not their fault). */
 static void abandon_running(wstate *w) {
     for (int i = 0; i < w->nheld; i++) {
         held *h = &w->held[i];
-        if (!h->proc) continue;
-        exec_kill(h->proc);
-        int status;
-        waitpid(exec_pid(h->proc), &status, 0);
-        exec_free(h->proc);
-        h->proc = NULL;
+        if (!started(h)) continue;
+        if (h->proc) {
+            exec_kill(h->proc);
+            int status;
+            waitpid(exec_pid(h->proc), &status, 0);
+            exec_free(h->proc);
+            h->proc = NULL;
+        } else {
+            http_cancel(w->http, h->req);
+            h->req = NULL;
+        }
         w->running--;
         drv_outcome out;
         memset(&out, 0, sizeof out);
@@ -576,8 +720,15 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
     w.held = calloc((size_t)w.cap_held, sizeof *w.held);
     struct pollfd *fds = calloc((size_t)cfg->concurrency * 2 + 1, sizeof *fds);
     int *owner = calloc((size_t)cfg->concurrency * 2 + 1, sizeof *owner);
-    if (!w.held || !fds || !owner || setup_signals() != 0) {
+    if (cfg->handler != HANDLER_NOOP)
+        w.http = http_engine_new(cfg->concurrency, cfg->max_host_conns, cfg->http_allow);
+    if (!w.held || !fds || !owner || (cfg->handler != HANDLER_NOOP && !w.http) ||
+        setup_signals() != 0) {
         drv_error("cannot set up the worker: %s", strerror(errno));
+        free(w.held);
+        free(fds);
+        free(owner);
+        http_engine_free(w.http);
         return 1;
     }
     int rc = 0, draining = 0, seen_signals = 0;
@@ -603,6 +754,10 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
         if (!w.connected) try_reconnect(&w, now);
         if (w.connected) {
             if (!draining && now >= w.next_discover) discover(&w, now);
+            if (w.fatal) {
+                rc = w.fatal;
+                break;
+            }
             int want_flush = w.nres >= cfg->batch || draining ||
                              (w.nres && (w.running == 0 || now - w.oldest_res >= 20));
             if (w.connected && want_flush) flush_results(&w);
@@ -618,7 +773,7 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
                 if (got <= 0) break;
             }
         }
-        start_items(&w);
+        start_items(&w, now);
         if (cfg->stats_ms && now >= w.next_stats) {
             if (w.next_stats) log_stats(&w);
             w.next_stats = now + cfg->stats_ms;
@@ -667,15 +822,25 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
         if (!idle_claims && w.nheld < cfg->concurrency && any_active(&w)) {
             /* Something may be claimable soon: the earliest partition back-off. */
             int64_t soonest = now + cfg->idle_ms;
-            for (int j = 0; j < w.njobs; j++)
+            for (int j = 0; j < w.njobs; j++) {
+                if (w.jobs[j].cool_until > now) {
+                    if (w.jobs[j].cool_until < soonest) soonest = w.jobs[j].cool_until;
+                    continue;
+                }
                 for (int p = 0; w.jobs[j].active && p < w.jobs[j].partitions; p++)
                     if (w.jobs[j].empty_until[p] < soonest) soonest = w.jobs[j].empty_until[p];
+            }
             if (soonest - now < timeout) timeout = soonest > now ? soonest - now : 0;
         }
+        for (int j = 0; j < w.njobs; j++) /* queued items wait for their job's cool-down */
+            if (w.jobs[j].cool_until > now && w.jobs[j].cool_until - now < timeout &&
+                w.nheld > w.running)
+                timeout = w.jobs[j].cool_until - now;
         if (!w.connected && w.next_reconnect - now < timeout)
             timeout = w.next_reconnect > now ? w.next_reconnect - now : 0;
         if (draining && grace_end - now < timeout) timeout = grace_end > now ? grace_end - now : 0;
-        int pr = poll(fds, (nfds_t)nf, (int)timeout);
+        int pr =
+            w.http ? http_wait(w.http, fds, nf, (int)timeout) : poll(fds, (nfds_t)nf, (int)timeout);
         if (pr > 0) {
             if (fds[0].revents) {
                 char buf[64];
@@ -692,6 +857,7 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
         }
         reap_children(&w);
         finish_items(&w, drv_now_ms());
+        finish_requests(&w, drv_now_ms());
     }
     if (w.connected && w.nres) flush_results(&w);
     log_stats(&w);
@@ -701,12 +867,21 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
             waitpid(exec_pid(w.held[i].proc), &status, 0);
             exec_free(w.held[i].proc);
         }
+        if (w.held[i].req) http_cancel(w.http, w.held[i].req);
         drv_lease_clear(&w.held[i].l);
     }
     for (int i = 0; i < w.nres; i++)
-        drv_lease_clear(&w.res[i].l);
-    for (int i = 0; i < w.njobs; i++)
+        result_clear(&w.res[i]);
+    for (int i = 0; i < w.njobs; i++) {
         free(w.jobs[i].empty_until);
+        free_http(&w.jobs[i]);
+    }
+    for (int i = 0; i < w.nretired; i++) {
+        drv_http_cfg_free(w.retired[i]);
+        free(w.retired[i]);
+    }
+    free(w.retired);
+    http_engine_free(w.http);
     free(w.jobs);
     free(w.held);
     free(w.res);

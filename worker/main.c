@@ -1,4 +1,5 @@
-/* drover-worker: claims items from Redis and runs a command (or nothing) for each. */
+/* drover-worker: claims items from Redis and, for each, sends the job's HTTP request or runs
+ * a command (or nothing). */
 #include "worker.h"
 
 #include "cli.h"
@@ -11,8 +12,16 @@
 #include <unistd.h>
 
 static const drv_cmd_doc doc = {
-    "drover-worker [OPTIONS] -- CMD [ARG...]\n       drover-worker [OPTIONS] --handler noop",
-    "Claims items from drover jobs in Redis and runs CMD once per item, never through a shell:\n"
+    "drover-worker [OPTIONS] [-- CMD [ARG...]]\n       drover-worker [OPTIONS] --handler noop",
+    "Claims items from drover jobs in Redis and handles each once.\n\n"
+    "A job whose spec has an HTTP \"handler\" gets one request per item, sent by this worker\n"
+    "(--concurrency requests in flight over reused connections, one thread). ${NAME} in the\n"
+    "handler is taken from this worker's environment at start, so secrets stay out of Redis;\n"
+    "a missing variable is an error. ok_status marks the item done; retry_status, timeouts\n"
+    "and refused or reset connections retry with backoff (Retry-After honoured); any other\n"
+    "status dead-letters the item at once. A 429 or 503 pauses the job's whole fleet for the\n"
+    "Retry-After time (or a backoff). --http-allow limits the hosts requests may go to.\n\n"
+    "Other jobs run CMD once per item, never through a shell:\n"
     "{id} and {item} inside any ARG are replaced by the item's id and the item itself (for\n"
     "NDJSON and CSV sources the record as JSON). The item is also written to CMD's stdin, and\n"
     "DROVER_JOB, DROVER_ITEM_ID and DROVER_ATTEMPT are set in its environment. Exit status 0\n"
@@ -22,6 +31,7 @@ static const drv_cmd_doc doc = {
     "can make a worker run a program.\n\n"
     "SIGTERM or SIGINT drains: no more claims, unstarted items are handed back at once, running\n"
     "items get --grace seconds to finish, then the worker exits 0. A second signal exits at once.",
+    "  drover-worker --job rescore --concurrency 256 --http-allow api.example.com\n"
     "  drover-worker --job backfill --concurrency 16 -- ./reindex --invoice {id}\n"
     "  drover-worker --concurrency 8 -- curl -fsS -X POST https://api.example/rescore/{id}\n"
     "  drover-worker --job backfill --handler noop --batch 500   # measure coordination alone"};
@@ -31,8 +41,9 @@ int main(int argc, char **argv) {
     drv_cli cli;
     worker_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
-    const char *id = NULL, *job = NULL, *handler = NULL;
-    long long conc, batch = 0, grace, timeout, idle, stats; /* batch has no default: 0 = conc */
+    const char *id = NULL, *job = NULL, *handler = NULL, *allow = NULL;
+    long long conc, batch = 0, grace, timeout, idle, stats, host_conns;
+    /* batch has no default: 0 = conc */
     int exit_when_done = 0, no_stdin = 0, version = 0;
     const drv_opt opts[] = {
         DRV_CLI_OPTS(&cli),
@@ -45,9 +56,15 @@ int main(int argc, char **argv) {
         {"grace", "DROVER_GRACE", DRV_OPT_INT, "30", "S",
          "seconds running items get to finish after SIGTERM", 0, 86400, &grace},
         {"timeout-ms", "DROVER_TIMEOUT_MS", DRV_OPT_INT, "600000", "MS",
-         "kill an item's process group after this long (0: never)", 0, 604800000, &timeout},
-        {"handler", "DROVER_HANDLER", DRV_OPT_STR, "exec", "H",
-         "exec (run CMD) or noop (do nothing: for measuring)", 0, 0, &handler},
+         "kill CMD's process group after this long (0: never; HTTP: the spec's timeout_ms)", 0,
+         604800000, &timeout},
+        {"handler", "DROVER_HANDLER", DRV_OPT_STR, "auto", "H",
+         "auto (the job's HTTP handler, else CMD) or noop (do nothing: for measuring)", 0, 0,
+         &handler},
+        {"http-allow", "DROVER_HTTP_ALLOW", DRV_OPT_STR, NULL, "HOST[,HOST]",
+         "send HTTP requests only to these hosts (default: any); others are refused", 0, 0, &allow},
+        {"max-host-conns", "DROVER_MAX_HOST_CONNS", DRV_OPT_INT, "0", "N",
+         "HTTP connections to one host at most (0: up to --concurrency)", 0, 65536, &host_conns},
         {"no-stdin", NULL, DRV_OPT_BOOL, NULL, NULL, "do not write the item to CMD's stdin", 0, 0,
          &no_stdin},
         {"id", "DROVER_WORKER_ID", DRV_OPT_STR, NULL, "ID",
@@ -79,13 +96,13 @@ int main(int argc, char **argv) {
             fprintf(stderr, "error: --handler noop runs no command; drop the -- CMD\n");
             return 2;
         }
-    } else if (strcmp(handler, "exec") == 0) {
+    } else if (strcmp(handler, "auto") == 0 || strcmp(handler, "exec") == 0) {
         cfg.handler = HANDLER_EXEC;
-        if (nrest == 0) {
-            fprintf(stderr, "error: no command: give -- CMD [ARG...] after the options, or "
-                            "--handler noop (see --help)\n");
-            return 2;
-        }
+    } else {
+        fprintf(stderr, "error: --handler: expected auto or noop, got \"%s\"\n", handler);
+        return 2;
+    }
+    if (cfg.handler == HANDLER_EXEC && nrest > 0) {
         cfg.exec.argv = rest;
         cfg.exec.argc = nrest;
         cfg.exec.timeout_ms = timeout;
@@ -95,9 +112,18 @@ int main(int argc, char **argv) {
             fprintf(stderr, "error: %s\n", why);
             return 2;
         }
-    } else {
-        fprintf(stderr, "error: --handler: expected exec or noop, got \"%s\"\n", handler);
-        return 2;
+    }
+    if (allow) {
+        /* Host names only: "https://api.example.com" or "api:443" would never match. */
+        int bad = !*allow || strpbrk(allow, "/ \t@") || strstr(allow, ",,") ||
+                  allow[strlen(allow) - 1] == ',' || (strchr(allow, ':') && !strchr(allow, '['));
+        if (bad) {
+            fprintf(stderr,
+                    "error: --http-allow: expected host names separated by commas "
+                    "(no scheme, port or path), got \"%s\"\n",
+                    allow);
+            return 2;
+        }
     }
     if (job && !drv_job_id_valid(job)) {
         fprintf(stderr, "error: --job: not a valid job id: \"%s\"\n", job);
@@ -114,6 +140,8 @@ int main(int argc, char **argv) {
     cfg.idle_ms = idle;
     cfg.stats_ms = stats;
     cfg.exit_when_done = exit_when_done;
+    cfg.max_host_conns = (int)host_conns;
+    cfg.http_allow = allow;
 
     /* libcurl's global state is set up once, before anything else could use it. */
     curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -1,6 +1,7 @@
 #ifndef DRV_WORKER_H
 #define DRV_WORKER_H
 
+#include "handler.h"
 #include "queue.h"
 
 #include <poll.h>
@@ -13,8 +14,38 @@ typedef struct drv_outcome {
     int permanent;       /* dead at once */
     int retryable_local; /* not the item's fault (spawn failed): hand it back, no attempt */
     int64_t retry_after_ms;
+    int cooldown;   /* the API asked the fleet to slow down (HTTP 429 or 503) */
+    char *response; /* ok: the response kept for the job (keep_response), owned */
+    size_t resplen;
     char error[2048]; /* JSON object text */
 } drv_outcome;
+
+/* ---- the HTTP handler (handler_http.c) ------------------------------------------------------- */
+
+typedef struct http_engine http_engine;
+typedef struct http_req http_req;
+
+/* max_host_conns 0: no cap beyond the concurrency. allow: "HOST[,HOST]" or NULL for any. */
+http_engine *http_engine_new(int concurrency, int max_host_conns, const char *allow);
+void http_engine_free(http_engine *e);
+/* Requests in flight. */
+int http_active(const http_engine *e);
+/* Refuses a job whose fixed URL host is not in --http-allow. Returns 0 or -1 with 'why'. */
+int http_check_job(const http_engine *e, const drv_http_cfg *c, char *why, size_t whylen);
+/* Renders and starts one item's request. On failure returns -1 with 'o' filled (permanent for
+ * an item that cannot be rendered or a host not allowed). 'c' must outlive the request. */
+int http_start(http_engine *e, const drv_http_cfg *c, const drv_lease *l, http_req **out,
+               drv_outcome *o);
+/* Waits like poll() on fds and the requests' sockets together, then drives the transfers.
+ * Returns how many fds are ready, or -1. */
+int http_wait(http_engine *e, struct pollfd *fds, int nfds, int timeout_ms);
+/* A finished request (after http_wait), or NULL. */
+http_req *http_take_done(http_engine *e);
+/* The outcome of a finished request; 'out->response' becomes the caller's. */
+void http_outcome(http_req *r, const char *worker, int attempt, drv_outcome *out);
+/* Stops (if running) and frees a request; e is needed while it may still be in flight. */
+void http_cancel(http_engine *e, http_req *r);
+void http_req_free(http_engine *e, http_req *r);
 
 /* ---- the command handler (handler_exec.c) ---------------------------------------------------- */
 
@@ -64,7 +95,9 @@ typedef struct worker_cfg {
     int64_t idle_ms;  /* longest wait when there is nothing to claim */
     int64_t stats_ms; /* progress line interval, 0 for none */
     worker_handler handler;
-    exec_cfg exec;
+    exec_cfg exec;          /* argv NULL: no command (jobs need an HTTP handler in their spec) */
+    int max_host_conns;     /* HTTP: connections per host, 0 for no cap beyond concurrency */
+    const char *http_allow; /* HTTP: "HOST[,HOST]" requests may go to, NULL for any */
 } worker_cfg;
 
 /* Runs until drained by a signal (returns 0), asked to exit when done (0), or a fatal error

@@ -55,11 +55,22 @@ expect 2 "--redis: expected redis://" "$DROVER" status j --redis http://x
 expect 2 "--redis: bad port" "$DROVER" status j --redis redis://127.0.0.1:99999
 expect 2 "--log-level" "$DROVER" status j --log-level loud
 expect 2 "DROVER_REDIS_URL|expected redis://" env DROVER_REDIS_URL=nope "$DROVER" list
-expect 2 "no command" "$WORKER"
 expect 2 "command not found" "$WORKER" -- no-such-command-drover {id}
 expect 2 "--concurrency: expected a whole number from 1 to 4096" "$WORKER" --concurrency 0 -- true
 expect 2 "--concurrency: expected a whole number" "$WORKER" --concurrency lots -- true
-expect 2 "--handler: expected exec or noop" "$WORKER" --handler magic
+expect 2 "--handler: expected auto or noop" "$WORKER" --handler magic
+expect 2 "--http-allow: expected host names" "$WORKER" --http-allow https://api.example.com
+expect 2 "--http-allow: expected host names" "$WORKER" --http-allow a,,b
+echo '{"source": {"type": "range", "start": 1, "end": 9}, "handler": {"type": "http", "url": "ftp://x/{id}"}}' >"$TMP/h1.json"
+expect 2 "handler.url: expected http:// or https://" "$DROVER" submit "$TMP/h1.json"
+echo '{"source": {"type": "range", "start": 1, "end": 9}, "handler": {"type": "http", "url": "http://x/", "retry_status": [200]}}' >"$TMP/h2.json"
+expect 2 "status 200 is in both ok_status and retry_status" "$DROVER" submit "$TMP/h2.json"
+echo '{"source": {"type": "range", "start": 1, "end": 9}, "handler": {"type": "exec", "url": "http://x/"}}' >"$TMP/h3.json"
+expect 2 "handler.type: expected \"http\"" "$DROVER" submit "$TMP/h3.json"
+echo '{"source": {"type": "http", "items": "data"}}' >"$TMP/s1.json"
+expect 2 "source.url: missing" "$DROVER" submit "$TMP/s1.json"
+echo '{"source": {"type": "http", "url": "http://x/", "path": "/tmp"}}' >"$TMP/s2.json"
+expect 2 "source.path: not a field of an http source" "$DROVER" submit "$TMP/s2.json"
 expect 2 "--job: not a valid job id" "$WORKER" --job 'a{b}' -- true
 expect 2 'unknown flag "--bogus"' "$WORKER" --bogus -- true
 nothing_written
@@ -95,8 +106,14 @@ expect 2 "job dup already exists" "$DROVER" submit --id dup --range 1..99 --part
 expect 1 "is running; resume applies" "$DROVER" resume dup
 say "existing ids: refused without --replace, started over with it"
 
+# A worker without a command cannot serve a job without an HTTP handler: with --job that is a
+# configuration mistake, said at once.
+expect 2 "cannot serve job dup: its spec has no \"handler\" and this worker was started without a command" \
+    "$WORKER" --job dup
+expect 1 "keeps no responses" "$DROVER" results dup
+
 # --help on every command: exit 0, usage and an example on stdout.
-for c in submit run status list pause resume cancel dead retry; do
+for c in submit run status list pause resume cancel dead retry results; do
     out=$("$DROVER" $c --help) || fail "drover $c --help failed"
     echo "$out" | grep -q "^Usage: drover $c" || fail "drover $c --help has no usage line"
     echo "$out" | grep -q "^Example" || fail "drover $c --help has no example"

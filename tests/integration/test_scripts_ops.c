@@ -259,7 +259,7 @@ static void revive_handles_more_dead_items_than_one_script_call(void **state) {
     assert_int_equal(rint_("HLEN drover:{j.0}:dead"), 0);
 }
 
-/* Runs lua/NAME.lua (with _lib.lua) by EVAL on the ten partition keys of job j, partition p,
+/* Runs lua/NAME.lua (with _lib.lua) by EVAL on the partition keys of job j, partition p,
  * as a hand-written redis-cli call would. Caller frees the reply. */
 static redisReply *eval_part(const char *name, const char *job, int p, int nargs,
                              const char *const *args) {
@@ -273,9 +273,11 @@ static redisReply *eval_part(const char *name, const char *job, int p, int nargs
     size_t lens[3 + DRV_PART_NKEYS + 16];
     assert_true(nargs <= 16);
     int argc = 0;
+    char nk[8];
+    snprintf(nk, sizeof nk, "%d", DRV_PART_NKEYS);
     argv[argc] = "EVAL", lens[argc++] = 4;
     argv[argc] = src->src, lens[argc++] = src->len;
-    argv[argc] = "10", lens[argc++] = 2;
+    argv[argc] = nk, lens[argc++] = strlen(nk);
     for (int i = 0; i < DRV_PART_NKEYS; i++)
         argv[argc] = k.ptr[i], lens[argc++] = k.len[i];
     for (int i = 0; i < nargs; i++)
@@ -490,7 +492,8 @@ static void every_partition_key_shares_one_hash_tag(void **state) {
     }
     /* The order the scripts take them in (lua/_lib.lua). */
     static const char *const order[DRV_PART_NKEYS] = {
-        "state", "pending", "leased", "owner", "done", "tries", "retry", "dead", "errors", "items",
+        "state", "pending", "leased", "owner", "done",    "tries",
+        "retry", "dead",    "errors", "items", "results",
     };
     for (int i = 0; i < DRV_PART_NKEYS; i++)
         assert_string_equal(drv_part_key_names[i], order[i]);

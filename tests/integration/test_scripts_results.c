@@ -617,6 +617,109 @@ static void release_skips_leases_no_longer_held(void **state) {
 
 #define T(name) cmocka_unit_test_setup(name, flush)
 
+/* ---- kept responses (keep_response) ---------------------------------------------------------- */
+
+static void collect(const char *id, size_t idlen, const char *resp, size_t rlen, void *ud) {
+    char *out = ud;
+    size_t n = strlen(out);
+    snprintf(out + n, 256 - n, "%.*s=%.*s;", (int)idlen, id, (int)rlen, resp);
+}
+
+static void an_ack_keeps_responses_of_items_it_marks_done(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    job_with_items("j", &o, 3);
+    drv_claim c;
+    claim("j", 3, "w", &c);
+    assert_int_equal(c.n, 3);
+    drv_ref r[3] = {ref_of(&c.items[0]), ref_of(&c.items[1]), ref_of(&c.items[2])};
+    /* Binary, empty and NULL (nothing kept) responses. */
+    drv_bytes resp[3] = {{"a\tb\0c", 5}, {"", 0}, {NULL, 0}};
+    drv_ack_result res;
+    assert_int_equal(drv_queue_ack_keep(q, "j", 0, r, resp, 3, &res), DRV_OK);
+    assert_int_equal(res.acked, 3);
+    assert_int_equal(rint_("HLEN drover:{j.0}:results"), 3);
+    assert_int_equal(rint_("HSTRLEN drover:{j.0}:results %s", c.items[0].id), 5);
+    assert_int_equal(rint_("HSTRLEN drover:{j.0}:results %s", c.items[1].id), 0);
+    /* A second ack of the same items (a resend) does not overwrite what was kept. */
+    drv_bytes other[3] = {{"zz", 2}, {"zz", 2}, {"zz", 2}};
+    assert_int_equal(drv_queue_ack_keep(q, "j", 0, r, other, 3, &res), DRV_OK);
+    assert_int_equal(res.acked, 0);
+    assert_int_equal(rint_("HSTRLEN drover:{j.0}:results %s", c.items[0].id), 5);
+    char got[256] = "";
+    assert_int_equal(drv_queue_results_each(q, "j", 0, collect, got), DRV_OK);
+    assert_non_null(strstr(got, "=;"));     /* the empty one */
+    assert_non_null(strstr(got, "=a\tb;")); /* the binary one, cut at its NUL by %.*s */
+    int n = 0;
+    for (const char *x = got; *x; x++)
+        n += *x == ';';
+    assert_int_equal(n, 3);
+    claim_free(&c);
+}
+
+static void a_plain_ack_keeps_nothing(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    job_with_items("j", &o, 2);
+    drv_claim c;
+    claim("j", 2, "w", &c);
+    drv_ref r[2] = {ref_of(&c.items[0]), ref_of(&c.items[1])};
+    assert_int_equal(drv_queue_ack(q, "j", 0, r, 2, NULL), DRV_OK);
+    assert_int_equal(rint_("EXISTS drover:{j.0}:results"), 0);
+    assert_int_equal(counter("j", 0, "done"), 2);
+    claim_free(&c);
+}
+
+/* ---- fleet cool-down ------------------------------------------------------------------------- */
+
+static void a_cooldown_stops_every_claim_until_it_ends(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    create_job("j", &o);
+    feed_range("j", 0, 1, 4);
+    int64_t until = 0;
+    assert_int_equal(drv_queue_cooldown(q, "j", 1, 400, &until), DRV_OK);
+    int64_t now = redis_now();
+    assert_true(until > now && until <= now + 400);
+    drv_claim c;
+    /* Any worker: nothing leased, and the reply says until when. */
+    assert_int_equal(drv_queue_claim(q, "j", 0, "other", 4, &c), DRV_OK);
+    assert_int_equal(c.n, 0);
+    assert_int_equal(c.cooldown_until, until);
+    assert_int_equal(rint_("LLEN drover:{j.0}:pending"), 4);
+    assert_int_equal(counter("j", 0, "cooldowns"), 1);
+    /* A shorter one does not cut it short; a longer one extends it. */
+    int64_t u2 = 0;
+    assert_int_equal(drv_queue_cooldown(q, "j", 1, 10, &u2), DRV_OK);
+    assert_int_equal(u2, until);
+    assert_int_equal(counter("j", 0, "cooldowns"), 1);
+    assert_int_equal(drv_queue_cooldown(q, "j", 1, 600, &u2), DRV_OK);
+    assert_true(u2 > until);
+    wait_redis_past(u2);
+    claim("j", 4, "w", &c);
+    assert_int_equal(c.n, 4);
+    assert_int_equal(c.cooldown_until, 0);
+    claim_free(&c);
+}
+
+static void a_cooldown_covers_every_partition_of_the_job(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    o.parts = 3;
+    create_job("j", &o);
+    for (int p = 0; p < 3; p++)
+        feed_range("j", p, 10 * p, 10 * p + 1);
+    int64_t until;
+    assert_int_equal(drv_queue_cooldown(q, "j", 3, 5000, &until), DRV_OK);
+    for (int p = 0; p < 3; p++) {
+        drv_claim c;
+        assert_int_equal(drv_queue_claim(q, "j", p, "w", 10, &c), DRV_OK);
+        assert_int_equal(c.n, 0);
+        assert_int_equal(c.cooldown_until, until);
+    }
+    assert_int_equal(drv_queue_cooldown(q, "nope", 1, 100, &until), DRV_ENOJOB);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         T(ack_marks_done_and_clears_the_lease),
@@ -643,6 +746,10 @@ int main(void) {
         T(release_puts_items_back_at_the_front_in_claim_order),
         T(release_keeps_the_attempt_count_of_an_earlier_delivery),
         T(release_skips_leases_no_longer_held),
+        T(an_ack_keeps_responses_of_items_it_marks_done),
+        T(a_plain_ack_keeps_nothing),
+        T(a_cooldown_stops_every_claim_until_it_ends),
+        T(a_cooldown_covers_every_partition_of_the_job),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

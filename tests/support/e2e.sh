@@ -115,3 +115,24 @@ all_done_ids() {
     local p
     for p in $(seq 0 $(($2 - 1))); do R SMEMBERS "drover:{$1.$p}:done"; done | sort
 }
+
+# start_httpd: the scripted HTTP server (tests/support/httpd.py) on a free loopback port;
+# sets HTTP_PORT, HTTP_PID and HTTP (its base URL). Stopped by PID at cleanup.
+start_httpd() {
+    local pf="$TMP/httpd.port"
+    python3 "$DROVER_SRC_DIR/tests/support/httpd.py" --port-file "$pf" --max-seconds 600 \
+        >"$TMP/httpd.log" 2>&1 &
+    HTTP_PID=$!
+    PIDS+=("$HTTP_PID")
+    wait_for "the HTTP fixture server to listen" 10 test -s "$pf"
+    HTTP_PORT=$(cat "$pf")
+    HTTP="http://127.0.0.1:$HTTP_PORT"
+}
+
+# hits PATH: how many requests the fixture server saw for PATH; hits_total: all of them.
+hits() {
+    curl -fsS "$HTTP/_stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["paths"].get(sys.argv[1], 0))' "$1"
+}
+hits_total() {
+    curl -fsS "$HTTP/_stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])'
+}

@@ -1,0 +1,22 @@
+-- cooldown.lua: pause claims of one partition for a while, because the API the job calls
+-- asked the fleet to slow down (HTTP 429 or 503). A worker that sees such an answer calls
+-- this on every partition of the job, so every worker's next claim honours it (claim.lua
+-- returns no items until then). A cool-down only ever grows; it needs no clearing.
+--
+-- KEYS:    the partition keys (see _lib.lua).
+-- ARGV[1]  milliseconds from now (Redis time)
+-- Returns: the cool-down's end (ms, Redis time), which may be a later one already set.
+-- Errors:  DRV_NOJOB.
+local s = part_state('state', 'cooldown_until')
+if not s then
+    return nojob()
+end
+local now = now_ms()
+local want = now + math.max(0, math.floor(tonumber(ARGV[1]) or 0))
+local have = tonumber(s[2] or '0')
+if want > have then
+    redis.call('HSET', KEYS[K_STATE], 'cooldown_until', want)
+    redis.call('HINCRBY', KEYS[K_STATE], 'cooldowns', 1)
+    return want
+end
+return have
