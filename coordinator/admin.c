@@ -107,6 +107,21 @@ int cmd_cancel(int argc, char **argv) {
     return transition(argc, argv, &doc, "running paused", "cancelled");
 }
 
+typedef void (*pair_fn)(const char *id, size_t idlen, const char *v, size_t vlen, void *ud);
+
+/* Prints every (id, value) pair of one hash of each partition (dead items, kept responses).
+ * Returns the exit code. */
+static int print_each(job_cmd *c, drv_err (*each)(drv_queue *, const char *, int, pair_fn, void *),
+                      pair_fn print) {
+    for (int p = 0; p < c->job.partitions; p++) {
+        if (each(c->q, c->job.id, p, print, c)) {
+            fprintf(stderr, "error: job %s: %s\n", c->job.id, drv_queue_errstr(c->q));
+            return 1;
+        }
+    }
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 static void print_dead(const char *id, size_t idlen, const char *err, size_t errlen, void *ud) {
     job_cmd *c = ud;
     if (c->json) {
@@ -137,15 +152,7 @@ int cmd_dead(int argc, char **argv) {
     job_cmd c;
     int rc = open_job(argc, argv, &doc, 1, &c);
     if (rc >= 0) return rc;
-    rc = 0;
-    for (int p = 0; p < c.job.partitions; p++) {
-        drv_err e = drv_queue_dead_each(c.q, c.job.id, p, print_dead, &c);
-        if (e) {
-            fprintf(stderr, "error: job %s: %s\n", c.job.id, drv_queue_errstr(c.q));
-            rc = 1;
-            break;
-        }
-    }
+    rc = print_each(&c, drv_queue_dead_each, print_dead);
     drv_queue_close(c.q);
     return rc;
 }
@@ -249,16 +256,7 @@ int cmd_results(int argc, char **argv) {
         drv_queue_close(c.q);
         return 1;
     }
-    rc = 0;
-    for (int p = 0; p < c.job.partitions; p++) {
-        drv_err e = drv_queue_results_each(c.q, c.job.id, p, print_result, &c);
-        if (e) {
-            fprintf(stderr, "error: job %s: %s\n", c.job.id, drv_queue_errstr(c.q));
-            rc = 1;
-            break;
-        }
-    }
-    if (fflush(stdout) != 0) rc = 1;
+    rc = print_each(&c, drv_queue_results_each, print_result);
     drv_queue_close(c.q);
     return rc;
 }
