@@ -500,17 +500,22 @@ drv_err drv_queue_feed(drv_queue *q, const char *job, int p, const char *expect,
 /* ---- workers --------------------------------------------------------------------------------- */
 
 drv_err drv_queue_cooldown(drv_queue *q, const char *job, int nparts, int64_t ms, int64_t *until) {
-    num_t m;
+    num_t m, end = "";
     snprintf(m, sizeof m, "%" PRId64, ms);
-    const char *args[] = {m};
-    size_t lens[] = {strlen(m)};
+    const char *args[] = {m, end};
+    size_t lens[] = {strlen(m), 0};
     int64_t latest = 0;
     /* One call per partition: a cool-down is rare (an API said 429 or 503), and each script
-     * stays on its own partition's hash tag. */
+     * stays on its own partition's hash tag. The first call fixes the end (Redis time); the
+     * others are given that end, so every partition has the same. */
     for (int p = 0; p < nparts; p++) {
         redisReply *r;
-        drv_err e = run_part(q, "cooldown", job, p, 1, args, lens, &r);
+        drv_err e = run_part(q, "cooldown", job, p, p == 0 ? 1 : 2, args, lens, &r);
         if (e) return e;
+        if (p == 0) {
+            snprintf(end, sizeof end, "%" PRId64, reply_int(r));
+            lens[1] = strlen(end);
+        }
         if (reply_int(r) > latest) latest = reply_int(r);
         freeReplyObject(r);
     }

@@ -5,6 +5,8 @@
 --
 -- KEYS:    the partition keys (see _lib.lua).
 -- ARGV[1]  milliseconds from now (Redis time)
+-- ARGV[2]  optional: the end itself (ms, Redis time) instead, so that every partition of the
+--          job gets the same end as the first
 -- Returns: the cool-down's end (ms, Redis time), which may be a later one already set.
 -- Errors:  DRV_NOJOB.
 local s = part_state('state', 'cooldown_until')
@@ -13,6 +15,9 @@ if not s then
 end
 local now = now_ms()
 local want = now + math.max(0, math.floor(tonumber(ARGV[1]) or 0))
+if ARGV[2] then
+    want = math.floor(tonumber(ARGV[2]) or want)
+end
 local have = tonumber(s[2] or '0')
 if want > have then
     redis.call('HSET', KEYS[K_STATE], 'cooldown_until', want)

@@ -221,7 +221,8 @@ static void spec_missing_source_is_named(void **state) {
 static void spec_source_must_be_an_object_with_a_known_type(void **state) {
     (void)state;
     expect_error("{\"source\":\"range\"}", "source: expected an object");
-    expect_error("{\"source\":{\"type\":\"queue\"}}", "source.type: expected range, file, stdin or http");
+    expect_error("{\"source\":{\"type\":\"queue\"}}",
+                 "source.type: expected range, file, stdin or http");
     expect_error("{\"source\":{}}", "source.type");
     expect_error("{\"source\":{\"type\":3}}", "source.type: expected a string");
 }
