@@ -37,6 +37,7 @@ struct drv_pager {
     char *url;
     int64_t next_try_ms, backoff_ms;
     int failing;
+    int total_noted;
     drv_pager_alive alive;
     void *alive_ud;
 };
@@ -395,6 +396,21 @@ drv_err drv_pager_step(drv_pager *pg, drv_queue *q, drv_part_stat *st, int64_t *
         if (!st[p].exhausted) all_done = 0;
         if (st[p].pending >= job->spec.window) return DRV_OK; /* bounded by the window */
     }
+    if (all_done && job->total < 0 && !pg->total_noted) {
+        /* The last page was fed by a coordinator that died before it wrote the total. Every
+         * partition is exhausted, so the fed counters in Redis are final. */
+        drv_part_stat *now = calloc((size_t)P, sizeof *now);
+        if (now && drv_queue_stats(q, job->id, P, now) == DRV_OK) {
+            int64_t sum = 0;
+            for (int p = 0; p < P; p++)
+                sum += now[p].fed;
+            char tot[24];
+            snprintf(tot, sizeof tot, "%" PRId64, sum);
+            const char *kv[] = {"total", tot, NULL};
+            if (drv_queue_job_note(q, job->id, kv) == DRV_OK) pg->total_noted = 1;
+        }
+        free(now);
+    }
     if (all_done || drv_now_ms() < pg->next_try_ms) return DRV_OK;
     page_buf b;
     memset(&b, 0, sizeof b);
@@ -458,6 +474,7 @@ drv_err drv_pager_step(drv_pager *pg, drv_queue *q, drv_part_stat *st, int64_t *
             sum += now[p].fed;
         snprintf(tot, sizeof tot, "%" PRId64, sum);
         kv[4] = "total", kv[5] = tot;
+        pg->total_noted = 1;
     }
     free(now);
     if ((e = drv_queue_job_note(q, job->id, kv))) {

@@ -64,6 +64,28 @@ wait_exit 60 "$c3"
 [ "$(hits /list-url/4/5)" -eq 4 ] || fail "lu fetched $(hits /list-url/4/5) pages, expected 4"
 say "next as a relative URL: 4 pages walked"
 
+# Killed after feeding the last page but before writing the total (simulated by clearing it):
+# a restarted coordinator writes it.
+cat >"$TMP/spec5.json" <<JSON
+{"id": "lt", "partitions": 2, "source": {"type": "http", "url": "$HTTP/list/1/3", "items": "data.items", "id_field": "id"}}
+JSON
+"$DROVER" submit "$TMP/spec5.json" --quiet >/dev/null
+bg coord5 "$DROVER" run lt
+c5=$LAST_PID
+lt_fed() { [ "$(status_num lt fed)" -eq 3 ] && [ "$(R HGET 'drover:{lt}:job' page)" = 1 ]; }
+wait_for "the one page of lt fed" 20 lt_fed
+kill -9 "$c5"
+wait_exit 10 "$c5"
+R HSET 'drover:{lt}:job' total -1 >/dev/null
+bg coord6 "$DROVER" run lt --lock-ttl-ms 1000
+c6=$LAST_PID
+bg w6 "$WORKER" --job lt --exit-when-done -- true
+wait_exit 60 "$c6"
+[ "$EXIT_CODE" -eq 0 ] || fail "drover run lt exited $EXIT_CODE"
+[ "$(status_num lt total)" -eq 3 ] || fail "total after the restart: $(status_num lt total)"
+[ "$(hits /list/1/3)" -eq 1 ] || fail "the fed page was fetched again"
+say "killed after the last page: the restarted coordinator writes the total, fetches nothing again"
+
 cat >"$TMP/spec3.json" <<EOF
 {"id": "lb", "source": {"type": "http", "url": "$HTTP/list-bad/x", "items": "data.items"}}
 EOF
