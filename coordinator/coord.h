@@ -4,7 +4,8 @@
 /* The drover program's commands. Each takes the argv after the command name (argv[0] is the
  * command) and returns the process exit code:
  *   0 ok, 1 runtime failure (or: the job finished with dead items), 2 usage or spec error
- *   (nothing was written to Redis), 4 the job was cancelled, 128+N stopped by signal N. */
+ *   (nothing was written to Redis), 3 drover wait timed out, 4 the job was cancelled, 128+N
+ *   stopped by signal N. */
 
 #include "feed.h"
 
@@ -18,8 +19,10 @@ int cmd_cancel(int argc, char **argv);
 int cmd_dead(int argc, char **argv);
 int cmd_retry(int argc, char **argv);
 int cmd_results(int argc, char **argv);
+int cmd_wait(int argc, char **argv);
 
 #define EXIT_USAGE     2
+#define EXIT_TIMEOUT   3
 #define EXIT_CANCELLED 4
 
 #endif

@@ -15,6 +15,7 @@ static const struct {
     {"run", cmd_run, "coordinate a job: feed, recover leases, finish (one active per job)"},
     {"status", cmd_status, "show a job's progress (--json for scripts)"},
     {"list", cmd_list, "list jobs"},
+    {"wait", cmd_wait, "block until a job ends (exit 0 done, 1 dead items, 3 timeout)"},
     {"pause", cmd_pause, "stop workers from claiming a job's items"},
     {"resume", cmd_resume, "let workers claim a paused job's items again"},
     {"cancel", cmd_cancel, "stop a job for good"},
@@ -30,7 +31,8 @@ static void usage(FILE *out) {
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\nEvery command takes --help. Redis comes from --redis or DROVER_REDIS_URL.\n"
-                 "Exit codes: 0 ok, 1 failure (or dead items), 2 usage error, 4 cancelled.\n\n"
+                 "Exit codes: 0 ok, 1 failure (or dead items), 2 usage error, 3 wait timed out,\n"
+                 "4 cancelled.\n\n"
                  "Example:\n"
                  "  drover submit --id backfill --range 1..1000000 --partitions 16\n"
                  "  drover run backfill &\n"

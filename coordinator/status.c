@@ -1,4 +1,4 @@
-/* drover status and drover list. */
+/* drover status, drover list and drover wait. */
 #include "coord.h"
 
 #include "cli.h"
@@ -247,4 +247,91 @@ int cmd_list(int argc, char **argv) {
     free(ids);
     drv_queue_close(q);
     return 0;
+}
+
+int cmd_wait(int argc, char **argv) {
+    static const drv_cmd_doc doc = {
+        "drover wait JOB [--timeout S] [--json]",
+        "Blocks until JOB ends, for scripts and CI pipelines. Exits 0 when it is done, 1 when it\n"
+        "is done with dead items (see drover dead), 4 when it is cancelled, 3 when --timeout\n"
+        "seconds pass first. A progress line goes to stderr every --progress-ms (0: none);\n"
+        "--json prints the final status object on stdout. A lost Redis connection is retried\n"
+        "until the timeout.",
+        "  drover wait backfill --timeout 3600 && echo finished\n"
+        "  drover wait backfill --json --progress-ms 0 | jq .dead"};
+    drv_cli cli;
+    int json = 0;
+    long long timeout_s, interval_ms, progress_ms;
+    const drv_opt opts[] = {
+        DRV_CLI_OPTS(&cli),
+        {"timeout", NULL, DRV_OPT_INT, "0", "S", "give up after S seconds and exit 3 (0: never)", 0,
+         31536000, &timeout_s},
+        {"interval-ms", NULL, DRV_OPT_INT, "500", "MS", "how often to look", 10, 60000,
+         &interval_ms},
+        {"progress-ms", NULL, DRV_OPT_INT, "10000", "MS", "progress line interval (0: none)", 0,
+         86400000, &progress_ms},
+        {"json", NULL, DRV_OPT_BOOL, NULL, NULL, "the final status as JSON on stdout", 0, 0, &json},
+        {0},
+    };
+    char *pos[1];
+    int npos;
+    int rc = drv_opts_parse(opts, &doc, argc, argv, pos, 1, &npos, NULL, NULL);
+    if (rc != DRV_OPTS_OK) return rc == DRV_OPTS_HELP ? 0 : EXIT_USAGE;
+    if (npos != 1) {
+        fprintf(stderr, "error: drover wait needs a JOB (see drover wait --help)\n");
+        return EXIT_USAGE;
+    }
+    drv_redis_cfg cfg;
+    drv_queue *q;
+    if ((rc = drv_cli_check(&cli, &cfg)) || (rc = drv_cli_connect(&cli, &cfg, &q))) return rc;
+    int64_t start = drv_now_ms(), next_progress = start + progress_ms;
+    int64_t deadline = timeout_s ? start + timeout_s * 1000 : 0;
+    int said_lost = 0;
+    job_view v;
+    memset(&v, 0, sizeof v);
+    for (;;) {
+        free(v.st);
+        drv_err e = load_view(q, pos[0], &v);
+        if (e == DRV_EIO) {
+            char why[256];
+            if (!said_lost++)
+                fprintf(stderr, "drover wait: lost Redis at %s; retrying\n", drv_queue_addr(q));
+            drv_queue_reconnect(q, why, sizeof why);
+        } else if (e) {
+            rc = fail_job(q, pos[0], e);
+            break;
+        } else {
+            said_lost = 0;
+            if (strcmp(v.job.state, "done") == 0 || strcmp(v.job.state, "cancelled") == 0) {
+                rc = strcmp(v.job.state, "cancelled") == 0 ? EXIT_CANCELLED : v.t.dead ? 1 : 0;
+                if (!json)
+                    fprintf(stderr, "job %s: %s: %" PRId64 " done, %" PRId64 " dead\n", v.job.id,
+                            v.job.state, v.t.done, v.t.dead);
+                break;
+            }
+        }
+        int64_t now = drv_now_ms();
+        if (progress_ms && now >= next_progress && !e) {
+            char tot[24] = "?";
+            if (v.job.total >= 0) snprintf(tot, sizeof tot, "%" PRId64, v.job.total);
+            fprintf(stderr, "job %s: %s, done %" PRId64 "/%s, dead %" PRId64 ", rate %.0f/s\n",
+                    v.job.id, v.job.state, v.t.done, tot, v.t.dead,
+                    (double)v.job.rate_milli / 1000.0);
+            next_progress = now + progress_ms;
+        }
+        if (deadline && now >= deadline) {
+            fprintf(stderr, "drover wait: job %s still %s after %lld s\n", pos[0],
+                    e ? "unknown" : v.job.state, timeout_s);
+            rc = EXIT_TIMEOUT;
+            break;
+        }
+        int64_t nap = interval_ms;
+        if (deadline && deadline - now < nap) nap = deadline - now;
+        drv_sleep_ms(nap);
+    }
+    if (json && (rc == 0 || rc == 1 || rc == EXIT_CANCELLED || rc == EXIT_TIMEOUT) && v.st)
+        print_json(view_json(&v, 0));
+    free(v.st);
+    drv_queue_close(q);
+    return rc;
 }
