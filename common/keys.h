@@ -7,7 +7,8 @@
  * "Key layout"):
  *
  *   PREFIXjobs                ZSET  job id -> creation time (ms)
- *   PREFIXworkers             ZSET  worker id -> last heartbeat (ms, Redis time)
+ *   PREFIX{workers}           ZSET  worker id -> last heartbeat (ms, Redis time)
+ *   PREFIX{workers}:ID        HASH  what worker ID reported in its last heartbeat
  *   PREFIX{JOB}:job           HASH  spec, state, partitions, total, timestamps, rate
  *   PREFIX{JOB}:lock          STRING coordinator id holding the job (with a TTL)
  *   PREFIX{JOB.P}:NAME        the partition keys, NAME one of drv_part_key_names
@@ -33,7 +34,7 @@ int drv_job_id_valid(const char *id);
 void drv_keys_part(drv_part_keys *k, const char *prefix, const char *job, int part);
 /* "PREFIX{JOB}:NAME" for NAME in job, lock. Returns the length. */
 size_t drv_key_job(char *buf, size_t len, const char *prefix, const char *job, const char *name);
-/* "PREFIXNAME" for NAME in jobs, workers. Returns the length. */
+/* "PREFIXNAME" for NAME in jobs, {workers}, {workers}:ID. Returns the length. */
 size_t drv_key_global(char *buf, size_t len, const char *prefix, const char *name);
 
 #endif

@@ -176,8 +176,29 @@ drv_err drv_queue_extend(drv_queue *q, const char *job, int p, const drv_ref *re
 /* Hands back items never started, without counting a delivery. */
 drv_err drv_queue_release(drv_queue *q, const char *job, int p, const drv_ref *refs, size_t n,
                           int64_t *released);
-/* Records the worker's heartbeat in PREFIXworkers at Redis time 'now_ms'. */
-drv_err drv_queue_heartbeat(drv_queue *q, const char *worker, int64_t now_ms);
+/* What a worker reports with each heartbeat (drover workers shows it). */
+typedef struct drv_worker_info {
+    char id[160];
+    char host[64];
+    int64_t pid;
+    char version[16];
+    char jobs[512]; /* the jobs it serves, comma separated */
+    char state[16]; /* running, draining */
+    int64_t in_flight, queued, done, failed;
+    int64_t lease_ms;            /* silent longer than this: lost */
+    int64_t started_ms, beat_ms; /* Redis time */
+} drv_worker_info;
+
+/* Records a heartbeat (lua/beat.lua): PREFIX{workers} and PREFIX{workers}:ID. *drain = 1 once an
+ * operator asked this worker to drain; *now_ms is Redis time. */
+drv_err drv_queue_heartbeat(drv_queue *q, const drv_worker_info *w, int *drain, int64_t *now_ms);
+/* Takes a worker out of the registry (a clean exit). */
+drv_err drv_queue_worker_gone(drv_queue *q, const char *worker);
+/* Every registered worker, by last heartbeat; *now_ms is Redis time. Entries whose hash
+ * expired are dropped. Caller frees *out. */
+drv_err drv_queue_workers(drv_queue *q, drv_worker_info **out, size_t *n, int64_t *now_ms);
+/* Asks a worker to drain. DRV_ENOJOB if no such worker is registered. */
+drv_err drv_queue_worker_drain(drv_queue *q, const char *worker);
 
 /* ---- operators ------------------------------------------------------------------------------- */
 

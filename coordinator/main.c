@@ -22,6 +22,8 @@ static const struct {
     {"dead", cmd_dead, "list a job's dead items with their last error"},
     {"retry", cmd_retry, "move a job's dead items back to pending"},
     {"results", cmd_results, "stream the responses a job's HTTP handler kept"},
+    {"workers", cmd_workers, "list the workers, their heartbeats and what they run"},
+    {"drain", cmd_drain, "ask one worker to finish what it runs and exit"},
 };
 
 static void usage(FILE *out) {

@@ -705,6 +705,33 @@ static int setup_signals(void) {
     return 0;
 }
 
+/* Reports this worker to the registry (drover workers); *drain is set once an operator asked
+ * it to drain (drover drain). */
+static drv_err heartbeat(wstate *w, int draining, int *drain) {
+    drv_worker_info info;
+    memset(&info, 0, sizeof info);
+    snprintf(info.id, sizeof info.id, "%s", w->cfg->id);
+    gethostname(info.host, sizeof info.host - 1);
+    info.pid = (int64_t)getpid();
+    snprintf(info.version, sizeof info.version, "%s", DROVER_VERSION);
+    snprintf(info.state, sizeof info.state, "%s", draining ? "draining" : "running");
+    size_t off = 0;
+    info.lease_ms = 0;
+    for (int i = 0; i < w->njobs; i++) {
+        const wjob *j = &w->jobs[i];
+        if (!j->active) continue;
+        int n = snprintf(info.jobs + off, sizeof info.jobs - off, "%s%s", off ? "," : "", j->id);
+        if (n > 0 && (size_t)n < sizeof info.jobs - off) off += (size_t)n;
+        if (j->lease_ms > info.lease_ms) info.lease_ms = j->lease_ms;
+    }
+    if (!info.lease_ms) info.lease_ms = 30000;
+    info.in_flight = w->running;
+    info.queued = w->nheld - w->running;
+    info.done = w->n_ok;
+    info.failed = w->n_failed;
+    return drv_queue_heartbeat(w->q, &info, drain, NULL);
+}
+
 static void log_stats(wstate *w) {
     drv_info("worker %s: %" PRId64 " done, %" PRId64 " failed, %d running, %d queued", w->cfg->id,
              w->n_ok, w->n_failed, w->running, w->nheld - w->running);
@@ -731,12 +758,14 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
         http_engine_free(w.http);
         return 1;
     }
-    int rc = 0, draining = 0, seen_signals = 0;
+    int rc = 0, draining = 0, seen_signals = 0, drain_asked = 0;
     int64_t grace_end = 0;
     drv_info("worker %s: serving %s with %d at a time, %d per claim", cfg->id,
              cfg->job ? cfg->job : "every running job", cfg->concurrency, cfg->batch);
     for (;;) {
         int64_t now = drv_now_ms();
+        int start_drain = drain_asked == 1;
+        if (start_drain) drain_asked = 2;
         if (signals_seen != seen_signals) {
             seen_signals = signals_seen;
             if (seen_signals >= 2) {
@@ -745,6 +774,9 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
                 rc = 130;
                 break;
             }
+            start_drain = 1;
+        }
+        if (start_drain && !draining) {
             draining = 1;
             grace_end = now + cfg->grace_ms;
             drv_info("draining: no more claims; %d running items get %.1f s to finish", w.running,
@@ -762,10 +794,16 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
                              (w.nres && (w.running == 0 || now - w.oldest_res >= 20));
             if (w.connected && want_flush) flush_results(&w);
             if (w.connected && now >= w.next_extend) extend_leases(&w, now);
-            if (w.connected && now >= w.next_beat && w.redis_now) {
+            if (w.connected && now >= w.next_beat) {
                 w.next_beat = now + 1000;
-                drv_err e = drv_queue_heartbeat(q, cfg->id, w.redis_now);
+                int drain = 0;
+                drv_err e = heartbeat(&w, draining, &drain);
                 if (e) redis_failed(&w, e, "sending a heartbeat");
+                if (!e && drain && !draining) {
+                    drv_info("drover drain asked this worker to finish and exit");
+                    drain_asked = 1; /* drained like a SIGTERM, at the top of the loop */
+                    continue;
+                }
             }
             while (w.connected && !draining && w.nheld - w.running < cfg->concurrency &&
                    w.nheld + cfg->batch <= w.cap_held) {
@@ -861,6 +899,8 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
     }
     if (w.connected && w.nres) flush_results(&w);
     log_stats(&w);
+    /* A clean exit leaves the registry; a crashed worker stays and shows as lost. */
+    if (w.connected && rc != 130) (void)drv_queue_worker_gone(q, cfg->id);
     for (int i = 0; i < w.nheld; i++) {
         if (w.held[i].proc) {
             int status;

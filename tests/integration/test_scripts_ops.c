@@ -551,15 +551,17 @@ static void every_key_has_its_documented_type(void **state) {
     claim("j", 1, "w", &d); /* d leased with an owner and tries */
     int held;
     assert_int_equal(drv_queue_lock(q, "j", "coord", 10000, &held), DRV_OK);
-    assert_int_equal(drv_queue_heartbeat(q, "w", redis_now()), DRV_OK);
+    drv_worker_info wi = {.id = "w", .state = "running", .lease_ms = 1000};
+    assert_int_equal(drv_queue_heartbeat(q, &wi, NULL, NULL), DRV_OK);
     static const char *const types[][2] = {
-        {"drover:jobs", "zset"},         {"drover:workers", "zset"},
-        {"drover:{j}:job", "hash"},      {"drover:{j}:lock", "string"},
-        {"drover:{j.0}:state", "hash"},  {"drover:{j.0}:pending", "list"},
-        {"drover:{j.0}:leased", "zset"}, {"drover:{j.0}:owner", "hash"},
-        {"drover:{j.0}:done", "set"},    {"drover:{j.0}:tries", "hash"},
-        {"drover:{j.0}:retry", "zset"},  {"drover:{j.0}:dead", "hash"},
-        {"drover:{j.0}:errors", "hash"}, {"drover:{j.0}:items", "hash"},
+        {"drover:jobs", "zset"},          {"drover:{workers}", "zset"},
+        {"drover:{workers}:w", "hash"},      {"drover:{j}:job", "hash"},
+        {"drover:{j}:lock", "string"},    {"drover:{j.0}:state", "hash"},
+        {"drover:{j.0}:pending", "list"}, {"drover:{j.0}:leased", "zset"},
+        {"drover:{j.0}:owner", "hash"},   {"drover:{j.0}:done", "set"},
+        {"drover:{j.0}:tries", "hash"},   {"drover:{j.0}:retry", "zset"},
+        {"drover:{j.0}:dead", "hash"},    {"drover:{j.0}:errors", "hash"},
+        {"drover:{j.0}:items", "hash"},
     };
     size_t n = sizeof types / sizeof *types;
     for (size_t i = 0; i < n; i++) {
@@ -574,6 +576,75 @@ static void every_key_has_its_documented_type(void **state) {
 }
 
 #define T(name) cmocka_unit_test_setup(name, flush)
+
+/* ---- the worker registry (beat.lua) ---------------------------------------------------------- */
+
+static void a_heartbeat_registers_the_worker_and_carries_a_drain_request(void **state) {
+    (void)state;
+    drv_worker_info a = {.id = "host-a:1",
+                         .host = "host-a",
+                         .pid = 1,
+                         .version = "9.9",
+                         .jobs = "j1,j2",
+                         .state = "running",
+                         .in_flight = 3,
+                         .queued = 1,
+                         .done = 40,
+                         .failed = 2,
+                         .lease_ms = 5000};
+    int drain = -1;
+    int64_t now = 0;
+    assert_int_equal(drv_queue_heartbeat(q, &a, &drain, &now), DRV_OK);
+    assert_int_equal(drain, 0);
+    assert_true(now > 0 && now <= redis_now());
+    drv_worker_info b = {.id = "host-b:2", .state = "running", .lease_ms = 5000};
+    assert_int_equal(drv_queue_heartbeat(q, &b, NULL, NULL), DRV_OK);
+    assert_true(rint_("TTL drover:{workers}:host-a:1") > 3600); /* forgotten a day after */
+
+    drv_worker_info *w;
+    size_t n;
+    int64_t t;
+    assert_int_equal(drv_queue_workers(q, &w, &n, &t), DRV_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(w[0].id, "host-a:1"); /* by last heartbeat */
+    assert_string_equal(w[0].host, "host-a");
+    assert_string_equal(w[0].jobs, "j1,j2");
+    assert_string_equal(w[0].version, "9.9");
+    assert_int_equal(w[0].in_flight, 3);
+    assert_int_equal(w[0].queued, 1);
+    assert_int_equal(w[0].done, 40);
+    assert_int_equal(w[0].failed, 2);
+    assert_int_equal(w[0].lease_ms, 5000);
+    assert_int_equal(w[0].beat_ms, now);
+    assert_int_equal(w[0].started_ms, now);
+    assert_true(t >= now);
+    free(w);
+
+    /* drain: unknown workers are refused; a known one hears it at its next heartbeat. */
+    assert_int_equal(drv_queue_worker_drain(q, "nobody:0"), DRV_ENOJOB);
+    assert_int_equal(drv_queue_worker_drain(q, "host-a:1"), DRV_OK);
+    assert_int_equal(drv_queue_heartbeat(q, &a, &drain, NULL), DRV_OK);
+    assert_int_equal(drain, 1);
+    assert_int_equal(drv_queue_workers(q, &w, &n, NULL), DRV_OK);
+    int found = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(w[i].id, "host-a:1") == 0) {
+            found = 1;
+            assert_string_equal(w[i].state, "draining");
+            assert_int_equal(w[i].started_ms, now); /* kept from the first heartbeat */
+        }
+    assert_true(found);
+    free(w);
+
+    /* A clean exit leaves; an entry whose hash expired is dropped from the list. */
+    assert_int_equal(drv_queue_worker_gone(q, "host-a:1"), DRV_OK);
+    assert_int_equal(rint_("EXISTS drover:{workers}:host-a:1"), 0);
+    rint_("DEL drover:{workers}:host-b:2");
+    assert_int_equal(drv_queue_workers(q, &w, &n, NULL), DRV_OK);
+    assert_int_equal(n, 0);
+    free(w);
+    assert_int_equal(rint_("ZCARD drover:{workers}"), 0);
+}
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -597,6 +668,7 @@ int main(void) {
         T(an_error_from_redis_is_ereply_with_its_text),
         T(every_partition_key_shares_one_hash_tag),
         T(every_key_has_its_documented_type),
+        T(a_heartbeat_registers_the_worker_and_carries_a_drain_request),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
