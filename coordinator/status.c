@@ -10,13 +10,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static const drv_cmd_doc status_doc = {
-    "drover status JOB [--json]",
+    "drover status JOB [--json] [--watch]",
     "Shows where JOB stands: state, total (once known), fed, done, pending, leased, retrying,\n"
-    "dead, duplicates, the rate the coordinator measured and an ETA, and one row per\n"
-    "partition. --json prints one object for scripts.",
+    "dead, duplicates, a progress bar, the rate the coordinator measured and an ETA, and one\n"
+    "row per partition. --json prints one object for scripts. --watch refreshes every\n"
+    "--interval-ms until the job ends: in place on a terminal, one line per refresh when\n"
+    "stdout is a pipe or a file.",
     "  drover status backfill\n"
+    "  drover status backfill --watch\n"
     "  drover status backfill --json | jq .done"};
 
 static const drv_cmd_doc list_doc = {"drover list [--json]",
@@ -125,6 +129,35 @@ static void print_json(cJSON *o) {
     cJSON_Delete(o);
 }
 
+/* "[##########..........]  50.0%": done and dead items over the total, once it is known. */
+static void progress_bar(const job_view *v, char *buf, size_t len) {
+    enum { W = 40 };
+    const drv_job *j = &v->job;
+    if (j->total <= 0) {
+        snprintf(buf, len, "[%*s] total not known yet", W, "");
+        return;
+    }
+    double f = (double)(v->t.done + v->t.dead) / (double)j->total;
+    if (f > 1) f = 1;
+    char bar[W + 1];
+    int full = (int)(f * W);
+    for (int i = 0; i < W; i++)
+        bar[i] = i < full ? '#' : '.';
+    bar[W] = '\0';
+    snprintf(buf, len, "[%s] %5.1f%%", bar, f * 100.0);
+}
+
+/* One line: for --watch when stdout is not a terminal, and for logs. */
+static void print_line(const job_view *v) {
+    char bar[96], tot[24] = "?";
+    progress_bar(v, bar, sizeof bar);
+    if (v->job.total >= 0) snprintf(tot, sizeof tot, "%" PRId64, v->job.total);
+    printf("%s %s %s done %" PRId64 "/%s dead %" PRId64 " pending %" PRId64 " leased %" PRId64
+           " rate %.1f/s\n",
+           v->job.id, v->job.state, bar, v->t.done, tot, v->t.dead, v->t.pending, v->t.leased,
+           (double)v->job.rate_milli / 1000.0);
+}
+
 static void print_human(const job_view *v) {
     const drv_job *j = &v->job;
     char created[32], finished[32], total[32] = "unknown yet", eta[32] = "-";
@@ -142,6 +175,9 @@ static void print_human(const job_view *v) {
     printf("  pending %" PRId64 "  leased %" PRId64 "  retrying %" PRId64 "  dead %" PRId64
            "  duplicates %" PRId64 "\n",
            v->t.pending, v->t.leased, v->t.retrying, v->t.dead, v->t.duplicates);
+    char bar[96];
+    progress_bar(v, bar, sizeof bar);
+    printf("  %s\n", bar);
     printf("  rate %.1f/s  eta %s\n", (double)j->rate_milli / 1000.0, eta);
     int64_t cool = v->t.cooldown_until - drv_wall_ms();
     if (cool > 0)
@@ -172,10 +208,14 @@ static int fail_job(drv_queue *q, const char *id, drv_err e) {
 
 int cmd_status(int argc, char **argv) {
     drv_cli cli;
-    int json = 0;
+    int json = 0, watch = 0;
+    long long interval_ms;
     const drv_opt opts[] = {
         DRV_CLI_OPTS(&cli),
         {"json", NULL, DRV_OPT_BOOL, NULL, NULL, "one JSON object on stdout", 0, 0, &json},
+        {"watch", NULL, DRV_OPT_BOOL, NULL, NULL, "refresh until the job ends", 0, 0, &watch},
+        {"interval-ms", NULL, DRV_OPT_INT, "1000", "MS", "--watch: refresh interval", 50, 3600000,
+         &interval_ms},
         {0},
     };
     char *pos[1];
@@ -191,8 +231,25 @@ int cmd_status(int argc, char **argv) {
     if ((rc = drv_cli_check(&cli, &cfg)) || (rc = drv_cli_connect(&cli, &cfg, &q))) return rc;
     job_view v;
     drv_err e = load_view(q, pos[0], &v);
+    int tty = isatty(STDOUT_FILENO);
+    while (!e && watch) {
+        if (json)
+            print_json(view_json(&v, 0));
+        else if (tty) {
+            printf("\033[H\033[2J"); /* home, clear: a dashboard that refreshes in place */
+            print_human(&v);
+        } else
+            print_line(&v);
+        fflush(stdout);
+        if (strcmp(v.job.state, "done") == 0 || strcmp(v.job.state, "cancelled") == 0) break;
+        drv_sleep_ms(interval_ms);
+        free(v.st);
+        e = load_view(q, pos[0], &v);
+    }
     if (e) {
         rc = fail_job(q, pos[0], e);
+    } else if (watch) {
+        rc = 0;
     } else if (json) {
         print_json(view_json(&v, 1));
     } else {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # drover wait: blocks until the job ends; exit 0 done, 1 done with dead items, 3 timeout,
-# 4 cancelled; a job that does not exist is an error.
+# 4 cancelled; a job that does not exist is an error. drover status --watch and its bar.
 source "$DROVER_SRC_DIR/tests/support/e2e.sh"
 start_redis
 
@@ -15,13 +15,23 @@ grep -q "job ok still running after 1 s" "$TMP/w.err" || fail "timeout message: 
 
 bg waiter "$DROVER" wait ok --json --progress-ms 0 --interval-ms 50
 waiter=$LAST_PID
+bg watch "$DROVER" status ok --watch --interval-ms 50 # not a terminal: one line per refresh
+watcher=$LAST_PID
 bg coord "$DROVER" run ok
 bg worker "$WORKER" --job ok --concurrency 8 --exit-when-done -- true
 wait_exit 60 "$waiter"
 [ "$EXIT_CODE" -eq 0 ] || fail "wait on a job that finishes exited $EXIT_CODE"
 grep -q '"state":"done"' "$TMP/waiter.log" || fail "wait --json: $(cat "$TMP/waiter.log")"
 [ "$(grep -o '"done":[0-9]*' "$TMP/waiter.log" | cut -d: -f2)" -eq 200 ] || fail "wait --json: $(cat "$TMP/waiter.log")"
+wait_exit 10 "$watcher"
+[ "$EXIT_CODE" -eq 0 ] || fail "status --watch exited $EXIT_CODE"
+tail -1 "$TMP/watch.log" | grep -q '^ok done \[#*\] 100.0% done 200/200 dead 0' ||
+    fail "status --watch's last line: $(tail -1 "$TMP/watch.log")"
+[ "$(grep -c '^ok ' "$TMP/watch.log")" -ge 2 ] || fail "status --watch printed one line only"
+"$DROVER" status ok | grep -q '^  \[########################################\] 100.0%$' ||
+    fail "no progress bar in drover status: $("$DROVER" status ok | head -6)"
 say "wait: exit 3 on timeout, 0 once done (with the final status as JSON)"
+say "status --watch: a line per refresh until the job ends; status shows a progress bar"
 
 "$DROVER" submit --id bad --range 1..5 --max-attempts 1 --quiet >/dev/null
 bg coord2 "$DROVER" run bad
