@@ -555,7 +555,7 @@ static void every_key_has_its_documented_type(void **state) {
     assert_int_equal(drv_queue_heartbeat(q, &wi, NULL, NULL), DRV_OK);
     static const char *const types[][2] = {
         {"drover:jobs", "zset"},          {"drover:{workers}", "zset"},
-        {"drover:{workers}:w", "hash"},      {"drover:{j}:job", "hash"},
+        {"drover:{workers}:w", "hash"},   {"drover:{j}:job", "hash"},
         {"drover:{j}:lock", "string"},    {"drover:{j.0}:state", "hash"},
         {"drover:{j.0}:pending", "list"}, {"drover:{j.0}:leased", "zset"},
         {"drover:{j.0}:owner", "hash"},   {"drover:{j.0}:done", "set"},
