@@ -143,6 +143,67 @@ drv_err drv_queue_job_delete(drv_queue *q, const char *job) {
     return DRV_OK;
 }
 
+/* Appends 'lit' to a SCAN MATCH pattern with glob characters escaped. */
+static void glob_lit(char *pat, size_t cap, const char *lit) {
+    size_t n = strlen(pat);
+    for (; *lit && n + 2 < cap; lit++) {
+        if (strchr("*?[]\\", *lit)) pat[n++] = '\\';
+        pat[n++] = *lit;
+    }
+    pat[n] = '\0';
+}
+
+drv_err drv_queue_job_sweep(drv_queue *q, const char *job, int64_t *unlinked) {
+    int64_t total = 0;
+    for (int which = 0; which < 2; which++) {
+        /* PREFIX{J}:* (job hash, lock) and PREFIX{J.*}:* (every partition, whatever the
+         * partition count was). */
+        char pat[DRV_KEY_MAX * 2] = "";
+        glob_lit(pat, sizeof pat, q->prefix);
+        glob_lit(pat, sizeof pat, "{");
+        glob_lit(pat, sizeof pat, job);
+        strncat(pat, which ? ".*}:*" : "}:*", sizeof pat - strlen(pat) - 1);
+        char cursor[32] = "0";
+        do {
+            redisReply *r;
+            drv_err e = drv_conn_cmdf(q->conn, &r, "SCAN %s MATCH %s COUNT 1000", cursor, pat);
+            if (e) return e;
+            if (!is_array(r, 2) || r->element[0]->type != REDIS_REPLY_STRING ||
+                r->element[1]->type != REDIS_REPLY_ARRAY) {
+                freeReplyObject(r);
+                return DRV_EREPLY;
+            }
+            snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+            redisReply *keys = r->element[1];
+            if (keys->elements) {
+                const char **argv = malloc(sizeof *argv * (keys->elements + 1));
+                size_t *lens = malloc(sizeof *lens * (keys->elements + 1));
+                if (!argv || !lens) {
+                    free(argv);
+                    free(lens);
+                    freeReplyObject(r);
+                    return DRV_ENOMEM;
+                }
+                argv[0] = "UNLINK", lens[0] = 6;
+                for (size_t i = 0; i < keys->elements; i++)
+                    argv[1 + i] = keys->element[i]->str, lens[1 + i] = keys->element[i]->len;
+                redisReply *u;
+                e = drv_conn_cmd(q->conn, (int)keys->elements + 1, argv, lens, &u);
+                free(argv);
+                free(lens);
+                if (!e) {
+                    total += reply_int(u);
+                    freeReplyObject(u);
+                }
+            }
+            freeReplyObject(r);
+            if (e) return e;
+        } while (strcmp(cursor, "0") != 0);
+    }
+    if (unlinked) *unlinked = total;
+    return DRV_OK;
+}
+
 drv_err drv_queue_job_create(drv_queue *q, const drv_spec *spec, int64_t total,
                              const drv_part_init *parts, int replace) {
     char jk[DRV_KEY_MAX], jobs[DRV_KEY_MAX];

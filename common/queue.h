@@ -64,6 +64,9 @@ drv_err drv_queue_job_list(drv_queue *q, char (**ids)[DRV_JOB_ID_MAX + 1], size_
 drv_err drv_queue_job_set_state(drv_queue *q, const drv_job *job, const char *state);
 /* Writes plain fields of the job hash (rate, total). NULL-terminated name/value list. */
 drv_err drv_queue_job_note(drv_queue *q, const char *job, const char *const *kv);
+/* Unlinks whatever keys are left under the job's tags, found with SCAN MATCH in batches
+ * (keys of an earlier partition count, anything written by hand). *unlinked counts them. */
+drv_err drv_queue_job_sweep(drv_queue *q, const char *job, int64_t *unlinked);
 /* Deletes every key of the job (UNLINK: freed in the background). */
 drv_err drv_queue_job_delete(drv_queue *q, const char *job);
 

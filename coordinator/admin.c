@@ -1,4 +1,5 @@
-/* drover pause, resume, cancel, dead, retry, results: steering a job and reading it out. */
+/* drover pause, resume, cancel, dead, retry, results, purge: steering a job, reading it out
+ * and removing it. */
 #include "coord.h"
 
 #include "cli.h"
@@ -259,4 +260,70 @@ int cmd_results(int argc, char **argv) {
     rc = print_each(&c, drv_queue_results_each, print_result);
     drv_queue_close(c.q);
     return rc;
+}
+
+int cmd_purge(int argc, char **argv) {
+    static const drv_cmd_doc doc = {
+        "drover purge JOB [--force]",
+        "Deletes every key of a finished (done or cancelled) JOB: first its entry in the job\n"
+        "list, so workers and drover list stop seeing it, then its partitions' keys with\n"
+        "UNLINK (Redis frees large values, such as a done set of ten million ids, in a\n"
+        "background thread, so it never blocks), the job hash last, and finally a SCAN sweep\n"
+        "in batches for anything left under the job's hash tags. --force purges a job that is\n"
+        "still running or paused (its workers drop what they hold).",
+        "  drover purge backfill"};
+    drv_cli cli;
+    int force = 0;
+    const drv_opt opts[] = {
+        DRV_CLI_OPTS(&cli),
+        {"force", NULL, DRV_OPT_BOOL, NULL, NULL, "also a job that has not ended", 0, 0, &force},
+        {0},
+    };
+    char *pos[1];
+    int npos;
+    int rc = drv_opts_parse(opts, &doc, argc, argv, pos, 1, &npos, NULL, NULL);
+    if (rc != DRV_OPTS_OK) return rc == DRV_OPTS_HELP ? 0 : EXIT_USAGE;
+    if (npos != 1) {
+        fprintf(stderr, "error: drover purge needs a JOB (see drover purge --help)\n");
+        return EXIT_USAGE;
+    }
+    if (!drv_job_id_valid(pos[0])) {
+        fprintf(stderr, "error: not a valid job id: \"%s\"\n", pos[0]);
+        return EXIT_USAGE;
+    }
+    drv_redis_cfg cfg;
+    drv_queue *q;
+    if ((rc = drv_cli_check(&cli, &cfg)) || (rc = drv_cli_connect(&cli, &cfg, &q))) return rc;
+    drv_job job;
+    drv_err e = drv_queue_job_get(q, pos[0], &job);
+    if (e && e != DRV_ENOJOB) {
+        fprintf(stderr, "error: job %s: %s\n", pos[0], drv_queue_errstr(q));
+        drv_queue_close(q);
+        return 1;
+    }
+    if (!e && !force && strcmp(job.state, "done") != 0 && strcmp(job.state, "cancelled") != 0) {
+        fprintf(stderr,
+                "error: job %s is %s; purge a job once it is done or cancelled (or --force)\n",
+                pos[0], job.state);
+        drv_queue_close(q);
+        return 1;
+    }
+    int64_t swept = 0;
+    if (!e) e = drv_queue_job_delete(q, pos[0]);
+    drv_err e2 = e ? e : drv_queue_job_sweep(q, pos[0], &swept);
+    if (e == DRV_ENOJOB && (e2 = drv_queue_job_sweep(q, pos[0], &swept)) == DRV_OK && !swept) {
+        fprintf(stderr, "error: no job %s (see drover list)\n", pos[0]);
+        drv_queue_close(q);
+        return 1;
+    }
+    if ((e && e != DRV_ENOJOB) || e2) {
+        fprintf(stderr, "error: purging job %s: %s\n", pos[0], drv_queue_errstr(q));
+        drv_queue_close(q);
+        return 1;
+    }
+    printf("job %s: purged", pos[0]);
+    if (swept) printf(" (%" PRId64 " stray keys swept)", swept);
+    printf("\n");
+    drv_queue_close(q);
+    return 0;
 }

@@ -22,6 +22,7 @@ int cmd_results(int argc, char **argv);
 int cmd_wait(int argc, char **argv);
 int cmd_workers(int argc, char **argv);
 int cmd_drain(int argc, char **argv);
+int cmd_purge(int argc, char **argv);
 
 #define EXIT_USAGE     2
 #define EXIT_TIMEOUT   3

@@ -24,6 +24,7 @@ static const struct {
     {"results", cmd_results, "stream the responses a job's HTTP handler kept"},
     {"workers", cmd_workers, "list the workers, their heartbeats and what they run"},
     {"drain", cmd_drain, "ask one worker to finish what it runs and exit"},
+    {"purge", cmd_purge, "delete a finished job's keys without blocking Redis"},
 };
 
 static void usage(FILE *out) {

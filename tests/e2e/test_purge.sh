@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# drover purge: a finished job's keys go (the job list entry first), other jobs stay, stray keys
+# under its tags are swept; an unfinished job needs --force.
+source "$DROVER_SRC_DIR/tests/support/e2e.sh"
+start_redis
+
+"$DROVER" submit --id keep --range 1..10 --partitions 2 --quiet >/dev/null
+"$DROVER" submit --id big --range 1..20000 --partitions 4 --quiet >/dev/null
+for j in keep big; do
+    bg "run-$j" "$DROVER" run "$j"
+    c=$LAST_PID
+    bg "w-$j" "$WORKER" --job "$j" --handler noop --exit-when-done
+    wait_exit 60 "$c"
+    [ "$EXIT_CODE" -eq 0 ] || fail "drover run $j exited $EXIT_CODE"
+done
+[ "$(R SCARD 'drover:{big.0}:done')" -gt 1000 ] || fail "big has no done set to purge"
+keep_keys=$(R --scan --pattern 'drover:{keep*' | sort)
+
+"$DROVER" submit --id live --range 1..5 --quiet >/dev/null
+before=$(R DBSIZE)
+rc=0
+"$DROVER" purge live 2>"$TMP/err" || rc=$?
+[ "$rc" -eq 1 ] && grep -q "job live is running; purge a job once it is done or cancelled" "$TMP/err" ||
+    fail "purge of a running job: $rc $(cat "$TMP/err")"
+[ "$(R DBSIZE)" -eq "$before" ] || fail "a refused purge deleted something"
+
+"$DROVER" purge big | grep -q "^job big: purged$" || fail "drover purge big"
+[ -z "$(R --scan --pattern 'drover:{big*')" ] || fail "keys of big are left: $(R --scan --pattern 'drover:{big*' | head -3)"
+"$DROVER" list | grep -q '^big ' && fail "big is still listed"
+[ "$(R --scan --pattern 'drover:{keep*' | sort)" = "$keep_keys" ] || fail "purging big touched keep"
+[ "$(status_num keep done)" -eq 10 ] || fail "keep lost its counts"
+
+# Keys left under the job's tags (an earlier partition count, a hand-written key) are swept.
+R SET 'drover:{big.99}:pending' x >/dev/null
+R SET 'drover:{big}:note' x >/dev/null
+"$DROVER" purge big | grep -q "2 stray keys swept" || fail "stray keys were not swept"
+[ -z "$(R --scan --pattern 'drover:{big*')" ] || fail "stray keys are left"
+rc=0
+"$DROVER" purge big 2>"$TMP/err" || rc=$?
+[ "$rc" -eq 1 ] && grep -q "no job big" "$TMP/err" || fail "purge of a purged job: $rc $(cat "$TMP/err")"
+"$DROVER" purge live --force | grep -q "purged" || fail "purge --force"
+[ -z "$(R --scan --pattern 'drover:{live*')" ] || fail "live is left after --force"
+say "purge: finished job gone (list entry, partitions, job hash, strays); others untouched"
+echo "PASS: drover purge"
