@@ -29,6 +29,9 @@ static void on_signal(int sig) {
     stop_signal = sig;
 }
 
+#define RATE_WINDOW_MS 60000
+#define RATE_SAMPLES   64 /* > RATE_WINDOW_MS / 1000: one sample a second at most */
+
 typedef struct run_ctx {
     drv_queue *q;
     drv_job job;
@@ -42,8 +45,8 @@ typedef struct run_ctx {
     int refresh;          /* re-read cursors from Redis before the next tick */
     int64_t outage_since; /* 0 while connected */
     int64_t backoff_ms;
-    /* rate: done counts sampled over the last ~30 s */
-    int64_t sample_ms[16], sample_done[16];
+    /* rate: done counts sampled at most once a second over the last minute */
+    int64_t sample_ms[RATE_SAMPLES], sample_done[RATE_SAMPLES];
     int nsamples;
 } run_ctx;
 
@@ -91,16 +94,24 @@ static void report(run_ctx *c, int64_t now) {
     drv_part_stat t;
     if (drv_queue_stats(c->q, c->job.id, c->job.partitions, c->st) != DRV_OK) return;
     drv_part_stat_sum(c->st, c->job.partitions, &t);
-    /* Keep up to 16 samples, one per report, for a rate over the recent past. */
-    if (c->nsamples == 16) {
-        memmove(c->sample_ms, c->sample_ms + 1, 15 * sizeof *c->sample_ms);
-        memmove(c->sample_done, c->sample_done + 1, 15 * sizeof *c->sample_done);
-        c->nsamples--;
+    /* The rate is items/s over the last minute: samples at most a second apart, the oldest
+     * dropped once a newer one is still a minute old. */
+    int drop = 0;
+    while (drop + 1 < c->nsamples && now - c->sample_ms[drop + 1] >= RATE_WINDOW_MS)
+        drop++;
+    if (c->nsamples - drop == RATE_SAMPLES) drop++;
+    if (drop) {
+        c->nsamples -= drop;
+        memmove(c->sample_ms, c->sample_ms + drop, (size_t)c->nsamples * sizeof *c->sample_ms);
+        memmove(c->sample_done, c->sample_done + drop,
+                (size_t)c->nsamples * sizeof *c->sample_done);
     }
-    c->sample_ms[c->nsamples] = now;
-    c->sample_done[c->nsamples++] = t.done;
+    if (c->nsamples == 0 || now - c->sample_ms[c->nsamples - 1] >= 1000) {
+        c->sample_ms[c->nsamples] = now;
+        c->sample_done[c->nsamples++] = t.done;
+    }
     double rate = 0;
-    if (c->nsamples > 1 && now > c->sample_ms[0])
+    if (now > c->sample_ms[0])
         rate = (double)(t.done - c->sample_done[0]) * 1000.0 / (double)(now - c->sample_ms[0]);
     char rs[32];
     snprintf(rs, sizeof rs, "%.1f", rate);

@@ -15,7 +15,7 @@
 static const drv_cmd_doc status_doc = {
     "drover status JOB [--json] [--watch]",
     "Shows where JOB stands: state, total (once known), fed, done, pending, leased, retrying,\n"
-    "dead, duplicates, a progress bar, the rate the coordinator measured and an ETA, and one\n"
+    "dead, duplicates, a progress bar, the rate over the last minute and an ETA, and one\n"
     "row per partition. --json prints one object for scripts. --watch refreshes every\n"
     "--interval-ms until the job ends: in place on a terminal, one line per refresh when\n"
     "stdout is a pipe or a file.",
