@@ -25,6 +25,7 @@ static const struct {
     {"workers", cmd_workers, "list the workers, their heartbeats and what they run"},
     {"drain", cmd_drain, "ask one worker to finish what it runs and exit"},
     {"purge", cmd_purge, "delete a finished job's keys without blocking Redis"},
+    {"metrics", cmd_metrics, "print Prometheus metrics of jobs and workers"},
 };
 
 static void usage(FILE *out) {

@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <inttypes.h>
 #include <signal.h>
@@ -19,9 +20,14 @@ static const drv_cmd_doc doc = {
     "source is exhausted and nothing is pending, leased or retrying. Exits 0 when done, 1 when\n"
     "done with dead items (see drover dead), 4 when the job is cancelled. Safe to kill at any\n"
     "time: a restart resumes from the cursors in Redis. A second drover run for the same job\n"
-    "waits as a standby and takes over when the first stops renewing its lock.",
+    "waits as a standby and takes over when the first stops renewing its lock.\n"
+    "--metrics-addr serves the job's Prometheus metrics (see drover metrics) at\n"
+    "http://HOST:PORT/metrics from its own thread and Redis connection, standby or not;\n"
+    "--metrics-linger S keeps serving S seconds after the job ends (or until a signal), so a\n"
+    "scraper sees the final numbers.",
     "  drover run backfill\n"
-    "  drover run backfill --progress-ms 10000 --log-level warn"};
+    "  drover run backfill --progress-ms 10000 --log-level warn\n"
+    "  drover run backfill --metrics-addr 127.0.0.1:9464"};
 
 static volatile sig_atomic_t stop_signal;
 
@@ -289,7 +295,10 @@ static drv_err sync_state(run_ctx *c, char *mirrored, size_t len) {
 
 int cmd_run(int argc, char **argv) {
     drv_cli cli;
-    long long tick_ms;
+    long long tick_ms, linger_s;
+    const char *metrics_at = NULL;
+    drv_metrics_addr maddr;
+    drv_metrics_srv *msrv = NULL;
     run_ctx c;
     memset(&c, 0, sizeof c);
     const drv_opt opts[] = {
@@ -302,6 +311,10 @@ int cmd_run(int argc, char **argv) {
         {"progress-ms", "DROVER_PROGRESS_MS", DRV_OPT_INT, "2000", "MS",
          "log progress (and store the rate) this often", 100, 3600000, &c.progress_ms},
         {"quiet", NULL, DRV_OPT_BOOL, NULL, NULL, "no progress lines", 0, 0, &c.quiet},
+        {"metrics-addr", "DROVER_METRICS_ADDR", DRV_OPT_STR, NULL, "HOST:PORT",
+         "serve Prometheus metrics at http://HOST:PORT/metrics (default: none)", 0, 0, &metrics_at},
+        {"metrics-linger", "DROVER_METRICS_LINGER", DRV_OPT_INT, "0", "S",
+         "with --metrics-addr: keep serving this long after the job ends", 0, 86400, &linger_s},
         {0},
     };
     char *pos[1];
@@ -313,6 +326,11 @@ int cmd_run(int argc, char **argv) {
         return EXIT_USAGE;
     }
     drv_redis_cfg cfg;
+    char why[1024];
+    if (metrics_at && *metrics_at && drv_metrics_addr_parse(metrics_at, &maddr, why, sizeof why)) {
+        fprintf(stderr, "error: --metrics-addr: %s\n", why);
+        return EXIT_USAGE;
+    }
     if ((rc = drv_cli_check(&cli, &cfg))) return rc;
     if ((rc = drv_cli_connect(&cli, &cfg, &c.q))) return rc;
     const char *id = pos[0];
@@ -334,8 +352,17 @@ int cmd_run(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    char why[1024];
     rc = 1;
+    if (metrics_at && *metrics_at) {
+        /* Its own connection: the server thread never touches c.q. */
+        drv_queue *mq;
+        if (drv_cli_connect(&cli, &cfg, &mq)) goto out;
+        if (drv_metrics_serve(&maddr, mq, pos, 1, &msrv, why, sizeof why)) {
+            fprintf(stderr, "error: --metrics-addr: %s\n", why);
+            goto out;
+        }
+        drv_info("job %s: serving metrics at http://%s/metrics", id, maddr.text);
+    }
     c.st = calloc((size_t)c.job.partitions, sizeof *c.st);
     if (!c.st) goto out;
     if ((e = open_source(&c, why, sizeof why))) {
@@ -432,6 +459,12 @@ out:
         rc = 128 + (int)stop_signal;
     }
     if (!drv_queue_broken(c.q)) (void)drv_queue_unlock(c.q, id, c.owner);
+    if (msrv && linger_s > 0 && !stop_signal) {
+        /* The lock is released already: a standby need not wait for this. */
+        drv_info("job %s: serving metrics for %lld s more (a signal stops it)", id, linger_s);
+        nap(linger_s * 1000);
+    }
+    drv_metrics_stop(msrv);
     drv_feeder_free(c.feeder);
     drv_pager_free(c.pager);
     free(c.st);
