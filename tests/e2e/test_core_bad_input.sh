@@ -113,7 +113,7 @@ expect 2 "cannot serve job dup: its spec has no \"handler\" and this worker was 
 expect 1 "keeps no responses" "$DROVER" results dup
 
 # --help on every command: exit 0, usage and an example on stdout.
-for c in submit run status list wait pause resume cancel dead retry results workers drain purge; do
+for c in submit run status list wait pause resume cancel dead retry results workers drain purge metrics; do
     out=$("$DROVER" $c --help) || fail "drover $c --help failed"
     echo "$out" | grep -q "^Usage: drover $c" || fail "drover $c --help has no usage line"
     echo "$out" | grep -q "^Example" || fail "drover $c --help has no example"
