@@ -118,7 +118,7 @@ static void render_jobs(FILE *f, const job_row *r, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (r[i].total >= 0) sample_int(f, "drover_job_source_items", "job", r[i].id, r[i].total);
     family(f, "drover_job_items_per_second", "gauge",
-           "Items done per second over the coordinator's last ~30 s (0 until measured).");
+           "Items done per second, as the coordinator measured it (0 until measured).");
     for (size_t i = 0; i < n; i++) {
         sample(f, "drover_job_items_per_second", "job", r[i].id, NULL, NULL);
         fprintf(f, " %" PRId64 ".%03" PRId64 "\n", r[i].rate_milli / 1000,
@@ -233,6 +233,10 @@ drv_err drv_metrics_render(drv_queue *q, char *const *jobs, int njobs, FILE *out
     if (want && !(rows = calloc(want, sizeof *rows))) goto out;
     for (size_t i = 0; i < want; i++) {
         const char *id = njobs ? jobs[i] : ids[i];
+        int again = 0; /* a job named twice would repeat its series: the scraper refuses that */
+        for (size_t k = 0; njobs && k < i; k++)
+            again |= strcmp(jobs[k], id) == 0;
+        if (again) continue;
         e = load_job(q, id, scratch, &rows[nrows]);
         if (e == DRV_ENOJOB) { /* named and absent, or deleted since the listing */
             if (njobs && !gone++) snprintf(why, whylen, "%s", id);
@@ -319,9 +323,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (e) {
         char text[700];
-        snprintf(text, sizeof text, "drover: cannot read Redis at %s: %s\n", drv_queue_addr(s->q),
-                 why[0] ? why : drv_strerror(e));
-        drv_warn("metrics: %s", text);
+        const char *addr = drv_queue_addr(s->q);
+        if (!why[0]) snprintf(why, sizeof why, "%s", drv_strerror(e));
+        if (strstr(why, addr)) /* a failed reconnect names the address already */
+            snprintf(text, sizeof text, "drover: metrics unavailable: %s\n", why);
+        else
+            snprintf(text, sizeof text, "drover: metrics unavailable: Redis at %s: %s\n", addr,
+                     why);
+        drv_warn("metrics: a scrape failed: %s", why);
         return reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, text, NULL);
     }
     struct MHD_Response *r = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);

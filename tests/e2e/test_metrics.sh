@@ -190,6 +190,15 @@ rc=0
 [ "$rc" -eq 2 ] && grep -q "is not a job id" "$TMP/err" || fail "drover metrics 'a b': $rc"
 say "drover metrics: same numbers as the endpoint; workers as drover workers --json; bad names"
 
+# Redis gone: a scrape is a 503 that says so (a scraper marks the target down), not stale data.
+kill "$REDIS_PID"
+wait "$REDIS_PID" 2>/dev/null || true
+REDIS_PID=""
+code=$(curl -sS -o "$TMP/503.txt" -w '%{http_code}' "$URL")
+[ "$code" = 503 ] && grep -q "metrics unavailable: .*127.0.0.1:$REDIS_PORT" "$TMP/503.txt" ||
+    fail "scrape without Redis: $code $(cat "$TMP/503.txt")"
+say "Redis down: 503 naming it"
+
 # A signal ends the linger at once; the exit code is still the job's (1: dead items).
 kill -TERM "$c"
 wait_exit 10 "$c"
