@@ -126,6 +126,8 @@ drv_err drv_queue_job_delete(drv_queue *q, const char *job) {
     if ((e = drv_conn_cmdf(q->conn, &r, "HGET %s partitions", jk))) return e;
     int nparts = r->type == REDIS_REPLY_STRING ? atoi(r->str) : 0;
     freeReplyObject(r);
+    /* One more than the count: the invisible partition of an interrupted split, if any. */
+    if (nparts > 0) nparts++;
     for (int p = 0; p < nparts; p++) {
         drv_part_keys k;
         drv_keys_part(&k, q->prefix, job, p);
@@ -486,6 +488,7 @@ drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat
     for (int p = 0; p < nparts; p++) {
         drv_part_stat *s = &out[p];
         memset(s, 0, sizeof *s);
+        s->split_from = -1;
         for (int i = 0; i < 5; i++) {
             redisReply *r = NULL;
             e = drv_conn_reply(q->conn, &r);
@@ -509,6 +512,7 @@ drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat
                 s->exhausted = hint(r, "exhausted", 0) != 0;
                 s->cooldown_until = hint(r, "cooldown_until", 0);
                 s->cooldowns = hint(r, "cooldowns", 0);
+                s->split_from = (int)hint(r, "split_from", -1);
                 snprintf(s->cursor, sizeof s->cursor, "%s",
                          hfield(r, "cursor") ? hfield(r, "cursor") : "");
             } else if (i == 1) {
@@ -554,6 +558,96 @@ drv_err drv_queue_feed(drv_queue *q, const char *job, int p, const char *expect,
     free(lens);
     if (e) return e;
     if (pending_after) *pending_after = reply_int(r);
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
+/* ---- rebalancing ----------------------------------------------------------------------------- */
+
+drv_err drv_queue_split_new(drv_queue *q, const drv_spec *spec, int from, int to, int64_t cut,
+                            int64_t end, const char *state) {
+    num_t v[8];
+    snprintf(v[0], sizeof v[0], "%" PRId64, spec->lease_ms);
+    snprintf(v[1], sizeof v[1], "%" PRId64, spec->max_attempts);
+    snprintf(v[2], sizeof v[2], "%" PRId64, spec->backoff_ms);
+    snprintf(v[3], sizeof v[3], "%" PRId64, spec->backoff_max_ms);
+    snprintf(v[4], sizeof v[4], "%d", spec->source != DRV_SRC_RANGE && spec->format != DRV_FMT_LINES);
+    snprintf(v[5], sizeof v[5], "%" PRId64, cut);
+    snprintf(v[6], sizeof v[6], "%" PRId64, end);
+    snprintf(v[7], sizeof v[7], "%d", from);
+    /* The same fields drv_queue_job_create writes, plus split_from. */
+    const char *args[] = {"state",      state, "lease_ms",   v[0], "max_attempts", v[1],
+                          "backoff_ms", v[2],  "backoff_max_ms", v[3], "payloads", v[4],
+                          "start",      v[5],  "end",        v[6], "cursor",       v[5],
+                          "exhausted",  "0",   "split_from", v[7], "fed",          "0",
+                          "done",       "0",   "failed",     "0",  "dead",         "0",
+                          "duplicates", "0",   "expired",    "0"};
+    size_t n = sizeof args / sizeof *args, lens[sizeof args / sizeof *args];
+    for (size_t i = 0; i < n; i++)
+        lens[i] = strlen(args[i]);
+    redisReply *r;
+    drv_err e = run_part(q, "split_new", spec->id, to, (int)n, args, lens, &r);
+    if (e) return e;
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
+drv_err drv_queue_split_cut(drv_queue *q, const char *job, int from, int64_t old_end, int64_t cut,
+                            int *exhausted) {
+    num_t oe, ne, c;
+    snprintf(oe, sizeof oe, "%" PRId64, old_end);
+    snprintf(ne, sizeof ne, "%" PRId64, cut - 1);
+    snprintf(c, sizeof c, "%" PRId64, cut);
+    const char *args[] = {oe, ne, c};
+    size_t lens[] = {strlen(oe), strlen(ne), strlen(c)};
+    redisReply *r;
+    drv_err e = run_part(q, "split_cut", job, from, 3, args, lens, &r);
+    if (e) return e;
+    if (exhausted) *exhausted = reply_int(r) == 1;
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
+drv_err drv_queue_split_grow(drv_queue *q, const char *job, int to) {
+    char jk[DRV_KEY_MAX];
+    size_t jklen = drv_key_job(jk, sizeof jk, q->prefix, job, "job");
+    num_t n;
+    snprintf(n, sizeof n, "%d", to);
+    const char *keys[] = {jk}, *args[] = {n};
+    size_t klens[] = {jklen}, alens[] = {strlen(n)};
+    redisReply *r;
+    drv_err e = drv_conn_script(q->conn, "split_grow", 1, keys, klens, 1, args, alens, &r);
+    if (e) return e;
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
+drv_err drv_queue_split_drop(drv_queue *q, const char *job, int p) {
+    drv_part_keys k;
+    drv_keys_part(&k, q->prefix, job, p);
+    const char *argv[1 + DRV_PART_NKEYS];
+    size_t lens[1 + DRV_PART_NKEYS];
+    argv[0] = "UNLINK", lens[0] = 6;
+    for (int i = 0; i < DRV_PART_NKEYS; i++)
+        argv[1 + i] = k.ptr[i], lens[1 + i] = k.len[i];
+    redisReply *r;
+    drv_err e = drv_conn_cmd(q->conn, 1 + DRV_PART_NKEYS, argv, lens, &r);
+    if (e) return e;
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
+drv_err drv_queue_job_partitions(drv_queue *q, const char *job, int *out) {
+    char jk[DRV_KEY_MAX];
+    drv_key_job(jk, sizeof jk, q->prefix, job, "job");
+    redisReply *r;
+    drv_err e = drv_conn_cmdf(q->conn, &r, "HGET %s partitions", jk);
+    if (e) return e;
+    if (r->type != REDIS_REPLY_STRING) {
+        freeReplyObject(r);
+        return DRV_ENOJOB;
+    }
+    *out = atoi(r->str);
     freeReplyObject(r);
     return DRV_OK;
 }

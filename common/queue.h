@@ -86,6 +86,7 @@ typedef struct drv_part_stat {
     int64_t recovered;      /* reap only: expired leases and due retries moved to pending */
     int64_t cooldown_until; /* a fleet cool-down (Redis ms), 0 for none; the sum has the latest */
     int64_t cooldowns;      /* cool-downs started */
+    int split_from;         /* the partition this one was split from (rebalancing), or -1 */
 } drv_part_stat;
 
 /* Adds up n partitions' sizes and counters into *out (strings and bounds are left empty). */
@@ -109,6 +110,35 @@ typedef struct drv_feed_item {
  * cursor was not 'expect'. At most 1000 items a call. */
 drv_err drv_queue_feed(drv_queue *q, const char *job, int p, const char *expect, const char *next,
                        int exhausted, const drv_feed_item *items, size_t n, int64_t *pending_after);
+
+/* ---- rebalancing ----------------------------------------------------------------------------- */
+
+/* Splitting the rest of a range partition 'from' at id 'cut' into a new partition 'to' (the
+ * job's partition count) is three calls on three hash tags, in this order (README.md,
+ * "Rebalancing"), each safe to be the last one a killed coordinator made:
+ *   1. drv_queue_split_new: partition 'to' gets start = cursor = cut, end = the old end and
+ *      split_from = 'from', nothing pending; invisible while the count is still 'to'.
+ *   2. drv_queue_split_cut: partition 'from' ends at cut - 1 (CAS on its end and cursor).
+ *   3. drv_queue_split_grow: the job's partition count goes from 'to' to 'to' + 1.
+ * A coordinator that finds partition 'count' with split_from finishes the split with step 3
+ * if step 2 landed (the source ends at that partition's start - 1), else drops it
+ * (drv_queue_split_drop). */
+
+/* Step 1. DRV_EEXIST when any key of partition 'to' exists. 'state' is the job's state. */
+drv_err drv_queue_split_new(drv_queue *q, const drv_spec *spec, int from, int to, int64_t cut,
+                            int64_t end, const char *state);
+/* Step 2. DRV_ECURSOR when partition 'from' no longer ends at 'old_end' or its cursor is past
+ * 'cut'. *exhausted = 1 when its cursor was at the cut (nothing left to feed). */
+drv_err drv_queue_split_cut(drv_queue *q, const char *job, int from, int64_t old_end, int64_t cut,
+                            int *exhausted);
+/* Step 3: raises the partition count from 'to' to 'to' + 1 (a repeat is a no-op).
+ * DRV_ECURSOR when the count is neither. */
+drv_err drv_queue_split_grow(drv_queue *q, const char *job, int to);
+/* Undoes step 1: unlinks every key of the invisible partition p. Only for p equal to the
+ * job's partition count, whose split never reached step 2. */
+drv_err drv_queue_split_drop(drv_queue *q, const char *job, int p);
+/* The job's partition count as Redis has it now. */
+drv_err drv_queue_job_partitions(drv_queue *q, const char *job, int *out);
 
 /* ---- workers --------------------------------------------------------------------------------- */
 

@@ -25,6 +25,7 @@ struct drv_feeder {
     const drv_job *job;
     drv_extract *x;
     part_src *parts;
+    int nparts; /* entries in parts (grows with drv_feeder_grow) */
     drv_buf *ids, *payloads; /* FEED_CHUNK buffers each, reused */
     drv_feed_item *items;
 };
@@ -39,7 +40,7 @@ static void close_part(part_src *ps) {
 
 void drv_feeder_free(drv_feeder *f) {
     if (!f) return;
-    for (int p = 0; f->parts && p < f->job->partitions; p++)
+    for (int p = 0; f->parts && p < f->nparts; p++)
         close_part(&f->parts[p]);
     for (int i = 0; f->ids && i < FEED_CHUNK; i++) {
         drv_buf_free(&f->ids[i]);
@@ -62,6 +63,7 @@ drv_err drv_feeder_open(const drv_job *job, drv_feeder **out, char *why, size_t 
     f->payloads = calloc(FEED_CHUNK, sizeof *f->payloads);
     f->items = calloc(FEED_CHUNK, sizeof *f->items);
     if (!f->parts || !f->ids || !f->payloads || !f->items) goto nomem;
+    f->nparts = job->partitions;
     for (int p = 0; p < job->partitions; p++)
         f->parts[p].pos = -1;
     for (int i = 0; i < FEED_CHUNK; i++) {
@@ -97,6 +99,17 @@ drv_err drv_feeder_open(const drv_job *job, drv_feeder **out, char *why, size_t 
 nomem:
     drv_feeder_free(f);
     return DRV_ENOMEM;
+}
+
+drv_err drv_feeder_grow(drv_feeder *f, int nparts) {
+    if (nparts <= f->nparts) return DRV_OK;
+    part_src *np = realloc(f->parts, sizeof *np * (size_t)nparts);
+    if (!np) return DRV_ENOMEM;
+    for (int p = f->nparts; p < nparts; p++)
+        np[p] = (part_src){NULL, NULL, -1};
+    f->parts = np;
+    f->nparts = nparts;
+    return DRV_OK;
 }
 
 static drv_err fill_range(drv_feeder *f, drv_queue *q, int p, drv_part_stat *st, int64_t want,

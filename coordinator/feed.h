@@ -14,6 +14,8 @@ typedef struct drv_feeder drv_feeder;
  * and must outlive the feeder. */
 drv_err drv_feeder_open(const drv_job *job, drv_feeder **out, char *why, size_t whylen);
 void drv_feeder_free(drv_feeder *f);
+/* Makes room for partitions up to nparts - 1 (the job grew by a split). */
+drv_err drv_feeder_grow(drv_feeder *f, int nparts);
 
 /* Feeds up to 'want' items into partition p, starting at the cursor in 'st' (as last read from
  * Redis), and advances st->cursor, st->pending and st->exhausted as chunks land. Adds the items fed

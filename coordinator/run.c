@@ -5,6 +5,7 @@
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
+#include "rebalance.h"
 
 #include <inttypes.h>
 #include <signal.h>
@@ -49,6 +50,8 @@ typedef struct run_ctx {
     long long lock_ttl_ms, progress_ms;
     int quiet;
     int refresh;          /* re-read cursors from Redis before the next tick */
+    int running;          /* the job's state is running (as last mirrored) */
+    int remirror;         /* mirror the job's state into every partition again (a new one) */
     int64_t outage_since; /* 0 while connected */
     int64_t backoff_ms;
     /* rate: done counts sampled at most once a second over the last minute */
@@ -156,12 +159,63 @@ static drv_err open_source(run_ctx *c, char *why, size_t whylen) {
     return drv_feeder_open(&c->job, &c->feeder, why, whylen);
 }
 
+/* The job has n partitions now (a split): grows what is kept per partition. */
+static drv_err grow_to(run_ctx *c, int n) {
+    if (n <= c->job.partitions) return DRV_OK;
+    drv_part_stat *st = realloc(c->st, sizeof *st * (size_t)n);
+    if (!st) return DRV_ENOMEM;
+    memset(st + c->job.partitions, 0, sizeof *st * (size_t)(n - c->job.partitions));
+    c->st = st;
+    drv_err e = c->feeder ? drv_feeder_grow(c->feeder, n) : DRV_OK;
+    if (e) return e;
+    c->job.partitions = n;
+    c->remirror = 1;
+    return DRV_OK;
+}
+
+/* Splits the partition with the most left when the rule says so (rebalance.h). */
+static void maybe_split(run_ctx *c, int *fatal) {
+    int64_t cut;
+    int from = drv_rebalance_pick(&c->job, c->st, &cut);
+    if (from < 0) return;
+    /* Only while surely the active coordinator: a split is three calls on three tags. */
+    int held = 0;
+    drv_err e = drv_queue_lock(c->q, c->job.id, c->owner, c->lock_ttl_ms, &held);
+    if (!e && !held) {
+        c->refresh = 1; /* the main loop notices the lost lock */
+        return;
+    }
+    if (!e) {
+        c->lock_renewed_ms = drv_now_ms();
+        e = drv_rebalance_split(c->q, &c->job, c->st, from, cut, "running");
+    }
+    if (!e) e = grow_to(c, c->job.partitions + 1);
+    if (e == DRV_OK) {
+        c->refresh = 1; /* read the new partition's state */
+        return;
+    }
+    c->refresh = 1; /* resume finishes or undoes whatever landed */
+    if (e == DRV_ECURSOR || e == DRV_EEXIST) {
+        drv_warn("job %s: splitting partition %d: %s; reading the partitions again", c->job.id,
+                 from, e == DRV_EEXIST ? "the new partition's keys exist" : "it moved");
+        return;
+    }
+    if (e != DRV_ENOJOB && e != DRV_ECANCELLED && handle_err(c, e, "splitting a partition"))
+        *fatal = 1;
+}
+
 /* One pass over the partitions: reap, top up. Returns 1 if every partition is drained. */
 static int tick(run_ctx *c, int64_t *fed_total, int *fatal) {
     int drained = 1;
     char why[1024];
     drv_err e;
     if (c->refresh) {
+        /* First finish a split an earlier coordinator (or this one) left half-made. */
+        int n = c->job.partitions;
+        if ((e = drv_rebalance_resume(c->q, &c->job, &n)) || (e = grow_to(c, n))) {
+            if (e != DRV_ENOJOB && handle_err(c, e, "resuming a split")) *fatal = 1;
+            return 0;
+        }
         /* Cursors and bounds come from Redis after a start, a lost race or an outage. */
         if ((e = drv_queue_stats(c->q, c->job.id, c->job.partitions, c->st))) {
             if (handle_err(c, e, "reading partitions")) *fatal = 1;
@@ -221,6 +275,7 @@ static int tick(run_ctx *c, int64_t *fed_total, int *fatal) {
         }
         if (!s->exhausted || s->pending || s->leased || s->retrying) drained = 0;
     }
+    if (!drained && c->running && c->feeder) maybe_split(c, fatal);
     return drained;
 }
 
@@ -281,6 +336,12 @@ static drv_err sync_state(run_ctx *c, char *mirrored, size_t len) {
         if ((e = reload_job(c, &now))) return e;
         mirrored[0] = '\0';
     }
+    if (c->remirror) {
+        /* A partition was added by a split: it gets the job's state like the others (now has
+         * the partition count Redis has). */
+        mirrored[0] = '\0';
+        c->remirror = 0;
+    }
     if (strcmp(now.state, mirrored) != 0) {
         if (strcmp(now.state, "running") == 0 || strcmp(now.state, "paused") == 0 ||
             strcmp(now.state, "cancelled") == 0) {
@@ -289,6 +350,7 @@ static drv_err sync_state(run_ctx *c, char *mirrored, size_t len) {
         }
         snprintf(mirrored, len, "%s", now.state);
     }
+    c->running = strcmp(mirrored, "running") == 0;
     c->job.total = now.total;
     return DRV_OK;
 }

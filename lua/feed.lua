@@ -9,8 +9,10 @@
 --          "0" when the id is the item (ARGV[5..] = id, id, ...)
 -- Returns: the pending list's length after the push.
 -- Errors:  DRV_NOJOB (no such partition), DRV_CANCELLED, DRV_CURSOR <current cursor> (another
---          feeder moved the cursor: re-read it and start again from there).
-local s = part_state('state', 'cursor')
+--          feeder moved the cursor: re-read it and start again from there; or the chunk would
+--          move it past `cursor_max`, the first id of a partition split off this one by
+--          split_cut.lua: re-read the partition's end).
+local s = part_state('state', 'cursor', 'cursor_max')
 if not s then
     return nojob()
 end
@@ -19,6 +21,9 @@ if s[1] == 'cancelled' then
 end
 if (s[2] or '') ~= ARGV[1] then
     return redis.error_reply('DRV_CURSOR ' .. tostring(s[2]))
+end
+if s[3] and (tonumber(ARGV[2]) or 0) > tonumber(s[3]) then
+    return redis.error_reply('DRV_CURSOR ' .. tostring(s[2]) .. ' max ' .. s[3])
 end
 local n = #ARGV - 4
 if ARGV[4] == '1' then

@@ -210,13 +210,17 @@ static void update_job(wstate *w, const drv_job *j, int64_t now) {
         set_handler(w, x, j);
     }
     if (x->partitions != j->partitions) {
-        /* The job was replaced (drover submit --replace) with another partition count. */
+        /* The job was replaced (drover submit --replace) with another partition count, or the
+         * coordinator split a partition (rebalancing) and the same job grew: the new
+         * partitions are tried at once, the others keep their back-off. */
         int64_t *eu = calloc((size_t)j->partitions, sizeof *eu);
         if (!eu) return;
+        if (j->partitions > x->partitions)
+            memcpy(eu, x->empty_until, sizeof *eu * (size_t)x->partitions);
         free(x->empty_until);
         x->empty_until = eu;
         x->partitions = j->partitions;
-        x->rr = 0;
+        x->rr = x->rr % j->partitions;
     }
     x->lease_ms = j->spec.lease_ms;
     x->seen = 1;
