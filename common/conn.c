@@ -202,12 +202,10 @@ static drv_err script_error(const char *msg) {
     static const struct {
         const char *word;
         drv_err e;
-    } map[] = {{"DRV_PAUSED", DRV_EPAUSED},
-               {"DRV_CANCELLED", DRV_ECANCELLED},
-               {"DRV_NOJOB", DRV_ENOJOB},
-               {"DRV_CURSOR", DRV_ECURSOR},
-               {"DRV_SPLIT", DRV_ECURSOR},
-               {"DRV_EXISTS", DRV_EEXIST}};
+    } map[] = {
+        {"DRV_PAUSED", DRV_EPAUSED}, {"DRV_CANCELLED", DRV_ECANCELLED}, {"DRV_NOJOB", DRV_ENOJOB},
+        {"DRV_CURSOR", DRV_ECURSOR}, {"DRV_SPLIT", DRV_ECURSOR},        {"DRV_EXISTS", DRV_EEXIST},
+    };
     for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
         size_t n = strlen(map[i].word);
         if (strncmp(msg, map[i].word, n) == 0 && (msg[n] == ' ' || msg[n] == '\0')) return map[i].e;

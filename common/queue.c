@@ -571,17 +571,18 @@ drv_err drv_queue_split_new(drv_queue *q, const drv_spec *spec, int from, int to
     snprintf(v[1], sizeof v[1], "%" PRId64, spec->max_attempts);
     snprintf(v[2], sizeof v[2], "%" PRId64, spec->backoff_ms);
     snprintf(v[3], sizeof v[3], "%" PRId64, spec->backoff_max_ms);
-    snprintf(v[4], sizeof v[4], "%d", spec->source != DRV_SRC_RANGE && spec->format != DRV_FMT_LINES);
+    snprintf(v[4], sizeof v[4], "%d",
+             spec->source != DRV_SRC_RANGE && spec->format != DRV_FMT_LINES);
     snprintf(v[5], sizeof v[5], "%" PRId64, cut);
     snprintf(v[6], sizeof v[6], "%" PRId64, end);
     snprintf(v[7], sizeof v[7], "%d", from);
     /* The same fields drv_queue_job_create writes, plus split_from. */
-    const char *args[] = {"state",      state, "lease_ms",   v[0], "max_attempts", v[1],
-                          "backoff_ms", v[2],  "backoff_max_ms", v[3], "payloads", v[4],
-                          "start",      v[5],  "end",        v[6], "cursor",       v[5],
-                          "exhausted",  "0",   "split_from", v[7], "fed",          "0",
-                          "done",       "0",   "failed",     "0",  "dead",         "0",
-                          "duplicates", "0",   "expired",    "0"};
+    const char *args[] = {
+        "state",          state, "lease_ms",  v[0], "max_attempts", v[1], "backoff_ms", v[2],
+        "backoff_max_ms", v[3],  "payloads",  v[4], "start",        v[5], "end",        v[6],
+        "cursor",         v[5],  "exhausted", "0",  "split_from",   v[7], "fed",        "0",
+        "done",           "0",   "failed",    "0",  "dead",         "0",  "duplicates", "0",
+        "expired",        "0"};
     size_t n = sizeof args / sizeof *args, lens[sizeof args / sizeof *args];
     for (size_t i = 0; i < n; i++)
         lens[i] = strlen(args[i]);

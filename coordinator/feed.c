@@ -25,7 +25,7 @@ struct drv_feeder {
     const drv_job *job;
     drv_extract *x;
     part_src *parts;
-    int nparts; /* entries in parts (grows with drv_feeder_grow) */
+    int nparts;              /* entries in parts (grows with drv_feeder_grow) */
     drv_buf *ids, *payloads; /* FEED_CHUNK buffers each, reused */
     drv_feed_item *items;
 };

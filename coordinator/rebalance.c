@@ -46,15 +46,15 @@ drv_err drv_rebalance_resume(drv_queue *q, const drv_job *job, int *count) {
     } else if (all[from].end == s->start - 1) {
         /* Step 2 landed: the ids s->start..s->end are partition n's alone. */
         if ((e = drv_queue_split_grow(q, job->id, n))) goto out;
-        drv_info("job %s: finished an interrupted split: partition %d takes %" PRId64
-                 "..%" PRId64 " from partition %d",
+        drv_info("job %s: finished an interrupted split: partition %d takes %" PRId64 "..%" PRId64
+                 " from partition %d",
                  job->id, n, s->start, s->end, from);
         n++;
     } else {
         /* Step 2 never landed: partition 'from' still owns the ids; nothing ever fed n. */
         if ((e = drv_queue_split_drop(q, job->id, n))) goto out;
-        drv_info("job %s: undid an interrupted split of partition %d (it was never cut)",
-                 job->id, from);
+        drv_info("job %s: undid an interrupted split of partition %d (it was never cut)", job->id,
+                 from);
     }
     *count = n;
 out:
@@ -99,8 +99,7 @@ drv_err drv_rebalance_split(drv_queue *q, const drv_job *job, drv_part_stat *st,
     st[from].end = cut - 1;
     if (exhausted) st[from].exhausted = 1;
     if ((e = drv_queue_split_grow(q, job->id, to))) return e;
-    drv_info("job %s: split partition %d at %" PRId64 ": partition %d takes %" PRId64
-             "..%" PRId64,
+    drv_info("job %s: split partition %d at %" PRId64 ": partition %d takes %" PRId64 "..%" PRId64,
              job->id, from, cut, to, cut, end);
     return DRV_OK;
 }

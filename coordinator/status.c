@@ -117,6 +117,7 @@ static cJSON *view_json(const job_view *v, int with_parts) {
         cJSON_AddNumberToObject(po, "duplicates", (double)s->duplicates);
         cJSON_AddStringToObject(po, "cursor", s->cursor);
         cJSON_AddBoolToObject(po, "exhausted", s->exhausted);
+        if (s->split_from >= 0) cJSON_AddNumberToObject(po, "split_from", s->split_from);
         cJSON_AddItemToArray(arr, po);
     }
     return o;
@@ -190,10 +191,12 @@ static void print_human(const job_view *v) {
            "pending", "leased", "retrying", "dead", "dups", "cursor");
     for (int p = 0; p < j->partitions; p++) {
         const drv_part_stat *s = &v->st[p];
+        char from[32] = "";
+        if (s->split_from >= 0) snprintf(from, sizeof from, " (split from %d)", s->split_from);
         printf("  %4d %-9s %10" PRId64 " %10" PRId64 " %8" PRId64 " %7" PRId64 " %8" PRId64
-               " %6" PRId64 " %5" PRId64 "  %s%s\n",
+               " %6" PRId64 " %5" PRId64 "  %s%s%s\n",
                p, s->state, s->fed, s->done, s->pending, s->leased, s->retrying, s->dead,
-               s->duplicates, s->cursor, s->exhausted ? " (source done)" : "");
+               s->duplicates, s->cursor, s->exhausted ? " (source done)" : "", from);
     }
 }
 
