@@ -155,6 +155,18 @@ static void every_script_call_touches_only_keys_of_its_own_tag(void **state) {
     expect_ok(lq, drv_queue_lock(lq, "j", "coord", 10000, &held), "lock");
     assert_true(held);
     expect_ok(lq, drv_queue_unlock(lq, "j", "coord"), "unlock");
+
+    /* The three steps of a split keep to one tag each: the new partition's, the source
+     * partition's, the job's. */
+    rint_("HSET drover:{j.1}:state start 1 end 1000 cursor 1 exhausted 0");
+    drv_queue *nq = open_as("part2", "~drover:{j.2}:*");
+    drv_spec sp = spec_of("j", &o);
+    expect_ok(nq, drv_queue_split_new(nq, &sp, 1, 2, 500, 1000, "running"), "split_new");
+    drv_queue_close(nq);
+    drv_queue *sq = open_as("part1b", "~drover:{j.1}:*");
+    expect_ok(sq, drv_queue_split_cut(sq, "j", 1, 1000, 500, NULL), "split_cut");
+    drv_queue_close(sq);
+    expect_ok(lq, drv_queue_split_grow(lq, "j", 2), "split_grow");
     drv_queue_close(lq);
 }
 
