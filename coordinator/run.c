@@ -18,7 +18,9 @@ static const drv_cmd_doc doc = {
     "drover run JOB [OPTIONS]",
     "Coordinates JOB: streams its source into the partitions (keeping each pending list under\n"
     "the window), recovers expired leases and due retries, and marks the job done when the\n"
-    "source is exhausted and nothing is pending, leased or retrying. Exits 0 when done, 1 when\n"
+    "source is exhausted and nothing is pending, leased or retrying. A range partition with much\n"
+    "left while another is drained is split into a new partition (README: Rebalancing).\n"
+    "Exits 0 when done, 1 when\n"
     "done with dead items (see drover dead), 4 when the job is cancelled. Safe to kill at any\n"
     "time: a restart resumes from the cursors in Redis. A second drover run for the same job\n"
     "waits as a standby and takes over when the first stops renewing its lock.\n"
