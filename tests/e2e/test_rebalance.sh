@@ -101,7 +101,9 @@ for step in 1 2; do
         grep -q "finished an interrupted split: partition 2 takes 501\.\.1000" \
             "$TMP/coord$J.log" || fail "$J: the half-made split was not finished"
         [ "$(R HGET "drover:{$J}:job" partitions)" -ge 3 ] || fail "$J: partitions not raised"
-        [ "$(R SCARD "drover:{$J.2}:done")" -eq 500 ] || fail "$J: partition 2 did not do 501..1000"
+        # Later splits may move part of 501..1000 on again, so only its start is certain.
+        [ "$(R HGET "drover:{$J.2}:state" start)" = 501 ] || fail "$J: partition 2 moved"
+        [ "$(R SCARD "drover:{$J.2}:done")" -gt 0 ] || fail "$J: partition 2 did nothing"
     fi
     end_check $J
     say "$J: a split cut short after step $step was completed"
