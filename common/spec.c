@@ -33,7 +33,12 @@ void drv_spec_init(drv_spec *s) {
     s->backoff_max_ms = 300000;
     s->window = 5000;
     s->max_item_bytes = 1 << 20;
+    s->weight = 1;
     strcpy(s->next_param, "cursor");
+}
+
+int64_t drv_spec_default_burst(int64_t per_second) {
+    return per_second / 10 > 1 ? per_second / 10 : 1;
 }
 
 const char *drv_fmt_name(drv_fmt f) {
@@ -88,6 +93,15 @@ drv_err drv_spec_validate(const drv_spec *s, char *why, size_t whylen) {
         FAIL("window: expected 1 to 10000000, got %" PRId64, s->window);
     if (s->max_item_bytes < 16 || s->max_item_bytes > (64 << 20))
         FAIL("max_item_bytes: expected 16 to 67108864, got %" PRId64, s->max_item_bytes);
+    if (s->rate_per_s < 0 || s->rate_per_s > DRV_RATE_MAX)
+        FAIL("rate.per_second: expected 1 to %d, got %" PRId64, DRV_RATE_MAX, s->rate_per_s);
+    if (s->rate_per_s && (s->rate_burst < 1 || s->rate_burst > DRV_RATE_MAX))
+        FAIL("rate.burst: expected 1 to %d, got %" PRId64, DRV_RATE_MAX, s->rate_burst);
+    if (!s->rate_per_s && s->rate_burst) FAIL("rate.burst: only with rate.per_second");
+    if (s->max_in_flight < 0 || s->max_in_flight > DRV_RATE_MAX)
+        FAIL("max_in_flight: expected 1 to %d, got %" PRId64, DRV_RATE_MAX, s->max_in_flight);
+    if (s->weight < 1 || s->weight > DRV_WEIGHT_MAX)
+        FAIL("weight: expected 1 to %d, got %" PRId64, DRV_WEIGHT_MAX, s->weight);
     switch (s->source) {
     case DRV_SRC_RANGE:
         /* The spec is stored as JSON, whose numbers are exact only up to 2^53. */
@@ -228,6 +242,31 @@ out:
     return e;
 }
 
+/* "rate": {"per_second": R, "burst": B}; burst defaults to drv_spec_default_burst(R). */
+static drv_err parse_rate(const cJSON *rate, drv_spec *s, char *why, size_t whylen) {
+    drv_err e = DRV_OK;
+    if (!cJSON_IsObject(rate)) FAIL("rate: expected an object such as {\"per_second\": 100}");
+    for (const cJSON *f = rate->child; f; f = f->next)
+        if (strcmp(f->string, "per_second") && strcmp(f->string, "burst"))
+            FAIL("rate.%s: unknown field (expected per_second, burst)", f->string);
+    if (!cJSON_HasObjectItem(rate, "per_second"))
+        FAIL("rate.per_second: missing (items per second across the fleet)");
+    int64_t r = 0, b = 0;
+    if (get_int(rate, "per_second", "rate.per_second", &r, why, whylen) ||
+        get_int(rate, "burst", "rate.burst", &b, why, whylen))
+        return DRV_EINVAL;
+    if (r < 1 || r > DRV_RATE_MAX)
+        FAIL("rate.per_second: expected 1 to %d, got %" PRId64 " (leave \"rate\" out for no "
+             "limit)",
+             DRV_RATE_MAX, r);
+    if (cJSON_HasObjectItem(rate, "burst") && (b < 1 || b > DRV_RATE_MAX))
+        FAIL("rate.burst: expected 1 to %d, got %" PRId64, DRV_RATE_MAX, b);
+    s->rate_per_s = r;
+    s->rate_burst = b ? b : drv_spec_default_burst(r);
+out:
+    return e;
+}
+
 static drv_err drv_spec_set_handler(drv_spec *s, const cJSON *h, char *why, size_t whylen) {
     char *t = cJSON_PrintUnformatted(h);
     if (!t) return DRV_ENOMEM;
@@ -253,6 +292,9 @@ drv_err drv_spec_parse(const char *json, size_t len, drv_spec *out, char *why, s
                                         "window",
                                         "max_item_bytes",
                                         "handler",
+                                        "rate",
+                                        "max_in_flight",
+                                        "weight",
                                         0};
     drv_err e = DRV_OK;
     drv_spec s;
@@ -280,7 +322,8 @@ drv_err drv_spec_parse(const char *json, size_t len, drv_spec *out, char *why, s
     for (const cJSON *f = root->child; f; f = f->next)
         if (!is_known(f->string, known))
             FAIL("%s: unknown field (expected id, source, partitions, lease_ms, max_attempts, "
-                 "backoff_ms, backoff_max_ms, window, max_item_bytes, handler)",
+                 "backoff_ms, backoff_max_ms, window, max_item_bytes, handler, rate, "
+                 "max_in_flight, weight)",
                  f->string);
     if (get_str(root, "id", "id", s.id, sizeof s.id, why, whylen)) goto bad;
     const cJSON *src = cJSON_GetObjectItemCaseSensitive(root, "source");
@@ -293,8 +336,19 @@ drv_err drv_spec_parse(const char *json, size_t len, drv_spec *out, char *why, s
         get_int(root, "backoff_ms", "backoff_ms", &s.backoff_ms, why, whylen) ||
         get_int(root, "backoff_max_ms", "backoff_max_ms", &s.backoff_max_ms, why, whylen) ||
         get_int(root, "window", "window", &s.window, why, whylen) ||
-        get_int(root, "max_item_bytes", "max_item_bytes", &s.max_item_bytes, why, whylen))
+        get_int(root, "max_item_bytes", "max_item_bytes", &s.max_item_bytes, why, whylen) ||
+        get_int(root, "weight", "weight", &s.weight, why, whylen))
         goto bad;
+    const cJSON *mif = cJSON_GetObjectItemCaseSensitive(root, "max_in_flight");
+    if (mif) {
+        if (get_int(root, "max_in_flight", "max_in_flight", &s.max_in_flight, why, whylen))
+            goto bad;
+        if (s.max_in_flight < 1)
+            FAIL("max_in_flight: expected 1 to %d, got %" PRId64 " (leave it out for no cap)",
+                 DRV_RATE_MAX, s.max_in_flight);
+    }
+    const cJSON *rate = cJSON_GetObjectItemCaseSensitive(root, "rate");
+    if (rate && (e = parse_rate(rate, &s, why, whylen)) != DRV_OK) goto out;
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(root, "handler");
     if (h && (e = drv_spec_set_handler(&s, h, why, whylen)) != DRV_OK) goto out;
     if ((e = drv_spec_validate(&s, why, whylen)) != DRV_OK) goto out;
@@ -347,6 +401,14 @@ char *drv_spec_to_json(const drv_spec *s) {
     add_int(root, "window", s->window);
     add_int(root, "max_item_bytes", s->max_item_bytes);
     if (s->handler[0]) cJSON_AddRawToObject(root, "handler", s->handler);
+    if (s->rate_per_s) {
+        cJSON *rate = cJSON_AddObjectToObject(root, "rate");
+        if (!rate) goto out;
+        add_int(rate, "per_second", s->rate_per_s);
+        add_int(rate, "burst", s->rate_burst);
+    }
+    if (s->max_in_flight) add_int(root, "max_in_flight", s->max_in_flight);
+    if (s->weight != 1) add_int(root, "weight", s->weight);
     char *p = cJSON_PrintUnformatted(root);
     if (p) {
         txt = strdup(p);

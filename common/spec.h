@@ -42,7 +42,18 @@ typedef struct drv_spec {
     int64_t window; /* high-water mark of each pending list */
     int64_t max_item_bytes;
     char handler[DRV_HANDLER_JSON_MAX]; /* canonical JSON of an HTTP handler, "" for none */
+    /* Fleet-wide limits (lua/admit.lua), changeable live with drover set: */
+    int64_t rate_per_s;    /* items started per second across the fleet, 0 for no limit */
+    int64_t rate_burst;    /* token bucket size; set whenever rate_per_s is */
+    int64_t max_in_flight; /* items leased at once across the fleet, 0 for no cap */
+    int64_t weight;        /* share of a worker's capacity beside other jobs (default 1) */
 } drv_spec;
+
+#define DRV_RATE_MAX   1000000
+#define DRV_WEIGHT_MAX 1000
+
+/* The burst a rate gets when none is given: a tenth of a second's worth, at least 1. */
+int64_t drv_spec_default_burst(int64_t per_second);
 
 /* Fills in the defaults (no source set yet). */
 void drv_spec_init(drv_spec *s);

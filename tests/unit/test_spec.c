@@ -57,6 +57,10 @@ static void assert_spec_equal(const drv_spec *a, const drv_spec *b) {
     assert_int_equal(a->backoff_max_ms, b->backoff_max_ms);
     assert_int_equal(a->window, b->window);
     assert_int_equal(a->max_item_bytes, b->max_item_bytes);
+    assert_int_equal(a->rate_per_s, b->rate_per_s);
+    assert_int_equal(a->rate_burst, b->rate_burst);
+    assert_int_equal(a->max_in_flight, b->max_in_flight);
+    assert_int_equal(a->weight, b->weight);
 }
 
 /* ---- valid specs --------------------------------------------------------------------------- */
@@ -436,6 +440,64 @@ static void spec_to_json_is_what_was_given(void **state) {
     free(json);
 }
 
+/* ---- fleet-wide limits -------------------------------------------------------------------- */
+
+static void spec_limits_default_to_none_and_weight_one(void **state) {
+    (void)state;
+    drv_spec s;
+    expect_ok("{" RANGE_1_2 "}", &s);
+    assert_int_equal(s.rate_per_s, 0);
+    assert_int_equal(s.rate_burst, 0);
+    assert_int_equal(s.max_in_flight, 0);
+    assert_int_equal(s.weight, 1);
+}
+
+static void spec_rate_burst_defaults_to_a_tenth_of_a_second(void **state) {
+    (void)state;
+    drv_spec s;
+    expect_ok("{" RANGE_1_2 ",\"rate\":{\"per_second\":500}}", &s);
+    assert_int_equal(s.rate_per_s, 500);
+    assert_int_equal(s.rate_burst, 50);
+    expect_ok("{" RANGE_1_2 ",\"rate\":{\"per_second\":3}}", &s);
+    assert_int_equal(s.rate_burst, 1);
+    expect_ok("{" RANGE_1_2 ",\"rate\":{\"per_second\":200,\"burst\":7},"
+              "\"max_in_flight\":5,\"weight\":3}",
+              &s);
+    assert_int_equal(s.rate_per_s, 200);
+    assert_int_equal(s.rate_burst, 7);
+    assert_int_equal(s.max_in_flight, 5);
+    assert_int_equal(s.weight, 3);
+    round_trip(&s);
+}
+
+static void spec_bad_limits_are_named(void **state) {
+    (void)state;
+    expect_error("{" RANGE_1_2 ",\"rate\":500}", "rate: expected an object");
+    expect_error("{" RANGE_1_2 ",\"rate\":{}}", "rate.per_second: missing");
+    expect_error("{" RANGE_1_2 ",\"rate\":{\"per_second\":0}}", "rate.per_second: expected 1");
+    expect_error("{" RANGE_1_2 ",\"rate\":{\"per_second\":-5}}", "rate.per_second");
+    expect_error("{" RANGE_1_2 ",\"rate\":{\"per_second\":2.5}}",
+                 "rate.per_second: expected a whole");
+    expect_error("{" RANGE_1_2 ",\"rate\":{\"per_second\":1000001}}", "rate.per_second");
+    expect_error("{" RANGE_1_2 ",\"rate\":{\"per_second\":5,\"burst\":0}}", "rate.burst");
+    expect_error("{" RANGE_1_2 ",\"rate\":{\"per_second\":5,\"every\":1}}", "rate.every: unknown");
+    expect_error("{" RANGE_1_2 ",\"max_in_flight\":0}", "max_in_flight: expected 1");
+    expect_error("{" RANGE_1_2 ",\"max_in_flight\":\"5\"}", "max_in_flight: expected a whole");
+    expect_error("{" RANGE_1_2 ",\"weight\":0}", "weight: expected 1 to 1000");
+    expect_error("{" RANGE_1_2 ",\"weight\":1001}", "weight: expected 1 to 1000");
+}
+
+static void spec_validate_refuses_a_burst_without_a_rate(void **state) {
+    (void)state;
+    drv_spec s;
+    char why[256] = "";
+    drv_spec_init(&s);
+    s.range_end = 5;
+    s.rate_burst = 3;
+    assert_int_equal(drv_spec_validate(&s, why, sizeof why), DRV_EINVAL);
+    assert_non_null(strstr(why, "rate.burst"));
+}
+
 /* ---- names and the --range flag ------------------------------------------------------------ */
 
 static void format_and_source_names_round_trip(void **state) {
@@ -517,6 +579,10 @@ int main(void) {
         cmocka_unit_test(spec_round_trips_through_json),
         cmocka_unit_test(spec_round_trip_keeps_large_range_bounds_exact),
         cmocka_unit_test(spec_to_json_is_what_was_given),
+        cmocka_unit_test(spec_limits_default_to_none_and_weight_one),
+        cmocka_unit_test(spec_rate_burst_defaults_to_a_tenth_of_a_second),
+        cmocka_unit_test(spec_bad_limits_are_named),
+        cmocka_unit_test(spec_validate_refuses_a_burst_without_a_rate),
         cmocka_unit_test(format_and_source_names_round_trip),
         cmocka_unit_test(range_parse_reads_inclusive_signed_bounds),
         cmocka_unit_test(range_parse_refuses_malformed_ranges),
