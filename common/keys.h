@@ -11,6 +11,7 @@
  *   PREFIX{workers}:ID        HASH  what worker ID reported in its last heartbeat
  *   PREFIX{JOB}:job           HASH  spec, state, partitions, total, timestamps, rate
  *   PREFIX{JOB}:lock          STRING coordinator id holding the job (with a TTL)
+ *   PREFIX{JOB}:limits        HASH  fleet-wide rate bucket, in-flight cap and per-worker counts
  *   PREFIX{JOB.P}:NAME        the partition keys, NAME one of drv_part_key_names
  *
  * A partition's keys share the hash tag {JOB.P}, so every script runs on one slot. Job ids
@@ -32,7 +33,7 @@ typedef struct drv_part_keys {
 /* 1 if 'id' is a valid job id. */
 int drv_job_id_valid(const char *id);
 void drv_keys_part(drv_part_keys *k, const char *prefix, const char *job, int part);
-/* "PREFIX{JOB}:NAME" for NAME in job, lock. Returns the length. */
+/* "PREFIX{JOB}:NAME" for NAME in job, lock, limits. Returns the length. */
 size_t drv_key_job(char *buf, size_t len, const char *prefix, const char *job, const char *name);
 /* "PREFIXNAME" for NAME in jobs, {workers}, {workers}:ID. Returns the length. */
 size_t drv_key_global(char *buf, size_t len, const char *prefix, const char *name);

@@ -115,9 +115,10 @@ static drv_err drain_replies(drv_queue *q, int n) {
 /* ---- jobs ------------------------------------------------------------------------------------ */
 
 drv_err drv_queue_job_delete(drv_queue *q, const char *job) {
-    char jk[DRV_KEY_MAX], lk[DRV_KEY_MAX], jobs[DRV_KEY_MAX];
+    char jk[DRV_KEY_MAX], lk[DRV_KEY_MAX], mk[DRV_KEY_MAX], jobs[DRV_KEY_MAX];
     drv_key_job(jk, sizeof jk, q->prefix, job, "job");
     drv_key_job(lk, sizeof lk, q->prefix, job, "lock");
+    drv_key_job(mk, sizeof mk, q->prefix, job, "limits");
     drv_key_global(jobs, sizeof jobs, q->prefix, "jobs");
     redisReply *r;
     drv_err e = drv_conn_cmdf(q->conn, &r, "ZREM %s %s", jobs, job);
@@ -140,7 +141,7 @@ drv_err drv_queue_job_delete(drv_queue *q, const char *job) {
     }
     if ((e = drain_replies(q, nparts))) return e;
     /* The job hash goes last: it holds the partition count a retried delete needs. */
-    if ((e = drv_conn_cmdf(q->conn, &r, "UNLINK %s %s", lk, jk))) return e;
+    if ((e = drv_conn_cmdf(q->conn, &r, "UNLINK %s %s %s", lk, mk, jk))) return e;
     freeReplyObject(r);
     return DRV_OK;
 }
@@ -204,6 +205,27 @@ drv_err drv_queue_job_sweep(drv_queue *q, const char *job, int64_t *unlinked) {
     }
     if (unlinked) *unlinked = total;
     return DRV_OK;
+}
+
+/* Writes the job's limits hash from 'spec'; 'fill' also fills the bucket (a new job). */
+static drv_err write_limits(drv_queue *q, const drv_spec *spec, int fill) {
+    char mk[DRV_KEY_MAX];
+    drv_key_job(mk, sizeof mk, q->prefix, spec->id, "limits");
+    num_t v[5];
+    snprintf(v[0], sizeof v[0], "%" PRId64, spec->rate_per_s);
+    snprintf(v[1], sizeof v[1], "%" PRId64, spec->rate_burst > 0 ? spec->rate_burst : 1);
+    snprintf(v[2], sizeof v[2], "%" PRId64, spec->max_in_flight);
+    snprintf(v[3], sizeof v[3], "%" PRId64, spec->lease_ms);
+    snprintf(v[4], sizeof v[4], "%" PRId64, spec->weight);
+    const char *argv[] = {"HSET",          mk,   "per_second",  v[0], "burst",  v[1],
+                          "max_in_flight", v[2], "lease_ms",    v[3], "weight", v[4],
+                          "tokens",        v[1], "refilled_ms", "0"};
+    /* Without 'fill' the bucket keeps its tokens (capped at the new burst by admit.lua). */
+    int argc = fill ? 14 : 12;
+    redisReply *r;
+    drv_err e = drv_conn_cmd(q->conn, argc, argv, NULL, &r);
+    if (!e) freeReplyObject(r);
+    return e;
 }
 
 drv_err drv_queue_job_create(drv_queue *q, const drv_spec *spec, int64_t total,
@@ -288,7 +310,9 @@ drv_err drv_queue_job_create(drv_queue *q, const drv_spec *spec, int64_t total,
         n++;
     }
     if ((e = drain_replies(q, n))) return e;
-    /* 3. running, then visible */
+    /* 3. the fleet-wide limits (lua/admit.lua reads them), bucket full */
+    if ((e = write_limits(q, spec, 1))) return e;
+    /* 4. running, then visible */
     if ((e = drv_conn_cmdf(q->conn, &r, "HSET %s state running", jk))) return e;
     freeReplyObject(r);
     if ((e = drv_conn_cmdf(q->conn, &r, "ZADD %s %lld %s", jobs, (long long)now, spec->id)))
@@ -752,6 +776,30 @@ fail:
     return e;
 }
 
+drv_err drv_queue_admit(drv_queue *q, const char *job, const char *worker, int64_t want,
+                        int64_t held, int64_t unused, drv_admit *out) {
+    char mk[DRV_KEY_MAX];
+    size_t mklen = drv_key_job(mk, sizeof mk, q->prefix, job, "limits");
+    num_t a[3];
+    snprintf(a[0], sizeof a[0], "%" PRId64, want);
+    snprintf(a[1], sizeof a[1], "%" PRId64, held);
+    snprintf(a[2], sizeof a[2], "%" PRId64, unused);
+    const char *keys[] = {mk}, *args[] = {worker, a[0], a[1], a[2]};
+    size_t klens[] = {mklen}, alens[] = {strlen(worker), strlen(a[0]), strlen(a[1]), strlen(a[2])};
+    redisReply *r;
+    drv_err e = drv_conn_script(q->conn, "admit", 1, keys, klens, 4, args, alens, &r);
+    if (e) return e;
+    if (!is_array(r, 3)) {
+        freeReplyObject(r);
+        return DRV_EREPLY;
+    }
+    out->now_ms = reply_int(r->element[0]);
+    out->granted = reply_int(r->element[1]);
+    out->wait_ms = reply_int(r->element[2]);
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
 /* Runs 'script' over refs in chunks as id, token pairs; 'sum' adds up each reply. */
 static drv_err run_refs(drv_queue *q, const char *script, const char *job, int p,
                         const drv_ref *refs, size_t n, void (*sum)(const redisReply *r, void *acc),
@@ -1080,6 +1128,71 @@ static drv_err revive_page(drv_queue *q, redisReply *kv, void *ud) {
     free(lens);
     return e;
 }
+
+/* ---- limits ---------------------------------------------------------------------------------- */
+
+drv_err drv_queue_limits_get(drv_queue *q, const char *job, drv_limits *out) {
+    char mk[DRV_KEY_MAX];
+    drv_key_job(mk, sizeof mk, q->prefix, job, "limits");
+    int64_t now;
+    drv_err e = redis_time(q, &now);
+    if (e) return e;
+    redisReply *r;
+    if ((e = drv_conn_cmdf(q->conn, &r, "HGETALL %s", mk))) return e;
+    drv_limits l;
+    memset(&l, 0, sizeof l);
+    if (is_array(r, 2)) {
+        l.present = 1;
+        l.per_second = hint(r, "per_second", 0);
+        l.burst = hint(r, "burst", 0);
+        l.max_in_flight = hint(r, "max_in_flight", 0);
+        l.weight = hint(r, "weight", 1);
+        const char *t = hfield(r, "tokens");
+        l.tokens = t ? (int64_t)strtod(t, NULL) : 0;
+        int64_t lease_ms = hint(r, "lease_ms", 30000);
+        /* The same freshness rule as admit.lua. */
+        for (size_t i = 0; i + 1 < r->elements; i += 2) {
+            const redisReply *k = r->element[i], *v = r->element[i + 1];
+            if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+                strncmp(k->str, "w:", 2) != 0)
+                continue;
+            const char *colon = strchr(v->str, ':');
+            if (!colon || strtoll(colon + 1, NULL, 10) + lease_ms + 1000 < now) continue;
+            l.in_flight += strtoll(v->str, NULL, 10);
+            l.workers++;
+        }
+    }
+    freeReplyObject(r);
+    *out = l;
+    return DRV_OK;
+}
+
+drv_err drv_queue_limits_set(drv_queue *q, const drv_spec *spec) {
+    char jk[DRV_KEY_MAX];
+    drv_key_job(jk, sizeof jk, q->prefix, spec->id, "job");
+    char *json = drv_spec_to_json(spec);
+    if (!json) return DRV_ENOMEM;
+    redisReply *r;
+    drv_err e = drv_conn_cmdf(q->conn, &r, "MULTI");
+    if (e) goto out;
+    freeReplyObject(r);
+    if ((e = drv_conn_cmdf(q->conn, &r, "HSET %s spec %s", jk, json))) goto discard;
+    freeReplyObject(r);
+    if ((e = write_limits(q, spec, 0))) goto discard;
+    if ((e = drv_conn_cmdf(q->conn, &r, "EXEC"))) goto out;
+    /* EXEC answers nil when the transaction was aborted, an array otherwise. */
+    if (r->type != REDIS_REPLY_ARRAY) e = DRV_EREPLY;
+    freeReplyObject(r);
+    goto out;
+discard:
+    if (e != DRV_EIO && drv_conn_cmdf(q->conn, &r, "DISCARD") == DRV_OK) freeReplyObject(r);
+out:
+    free(json);
+    return e;
+}
+
+/* ---- dead items --------------------------------------------------------------------------------
+ */
 
 drv_err drv_queue_revive(drv_queue *q, const char *job, int p, int64_t *revived) {
     struct revive_ctx c = {job, p, 0};

@@ -209,6 +209,19 @@ drv_err drv_queue_extend(drv_queue *q, const char *job, int p, const drv_ref *re
 /* Hands back items never started, without counting a delivery. */
 drv_err drv_queue_release(drv_queue *q, const char *job, int p, const drv_ref *refs, size_t n,
                           int64_t *released);
+/* The answer of the job's fleet-wide limits (lua/admit.lua). */
+typedef struct drv_admit {
+    int64_t granted; /* items the worker may claim now */
+    int64_t wait_ms; /* granted 0: > 0 the rate allows more after this; -1 the in-flight cap */
+    int64_t now_ms;  /* Redis time */
+} drv_admit;
+
+/* Asks for up to 'want' items of the job under its rate and in-flight cap. 'held' is what this
+ * worker holds of the job now (claimed, not yet acknowledged); 'unused' the part of its last
+ * grant its claims did not find (refunded). want 0 only reports held and unused. */
+drv_err drv_queue_admit(drv_queue *q, const char *job, const char *worker, int64_t want,
+                        int64_t held, int64_t unused, drv_admit *out);
+
 /* What a worker reports with each heartbeat (drover workers shows it). */
 typedef struct drv_worker_info {
     char id[160];
@@ -245,6 +258,21 @@ drv_err drv_queue_results_each(drv_queue *q, const char *job, int p,
                                void (*fn)(const char *id, size_t idlen, const char *resp,
                                           size_t rlen, void *ud),
                                void *ud);
+/* A job's fleet-wide limits as Redis holds them (PREFIX{J}:limits). */
+typedef struct drv_limits {
+    int present; /* 0: the job has no limits hash (made before limits existed) */
+    int64_t per_second, burst, max_in_flight, weight;
+    int64_t tokens;    /* whole tokens in the bucket as of its last refill */
+    int64_t in_flight; /* items the workers reported holding (fresh entries) */
+    int64_t workers;   /* workers with a fresh entry */
+} drv_limits;
+
+drv_err drv_queue_limits_get(drv_queue *q, const char *job, drv_limits *out);
+/* Makes 'spec' (the job's spec with new limits) the job's: the spec in the job hash and the
+ * limits hash are written in one MULTI/EXEC (both keys are under {J}). Workers see a new
+ * rate or cap at their next admit call, a new weight at their next job discovery. */
+drv_err drv_queue_limits_set(drv_queue *q, const drv_spec *spec);
+
 /* Moves every dead item of partition p back to pending with fresh attempts. */
 drv_err drv_queue_revive(drv_queue *q, const char *job, int p, int64_t *revived);
 

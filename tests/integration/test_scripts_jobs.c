@@ -110,7 +110,7 @@ static void replace_leaves_only_the_new_jobs_keys(void **state) {
     drv_part_init part = {0};
     snprintf(part.cursor, sizeof part.cursor, "100");
     assert_int_equal(drv_queue_job_create(q, &s, 10, &part, 1), DRV_OK);
-    assert_keys("drover:jobs,drover:{j.0}:state,drover:{j}:job");
+    assert_keys("drover:jobs,drover:{j.0}:state,drover:{j}:job,drover:{j}:limits");
     assert_int_equal(counter("j", 0, "cursor"), 100);
     assert_int_equal(counter("j", 0, "done"), 0);
     assert_int_equal(counter("j", 0, "dead"), 0);
@@ -210,7 +210,8 @@ static void delete_removes_every_key_of_the_job_and_only_those(void **state) {
     assert_true(rint_("DBSIZE") > 10);
 
     assert_int_equal(drv_queue_job_delete(q, "j"), DRV_OK);
-    assert_keys("drover:jobs,drover:{keep.0}:pending,drover:{keep.0}:state,drover:{keep}:job");
+    assert_keys("drover:jobs,drover:{keep.0}:pending,drover:{keep.0}:state,drover:{keep}:job,"
+                "drover:{keep}:limits");
     drv_job j;
     assert_int_equal(drv_queue_job_get(q, "j", &j), DRV_ENOJOB);
     assert_int_equal(drv_queue_job_delete(q, "keep"), DRV_OK);

@@ -167,6 +167,10 @@ static void every_script_call_touches_only_keys_of_its_own_tag(void **state) {
     expect_ok(sq, drv_queue_split_cut(sq, "j", 1, 1000, 500, NULL), "split_cut");
     drv_queue_close(sq);
     expect_ok(lq, drv_queue_split_grow(lq, "j", 2), "split_grow");
+    /* So does admit.lua, on the job's limits hash. */
+    drv_admit ad;
+    expect_ok(lq, drv_queue_admit(lq, "j", "w", 1, 0, 0, &ad), "admit");
+    expect_ok(lq, drv_queue_admit(lq, "j", "w", 0, 0, 1, &ad), "admit refund");
     drv_queue_close(lq);
 }
 
@@ -228,6 +232,9 @@ static void the_whole_queue_api_runs_on_a_cluster_node(void **state) {
     assert_int_equal(drv_queue_stats(q, "j", 3, st), DRV_OK);
     assert_int_equal(drv_queue_job_set_state(q, &j, "cancelled"), DRV_OK);
     assert_int_equal(drv_queue_unlock(q, "j", "coord"), DRV_OK);
+    drv_admit ad;
+    assert_int_equal(drv_queue_admit(q, "j", "w", 3, 0, 0, &ad), DRV_OK);
+    assert_int_equal(ad.granted, 3);
     assert_int_equal(drv_queue_job_delete(q, "j"), DRV_OK);
     assert_int_equal(rint_("DBSIZE"), 0);
 }
