@@ -24,6 +24,7 @@ int cmd_workers(int argc, char **argv);
 int cmd_drain(int argc, char **argv);
 int cmd_purge(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);
+int cmd_set(int argc, char **argv);
 
 #define EXIT_USAGE     2
 #define EXIT_TIMEOUT   3

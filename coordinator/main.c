@@ -19,6 +19,7 @@ static const struct {
     {"pause", cmd_pause, "stop workers from claiming a job's items"},
     {"resume", cmd_resume, "let workers claim a paused job's items again"},
     {"cancel", cmd_cancel, "stop a job for good"},
+    {"set", cmd_set, "change a job's rate, in-flight cap or weight while it runs"},
     {"dead", cmd_dead, "list a job's dead items with their last error"},
     {"retry", cmd_retry, "move a job's dead items back to pending"},
     {"results", cmd_results, "stream the responses a job's HTTP handler kept"},

@@ -31,6 +31,7 @@ typedef struct job_view {
     drv_job job;
     drv_part_stat *st;
     drv_part_stat t; /* totals */
+    drv_limits lim;  /* the fleet-wide limits as Redis holds them */
 } job_view;
 
 static drv_err load_view(drv_queue *q, const char *id, job_view *v) {
@@ -41,7 +42,7 @@ static drv_err load_view(drv_queue *q, const char *id, job_view *v) {
     if (!v->st) return DRV_ENOMEM;
     if ((e = drv_queue_stats(q, id, v->job.partitions, v->st))) return e;
     drv_part_stat_sum(v->st, v->job.partitions, &v->t);
-    return DRV_OK;
+    return drv_queue_limits_get(q, id, &v->lim);
 }
 
 static double eta_seconds(const job_view *v) {
@@ -98,6 +99,22 @@ static cJSON *view_json(const job_view *v, int with_parts) {
     else
         cJSON_AddNullToObject(o, "finished_ms");
     cJSON_AddStringToObject(o, "source", drv_src_name(j->spec.source));
+    /* The limits as the spec says them, and what the workers last reported holding. */
+    cJSON *lim = cJSON_AddObjectToObject(o, "limits");
+    if (j->spec.rate_per_s) {
+        cJSON_AddNumberToObject(lim, "rate_per_second", (double)j->spec.rate_per_s);
+        cJSON_AddNumberToObject(lim, "burst", (double)j->spec.rate_burst);
+    } else {
+        cJSON_AddNullToObject(lim, "rate_per_second");
+        cJSON_AddNullToObject(lim, "burst");
+    }
+    if (j->spec.max_in_flight)
+        cJSON_AddNumberToObject(lim, "max_in_flight", (double)j->spec.max_in_flight);
+    else
+        cJSON_AddNullToObject(lim, "max_in_flight");
+    cJSON_AddNumberToObject(lim, "weight", (double)j->spec.weight);
+    cJSON_AddNumberToObject(lim, "in_flight_reported", (double)v->lim.in_flight);
+    cJSON_AddNumberToObject(lim, "workers_reporting", (double)v->lim.workers);
     if (!with_parts) {
         cJSON_AddNumberToObject(o, "partitions", j->partitions);
         return o;
@@ -186,6 +203,16 @@ static void print_human(const job_view *v) {
                (double)cool / 1000.0);
     if (v->t.cooldowns)
         printf("  cool-downs so far: %" PRId64 " (HTTP 429 or 503)\n", v->t.cooldowns);
+    if (j->spec.rate_per_s || j->spec.max_in_flight || j->spec.weight != 1) {
+        printf("  limits:");
+        if (j->spec.rate_per_s)
+            printf(" rate %" PRId64 "/s (burst %" PRId64 ")", j->spec.rate_per_s,
+                   j->spec.rate_burst);
+        if (j->spec.max_in_flight)
+            printf(" max_in_flight %" PRId64 " (%" PRId64 " held by %" PRId64 " workers)",
+                   j->spec.max_in_flight, v->lim.in_flight, v->lim.workers);
+        printf(" weight %" PRId64 "\n", j->spec.weight);
+    }
     printf("\n");
     printf("  %4s %-9s %10s %10s %8s %7s %8s %6s %5s  %s\n", "part", "state", "fed", "done",
            "pending", "leased", "retrying", "dead", "dups", "cursor");

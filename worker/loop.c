@@ -33,6 +33,14 @@ typedef struct wjob {
     int64_t backoff_ms, backoff_max_ms;
     int64_t cool_until; /* fleet cool-down: claim and start nothing before (local ms) */
     int n_cool;         /* cool-downs since the last ok answer */
+    /* Fleet-wide limits (lua/admit.lua) and the share of this worker's capacity. */
+    int limited;         /* the spec has a rate or max_in_flight: admit before claiming */
+    int64_t weight;      /* share of this worker's slots beside other jobs with work */
+    int64_t admit_until; /* the limits said wait: no claim before this (local ms) */
+    int64_t unused;      /* granted, not found by claims: refunded at the next admit */
+    int64_t reported;    /* what Redis was last told this worker may hold of the job */
+    int64_t last_admit;  /* local ms of the last admit call */
+    unsigned pass;       /* claim_once pass that last tried this job */
 } wjob;
 
 typedef struct held {
@@ -57,6 +65,7 @@ typedef struct wstate {
     drv_queue *q;
     wjob *jobs;
     int njobs, rr_job;
+    unsigned pass; /* claim_once passes, to try each job once per pass */
     held *held;
     int nheld, cap_held, running;
     result *res;
@@ -223,6 +232,8 @@ static void update_job(wstate *w, const drv_job *j, int64_t now) {
         x->rr = x->rr % j->partitions;
     }
     x->lease_ms = j->spec.lease_ms;
+    x->limited = j->spec.rate_per_s > 0 || j->spec.max_in_flight > 0;
+    x->weight = j->spec.weight > 0 ? j->spec.weight : 1;
     x->seen = 1;
     x->active = strcmp(j->state, "running") == 0 && !x->unusable;
     if (x->active && x->skip_until > now) x->skip_until = 0;
@@ -269,25 +280,93 @@ static int any_active(const wstate *w) {
 
 /* ---- claiming -------------------------------------------------------------------------------- */
 
-/* One claim call on the next partition that may have work. Returns items claimed, 0 when
- * no partition had any, -1 on a lost connection. */
+/* Items this worker holds of job ji: claimed and not yet acknowledged (queued, running, or
+ * finished with the result not yet sent): what its leases in Redis are. */
+static int64_t job_held(const wstate *w, int ji) {
+    int64_t n = 0;
+    for (int i = 0; i < w->nheld; i++)
+        n += w->held[i].job == ji;
+    for (int i = 0; i < w->nres; i++)
+        n += w->res[i].job == ji;
+    return n;
+}
+
+/* May job j be claimed from now: running, not told to wait, and a partition not known empty. */
+static int has_work(const wjob *j, int64_t now) {
+    if (!j->active || j->skip_until > now || j->cool_until > now || j->admit_until > now) return 0;
+    for (int p = 0; p < j->partitions; p++)
+        if (j->empty_until[p] <= now) return 1;
+    return 0;
+}
+
+/* Asks the job's fleet-wide limits for up to n items. Returns how many may be claimed (0:
+ * not now, with admit_until set), or -1 on a lost connection. */
+static int64_t admit(wstate *w, int ji, int64_t now, int64_t n) {
+    wjob *j = &w->jobs[ji];
+    int64_t mine = job_held(w, ji);
+    drv_admit a;
+    drv_err e = drv_queue_admit(w->q, j->id, w->cfg->id, n, mine, j->unused, &a);
+    if (e) {
+        if (redis_failed(w, e, "asking the job's limits")) return -1;
+        j->admit_until = now + w->cfg->idle_ms;
+        return 0;
+    }
+    j->unused = 0;
+    j->reported = mine + a.granted;
+    j->last_admit = now;
+    if (a.granted > 0) return a.granted;
+    /* The rate says when; a full in-flight cap frees up as the fleet's items finish. */
+    j->admit_until = now + (a.wait_ms > 0 ? a.wait_ms : 20 + (int64_t)drv_rand(30));
+    return 0;
+}
+
+/* Claims from the job with work that holds the least of this worker's slots for its weight
+ * (so two running jobs of weight 1 split the worker about evenly, and a job without work
+ * holds no slots), at most up to its weighted share while it is under it. Returns items
+ * claimed, 0 when no job had any, -1 on a lost connection. */
 static int claim_once(wstate *w, int64_t now, int want) {
+    int64_t wsum = 0;
+    for (int i = 0; i < w->njobs; i++)
+        if (has_work(&w->jobs[i], now)) wsum += w->jobs[i].weight;
+    if (!wsum) return 0;
+    unsigned pass = ++w->pass;
     for (int tried = 0; tried < w->njobs; tried++) {
-        int ji = (w->rr_job + tried) % w->njobs;
+        int ji = -1;
+        int64_t best_held = 0;
+        for (int k = 0; k < w->njobs; k++) {
+            int i = (w->rr_job + k) % w->njobs;
+            wjob *x = &w->jobs[i];
+            if (x->pass == pass || !has_work(x, now)) continue;
+            int64_t h = job_held(w, i);
+            /* h / weight < best_held / best weight, without division. */
+            if (ji < 0 || h * w->jobs[ji].weight < best_held * x->weight) ji = i, best_held = h;
+        }
+        if (ji < 0) break;
         wjob *j = &w->jobs[ji];
-        if (!j->active || j->skip_until > now || j->cool_until > now) continue;
+        j->pass = pass;
+        int64_t fair = (int64_t)w->cap_held * j->weight / wsum, n = want;
+        if (best_held < fair && fair - best_held < n) n = fair - best_held;
+        if (n < 1) n = 1;
+        if (j->limited) {
+            n = admit(w, ji, now, n);
+            if (n < 0) return -1;
+            if (n == 0) continue;
+        }
         for (int k = 0; k < j->partitions; k++) {
             int p = (j->rr + k) % j->partitions;
             if (j->empty_until[p] > now) continue;
             drv_claim c;
-            drv_err e = drv_queue_claim(w->q, j->id, p, w->cfg->id, want, &c);
+            drv_err e = drv_queue_claim(w->q, j->id, p, w->cfg->id, (int)n, &c);
             if (e == DRV_EPAUSED || e == DRV_ECANCELLED || e == DRV_ENOJOB) {
                 j->skip_until = now + 500;
                 w->next_discover = now; /* learn the new state soon */
                 break;
             }
             if (e) {
-                if (redis_failed(w, e, "claiming")) return -1;
+                if (redis_failed(w, e, "claiming")) {
+                    if (j->limited) j->unused += n;
+                    return -1;
+                }
                 j->empty_until[p] = now + w->cfg->idle_ms;
                 continue;
             }
@@ -313,12 +392,53 @@ static int claim_once(wstate *w, int64_t now, int want) {
                 h->req = NULL;
             }
             free(c.items);
+            if (j->limited) j->unused += n - (int64_t)c.n;
             j->rr = (p + 1) % j->partitions;
             w->rr_job = (ji + 1) % w->njobs;
             return (int)c.n;
         }
+        /* Nothing found: the grant goes back to the bucket with the next call. */
+        if (j->limited) j->unused += n;
     }
     return 0;
+}
+
+/* Tells the limits what this worker holds of each limited job when that changed (items
+ * finished, a grant unused) and no claim said it for 100 ms, and at least every lease_ms/3
+ * while it holds any, so its entry stays fresh as long as its leases do. */
+static void report_limits(wstate *w, int64_t now, int force) {
+    for (int i = 0; i < w->njobs && w->connected; i++) {
+        wjob *j = &w->jobs[i];
+        if (!j->limited && !j->reported) continue;
+        int64_t mine = job_held(w, i), since = now - j->last_admit;
+        int due = force ? j->reported || j->unused
+                        : ((mine != j->reported || j->unused) && since >= 100) ||
+                              (j->reported && since >= j->lease_ms / 3);
+        if (!due) continue;
+        drv_admit a;
+        drv_err e = drv_queue_admit(w->q, j->id, w->cfg->id, 0, mine, j->unused, &a);
+        if (e) {
+            redis_failed(w, e, "reporting to the job's limits");
+            continue;
+        }
+        j->unused = 0;
+        j->reported = mine;
+        j->last_admit = now;
+    }
+}
+
+/* Milliseconds until report_limits has something to say, at most 'cap'. */
+static int64_t report_due_in(const wstate *w, int64_t now, int64_t cap) {
+    for (int i = 0; i < w->njobs; i++) {
+        const wjob *j = &w->jobs[i];
+        if (!j->limited && !j->reported) continue;
+        int64_t at = -1;
+        if (j->unused || job_held(w, i) != j->reported) at = j->last_admit + 100;
+        if (j->reported && (at < 0 || j->last_admit + j->lease_ms / 3 < at))
+            at = j->last_admit + j->lease_ms / 3;
+        if (at >= 0 && at - now < cap) cap = at > now ? at - now : 0;
+    }
+    return cap;
 }
 
 /* ---- results --------------------------------------------------------------------------------- */
@@ -814,6 +934,7 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
                 int got = claim_once(&w, now, cfg->batch);
                 if (got <= 0) break;
             }
+            if (w.connected) report_limits(&w, now, 0);
         }
         start_items(&w, now);
         if (cfg->stats_ms && now >= w.next_stats) {
@@ -869,6 +990,10 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
                     if (w.jobs[j].cool_until < soonest) soonest = w.jobs[j].cool_until;
                     continue;
                 }
+                if (w.jobs[j].admit_until > now) { /* the job's limits said when */
+                    if (w.jobs[j].admit_until < soonest) soonest = w.jobs[j].admit_until;
+                    continue;
+                }
                 for (int p = 0; w.jobs[j].active && p < w.jobs[j].partitions; p++)
                     if (w.jobs[j].empty_until[p] < soonest) soonest = w.jobs[j].empty_until[p];
             }
@@ -878,6 +1003,7 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
             if (w.jobs[j].cool_until > now && w.jobs[j].cool_until - now < timeout &&
                 w.nheld > w.running)
                 timeout = w.jobs[j].cool_until - now;
+        if (w.connected) timeout = report_due_in(&w, now, timeout);
         if (!w.connected && w.next_reconnect - now < timeout)
             timeout = w.next_reconnect > now ? w.next_reconnect - now : 0;
         if (draining && grace_end - now < timeout) timeout = grace_end > now ? grace_end - now : 0;
@@ -902,6 +1028,7 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
         finish_requests(&w, drv_now_ms());
     }
     if (w.connected && w.nres) flush_results(&w);
+    if (w.connected) report_limits(&w, drv_now_ms(), 1); /* its slots go back at once */
     log_stats(&w);
     /* A clean exit leaves the registry; a crashed worker stays and shows as lost. */
     if (w.connected && rc != 130) (void)drv_queue_worker_gone(q, cfg->id);

@@ -1,0 +1,155 @@
+/* drover set: change a job's fleet-wide limits (rate, burst, max_in_flight) and its weight
+ * while it runs. */
+#include "coord.h"
+
+#include "cli.h"
+
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SET_MAX_ARGS 8
+
+/* The changes asked for; -1: not given. */
+typedef struct set_args {
+    long long rate, burst, max_in_flight, weight;
+} set_args;
+
+/* Parses KEY=VALUE arguments. Returns 0, or -1 after printing what is wrong. */
+static int parse_sets(char **kv, int n, set_args *a) {
+    *a = (set_args){-1, -1, -1, -1};
+    for (int i = 0; i < n; i++) {
+        const char *eq = strchr(kv[i], '=');
+        static const struct {
+            const char *key;
+            long long min, max;
+            size_t off;
+        } keys[] = {
+            {"rate", 0, DRV_RATE_MAX, offsetof(set_args, rate)},
+            {"burst", 1, DRV_RATE_MAX, offsetof(set_args, burst)},
+            {"max_in_flight", 0, DRV_RATE_MAX, offsetof(set_args, max_in_flight)},
+            {"weight", 1, DRV_WEIGHT_MAX, offsetof(set_args, weight)},
+        };
+        size_t k = 0, nk = sizeof keys / sizeof *keys;
+        for (; eq && k < nk; k++)
+            if (strlen(keys[k].key) == (size_t)(eq - kv[i]) &&
+                strncmp(kv[i], keys[k].key, (size_t)(eq - kv[i])) == 0)
+                break;
+        if (!eq || k == nk) {
+            fprintf(stderr,
+                    "error: \"%s\": expected KEY=VALUE with KEY one of rate, burst, "
+                    "max_in_flight, weight\n",
+                    kv[i]);
+            return -1;
+        }
+        long long *dst = (long long *)((char *)a + keys[k].off);
+        if (*dst != -1) {
+            fprintf(stderr, "error: %s: given twice\n", keys[k].key);
+            return -1;
+        }
+        if (drv_parse_ll(eq + 1, keys[k].min, keys[k].max, dst) != 0) {
+            fprintf(stderr, "error: %s: expected a whole number from %lld to %lld, got \"%s\"\n",
+                    keys[k].key, keys[k].min, keys[k].max, eq + 1);
+            return -1;
+        }
+    }
+    if (a->rate == 0 && a->burst != -1) {
+        fprintf(stderr, "error: burst: rate=0 lifts the rate limit; a burst needs a rate\n");
+        return -1;
+    }
+    return 0;
+}
+
+int cmd_set(int argc, char **argv) {
+    static const drv_cmd_doc doc = {
+        "drover set JOB KEY=VALUE...",
+        "Changes JOB's fleet-wide limits while it runs; every worker honours them at its next\n"
+        "claim (the weight within a second). Keys:\n"
+        "  rate=R           at most R items started per second across all workers (0: no limit);\n"
+        "                   the burst becomes R/10 (at least 1) unless burst= is given too\n"
+        "  burst=B          the token bucket's size: items that may start at once after a pause\n"
+        "  max_in_flight=N  at most N items leased at once across all workers (0: no cap)\n"
+        "  weight=W         the job's share of each worker beside other running jobs (1 to 1000)\n"
+        "The spec in the job hash is updated too, so drover status shows the new values.",
+        "  drover set backfill rate=200\n"
+        "  drover set backfill rate=500 burst=50 max_in_flight=64 weight=3"};
+    drv_cli cli;
+    const drv_opt opts[] = {DRV_CLI_OPTS(&cli), {0}};
+    char *pos[1 + SET_MAX_ARGS];
+    int npos;
+    int rc = drv_opts_parse(opts, &doc, argc, argv, pos, 1 + SET_MAX_ARGS, &npos, NULL, NULL);
+    if (rc != DRV_OPTS_OK) return rc == DRV_OPTS_HELP ? 0 : EXIT_USAGE;
+    if (npos < 2) {
+        fprintf(stderr, "error: drover set needs a JOB and at least one KEY=VALUE (see drover set "
+                        "--help)\n");
+        return EXIT_USAGE;
+    }
+    if (!drv_job_id_valid(pos[0])) {
+        fprintf(stderr, "error: not a valid job id: \"%s\"\n", pos[0]);
+        return EXIT_USAGE;
+    }
+    set_args a;
+    if (parse_sets(pos + 1, npos - 1, &a) != 0) return EXIT_USAGE;
+    drv_redis_cfg cfg;
+    drv_queue *q;
+    if ((rc = drv_cli_check(&cli, &cfg)) || (rc = drv_cli_connect(&cli, &cfg, &q))) return rc;
+    drv_job *job = malloc(sizeof *job); /* a drv_job holds a whole spec: not for the stack */
+    if (!job) {
+        fprintf(stderr, "error: out of memory\n");
+        drv_queue_close(q);
+        return 1;
+    }
+    drv_err e = drv_queue_job_get(q, pos[0], job);
+    if (e) {
+        if (e == DRV_ENOJOB)
+            fprintf(stderr, "error: no job %s (see drover list)\n", pos[0]);
+        else
+            fprintf(stderr, "error: job %s: %s\n", pos[0], drv_queue_errstr(q));
+        rc = 1;
+        goto out;
+    }
+    drv_spec *s = &job->spec;
+    if (a.rate >= 0) {
+        s->rate_per_s = a.rate;
+        s->rate_burst = a.rate ? drv_spec_default_burst(a.rate) : 0;
+    }
+    if (a.burst > 0) {
+        if (!s->rate_per_s) {
+            fprintf(stderr, "error: burst: job %s has no rate limit; give rate= with it\n", pos[0]);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        s->rate_burst = a.burst;
+    }
+    if (a.max_in_flight >= 0) s->max_in_flight = a.max_in_flight;
+    if (a.weight > 0) s->weight = a.weight;
+    char why[512];
+    if (drv_spec_validate(s, why, sizeof why) != DRV_OK) {
+        fprintf(stderr, "error: %s\n", why);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    if ((e = drv_queue_limits_set(q, s)) != DRV_OK) {
+        fprintf(stderr, "error: job %s: %s\n", pos[0],
+                e == DRV_ENOMEM ? drv_strerror(e) : drv_queue_errstr(q));
+        rc = 1;
+        goto out;
+    }
+    printf("job %s: ", pos[0]);
+    if (s->rate_per_s)
+        printf("rate %" PRId64 "/s (burst %" PRId64 ")", s->rate_per_s, s->rate_burst);
+    else
+        printf("no rate limit");
+    if (s->max_in_flight)
+        printf(", max_in_flight %" PRId64, s->max_in_flight);
+    else
+        printf(", no in-flight cap");
+    printf(", weight %" PRId64 "\n", s->weight);
+    rc = 0;
+out:
+    free(job);
+    drv_queue_close(q);
+    return rc;
+}
