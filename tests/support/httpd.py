@@ -11,7 +11,8 @@ Keep-alive throughout (every answer has a Content-Length). Any method; the reque
 query), except the /_ control endpoints. A malformed number in a path gives 400.
 
 Control:
-  GET  /_stats            {"total": N, "paths": {path: count}}
+  GET  /_stats            {"total": N, "paths": {path: count}, "active": A, "peak": P}
+                          (A: requests being answered now; P: the most at once since reset)
   GET  /_log              [[t_start, path, status], ...]  (t: Unix seconds; last 100000)
   POST /_reset            clears counts, log and state
   POST /_hold?from=K      /list pages >= K wait (up to 120 s) until POST /_release
@@ -55,6 +56,7 @@ LOCK = threading.Lock()
 COUNTS = {}
 LOG = collections.deque(maxlen=100000)
 HOLD = {"from": None}
+ACTIVE = {"now": 0, "peak": 0}
 RELEASE = threading.Event()
 VERBOSE = False
 
@@ -65,6 +67,7 @@ def reset():
         LOG.clear()
         HOLD["from"] = None
         RELEASE.clear()
+        ACTIVE["peak"] = ACTIVE["now"]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -74,7 +77,16 @@ class Handler(BaseHTTPRequestHandler):
         if VERBOSE:
             sys.stderr.write("httpd: " + (fmt % args) + "\n")
 
+    def done_active(self):
+        """The request stops counting as active before its answer goes out, so a client
+        that has the answer never sees it counted."""
+        if getattr(self, "active", False):
+            self.active = False
+            with LOCK:
+                ACTIVE["now"] -= 1
+
     def send(self, code, body=b"", ctype="text/plain", headers=()):
+        self.done_active()
         if isinstance(body, str):
             body = body.encode()
         if code < 200 or code in (204, 304):
@@ -121,19 +133,25 @@ class Handler(BaseHTTPRequestHandler):
             nth = COUNTS[path]
             entry = [t, path, 0]
             LOG.append(entry)
+            ACTIVE["now"] += 1
+            ACTIVE["peak"] = max(ACTIVE["peak"], ACTIVE["now"])
+            self.active = True
         try:
             entry[2] = self.behave(seg, path, u.query, query, body, nth)
         except (ValueError, IndexError):
             entry[2] = self.send(400, "bad request path")
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        finally:
+            self.done_active()
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_any
 
     def control(self, path, query):
         if path == "/_stats":
             with LOCK:
-                doc = {"total": sum(COUNTS.values()), "paths": dict(COUNTS)}
+                doc = {"total": sum(COUNTS.values()), "paths": dict(COUNTS),
+                       "active": ACTIVE["now"], "peak": ACTIVE["peak"]}
             return self.send(200, json.dumps(doc), "application/json")
         if path == "/_log":
             with LOCK:
@@ -199,6 +217,7 @@ class Handler(BaseHTTPRequestHandler):
             return 0
         if kind == "big":
             size = int(seg[1])
+            self.done_active()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(size))

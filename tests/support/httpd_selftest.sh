@@ -182,7 +182,20 @@ code "$H/ok/s1?x=1" >/dev/null; code "$H/ok/s1?x=2" >/dev/null; code -X POST "$H
 eq "stats" "$(body "$H/_stats" | json '(d["total"], sorted(d["paths"].items()))')" \
     "(3, [('/echo/s2', 1), ('/ok/s1', 2)])"
 code -X POST "$H/_reset" >/dev/null
-eq "stats after reset" "$(body "$H/_stats")" '{"total": 0, "paths": {}}'
+# (a /hang request from above may still be active: reset starts the peak from what is active)
+eq "stats after reset" "$(body "$H/_stats" | json '(d["total"], d["paths"], d["peak"] == d["active"])')" \
+    "(0, {}, True)"
+# peak: three requests answered at once (each waits 400 ms) add 3, and none of them stays active
+BASE=$(body "$H/_stats" | json 'd["active"]')
+PEAK_PIDS=()
+for i in 1 2 3; do
+    code "$H/delay/400/peak-$i" >/dev/null &
+    PEAK_PIDS+=($!)
+done
+for p in "${PEAK_PIDS[@]}"; do wait "$p"; done
+eq "peak of three at once" "$(body "$H/_stats" | json '(d["active"], d["peak"])')" "($BASE, $((BASE + 3)))"
+code -X POST "$H/_reset" >/dev/null
+eq "peak after reset" "$(body "$H/_stats" | json 'd["peak"]')" "$BASE"
 eq "flaky again after reset" "$(code "$H/flaky/1/502/item-1")" "502"
 
 # --- stop by PID
