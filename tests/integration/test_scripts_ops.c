@@ -561,7 +561,7 @@ static void every_key_has_its_documented_type(void **state) {
         {"drover:{j.0}:owner", "hash"},   {"drover:{j.0}:done", "set"},
         {"drover:{j.0}:tries", "hash"},   {"drover:{j.0}:retry", "zset"},
         {"drover:{j.0}:dead", "hash"},    {"drover:{j.0}:errors", "hash"},
-        {"drover:{j.0}:items", "hash"},
+        {"drover:{j.0}:items", "hash"},   {"drover:{j}:limits", "hash"},
     };
     size_t n = sizeof types / sizeof *types;
     for (size_t i = 0; i < n; i++) {
