@@ -72,6 +72,7 @@ typedef struct wstate {
     int nres, cap_res;
     int64_t oldest_res;
     int connected;
+    int health_warned; /* the health file could not be written (logged once) */
     int64_t outage_since, next_reconnect, backoff_ms;
     int64_t next_discover, next_extend, next_beat, next_stats, redis_now;
     int64_t n_ok, n_failed, n_lost;
@@ -923,6 +924,13 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
                 int drain = 0;
                 drv_err e = heartbeat(&w, draining, &drain);
                 if (e) redis_failed(&w, e, "sending a heartbeat");
+                if (!e && cfg->health_file &&
+                    worker_health_write(cfg->health_file, drv_wall_ms(), cfg->id) != 0 &&
+                    !w.health_warned) {
+                    w.health_warned = 1;
+                    drv_warn("cannot write the health file %s: %s", cfg->health_file,
+                             strerror(errno));
+                }
                 if (!e && drain && !draining) {
                     drv_info("drover drain asked this worker to finish and exit");
                     drain_asked = 1; /* drained like a SIGTERM, at the top of the loop */

@@ -30,21 +30,27 @@ static const drv_cmd_doc doc = {
     "worker's stdout. The command comes only from this command line: nothing read from Redis\n"
     "can make a worker run a program.\n\n"
     "SIGTERM or SIGINT drains: no more claims, unstarted items are handed back at once, running\n"
-    "items get --grace seconds to finish, then the worker exits 0. A second signal exits at once.",
+    "items get --grace seconds to finish, then the worker exits 0. A second signal exits at "
+    "once.\n\n"
+    "--health-file PATH makes the worker rewrite PATH each second Redis answers its heartbeat;\n"
+    "drover-worker --health (with the same --health-file or DROVER_HEALTH_FILE) exits 0 when\n"
+    "that was at most --max-age seconds ago and 1 otherwise, without contacting Redis: a\n"
+    "container HEALTHCHECK that turns unhealthy while the worker has lost Redis.",
     "  drover-worker --job rescore --concurrency 256 --http-allow api.example.com\n"
     "  drover-worker --job backfill --concurrency 16 -- ./reindex --invoice {id}\n"
     "  drover-worker --concurrency 8 -- curl -fsS -X POST https://api.example/rescore/{id}\n"
-    "  drover-worker --job backfill --handler noop --batch 500   # measure coordination alone"};
+    "  drover-worker --job backfill --handler noop --batch 500   # measure coordination alone\n"
+    "  DROVER_HEALTH_FILE=/tmp/drover-health drover-worker --health --max-age 30"};
 
 int main(int argc, char **argv) {
     drv_log_init("worker");
     drv_cli cli;
     worker_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
-    const char *id = NULL, *job = NULL, *handler = NULL, *allow = NULL;
-    long long conc, batch = 0, grace, timeout, idle, stats, host_conns;
+    const char *id = NULL, *job = NULL, *handler = NULL, *allow = NULL, *health_file = NULL;
+    long long conc, batch = 0, grace, timeout, idle, stats, host_conns, max_age;
     /* batch has no default: 0 = conc */
-    int exit_when_done = 0, no_stdin = 0, version = 0;
+    int exit_when_done = 0, no_stdin = 0, version = 0, health = 0;
     const drv_opt opts[] = {
         DRV_CLI_OPTS(&cli),
         {"job", "DROVER_JOB_ID", DRV_OPT_STR, NULL, "J",
@@ -76,6 +82,13 @@ int main(int argc, char **argv) {
         {"exit-when-done", NULL, DRV_OPT_BOOL, NULL, NULL,
          "exit 0 once no job it serves is running (with --job: once that job ends)", 0, 0,
          &exit_when_done},
+        {"health-file", "DROVER_HEALTH_FILE", DRV_OPT_STR, NULL, "PATH",
+         "rewrite PATH each time Redis answers a heartbeat (for --health)", 0, 0, &health_file},
+        {"health", NULL, DRV_OPT_BOOL, NULL, NULL,
+         "check the --health-file of a running worker and exit: 0 healthy, 1 not", 0, 0, &health},
+        {"max-age", "DROVER_HEALTH_MAX_AGE", DRV_OPT_INT, "30", "S",
+         "--health: unhealthy once the last Redis contact is older than S seconds", 1, 86400,
+         &max_age},
         {"version", NULL, DRV_OPT_BOOL, NULL, NULL, "print the version and exit", 0, 0, &version},
         {0},
     };
@@ -87,6 +100,20 @@ int main(int argc, char **argv) {
     if (version) {
         printf("drover-worker %s\n", DROVER_VERSION);
         return 0;
+    }
+    if (health) {
+        if (!health_file || !*health_file) {
+            fprintf(stderr, "error: --health needs --health-file PATH or DROVER_HEALTH_FILE\n");
+            return 2;
+        }
+        char msg[512];
+        int h = worker_health_check(health_file, max_age, drv_wall_ms(), msg, sizeof msg);
+        printf("%s\n", msg);
+        return h;
+    }
+    if (health_file && !*health_file) {
+        fprintf(stderr, "error: --health-file: expected a path\n");
+        return 2;
     }
     drv_redis_cfg rcfg;
     if ((rc = drv_cli_check(&cli, &rcfg))) return rc;
@@ -142,6 +169,7 @@ int main(int argc, char **argv) {
     cfg.exit_when_done = exit_when_done;
     cfg.max_host_conns = (int)host_conns;
     cfg.http_allow = allow;
+    cfg.health_file = health_file;
 
     /* libcurl's global state is set up once, before anything else could use it. */
     curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -95,10 +95,19 @@ typedef struct worker_cfg {
     int64_t idle_ms;  /* longest wait when there is nothing to claim */
     int64_t stats_ms; /* progress line interval, 0 for none */
     worker_handler handler;
-    exec_cfg exec;          /* argv NULL: no command (jobs need an HTTP handler in their spec) */
-    int max_host_conns;     /* HTTP: connections per host, 0 for no cap beyond concurrency */
-    const char *http_allow; /* HTTP: "HOST[,HOST]" requests may go to, NULL for any */
+    exec_cfg exec;           /* argv NULL: no command (jobs need an HTTP handler in their spec) */
+    int max_host_conns;      /* HTTP: connections per host, 0 for no cap beyond concurrency */
+    const char *http_allow;  /* HTTP: "HOST[,HOST]" requests may go to, NULL for any */
+    const char *health_file; /* rewritten after each heartbeat Redis answered, NULL for none */
 } worker_cfg;
+
+/* The health file: "<wall ms of the last Redis contact> <worker id>\n", replaced atomically.
+ * Writes it; returns 0 or -1 (errno set). */
+int worker_health_write(const char *path, int64_t wall_ms, const char *id);
+/* Checks it: 0 when the last contact is at most max_age_s old, 1 when older or unreadable;
+ * 'msg' says which. */
+int worker_health_check(const char *path, int64_t max_age_s, int64_t now_wall_ms, char *msg,
+                        size_t msglen);
 
 /* Runs until drained by a signal (returns 0), asked to exit when done (0), or a fatal error
  * (1). A second signal exits at once (130). */
