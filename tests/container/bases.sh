@@ -5,13 +5,15 @@
 apt_mirror() {
     local f
     for f in /etc/apt/sources.list.d/*.sources; do
-        [ -r "$f" ] && awk '/^URIs:/ {u = $2} /^Suites:/ && / bookworm( |$)/ && u {print u; exit}' "$f"
-    done | head -1
+        if [ -r "$f" ]; then
+            awk '/^URIs:/ {u = $2} /^Suites:/ && / bookworm( |$)/ && u {print u; exit}' "$f"
+        fi
+    done
     for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [ -r "$f" ] && awk '$1 == "deb" && $3 == "bookworm" {print $2; exit}' "$f"
-    done | head -1
+        if [ -r "$f" ]; then awk '$1 == "deb" && $3 == "bookworm" {print $2; exit}' "$f"; fi
+    done
 }
-DEBIAN_MIRROR=${DEBIAN_MIRROR:-$(apt_mirror | head -1)}
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-$(apt_mirror | sed -n 1p)}
 : "${DROVER_CONTAINER_CACHE:=/var/cache/drover-container}"
 
 # What the Dockerfile's build stage compiles with, what its run stage needs, and Redis.
