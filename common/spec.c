@@ -35,6 +35,7 @@ void drv_spec_init(drv_spec *s) {
     s->max_item_bytes = 1 << 20;
     s->weight = 1;
     strcpy(s->next_param, "cursor");
+    s->alert_dead_over = -1;
 }
 
 int64_t drv_spec_default_burst(int64_t per_second) {
@@ -102,6 +103,15 @@ drv_err drv_spec_validate(const drv_spec *s, char *why, size_t whylen) {
         FAIL("max_in_flight: expected 1 to %d, got %" PRId64, DRV_RATE_MAX, s->max_in_flight);
     if (s->weight < 1 || s->weight > DRV_WEIGHT_MAX)
         FAIL("weight: expected 1 to %d, got %" PRId64, DRV_WEIGHT_MAX, s->weight);
+    if (s->alert_dead_over < -1)
+        FAIL("alert_dead_over: expected 0 or more, got %" PRId64, s->alert_dead_over);
+    if (s->alert_dead_over >= 0 && !s->on_dead[0])
+        FAIL("alert_dead_over: needs \"on_dead\" (where to send the alert)");
+    if (s->on_dead[0] && s->alert_dead_over < 0)
+        FAIL("on_dead: needs \"alert_dead_over\" (the dead count that triggers it)");
+    if (s->ttl_after_done < 0 || s->ttl_after_done > 31536000)
+        FAIL("ttl_after_done: expected 0 (keep) to 31536000 seconds, got %" PRId64,
+             s->ttl_after_done);
     switch (s->source) {
     case DRV_SRC_RANGE:
         /* The spec is stored as JSON, whose numbers are exact only up to 2^53. */
@@ -281,6 +291,60 @@ static drv_err drv_spec_set_handler(drv_spec *s, const cJSON *h, char *why, size
     return e;
 }
 
+/* Validates an on_complete / on_dead object and writes its canonical JSON into out. */
+static drv_err parse_hook(const cJSON *h, const char *name, char *out, size_t cap, char *why,
+                          size_t whylen) {
+    static const char *const known[] = {"url", "headers", "timeout_ms", 0};
+    drv_err e = DRV_OK;
+    cJSON *c = NULL;
+    char *t = NULL;
+    if (!cJSON_IsObject(h))
+        FAIL("%s: expected an object such as {\"url\": \"https://...\", \"headers\": {...}}", name);
+    for (const cJSON *f = h->child; f; f = f->next)
+        if (!is_known(f->string, known))
+            FAIL("%s.%s: unknown field (expected url, headers, timeout_ms)", name, f->string);
+    const cJSON *url = cJSON_GetObjectItemCaseSensitive(h, "url");
+    if (!url) FAIL("%s.url: missing (where to POST)", name);
+    if (!cJSON_IsString(url) || strpbrk(url->valuestring, " \t\r\n") ||
+        (strncmp(url->valuestring, "http://", 7) && strncmp(url->valuestring, "https://", 8) &&
+         strncmp(url->valuestring, "${", 2)) ||
+        strlen(url->valuestring) >= 4096)
+        FAIL("%s.url: expected an http:// or https:// URL (at most 4095 bytes)", name);
+    int64_t timeout = 10000;
+    char path[64];
+    snprintf(path, sizeof path, "%s.timeout_ms", name);
+    if (get_int(h, "timeout_ms", path, &timeout, why, whylen)) return DRV_EINVAL;
+    if (timeout < 100 || timeout > 600000)
+        FAIL("%s.timeout_ms: expected 100 to 600000, got %" PRId64, name, timeout);
+    if (!(c = cJSON_CreateObject())) return DRV_ENOMEM;
+    cJSON_AddStringToObject(c, "url", url->valuestring);
+    const cJSON *hd = cJSON_GetObjectItemCaseSensitive(h, "headers");
+    if (hd) {
+        if (!cJSON_IsObject(hd)) FAIL("%s.headers: expected an object of name: value", name);
+        int n = 0;
+        for (const cJSON *x = hd->child; x; x = x->next, n++)
+            if (!cJSON_IsString(x) || strpbrk(x->valuestring, "\r\n") ||
+                strcspn(x->string, ":\r\n \t") != strlen(x->string) || !x->string[0])
+                FAIL("%s.headers.%s: expected a header name with a one-line string", name,
+                     x->string);
+        if (n > 32) FAIL("%s.headers: at most 32 headers", name);
+        cJSON_AddItemToObject(c, "headers", cJSON_Duplicate(hd, 1));
+    }
+    char num[24];
+    snprintf(num, sizeof num, "%" PRId64, timeout);
+    cJSON_AddRawToObject(c, "timeout_ms", num);
+    if (!(t = cJSON_PrintUnformatted(c))) {
+        e = DRV_ENOMEM;
+        goto out;
+    }
+    if (strlen(t) >= cap) FAIL("%s: longer than %zu bytes as JSON", name, cap - 1);
+    strcpy(out, t);
+out:
+    cJSON_free(t);
+    cJSON_Delete(c);
+    return e;
+}
+
 drv_err drv_spec_parse(const char *json, size_t len, drv_spec *out, char *why, size_t whylen) {
     static const char *const known[] = {"id",
                                         "source",
@@ -295,6 +359,10 @@ drv_err drv_spec_parse(const char *json, size_t len, drv_spec *out, char *why, s
                                         "rate",
                                         "max_in_flight",
                                         "weight",
+                                        "on_complete",
+                                        "on_dead",
+                                        "alert_dead_over",
+                                        "ttl_after_done",
                                         0};
     drv_err e = DRV_OK;
     drv_spec s;
@@ -323,7 +391,8 @@ drv_err drv_spec_parse(const char *json, size_t len, drv_spec *out, char *why, s
         if (!is_known(f->string, known))
             FAIL("%s: unknown field (expected id, source, partitions, lease_ms, max_attempts, "
                  "backoff_ms, backoff_max_ms, window, max_item_bytes, handler, rate, "
-                 "max_in_flight, weight)",
+                 "max_in_flight, weight, on_complete, on_dead, alert_dead_over, "
+                 "ttl_after_done)",
                  f->string);
     if (get_str(root, "id", "id", s.id, sizeof s.id, why, whylen)) goto bad;
     const cJSON *src = cJSON_GetObjectItemCaseSensitive(root, "source");
@@ -337,8 +406,19 @@ drv_err drv_spec_parse(const char *json, size_t len, drv_spec *out, char *why, s
         get_int(root, "backoff_max_ms", "backoff_max_ms", &s.backoff_max_ms, why, whylen) ||
         get_int(root, "window", "window", &s.window, why, whylen) ||
         get_int(root, "max_item_bytes", "max_item_bytes", &s.max_item_bytes, why, whylen) ||
-        get_int(root, "weight", "weight", &s.weight, why, whylen))
+        get_int(root, "weight", "weight", &s.weight, why, whylen) ||
+        get_int(root, "alert_dead_over", "alert_dead_over", &s.alert_dead_over, why, whylen) ||
+        get_int(root, "ttl_after_done", "ttl_after_done", &s.ttl_after_done, why, whylen))
         goto bad;
+    if (cJSON_HasObjectItem(root, "alert_dead_over") && s.alert_dead_over < 0)
+        FAIL("alert_dead_over: expected 0 or more, got %" PRId64, s.alert_dead_over);
+    const cJSON *oc = cJSON_GetObjectItemCaseSensitive(root, "on_complete");
+    if (oc && (e = parse_hook(oc, "on_complete", s.on_complete, sizeof s.on_complete, why,
+                              whylen)) != DRV_OK)
+        goto out;
+    const cJSON *od = cJSON_GetObjectItemCaseSensitive(root, "on_dead");
+    if (od && (e = parse_hook(od, "on_dead", s.on_dead, sizeof s.on_dead, why, whylen)) != DRV_OK)
+        goto out;
     const cJSON *mif = cJSON_GetObjectItemCaseSensitive(root, "max_in_flight");
     if (mif) {
         if (get_int(root, "max_in_flight", "max_in_flight", &s.max_in_flight, why, whylen))
@@ -409,6 +489,10 @@ char *drv_spec_to_json(const drv_spec *s) {
     }
     if (s->max_in_flight) add_int(root, "max_in_flight", s->max_in_flight);
     if (s->weight != 1) add_int(root, "weight", s->weight);
+    if (s->on_complete[0]) cJSON_AddRawToObject(root, "on_complete", s->on_complete);
+    if (s->on_dead[0]) cJSON_AddRawToObject(root, "on_dead", s->on_dead);
+    if (s->alert_dead_over >= 0) add_int(root, "alert_dead_over", s->alert_dead_over);
+    if (s->ttl_after_done) add_int(root, "ttl_after_done", s->ttl_after_done);
     char *p = cJSON_PrintUnformatted(root);
     if (p) {
         txt = strdup(p);

@@ -20,6 +20,7 @@ typedef enum drv_fmt { DRV_FMT_LINES = 0, DRV_FMT_NDJSON, DRV_FMT_CSV } drv_fmt;
 #define DRV_PARTITIONS_MAX   1024
 #define DRV_ID_BYTES_MAX     1024
 #define DRV_HANDLER_JSON_MAX 32768 /* a spec's handler object, as JSON */
+#define DRV_HOOK_JSON_MAX    8192  /* an on_complete or on_dead object, as JSON */
 
 typedef struct drv_spec {
     char id[65]; /* job id; "" = generate one */
@@ -47,6 +48,12 @@ typedef struct drv_spec {
     int64_t rate_burst;    /* token bucket size; set whenever rate_per_s is */
     int64_t max_in_flight; /* items leased at once across the fleet, 0 for no cap */
     int64_t weight;        /* share of a worker's capacity beside other jobs (default 1) */
+    /* Callbacks the coordinator POSTs: canonical JSON {"url","headers","timeout_ms"}, "" for
+     * none. Header values keep their ${NAME} references: the coordinator resolves them. */
+    char on_complete[DRV_HOOK_JSON_MAX];
+    char on_dead[DRV_HOOK_JSON_MAX];
+    int64_t alert_dead_over; /* on_dead fires once dead > this; -1 = never */
+    int64_t ttl_after_done;  /* seconds a done job's keys live on; 0 = until purged */
 } drv_spec;
 
 #define DRV_RATE_MAX   1000000

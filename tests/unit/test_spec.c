@@ -547,8 +547,86 @@ static void range_parse_refuses_malformed_ranges(void **state) {
     }
 }
 
+/* ---- callbacks and cleanup ----------------------------------------------------------------- */
+
+static void spec_callbacks_parse_and_survive_a_round_trip(void **state) {
+    (void)state;
+    drv_spec s, back;
+    expect_ok("{" RANGE_1_2 ",\"on_complete\":{\"url\":\"https://hooks.example/done\","
+              "\"headers\":{\"Authorization\":\"Bearer ${HOOK_TOKEN}\"}},"
+              "\"on_dead\":{\"url\":\"http://127.0.0.1:9/dead\",\"timeout_ms\":2000},"
+              "\"alert_dead_over\":10,\"ttl_after_done\":3600}",
+              &s);
+    assert_string_equal(s.on_complete, "{\"url\":\"https://hooks.example/done\",\"headers\":{"
+                                       "\"Authorization\":\"Bearer ${HOOK_TOKEN}\"},"
+                                       "\"timeout_ms\":10000}");
+    assert_string_equal(s.on_dead, "{\"url\":\"http://127.0.0.1:9/dead\",\"timeout_ms\":2000}");
+    assert_int_equal(s.alert_dead_over, 10);
+    assert_int_equal(s.ttl_after_done, 3600);
+    char *json = drv_spec_to_json(&s);
+    assert_non_null(json);
+    expect_ok(json, &back);
+    free(json);
+    assert_string_equal(back.on_complete, s.on_complete);
+    assert_string_equal(back.on_dead, s.on_dead);
+    assert_int_equal(back.alert_dead_over, 10);
+    assert_int_equal(back.ttl_after_done, 3600);
+}
+
+static void spec_without_callbacks_has_none(void **state) {
+    (void)state;
+    drv_spec s;
+    expect_ok("{" RANGE_1_2 "}", &s);
+    assert_string_equal(s.on_complete, "");
+    assert_string_equal(s.on_dead, "");
+    assert_int_equal(s.alert_dead_over, -1);
+    assert_int_equal(s.ttl_after_done, 0);
+    char *json = drv_spec_to_json(&s);
+    assert_non_null(json);
+    assert_null(strstr(json, "on_complete"));
+    assert_null(strstr(json, "alert_dead_over"));
+    assert_null(strstr(json, "ttl_after_done"));
+    free(json);
+}
+
+static void spec_bad_callbacks_are_refused_naming_the_field(void **state) {
+    (void)state;
+    expect_error("{" RANGE_1_2 ",\"on_complete\":\"https://x\"}",
+                 "on_complete: expected an object");
+    expect_error("{" RANGE_1_2 ",\"on_complete\":{}}", "on_complete.url: missing");
+    expect_error("{" RANGE_1_2 ",\"on_complete\":{\"url\":\"ftp://x/y\"}}",
+                 "on_complete.url: expected an http:// or https:// URL");
+    expect_error("{" RANGE_1_2 ",\"on_complete\":{\"url\":7}}", "on_complete.url: expected");
+    expect_error("{" RANGE_1_2 ",\"on_complete\":{\"url\":\"http://x\",\"method\":\"PUT\"}}",
+                 "on_complete.method: unknown field");
+    expect_error("{" RANGE_1_2 ",\"on_complete\":{\"url\":\"http://x\",\"headers\":[]}}",
+                 "on_complete.headers: expected an object");
+    expect_error("{" RANGE_1_2 ",\"on_complete\":{\"url\":\"http://x\",\"headers\":{\"A\":1}}}",
+                 "on_complete.headers.A: expected");
+    expect_error("{" RANGE_1_2
+                 ",\"on_complete\":{\"url\":\"http://x\",\"headers\":{\"A\":\"a\\nb\"}}}",
+                 "on_complete.headers.A: expected");
+    expect_error("{" RANGE_1_2 ",\"on_complete\":{\"url\":\"http://x\",\"timeout_ms\":5}}",
+                 "on_complete.timeout_ms: expected 100 to 600000, got 5");
+    expect_error("{" RANGE_1_2 ",\"on_complete\":{\"url\":\"http://x\",\"timeout_ms\":1.5}}",
+                 "on_complete.timeout_ms: expected a whole number");
+    expect_error("{" RANGE_1_2 ",\"on_dead\":{\"url\":\"http://x\"}}",
+                 "on_dead: needs \"alert_dead_over\"");
+    expect_error("{" RANGE_1_2 ",\"alert_dead_over\":3}", "alert_dead_over: needs \"on_dead\"");
+    expect_error("{" RANGE_1_2 ",\"on_dead\":{\"url\":\"http://x\"},\"alert_dead_over\":-1}",
+                 "alert_dead_over: expected 0 or more, got -1");
+    expect_error("{" RANGE_1_2 ",\"alert_dead_over\":\"3\"}",
+                 "alert_dead_over: expected a whole number");
+    expect_error("{" RANGE_1_2 ",\"ttl_after_done\":-1}",
+                 "ttl_after_done: expected 0 (keep) to 31536000 seconds, got -1");
+    expect_error("{" RANGE_1_2 ",\"ttl_after_done\":31536001}", "ttl_after_done: expected");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(spec_callbacks_parse_and_survive_a_round_trip),
+        cmocka_unit_test(spec_without_callbacks_has_none),
+        cmocka_unit_test(spec_bad_callbacks_are_refused_naming_the_field),
         cmocka_unit_test(spec_range_source_parses_with_defaults),
         cmocka_unit_test(spec_without_id_leaves_it_empty_for_generation),
         cmocka_unit_test(spec_range_may_hold_a_single_or_negative_ids),
