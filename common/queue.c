@@ -146,6 +146,61 @@ drv_err drv_queue_job_delete(drv_queue *q, const char *job) {
     return DRV_OK;
 }
 
+drv_err drv_queue_job_mark(drv_queue *q, const char *job, int64_t created_ms, const char *field,
+                           int64_t *mark_ms) {
+    char jk[DRV_KEY_MAX];
+    size_t jklen = drv_key_job(jk, sizeof jk, q->prefix, job, "job");
+    num_t created;
+    snprintf(created, sizeof created, "%" PRId64, created_ms);
+    const char *keys[] = {jk}, *args[] = {field, created};
+    size_t klens[] = {jklen}, alens[] = {strlen(field), strlen(created)};
+    redisReply *r;
+    drv_err e = drv_conn_script(q->conn, "mark", 1, keys, klens, 2, args, alens, &r);
+    if (e) return e;
+    if (r->type != REDIS_REPLY_INTEGER) {
+        freeReplyObject(r);
+        return DRV_EREPLY;
+    }
+    *mark_ms = (int64_t)r->integer;
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
+drv_err drv_queue_job_expire(drv_queue *q, const drv_job *job, int64_t ttl_ms,
+                             int64_t *expires_ms) {
+    char jk[DRV_KEY_MAX];
+    drv_key_job(jk, sizeof jk, q->prefix, job->id, "job");
+    int64_t now;
+    drv_err e = redis_time(q, &now);
+    if (e) return e;
+    num_t at, ttl;
+    snprintf(at, sizeof at, "%" PRId64, now + ttl_ms);
+    snprintf(ttl, sizeof ttl, "%" PRId64, ttl_ms);
+    /* expires_ms first, so status shows the plan even if the coordinator dies half way (a
+     * restart sees it and does not push the deadline back; drover purge still works). */
+    const char *hset[] = {"HSET", jk, "expires_ms", at};
+    redisReply *r;
+    if ((e = drv_conn_cmd(q->conn, 4, hset, NULL, &r))) return e;
+    freeReplyObject(r);
+    for (int p = 0; p < job->partitions; p++) {
+        drv_part_keys k;
+        drv_keys_part(&k, q->prefix, job->id, p);
+        for (int i = 0; i < DRV_PART_NKEYS; i++) {
+            const char *argv[] = {"PEXPIRE", k.ptr[i], ttl};
+            size_t lens[] = {7, k.len[i], strlen(ttl)};
+            if ((e = drv_conn_append(q->conn, 3, argv, lens))) return e;
+        }
+        /* One partition's replies at a time keeps the pipeline (and its buffer) small. */
+        if ((e = drain_replies(q, DRV_PART_NKEYS))) return e;
+    }
+    /* The job hash last: while it lives, drover purge can find the partitions. */
+    const char *px[] = {"PEXPIRE", jk, ttl};
+    if ((e = drv_conn_cmd(q->conn, 3, px, NULL, &r))) return e;
+    freeReplyObject(r);
+    *expires_ms = now + ttl_ms;
+    return DRV_OK;
+}
+
 /* Appends 'lit' to a SCAN MATCH pattern with glob characters escaped. */
 static void glob_lit(char *pat, size_t cap, const char *lit) {
     size_t n = strlen(pat);
@@ -238,10 +293,11 @@ drv_err drv_queue_job_create(drv_queue *q, const drv_spec *spec, int64_t total,
     if (e) return e;
     int visible = r->type == REDIS_REPLY_STRING;
     freeReplyObject(r);
-    if (visible && !replace) return DRV_EEXIST;
     if ((e = drv_conn_cmdf(q->conn, &r, "EXISTS %s", jk))) return e;
     int leftover = reply_int(r) > 0;
     freeReplyObject(r);
+    /* Listed without a job hash: it expired (ttl_after_done); the id is free again. */
+    if (visible && leftover && !replace) return DRV_EEXIST;
     if ((visible || leftover) && (e = drv_queue_job_delete(q, spec->id))) return e;
 
     int64_t now;
@@ -345,6 +401,16 @@ drv_err drv_queue_job_get(drv_queue *q, const char *job, drv_job *out) {
     freeReplyObject(r);
     if (!visible) return DRV_ENOJOB;
     if ((e = drv_conn_cmdf(q->conn, &r, "HGETALL %s", jk))) return e;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 0) {
+        /* Listed, but its hash is gone: it expired (ttl_after_done). Drop the entry, which
+         * cannot expire with it (another slot). A purge or --replace removes the entry
+         * before the hash, and a submit writes the hash before the entry, so this sees only
+         * a job that is really gone. */
+        freeReplyObject(r);
+        if ((e = drv_conn_cmdf(q->conn, &r, "ZREM %s %s", jobs, job))) return e;
+        freeReplyObject(r);
+        return DRV_ENOJOB;
+    }
     drv_job j;
     memset(&j, 0, sizeof j);
     const char *spec = is_array(r, 2) ? hfield(r, "spec") : NULL;
@@ -361,6 +427,9 @@ drv_err drv_queue_job_get(drv_queue *q, const char *job, drv_job *out) {
     j.created_ms = hint(r, "created_ms", 0);
     j.finished_ms = hint(r, "finished_ms", 0);
     j.page = hint(r, "page", 0);
+    j.complete_sent = hint(r, "complete_sent", 0);
+    j.dead_alert_sent = hint(r, "dead_alert_sent", 0);
+    j.expires_ms = hint(r, "expires_ms", 0);
     snprintf(j.page_url, sizeof j.page_url, "%s",
              hfield(r, "page_url") ? hfield(r, "page_url") : "");
     const char *rate = hfield(r, "rate");
@@ -1090,6 +1159,30 @@ drv_err drv_queue_dead_each(drv_queue *q, const char *job, int p,
                             void *ud) {
     struct pair_each d = {fn, ud};
     return scan_hash(q, job, p, 7, pair_page, &d);
+}
+
+drv_err drv_queue_dead_first(drv_queue *q, const char *job, int nparts, int max,
+                             void (*fn)(const char *id, size_t idlen, const char *err,
+                                        size_t errlen, void *ud),
+                             void *ud) {
+    int got = 0;
+    for (int p = 0; p < nparts && got < max; p++) {
+        drv_part_keys k;
+        drv_keys_part(&k, q->prefix, job, p);
+        redisReply *r;
+        drv_err e = drv_conn_cmdf(q->conn, &r, "HSCAN %s 0 COUNT %d", k.ptr[7], max);
+        if (e) return e;
+        if (!is_array(r, 2) || r->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(r);
+            return DRV_EREPLY;
+        }
+        redisReply *kv = r->element[1];
+        for (size_t i = 0; i + 1 < kv->elements && got < max; i += 2, got++)
+            fn(kv->element[i]->str, kv->element[i]->len, kv->element[i + 1]->str,
+               kv->element[i + 1]->len, ud);
+        freeReplyObject(r);
+    }
+    return DRV_OK;
 }
 
 drv_err drv_queue_results_each(drv_queue *q, const char *job, int p,

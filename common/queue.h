@@ -37,9 +37,12 @@ typedef struct drv_job {
     int partitions;
     int64_t total; /* -1 until known */
     int64_t created_ms, finished_ms;
-    int64_t rate_milli;  /* items/s x 1000 over the coordinator's last window; 0 if unknown */
-    int64_t page;        /* http source: pages fed */
-    char page_url[4096]; /* http source: the next page ("" before the first) */
+    int64_t rate_milli;      /* items/s x 1000 over the coordinator's last window; 0 if unknown */
+    int64_t page;            /* http source: pages fed */
+    char page_url[4096];     /* http source: the next page ("" before the first) */
+    int64_t complete_sent;   /* Redis ms the on_complete callback was accepted, 0 if not */
+    int64_t dead_alert_sent; /* Redis ms the on_dead alert was accepted, 0 if not */
+    int64_t expires_ms;      /* Redis ms the job's keys expire (ttl_after_done), 0 if never */
     drv_spec spec;
 } drv_job;
 
@@ -55,7 +58,8 @@ typedef struct drv_part_init {
  * is DRV_EEXIST unless 'replace' (its keys are deleted first). 'total' is -1 when unknown. */
 drv_err drv_queue_job_create(drv_queue *q, const drv_spec *spec, int64_t total,
                              const drv_part_init *parts, int replace);
-/* Reads a visible job. DRV_ENOJOB if there is none. */
+/* Reads a visible job. DRV_ENOJOB if there is none. A PREFIXjobs entry whose job hash is gone
+ * (expired after ttl_after_done) is removed on the way. */
 drv_err drv_queue_job_get(drv_queue *q, const char *job, drv_job *out);
 /* Job ids by creation time. Caller frees (*ids) with free(); one block. */
 drv_err drv_queue_job_list(drv_queue *q, char (**ids)[DRV_JOB_ID_MAX + 1], size_t *n);
@@ -69,6 +73,16 @@ drv_err drv_queue_job_note(drv_queue *q, const char *job, const char *const *kv)
 drv_err drv_queue_job_sweep(drv_queue *q, const char *job, int64_t *unlinked);
 /* Deletes every key of the job (UNLINK: freed in the background). */
 drv_err drv_queue_job_delete(drv_queue *q, const char *job);
+/* Records that a callback was accepted (lua/mark.lua): sets 'field' (complete_sent or
+ * dead_alert_sent) of the job hash to Redis time, unless it is set already, and only while the
+ * job hash is the one created at created_ms. *mark_ms: the mark now in Redis, 0 when the job
+ * was deleted or replaced (nothing written). */
+drv_err drv_queue_job_mark(drv_queue *q, const char *job, int64_t created_ms, const char *field,
+                           int64_t *mark_ms);
+/* Gives every key of the job (partition keys and job hash; the lock keeps its own short TTL)
+ * a time to live of ttl_ms, after writing expires_ms (Redis time) into the job hash. The job
+ * hash gets its TTL last. *expires_ms: when they go. */
+drv_err drv_queue_job_expire(drv_queue *q, const drv_job *job, int64_t ttl_ms, int64_t *expires_ms);
 
 /* ---- the coordinator ------------------------------------------------------------------------- */
 
@@ -253,6 +267,12 @@ drv_err drv_queue_dead_each(drv_queue *q, const char *job, int p,
                             void (*fn)(const char *id, size_t idlen, const char *err, size_t errlen,
                                        void *ud),
                             void *ud);
+/* Calls fn for up to 'max' dead items of the job, a few per partition from the first one on
+ * (HSCAN with a small COUNT: never a walk of a large dead hash). */
+drv_err drv_queue_dead_first(drv_queue *q, const char *job, int nparts, int max,
+                             void (*fn)(const char *id, size_t idlen, const char *err,
+                                        size_t errlen, void *ud),
+                             void *ud);
 /* Calls fn for each kept response of partition p (HSCAN, in batches). */
 drv_err drv_queue_results_each(drv_queue *q, const char *job, int p,
                                void (*fn)(const char *id, size_t idlen, const char *resp,
