@@ -1,6 +1,7 @@
 /* drover run: the coordinator of one job. */
 #include "coord.h"
 
+#include "callback.h"
 #include "cli.h"
 #include "clock.h"
 #include "log.h"
@@ -21,13 +22,18 @@ static const drv_cmd_doc doc = {
     "source is exhausted and nothing is pending, leased or retrying. A range partition with much\n"
     "left while another is drained is split into a new partition (README: Rebalancing).\n"
     "Exits 0 when done, 1 when done with dead items (see drover dead), 4 when the job is\n"
-    "cancelled. Safe to kill at any\n"
-    "time: a restart resumes from the cursors in Redis. A second drover run for the same job\n"
-    "waits as a standby and takes over when the first stops renewing its lock.\n"
+    "cancelled. Safe to kill at any time: a restart resumes from the cursors in Redis. A\n"
+    "second drover run for the same job waits as a standby and takes over when the first\n"
+    "stops renewing its lock.\n"
     "--metrics-addr serves the job's Prometheus metrics (see drover metrics) at\n"
     "http://HOST:PORT/metrics from its own thread and Redis connection, standby or not;\n"
     "--metrics-linger S keeps serving S seconds after the job ends (or until a signal), so a\n"
-    "scraper sees the final numbers.",
+    "scraper sees the final numbers.\n"
+    "Callbacks (the spec's on_complete, on_dead): POSTed when the job ends (done or cancelled)\n"
+    "or its dead count first exceeds alert_dead_over, retried with backoff until the endpoint\n"
+    "answers 2xx (the exit code does not depend on them); a stop signal leaves an unsent one\n"
+    "to the next drover run. ttl_after_done: once done (and its callback sent), every key of\n"
+    "the job gets that TTL.",
     "  drover run backfill\n"
     "  drover run backfill --progress-ms 10000 --log-level warn\n"
     "  drover run backfill --metrics-addr 127.0.0.1:9464"};
@@ -59,6 +65,10 @@ typedef struct run_ctx {
     /* rate: done counts sampled at most once a second over the last minute */
     int64_t sample_ms[RATE_SAMPLES], sample_done[RATE_SAMPLES];
     int nsamples;
+    /* callbacks (callback.c): NULL when the spec has none */
+    drv_hook *on_complete, *on_dead;
+    long long cb_backoff_ms, cb_backoff_max_ms;
+    int64_t dead_next_try, dead_backoff; /* the on_dead alert while the job runs */
 } run_ctx;
 
 /* Sleeps up to ms, in slices, so a stop signal is answered within 50 ms even while waiting
@@ -281,6 +291,134 @@ static int tick(run_ctx *c, int64_t *fed_total, int *fatal) {
     return drained;
 }
 
+/* ---- callbacks ------------------------------------------------------------------------------- */
+
+/* Opens the spec's callbacks, resolving ${NAME} from this environment. */
+static drv_err open_hooks(run_ctx *c, char *why, size_t whylen) {
+    drv_hook_free(c->on_complete);
+    drv_hook_free(c->on_dead);
+    c->on_complete = c->on_dead = NULL;
+    drv_err e = DRV_OK;
+    if (c->job.spec.on_complete[0])
+        e = drv_hook_open(c->job.spec.on_complete, "on_complete", &c->on_complete, why, whylen);
+    if (!e && c->job.spec.on_dead[0])
+        e = drv_hook_open(c->job.spec.on_dead, "on_dead", &c->on_dead, why, whylen);
+    c->dead_next_try = 0;
+    c->dead_backoff = c->cb_backoff_ms;
+    return e;
+}
+
+/* One attempt at a callback: re-reads the job (a mark already there, or a job deleted or
+ * replaced, ends it), POSTs the summary, writes the mark after a 2xx. Returns 1 when the
+ * callback needs nothing more (sent now or before, or no longer wanted), 0 to try again after
+ * *next_try (backoff doubled in *backoff, Retry-After honoured), -1 on a fatal error. */
+static int hook_attempt(run_ctx *c, drv_hook *h, const char *event, const char *field,
+                        int64_t *next_try, int64_t *backoff) {
+    drv_job j;
+    drv_err e = drv_queue_job_get(c->q, c->job.id, &j);
+    if (e == DRV_ENOJOB || (!e && j.created_ms != c->job.created_ms)) {
+        drv_warn("job %s was deleted or replaced; its %s callback is not sent", c->job.id, event);
+        return 1;
+    }
+    if (e) return handle_err(c, e, "reading the job") ? -1 : 0;
+    if (strcmp(field, "complete_sent") == 0 ? j.complete_sent : j.dead_alert_sent) return 1;
+    char *body = drv_hook_summary(c->q, &j, event, &e);
+    if (!body) return handle_err(c, e, "summing up the job") ? -1 : 0;
+    char key[160], why[512];
+    snprintf(key, sizeof key, "drover-%s-%" PRId64 "-%s", j.id, j.created_ms,
+             strcmp(event, "complete") == 0 ? "complete" : "dead");
+    int64_t retry_after = 0;
+    e = drv_hook_post(h, body, key, pager_alive, c, &retry_after, why, sizeof why);
+    free(body);
+    if (e == DRV_OK) {
+        int64_t mark = 0;
+        /* Accepted: the mark may not be lost to an outage, or the next coordinator sends it
+         * again (the Idempotency-Key is for that case). */
+        while ((e = drv_queue_job_mark(c->q, j.id, j.created_ms, field, &mark)))
+            if (handle_err(c, e, "marking the callback sent")) return -1;
+        drv_info("job %s: %s callback accepted by the endpoint", j.id, event);
+        return 1;
+    }
+    if (stop_signal) return 0;
+    int64_t wait = *backoff / 2 + (int64_t)drv_rand((uint64_t)*backoff / 2 + 1);
+    if (retry_after > wait) wait = retry_after < 3600000 ? retry_after : 3600000;
+    drv_warn("job %s: %s callback failed (%s); retrying in %.1f s", j.id, event, why,
+             (double)wait / 1000.0);
+    *next_try = drv_now_ms() + wait;
+    *backoff = *backoff * 2 > c->cb_backoff_max_ms ? c->cb_backoff_max_ms : *backoff * 2;
+    return 0;
+}
+
+/* Sends a callback, retrying until it is accepted, while keeping the lock. Returns 0 when
+ * done with it, -1 on a stop signal, a lost lock or a fatal error. */
+static int hook_deliver(run_ctx *c, drv_hook *h, const char *event, const char *field) {
+    int64_t next_try = 0, backoff = c->cb_backoff_ms;
+    while (!stop_signal) {
+        if (pager_alive(c)) {
+            if (!stop_signal)
+                drv_warn("job %s: lost the coordinator lock while sending its %s callback",
+                         c->job.id, event);
+            return -1;
+        }
+        int64_t now = drv_now_ms();
+        if (now < next_try) {
+            nap(next_try - now < 50 ? next_try - now : 50);
+            continue;
+        }
+        int r = hook_attempt(c, h, event, field, &next_try, &backoff);
+        if (r) return r > 0 ? 0 : -1;
+    }
+    return -1;
+}
+
+/* The sum of the dead counts in c->st (as the last tick left them). */
+static int64_t dead_now(const run_ctx *c) {
+    int64_t n = 0;
+    for (int p = 0; p < c->job.partitions; p++)
+        n += c->st[p].dead;
+    return n;
+}
+
+/* While the job runs: one attempt at the on_dead alert when it is due. Returns -1 on a fatal
+ * error. */
+static int dead_alert_tick(run_ctx *c, int64_t now) {
+    if (!c->on_dead || c->job.dead_alert_sent || now < c->dead_next_try) return 0;
+    if (dead_now(c) <= c->job.spec.alert_dead_over) return 0;
+    int r = hook_attempt(c, c->on_dead, "dead_over", "dead_alert_sent", &c->dead_next_try,
+                         &c->dead_backoff);
+    if (r > 0) c->job.dead_alert_sent = 1;
+    return r < 0 ? -1 : 0;
+}
+
+/* The job ended ('state' done or cancelled): a pending dead alert, the completion callback,
+ * then the expiry of a done job's keys. Returns 0, or -1 when stopped before the end (the
+ * next drover run finishes it). */
+static int finish_job(run_ctx *c, const char *state) {
+    drv_job j;
+    drv_err e;
+    while ((e = drv_queue_job_get(c->q, c->job.id, &j)))
+        if (e == DRV_ENOJOB || handle_err(c, e, "reading the job")) return e == DRV_ENOJOB ? 0 : -1;
+    if (j.created_ms != c->job.created_ms) return 0;
+    if (c->on_dead && !j.dead_alert_sent) {
+        drv_part_stat *st = c->st;
+        if ((e = drv_queue_stats(c->q, j.id, j.partitions, st)) == DRV_OK &&
+            dead_now(c) > j.spec.alert_dead_over &&
+            hook_deliver(c, c->on_dead, "dead_over", "dead_alert_sent"))
+            return -1;
+    }
+    if (c->on_complete && !j.complete_sent &&
+        hook_deliver(c, c->on_complete, "complete", "complete_sent"))
+        return -1;
+    if (strcmp(state, "done") == 0 && j.spec.ttl_after_done > 0 && !j.expires_ms) {
+        int64_t at = 0;
+        while ((e = drv_queue_job_expire(c->q, &j, j.spec.ttl_after_done * 1000, &at)))
+            if (handle_err(c, e, "setting the job's keys to expire")) return -1;
+        drv_info("job %s: its keys expire in %" PRId64 " s (ttl_after_done)", j.id,
+                 j.spec.ttl_after_done);
+    }
+    return 0;
+}
+
 /* Waits until this coordinator holds the job's lock. Returns 0, or -1 on a stop signal or a
  * fatal error. */
 static int acquire_lock(run_ctx *c) {
@@ -318,6 +456,7 @@ static drv_err reload_job(run_ctx *c, const drv_job *now) {
     c->st = calloc((size_t)c->job.partitions, sizeof *c->st);
     if (!c->st) return DRV_ENOMEM;
     drv_err e = open_source(c, why, sizeof why);
+    if (!e) e = open_hooks(c, why, sizeof why);
     if (e) {
         drv_error("job %s was replaced and cannot be loaded: %s", c->job.id, why);
         return e;
@@ -379,6 +518,11 @@ int cmd_run(int argc, char **argv) {
          "serve Prometheus metrics at http://HOST:PORT/metrics (default: none)", 0, 0, &metrics_at},
         {"metrics-linger", "DROVER_METRICS_LINGER", DRV_OPT_INT, "0", "S",
          "with --metrics-addr: keep serving this long after the job ends", 0, 86400, &linger_s},
+        {"callback-backoff-ms", "DROVER_CALLBACK_BACKOFF_MS", DRV_OPT_INT, "1000", "MS",
+         "first delay before a failed callback is sent again (doubles, with jitter)", 10, 600000,
+         &c.cb_backoff_ms},
+        {"callback-backoff-max-ms", "DROVER_CALLBACK_BACKOFF_MAX_MS", DRV_OPT_INT, "60000", "MS",
+         "longest delay between callback attempts", 10, 3600000, &c.cb_backoff_max_ms},
         {0},
     };
     char *pos[1];
@@ -433,6 +577,13 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "error: job %s: %s\n", id, why);
         goto out;
     }
+    if (c.cb_backoff_max_ms < c.cb_backoff_ms) c.cb_backoff_max_ms = c.cb_backoff_ms;
+    if ((e = open_hooks(&c, why, sizeof why))) {
+        /* Like a worker missing a handler's ${NAME}: a configuration error of this host. */
+        fprintf(stderr, "error: job %s: %s\n", id, why);
+        rc = e == DRV_EINVAL ? EXIT_USAGE : 1;
+        goto out;
+    }
     if (acquire_lock(&c)) goto out;
     drv_info("job %s: coordinating %d partitions as %s", id, c.job.partitions, c.owner);
     char mirrored[16] = "";
@@ -474,12 +625,12 @@ int cmd_run(int argc, char **argv) {
             missing_since = 0;
             if (strcmp(mirrored, "cancelled") == 0) {
                 drv_info("job %s is cancelled; stopping", id);
-                rc = EXIT_CANCELLED;
+                rc = finish_job(&c, "cancelled") ? 1 : EXIT_CANCELLED;
                 goto out;
             }
             if (strcmp(mirrored, "done") == 0) {
                 drv_info("job %s is already done", id);
-                rc = 0;
+                rc = finish_job(&c, "done") ? 1 : 0;
                 goto out;
             }
             next_state = now + 500;
@@ -504,8 +655,10 @@ int cmd_run(int argc, char **argv) {
                      " duplicates",
                      id, t.done, t.dead, t.duplicates);
             rc = t.dead > 0 ? 1 : 0;
+            if (finish_job(&c, "done")) rc = 1; /* stopped first: 128+N below */
             goto out;
         }
+        if (!c.refresh && dead_alert_tick(&c, now)) goto out;
         if (now >= next_report) {
             report(&c, now);
             next_report = now + c.progress_ms;
@@ -531,6 +684,8 @@ out:
     drv_metrics_stop(msrv);
     drv_feeder_free(c.feeder);
     drv_pager_free(c.pager);
+    drv_hook_free(c.on_complete);
+    drv_hook_free(c.on_dead);
     free(c.st);
     drv_queue_close(c.q);
     return rc;

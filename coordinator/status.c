@@ -115,6 +115,23 @@ static cJSON *view_json(const job_view *v, int with_parts) {
     cJSON_AddNumberToObject(lim, "weight", (double)j->spec.weight);
     cJSON_AddNumberToObject(lim, "in_flight_reported", (double)v->lim.in_flight);
     cJSON_AddNumberToObject(lim, "workers_reporting", (double)v->lim.workers);
+    /* Callbacks and expiry: null when not configured, false when configured and not yet sent,
+     * else when it was accepted (ms, Redis time). */
+    const struct {
+        const char *name;
+        int configured;
+        int64_t at;
+    } marks[] = {{"complete_sent_ms", j->spec.on_complete[0] != 0, j->complete_sent},
+                 {"dead_alert_sent_ms", j->spec.on_dead[0] != 0, j->dead_alert_sent},
+                 {"expires_ms", j->spec.ttl_after_done > 0, j->expires_ms}};
+    for (size_t i = 0; i < sizeof marks / sizeof *marks; i++) {
+        if (!marks[i].configured)
+            cJSON_AddNullToObject(o, marks[i].name);
+        else if (!marks[i].at)
+            cJSON_AddFalseToObject(o, marks[i].name);
+        else
+            cJSON_AddNumberToObject(o, marks[i].name, (double)marks[i].at);
+    }
     if (!with_parts) {
         cJSON_AddNumberToObject(o, "partitions", j->partitions);
         return o;
@@ -197,6 +214,15 @@ static void print_human(const job_view *v) {
     progress_bar(v, bar, sizeof bar);
     printf("  %s\n", bar);
     printf("  rate %.1f/s  eta %s\n", (double)j->rate_milli / 1000.0, eta);
+    if (j->spec.on_complete[0] || j->spec.on_dead[0] || j->spec.ttl_after_done) {
+        char sent[32], alert[32], exp[32];
+        fmt_time(j->complete_sent, sent, sizeof sent);
+        fmt_time(j->dead_alert_sent, alert, sizeof alert);
+        fmt_time(j->expires_ms, exp, sizeof exp);
+        printf("  callbacks: complete sent %s, dead alert sent %s; keys expire %s\n",
+               j->spec.on_complete[0] ? sent : "(none)", j->spec.on_dead[0] ? alert : "(none)",
+               j->spec.ttl_after_done ? exp : "(never)");
+    }
     int64_t cool = v->t.cooldown_until - drv_wall_ms();
     if (cool > 0)
         printf("  cooling down: the API asked to slow down; claims resume in %.1f s\n",
