@@ -16,6 +16,7 @@ Control:
   GET  /_log              [[t_start, path, status], ...]  (t: Unix seconds; last 100000)
   POST /_reset            clears counts, log and state
   POST /_hold?from=K      /list pages >= K wait (up to 120 s) until POST /_release
+  GET  /_bodies?path=P    [{"t", "status", "headers", "body"}, ...]: what /hook* recorded for P
 
 Behaviour ("..." is any further path, used to make paths unique per item):
   /echo/...                      200, the request as JSON (method, path, query, headers, body)
@@ -35,6 +36,9 @@ Behaviour ("..." is any further path, used to make paths unique per item):
                                   "meta": {"next": "K+1" or null}}
   /list-url/NPAGES/PER?page=K    the same, "next" a relative URL
   /list-bad/...                  200 "not json" (Content-Type: application/json)
+  /hook/N/...                    records the request (headers, body, answer) for /_bodies; 500
+                                 for the first N requests to this path, then 200
+  /hook-ra/N/SECS/...            the same with 503 and Retry-After: SECS for the first N
   anything else                  404 "not found"
 """
 import argparse
@@ -57,6 +61,7 @@ COUNTS = {}
 LOG = collections.deque(maxlen=100000)
 HOLD = {"from": None}
 ACTIVE = {"now": 0, "peak": 0}
+BODIES = {}
 RELEASE = threading.Event()
 VERBOSE = False
 
@@ -65,6 +70,7 @@ def reset():
     with LOCK:
         COUNTS.clear()
         LOG.clear()
+        BODIES.clear()
         HOLD["from"] = None
         RELEASE.clear()
         ACTIVE["peak"] = ACTIVE["now"]
@@ -169,6 +175,10 @@ class Handler(BaseHTTPRequestHandler):
                 HOLD["from"] = k
                 RELEASE.clear()
             return self.send(200, "held")
+        if path == "/_bodies":
+            with LOCK:
+                doc = list(BODIES.get(query.get("path", [""])[0], []))
+            return self.send(200, json.dumps(doc), "application/json")
         if path == "/_release":
             RELEASE.set()
             return self.send(200, "released")
@@ -249,6 +259,16 @@ class Handler(BaseHTTPRequestHandler):
                     "/list-url/%d/%d?page=%d" % (npages, per, k + 1)
             doc = {"data": {"items": items}, "meta": {"next": nxt}}
             return self.send(200, json.dumps(doc), "application/json")
+        if kind in ("hook", "hook-ra"):
+            failing = nth <= int(seg[1])
+            code = (500 if kind == "hook" else 503) if failing else 200
+            hdrs = [("Retry-After", str(int(seg[2])))] if failing and kind == "hook-ra" else []
+            rec = {"t": time.time(), "status": code, "method": self.command,
+                   "headers": {k.lower(): v for k, v in self.headers.items()},
+                   "body": body.decode("utf-8", "replace")}
+            with LOCK:
+                BODIES.setdefault(path, []).append(rec)
+            return self.send(code, "hook %d" % code, headers=hdrs)
         if kind == "list-bad":
             return self.send(200, "not json", "application/json")
         return self.send(404, "not found")

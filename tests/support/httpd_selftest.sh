@@ -176,6 +176,17 @@ if errors:
     sys.exit(1)
 EOF
 
+# --- hooks: recorded bodies, failing first
+eq "hook fails first" "$(code -X POST -H 'X-K: v' -d '{"a":1}' "$H/hook/1/h1")" "500"
+eq "hook then accepts" "$(code -X POST -d '{"a":2}' "$H/hook/1/h1")" "200"
+eq "hook bodies" "$(body "$H/_bodies?path=/hook/1/h1" | json '[(r["status"], r["body"], r["method"]) for r in d]')" \
+    "[(500, '{\"a\":1}', 'POST'), (200, '{\"a\":2}', 'POST')]"
+eq "hook headers" "$(body "$H/_bodies?path=/hook/1/h1" | json 'd[0]["headers"]["x-k"]')" "v"
+eq "hook-ra status" "$(code -X POST -d x "$H/hook-ra/1/7/h2")" "503"
+eq "hook-ra Retry-After" "$(curl -s -o /dev/null -D - -X POST "$H/hook-ra/2/7/h3" | tr -d '\r' | grep -i '^retry-after:')" "Retry-After: 7"
+eq "hook-ra then accepts" "$(code -X POST -d x "$H/hook-ra/1/7/h2")" "200"
+eq "bodies of an unknown path" "$(body "$H/_bodies?path=/nothing")" "[]"
+
 # --- stats and reset
 eq "stats reset" "$(code -X POST "$H/_reset")" "200"
 code "$H/ok/s1?x=1" >/dev/null; code "$H/ok/s1?x=2" >/dev/null; code -X POST "$H/echo/s2" >/dev/null
