@@ -98,6 +98,30 @@ wait_exit 30 "$LAST_PID"
 [ "$EXIT_CODE" -eq 0 ] && [ "$(nbodies /hook/5/k)" -eq "$n" ] || fail "a third coordinator sent again"
 say "kill -9 during the retries ($before attempts), restart: exactly one accepted POST, then none"
 
+# ---- while retrying, the coordinator keeps its lock and stops on SIGTERM ---------------------
+spec "$TMP/s.json" s ', "on_complete": {"url": "'"$HTTP"'/hook/100000/s"}' 10
+"$DROVER" submit "$TMP/s.json" --quiet >/dev/null
+bg w-s "$WORKER" --job s --handler noop --exit-when-done
+run run-s s --callback-backoff-ms 200 --callback-backoff-max-ms 200
+c1=$LAST_PID
+wait_for "retries of s past the lock TTL (500 ms)" 30 nbodies_at_least /hook/100000/s 5
+run run-s2 s
+c2=$LAST_PID
+wait_for "a second coordinator of s to stand by" 30 grep -q "standing by" "$TMP/run-s2.log"
+[ "$(nbodies /hook/100000/s)" -ge 5 ] && kill -0 "$c1" || fail "the first coordinator of s is gone"
+n=$(nbodies /hook/100000/s)
+t0=$(date +%s%N)
+kill -TERM "$c1"
+wait_exit 10 "$c1"
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ "$EXIT_CODE" -eq 143 ] || fail "SIGTERM while retrying a callback: exit $EXIT_CODE, expected 143"
+wait_for "the standby of s to take over the retries" 30 nbodies_at_least /hook/100000/s $((n + 2))
+kill -TERM "$c2"
+wait_exit 10 "$c2"
+[ "$EXIT_CODE" -eq 143 ] || fail "the standby exited $EXIT_CODE after SIGTERM"
+[ -z "$(R HGET 'drover:{s}:job' complete_sent)" ] || fail "s marked sent without a 2xx"
+say "retrying: lock kept (a standby waited), SIGTERM -> 143 in $ms ms (incl. wait polling), standby took over"
+
 # ---- Retry-After is the floor of the delay -------------------------------------------------
 spec "$TMP/ra.json" ra ', "on_complete": {"url": "'"$HTTP"'/hook-ra/1/1/ra"}' 10
 "$DROVER" submit "$TMP/ra.json" --quiet >/dev/null
