@@ -17,6 +17,8 @@ Control:
   POST /_reset            clears counts, log and state
   POST /_hold?from=K      /list pages >= K wait (up to 120 s) until POST /_release
   GET  /_bodies?path=P    [{"t", "status", "headers", "body"}, ...]: what /hook* recorded for P
+  POST /_hookmode?path=P&fail=1|0   /hook path P answers 500 (1) or 200 (0) from now on,
+                          whatever its N says (cleared by /_reset)
 
 Behaviour ("..." is any further path, used to make paths unique per item):
   /echo/...                      200, the request as JSON (method, path, query, headers, body)
@@ -62,6 +64,7 @@ LOG = collections.deque(maxlen=100000)
 HOLD = {"from": None}
 ACTIVE = {"now": 0, "peak": 0}
 BODIES = {}
+HOOKMODE = {}
 RELEASE = threading.Event()
 VERBOSE = False
 
@@ -71,6 +74,7 @@ def reset():
         COUNTS.clear()
         LOG.clear()
         BODIES.clear()
+        HOOKMODE.clear()
         HOLD["from"] = None
         RELEASE.clear()
         ACTIVE["peak"] = ACTIVE["now"]
@@ -179,6 +183,10 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 doc = list(BODIES.get(query.get("path", [""])[0], []))
             return self.send(200, json.dumps(doc), "application/json")
+        if path == "/_hookmode":
+            with LOCK:
+                HOOKMODE[query.get("path", [""])[0]] = query.get("fail", ["0"])[0] == "1"
+            return self.send(200, "ok")
         if path == "/_release":
             RELEASE.set()
             return self.send(200, "released")
@@ -260,7 +268,8 @@ class Handler(BaseHTTPRequestHandler):
             doc = {"data": {"items": items}, "meta": {"next": nxt}}
             return self.send(200, json.dumps(doc), "application/json")
         if kind in ("hook", "hook-ra"):
-            failing = nth <= int(seg[1])
+            with LOCK:
+                failing = HOOKMODE.get(path, nth <= int(seg[1]))
             code = (500 if kind == "hook" else 503) if failing else 200
             hdrs = [("Retry-After", str(int(seg[2])))] if failing and kind == "hook-ra" else []
             rec = {"t": time.time(), "status": code, "method": self.command,

@@ -185,6 +185,10 @@ eq "hook headers" "$(body "$H/_bodies?path=/hook/1/h1" | json 'd[0]["headers"]["
 eq "hook-ra status" "$(code -X POST -d x "$H/hook-ra/1/7/h2")" "503"
 eq "hook-ra Retry-After" "$(curl -s -o /dev/null -D - -X POST "$H/hook-ra/2/7/h3" | tr -d '\r' | grep -i '^retry-after:')" "Retry-After: 7"
 eq "hook-ra then accepts" "$(code -X POST -d x "$H/hook-ra/1/7/h2")" "200"
+eq "hookmode fail" "$(code -X POST "$H/_hookmode?path=/hook/0/h4&fail=1")" "200"
+eq "hook forced to fail" "$(code -X POST -d x "$H/hook/0/h4")" "500"
+code -X POST "$H/_hookmode?path=/hook/0/h4&fail=0" >/dev/null
+eq "hook forced to accept" "$(code -X POST -d x "$H/hook/0/h4")" "200"
 eq "bodies of an unknown path" "$(body "$H/_bodies?path=/nothing")" "[]"
 
 # --- stats and reset
