@@ -171,6 +171,10 @@ static void every_script_call_touches_only_keys_of_its_own_tag(void **state) {
     drv_admit ad;
     expect_ok(lq, drv_queue_admit(lq, "j", "w", 1, 0, 0, &ad), "admit");
     expect_ok(lq, drv_queue_admit(lq, "j", "w", 0, 0, 1, &ad), "admit refund");
+    /* So does mark.lua (a callback's sent mark). */
+    int64_t created = rint_("HGET drover:{j}:job created_ms"), mark = 0;
+    expect_ok(lq, drv_queue_job_mark(lq, "j", created, "complete_sent", &mark), "mark");
+    assert_true(mark > 0);
     drv_queue_close(lq);
 }
 
