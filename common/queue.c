@@ -193,7 +193,13 @@ drv_err drv_queue_job_expire(drv_queue *q, const drv_job *job, int64_t ttl_ms,
         /* One partition's replies at a time keeps the pipeline (and its buffer) small. */
         if ((e = drain_replies(q, DRV_PART_NKEYS))) return e;
     }
-    /* The job hash last: while it lives, drover purge can find the partitions. */
+    /* The limits hash, then the job hash last: while it lives, drover purge can find the
+     * partitions. */
+    char mk[DRV_KEY_MAX];
+    drv_key_job(mk, sizeof mk, q->prefix, job->id, "limits");
+    const char *pm[] = {"PEXPIRE", mk, ttl};
+    if ((e = drv_conn_cmd(q->conn, 3, pm, NULL, &r))) return e;
+    freeReplyObject(r);
     const char *px[] = {"PEXPIRE", jk, ttl};
     if ((e = drv_conn_cmd(q->conn, 3, px, NULL, &r))) return e;
     freeReplyObject(r);
