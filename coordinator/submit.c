@@ -28,7 +28,8 @@ static const drv_cmd_doc doc = {
     "  drover submit --id backfill --range 1..10000000 --partitions 16\n"
     "  drover submit --id rescore --file users.csv --format csv --id-field user_id\n"
     "  psql -Atc 'select id from invoices' | drover submit --id inv --source -\n"
-    "  drover submit job.json --replace"};
+    "  drover submit job.json --replace\n"
+    "  drover submit --id notify --range 1..50000 --rate 50 --max-in-flight 20"};
 
 /* Splits [a, b] into nparts contiguous sub-ranges of (nearly) equal size. */
 static void split_range(const drv_spec *s, drv_part_init *parts) {
@@ -95,7 +96,8 @@ int cmd_submit(int argc, char **argv) {
     drv_cli cli;
     const char *id = NULL, *range = NULL, *file = NULL, *source = NULL, *format = NULL,
                *id_field = NULL, *partitions = NULL, *lease = NULL, *attempts = NULL,
-               *window = NULL, *backoff = NULL, *backoff_max = NULL, *max_item = NULL;
+               *window = NULL, *backoff = NULL, *backoff_max = NULL, *max_item = NULL, *rate = NULL,
+               *burst = NULL, *max_in_flight = NULL, *weight = NULL;
     int replace = 0, quiet = 0;
     const drv_opt opts[] = {
         DRV_CLI_OPTS(&cli),
@@ -121,6 +123,14 @@ int cmd_submit(int argc, char **argv) {
          "most pending items per partition in Redis (default 5000)", 0, 0, &window},
         {"max-item-bytes", NULL, DRV_OPT_STR, NULL, "N", "largest item accepted (default 1048576)",
          0, 0, &max_item},
+        {"rate", NULL, DRV_OPT_STR, NULL, "R",
+         "items started per second by the whole fleet (default: no limit)", 0, 0, &rate},
+        {"burst", NULL, DRV_OPT_STR, NULL, "B", "with --rate: items that may start at once (R/10)",
+         0, 0, &burst},
+        {"max-in-flight", NULL, DRV_OPT_STR, NULL, "N",
+         "items leased at once across every worker (default: no cap)", 0, 0, &max_in_flight},
+        {"weight", NULL, DRV_OPT_STR, NULL, "W",
+         "share of a worker serving several jobs (default 1)", 0, 0, &weight},
         {"replace", NULL, DRV_OPT_BOOL, NULL, NULL,
          "replace an existing job of the same id (its keys are deleted)", 0, 0, &replace},
         {"quiet", NULL, DRV_OPT_BOOL, NULL, NULL, "no progress on stderr", 0, 0, &quiet},
@@ -205,8 +215,18 @@ int cmd_submit(int argc, char **argv) {
         apply_int("backoff-ms", backoff, &spec.backoff_ms) ||
         apply_int("backoff-max-ms", backoff_max, &spec.backoff_max_ms) ||
         apply_int("window", window, &spec.window) ||
-        apply_int("max-item-bytes", max_item, &spec.max_item_bytes))
+        apply_int("max-item-bytes", max_item, &spec.max_item_bytes) ||
+        apply_int("rate", rate, &spec.rate_per_s) || apply_int("burst", burst, &spec.rate_burst) ||
+        apply_int("max-in-flight", max_in_flight, &spec.max_in_flight) ||
+        apply_int("weight", weight, &spec.weight))
         return EXIT_USAGE;
+    if (burst && !rate && !spec.rate_per_s) {
+        fprintf(stderr, "error: --burst: only with --rate\n");
+        return EXIT_USAGE;
+    }
+    /* A new rate without a burst gets the default burst; --rate 0 means no limit. */
+    if (rate && !burst)
+        spec.rate_burst = spec.rate_per_s ? drv_spec_default_burst(spec.rate_per_s) : 0;
     if (drv_spec_validate(&spec, why, sizeof why) != DRV_OK) {
         fprintf(stderr, "error: %s\n", why);
         return EXIT_USAGE;

@@ -73,6 +73,11 @@ echo '{"source": {"type": "http", "url": "http://x/", "path": "/tmp"}}' >"$TMP/s
 expect 2 "source.path: not a field of an http source" "$DROVER" submit "$TMP/s2.json"
 expect 2 "--job: not a valid job id" "$WORKER" --job 'a{b}' -- true
 expect 2 'unknown flag "--bogus"' "$WORKER" --bogus -- true
+expect 2 "rate.per_second: expected 1 to 1000000, got -1" "$DROVER" submit --range 1..10 --rate -1
+expect 2 "--burst: only with --rate" "$DROVER" submit --range 1..10 --burst 5
+expect 2 "max_in_flight: expected 1 to 1000000, got -3" "$DROVER" submit --range 1..10 --max-in-flight -3
+expect 2 "weight: expected 1 to 1000, got 0" "$DROVER" submit --range 1..10 --weight 0
+expect 2 "--rate: expected a whole number" "$DROVER" submit --range 1..10 --rate fast
 nothing_written
 say "usage and spec errors: exit 2, a message naming the problem, nothing written"
 

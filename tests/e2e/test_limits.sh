@@ -23,6 +23,11 @@ cat >"$TMP/rate.json" <<JSON
 JSON
 "$DROVER" submit "$TMP/rate.json" --quiet >/dev/null
 "$DROVER" status rate | grep -q "limits: rate 100/s (burst 10)" || fail "status does not show the rate"
+# The same limits from drover submit's flags (the burst defaulting to a tenth of the rate).
+"$DROVER" submit --id flags --range 1..10 --rate 100 --max-in-flight 5 --weight 3 --quiet >/dev/null
+got=$(R HMGET 'drover:{flags}:limits' per_second burst max_in_flight weight | tr '\n' ' ')
+[ "$got" = "100 10 5 3 " ] || fail "submit --rate/--max-in-flight/--weight wrote limits: $got"
+"$DROVER" purge flags --force >/dev/null
 bg coord_rate "$DROVER" run rate --progress-ms 500
 c=$LAST_PID
 bg wr1 "$WORKER" --job rate --concurrency 16 --exit-when-done --id wr1
