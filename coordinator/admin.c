@@ -31,23 +31,18 @@ static int open_job(int argc, char **argv, const drv_cmd_doc *doc, int with_json
     drv_opt plain[sizeof opts / sizeof *opts];
     memcpy(plain, opts, sizeof opts);
     if (!with_json) memset(&plain[sizeof opts / sizeof *opts - 2], 0, sizeof *plain);
-    char *pos[1];
-    int npos;
-    int rc = drv_opts_parse(plain, doc, argc, argv, pos, 1, &npos, NULL, NULL);
-    if (rc != DRV_OPTS_OK) return rc == DRV_OPTS_HELP ? 0 : EXIT_USAGE;
-    if (npos != 1) {
-        fprintf(stderr, "error: %s needs a JOB (see --help)\n", argv[0]);
-        return EXIT_USAGE;
-    }
+    char *id;
+    int rc = parse_job_args(plain, doc, argc, argv, &id);
+    if (rc != -1) return rc;
     drv_redis_cfg cfg;
     if ((rc = drv_cli_check(&c->cli, &cfg)) || (rc = drv_cli_connect(&c->cli, &cfg, &c->q)))
         return rc;
-    drv_err e = drv_queue_job_get(c->q, pos[0], &c->job);
+    drv_err e = drv_queue_job_get(c->q, id, &c->job);
     if (e) {
         if (e == DRV_ENOJOB)
-            fprintf(stderr, "error: no job %s (see drover list)\n", pos[0]);
+            fprintf(stderr, "error: no job %s (see drover list)\n", id);
         else
-            fprintf(stderr, "error: job %s: %s\n", pos[0], drv_queue_errstr(c->q));
+            fprintf(stderr, "error: job %s: %s\n", id, drv_queue_errstr(c->q));
         drv_queue_close(c->q);
         return 1;
     }
@@ -279,49 +274,40 @@ int cmd_purge(int argc, char **argv) {
         {"force", NULL, DRV_OPT_BOOL, NULL, NULL, "also a job that has not ended", 0, 0, &force},
         {0},
     };
-    char *pos[1];
-    int npos;
-    int rc = drv_opts_parse(opts, &doc, argc, argv, pos, 1, &npos, NULL, NULL);
-    if (rc != DRV_OPTS_OK) return rc == DRV_OPTS_HELP ? 0 : EXIT_USAGE;
-    if (npos != 1) {
-        fprintf(stderr, "error: drover purge needs a JOB (see drover purge --help)\n");
-        return EXIT_USAGE;
-    }
-    if (!drv_job_id_valid(pos[0])) {
-        fprintf(stderr, "error: not a valid job id: \"%s\"\n", pos[0]);
-        return EXIT_USAGE;
-    }
+    char *id;
+    int rc = parse_job_args(opts, &doc, argc, argv, &id);
+    if (rc != -1) return rc;
     drv_redis_cfg cfg;
     drv_queue *q;
     if ((rc = drv_cli_check(&cli, &cfg)) || (rc = drv_cli_connect(&cli, &cfg, &q))) return rc;
     drv_job job;
-    drv_err e = drv_queue_job_get(q, pos[0], &job);
+    drv_err e = drv_queue_job_get(q, id, &job);
     if (e && e != DRV_ENOJOB) {
-        fprintf(stderr, "error: job %s: %s\n", pos[0], drv_queue_errstr(q));
+        fprintf(stderr, "error: job %s: %s\n", id, drv_queue_errstr(q));
         drv_queue_close(q);
         return 1;
     }
     if (!e && !force && strcmp(job.state, "done") != 0 && strcmp(job.state, "cancelled") != 0) {
         fprintf(stderr,
-                "error: job %s is %s; purge a job once it is done or cancelled (or --force)\n",
-                pos[0], job.state);
+                "error: job %s is %s; purge a job once it is done or cancelled (or --force)\n", id,
+                job.state);
         drv_queue_close(q);
         return 1;
     }
     int64_t swept = 0;
-    if (!e) e = drv_queue_job_delete(q, pos[0]);
-    drv_err e2 = e ? e : drv_queue_job_sweep(q, pos[0], &swept);
-    if (e == DRV_ENOJOB && (e2 = drv_queue_job_sweep(q, pos[0], &swept)) == DRV_OK && !swept) {
-        fprintf(stderr, "error: no job %s (see drover list)\n", pos[0]);
+    if (!e) e = drv_queue_job_delete(q, id);
+    drv_err e2 = e ? e : drv_queue_job_sweep(q, id, &swept);
+    if (e == DRV_ENOJOB && (e2 = drv_queue_job_sweep(q, id, &swept)) == DRV_OK && !swept) {
+        fprintf(stderr, "error: no job %s (see drover list)\n", id);
         drv_queue_close(q);
         return 1;
     }
     if ((e && e != DRV_ENOJOB) || e2) {
-        fprintf(stderr, "error: purging job %s: %s\n", pos[0], drv_queue_errstr(q));
+        fprintf(stderr, "error: purging job %s: %s\n", id, drv_queue_errstr(q));
         drv_queue_close(q);
         return 1;
     }
-    printf("job %s: purged", pos[0]);
+    printf("job %s: purged", id);
     if (swept) printf(" (%" PRId64 " stray keys swept)", swept);
     printf("\n");
     drv_queue_close(q);

@@ -7,6 +7,7 @@
  *   (nothing was written to Redis), 3 drover wait timed out, 4 the job was cancelled, 128+N
  *   stopped by signal N. */
 
+#include "config.h"
 #include "feed.h"
 
 int cmd_submit(int argc, char **argv);
@@ -25,6 +26,11 @@ int cmd_drain(int argc, char **argv);
 int cmd_purge(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);
 int cmd_set(int argc, char **argv);
+
+/* Parses a command's options and its one JOB argument (a valid job id). Returns -1 with *job
+ * set (borrowed from argv) to go on, or the exit code: 0 after --help, EXIT_USAGE after an
+ * error it printed, naming the command. */
+int parse_job_args(const drv_opt *opts, const drv_cmd_doc *doc, int argc, char **argv, char **job);
 
 #define EXIT_USAGE     2
 #define EXIT_TIMEOUT   3

@@ -29,6 +29,29 @@ static const struct {
     {"metrics", cmd_metrics, "print Prometheus metrics of jobs and workers"},
 };
 
+int parse_job_args(const drv_opt *opts, const drv_cmd_doc *doc, int argc, char **argv, char **job) {
+    char *pos[1];
+    int npos;
+    int rc = drv_opts_parse(opts, doc, argc, argv, pos, 1, &npos, NULL, NULL);
+    if (rc != DRV_OPTS_OK) return rc == DRV_OPTS_HELP ? 0 : EXIT_USAGE;
+    /* The usage line starts "drover NAME": the command the messages name. */
+    int n = (int)strcspn(doc->usage, " ");
+    if (doc->usage[n]) n += 1 + (int)strcspn(doc->usage + n + 1, " ");
+    if (npos != 1) {
+        fprintf(stderr, "error: %.*s needs a JOB (see %.*s --help)\n", n, doc->usage, n,
+                doc->usage);
+        return EXIT_USAGE;
+    }
+    if (!drv_job_id_valid(pos[0])) {
+        fprintf(stderr,
+                "error: not a valid job id: \"%s\" (letters, digits, _ and -; at most %d)\n",
+                pos[0], DRV_JOB_ID_MAX);
+        return EXIT_USAGE;
+    }
+    *job = pos[0];
+    return -1;
+}
+
 static void usage(FILE *out) {
     fprintf(out, "Usage: drover COMMAND [OPTIONS] [ARGS]\n\n"
                  "drover coordinates bulk work across a fleet of drover-worker processes, with\n"

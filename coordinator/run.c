@@ -525,14 +525,9 @@ int cmd_run(int argc, char **argv) {
          "longest delay between callback attempts", 10, 3600000, &c.cb_backoff_max_ms},
         {0},
     };
-    char *pos[1];
-    int npos;
-    int rc = drv_opts_parse(opts, &doc, argc, argv, pos, 1, &npos, NULL, NULL);
-    if (rc != DRV_OPTS_OK) return rc == DRV_OPTS_HELP ? 0 : EXIT_USAGE;
-    if (npos != 1) {
-        fprintf(stderr, "error: drover run needs a JOB (see drover run --help)\n");
-        return EXIT_USAGE;
-    }
+    char *id;
+    int rc = parse_job_args(opts, &doc, argc, argv, &id);
+    if (rc != -1) return rc;
     drv_redis_cfg cfg;
     char why[1024];
     if (metrics_at && *metrics_at && drv_metrics_addr_parse(metrics_at, &maddr, why, sizeof why)) {
@@ -541,7 +536,6 @@ int cmd_run(int argc, char **argv) {
     }
     if ((rc = drv_cli_check(&cli, &cfg))) return rc;
     if ((rc = drv_cli_connect(&cli, &cfg, &c.q))) return rc;
-    const char *id = pos[0];
     drv_err e = drv_queue_job_get(c.q, id, &c.job);
     if (e) {
         fprintf(stderr, "error: job %s: %s\n", id,
@@ -565,7 +559,7 @@ int cmd_run(int argc, char **argv) {
         /* Its own connection: the server thread never touches c.q. */
         drv_queue *mq;
         if (drv_cli_connect(&cli, &cfg, &mq)) goto out;
-        if (drv_metrics_serve(&maddr, mq, pos, 1, &msrv, why, sizeof why)) {
+        if (drv_metrics_serve(&maddr, mq, &id, 1, &msrv, why, sizeof why)) {
             fprintf(stderr, "error: --metrics-addr: %s\n", why);
             goto out;
         }

@@ -274,19 +274,14 @@ int cmd_status(int argc, char **argv) {
          &interval_ms},
         {0},
     };
-    char *pos[1];
-    int npos;
-    int rc = drv_opts_parse(opts, &status_doc, argc, argv, pos, 1, &npos, NULL, NULL);
-    if (rc != DRV_OPTS_OK) return rc == DRV_OPTS_HELP ? 0 : EXIT_USAGE;
-    if (npos != 1) {
-        fprintf(stderr, "error: drover status needs a JOB (see drover status --help)\n");
-        return EXIT_USAGE;
-    }
+    char *id;
+    int rc = parse_job_args(opts, &status_doc, argc, argv, &id);
+    if (rc != -1) return rc;
     drv_redis_cfg cfg;
     drv_queue *q;
     if ((rc = drv_cli_check(&cli, &cfg)) || (rc = drv_cli_connect(&cli, &cfg, &q))) return rc;
     job_view v;
-    drv_err e = load_view(q, pos[0], &v);
+    drv_err e = load_view(q, id, &v);
     int tty = isatty(STDOUT_FILENO);
     while (!e && watch) {
         if (json)
@@ -300,10 +295,10 @@ int cmd_status(int argc, char **argv) {
         if (strcmp(v.job.state, "done") == 0 || strcmp(v.job.state, "cancelled") == 0) break;
         drv_sleep_ms(interval_ms);
         free(v.st);
-        e = load_view(q, pos[0], &v);
+        e = load_view(q, id, &v);
     }
     if (e) {
-        rc = fail_job(q, pos[0], e);
+        rc = fail_job(q, id, e);
     } else if (watch) {
         rc = 0;
     } else if (json) {
@@ -386,14 +381,9 @@ int cmd_wait(int argc, char **argv) {
         {"json", NULL, DRV_OPT_BOOL, NULL, NULL, "the final status as JSON on stdout", 0, 0, &json},
         {0},
     };
-    char *pos[1];
-    int npos;
-    int rc = drv_opts_parse(opts, &doc, argc, argv, pos, 1, &npos, NULL, NULL);
-    if (rc != DRV_OPTS_OK) return rc == DRV_OPTS_HELP ? 0 : EXIT_USAGE;
-    if (npos != 1) {
-        fprintf(stderr, "error: drover wait needs a JOB (see drover wait --help)\n");
-        return EXIT_USAGE;
-    }
+    char *id;
+    int rc = parse_job_args(opts, &doc, argc, argv, &id);
+    if (rc != -1) return rc;
     drv_redis_cfg cfg;
     drv_queue *q;
     if ((rc = drv_cli_check(&cli, &cfg)) || (rc = drv_cli_connect(&cli, &cfg, &q))) return rc;
@@ -404,14 +394,14 @@ int cmd_wait(int argc, char **argv) {
     memset(&v, 0, sizeof v);
     for (;;) {
         free(v.st);
-        drv_err e = load_view(q, pos[0], &v);
+        drv_err e = load_view(q, id, &v);
         if (e == DRV_EIO) {
             char why[256];
             if (!said_lost++)
                 fprintf(stderr, "drover wait: lost Redis at %s; retrying\n", drv_queue_addr(q));
             drv_queue_reconnect(q, why, sizeof why);
         } else if (e) {
-            rc = fail_job(q, pos[0], e);
+            rc = fail_job(q, id, e);
             break;
         } else {
             said_lost = 0;
@@ -433,7 +423,7 @@ int cmd_wait(int argc, char **argv) {
             next_progress = now + progress_ms;
         }
         if (deadline && now >= deadline) {
-            fprintf(stderr, "drover wait: job %s still %s after %lld s\n", pos[0],
+            fprintf(stderr, "drover wait: job %s still %s after %lld s\n", id,
                     e ? "unknown" : v.job.state, timeout_s);
             rc = EXIT_TIMEOUT;
             break;

@@ -51,6 +51,10 @@ expect 2 "give one source" "$DROVER" submit --range 1..2 --file "$TMP/blank.txt"
 expect 2 'unknown command "frobnicate"' "$DROVER" frobnicate
 expect 2 "needs a JOB" "$DROVER" run
 expect 2 "needs a JOB" "$DROVER" status
+for c in run status wait pause dead purge; do
+    expect 2 "not a valid job id: \"a\{b\}\"" "$DROVER" $c 'a{b}'
+done
+expect 2 "drover purge needs a JOB \(see drover purge --help\)" "$DROVER" purge
 expect 2 "--redis: expected redis://" "$DROVER" status j --redis http://x
 expect 2 "--redis: bad port" "$DROVER" status j --redis redis://127.0.0.1:99999
 expect 2 "--log-level" "$DROVER" status j --log-level loud
