@@ -509,6 +509,16 @@ int drv_http_is_retry(const drv_http_cfg *c, long s) {
     return s >= 100 && s < 600 && c->retry[s];
 }
 
+int drv_header_retry_after(const char *p, size_t len, char *out, size_t cap) {
+    if (len <= 12 || strncasecmp(p, "Retry-After:", 12) != 0 || cap == 0) return 0;
+    size_t k = len - 12;
+    if (k >= cap) k = cap - 1;
+    memcpy(out, p + 12, k);
+    out[k] = '\0';
+    out[strcspn(out, "\r\n")] = '\0';
+    return 1;
+}
+
 int64_t drv_retry_after_ms(const char *v, int64_t now_s) {
     while (isspace((unsigned char)*v))
         v++;

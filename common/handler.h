@@ -79,6 +79,10 @@ int drv_http_is_retry(const drv_http_cfg *c, long s);
  * (Unix seconds). Returns -1 when it is neither. */
 int64_t drv_retry_after_ms(const char *v, int64_t now_s);
 
+/* For libcurl header callbacks: if the header line p[0..len) is Retry-After, copies its value
+ * (without the line end, cut to cap - 1 bytes) into out and returns 1; otherwise 0. */
+int drv_header_retry_after(const char *p, size_t len, char *out, size_t cap);
+
 /* Replaces bytes that are not valid UTF-8 (and control characters other than \t and \n)
  * with '?', so a response body can be kept in a JSON error record. */
 void drv_text_sanitize(char *s, size_t n);

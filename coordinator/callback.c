@@ -121,10 +121,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
 static size_t on_header(char *p, size_t size, size_t n, void *ud) {
     post_state *s = ud;
     size_t len = size * n;
-    if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
-        snprintf(s->retry_after, sizeof s->retry_after, "%.*s", (int)(len - 12), p + 12);
-        s->retry_after[strcspn(s->retry_after, "\r\n")] = '\0';
-    }
+    drv_header_retry_after(p, len, s->retry_after, sizeof s->retry_after);
     return len;
 }
 

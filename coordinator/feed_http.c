@@ -125,10 +125,7 @@ static size_t on_page(char *p, size_t size, size_t n, void *ud) {
 static size_t on_page_header(char *p, size_t size, size_t n, void *ud) {
     page_buf *b = ud;
     size_t len = size * n;
-    if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
-        snprintf(b->retry_after, sizeof b->retry_after, "%.*s", (int)(len - 12), p + 12);
-        b->retry_after[strcspn(b->retry_after, "\r\n")] = '\0';
-    }
+    drv_header_retry_after(p, len, b->retry_after, sizeof b->retry_after);
     return len;
 }
 

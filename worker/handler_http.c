@@ -150,13 +150,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
     http_req *r = ud;
     size_t len = size * n;
     if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) r->retry_after[0] = '\0'; /* a new response */
-    if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
-        size_t k = len - 12;
-        if (k >= sizeof r->retry_after) k = sizeof r->retry_after - 1;
-        memcpy(r->retry_after, p + 12, k);
-        r->retry_after[k] = '\0';
-        r->retry_after[strcspn(r->retry_after, "\r\n")] = '\0';
-    }
+    drv_header_retry_after(p, len, r->retry_after, sizeof r->retry_after);
     return len;
 }
 

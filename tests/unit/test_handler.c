@@ -296,6 +296,22 @@ static void a_missing_field_is_an_error_naming_it(void **state) {
 
 /* ---- responses ------------------------------------------------------------------------------ */
 
+static void retry_after_header_lines_are_picked_out(void **state) {
+    (void)state;
+    char v[8] = "old";
+    const char *l = "Retry-After: 120\r\n";
+    assert_int_equal(drv_header_retry_after(l, strlen(l), v, sizeof v), 1);
+    assert_string_equal(v, " 120");
+    l = "retry-after: Thu, 01 Jan 2026 00:00:07 GMT\r\n"; /* any case; cut to fit */
+    assert_int_equal(drv_header_retry_after(l, strlen(l), v, sizeof v), 1);
+    assert_string_equal(v, " Thu, 0");
+    l = "Content-Type: text/plain\r\n";
+    strcpy(v, "kept");
+    assert_int_equal(drv_header_retry_after(l, strlen(l), v, sizeof v), 0);
+    assert_string_equal(v, "kept");
+    assert_int_equal(drv_header_retry_after("Retry-After:", 12, v, sizeof v), 0);
+}
+
 static void retry_after_takes_seconds_or_a_date(void **state) {
     (void)state;
     int64_t now = 1767225600; /* 2026-01-01T00:00:00Z */
@@ -321,6 +337,7 @@ static void sanitize_keeps_utf8_and_replaces_the_rest(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(handler_defaults),
+        cmocka_unit_test(retry_after_header_lines_are_picked_out),
         cmocka_unit_test(handler_status_sets_take_codes_and_classes),
         cmocka_unit_test(handler_body_kind_follows_content_type_or_shape),
         cmocka_unit_test(handler_round_trips_through_canonical_json),
