@@ -63,6 +63,26 @@ static drv_err load_script(drv_conn *c, int i) {
     return DRV_OK;
 }
 
+/* The first commands after connecting (SELECT, SCRIPT LOAD) failed with an error reply: says
+ * which server refused what, and for the two refusals an operator meets when setting up
+ * credentials, what to do about it. Redis's own text is kept after the hint. */
+static void explain_refusal(drv_conn *c) {
+    char msg[sizeof c->err];
+    snprintf(msg, sizeof msg, "%s", c->err);
+    if (strncmp(msg, "NOAUTH", 6) == 0)
+        set_err(c,
+                "Redis at %s wants a password and none was given (put it in the URL: "
+                "redis://[USER:]PASSWORD@HOST:PORT): %s",
+                c->addr, msg);
+    else if (strncmp(msg, "NOPERM", 6) == 0)
+        set_err(c,
+                "Redis at %s: user '%s' may not run what drover needs (see \"Redis ACL\" in "
+                "README.md): %s",
+                c->addr, c->cfg.user[0] ? c->cfg.user : "default", msg);
+    else if (strstr(msg, c->addr) == NULL)
+        set_err(c, "Redis at %s: %s", c->addr, msg);
+}
+
 static drv_err do_connect(drv_conn *c) {
     struct timeval tv = {c->cfg.connect_timeout_ms / 1000,
                          (c->cfg.connect_timeout_ms % 1000) * 1000};
@@ -104,6 +124,7 @@ static drv_err do_connect(drv_conn *c) {
         if ((e = load_script(c, i)) != DRV_OK) goto fail;
     return DRV_OK;
 fail:
+    if (e == DRV_EREPLY) explain_refusal(c);
     if (c->ctx) {
         redisFree(c->ctx);
         c->ctx = NULL;

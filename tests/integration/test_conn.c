@@ -79,6 +79,30 @@ static void wrong_password_fails_naming_the_address(void **state) {
     cfg = cfg_for(&r, "", "", 0);
     assert_int_not_equal(drv_conn_open(&cfg, &c, why, sizeof why), DRV_OK);
     assert_non_null(strstr(why, "NOAUTH"));
+    assert_non_null(strstr(why, addr));
+    assert_non_null(strstr(why, "wants a password and none was given"));
+}
+
+static void user_without_permissions_is_told_which_user_and_where(void **state) {
+    (void)state;
+    drv_test_redis r = server;
+    drv_conn *c;
+    char why[512] = "", addr[64];
+    drv_redis_cfg cfg = cfg_for(&r, "", "s3cret", 0);
+    assert_int_equal(drv_conn_open(&cfg, &c, why, sizeof why), DRV_OK);
+    redisReply *rep;
+    /* A user that may log in and nothing more: SCRIPT LOAD, the first command, is refused. */
+    assert_int_equal(drv_conn_cmdf(c, &rep, "ACL SETUSER nobody on >n0thing resetkeys -@all"),
+                     DRV_OK);
+    freeReplyObject(rep);
+    drv_conn_close(c);
+    cfg = cfg_for(&r, "nobody", "n0thing", 0);
+    assert_int_not_equal(drv_conn_open(&cfg, &c, why, sizeof why), DRV_OK);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", r.port);
+    assert_non_null(strstr(why, addr));
+    assert_non_null(strstr(why, "user 'nobody' may not run what drover needs"));
+    assert_non_null(strstr(why, "NOPERM"));
+    assert_null(strstr(why, "n0thing"));
 }
 
 static void select_uses_the_database_in_the_url(void **state) {
@@ -136,6 +160,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(auth_with_password_and_acl_user_connects,
                                         start_with_password, stop_server),
         cmocka_unit_test_setup_teardown(wrong_password_fails_naming_the_address,
+                                        start_with_password, stop_server),
+        cmocka_unit_test_setup_teardown(user_without_permissions_is_told_which_user_and_where,
                                         start_with_password, stop_server),
         cmocka_unit_test_setup_teardown(select_uses_the_database_in_the_url, start_plain,
                                         stop_server),
