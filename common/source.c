@@ -108,6 +108,41 @@ static int is_space(char c) {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
 }
 
+/* Offset of the first byte of s[0..n) that does not belong to a well-formed UTF-8 sequence
+ * (no overlong forms, surrogates or code points past U+10FFFF), or -1 if all is well-formed. */
+static int64_t utf8_bad_at(const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = u[i];
+        size_t k;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            k = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            k = 2;
+            if (c == 0xE0) lo = 0xA0; /* overlong */
+            if (c == 0xED) hi = 0x9F; /* surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            k = 3;
+            if (c == 0xF0) lo = 0x90; /* overlong */
+            if (c == 0xF4) hi = 0x8F; /* past U+10FFFF */
+        } else {
+            return (int64_t)i;
+        }
+        for (size_t j = 1; j <= k; j++) {
+            if (i + j >= n) return (int64_t)i; /* cut short */
+            unsigned d = u[i + j];
+            if (d < (j == 1 ? lo : 0x80) || d > (j == 1 ? hi : 0xBF)) return (int64_t)i;
+        }
+        i += k + 1;
+    }
+    return -1;
+}
+
 int drv_reader_next(drv_reader *r, const char **rec, size_t *len, int64_t *at, char *why,
                     size_t whylen) {
     for (;;) {
@@ -170,6 +205,17 @@ int drv_reader_next(drv_reader *r, const char **rec, size_t *len, int64_t *at, c
         if (n > r->max) {
             snprintf(why, whylen, "record at byte %" PRId64 " is longer than %zu bytes", start,
                      r->max);
+            return -1;
+        }
+        /* Ids and items reach JSON (status, dead, results, HTTP bodies) and other programs'
+         * arguments: bytes that are not UTF-8 are refused here, never mangled later. */
+        int64_t bad = utf8_bad_at(s, n);
+        if (bad >= 0) {
+            snprintf(why, whylen,
+                     "record at byte %" PRId64 " is not valid UTF-8 (byte %" PRId64
+                     " of the file: 0x%02X); convert it first, e.g. iconv -f LATIN1 -t UTF-8",
+                     start, start + (int64_t)(s - r->rec.data) + bad,
+                     (unsigned)(unsigned char)s[bad]);
             return -1;
         }
         s[n] = '\0';

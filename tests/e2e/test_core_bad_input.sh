@@ -40,6 +40,14 @@ printf '{"id": 1}\n{"id": 2\n' >"$TMP/bad.ndjson"
 expect 2 "record 2 .*not a JSON object" "$DROVER" submit --file "$TMP/bad.ndjson" --format ndjson --id-field id
 printf 'a\0b\n' >"$TMP/binary.txt"
 expect 2 "NUL byte" "$DROVER" submit --file "$TMP/binary.txt"
+# Bytes that are not UTF-8 (a Latin-1 file, binary ids) are refused with their offset, in
+# lines and NDJSON files alike, never passed on to be mangled in JSON output or HTTP bodies.
+printf 'ok\ncaf\xe9\n' >"$TMP/latin1.txt"
+expect 2 "record at byte 3 is not valid UTF-8 \(byte 6 of the file: 0xE9\).*iconv" \
+    "$DROVER" submit --file "$TMP/latin1.txt"
+printf '{"id": 1}\n{"id": 2, "name": "\xff\xfe"}\n' >"$TMP/latin1.ndjson"
+expect 2 "record at byte 10 is not valid UTF-8" \
+    "$DROVER" submit --file "$TMP/latin1.ndjson" --format ndjson --id-field id
 head -c 2000 /dev/zero | tr '\0' 'x' >"$TMP/long.txt"
 expect 2 "longer than 1000 bytes" "$DROVER" submit --file "$TMP/long.txt" --max-item-bytes 1000
 expect 2 "needs the field" "$DROVER" submit --file "$TMP/bad.ndjson" --format ndjson

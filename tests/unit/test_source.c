@@ -246,6 +246,41 @@ static void reader_refuses_nul_byte_naming_the_offset(void **state) {
     recs_free(r);
 }
 
+static void reader_refuses_invalid_utf8_naming_the_offset(void **state) {
+    (void)state;
+    static const char data[] = "ok\nab\xff\xfe\nafter\n";
+    recs *r = read_all(data, sizeof data - 1, DRV_FMT_LINES, 0, -1, 100);
+    assert_int_equal(r->n, 1); /* "ok", then the error: nothing after it is returned */
+    assert_int_equal(r->rc, -1);
+    assert_non_null(
+        strstr(r->why, "record at byte 3 is not valid UTF-8 (byte 5 of the file: 0xFF)"));
+    recs_free(r);
+    static const char nd[] = "{\"id\": \"caf\xe9\"}\n";
+    r = read_all(nd, sizeof nd - 1, DRV_FMT_NDJSON, 0, -1, 100);
+    assert_int_equal(r->n, 0);
+    assert_int_equal(r->rc, -1);
+    assert_non_null(strstr(r->why, "not valid UTF-8 (byte 11 of the file: 0xE9)"));
+    recs_free(r);
+    /* Overlong, surrogate, past U+10FFFF, cut short, a stray continuation byte: each refused. */
+    static const char *const bad[] = {"a\xc0\xaf", "a\xed\xa0\x80", "a\xf4\x90\x80\x80",
+                                      "a\xe2\x82",
+                                      "a\x80"
+                                      "b"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        r = read_all(bad[i], strlen(bad[i]), DRV_FMT_LINES, 0, -1, 100);
+        assert_int_equal(r->rc, -1);
+        assert_non_null(strstr(r->why, "not valid UTF-8 (byte 1 of the file"));
+        recs_free(r);
+    }
+    /* Two-, three- and four-byte characters are fine. */
+    static const char good[] = "caf\xc3\xa9\n\xe2\x82\xac"
+                               "1\n\xf0\x9f\x98\x80\n";
+    r = read_all(good, sizeof good - 1, DRV_FMT_LINES, 0, -1, 100);
+    assert_int_equal(r->rc, 0);
+    assert_int_equal(r->n, 3);
+    recs_free(r);
+}
+
 static void reader_refuses_a_record_over_max_bytes(void **state) {
     (void)state;
     /* Exactly max bytes is fine, with LF or CRLF. */
@@ -1187,6 +1222,7 @@ int main(void) {
         cmocka_unit_test(reader_trims_surrounding_white_space_in_lines_format),
         cmocka_unit_test(reader_keeps_white_space_inside_ndjson_and_csv_records),
         cmocka_unit_test(reader_refuses_nul_byte_naming_the_offset),
+        cmocka_unit_test(reader_refuses_invalid_utf8_naming_the_offset),
         cmocka_unit_test(reader_refuses_a_record_over_max_bytes),
         cmocka_unit_test(reader_refuses_an_oversized_record_spanning_read_chunks),
         cmocka_unit_test(reader_accepts_a_1_mib_line_when_max_allows),
