@@ -8,7 +8,7 @@ source "$DROVER_SRC_DIR/tests/support/e2e.sh"
 start_redis --appendonly yes --appendfsync everysec
 J=outage
 P=4
-N=20000
+N=5000
 seq 1 $N | sort >"$TMP/expected"
 "$DROVER" submit --id $J --range 1..$N --partitions $P --lease-ms 5000 --quiet
 RECORD="$DROVER_BIN_DIR/tests/record_calls"
@@ -31,7 +31,7 @@ running_and_done() { # the coordinator runs and at least $1 items are done
     kill -0 "$coord" 2>/dev/null || fail "the coordinator exited before the outage"
     done_at_least $J "$1"
 }
-wait_for "a fifth of the job done" 120 running_and_done $((N / 5))
+wait_for "a fifth of the job done" 300 running_and_done $((N / 5))
 stop_redis shutdown
 say "Redis stopped at $(wc -l <"$TMP/calls") calls; 10 s outage"
 t_end=$((SECONDS + 10))
@@ -47,7 +47,7 @@ done
 restart_redis
 say "Redis restarted on port $REDIS_PORT"
 
-wait_exit 300 "$coord"
+wait_exit 480 "$coord"
 [ "$EXIT_CODE" -eq 0 ] || fail "the coordinator exited $EXIT_CODE, expected 0"
 for f in coord w1 w2; do
     lost=$(grep -c "redis lost" "$TMP/$f.log" || true)
