@@ -72,6 +72,7 @@ typedef struct wstate {
     int nres, cap_res;
     int64_t oldest_res;
     int connected;
+    int reconnecting;   /* sending what the outage kept: a failure is the same outage */
     int health_warned;  /* the health file could not be written (logged once) */
     int ack_log_warned; /* the ack log could not be written (logged once) */
     int64_t outage_since, next_reconnect, backoff_ms;
@@ -102,6 +103,10 @@ static void on_signal(int sig) {
  * connection, 0 if it was something else (already logged). */
 static int redis_failed(wstate *w, drv_err e, const char *what) {
     if (e == DRV_EIO) {
+        if (w->reconnecting) {
+            w->connected = 0; /* still the outage try_reconnect is ending: said once */
+            return 1;
+        }
         if (w->connected) {
             w->connected = 0;
             w->outage_since = drv_now_ms();
@@ -129,10 +134,15 @@ static void try_reconnect(wstate *w, int64_t now) {
         w->next_discover = 0;
         w->next_extend = 0; /* leases held through the outage: extend them first */
         int before = w->nres;
+        w->reconnecting = 1;
         flush_results(w);
-        drv_info("redis reconnected after %" PRId64 " ms, flushed %d results",
-                 now - w->outage_since, before - w->nres);
-        return;
+        w->reconnecting = 0;
+        if (w->connected) {
+            drv_info("redis reconnected after %" PRId64 " ms, flushed %d results",
+                     now - w->outage_since, before - w->nres);
+            return;
+        }
+        snprintf(why, sizeof why, "%s", drv_queue_errstr(w->q)); /* lost again at once */
     }
     drv_debug("redis still unreachable: %s", why);
     w->next_reconnect =
