@@ -40,7 +40,8 @@ static const drv_cmd_doc doc = {
     "container HEALTHCHECK that turns unhealthy while the worker has lost Redis.\n\n"
     "--ack-log FILE appends \"JOB ID\" lines to FILE (opened O_APPEND, so workers may share\n"
     "it), written once per ack call after Redis answered it: every id in it is in the job's\n"
-    "done record. While Redis is unreachable the worker keeps running the items it holds,\n"
+    "done record (unless Redis itself lost writes: README, faults table). While Redis is "
+    "unreachable the worker keeps running the items it holds,\n"
     "keeps their results (claiming nothing more) and sends them once it is back.",
     "  drover-worker --job rescore --concurrency 256 --http-allow api.example.com\n"
     "  drover-worker --job backfill --concurrency 16 -- ./reindex --invoice {id}\n"
