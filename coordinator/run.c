@@ -88,13 +88,13 @@ static int recover_connection(run_ctx *c) {
     if (!c->outage_since) {
         c->outage_since = drv_now_ms();
         c->backoff_ms = 100;
-        drv_warn("lost Redis at %s (%s); retrying with backoff", drv_queue_addr(c->q),
+        drv_warn("redis lost at %s (%s); retrying with backoff", drv_queue_addr(c->q),
                  drv_queue_errstr(c->q));
     }
     while (!stop_signal) {
         if (drv_queue_reconnect(c->q, why, sizeof why) == DRV_OK) {
-            drv_info("reconnected to Redis at %s after %.1f s", drv_queue_addr(c->q),
-                     (double)(drv_now_ms() - c->outage_since) / 1000.0);
+            drv_info("redis reconnected after %" PRId64 " ms (%s)", drv_now_ms() - c->outage_since,
+                     drv_queue_addr(c->q));
             c->outage_since = 0;
             return 0;
         }

@@ -72,7 +72,9 @@ typedef struct wstate {
     int nres, cap_res;
     int64_t oldest_res;
     int connected;
-    int health_warned; /* the health file could not be written (logged once) */
+    int reconnecting;   /* sending what the outage kept: a failure is the same outage */
+    int health_warned;  /* the health file could not be written (logged once) */
+    int ack_log_warned; /* the ack log could not be written (logged once) */
     int64_t outage_since, next_reconnect, backoff_ms;
     int64_t next_discover, next_extend, next_beat, next_stats, redis_now;
     int64_t n_ok, n_failed, n_lost;
@@ -101,13 +103,17 @@ static void on_signal(int sig) {
  * connection, 0 if it was something else (already logged). */
 static int redis_failed(wstate *w, drv_err e, const char *what) {
     if (e == DRV_EIO) {
+        if (w->reconnecting) {
+            w->connected = 0; /* still the outage try_reconnect is ending: said once */
+            return 1;
+        }
         if (w->connected) {
             w->connected = 0;
             w->outage_since = drv_now_ms();
             w->backoff_ms = 100;
             w->next_reconnect = w->outage_since;
-            drv_warn("lost Redis at %s while %s (%s); items keep running, results are kept "
-                     "until it is back",
+            drv_warn("redis lost at %s while %s (%s); items keep running, their results are "
+                     "kept until it is back",
                      drv_queue_addr(w->q), what, drv_queue_errstr(w->q));
         }
         return 1;
@@ -116,16 +122,29 @@ static int redis_failed(wstate *w, drv_err e, const char *what) {
     return 0;
 }
 
+static void flush_results(wstate *w);
+
+/* Tries again once the backoff (100 ms doubling to 5 s, with jitter) is over; on success sends
+ * the results buffered during the outage at once. Logs once per outage, not per attempt. */
 static void try_reconnect(wstate *w, int64_t now) {
     char why[512];
     if (now < w->next_reconnect) return;
     if (drv_queue_reconnect(w->q, why, sizeof why) == DRV_OK) {
-        drv_info("reconnected to Redis at %s after %.1f s", drv_queue_addr(w->q),
-                 (double)(drv_now_ms() - w->outage_since) / 1000.0);
         w->connected = 1;
         w->next_discover = 0;
-        return;
+        w->next_extend = 0; /* leases held through the outage: extend them first */
+        int before = w->nres;
+        w->reconnecting = 1;
+        flush_results(w);
+        w->reconnecting = 0;
+        if (w->connected) {
+            drv_info("redis reconnected after %" PRId64 " ms, flushed %d results",
+                     now - w->outage_since, before - w->nres);
+            return;
+        }
+        snprintf(why, sizeof why, "%s", drv_queue_errstr(w->q)); /* lost again at once */
     }
+    drv_debug("redis still unreachable: %s", why);
     w->next_reconnect =
         drv_now_ms() + w->backoff_ms / 2 + (int64_t)drv_rand((uint64_t)w->backoff_ms / 2 + 1);
     w->backoff_ms = w->backoff_ms * 2 > 5000 ? 5000 : w->backoff_ms * 2;
@@ -518,6 +537,37 @@ static void mark_recorded(wstate *w, const int *idx, int n) {
         w->res[idx[k]].job = -1;
 }
 
+/* --ack-log: one "JOB ID" line per acked item, written with one write() per ack call (the
+ * file is O_APPEND, so several workers can share it). A failed write is said once. */
+static void write_ack_log(wstate *w, const char *jid, const drv_ref *acks, int n) {
+    if (w->cfg->ack_log < 0 || n == 0) return;
+    size_t cap = 0, jl = strlen(jid), len = 0;
+    for (int k = 0; k < n; k++)
+        cap += jl + acks[k].idlen + 2;
+    char *buf = malloc(cap);
+    if (!buf) return;
+    for (int k = 0; k < n; k++) {
+        memcpy(buf + len, jid, jl);
+        len += jl;
+        buf[len++] = ' ';
+        memcpy(buf + len, acks[k].id, acks[k].idlen);
+        len += acks[k].idlen;
+        buf[len++] = '\n';
+    }
+    size_t off = 0;
+    while (off < len) {
+        ssize_t wr = write(w->cfg->ack_log, buf + off, len - off);
+        if (wr < 0 && errno == EINTR) continue;
+        if (wr <= 0) {
+            if (!w->ack_log_warned) drv_warn("cannot write the ack log: %s", strerror(errno));
+            w->ack_log_warned = 1;
+            break;
+        }
+        off += (size_t)wr;
+    }
+    free(buf);
+}
+
 /* Sends one partition's results: acks, failures, and items handed back. Each kind is marked
  * recorded as soon as its call succeeds, so a connection lost between two calls does not send
  * the first kind again (a repeated ack would be miscounted as a duplicate). */
@@ -557,6 +607,7 @@ static int flush_group(wstate *w, int job, int part, int *idx, int n) {
         drv_ack_result a;
         e = drv_queue_ack_keep(w->q, jid, part, acks, keep ? resp : NULL, (size_t)na, &a);
         if (!e) mark_recorded(w, ia, na);
+        if (!e) write_ack_log(w, jid, acks, na);
         if (!e && a.duplicates)
             drv_warn("job %s partition %d: %" PRId64 " acks came after the lease was lost "
                      "(counted as duplicates)",
@@ -937,8 +988,10 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
                     continue;
                 }
             }
+            /* Results that could not be sent (an outage) hold leases too: with as many
+             * unsent as the worker may hold, it claims nothing until they are recorded. */
             while (w.connected && !draining && w.nheld - w.running < cfg->concurrency &&
-                   w.nheld + cfg->batch <= w.cap_held) {
+                   w.nheld + cfg->batch <= w.cap_held && w.nres < w.cap_held) {
                 int got = claim_once(&w, now, cfg->batch);
                 if (got <= 0) break;
             }

@@ -7,6 +7,8 @@
 #include "log.h"
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -35,7 +37,12 @@ static const drv_cmd_doc doc = {
     "--health-file PATH makes the worker rewrite PATH each second Redis answers its heartbeat;\n"
     "drover-worker --health (with the same --health-file or DROVER_HEALTH_FILE) exits 0 when\n"
     "that was at most --max-age seconds ago and 1 otherwise, without contacting Redis: a\n"
-    "container HEALTHCHECK that turns unhealthy while the worker has lost Redis.",
+    "container HEALTHCHECK that turns unhealthy while the worker has lost Redis.\n\n"
+    "--ack-log FILE appends \"JOB ID\" lines to FILE (opened O_APPEND, so workers may share\n"
+    "it), written once per ack call after Redis answered it: every id in it is in the job's\n"
+    "done record (unless Redis itself lost writes: README, faults table). While Redis is "
+    "unreachable the worker keeps running the items it holds,\n"
+    "keeps their results (claiming nothing more) and sends them once it is back.",
     "  drover-worker --job rescore --concurrency 256 --http-allow api.example.com\n"
     "  drover-worker --job backfill --concurrency 16 -- ./reindex --invoice {id}\n"
     "  drover-worker --concurrency 8 -- curl -fsS -X POST https://api.example/rescore/{id}\n"
@@ -47,7 +54,8 @@ int main(int argc, char **argv) {
     drv_cli cli;
     worker_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
-    const char *id = NULL, *job = NULL, *handler = NULL, *allow = NULL, *health_file = NULL;
+    const char *id = NULL, *job = NULL, *handler = NULL, *allow = NULL, *health_file = NULL,
+               *ack_log = NULL;
     long long conc, batch = 0, grace, timeout, idle, stats, host_conns, max_age;
     /* batch has no default: 0 = conc */
     int exit_when_done = 0, no_stdin = 0, version = 0, health = 0;
@@ -84,6 +92,8 @@ int main(int argc, char **argv) {
          &exit_when_done},
         {"health-file", "DROVER_HEALTH_FILE", DRV_OPT_STR, NULL, "PATH",
          "rewrite PATH each time Redis answers a heartbeat (for --health)", 0, 0, &health_file},
+        {"ack-log", "DROVER_ACK_LOG", DRV_OPT_STR, NULL, "FILE",
+         "append a line \"JOB ID\" to FILE for each item whose ack Redis recorded", 0, 0, &ack_log},
         {"health", NULL, DRV_OPT_BOOL, NULL, NULL,
          "check the --health-file of a running worker and exit: 0 healthy, 1 not", 0, 0, &health},
         {"max-age", "DROVER_HEALTH_MAX_AGE", DRV_OPT_INT, "30", "S",
@@ -156,6 +166,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "error: --job: not a valid job id: \"%s\"\n", job);
         return 2;
     }
+    cfg.ack_log = -1;
+    if (ack_log) {
+        if (!*ack_log) {
+            fprintf(stderr, "error: --ack-log: expected a path\n");
+            return 2;
+        }
+        cfg.ack_log = open(ack_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (cfg.ack_log < 0) {
+            fprintf(stderr, "error: --ack-log: cannot open %s: %s\n", ack_log, strerror(errno));
+            return 2;
+        }
+    }
     char host[64] = "host", wid[160];
     gethostname(host, sizeof host - 1);
     snprintf(wid, sizeof wid, "%s:%d", host, (int)getpid());
@@ -175,11 +197,13 @@ int main(int argc, char **argv) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     drv_queue *q;
     if ((rc = drv_cli_connect(&cli, &rcfg, &q))) {
+        if (cfg.ack_log >= 0) close(cfg.ack_log);
         curl_global_cleanup();
         return rc;
     }
     rc = worker_run(&cfg, q);
     drv_queue_close(q);
+    if (cfg.ack_log >= 0) close(cfg.ack_log);
     curl_global_cleanup();
     return rc;
 }

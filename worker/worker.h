@@ -99,6 +99,7 @@ typedef struct worker_cfg {
     int max_host_conns;      /* HTTP: connections per host, 0 for no cap beyond concurrency */
     const char *http_allow;  /* HTTP: "HOST[,HOST]" requests may go to, NULL for any */
     const char *health_file; /* rewritten after each heartbeat Redis answered, NULL for none */
+    int ack_log;             /* fd (O_APPEND) for "JOB ID" lines of recorded acks, -1 for none */
 } worker_cfg;
 
 /* The health file: "<wall ms of the last Redis contact> <worker id>\n", replaced atomically.

@@ -129,7 +129,7 @@ wait_for "the coordinator to start" 10 grep -q "coordinating 1 partitions" "$TMP
 kill "$REDIS_PID"
 wait "$REDIS_PID" 2>/dev/null || true
 REDIS_PID=""
-wait_for "the coordinator to notice the outage" 10 grep -q "lost Redis" "$TMP/coord.log"
+wait_for "the coordinator to notice the outage" 10 grep -q "redis lost" "$TMP/coord.log"
 sleep 1 # let it reach a long reconnect backoff; that wait is what is being tested
 kill -TERM "$coord"
 wait_exit 2 "$coord"

@@ -55,7 +55,7 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --d
 REDIS_PID=$!
 wait_for "redis to come back" 10 R ping
 wait_for "the check to turn healthy again" 20 check
-grep -q "reconnected to Redis" "$TMP/w.log" || fail "the worker did not log its reconnect"
+grep -q "redis reconnected after" "$TMP/w.log" || fail "the worker did not log its reconnect"
 say "Redis back: healthy again"
 
 kill -TERM "$w"

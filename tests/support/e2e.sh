@@ -36,9 +36,11 @@ say() {
     echo "--- $*" >&2
 }
 
-# start_redis [redis-server args...]: sets REDIS_PORT, REDIS_PID, DROVER_REDIS_URL.
+# start_redis [redis-server args...]: sets REDIS_PORT, REDIS_PID, DROVER_REDIS_URL (and
+# REDIS_ARGS, for restart_redis).
 start_redis() {
     local try port
+    REDIS_ARGS=("$@")
     for try in $(seq 20); do
         port=$((20000 + RANDOM % 40000))
         redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" \
@@ -63,6 +65,42 @@ start_redis() {
 
 R() {
     redis-cli -p "$REDIS_PORT" "$@"
+}
+
+# stop_redis [shutdown|kill]: stops the test's redis-server by its PID. shutdown (the default)
+# is SHUTDOWN NOSAVE: with appendonly yes the AOF is flushed and fsynced first, nothing is
+# lost. kill is SIGKILL: with appendfsync everysec up to about a second of writes is lost.
+stop_redis() {
+    local how=${1:-shutdown} pid=$REDIS_PID
+    [ -n "$pid" ] || fail "stop_redis: no redis-server running"
+    if [ "$how" = kill ]; then
+        kill -9 "$pid" 2>/dev/null || true
+    else
+        R SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+    fi
+    wait_exit 30 "$pid"
+    REDIS_PID=""
+}
+
+# restart_redis: starts redis-server again on REDIS_PORT with start_redis's arguments (its
+# AOF, if any, is loaded again) and waits until it answers PING (not LOADING).
+restart_redis() {
+    local try i
+    for try in $(seq 20); do
+        redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" \
+            --logfile "$TMP/redis.log" "${REDIS_ARGS[@]}" &
+        REDIS_PID=$!
+        for i in $(seq 600); do
+            redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && return 0
+            kill -0 "$REDIS_PID" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill "$REDIS_PID" 2>/dev/null || true
+        wait "$REDIS_PID" 2>/dev/null || true
+        REDIS_PID=""
+        sleep 0.2 # the port may not be free yet
+    done
+    fail "could not restart redis-server on port $REDIS_PORT"
 }
 
 # bg LOGNAME cmd...: starts cmd in the background, logging to $TMP/LOGNAME.log; sets LAST_PID.
