@@ -103,6 +103,27 @@ cluster_ok() { # cluster_ok PORT...: every node says cluster_state:ok
     done
 }
 
+cluster_known() { # cluster_known N MASTERS PORT...: every node sees N nodes, MASTERS masters
+    local n=$1 m=$2 p
+    shift 2
+    for p in "$@"; do
+        redis-cli -p "$p" cluster nodes >"$TMP/nodes.$p" || return 1
+        [ "$(grep -c . "$TMP/nodes.$p")" -eq "$n" ] || return 1
+        [ "$(awk '$3 ~ /master/ && $3 !~ /fail/' "$TMP/nodes.$p" | wc -l)" -eq "$m" ] || return 1
+        grep -q 'handshake\|noaddr' "$TMP/nodes.$p" && return 1
+    done
+    return 0
+}
+
+replicas_synced() { # every node that is a replica has master_link_status:up
+    local p
+    for p in "$@"; do
+        redis-cli -p "$p" info replication >"$TMP/repl.$p" || return 1
+        grep -q '^role:slave' "$TMP/repl.$p" || continue
+        grep -q '^master_link_status:up' "$TMP/repl.$p" || return 1
+    done
+}
+
 # start_cluster MASTERS REPLICAS_PER_MASTER: a Redis Cluster on loopback (cluster-config-file
 # in each node's temp dir), formed with redis-cli --cluster create; sets NODE_PORTS (all nodes,
 # masters first as redis-cli assigns them), NODE_PIDS, REDIS_PORT (the first node, for R,
@@ -113,13 +134,17 @@ start_cluster() {
     NODE_PORTS=()
     for i in $(seq "$n"); do
         start_node port --cluster-enabled yes --cluster-config-file nodes.conf \
-            --cluster-node-timeout "${CLUSTER_NODE_TIMEOUT:-1000}"
+            --cluster-node-timeout "${CLUSTER_NODE_TIMEOUT:-1000}" --repl-diskless-sync-delay 0
         NODE_PORTS+=("$port")
         addrs+=("127.0.0.1:$port")
     done
     redis-cli --cluster create "${addrs[@]}" --cluster-replicas "$replicas" --cluster-yes \
         >"$TMP/cluster-create.log" 2>&1 || fail "redis-cli --cluster create failed"
     wait_for "the cluster to form" 30 cluster_ok "${NODE_PORTS[@]}"
+    wait_for "every node to know every other and its role" 30 cluster_known "$n" "$masters" \
+        "${NODE_PORTS[@]}"
+    # A replica that never finished its first sync cannot take over: wait for every link.
+    wait_for "every replica to be in sync" 30 replicas_synced "${NODE_PORTS[@]}"
     REDIS_PORT=${NODE_PORTS[0]}
     RCLI_C=-c
     export DROVER_REDIS_URL="redis+cluster://127.0.0.1:${NODE_PORTS[0]},127.0.0.1:${NODE_PORTS[1]}"
