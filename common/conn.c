@@ -112,12 +112,12 @@ static drv_err cluster_connect(drv_conn *c) {
 static drv_err sentinel_resolve(drv_conn *c) {
     struct timeval tv = {c->cfg.connect_timeout_ms / 1000,
                          (c->cfg.connect_timeout_ms % 1000) * 1000};
-    char last[256] = "no sentinel given";
+    char last[400] = "no sentinel given";
     for (int i = 0; i < c->cfg.nseeds; i++) {
         const drv_redis_seed *s = &c->cfg.seeds[i];
         redisContext *ctx = redisConnectWithTimeout(s->host, s->port, tv);
         if (!ctx || ctx->err) {
-            snprintf(last, sizeof last, "sentinel %s:%d: %s", s->host, s->port,
+            snprintf(last, sizeof last, "sentinel %.100s:%d: %.200s", s->host, s->port,
                      ctx ? ctx->errstr : "cannot allocate a connection");
             if (ctx) redisFree(ctx);
             continue;
@@ -140,8 +140,8 @@ static drv_err sentinel_resolve(drv_conn *c) {
                      c->cfg.master, s->host, s->port);
             return DRV_OK;
         }
-        snprintf(last, sizeof last, "sentinel %s:%d knows no master \"%s\"%s%s", s->host, s->port,
-                 c->cfg.master, r && r->type == REDIS_REPLY_ERROR ? ": " : "",
+        snprintf(last, sizeof last, "sentinel %.100s:%d knows no master \"%.100s\"%s%.100s",
+                 s->host, s->port, c->cfg.master, r && r->type == REDIS_REPLY_ERROR ? ": " : "",
                  r && r->type == REDIS_REPLY_ERROR ? r->str : "");
         if (r) freeReplyObject(r);
         redisFree(ctx);

@@ -56,4 +56,12 @@ for p in 7 8 9 10 11 12; do R SET "drover:{core.$p}:pending" x >/dev/null; done
 "$DROVER" purge core | grep -q "6 stray keys swept" || fail "stray keys on several masters not swept"
 [ -z "$(keys_anywhere 'drover:{core*')" ] || fail "stray keys are left"
 say "purge on the cluster: every partition and stray key gone from every master"
+# Bad cluster and sentinel URLs are bad input: exit 2, a reason, nothing done.
+for bad in "redis+cluster://127.0.0.1:1/3|only database 0" "redis+cluster://127.0.0.1:1,|missing host" \
+    "redis+sentinel://127.0.0.1:1|needs the master's name"; do
+    rc=0
+    "$DROVER" list --redis "${bad%%|*}" 2>"$TMP/err" || rc=$?
+    [ "$rc" -eq 2 ] && grep -q "${bad#*|}" "$TMP/err" || fail "URL ${bad%%|*}: exit $rc, $(cat "$TMP/err")"
+done
+say "bad cluster and sentinel URLs: exit 2 with the reason"
 echo "PASS: drover on Redis Cluster"
