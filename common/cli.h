@@ -19,7 +19,9 @@ typedef struct drv_cli {
      DRV_OPT_STR,                                                                                  \
      "redis://127.0.0.1:6379",                                                                     \
      "URL",                                                                                        \
-     "Redis: redis://[user:password@]host:port/db or unix:///path.sock",                           \
+     "Redis: redis://[user:password@]host:port/db, unix:///path.sock, "                            \
+     "redis+cluster://[user:password@]host:port[,host:port...] (Redis Cluster seeds) or "          \
+     "redis+sentinel://[user:password@]host:port[,host:port...]/MASTERNAME",                       \
      0,                                                                                            \
      0,                                                                                            \
      &(c)->redis_url},                                                                             \

@@ -1,5 +1,6 @@
 #include "conn.h"
 
+#include "cluster.h"
 #include "log.h"
 #include "scripts.h"
 
@@ -14,7 +15,9 @@
 
 struct drv_conn {
     drv_redis_cfg cfg;
-    redisContext *ctx; /* NULL while broken */
+    redisContext *ctx; /* NULL while broken; always NULL in cluster mode */
+    drv_cluster *cl;   /* cluster mode only: the routing layer (cluster.c) */
+    int cl_broken;     /* cluster mode: a node was lost; reconnect reads the map again */
     char addr[320];
     char err[512];
     char sha[MAX_SCRIPTS][41];
@@ -83,7 +86,92 @@ static void explain_refusal(drv_conn *c) {
         set_err(c, "Redis at %s: %s", c->addr, msg);
 }
 
+/* Cluster mode: read the slot map (first time or again) and load the scripts on every
+ * master. */
+static drv_err cluster_connect(drv_conn *c) {
+    drv_err e;
+    if (!c->cl) {
+        e = drv_cluster_open(&c->cfg, &c->cl, c->err, sizeof c->err);
+        if (e != DRV_OK) return e;
+    } else if ((e = drv_cluster_refresh(c->cl)) != DRV_OK) {
+        set_err(c, "%s", drv_cluster_errstr(c->cl));
+        return e;
+    }
+    c->cl_broken = 0;
+    for (int i = 0; i < MAX_SCRIPTS && drv_script_sources[i].name; i++)
+        if ((e = load_script(c, i)) != DRV_OK) {
+            if (e == DRV_EREPLY) explain_refusal(c);
+            c->cl_broken = 1;
+            return e;
+        }
+    return DRV_OK;
+}
+
+/* Sentinel mode: asks the sentinels in turn for the master's address and points cfg.host and
+ * cfg.port (and the address in messages) at it. Sentinels are asked without AUTH. */
+static drv_err sentinel_resolve(drv_conn *c) {
+    struct timeval tv = {c->cfg.connect_timeout_ms / 1000,
+                         (c->cfg.connect_timeout_ms % 1000) * 1000};
+    char last[400] = "no sentinel given";
+    for (int i = 0; i < c->cfg.nseeds; i++) {
+        const drv_redis_seed *s = &c->cfg.seeds[i];
+        redisContext *ctx = redisConnectWithTimeout(s->host, s->port, tv);
+        if (!ctx || ctx->err) {
+            snprintf(last, sizeof last, "sentinel %.100s:%d: %.200s", s->host, s->port,
+                     ctx ? ctx->errstr : "cannot allocate a connection");
+            if (ctx) redisFree(ctx);
+            continue;
+        }
+        redisSetTimeout(ctx, tv);
+        redisReply *r = redisCommand(ctx, "SENTINEL get-master-addr-by-name %s", c->cfg.master);
+        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+            r->element[0]->type == REDIS_REPLY_STRING &&
+            r->element[1]->type == REDIS_REPLY_STRING && r->element[0]->len < sizeof c->cfg.host) {
+            snprintf(c->cfg.host, sizeof c->cfg.host, "%s", r->element[0]->str);
+            c->cfg.port = atoi(r->element[1]->str);
+            freeReplyObject(r);
+            redisFree(ctx);
+            drv_redis_cfg single = c->cfg;
+            single.mode = DRV_REDIS_SINGLE;
+            /* The master's address, then who named it (cut to fit: only for messages). */
+            drv_url_describe(&single, c->addr, sizeof c->addr);
+            size_t o = strlen(c->addr);
+            snprintf(c->addr + o, sizeof c->addr - o, " (master %.100s of sentinel %.100s:%d)",
+                     c->cfg.master, s->host, s->port);
+            return DRV_OK;
+        }
+        snprintf(last, sizeof last, "sentinel %.100s:%d knows no master \"%.100s\"%s%.100s",
+                 s->host, s->port, c->cfg.master, r && r->type == REDIS_REPLY_ERROR ? ": " : "",
+                 r && r->type == REDIS_REPLY_ERROR ? r->str : "");
+        if (r) freeReplyObject(r);
+        redisFree(ctx);
+    }
+    set_err(c, "cannot find the Redis master \"%s\": %s", c->cfg.master, last);
+    return DRV_EIO;
+}
+
+/* Sentinel mode: the address a sentinel named may be a demoted master a moment after a
+ * failover; only a master will do. */
+static drv_err check_master(drv_conn *c) {
+    redisReply *r;
+    drv_err e = drv_conn_cmdf(c, &r, "ROLE");
+    if (e != DRV_OK) return e;
+    int ok = r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+             r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0;
+    freeReplyObject(r);
+    if (!ok) {
+        set_err(c, "%s is not a master (yet): a failover is under way", c->addr);
+        return DRV_EIO;
+    }
+    return DRV_OK;
+}
+
 static drv_err do_connect(drv_conn *c) {
+    if (c->cfg.mode == DRV_REDIS_CLUSTER) return cluster_connect(c);
+    if (c->cfg.mode == DRV_REDIS_SENTINEL) {
+        drv_err e = sentinel_resolve(c);
+        if (e != DRV_OK) return e;
+    }
     struct timeval tv = {c->cfg.connect_timeout_ms / 1000,
                          (c->cfg.connect_timeout_ms % 1000) * 1000};
     redisContext *ctx = c->cfg.path[0] ? redisConnectUnixWithTimeout(c->cfg.path, tv)
@@ -120,6 +208,7 @@ static drv_err do_connect(drv_conn *c) {
         if ((e = drv_conn_cmdf(c, &r, "SELECT %d", c->cfg.db)) != DRV_OK) goto fail;
         freeReplyObject(r);
     }
+    if (c->cfg.mode == DRV_REDIS_SENTINEL && (e = check_master(c)) != DRV_OK) goto fail;
     for (int i = 0; i < MAX_SCRIPTS && drv_script_sources[i].name; i++)
         if ((e = load_script(c, i)) != DRV_OK) goto fail;
     return DRV_OK;
@@ -140,6 +229,7 @@ drv_err drv_conn_open(const drv_redis_cfg *cfg, drv_conn **out, char *why, size_
     drv_err e = do_connect(c);
     if (e != DRV_OK) {
         if (why) snprintf(why, whylen, "%s", c->err);
+        drv_cluster_close(c->cl);
         free(c);
         return e;
     }
@@ -150,18 +240,19 @@ drv_err drv_conn_open(const drv_redis_cfg *cfg, drv_conn **out, char *why, size_
 void drv_conn_close(drv_conn *c) {
     if (!c) return;
     if (c->ctx) redisFree(c->ctx);
+    drv_cluster_close(c->cl);
     free(c);
 }
 
 drv_err drv_conn_reconnect(drv_conn *c, char *why, size_t whylen) {
-    if (c->ctx) return DRV_OK;
+    if (c->ctx || (c->cl && !c->cl_broken)) return DRV_OK;
     drv_err e = do_connect(c);
     if (e != DRV_OK && why) snprintf(why, whylen, "%s", c->err);
     return e;
 }
 
 int drv_conn_broken(const drv_conn *c) {
-    return c->ctx == NULL;
+    return c->cl ? c->cl_broken : c->ctx == NULL;
 }
 
 const char *drv_conn_addr(const drv_conn *c) {
@@ -181,21 +272,92 @@ static drv_err check_reply(drv_conn *c, redisReply *r, redisReply **out) {
     if (r->type == REDIS_REPLY_ERROR) {
         set_err(c, "%.*s", (int)r->len, r->str);
         freeReplyObject(r);
+        /* Sentinel mode: the master we talk to was demoted; ask the sentinels again. */
+        if (c->cfg.mode == DRV_REDIS_SENTINEL && c->ctx && strncmp(c->err, "READONLY", 8) == 0) {
+            char msg[sizeof c->err];
+            snprintf(msg, sizeof msg, "%s", c->err);
+            redisFree(c->ctx);
+            c->ctx = NULL;
+            set_err(c, "%s was demoted to a replica: %s", c->addr, msg);
+            return DRV_EIO;
+        }
         return DRV_EREPLY;
     }
     *out = r;
     return DRV_OK;
 }
 
+/* Cluster mode: a NULL reply means a node was lost (the map is read again on reconnect). */
+static drv_err cluster_reply(drv_conn *c, redisReply *r, redisReply **out) {
+    if (!r) {
+        set_err(c, "%s", drv_cluster_errstr(c->cl));
+        c->cl_broken = 1;
+        return DRV_EIO;
+    }
+    return check_reply(c, r, out);
+}
+
+static drv_err cluster_cmd(drv_conn *c, int argc, const char **argv, const size_t *lens,
+                           redisReply **out) {
+    if (c->cl_broken) return DRV_EIO;
+    return cluster_reply(c, drv_cluster_command(c->cl, argc, argv, lens), out);
+}
+
+/* Splits a command hiredis formatted (RESP: *N $len data ...) back into argv and lens, which
+ * point into 'cmd'. Returns argc, or -1 when it does not fit in 'max'. */
+static int resp_to_argv(char *cmd, int len, const char **argv, size_t *lens, int max) {
+    char *p = cmd, *end = cmd + len;
+    if (p >= end || *p != '*') return -1;
+    long n = strtol(p + 1, &p, 10);
+    if (n < 1 || n > max) return -1;
+    p += 2;
+    for (long i = 0; i < n; i++) {
+        if (p >= end || *p != '$') return -1;
+        long l = strtol(p + 1, &p, 10);
+        p += 2;
+        if (l < 0 || p + l + 2 > end) return -1;
+        argv[i] = p;
+        lens[i] = (size_t)l;
+        p += l + 2;
+    }
+    return (int)n;
+}
+
+static drv_err cluster_cmdv(drv_conn *c, redisReply **out, const char *fmt, va_list ap) {
+    if (c->cl_broken) return DRV_EIO;
+    char *cmd = NULL;
+    int len = redisvFormatCommand(&cmd, fmt, ap);
+    if (len < 0) return DRV_ENOMEM;
+    const char *argv[64];
+    size_t lens[64];
+    int argc = resp_to_argv(cmd, len, argv, lens, 64);
+    drv_err e;
+    if (argc < 0) {
+        set_err(c, "cannot route \"%s\" in cluster mode", fmt);
+        e = DRV_EINVAL;
+    } else {
+        e = cluster_cmd(c, argc, argv, lens, out);
+    }
+    free(cmd);
+    return e;
+}
+
 drv_err drv_conn_cmd(drv_conn *c, int argc, const char **argv, const size_t *lens,
                      redisReply **out) {
+    if (c->cl) return cluster_cmd(c, argc, argv, lens, out);
     if (!c->ctx) return DRV_EIO;
     return check_reply(c, redisCommandArgv(c->ctx, argc, argv, lens), out);
 }
 
 drv_err drv_conn_cmdf(drv_conn *c, redisReply **out, const char *fmt, ...) {
-    if (!c->ctx) return DRV_EIO;
     va_list ap;
+    if (c->cl) {
+        va_start(ap, fmt);
+        drv_err e = cluster_cmdv(c, out, fmt, ap);
+        va_end(ap);
+        return e;
+    }
+    if (!c->ctx) return DRV_EIO;
     va_start(ap, fmt);
     redisReply *r = redisvCommand(c->ctx, fmt, ap);
     va_end(ap);
@@ -203,6 +365,10 @@ drv_err drv_conn_cmdf(drv_conn *c, redisReply **out, const char *fmt, ...) {
 }
 
 drv_err drv_conn_append(drv_conn *c, int argc, const char **argv, const size_t *lens) {
+    if (c->cl) {
+        if (c->cl_broken) return DRV_EIO;
+        return drv_cluster_append(c->cl, argc, argv, lens) == 0 ? DRV_OK : DRV_ENOMEM;
+    }
     if (!c->ctx) return DRV_EIO;
     if (redisAppendCommandArgv(c->ctx, argc, argv, lens) != REDIS_OK) {
         mark_broken(c);
@@ -212,6 +378,10 @@ drv_err drv_conn_append(drv_conn *c, int argc, const char **argv, const size_t *
 }
 
 drv_err drv_conn_reply(drv_conn *c, redisReply **out) {
+    if (c->cl) {
+        if (c->cl_broken) return DRV_EIO;
+        return cluster_reply(c, drv_cluster_reply(c->cl), out);
+    }
     if (!c->ctx) return DRV_EIO;
     void *r = NULL;
     if (redisGetReply(c->ctx, &r) != REDIS_OK) r = NULL;

@@ -11,7 +11,14 @@
  *
  * A NULL reply from hiredis means the connection is gone; the connection is then marked
  * broken and every call returns DRV_EIO until drv_conn_reconnect() succeeds. Nothing here
- * retries a command on its own: whether a command is safe to repeat is the caller's call. */
+ * retries a command on its own: whether a command is safe to repeat is the caller's call. (In
+ * cluster mode, cluster.c sends a command again only after a MOVED, ASK, TRYAGAIN or
+ * CLUSTERDOWN answer, which Redis gives without running it.)
+ *
+ * The URL's mode picks the server: redis:// and unix:// one Redis (hiredis directly, as ever);
+ * redis+cluster:// a Redis Cluster through cluster.c (reconnect reads the slot map again);
+ * redis+sentinel:// the master the sentinels name (asked again on every reconnect, and a
+ * READONLY answer counts as a lost connection: the master was demoted). */
 typedef struct drv_conn drv_conn;
 
 /* Connects, AUTHs, SELECTs and loads every script. On failure returns DRV_EIO (or

@@ -56,6 +56,44 @@ static drv_err parse_userinfo(const char *s, size_t n, drv_redis_cfg *out, char 
     return DRV_OK;
 }
 
+/* Parses "host[:port]" or "[v6]:port" in s[0..end) into host/port. */
+static drv_err parse_hostport(const char *s, const char *end, int defport, char *host, int *port,
+                              const char *url, char *why, size_t whylen) {
+    const char *h = s, *h_end;
+    if (s < end && *s == '[') {
+        h = s + 1;
+        h_end = memchr(h, ']', (size_t)(end - h));
+        if (!h_end) FAIL("unterminated [IPv6] address");
+        s = h_end + 1;
+    } else {
+        /* A '?' or '#' ends the host too, so "redis://h?db=2" is refused below instead of
+         * becoming a host name that fails only at connect time. */
+        h_end = s;
+        while (h_end < end && *h_end != ':' && *h_end != '?' && *h_end != '#')
+            h_end++;
+        s = h_end;
+    }
+    size_t hn = (size_t)(h_end - h);
+    if (hn == 0) FAIL("missing host in \"%s\"", url);
+    if (hn >= 256) FAIL("host name too long");
+    memcpy(host, h, hn);
+    host[hn] = '\0';
+    *port = defport;
+    if (s < end && *s == ':') {
+        char num[16];
+        size_t n = (size_t)(end - s - 1);
+        long long v;
+        if (n == 0 || n >= sizeof num) FAIL("bad port in \"%s\"", url);
+        memcpy(num, s + 1, n);
+        num[n] = '\0';
+        if (drv_parse_ll(num, 1, 65535, &v) != 0) FAIL("bad port \"%s\" (1-65535)", num);
+        *port = (int)v;
+    } else if (s < end) {
+        FAIL("unexpected \"%.*s\" in Redis URL", (int)(end - s), s);
+    }
+    return DRV_OK;
+}
+
 drv_err drv_url_parse(const char *url, drv_redis_cfg *out, char *why, size_t whylen) {
     drv_redis_cfg c;
     memset(&c, 0, sizeof c);
@@ -64,14 +102,24 @@ drv_err drv_url_parse(const char *url, drv_redis_cfg *out, char *why, size_t why
     if (!url || !*url) FAIL("empty Redis URL");
     const char *p = NULL;
     int is_unix = 0;
+    drv_redis_mode mode = DRV_REDIS_SINGLE;
     if (strncmp(url, "redis://", 8) == 0) {
         p = url + 8;
+    } else if (strncmp(url, "redis+cluster://", 16) == 0) {
+        p = url + 16;
+        mode = DRV_REDIS_CLUSTER;
+    } else if (strncmp(url, "redis+sentinel://", 17) == 0) {
+        p = url + 17;
+        mode = DRV_REDIS_SENTINEL;
     } else if (strncmp(url, "unix://", 7) == 0) {
         p = url + 7;
         is_unix = 1;
     } else {
-        FAIL("expected redis://host:port/db or unix:///path.sock, got \"%s\"", url);
+        FAIL("expected redis://host:port/db, unix:///path.sock, redis+cluster://host:port,... or "
+             "redis+sentinel://host:port,.../NAME, got \"%s\"",
+             url);
     }
+    c.mode = mode;
     /* userinfo ends at the last '@' (passwords may contain '@' only percent-encoded, but be
      * lenient with the last one). */
     const char *at = strrchr(p, '@');
@@ -96,40 +144,53 @@ drv_err drv_url_parse(const char *url, drv_redis_cfg *out, char *why, size_t why
         *out = c;
         return DRV_OK;
     }
-    const char *host = p, *host_end;
-    if (*p == '[') {
-        host = p + 1;
-        host_end = strchr(host, ']');
-        if (!host_end) FAIL("unterminated [IPv6] address");
-        p = host_end + 1;
+    const char *end = p + strcspn(p, "/");
+    if (mode == DRV_REDIS_SINGLE) {
+        drv_err e = parse_hostport(p, end, 6379, c.host, &c.port, url, why, whylen);
+        if (e != DRV_OK) return e;
     } else {
-        /* A '?' or '#' ends the host too, so "redis://h?db=2" is refused below instead of
-         * becoming a host name that fails only at connect time. */
-        host_end = p + strcspn(p, ":/?#");
-        p = host_end;
+        /* host[:port],host[:port]...: [IPv6] hosts may hold ':' but not ','. */
+        int defport = mode == DRV_REDIS_SENTINEL ? 26379 : 6379;
+        const char *s = p;
+        while (s < end) {
+            const char *comma = s;
+            if (*comma == '[') comma = memchr(s, ']', (size_t)(end - s));
+            if (!comma) FAIL("unterminated [IPv6] address");
+            comma = memchr(comma, ',', (size_t)(end - comma));
+            if (!comma) comma = end;
+            if (c.nseeds == DRV_REDIS_MAX_SEEDS)
+                FAIL("more than %d addresses in \"%s\"", DRV_REDIS_MAX_SEEDS, url);
+            drv_redis_seed *sd = &c.seeds[c.nseeds++];
+            drv_err e = parse_hostport(s, comma, defport, sd->host, &sd->port, url, why, whylen);
+            if (e != DRV_OK) return e;
+            s = comma == end ? end : comma + 1;
+            if (comma != end && s == end) FAIL("missing host after ',' in \"%s\"", url);
+        }
+        if (c.nseeds == 0) FAIL("missing host in \"%s\"", url);
+        snprintf(c.host, sizeof c.host, "%s", c.seeds[0].host);
+        c.port = c.seeds[0].port;
     }
-    size_t hn = (size_t)(host_end - host);
-    if (hn == 0) FAIL("missing host in \"%s\"", url);
-    if (hn >= sizeof c.host) FAIL("host name too long");
-    memcpy(c.host, host, hn);
-    c.host[hn] = '\0';
-    c.port = 6379;
-    if (*p == ':') {
-        char num[16];
-        size_t n = strcspn(p + 1, "/");
-        long long port;
-        if (n == 0 || n >= sizeof num) FAIL("bad port in \"%s\"", url);
-        memcpy(num, p + 1, n);
-        num[n] = '\0';
-        if (drv_parse_ll(num, 1, 65535, &port) != 0) FAIL("bad port \"%s\" (1-65535)", num);
-        c.port = (int)port;
-        p += 1 + n;
+    p = end;
+    if (mode == DRV_REDIS_SENTINEL) {
+        /* /MASTERNAME, required; the database is the master's 0. */
+        if (*p != '/' || !p[1])
+            FAIL("redis+sentinel:// needs the master's name: "
+                 "redis+sentinel://host:port[,host:port]/NAME");
+        p++;
+        size_t n = strlen(p);
+        if (n >= sizeof c.master) FAIL("master name too long");
+        if (strcspn(p, " \t\r\n?#/") != n) FAIL("bad master name \"%s\"", p);
+        memcpy(c.master, p, n + 1);
+        *out = c;
+        return DRV_OK;
     }
     if (*p == '/') {
         p++;
         if (*p) {
             long long db;
             if (drv_parse_ll(p, 0, 1 << 20, &db) != 0) FAIL("bad database number \"%s\"", p);
+            if (mode == DRV_REDIS_CLUSTER && db != 0)
+                FAIL("Redis Cluster has only database 0, got \"%s\"", p);
             c.db = (int)db;
         }
     } else if (*p) {
@@ -141,6 +202,21 @@ drv_err drv_url_parse(const char *url, drv_redis_cfg *out, char *why, size_t why
 
 void drv_url_describe(const drv_redis_cfg *cfg, char *buf, size_t len) {
     const char *u = cfg->user, *sep = cfg->user[0] ? "@" : "";
+    if (cfg->mode != DRV_REDIS_SINGLE) {
+        int cl = cfg->mode == DRV_REDIS_CLUSTER;
+        size_t o = 0;
+        int n = snprintf(buf, len, "redis+%s://%s%s", cl ? "cluster" : "sentinel", u, sep);
+        for (int i = 0; n >= 0 && i < cfg->nseeds; i++) {
+            o += (size_t)n;
+            if (o >= len) return;
+            const drv_redis_seed *s = &cfg->seeds[i];
+            int v6 = strchr(s->host, ':') != NULL;
+            n = snprintf(buf + o, len - o, "%s%s%s%s:%d", i ? "," : "", v6 ? "[" : "", s->host,
+                         v6 ? "]" : "", s->port);
+        }
+        if (n >= 0 && !cl && (o += (size_t)n) < len) snprintf(buf + o, len - o, "/%s", cfg->master);
+        return;
+    }
     if (cfg->path[0])
         snprintf(buf, len, "unix://%s%s%s?db=%d", u, sep, cfg->path, cfg->db);
     else if (strchr(cfg->host, ':'))

@@ -8,9 +8,25 @@
 /* Where Redis is and how to log in. Parsed from
  *   redis://[[user]:password@]host[:port][/db]     host may be [IPv6]
  *   unix://[[user]:password@]/path/to.sock[?db=N]
- * user and password are percent-decoded. */
-typedef struct drv_redis_cfg {
+ *   redis+cluster://[[user]:password@]host[:port][,host[:port]...][/0]   (seed nodes, db 0)
+ *   redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/MASTERNAME
+ * user and password are percent-decoded; they log in to the Redis nodes (a sentinel is
+ * asked without them). Default ports: 6379, 26379 for sentinels. */
+#define DRV_REDIS_MAX_SEEDS 16
+
+typedef enum { DRV_REDIS_SINGLE = 0, DRV_REDIS_CLUSTER, DRV_REDIS_SENTINEL } drv_redis_mode;
+
+typedef struct drv_redis_seed {
     char host[256];
+    int port;
+} drv_redis_seed;
+
+typedef struct drv_redis_cfg {
+    drv_redis_mode mode;
+    int nseeds;                                /* cluster seeds or sentinels; 0 for SINGLE */
+    drv_redis_seed seeds[DRV_REDIS_MAX_SEEDS]; /* in URL order */
+    char master[128];                          /* sentinel: the master's name */
+    char host[256];     /* SINGLE: the server; CLUSTER/SENTINEL: the first seed until resolved */
     int port;           /* 0 for unix sockets */
     char path[256];     /* unix socket path, "" for TCP */
     char user[128];     /* ACL user, "" for the default user */
@@ -24,7 +40,8 @@ typedef struct drv_redis_cfg {
  * DRV_EINVAL and writes a reason into 'why' (NUL-terminated, at most whylen bytes). */
 drv_err drv_url_parse(const char *url, drv_redis_cfg *out, char *why, size_t whylen);
 
-/* Writes the address without the password ("redis://user@host:6379/0") for messages. */
+/* Writes the address without the password ("redis://user@host:6379/0",
+ * "redis+cluster://h1:7000,h2:7001", "redis+sentinel://h:26379/mymaster") for messages. */
 void drv_url_describe(const drv_redis_cfg *cfg, char *buf, size_t len);
 
 #endif

@@ -8,6 +8,8 @@ WORKER="$DROVER_BIN_DIR/drover-worker"
 TMP=$(mktemp -d /tmp/drover-e2e-XXXXXX)
 PIDS=()
 REDIS_PID=""
+NODE_PIDS=() # start_cluster's redis-server processes
+RCLI_C=""    # "-c" once start_cluster ran: redis-cli follows MOVED/ASK
 unset DROVER_PREFIX DROVER_REDIS_URL
 
 cleanup() {
@@ -18,6 +20,8 @@ cleanup() {
         kill "$REDIS_PID" 2>/dev/null || true
         wait "$REDIS_PID" 2>/dev/null || true
     fi
+    for p in "${NODE_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${NODE_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     if [ $rc -ne 0 ] && [ -d "$TMP" ]; then
         echo "--- logs of the failed test ---" >&2
         for f in "$TMP"/*.log; do [ -f "$f" ] && { echo "== $f" >&2; tail -20 "$f" >&2; }; done
@@ -64,7 +68,93 @@ start_redis() {
 }
 
 R() {
-    redis-cli -p "$REDIS_PORT" "$@"
+    redis-cli $RCLI_C -p "$REDIS_PORT" "$@"
+}
+
+# start_node PORTVAR [redis-server args...]: one cluster-enabled redis-server on a free port in
+# its own dir $TMP/node-PORT; appends its PID to NODE_PIDS, stores the port in PORTVAR.
+start_node() {
+    local _var=$1 _try _port _pid _i
+    shift
+    for _try in $(seq 20); do
+        _port=$((20000 + RANDOM % 40000))
+        mkdir -p "$TMP/node-$_port"
+        redis-server --port "$_port" --bind 127.0.0.1 --save '' --appendonly no \
+            --dir "$TMP/node-$_port" --logfile "$TMP/node-$_port.log" "$@" &
+        _pid=$!
+        for _i in $(seq 200); do
+            if redis-cli -p "$_port" ping 2>/dev/null | grep -q PONG; then
+                NODE_PIDS+=("$_pid")
+                printf -v "$_var" '%s' "$_port"
+                LAST_NODE_PID=$_pid
+                return 0
+            fi
+            kill -0 "$_pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill "$_pid" 2>/dev/null || true
+        wait "$_pid" 2>/dev/null || true
+    done
+    fail "could not start redis-server"
+}
+
+cluster_ok() { # cluster_ok PORT...: every node says cluster_state:ok
+    local p
+    for p in "$@"; do
+        redis-cli -p "$p" cluster info | grep -q '^cluster_state:ok' || return 1
+    done
+}
+
+cluster_known() { # cluster_known N MASTERS PORT...: every node sees N nodes, MASTERS masters
+    local n=$1 m=$2 p
+    shift 2
+    for p in "$@"; do
+        redis-cli -p "$p" cluster nodes >"$TMP/nodes.$p" || return 1
+        [ "$(grep -c . "$TMP/nodes.$p")" -eq "$n" ] || return 1
+        [ "$(awk '$3 ~ /master/ && $3 !~ /fail/' "$TMP/nodes.$p" | wc -l)" -eq "$m" ] || return 1
+        grep -q 'handshake\|noaddr' "$TMP/nodes.$p" && return 1
+    done
+    return 0
+}
+
+replicas_synced() { # every node that is a replica has master_link_status:up
+    local p
+    for p in "$@"; do
+        redis-cli -p "$p" info replication >"$TMP/repl.$p" || return 1
+        grep -q '^role:slave' "$TMP/repl.$p" || continue
+        grep -q '^master_link_status:up' "$TMP/repl.$p" || return 1
+    done
+}
+
+# start_cluster MASTERS REPLICAS_PER_MASTER: a Redis Cluster on loopback (cluster-config-file
+# in each node's temp dir), formed with redis-cli --cluster create; sets NODE_PORTS (all nodes,
+# masters first as redis-cli assigns them), NODE_PIDS, REDIS_PORT (the first node, for R,
+# which then follows redirections) and DROVER_REDIS_URL (redis+cluster:// with two seeds).
+start_cluster() {
+    local masters=$1 replicas=$2 n i port addrs=()
+    n=$((masters * (1 + replicas)))
+    NODE_PORTS=()
+    for i in $(seq "$n"); do
+        start_node port --cluster-enabled yes --cluster-config-file nodes.conf \
+            --cluster-node-timeout "${CLUSTER_NODE_TIMEOUT:-1000}" --repl-diskless-sync-delay 0
+        NODE_PORTS+=("$port")
+        addrs+=("127.0.0.1:$port")
+    done
+    redis-cli --cluster create "${addrs[@]}" --cluster-replicas "$replicas" --cluster-yes \
+        >"$TMP/cluster-create.log" 2>&1 || fail "redis-cli --cluster create failed"
+    wait_for "the cluster to form" 30 cluster_ok "${NODE_PORTS[@]}"
+    wait_for "every node to know every other and its role" 30 cluster_known "$n" "$masters" \
+        "${NODE_PORTS[@]}"
+    # A replica that never finished its first sync cannot take over: wait for every link.
+    wait_for "every replica to be in sync" 30 replicas_synced "${NODE_PORTS[@]}"
+    REDIS_PORT=${NODE_PORTS[0]}
+    RCLI_C=-c
+    export DROVER_REDIS_URL="redis+cluster://127.0.0.1:${NODE_PORTS[0]},127.0.0.1:${NODE_PORTS[1]}"
+}
+
+# master_ports: the ports of the nodes that are masters now.
+master_ports() {
+    redis-cli -p "$REDIS_PORT" cluster nodes | awk '$3 ~ /master/ && $3 !~ /fail/ {split($2, a, "[:@]"); print a[2]}'
 }
 
 # stop_redis [shutdown|kill]: stops the test's redis-server by its PID. shutdown (the default)

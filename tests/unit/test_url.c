@@ -274,6 +274,91 @@ static void url_describe_truncates_to_the_buffer(void **state) {
     assert_memory_equal(buf, "redis://a-r", sizeof buf);
 }
 
+/* ---- cluster and sentinel ------------------------------------------------------------------ */
+
+static void url_reads_cluster_seeds(void **state) {
+    (void)state;
+    drv_redis_cfg c = parse_ok("redis+cluster://alice:topsecret@n1:7000,[::1]:7001,n3");
+    assert_int_equal(c.mode, DRV_REDIS_CLUSTER);
+    assert_int_equal(c.nseeds, 3);
+    assert_string_equal(c.seeds[0].host, "n1");
+    assert_int_equal(c.seeds[0].port, 7000);
+    assert_string_equal(c.seeds[1].host, "::1");
+    assert_int_equal(c.seeds[1].port, 7001);
+    assert_string_equal(c.seeds[2].host, "n3");
+    assert_int_equal(c.seeds[2].port, 6379);
+    assert_string_equal(c.host, "n1");
+    assert_int_equal(c.port, 7000);
+    assert_string_equal(c.user, "alice");
+    assert_string_equal(c.password, "topsecret");
+    assert_int_equal(c.db, 0);
+    c = parse_ok("redis+cluster://127.0.0.1:7000/0");
+    assert_int_equal(c.nseeds, 1);
+    assert_int_equal(parse_ok("redis://h").mode, DRV_REDIS_SINGLE);
+    assert_int_equal(parse_ok("redis://h").nseeds, 0);
+}
+
+static void url_reads_sentinels_and_master_name(void **state) {
+    (void)state;
+    drv_redis_cfg c = parse_ok("redis+sentinel://:pw@s1,s2:26380/mymaster");
+    assert_int_equal(c.mode, DRV_REDIS_SENTINEL);
+    assert_int_equal(c.nseeds, 2);
+    assert_string_equal(c.seeds[0].host, "s1");
+    assert_int_equal(c.seeds[0].port, 26379);
+    assert_string_equal(c.seeds[1].host, "s2");
+    assert_int_equal(c.seeds[1].port, 26380);
+    assert_string_equal(c.master, "mymaster");
+    assert_string_equal(c.password, "pw");
+}
+
+static void url_refuses_bad_cluster_and_sentinel_urls(void **state) {
+    (void)state;
+    expect_error("redis+cluster://", "missing host");
+    expect_error("redis+cluster://a:1,,b:2", "missing host");
+    expect_error("redis+cluster://a:1,", "missing host after ','");
+    expect_error("redis+cluster://a:99999", "bad port");
+    expect_error("redis+cluster://a:1/3", "only database 0");
+    expect_error("redis+cluster://[::1:7000", "unterminated");
+    expect_error("redis+cluster://a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q", "more than 16");
+    expect_error("redis+sentinel://s1:26379", "needs the master's name");
+    expect_error("redis+sentinel://s1:26379/", "needs the master's name");
+    expect_error("redis+sentinel://s1/a?b", "bad master name");
+    expect_error("redis+sentinels://s1/m", "expected redis://");
+}
+
+static void url_describe_cluster_and_sentinel_without_password(void **state) {
+    (void)state;
+    static const struct {
+        const char *url, *want;
+    } cases[] = {
+        {"redis+cluster://alice:topsecret@n1:7000,[::1]:7001",
+         "redis+cluster://alice@n1:7000,[::1]:7001"},
+        {"redis+cluster://topsecret@n1", "redis+cluster://n1:6379"},
+        {"redis+sentinel://:topsecret@s1,s2:26380/mymaster",
+         "redis+sentinel://s1:26379,s2:26380/mymaster"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        drv_redis_cfg c = parse_ok(cases[i].url);
+        char buf[600];
+        drv_url_describe(&c, buf, sizeof buf);
+        assert_string_equal(buf, cases[i].want);
+        assert_null(strstr(buf, "topsecret"));
+        /* The description parses back to the same nodes. */
+        drv_redis_cfg b = parse_ok(buf);
+        assert_int_equal(b.mode, c.mode);
+        assert_int_equal(b.nseeds, c.nseeds);
+        for (int k = 0; k < c.nseeds; k++) {
+            assert_string_equal(b.seeds[k].host, c.seeds[k].host);
+            assert_int_equal(b.seeds[k].port, c.seeds[k].port);
+        }
+        assert_string_equal(b.master, c.master);
+    }
+    char small[20];
+    drv_redis_cfg c = parse_ok("redis+cluster://a-long-host:7000,b-long-host:7001");
+    drv_url_describe(&c, small, sizeof small);
+    assert_int_equal(strlen(small), sizeof small - 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(url_host_alone_gets_default_port_db_and_timeouts),
@@ -295,6 +380,10 @@ int main(void) {
         cmocka_unit_test(url_describe_shows_address_without_password),
         cmocka_unit_test(url_describe_output_parses_back_to_the_same_address),
         cmocka_unit_test(url_describe_truncates_to_the_buffer),
+        cmocka_unit_test(url_reads_cluster_seeds),
+        cmocka_unit_test(url_reads_sentinels_and_master_name),
+        cmocka_unit_test(url_refuses_bad_cluster_and_sentinel_urls),
+        cmocka_unit_test(url_describe_cluster_and_sentinel_without_password),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
