@@ -77,7 +77,7 @@ refused() { # refused WHAT CMD...: the worker user's command is refused (NOPERM,
     local what=$1 out
     shift
     out=$(wcli "$@" 2>&1)
-    echo "$out" | grep -q "NOPERM\|user executing the script can't run" ||
+    grep -q "NOPERM\|user executing the script can't run" <<<"$out" ||
         fail "the worker user could $what: $out"
 }
 # Scripts the worker user loads itself and runs with EVALSHA (it has no EVAL): the commands they

@@ -132,11 +132,11 @@ expect 1 "keeps no responses" "$DROVER" results dup
 # --help on every command: exit 0, usage and an example on stdout.
 for c in submit run status list wait pause resume cancel dead retry results workers drain purge metrics; do
     out=$("$DROVER" $c --help) || fail "drover $c --help failed"
-    echo "$out" | grep -q "^Usage: drover $c" || fail "drover $c --help has no usage line"
-    echo "$out" | grep -q "^Example" || fail "drover $c --help has no example"
+    grep -q "^Usage: drover $c" <<<"$out" || fail "drover $c --help has no usage line"
+    grep -q "^Example" <<<"$out" || fail "drover $c --help has no example"
 done
-"$DROVER" --help | grep -q "^Usage: drover COMMAND" || fail "drover --help"
+grep -q "^Usage: drover COMMAND" <<<"$("$DROVER" --help)" || fail "drover --help"
 out=$("$WORKER" --help) || fail "drover-worker --help failed"
-echo "$out" | grep -q "^Usage: drover-worker" || fail "drover-worker --help has no usage"
-echo "$out" | grep -q "^Example" || fail "drover-worker --help has no example"
+grep -q "^Usage: drover-worker" <<<"$out" || fail "drover-worker --help has no usage"
+grep -q "^Example" <<<"$out" || fail "drover-worker --help has no example"
 echo "PASS: bad input gets a clear error and loses nothing"

@@ -57,7 +57,7 @@ part_state_is gone cancelled || fail "cancel did not reach the partitions"
 "$WORKER" --job gone --handler noop --exit-when-done --stats-ms 0 2>"$TMP/wc.log"
 [ "$(done_n gone)" -eq 0 ] || fail "a worker processed items of a cancelled job"
 out=$("$DROVER" resume gone 2>&1) && fail "resume of a cancelled job succeeded"
-echo "$out" | grep -q "is cancelled" || fail "resume of a cancelled job: $out"
+grep -q "is cancelled" <<<"$out" || fail "resume of a cancelled job: $out"
 say "cancel: coordinator exits 4, workers claim nothing, resume refused"
 
 # ---- dead + retry ------------------------------------------------------------------------------
@@ -117,9 +117,9 @@ say "a coordinator running while its job is replaced reloads it and finishes the
 "$DROVER" list --json | grep -q '"id":"gone","state":"cancelled"' || fail "drover list --json"
 json=$("$DROVER" status fix --json)
 for f in id state total fed done dead duplicates pending leased retrying rate partitions; do
-    echo "$json" | grep -q "\"$f\":" || fail "status --json lacks $f: $json"
+    grep -q "\"$f\":" <<<"$json" || fail "status --json lacks $f: $json"
 done
-echo "$json" | grep -q '"partitions":\[{"partition":0,' || fail "partitions is not an array of objects"
+grep -q '"partitions":\[{"partition":0,' <<<"$json" || fail "partitions is not an array of objects"
 "$DROVER" status fix | grep -q "^job fix: done" || fail "human status"
 # ---- a stop signal during a Redis outage is answered at once -------------------------------------
 "$DROVER" submit --id outage --range 1..10 --partitions 1 --quiet >/dev/null

@@ -51,7 +51,7 @@ JSON
 rc=0
 out=$("$WORKER" --job al --http-allow api.example.com,localhost 2>&1) || rc=$?
 [ "$rc" -eq 2 ] || fail "a worker given a job outside --http-allow exited $rc, expected 2"
-echo "$out" | grep -q "host 127.0.0.1 is not in this worker's --http-allow" || fail "allow refusal: $out"
+grep -q "host 127.0.0.1 is not in this worker's --http-allow" <<<"$out" || fail "allow refusal: $out"
 [ "$(hits_total)" -eq 202 ] || fail "a refused job still sent requests"
 
 # A host allowed, redirects to one that is not: refused per hop, the item dead with the reason.
@@ -79,6 +79,6 @@ unset DRV_E2E_KEY
 rc=0
 out=$("$WORKER" --job ev 2>&1) || rc=$?
 [ "$rc" -eq 2 ] || fail "a worker without \${DRV_E2E_KEY} exited $rc, expected 2"
-echo "$out" | grep -qF 'uses ${DRV_E2E_KEY}, which is not set' || fail "the missing variable is not named: $out"
+grep -qF 'uses ${DRV_E2E_KEY}, which is not set' <<<"$out" || fail "the missing variable is not named: $out"
 say "--http-allow refuses hosts and redirect hops; a missing \${NAME} stops a --job worker (exit 2)"
 echo "PASS: fleet cool-down, --http-allow, \${NAME}"

@@ -138,9 +138,9 @@ grep -q "^ok-7	ok /x/y/ok-7$" "$TMP/results.tsv" || fail "ok-7's response: $(gre
 bigresp=$(grep "^bg-1	" "$TMP/results.tsv" | cut -f2)
 [ "${#bigresp}" -eq 4096 ] || fail "bg-1 kept ${#bigresp} bytes, expected keep_response 4096"
 echo_resp=$(grep "^ec-1	" "$TMP/results.tsv" | cut -f2)
-echo "$echo_resp" | grep -q '"authorization": "Bearer tok-123"' || fail "\${DRV_E2E_TOKEN} was not sent: $echo_resp"
-echo "$echo_resp" | grep -q '"x-item": "ec-1"' || fail "the {id} header was not sent: $echo_resp"
-echo "$echo_resp" | grep -q '"method": "GET"' || fail "not a GET: $echo_resp"
+grep -q '"authorization": "Bearer tok-123"' <<<"$echo_resp" || fail "\${DRV_E2E_TOKEN} was not sent: $echo_resp"
+grep -q '"x-item": "ec-1"' <<<"$echo_resp" || fail "the {id} header was not sent: $echo_resp"
+grep -q '"method": "GET"' <<<"$echo_resp" || fail "not a GET: $echo_resp"
 "$DROVER" results h --json | python3 -c '
 import json, sys
 rows = [json.loads(l) for l in sys.stdin]

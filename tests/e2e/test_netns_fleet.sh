@@ -37,7 +37,7 @@ if ! ip netns add "$NS-hub" 2>"$TMP/netns.err"; then
 fi
 MADE+=("$NS-hub")
 # The blackhole first: before any 10.200 address exists anywhere.
-out=$(ip route add blackhole 10.200.0.0/16 2>&1) || echo "$out" | grep -q "File exists" ||
+out=$(ip route add blackhole 10.200.0.0/16 2>&1) || grep -q "File exists" <<<"$out" ||
     fail "cannot add the blackhole route for 10.200.0.0/16: $out"
 [ -n "$(ip route show exact 10.200.0.0/16 type blackhole)" ] || fail "no blackhole route for 10.200.0.0/16"
 
