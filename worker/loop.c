@@ -41,6 +41,7 @@ typedef struct wjob {
     int64_t reported;    /* what Redis was last told this worker may hold of the job */
     int64_t last_admit;  /* local ms of the last admit call */
     unsigned pass;       /* claim_once pass that last tried this job */
+    int stint;           /* claims in a row from one partition, carrying its acks */
 } wjob;
 
 typedef struct held {
@@ -281,6 +282,11 @@ static int any_active(const wstate *w) {
 
 /* ---- claiming -------------------------------------------------------------------------------- */
 
+#define STINT 4 /* claims in a row from the partition whose acks they carry */
+
+static drv_err ack_claim(wstate *w, int ji, int p, int n, drv_claim *c);
+static int acks_waiting(const wstate *w, int ji, int64_t now);
+
 /* Items this worker holds of job ji: claimed and not yet acknowledged (queued, running, or
  * finished with the result not yet sent): what its leases in Redis are. */
 static int64_t job_held(const wstate *w, int ji) {
@@ -353,11 +359,16 @@ static int claim_once(wstate *w, int64_t now, int want) {
             if (n < 0) return -1;
             if (n == 0) continue;
         }
+        /* A partition this worker has acks for goes first: they go with the claim. At most
+         * STINT claims in a row, then the round robin moves on, so the partitions drain
+         * evenly (a partition left far behind would be split by the coordinator). */
+        int first = j->stint < STINT ? acks_waiting(w, ji, now) : -1;
+        if (first < 0) j->stint = 0;
         for (int k = 0; k < j->partitions; k++) {
-            int p = (j->rr + k) % j->partitions;
+            int p = ((first >= 0 ? first : j->rr) + k) % j->partitions;
             if (j->empty_until[p] > now) continue;
             drv_claim c;
-            drv_err e = drv_queue_claim(w->q, j->id, p, w->cfg->id, (int)n, &c);
+            drv_err e = ack_claim(w, ji, p, (int)n, &c);
             if (e == DRV_EPAUSED || e == DRV_ECANCELLED || e == DRV_ENOJOB) {
                 j->skip_until = now + 500;
                 w->next_discover = now; /* learn the new state soon */
@@ -394,6 +405,7 @@ static int claim_once(wstate *w, int64_t now, int want) {
             }
             free(c.items);
             if (j->limited) j->unused += n - (int64_t)c.n;
+            j->stint = p == first ? j->stint + 1 : 0;
             j->rr = (p + 1) % j->partitions;
             w->rr_job = (ji + 1) % w->njobs;
             return (int)c.n;
@@ -518,6 +530,74 @@ static void mark_recorded(wstate *w, const int *idx, int n) {
         w->res[idx[k]].job = -1;
 }
 
+/* Drops the results marked recorded. */
+static void drop_recorded(wstate *w) {
+    int k = 0;
+    for (int i = 0; i < w->nres; i++) {
+        if (w->res[i].job < 0)
+            result_clear(&w->res[i]);
+        else
+            w->res[k++] = w->res[i];
+    }
+    if (k && k != w->nres) w->oldest_res = drv_now_ms();
+    w->nres = k;
+}
+
+/* A partition of job ji, not known empty, with ok results waiting to be acked; -1 if none. */
+static int acks_waiting(const wstate *w, int ji, int64_t now) {
+    for (int i = 0; i < w->nres; i++) {
+        const result *r = &w->res[i];
+        if (r->job == ji && r->out.ok && w->jobs[ji].empty_until[r->part] <= now) return r->part;
+    }
+    return -1;
+}
+
+/* Claims up to n items of job ji's partition p, sending the partition's waiting acks (up to
+ * 1000) in the same script call (lua/ackclaim.lua): one round trip per batch. Acks it
+ * recorded leave the results; errors are those of drv_queue_claim. */
+static drv_err ack_claim(wstate *w, int ji, int p, int n, drv_claim *c) {
+    const char *jid = w->jobs[ji].id;
+    int na = 0, keep = 0;
+    for (int i = 0; i < w->nres; i++)
+        na += w->res[i].job == ji && w->res[i].part == p && w->res[i].out.ok;
+    if (na == 0) return drv_queue_claim(w->q, jid, p, w->cfg->id, n, c);
+    if (na > 1000) na = 1000;
+    drv_ref *acks = malloc(sizeof *acks * (size_t)na);
+    drv_bytes *resp = malloc(sizeof *resp * (size_t)na);
+    int *ia = malloc(sizeof *ia * (size_t)na);
+    if (!acks || !resp || !ia) {
+        free(acks);
+        free(resp);
+        free(ia);
+        return drv_queue_claim(w->q, jid, p, w->cfg->id, n, c); /* the acks go with a flush */
+    }
+    int k = 0;
+    for (int i = 0; i < w->nres && k < na; i++) {
+        result *r = &w->res[i];
+        if (r->job != ji || r->part != p || !r->out.ok) continue;
+        ia[k] = i;
+        resp[k] = (drv_bytes){r->out.response, r->out.resplen};
+        keep |= r->out.response != NULL;
+        acks[k++] = (drv_ref){r->l.id, r->l.idlen, r->l.token};
+    }
+    drv_ack_result a = {0};
+    drv_err e = drv_queue_ackclaim(w->q, jid, p, w->cfg->id, n, acks, keep ? resp : NULL,
+                                   (size_t)na, &a, c);
+    if (e == DRV_OK || e == DRV_EPAUSED || e == DRV_ECANCELLED || e == DRV_ENOJOB) {
+        /* Recorded (or the job was deleted under us: nothing to record). */
+        mark_recorded(w, ia, na);
+        drop_recorded(w);
+    }
+    if ((e == DRV_OK || e == DRV_EPAUSED || e == DRV_ECANCELLED) && a.duplicates)
+        drv_warn("job %s partition %d: %" PRId64 " acks came after the lease was lost "
+                 "(counted as duplicates)",
+                 jid, p, a.duplicates);
+    free(acks);
+    free(resp);
+    free(ia);
+    return e;
+}
+
 /* Sends one partition's results: acks, failures, and items handed back. Each kind is marked
  * recorded as soon as its call succeeds, so a connection lost between two calls does not send
  * the first kind again (a repeated ack would be miscounted as a duplicate). */
@@ -595,15 +675,8 @@ out:
 static void flush_results(wstate *w) {
     if (w->nres == 0) return;
     for_groups(w, w->nres, res_job, res_part, flush_group);
-    int k = 0;
-    for (int i = 0; i < w->nres; i++) {
-        if (w->res[i].job < 0)
-            result_clear(&w->res[i]);
-        else
-            w->res[k++] = w->res[i];
-    }
-    w->nres = k;
-    if (k) w->oldest_res = drv_now_ms();
+    drop_recorded(w);
+    if (w->nres) w->oldest_res = drv_now_ms();
 }
 
 /* ---- leases ---------------------------------------------------------------------------------- */
@@ -915,9 +988,6 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
                 rc = w.fatal;
                 break;
             }
-            int want_flush = w.nres >= cfg->batch || draining ||
-                             (w.nres && (w.running == 0 || now - w.oldest_res >= 20));
-            if (w.connected && want_flush) flush_results(&w);
             if (w.connected && now >= w.next_extend) extend_leases(&w, now);
             if (w.connected && now >= w.next_beat) {
                 w.next_beat = now + 1000;
@@ -937,11 +1007,15 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
                     continue;
                 }
             }
+            /* Claims first: a claim from a partition carries its waiting acks (ackclaim). */
             while (w.connected && !draining && w.nheld - w.running < cfg->concurrency &&
                    w.nheld + cfg->batch <= w.cap_held) {
                 int got = claim_once(&w, now, cfg->batch);
                 if (got <= 0) break;
             }
+            int want_flush = w.nres >= cfg->batch || draining ||
+                             (w.nres && (w.running == 0 || now - w.oldest_res >= 20));
+            if (w.connected && want_flush) flush_results(&w);
             if (w.connected) report_limits(&w, now, 0);
         }
         start_items(&w, now);
