@@ -47,7 +47,8 @@ typedef struct wjob {
 typedef struct held {
     drv_lease l;
     int job, part;
-    exec_proc *proc; /* command running, or */
+    exec_proc *proc; /* command running (shared by a --stdin-batch's items), or */
+    int slot;        /* the item's line in its batch process */
     http_req *req;   /* request in flight; both NULL while queued (claimed, not started) */
 } held;
 
@@ -400,6 +401,7 @@ static int claim_once(wstate *w, int64_t now, int want) {
                 h->l = c.items[i];
                 h->job = ji;
                 h->part = p;
+                h->slot = 0;
                 h->proc = NULL;
                 h->req = NULL;
             }
@@ -753,13 +755,53 @@ static void release_queued(wstate *w) {
 
 /* ---- running items --------------------------------------------------------------------------- */
 
+/* --stdin-batch: starts one process for held[i] and up to K-1 more unstarted items of its
+ * job (within --concurrency). Returns 1 when started, 0 when it could not (out filled, only
+ * held[i] tried: it then goes the way a single item's failure to start goes). */
+static int start_batch(wstate *w, int i, drv_outcome *out) {
+    int k = w->cfg->exec.stdin_batch, room = w->cfg->concurrency - w->running;
+    if (k > room) k = room;
+    int *idx = malloc(sizeof *idx * (size_t)k);
+    const drv_lease **ls = malloc(sizeof *ls * (size_t)k);
+    int n = 0;
+    if (idx && ls)
+        for (int m = i; m < w->nheld && n < k; m++) {
+            held *x = &w->held[m];
+            if (started(x) || x->job != w->held[i].job) continue;
+            idx[n] = m;
+            ls[n++] = &x->l;
+        }
+    exec_proc *p = NULL;
+    int rc = 0;
+    if (n == 0) {
+        memset(out, 0, sizeof *out);
+        out->retryable_local = 1;
+        snprintf(out->error, sizeof out->error, "{\"error\":\"out of memory\"}");
+    } else if (exec_start_batch(&w->cfg->exec, w->jobs[w->held[i].job].id, ls, n, &p, out) == 0) {
+        for (int m = 0; m < n; m++) {
+            w->held[idx[m]].proc = p;
+            w->held[idx[m]].slot = m;
+        }
+        w->running += n;
+        rc = 1;
+    }
+    free(idx);
+    free(ls);
+    return rc;
+}
+
 static void start_items(wstate *w, int64_t now) {
     for (int i = 0; i < w->nheld && w->running < w->cfg->concurrency; i++) {
         held *h = &w->held[i];
         wjob *j = &w->jobs[h->job];
         if (started(h) || j->cool_until > now) continue;
         drv_outcome out;
-        if (w->cfg->handler == HANDLER_NOOP) {
+        h->slot = 0;
+        if (w->cfg->handler != HANDLER_NOOP && !j->http && w->cfg->exec.stdin_batch > 0) {
+            if (start_batch(w, i, &out)) continue;
+            if (out.retryable_local)
+                drv_warn("job %s item %s: %s; handing it back", j->id, h->l.id, out.error);
+        } else if (w->cfg->handler == HANDLER_NOOP) {
             memset(&out, 0, sizeof out);
             out.ok = 1;
         } else if (j->http ? http_start(w->http, j->http, &h->l, &h->req, &out) == 0
@@ -788,10 +830,34 @@ static void reap_children(wstate *w) {
     }
 }
 
+/* A finished batch process: each of its items gets its result line's outcome. */
+static void finish_batch(wstate *w, exec_proc *p) {
+    for (int i = w->nheld - 1; i >= 0; i--) {
+        held *h = &w->held[i];
+        if (h->proc != p) continue;
+        drv_outcome out;
+        exec_outcome(p, h->slot, w->cfg->id, h->l.attempt, &out);
+        if (!out.ok)
+            drv_info("job %s item %s attempt %d failed: %s", w->jobs[h->job].id, h->l.id,
+                     h->l.attempt, out.error);
+        h->proc = NULL;
+        w->running--;
+        add_result(w, h, &out);
+        w->held[i] = w->held[--w->nheld];
+    }
+    exec_free(p);
+}
+
 static void finish_items(wstate *w, int64_t now) {
     for (int i = 0; i < w->nheld; i++) {
         held *h = &w->held[i];
         drv_outcome out;
+        if (h->proc && exec_items(h->proc)) {
+            if (h->slot != 0 || !exec_finished(h->proc, now)) continue;
+            finish_batch(w, h->proc);
+            i = -1; /* the array changed */
+            continue;
+        }
         if (!h->proc || !exec_done(h->proc, now, w->cfg->id, h->l.attempt, &out)) continue;
         if (!out.ok)
             drv_info("job %s item %s attempt %d failed: %s", w->jobs[h->job].id, h->l.id,
@@ -858,6 +924,27 @@ static void abandon_running(wstate *w) {
     for (int i = 0; i < w->nheld; i++) {
         held *h = &w->held[i];
         if (!started(h)) continue;
+        if (h->proc && exec_items(h->proc)) {
+            /* A batch: every item of the process is handed back, the process freed once. */
+            exec_proc *p = h->proc;
+            exec_kill(p);
+            int status;
+            waitpid(exec_pid(p), &status, 0);
+            for (int m = w->nheld - 1; m >= 0; m--) {
+                held *x = &w->held[m];
+                if (x->proc != p) continue;
+                x->proc = NULL;
+                w->running--;
+                drv_outcome o;
+                memset(&o, 0, sizeof o);
+                o.retryable_local = 1;
+                add_result(w, x, &o);
+                w->held[m] = w->held[--w->nheld];
+            }
+            exec_free(p);
+            i = -1;
+            continue;
+        }
         if (h->proc) {
             exec_kill(h->proc);
             int status;
@@ -943,8 +1030,8 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
     w.connected = 1;
     w.cap_held = cfg->concurrency + cfg->batch;
     w.held = calloc((size_t)w.cap_held, sizeof *w.held);
-    struct pollfd *fds = calloc((size_t)cfg->concurrency * 2 + 1, sizeof *fds);
-    int *owner = calloc((size_t)cfg->concurrency * 2 + 1, sizeof *owner);
+    struct pollfd *fds = calloc((size_t)cfg->concurrency * 3 + 1, sizeof *fds);
+    int *owner = calloc((size_t)cfg->concurrency * 3 + 1, sizeof *owner);
     if (cfg->handler != HANDLER_NOOP)
         w.http = http_engine_new(cfg->concurrency, cfg->max_host_conns, cfg->http_allow);
     if (!w.held || !fds || !owner || (cfg->handler != HANDLER_NOOP && !w.http) ||
@@ -1053,7 +1140,8 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
         owner[nf++] = -1;
         int64_t timeout = cfg->idle_ms;
         for (int i = 0; i < w.nheld; i++) {
-            if (!w.held[i].proc) continue;
+            /* A batch's process is polled once, through its first item. */
+            if (!w.held[i].proc || w.held[i].slot != 0) continue;
             int k = exec_pollfds(w.held[i].proc, &fds[nf]);
             for (int m = 0; m < k; m++)
                 owner[nf + m] = i;
@@ -1115,7 +1203,7 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
     /* A clean exit leaves the registry; a crashed worker stays and shows as lost. */
     if (w.connected && rc != 130) (void)drv_queue_worker_gone(q, cfg->id);
     for (int i = 0; i < w.nheld; i++) {
-        if (w.held[i].proc) {
+        if (w.held[i].proc && w.held[i].slot == 0) {
             int status;
             waitpid(exec_pid(w.held[i].proc), &status, 0);
             exec_free(w.held[i].proc);
