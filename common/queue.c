@@ -793,6 +793,52 @@ static char *dup_bytes(const char *s, size_t n) {
     return d;
 }
 
+/* Parses claim.lua's reply from element 'at' on: now, token, deadline, count, items. Frees
+ * nothing of r; on an error *out holds nothing. */
+static drv_err parse_claim(const redisReply *r, size_t at, drv_claim *out) {
+    drv_claim c = {0};
+    drv_err e = DRV_EREPLY;
+    if (!is_array(r, at + 4)) return DRV_EREPLY;
+    c.now_ms = reply_int(r->element[at]);
+    int64_t token = reply_int(r->element[at + 1]);
+    c.deadline_ms = reply_int(r->element[at + 2]);
+    if (token < 0) { /* a fleet cool-down: nothing until deadline_ms */
+        c.cooldown_until = c.deadline_ms;
+        c.deadline_ms = 0;
+    }
+    size_t count = (size_t)reply_int(r->element[at + 3]);
+    if (r->elements != at + 4 + count * 3) return DRV_EREPLY;
+    if (count) {
+        c.items = calloc(count, sizeof *c.items);
+        if (!c.items) return DRV_ENOMEM;
+    }
+    for (size_t i = 0; i < count; i++) {
+        const redisReply *id = r->element[at + 4 + i * 3], *pl = r->element[at + 6 + i * 3];
+        if (id->type != REDIS_REPLY_STRING || pl->type != REDIS_REPLY_STRING) goto fail;
+        drv_lease *l = &c.items[i];
+        l->id = dup_bytes(id->str, id->len);
+        l->idlen = id->len;
+        if (pl->len) {
+            l->payload = dup_bytes(pl->str, pl->len);
+            l->plen = pl->len;
+        }
+        l->attempt = (int)reply_int(r->element[at + 5 + i * 3]);
+        l->token = token;
+        c.n = i + 1;
+        if (!l->id || (pl->len && !l->payload)) {
+            e = DRV_ENOMEM;
+            goto fail;
+        }
+    }
+    *out = c;
+    return DRV_OK;
+fail:
+    for (size_t i = 0; i < c.n; i++)
+        drv_lease_clear(&c.items[i]);
+    free(c.items);
+    return e;
+}
+
 drv_err drv_queue_claim(drv_queue *q, const char *job, int p, const char *worker, int max,
                         drv_claim *out) {
     num_t m;
@@ -802,51 +848,62 @@ drv_err drv_queue_claim(drv_queue *q, const char *job, int p, const char *worker
     redisReply *r;
     drv_err e = run_part(q, "claim", job, p, 2, args, lens, &r);
     if (e) return e;
-    drv_claim c = {0};
-    if (!is_array(r, 4)) goto bad;
-    c.now_ms = reply_int(r->element[0]);
-    int64_t token = reply_int(r->element[1]);
-    c.deadline_ms = reply_int(r->element[2]);
-    if (token < 0) { /* a fleet cool-down: nothing until deadline_ms */
-        c.cooldown_until = c.deadline_ms;
-        c.deadline_ms = 0;
-    }
-    size_t count = (size_t)reply_int(r->element[3]);
-    if (r->elements != 4 + count * 3) goto bad;
-    if (count) {
-        c.items = calloc(count, sizeof *c.items);
-        if (!c.items) {
-            freeReplyObject(r);
-            return DRV_ENOMEM;
-        }
-    }
-    for (size_t i = 0; i < count; i++) {
-        redisReply *id = r->element[4 + i * 3], *pl = r->element[6 + i * 3];
-        if (id->type != REDIS_REPLY_STRING || pl->type != REDIS_REPLY_STRING) goto bad;
-        drv_lease *l = &c.items[i];
-        l->id = dup_bytes(id->str, id->len);
-        l->idlen = id->len;
-        if (pl->len) {
-            l->payload = dup_bytes(pl->str, pl->len);
-            l->plen = pl->len;
-        }
-        l->attempt = (int)reply_int(r->element[5 + i * 3]);
-        l->token = token;
-        c.n = i + 1;
-        if (!l->id || (pl->len && !l->payload)) {
-            e = DRV_ENOMEM;
-            goto fail;
-        }
-    }
+    e = parse_claim(r, 0, out);
     freeReplyObject(r);
-    *out = c;
-    return DRV_OK;
-bad:
-    e = DRV_EREPLY;
-fail:
-    for (size_t i = 0; i < c.n; i++)
-        drv_lease_clear(&c.items[i]);
-    free(c.items);
+    return e;
+}
+
+drv_err drv_queue_ackclaim(drv_queue *q, const char *job, int p, const char *worker, int max,
+                           const drv_ref *refs, const drv_bytes *resp, size_t n,
+                           drv_ack_result *ack, drv_claim *out) {
+    static const char empty[1];
+    if (n > CHUNK) return DRV_EINVAL;
+    const char **args = malloc(sizeof *args * (3 + 3 * n));
+    size_t *lens = malloc(sizeof *lens * (3 + 3 * n));
+    num_t *tok = malloc(sizeof *tok * (n ? n : 1));
+    num_t m, cnt;
+    if (!args || !lens || !tok) {
+        free(args);
+        free(lens);
+        free(tok);
+        return DRV_ENOMEM;
+    }
+    snprintf(m, sizeof m, "%d", max);
+    snprintf(cnt, sizeof cnt, "%zu", n);
+    size_t k = 0;
+    args[k] = worker, lens[k++] = strlen(worker);
+    args[k] = m, lens[k++] = strlen(m);
+    args[k] = cnt, lens[k++] = strlen(cnt);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(tok[i], sizeof tok[i], "%" PRId64, refs[i].token);
+        args[k] = refs[i].id, lens[k++] = refs[i].idlen;
+        args[k] = tok[i], lens[k++] = strlen(tok[i]);
+    }
+    for (size_t i = 0; resp && i < n; i++) {
+        args[k] = resp[i].p ? resp[i].p : empty;
+        lens[k++] = resp[i].p ? resp[i].n : 0;
+    }
+    redisReply *r;
+    drv_err e = run_part(q, "ackclaim", job, p, (int)k, args, lens, &r);
+    free(args);
+    free(lens);
+    free(tok);
+    if (e) return e;
+    memset(out, 0, sizeof *out);
+    if (!is_array(r, 4)) {
+        freeReplyObject(r);
+        return DRV_EREPLY;
+    }
+    drv_ack_result a = {reply_int(r->element[0]), reply_int(r->element[1]),
+                        reply_int(r->element[2])};
+    if (ack) *ack = a;
+    int64_t status = reply_int(r->element[3]);
+    if (status == 1)
+        e = DRV_EPAUSED;
+    else if (status == 2)
+        e = DRV_ECANCELLED;
+    else
+        e = parse_claim(r, 4, out);
     freeReplyObject(r);
     return e;
 }

@@ -199,6 +199,14 @@ typedef struct drv_bytes {
 /* Acks and keeps resp[i] (the handler's response) for each item this call marks done. */
 drv_err drv_queue_ack_keep(drv_queue *q, const char *job, int p, const drv_ref *refs,
                            const drv_bytes *resp, size_t n, drv_ack_result *res);
+/* Acks refs[0..n) (n at most 1000; resp as for drv_queue_ack_keep, or NULL) and then leases
+ * up to 'max' items of partition p to 'worker', in one script call (lua/ackclaim.lua). DRV_OK:
+ * both done, *ack and *out filled. DRV_EPAUSED or DRV_ECANCELLED: the acks are recorded
+ * (*ack), nothing is leased (*out empty). Any other error: nothing recorded that the caller
+ * can rely on (DRV_ENOJOB: the partition does not exist; DRV_EIO: unknown, as for any call). */
+drv_err drv_queue_ackclaim(drv_queue *q, const char *job, int p, const char *worker, int max,
+                           const drv_ref *refs, const drv_bytes *resp, size_t n,
+                           drv_ack_result *ack, drv_claim *out);
 /* Starts a fleet cool-down of ms milliseconds (Redis time) on every partition of the job:
  * claims lease nothing until it ends (lua/cooldown.lua). *until: its end, Redis time. */
 drv_err drv_queue_cooldown(drv_queue *q, const char *job, int nparts, int64_t ms, int64_t *until);

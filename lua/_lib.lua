@@ -7,7 +7,8 @@
 --   KEYS[3] leased   ZSET  id -> lease deadline (ms, Redis TIME)
 --   KEYS[4] owner    HASH  id -> "TOKEN:WORKER"
 --   KEYS[5] done     SET   processed ids
---   KEYS[6] tries    HASH  id -> deliveries so far
+--   KEYS[6] tries    HASH  id -> deliveries so far, written from the second delivery on: an
+--                          id without an entry that is leased is on its first delivery
 --   KEYS[7] retry    ZSET  id -> not-before time (ms, Redis TIME)
 --   KEYS[8] dead     HASH  id -> last error (JSON)
 --   KEYS[9] errors   HASH  id -> last error (JSON) while the id is still retrying
@@ -49,32 +50,64 @@ local function holds(owner, token)
     return t == token
 end
 
+-- The done record (invariant 2). Every script reads and writes it through these two, so the
+-- record's representation lives in one place.
+-- done_has(ids): a table of 1/0 per id, in order.
+local function done_has(ids)
+    return redis.call('SMISMEMBER', KEYS[K_DONE], unpack(ids))
+end
+-- done_add(ids): marks the ids done.
+local function done_add(ids)
+    redis.call('SADD', KEYS[K_DONE], unpack(ids))
+end
+
+-- Runs 'cmd' on the key with 'ids' only when the key exists: from Lua every argument costs
+-- an allocation, so a batch skips the per-id work on keys that hold nothing (errors, dead,
+-- retry, items and tries are empty while items succeed at the first try).
+local function if_exists(cmd, key, ids)
+    if #ids > 0 and redis.call('EXISTS', key) == 1 then
+        return redis.call(cmd, key, unpack(ids))
+    end
+    return 0
+end
+
 -- Moves expired leases back to pending (or to dead once an item has had max_attempts
 -- deliveries: a lease that expires counts as an attempt, so an item that kills every worker
 -- ends dead instead of looping), and due retries back to pending. An expired lease of an item
--- already done (a late ack from an earlier holder) is only dropped. Returns the number of
--- expired leases and of due retries moved.
+-- already done (a late ack from an earlier holder) is only dropped. A leased item without a
+-- tries entry was on its first delivery; its count (1) is written now, so the next claim
+-- makes it attempt 2 and a late ack of the expired lease is still known. Returns the number
+-- of expired leases and of due retries moved.
 local function recover(now, max_attempts)
     local expired = redis.call('ZRANGEBYSCORE', KEYS[K_LEASED], '-inf', now, 'LIMIT', 0, BATCH_MAX)
     if #expired > 0 then
         redis.call('ZREM', KEYS[K_LEASED], unpack(expired))
         redis.call('HDEL', KEYS[K_OWNER], unpack(expired))
         local tries = redis.call('HMGET', KEYS[K_TRIES], unpack(expired))
-        local isdone = redis.call('SMISMEMBER', KEYS[K_DONE], unpack(expired))
-        local back, died = {}, 0
+        local isdone = done_has(expired)
+        local back, died, first = {}, 0, {}
         for i, id in ipairs(expired) do
-            local n = tonumber(tries[i] or '0')
+            local n = tonumber(tries[i] or '1')
             local err = '{"error":"lease expired","attempt":' .. n .. ',"at":' .. now .. '}'
             if isdone[i] == 1 then
                 -- Done is final (invariant 2): nothing to hand out again, nothing failed.
-            elseif n >= max_attempts then
-                redis.call('HSET', KEYS[K_DEAD], id, err)
-                redis.call('HDEL', KEYS[K_ERRORS], id)
-                died = died + 1
             else
-                redis.call('HSET', KEYS[K_ERRORS], id, err)
-                back[#back + 1] = id
+                if not tries[i] then
+                    first[#first + 1] = id
+                    first[#first + 1] = 1
+                end
+                if n >= max_attempts then
+                    redis.call('HSET', KEYS[K_DEAD], id, err)
+                    redis.call('HDEL', KEYS[K_ERRORS], id)
+                    died = died + 1
+                else
+                    redis.call('HSET', KEYS[K_ERRORS], id, err)
+                    back[#back + 1] = id
+                end
             end
+        end
+        if #first > 0 then
+            redis.call('HSET', KEYS[K_TRIES], unpack(first))
         end
         -- Front of the list: an item that already waited a lease goes next.
         if #back > 0 then
@@ -91,4 +124,186 @@ local function recover(now, max_attempts)
         redis.call('RPUSH', KEYS[K_PENDING], unpack(due))
     end
     return #expired, #due
+end
+
+-- Marks items done (ack.lua, ackclaim.lua). ids[i] was acked with tokens[i]; resp[i] (nil:
+-- none) is kept in the results hash when this call marks the item done. Returns acked (newly
+-- marked done), duplicates (acks from a worker that no longer held the lease: the handler may
+-- have run twice; counted once per late ack, the item is marked done once) and unknown (ids
+-- this partition never handed out; ignored).
+local function ack_items(ids, tokens, resp)
+    if #ids == 0 then
+        return 0, 0, 0
+    end
+    local owners = redis.call('HMGET', KEYS[K_OWNER], unpack(ids))
+    local isdone = done_has(ids)
+    local acked, dups, unknown = {}, 0, 0
+    local kept = {}
+    local unlease = {}
+    local seen = {}
+    -- A lease not held and not done: was the id ever handed out? Only those need tries
+    -- (an id on its first delivery has no entry, but then its caller holds the lease).
+    local ask = {}
+    for i, id in ipairs(ids) do
+        if isdone[i] ~= 1 and not holds(owners[i], tokens[i]) then
+            ask[#ask + 1] = id
+        end
+    end
+    local delivered = {}
+    if #ask > 0 then
+        local t = redis.call('HMGET', KEYS[K_TRIES], unpack(ask))
+        for i, id in ipairs(ask) do
+            delivered[id] = t[i]
+        end
+    end
+    for i, id in ipairs(ids) do
+        local holder = holds(owners[i], tokens[i])
+        if holder then
+            unlease[#unlease + 1] = id
+        end
+        if isdone[i] == 1 or seen[id] then
+            -- Already done: a late ack from a worker whose lease was lost counts a duplicate;
+            -- the current holder's ack after that only releases its lease.
+            if not holder then
+                dups = dups + 1
+            end
+        elseif not holder and not delivered[id] then
+            unknown = unknown + 1
+        else
+            if not holder then
+                dups = dups + 1
+            end
+            acked[#acked + 1] = id
+            seen[id] = true
+            if resp[i] then
+                kept[#kept + 1] = id
+                kept[#kept + 1] = resp[i]
+            end
+        end
+    end
+    if #unlease > 0 then
+        redis.call('ZREM', KEYS[K_LEASED], unpack(unlease))
+        redis.call('HDEL', KEYS[K_OWNER], unpack(unlease))
+    end
+    if #acked > 0 then
+        done_add(acked)
+        if_exists('HDEL', KEYS[K_TRIES], acked)
+        if_exists('HDEL', KEYS[K_ERRORS], acked)
+        if_exists('HDEL', KEYS[K_ITEMS], acked)
+        -- A late ack can beat a scheduled retry or a dead-lettering of the expired lease: the
+        -- handler did succeed, so the item leaves those places.
+        if_exists('ZREM', KEYS[K_RETRY], acked)
+        local undead = if_exists('HDEL', KEYS[K_DEAD], acked)
+        if undead > 0 then
+            redis.call('HINCRBY', KEYS[K_STATE], 'dead', -undead)
+        end
+        redis.call('HINCRBY', KEYS[K_STATE], 'done', #acked)
+    end
+    if #kept > 0 then
+        redis.call('HSET', KEYS[K_RESULTS], unpack(kept))
+    end
+    if dups > 0 then
+        redis.call('HINCRBY', KEYS[K_STATE], 'duplicates', dups)
+    end
+    return #acked, dups, unknown
+end
+
+-- Leases up to 'want' items (capped at BATCH_MAX) to 'worker' (claim.lua, ackclaim.lua),
+-- appending {now_ms, token, deadline_ms, count, id1, attempt1, payload1, ...} to 'out' (see
+-- claim.lua). Returns out, or nil and 'NOJOB', 'PAUSED' or 'CANCELLED' with nothing leased.
+local function claim_items(worker, want, out)
+    local s = part_state('state', 'lease_ms', 'max_attempts', 'payloads', 'cooldown_until')
+    if not s then
+        return nil, 'NOJOB'
+    end
+    if s[1] == 'paused' then
+        return nil, 'PAUSED'
+    elseif s[1] == 'cancelled' then
+        return nil, 'CANCELLED'
+    end
+    local now = now_ms()
+    local function none(a, b)
+        out[#out + 1] = now
+        out[#out + 1] = a
+        out[#out + 1] = b
+        out[#out + 1] = 0
+        return out
+    end
+    if s[1] == 'done' then
+        return none(0, 0)
+    end
+    local cool = tonumber(s[5] or '0')
+    if cool > now then
+        return none(-1, cool)
+    end
+    local lease_ms, max_attempts = tonumber(s[2]), tonumber(s[3])
+    recover(now, max_attempts)
+
+    want = math.min(tonumber(want) or 1, BATCH_MAX)
+    if want < 1 then
+        -- LPOP refuses a count below 1 and pops nothing for 0: a caller asking for no items
+        -- still recovers expired leases, and gets none.
+        return none(0, 0)
+    end
+    local ids = redis.call('LPOP', KEYS[K_PENDING], want)
+    if not ids then
+        return none(0, 0)
+    end
+    local isdone = done_has(ids)
+    local live, skipped = {}, {}
+    for i, id in ipairs(ids) do
+        if isdone[i] == 1 then
+            skipped[#skipped + 1] = id
+        else
+            live[#live + 1] = id
+        end
+    end
+    if #skipped > 0 then
+        redis.call('HINCRBY', KEYS[K_STATE], 'skipped', #skipped)
+        if s[4] == '1' then
+            redis.call('HDEL', KEYS[K_ITEMS], unpack(skipped))
+        end
+    end
+    if #live == 0 then
+        return none(0, 0)
+    end
+
+    local token = redis.call('HINCRBY', KEYS[K_STATE], 'token', 1)
+    local deadline = now + lease_ms
+    -- No tries hash: every item is on its first delivery (the common case costs no reads).
+    local tries = {}
+    if redis.call('EXISTS', KEYS[K_TRIES]) == 1 then
+        tries = redis.call('HMGET', KEYS[K_TRIES], unpack(live))
+    end
+    local payloads = {}
+    if s[4] == '1' then
+        payloads = redis.call('HMGET', KEYS[K_ITEMS], unpack(live))
+    end
+    local zargs, targs, oargs = {}, {}, {}
+    local who = token .. ':' .. worker
+    out[#out + 1] = now
+    out[#out + 1] = token
+    out[#out + 1] = deadline
+    out[#out + 1] = #live
+    for i, id in ipairs(live) do
+        local attempt = tonumber(tries[i] or '0') + 1
+        zargs[#zargs + 1] = deadline
+        zargs[#zargs + 1] = id
+        -- The first delivery writes no tries entry (absent reads as 1 while leased).
+        if attempt > 1 then
+            targs[#targs + 1] = id
+            targs[#targs + 1] = attempt
+        end
+        oargs[#oargs + 1] = id
+        oargs[#oargs + 1] = who
+        out[#out + 1] = id
+        out[#out + 1] = attempt
+        out[#out + 1] = payloads[i] or ''
+    end
+    redis.call('ZADD', KEYS[K_LEASED], unpack(zargs))
+    if #targs > 0 then
+        redis.call('HSET', KEYS[K_TRIES], unpack(targs))
+    end
+    redis.call('HSET', KEYS[K_OWNER], unpack(oargs))
+    return out
 end

@@ -38,22 +38,30 @@ for i = 1, #ARGV, 5 do
     if holds(redis.call('HGET', KEYS[K_OWNER], id), token) then
         redis.call('ZREM', KEYS[K_LEASED], id)
         redis.call('HDEL', KEYS[K_OWNER], id)
-        local attempt = tonumber(redis.call('HGET', KEYS[K_TRIES], id) or '1')
-        if redis.call('SISMEMBER', KEYS[K_DONE], id) == 1 then
+        local stored = redis.call('HGET', KEYS[K_TRIES], id)
+        local attempt = tonumber(stored or '1')
+        if done_has({id})[1] == 1 then
             stale = stale + 1
-        elseif permanent == '1' or attempt >= max_attempts then
-            redis.call('HSET', KEYS[K_DEAD], id, err)
-            redis.call('HDEL', KEYS[K_ERRORS], id)
-            died = died + 1
         else
-            local d = math.min(cap, base * 2 ^ (attempt - 1))
-            d = math.floor(d * math.random())
-            if floor_ms > d then
-                d = math.min(floor_ms, cap)
+            if not stored then
+                -- A first delivery has no entry while leased: its count is written now, so
+                -- the retry's claim makes it attempt 2 and a late ack still knows the id.
+                redis.call('HSET', KEYS[K_TRIES], id, 1)
             end
-            redis.call('ZADD', KEYS[K_RETRY], now + d, id)
-            redis.call('HSET', KEYS[K_ERRORS], id, err)
-            retrying = retrying + 1
+            if permanent == '1' or attempt >= max_attempts then
+                redis.call('HSET', KEYS[K_DEAD], id, err)
+                redis.call('HDEL', KEYS[K_ERRORS], id)
+                died = died + 1
+            else
+                local d = math.min(cap, base * 2 ^ (attempt - 1))
+                d = math.floor(d * math.random())
+                if floor_ms > d then
+                    d = math.min(floor_ms, cap)
+                end
+                redis.call('ZADD', KEYS[K_RETRY], now + d, id)
+                redis.call('HSET', KEYS[K_ERRORS], id, err)
+                retrying = retrying + 1
+            end
         end
     else
         stale = stale + 1

@@ -34,7 +34,16 @@ struct exec_proc {
     int exited, status;
     int64_t exit_ms, deadline_ms, started_ms;
     int timed_out;
+    /* --stdin-batch: the items' count, and the result lines read from stdout so far. */
+    int nitems;
+    int out_fd;    /* -1 when closed or not a batch */
+    char **lines;  /* nitems entries; NULL: no result line yet */
+    int nlines;    /* complete lines read */
+    char *partial; /* the line being read (at most RESULT_MAX bytes kept) */
+    size_t part_len;
 };
+
+#define RESULT_MAX 400 /* bytes kept of one result line */
 
 int exec_check_cmd(const exec_cfg *cfg, char *why, size_t whylen) {
     const char *cmd = cfg->argv[0];
@@ -82,12 +91,15 @@ static int nonblock_cloexec(int fd) {
                : 0;
 }
 
-int exec_start(const exec_cfg *cfg, const char *job, const drv_lease *l, exec_proc **proc,
-               drv_outcome *out) {
+/* Starts the command for one item (n 0: ls[0] alone, the item in argv and the environment) or
+ * for a batch of n items on stdin (--stdin-batch: one per line, results read from stdout). */
+static int spawn_items(const exec_cfg *cfg, const char *job, const drv_lease *const *ls, int n,
+                       exec_proc **proc, drv_outcome *out) {
     memset(out, 0, sizeof *out);
+    const drv_lease *l = ls[0];
     exec_proc *p = calloc(1, sizeof *p);
     char **argv = calloc((size_t)cfg->argc + 1, sizeof *argv);
-    int inp[2] = {-1, -1}, errp[2] = {-1, -1};
+    int inp[2] = {-1, -1}, errp[2] = {-1, -1}, outp[2] = {-1, -1};
     size_t nenv = 0;
     while (environ[nenv])
         nenv++;
@@ -97,7 +109,13 @@ int exec_start(const exec_cfg *cfg, const char *job, const drv_lease *l, exec_pr
     posix_spawnattr_t attr;
     int fa_ok = 0, attr_ok = 0;
     if (!p || !argv || !envp) goto resource;
-    p->in_fd = p->err_fd = -1;
+    p->in_fd = p->err_fd = p->out_fd = -1;
+    if (n > 0) {
+        p->nitems = n;
+        p->lines = calloc((size_t)n, sizeof *p->lines);
+        p->partial = malloc(RESULT_MAX + 1);
+        if (!p->lines || !p->partial) goto resource;
+    }
     const char *item = l->payload ? l->payload : l->id;
     size_t item_len = l->payload ? l->plen : l->idlen;
     for (int i = 0; i < cfg->argc; i++) {
@@ -115,9 +133,12 @@ int exec_start(const exec_cfg *cfg, const char *job, const drv_lease *l, exec_pr
         }
         argv[i] = b.data; /* owned by argv now */
     }
+    /* A batch has no one item id or attempt: DROVER_BATCH_SIZE says how many lines come (and
+     * extra[2] stays NULL, the end of the environment). */
     if (asprintf(&extra[0], "DROVER_JOB=%s", job) < 0 ||
-        asprintf(&extra[1], "DROVER_ITEM_ID=%s", l->id) < 0 ||
-        asprintf(&extra[2], "DROVER_ATTEMPT=%d", l->attempt) < 0)
+        (n ? asprintf(&extra[1], "DROVER_BATCH_SIZE=%d", n)
+           : asprintf(&extra[1], "DROVER_ITEM_ID=%s", l->id)) < 0 ||
+        (!n && asprintf(&extra[2], "DROVER_ATTEMPT=%d", l->attempt) < 0))
         goto resource;
     /* Our values replace any inherited DROVER_JOB etc. */
     size_t k = 0;
@@ -130,17 +151,21 @@ int exec_start(const exec_cfg *cfg, const char *job, const drv_lease *l, exec_pr
     if (pipe(errp) != 0 || nonblock_cloexec(errp[0]) != 0 ||
         fcntl(errp[1], F_SETFD, FD_CLOEXEC) != 0)
         goto resource;
-    if (cfg->use_stdin) {
+    if (cfg->use_stdin || n) {
         if (pipe(inp) != 0 || nonblock_cloexec(inp[1]) != 0 ||
             fcntl(inp[0], F_SETFD, FD_CLOEXEC) != 0)
             goto resource;
     }
+    if (n && (pipe(outp) != 0 || nonblock_cloexec(outp[0]) != 0 ||
+              fcntl(outp[1], F_SETFD, FD_CLOEXEC) != 0))
+        goto resource;
     if (posix_spawn_file_actions_init(&fa) != 0) goto resource;
     fa_ok = 1;
-    if (cfg->use_stdin)
+    if (cfg->use_stdin || n)
         posix_spawn_file_actions_adddup2(&fa, inp[0], 0);
     else
         posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    if (n) posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
     posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
     posix_spawn_file_actions_addclosefrom_np(&fa, 3); /* the Redis socket stays ours */
@@ -169,7 +194,31 @@ int exec_start(const exec_cfg *cfg, const char *job, const drv_lease *l, exec_pr
     close(errp[1]);
     errp[1] = -1;
     p->err_fd = errp[0];
-    if (cfg->use_stdin) {
+    if (n) {
+        close(outp[1]);
+        outp[1] = -1;
+        p->out_fd = outp[0];
+        outp[0] = -1;
+        close(inp[0]);
+        inp[0] = -1;
+        p->in_fd = inp[1];
+        size_t len = 0;
+        for (int i = 0; i < n; i++)
+            len += (ls[i]->payload ? ls[i]->plen : ls[i]->idlen) + 1;
+        p->in_data = malloc(len ? len : 1);
+        if (!p->in_data) {
+            close(p->in_fd);
+            p->in_fd = -1;
+        } else {
+            for (int i = 0; i < n; i++) {
+                const char *it = ls[i]->payload ? ls[i]->payload : ls[i]->id;
+                size_t il = ls[i]->payload ? ls[i]->plen : ls[i]->idlen;
+                memcpy(p->in_data + p->in_len, it, il);
+                p->in_len += il;
+                p->in_data[p->in_len++] = '\n';
+            }
+        }
+    } else if (cfg->use_stdin) {
         close(inp[0]);
         inp[0] = -1;
         p->in_fd = inp[1];
@@ -196,7 +245,9 @@ fail:
     rc = -1;
     if (inp[1] >= 0) close(inp[1]);
     if (errp[0] >= 0) close(errp[0]);
+    if (outp[0] >= 0) close(outp[0]);
 cleanup:
+    if (outp[1] >= 0) close(outp[1]);
     if (inp[0] >= 0) close(inp[0]);
     if (errp[1] >= 0) close(errp[1]);
     if (fa_ok) posix_spawn_file_actions_destroy(&fa);
@@ -211,8 +262,19 @@ cleanup:
     return rc;
 }
 
+int exec_start(const exec_cfg *cfg, const char *job, const drv_lease *l, exec_proc **proc,
+               drv_outcome *out) {
+    return spawn_items(cfg, job, &l, 0, proc, out);
+}
+
+int exec_start_batch(const exec_cfg *cfg, const char *job, const drv_lease *const *ls, int n,
+                     exec_proc **proc, drv_outcome *out) {
+    return spawn_items(cfg, job, ls, n, proc, out);
+}
+
 int exec_pollfds(exec_proc *p, struct pollfd *fds) {
     int n = 0;
+    if (p->out_fd >= 0) fds[n++] = (struct pollfd){p->out_fd, POLLIN, 0};
     if (p->err_fd >= 0) fds[n++] = (struct pollfd){p->err_fd, POLLIN, 0};
     if (p->in_fd >= 0) fds[n++] = (struct pollfd){p->in_fd, POLLOUT, 0};
     return n;
@@ -241,6 +303,34 @@ static void read_err(exec_proc *p) {
     }
 }
 
+/* Reads result lines from a batch's stdout: line N is item N's result. Lines past the
+ * batch's count are read and dropped. */
+static void read_out(exec_proc *p) {
+    char buf[4096];
+    for (;;) {
+        ssize_t r = read(p->out_fd, buf, sizeof buf);
+        if (r > 0) {
+            for (ssize_t i = 0; i < r; i++) {
+                if (buf[i] != '\n') {
+                    if (p->part_len < RESULT_MAX) p->partial[p->part_len++] = buf[i];
+                    continue;
+                }
+                if (p->part_len && p->partial[p->part_len - 1] == '\r') p->part_len--;
+                p->partial[p->part_len] = '\0';
+                if (p->nlines < p->nitems) p->lines[p->nlines] = strdup(p->partial);
+                p->nlines++;
+                p->part_len = 0;
+            }
+            continue;
+        }
+        if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+            close(p->out_fd);
+            p->out_fd = -1;
+        }
+        return;
+    }
+}
+
 static void write_in(exec_proc *p) {
     while (p->in_off < p->in_len) {
         ssize_t w = write(p->in_fd, p->in_data + p->in_off, p->in_len - p->in_off);
@@ -260,6 +350,8 @@ void exec_service(exec_proc *p, const struct pollfd *fds, int n) {
         if (!fds[i].revents) continue;
         if (fds[i].fd == p->err_fd)
             read_err(p);
+        else if (fds[i].fd == p->out_fd)
+            read_out(p);
         else if (fds[i].fd == p->in_fd)
             write_in(p);
     }
@@ -290,21 +382,50 @@ int64_t exec_next_deadline(const exec_proc *p, int64_t now) {
     return d;
 }
 
-int exec_done(exec_proc *p, int64_t now, const char *worker, int attempt, drv_outcome *out) {
+int exec_finished(exec_proc *p, int64_t now) {
     if (p->deadline_ms && !p->timed_out && !p->exited && now >= p->deadline_ms) {
         p->timed_out = 1;
         exec_kill(p);
     }
     if (!p->exited) return 0;
-    /* A grandchild may hold stderr open after the command exits: wait a little, not forever. */
-    if (p->err_fd >= 0 && now < p->exit_ms + DRAIN_AFTER_EXIT_MS) {
-        read_err(p);
-        if (p->err_fd >= 0) return 0;
+    /* A grandchild may hold stderr (or a batch's stdout) open after the command exits: wait
+     * a little, not forever. */
+    if ((p->err_fd >= 0 || p->out_fd >= 0) && now < p->exit_ms + DRAIN_AFTER_EXIT_MS) {
+        if (p->err_fd >= 0) read_err(p);
+        if (p->out_fd >= 0) read_out(p);
+        if (p->err_fd >= 0 || p->out_fd >= 0) return 0;
     }
+    return 1;
+}
+
+int exec_done(exec_proc *p, int64_t now, const char *worker, int attempt, drv_outcome *out) {
+    if (!exec_finished(p, now)) return 0;
+    exec_outcome(p, -1, worker, attempt, out);
+    return 1;
+}
+
+/* A failure's error record: {"error": what, "attempt", "worker"[, "stderr"]}. */
+static void fail_record(exec_proc *p, const char *what, int with_tail, const char *worker,
+                        int attempt, drv_outcome *out);
+
+void exec_outcome(exec_proc *p, int slot, const char *worker, int attempt, drv_outcome *out) {
     memset(out, 0, sizeof *out);
-    if (!p->timed_out && WIFEXITED(p->status) && WEXITSTATUS(p->status) == 0) {
+    if (slot >= 0 && slot < p->nitems && p->lines[slot]) {
+        /* The batch protocol: "ok", or anything else is the failure's message. */
+        if (strcmp(p->lines[slot], "ok") == 0)
+            out->ok = 1;
+        else
+            fail_record(p, p->lines[slot], 0, worker, attempt, out);
+        return;
+    }
+    int clean = !p->timed_out && WIFEXITED(p->status) && WEXITSTATUS(p->status) == 0;
+    if (clean && slot < 0) {
         out->ok = 1;
-        return 1;
+        return;
+    }
+    if (clean) {
+        fail_record(p, "no result", 1, worker, attempt, out);
+        return;
     }
     char what[128];
     if (p->timed_out)
@@ -317,6 +438,11 @@ int exec_done(exec_proc *p, int64_t now, const char *worker, int attempt, drv_ou
                  strsignal(WTERMSIG(p->status)));
     else
         snprintf(what, sizeof what, "ended with status %d", p->status);
+    fail_record(p, what, 1, worker, attempt, out);
+}
+
+static void fail_record(exec_proc *p, const char *what, int with_tail, const char *worker,
+                        int attempt, drv_outcome *out) {
     size_t off = p->tail_len > ERR_TAIL ? p->tail_len - ERR_TAIL : 0;
     char tail[ERR_TAIL + 1];
     memcpy(tail, p->tail + off, p->tail_len - off);
@@ -328,7 +454,7 @@ int exec_done(exec_proc *p, int64_t now, const char *worker, int attempt, drv_ou
     cJSON_AddStringToObject(o, "error", what);
     cJSON_AddNumberToObject(o, "attempt", attempt);
     cJSON_AddStringToObject(o, "worker", worker);
-    cJSON_AddStringToObject(o, "stderr", tail);
+    if (with_tail) cJSON_AddStringToObject(o, "stderr", tail);
     char *t = cJSON_PrintUnformatted(o);
     if (t && strlen(t) < sizeof out->error) {
         snprintf(out->error, sizeof out->error, "%s", t);
@@ -341,11 +467,19 @@ int exec_done(exec_proc *p, int64_t now, const char *worker, int attempt, drv_ou
     }
     cJSON_free(t);
     cJSON_Delete(o);
-    return 1;
+}
+
+int exec_items(const exec_proc *p) {
+    return p->nitems;
 }
 
 void exec_free(exec_proc *p) {
     if (!p) return;
+    if (p->out_fd >= 0) close(p->out_fd);
+    for (int i = 0; p->lines && i < p->nitems; i++)
+        free(p->lines[i]);
+    free(p->lines);
+    free(p->partial);
     if (p->in_fd >= 0) close(p->in_fd);
     if (p->err_fd >= 0) close(p->err_fd);
     free(p->in_data);

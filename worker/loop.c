@@ -41,12 +41,14 @@ typedef struct wjob {
     int64_t reported;    /* what Redis was last told this worker may hold of the job */
     int64_t last_admit;  /* local ms of the last admit call */
     unsigned pass;       /* claim_once pass that last tried this job */
+    int stint;           /* claims in a row from one partition, carrying its acks */
 } wjob;
 
 typedef struct held {
     drv_lease l;
     int job, part;
-    exec_proc *proc; /* command running, or */
+    exec_proc *proc; /* command running (shared by a --stdin-batch's items), or */
+    int slot;        /* the item's line in its batch process */
     http_req *req;   /* request in flight; both NULL while queued (claimed, not started) */
 } held;
 
@@ -300,6 +302,11 @@ static int any_active(const wstate *w) {
 
 /* ---- claiming -------------------------------------------------------------------------------- */
 
+#define STINT 4 /* claims in a row from the partition whose acks they carry */
+
+static drv_err ack_claim(wstate *w, int ji, int p, int n, drv_claim *c);
+static int acks_waiting(const wstate *w, int ji, int64_t now);
+
 /* Items this worker holds of job ji: claimed and not yet acknowledged (queued, running, or
  * finished with the result not yet sent): what its leases in Redis are. */
 static int64_t job_held(const wstate *w, int ji) {
@@ -372,11 +379,16 @@ static int claim_once(wstate *w, int64_t now, int want) {
             if (n < 0) return -1;
             if (n == 0) continue;
         }
+        /* A partition this worker has acks for goes first: they go with the claim. At most
+         * STINT claims in a row, then the round robin moves on, so the partitions drain
+         * evenly (a partition left far behind would be split by the coordinator). */
+        int first = j->stint < STINT ? acks_waiting(w, ji, now) : -1;
+        if (first < 0) j->stint = 0;
         for (int k = 0; k < j->partitions; k++) {
-            int p = (j->rr + k) % j->partitions;
+            int p = ((first >= 0 ? first : j->rr) + k) % j->partitions;
             if (j->empty_until[p] > now) continue;
             drv_claim c;
-            drv_err e = drv_queue_claim(w->q, j->id, p, w->cfg->id, (int)n, &c);
+            drv_err e = ack_claim(w, ji, p, (int)n, &c);
             if (e == DRV_EPAUSED || e == DRV_ECANCELLED || e == DRV_ENOJOB) {
                 j->skip_until = now + 500;
                 w->next_discover = now; /* learn the new state soon */
@@ -408,11 +420,13 @@ static int claim_once(wstate *w, int64_t now, int want) {
                 h->l = c.items[i];
                 h->job = ji;
                 h->part = p;
+                h->slot = 0;
                 h->proc = NULL;
                 h->req = NULL;
             }
             free(c.items);
             if (j->limited) j->unused += n - (int64_t)c.n;
+            j->stint = p == first ? j->stint + 1 : 0;
             j->rr = (p + 1) % j->partitions;
             w->rr_job = (ji + 1) % w->njobs;
             return (int)c.n;
@@ -568,6 +582,75 @@ static void write_ack_log(wstate *w, const char *jid, const drv_ref *acks, int n
     free(buf);
 }
 
+/* Drops the results marked recorded. */
+static void drop_recorded(wstate *w) {
+    int k = 0;
+    for (int i = 0; i < w->nres; i++) {
+        if (w->res[i].job < 0)
+            result_clear(&w->res[i]);
+        else
+            w->res[k++] = w->res[i];
+    }
+    if (k && k != w->nres) w->oldest_res = drv_now_ms();
+    w->nres = k;
+}
+
+/* A partition of job ji, not known empty, with ok results waiting to be acked; -1 if none. */
+static int acks_waiting(const wstate *w, int ji, int64_t now) {
+    for (int i = 0; i < w->nres; i++) {
+        const result *r = &w->res[i];
+        if (r->job == ji && r->out.ok && w->jobs[ji].empty_until[r->part] <= now) return r->part;
+    }
+    return -1;
+}
+
+/* Claims up to n items of job ji's partition p, sending the partition's waiting acks (up to
+ * 1000) in the same script call (lua/ackclaim.lua): one round trip per batch. Acks it
+ * recorded leave the results; errors are those of drv_queue_claim. */
+static drv_err ack_claim(wstate *w, int ji, int p, int n, drv_claim *c) {
+    const char *jid = w->jobs[ji].id;
+    int na = 0, keep = 0;
+    for (int i = 0; i < w->nres; i++)
+        na += w->res[i].job == ji && w->res[i].part == p && w->res[i].out.ok;
+    if (na == 0) return drv_queue_claim(w->q, jid, p, w->cfg->id, n, c);
+    if (na > 1000) na = 1000;
+    drv_ref *acks = malloc(sizeof *acks * (size_t)na);
+    drv_bytes *resp = malloc(sizeof *resp * (size_t)na);
+    int *ia = malloc(sizeof *ia * (size_t)na);
+    if (!acks || !resp || !ia) {
+        free(acks);
+        free(resp);
+        free(ia);
+        return drv_queue_claim(w->q, jid, p, w->cfg->id, n, c); /* the acks go with a flush */
+    }
+    int k = 0;
+    for (int i = 0; i < w->nres && k < na; i++) {
+        result *r = &w->res[i];
+        if (r->job != ji || r->part != p || !r->out.ok) continue;
+        ia[k] = i;
+        resp[k] = (drv_bytes){r->out.response, r->out.resplen};
+        keep |= r->out.response != NULL;
+        acks[k++] = (drv_ref){r->l.id, r->l.idlen, r->l.token};
+    }
+    drv_ack_result a = {0};
+    drv_err e = drv_queue_ackclaim(w->q, jid, p, w->cfg->id, n, acks, keep ? resp : NULL,
+                                   (size_t)na, &a, c);
+    if (e == DRV_OK || e == DRV_EPAUSED || e == DRV_ECANCELLED || e == DRV_ENOJOB) {
+        /* Recorded (or the job was deleted under us: nothing to record). */
+        mark_recorded(w, ia, na);
+        if (e != DRV_ENOJOB) write_ack_log(w, jid, acks, na);
+        drop_recorded(w);
+    }
+    if ((e == DRV_OK || e == DRV_EPAUSED || e == DRV_ECANCELLED) && a.duplicates)
+        drv_warn("job %s partition %d: %" PRId64 " acks came after the lease was lost "
+                 "(counted as duplicates)",
+                 jid, p, a.duplicates);
+    free(acks);
+    free(resp);
+    free(ia);
+    return e;
+}
+
 /* Sends one partition's results: acks, failures, and items handed back. Each kind is marked
  * recorded as soon as its call succeeds, so a connection lost between two calls does not send
  * the first kind again (a repeated ack would be miscounted as a duplicate). */
@@ -646,15 +729,8 @@ out:
 static void flush_results(wstate *w) {
     if (w->nres == 0) return;
     for_groups(w, w->nres, res_job, res_part, flush_group);
-    int k = 0;
-    for (int i = 0; i < w->nres; i++) {
-        if (w->res[i].job < 0)
-            result_clear(&w->res[i]);
-        else
-            w->res[k++] = w->res[i];
-    }
-    w->nres = k;
-    if (k) w->oldest_res = drv_now_ms();
+    drop_recorded(w);
+    if (w->nres) w->oldest_res = drv_now_ms();
 }
 
 /* ---- leases ---------------------------------------------------------------------------------- */
@@ -731,13 +807,53 @@ static void release_queued(wstate *w) {
 
 /* ---- running items --------------------------------------------------------------------------- */
 
+/* --stdin-batch: starts one process for held[i] and up to K-1 more unstarted items of its
+ * job (within --concurrency). Returns 1 when started, 0 when it could not (out filled, only
+ * held[i] tried: it then goes the way a single item's failure to start goes). */
+static int start_batch(wstate *w, int i, drv_outcome *out) {
+    int k = w->cfg->exec.stdin_batch, room = w->cfg->concurrency - w->running;
+    if (k > room) k = room;
+    int *idx = malloc(sizeof *idx * (size_t)k);
+    const drv_lease **ls = malloc(sizeof *ls * (size_t)k);
+    int n = 0;
+    if (idx && ls)
+        for (int m = i; m < w->nheld && n < k; m++) {
+            held *x = &w->held[m];
+            if (started(x) || x->job != w->held[i].job) continue;
+            idx[n] = m;
+            ls[n++] = &x->l;
+        }
+    exec_proc *p = NULL;
+    int rc = 0;
+    if (n == 0) {
+        memset(out, 0, sizeof *out);
+        out->retryable_local = 1;
+        snprintf(out->error, sizeof out->error, "{\"error\":\"out of memory\"}");
+    } else if (exec_start_batch(&w->cfg->exec, w->jobs[w->held[i].job].id, ls, n, &p, out) == 0) {
+        for (int m = 0; m < n; m++) {
+            w->held[idx[m]].proc = p;
+            w->held[idx[m]].slot = m;
+        }
+        w->running += n;
+        rc = 1;
+    }
+    free(idx);
+    free(ls);
+    return rc;
+}
+
 static void start_items(wstate *w, int64_t now) {
     for (int i = 0; i < w->nheld && w->running < w->cfg->concurrency; i++) {
         held *h = &w->held[i];
         wjob *j = &w->jobs[h->job];
         if (started(h) || j->cool_until > now) continue;
         drv_outcome out;
-        if (w->cfg->handler == HANDLER_NOOP) {
+        h->slot = 0;
+        if (w->cfg->handler != HANDLER_NOOP && !j->http && w->cfg->exec.stdin_batch > 0) {
+            if (start_batch(w, i, &out)) continue;
+            if (out.retryable_local)
+                drv_warn("job %s item %s: %s; handing it back", j->id, h->l.id, out.error);
+        } else if (w->cfg->handler == HANDLER_NOOP) {
             memset(&out, 0, sizeof out);
             out.ok = 1;
         } else if (j->http ? http_start(w->http, j->http, &h->l, &h->req, &out) == 0
@@ -766,10 +882,34 @@ static void reap_children(wstate *w) {
     }
 }
 
+/* A finished batch process: each of its items gets its result line's outcome. */
+static void finish_batch(wstate *w, exec_proc *p) {
+    for (int i = w->nheld - 1; i >= 0; i--) {
+        held *h = &w->held[i];
+        if (h->proc != p) continue;
+        drv_outcome out;
+        exec_outcome(p, h->slot, w->cfg->id, h->l.attempt, &out);
+        if (!out.ok)
+            drv_info("job %s item %s attempt %d failed: %s", w->jobs[h->job].id, h->l.id,
+                     h->l.attempt, out.error);
+        h->proc = NULL;
+        w->running--;
+        add_result(w, h, &out);
+        w->held[i] = w->held[--w->nheld];
+    }
+    exec_free(p);
+}
+
 static void finish_items(wstate *w, int64_t now) {
     for (int i = 0; i < w->nheld; i++) {
         held *h = &w->held[i];
         drv_outcome out;
+        if (h->proc && exec_items(h->proc)) {
+            if (h->slot != 0 || !exec_finished(h->proc, now)) continue;
+            finish_batch(w, h->proc);
+            i = -1; /* the array changed */
+            continue;
+        }
         if (!h->proc || !exec_done(h->proc, now, w->cfg->id, h->l.attempt, &out)) continue;
         if (!out.ok)
             drv_info("job %s item %s attempt %d failed: %s", w->jobs[h->job].id, h->l.id,
@@ -836,6 +976,27 @@ static void abandon_running(wstate *w) {
     for (int i = 0; i < w->nheld; i++) {
         held *h = &w->held[i];
         if (!started(h)) continue;
+        if (h->proc && exec_items(h->proc)) {
+            /* A batch: every item of the process is handed back, the process freed once. */
+            exec_proc *p = h->proc;
+            exec_kill(p);
+            int status;
+            waitpid(exec_pid(p), &status, 0);
+            for (int m = w->nheld - 1; m >= 0; m--) {
+                held *x = &w->held[m];
+                if (x->proc != p) continue;
+                x->proc = NULL;
+                w->running--;
+                drv_outcome o;
+                memset(&o, 0, sizeof o);
+                o.retryable_local = 1;
+                add_result(w, x, &o);
+                w->held[m] = w->held[--w->nheld];
+            }
+            exec_free(p);
+            i = -1;
+            continue;
+        }
         if (h->proc) {
             exec_kill(h->proc);
             int status;
@@ -921,8 +1082,8 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
     w.connected = 1;
     w.cap_held = cfg->concurrency + cfg->batch;
     w.held = calloc((size_t)w.cap_held, sizeof *w.held);
-    struct pollfd *fds = calloc((size_t)cfg->concurrency * 2 + 1, sizeof *fds);
-    int *owner = calloc((size_t)cfg->concurrency * 2 + 1, sizeof *owner);
+    struct pollfd *fds = calloc((size_t)cfg->concurrency * 3 + 1, sizeof *fds);
+    int *owner = calloc((size_t)cfg->concurrency * 3 + 1, sizeof *owner);
     if (cfg->handler != HANDLER_NOOP)
         w.http = http_engine_new(cfg->concurrency, cfg->max_host_conns, cfg->http_allow);
     if (!w.held || !fds || !owner || (cfg->handler != HANDLER_NOOP && !w.http) ||
@@ -966,9 +1127,6 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
                 rc = w.fatal;
                 break;
             }
-            int want_flush = w.nres >= cfg->batch || draining ||
-                             (w.nres && (w.running == 0 || now - w.oldest_res >= 20));
-            if (w.connected && want_flush) flush_results(&w);
             if (w.connected && now >= w.next_extend) extend_leases(&w, now);
             if (w.connected && now >= w.next_beat) {
                 w.next_beat = now + 1000;
@@ -988,13 +1146,17 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
                     continue;
                 }
             }
-            /* Results that could not be sent (an outage) hold leases too: with as many
+            /* Claims first: a claim from a partition carries its waiting acks (ackclaim).
+             * Results that could not be sent (an outage) hold leases too: with as many
              * unsent as the worker may hold, it claims nothing until they are recorded. */
             while (w.connected && !draining && w.nheld - w.running < cfg->concurrency &&
                    w.nheld + cfg->batch <= w.cap_held && w.nres < w.cap_held) {
                 int got = claim_once(&w, now, cfg->batch);
                 if (got <= 0) break;
             }
+            int want_flush = w.nres >= cfg->batch || draining ||
+                             (w.nres && (w.running == 0 || now - w.oldest_res >= 20));
+            if (w.connected && want_flush) flush_results(&w);
             if (w.connected) report_limits(&w, now, 0);
         }
         start_items(&w, now);
@@ -1032,7 +1194,8 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
         owner[nf++] = -1;
         int64_t timeout = cfg->idle_ms;
         for (int i = 0; i < w.nheld; i++) {
-            if (!w.held[i].proc) continue;
+            /* A batch's process is polled once, through its first item. */
+            if (!w.held[i].proc || w.held[i].slot != 0) continue;
             int k = exec_pollfds(w.held[i].proc, &fds[nf]);
             for (int m = 0; m < k; m++)
                 owner[nf + m] = i;
@@ -1094,7 +1257,7 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
     /* A clean exit leaves the registry; a crashed worker stays and shows as lost. */
     if (w.connected && rc != 130) (void)drv_queue_worker_gone(q, cfg->id);
     for (int i = 0; i < w.nheld; i++) {
-        if (w.held[i].proc) {
+        if (w.held[i].proc && w.held[i].slot == 0) {
             int status;
             waitpid(exec_pid(w.held[i].proc), &status, 0);
             exec_free(w.held[i].proc);

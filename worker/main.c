@@ -31,6 +31,11 @@ static const drv_cmd_doc doc = {
     "max_attempts, with the tail of CMD's stderr kept as the error. CMD's stdout is the\n"
     "worker's stdout. The command comes only from this command line: nothing read from Redis\n"
     "can make a worker run a program.\n\n"
+    "--stdin-batch K runs CMD once per K items (no {id} or {item} in its arguments), given on\n"
+    "its stdin one per line with DROVER_BATCH_SIZE set; its stdout carries one result line per\n"
+    "item, in order: \"ok\" marks the item done, any other line fails it with that text; an\n"
+    "item without a line fails with \"no result\" (exit 0) or with the exit status, signal or\n"
+    "timeout.\n\n"
     "SIGTERM or SIGINT drains: no more claims, unstarted items are handed back at once, running\n"
     "items get --grace seconds to finish, then the worker exits 0. A second signal exits at "
     "once.\n\n"
@@ -56,7 +61,7 @@ int main(int argc, char **argv) {
     memset(&cfg, 0, sizeof cfg);
     const char *id = NULL, *job = NULL, *handler = NULL, *allow = NULL, *health_file = NULL,
                *ack_log = NULL;
-    long long conc, batch = 0, grace, timeout, idle, stats, host_conns, max_age;
+    long long conc, batch = 0, grace, timeout, idle, stats, host_conns, max_age, stdin_batch;
     /* batch has no default: 0 = conc */
     int exit_when_done = 0, no_stdin = 0, version = 0, health = 0;
     const drv_opt opts[] = {
@@ -81,6 +86,11 @@ int main(int argc, char **argv) {
          "HTTP connections to one host at most (0: up to --concurrency)", 0, 65536, &host_conns},
         {"no-stdin", NULL, DRV_OPT_BOOL, NULL, NULL, "do not write the item to CMD's stdin", 0, 0,
          &no_stdin},
+        {"stdin-batch", "DROVER_STDIN_BATCH", DRV_OPT_INT, "0", "K",
+         "run CMD once per K items, given on its stdin one per line; CMD prints one result "
+         "line per item, in order: ok, or anything else as the failure (README: The worker's "
+         "command). 0: one process per item",
+         0, 1000, &stdin_batch},
         {"id", "DROVER_WORKER_ID", DRV_OPT_STR, NULL, "ID",
          "worker id in leases and logs (default: host:pid)", 0, 0, &id},
         {"idle-ms", "DROVER_IDLE_MS", DRV_OPT_INT, "100", "MS",
@@ -144,6 +154,19 @@ int main(int argc, char **argv) {
         cfg.exec.argc = nrest;
         cfg.exec.timeout_ms = timeout;
         cfg.exec.use_stdin = !no_stdin;
+        cfg.exec.stdin_batch = (int)stdin_batch;
+        if (stdin_batch > 0 && no_stdin) {
+            fprintf(stderr, "error: --stdin-batch gives CMD its items on stdin; drop --no-stdin\n");
+            return 2;
+        }
+        for (int i = 0; stdin_batch > 0 && i < nrest; i++)
+            if (strstr(rest[i], "{id}") || strstr(rest[i], "{item}")) {
+                fprintf(stderr,
+                        "error: --stdin-batch: CMD gets several items on stdin, so \"%s\" "
+                        "cannot hold {id} or {item}\n",
+                        rest[i]);
+                return 2;
+            }
         char why[512];
         if (exec_check_cmd(&cfg.exec, why, sizeof why) != 0) {
             fprintf(stderr, "error: %s\n", why);

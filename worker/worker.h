@@ -54,6 +54,8 @@ typedef struct exec_cfg {
     int argc;
     int64_t timeout_ms; /* 0: none */
     int use_stdin;      /* write the item to the child's stdin */
+    int stdin_batch;    /* > 0: up to this many items per process, one per stdin line, one
+                         * result line each on stdout (--stdin-batch) */
 } exec_cfg;
 
 typedef struct exec_proc exec_proc;
@@ -65,7 +67,20 @@ int exec_check_cmd(const exec_cfg *cfg, char *why, size_t whylen);
  * permanent for an item that cannot be passed in argv). */
 int exec_start(const exec_cfg *cfg, const char *job, const drv_lease *l, exec_proc **proc,
                drv_outcome *out);
-/* Adds the process's pipes to fds (at most 2 entries); returns how many. */
+/* Starts the command once for ls[0..n) (--stdin-batch): the items go to its stdin one per
+ * line, line N of its stdout is item N's result ("ok", or anything else: the failure's
+ * message). No templates in argv; DROVER_JOB and DROVER_BATCH_SIZE are set. */
+int exec_start_batch(const exec_cfg *cfg, const char *job, const drv_lease *const *ls, int n,
+                     exec_proc **proc, drv_outcome *out);
+/* The items of a batch process, 0 for a single item's. */
+int exec_items(const exec_proc *p);
+/* 1 when the process is finished (exited and its pipes drained, or timed out and killed). */
+int exec_finished(exec_proc *p, int64_t now);
+/* The outcome of a finished process: slot -1 for a single item (exit status), else item
+ * 'slot' of a batch: its result line; without one, "no result" when the process exited 0,
+ * else the exit status, signal or timeout (with the tail of stderr). */
+void exec_outcome(exec_proc *p, int slot, const char *worker, int attempt, drv_outcome *out);
+/* Adds the process's pipes to fds (at most 3 entries); returns how many. */
 int exec_pollfds(exec_proc *p, struct pollfd *fds);
 /* Services the pipes after poll() (the entries exec_pollfds added). */
 void exec_service(exec_proc *p, const struct pollfd *fds, int n);
