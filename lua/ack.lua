@@ -26,7 +26,7 @@ for i = 1, n do
     resp[i] = ARGV[2 * n + 1 + i]
 end
 local owners = redis.call('HMGET', KEYS[K_OWNER], unpack(ids))
-local isdone = redis.call('SMISMEMBER', KEYS[K_DONE], unpack(ids))
+local isdone = done_has(ids)
 local tries = redis.call('HMGET', KEYS[K_TRIES], unpack(ids))
 local acked, dups, unknown = {}, 0, 0
 local kept = {}
@@ -62,7 +62,7 @@ if #unlease > 0 then
     redis.call('HDEL', KEYS[K_OWNER], unpack(unlease))
 end
 if #acked > 0 then
-    redis.call('SADD', KEYS[K_DONE], unpack(acked))
+    done_add(acked)
     redis.call('HDEL', KEYS[K_TRIES], unpack(acked))
     redis.call('HDEL', KEYS[K_ERRORS], unpack(acked))
     redis.call('HDEL', KEYS[K_ITEMS], unpack(acked))

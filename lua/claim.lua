@@ -41,7 +41,7 @@ local ids = redis.call('LPOP', KEYS[K_PENDING], want)
 if not ids then
     return {now, 0, 0, 0}
 end
-local isdone = redis.call('SMISMEMBER', KEYS[K_DONE], unpack(ids))
+local isdone = done_has(ids)
 local live, skipped = {}, {}
 for i, id in ipairs(ids) do
     if isdone[i] == 1 then

@@ -39,7 +39,7 @@ for i = 1, #ARGV, 5 do
         redis.call('ZREM', KEYS[K_LEASED], id)
         redis.call('HDEL', KEYS[K_OWNER], id)
         local attempt = tonumber(redis.call('HGET', KEYS[K_TRIES], id) or '1')
-        if redis.call('SISMEMBER', KEYS[K_DONE], id) == 1 then
+        if done_has({id})[1] == 1 then
             stale = stale + 1
         elseif permanent == '1' or attempt >= max_attempts then
             redis.call('HSET', KEYS[K_DEAD], id, err)
