@@ -6,6 +6,10 @@
 #   HANDLER: noop (coordination alone) or a command, e.g. true
 #   bench/core.sh 1000000 16 2 noop 1000 1000
 #   bench/core.sh 100000 16 2 true 16 16
+# BENCH_FILE=PATH submits that file of ids (one a line; a regular file, the coordinator reads it
+# again to feed) instead of the range 1..ITEMS, to measure the done SET of string ids:
+#   awk 'BEGIN { for (i = 1; i <= 1000000; i++) printf "user-%07d\n", i }' >/tmp/ids.txt
+#   BENCH_FILE=/tmp/ids.txt bench/core.sh 1000000 16 2 noop 1000 1000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 items=${1:-1000000} parts=${2:-16} nworkers=${3:-2} handler=${4:-noop} batch=${5:-1000}
@@ -34,7 +38,13 @@ cpu() { echo "$(info cpu used_cpu_sys) + $(info cpu used_cpu_user)" | bc -l; }
 mem0=$(info memory used_memory)
 cpu0=$(cpu)
 t0=$(date +%s.%N)
-"$B/drover" submit --id bench --range "1..$items" --partitions "$parts" --window 20000 --quiet >/dev/null
+if [ -n "${BENCH_FILE:-}" ]; then
+    "$B/drover" submit --id bench --file "$BENCH_FILE" --partitions "$parts" --window 20000 \
+        --quiet >/dev/null
+else
+    "$B/drover" submit --id bench --range "1..$items" --partitions "$parts" --window 20000 \
+        --quiet >/dev/null
+fi
 for i in $(seq "$nworkers"); do
     if [ "$handler" = noop ]; then
         "$B/drover-worker" --job bench --handler noop --batch "$batch" --concurrency "$conc" \

@@ -333,41 +333,16 @@ drv_err drv_queue_job_create(drv_queue *q, const drv_spec *spec, int64_t total,
         snprintf(v[5], sizeof v[5], "%" PRId64, parts[p].start);
         snprintf(v[6], sizeof v[6], "%" PRId64, parts[p].end);
         snprintf(v[7], sizeof v[7], "%d", parts[p].exhausted);
-        const char *argv[] = {"HSET",
-                              k.ptr[0],
-                              "state",
-                              "running",
-                              "lease_ms",
-                              v[0],
-                              "max_attempts",
-                              v[1],
-                              "backoff_ms",
-                              v[2],
-                              "backoff_max_ms",
-                              v[3],
-                              "payloads",
-                              v[4],
-                              "start",
-                              v[5],
-                              "end",
-                              v[6],
-                              "cursor",
-                              parts[p].cursor,
-                              "exhausted",
-                              v[7],
-                              "fed",
-                              "0",
-                              "done",
-                              "0",
-                              "failed",
-                              "0",
-                              "dead",
-                              "0",
-                              "duplicates",
-                              "0",
-                              "expired",
-                              "0"};
-        int argc = (int)(sizeof argv / sizeof *argv);
+        const char *argv[] = {"HSET", k.ptr[0], "state", "running", "lease_ms", v[0],
+                              "max_attempts", v[1], "backoff_ms", v[2], "backoff_max_ms", v[3],
+                              "payloads", v[4], "start", v[5], "end", v[6], "cursor",
+                              parts[p].cursor, "exhausted", v[7], "fed", "0", "done", "0", "failed",
+                              "0", "dead", "0", "duplicates", "0", "expired", "0",
+                              /* Range partitions keep the done record as a bitmap whose bit 0
+                               * is their first id (lua/_lib.lua done_has/done_add); last, so
+                               * other sources simply leave it out. */
+                              "done_base", v[5]};
+        int argc = (int)(sizeof argv / sizeof *argv) - (spec->source == DRV_SRC_RANGE ? 0 : 2);
         if ((e = drv_conn_append(q->conn, argc, argv, NULL))) return e;
         n++;
     }
@@ -675,13 +650,15 @@ drv_err drv_queue_split_new(drv_queue *q, const drv_spec *spec, int from, int to
     snprintf(v[5], sizeof v[5], "%" PRId64, cut);
     snprintf(v[6], sizeof v[6], "%" PRId64, end);
     snprintf(v[7], sizeof v[7], "%d", from);
-    /* The same fields drv_queue_job_create writes, plus split_from. */
+    /* The same fields drv_queue_job_create writes, plus split_from. Only range partitions are
+     * split; the new one's done bitmap starts at its own first id (the cut): the ids from the
+     * cut on were never fed to the old partition, so none of them is done there. */
     const char *args[] = {
         "state",          state, "lease_ms",  v[0], "max_attempts", v[1], "backoff_ms", v[2],
         "backoff_max_ms", v[3],  "payloads",  v[4], "start",        v[5], "end",        v[6],
         "cursor",         v[5],  "exhausted", "0",  "split_from",   v[7], "fed",        "0",
         "done",           "0",   "failed",    "0",  "dead",         "0",  "duplicates", "0",
-        "expired",        "0"};
+        "expired",        "0",   "done_base", v[5]};
     size_t n = sizeof args / sizeof *args, lens[sizeof args / sizeof *args];
     for (size_t i = 0; i < n; i++)
         lens[i] = strlen(args[i]);

@@ -122,6 +122,25 @@ drv_err drv_spec_validate(const drv_spec *s, char *why, size_t whylen) {
         if (s->range_start > s->range_end)
             FAIL("source: range start %" PRId64 " is greater than its end %" PRId64, s->range_start,
                  s->range_end);
+        {
+            /* A range partition's done record is a bitmap whose offsets are id - start, and a
+             * Redis string holds at most 2^32 bits; submit gives each partition
+             * ceil(total / partitions) ids. */
+            uint64_t total = (uint64_t)(s->range_end - s->range_start) + 1;
+            uint64_t width = (total + (uint64_t)s->partitions - 1) / (uint64_t)s->partitions;
+            uint64_t need = (total + DRV_PART_IDS_MAX - 1) / DRV_PART_IDS_MAX;
+            if (width > DRV_PART_IDS_MAX && need <= DRV_PARTITIONS_MAX)
+                FAIL("source: range %" PRId64 "..%" PRId64 " over %" PRId64
+                     " partitions gives partitions of %" PRIu64
+                     " ids; a partition holds at most 2^32 (4294967296): use at least %" PRIu64
+                     " partitions",
+                     s->range_start, s->range_end, s->partitions, width, need);
+            if (width > DRV_PART_IDS_MAX)
+                FAIL("source: range %" PRId64 "..%" PRId64 " has %" PRIu64
+                     " ids; at most 2^32 (4294967296) per partition and %d partitions hold "
+                     "at most 2^42: submit a narrower range",
+                     s->range_start, s->range_end, total, DRV_PARTITIONS_MAX);
+        }
         break;
     case DRV_SRC_FILE:
         if (!s->path[0]) FAIL("source.path: expected a file path");

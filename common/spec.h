@@ -17,7 +17,9 @@ typedef enum drv_src_type {
 } drv_src_type;
 typedef enum drv_fmt { DRV_FMT_LINES = 0, DRV_FMT_NDJSON, DRV_FMT_CSV } drv_fmt;
 
-#define DRV_PARTITIONS_MAX   1024
+#define DRV_PARTITIONS_MAX 1024
+/* Most ids one range partition holds: its done bitmap is a Redis string of at most 2^32 bits. */
+#define DRV_PART_IDS_MAX     4294967296ULL
 #define DRV_ID_BYTES_MAX     1024
 #define DRV_HANDLER_JSON_MAX 32768 /* a spec's handler object, as JSON */
 #define DRV_HOOK_JSON_MAX    8192  /* an on_complete or on_dead object, as JSON */

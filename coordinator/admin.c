@@ -262,7 +262,7 @@ int cmd_purge(int argc, char **argv) {
         "drover purge JOB [--force]",
         "Deletes every key of a finished (done or cancelled) JOB: first its entry in the job\n"
         "list, so workers and drover list stop seeing it, then its partitions' keys with\n"
-        "UNLINK (Redis frees large values, such as a done set of ten million ids, in a\n"
+        "UNLINK (Redis frees large values, such as the done record of ten million ids, in a\n"
         "background thread, so it never blocks), the job hash last, and finally a SCAN sweep\n"
         "in batches for anything left under the job's hash tags. --force purges a job that is\n"
         "still running or paused (its workers drop what they hold).",

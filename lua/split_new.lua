@@ -8,7 +8,7 @@
 --          split_from, state, the config fields and zeroed counters.
 -- Returns: 1.
 -- Errors:  DRV_EXISTS when any key of the partition exists already (an interrupted split the
---          caller must finish or undo first, or a stray key: never reuse a done set).
+--          caller must finish or undo first, or a stray key: never reuse a done record).
 for i = 1, #KEYS do
     if redis.call('EXISTS', KEYS[i]) == 1 then
         return redis.error_reply('DRV_EXISTS ' .. KEYS[i])

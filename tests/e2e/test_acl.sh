@@ -56,6 +56,17 @@ wait_exit 30 "$w1"
 [ "$(status_num aj done)" -eq 360 ] || fail "done $(status_num aj done), not 360"
 [ "$(status_num aj dead)" -eq 40 ] || fail "dead $(status_num aj dead), not 40"
 [ "$("$DROVER" dead aj | grep -c 'exit status 1')" -eq 40 ] || fail "drover dead aj: $("$DROVER" dead aj)"
+# A range job: its done record is a bitmap (BITFIELD, BITFIELD_RO in the scripts).
+"$DROVER" submit --id rj --range 1..200 --partitions 2 --quiet >/dev/null || fail "submit rj"
+bg coord-rj "$DROVER" run rj
+c=$LAST_PID
+DROVER_REDIS_URL=$WURL bg w3 "$WORKER" --job rj --id w3 --handler noop --exit-when-done
+w3=$LAST_PID
+wait_exit 60 "$c"
+[ "$EXIT_CODE" -eq 0 ] || fail "drover run rj exited $EXIT_CODE"
+wait_exit 30 "$w3"
+[ "$EXIT_CODE" -eq 0 ] || fail "the worker user's range worker exited $EXIT_CODE"
+all_done_ids rj 2 | sort -n | cmp -s - <(seq 1 200) || fail "rj: the done record differs from the source"
 # Operator steering: set, pause, resume, retry, cancel, list, purge.
 "$DROVER" submit --id steer --range 1..100 --partitions 2 --quiet >/dev/null
 "$DROVER" set steer rate=50 max_in_flight=5 >/dev/null || fail "set as the operator user"

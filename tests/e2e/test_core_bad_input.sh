@@ -29,6 +29,11 @@ expect 2 "cannot read the spec" "$DROVER" submit "$TMP/no-such-spec.json"
 expect 2 "range start 5 is greater than its end 1" "$DROVER" submit --range 5..1
 expect 2 "--range: expected A..B" "$DROVER" submit --range 1-5
 expect 2 "partitions: expected 1 to 1024, got 0" "$DROVER" submit --range 1..10 --partitions 0
+# A range partition's done bitmap holds at most 2^32 ids.
+expect 2 "partitions of 4294967297 ids; a partition holds at most 2\^32 \(4294967296\): use at least 2 partitions" \
+    "$DROVER" submit --range 0..4294967296 --partitions 1
+expect 2 "at most 2\^32 \(4294967296\) per partition.*narrower range" \
+    "$DROVER" submit --range -9007199254740992..9007199254740992 --partitions 1024
 expect 2 "partitions: expected a whole number|--partitions" "$DROVER" submit --range 1..10 --partitions x
 expect 2 "no-such-file.txt: No such file" "$DROVER" submit --file "$TMP/no-such-file.txt"
 : >"$TMP/empty.txt"

@@ -24,7 +24,7 @@ wait_exit 60 "$coord"
 [ "$(status_num s total)" -eq 5000 ] || fail "stdin total is not 5000"
 all_done_ids s 4 | sort -n | cmp -s - <(seq 1 5000) || fail "stdin job: done record differs"
 for p in 0 1 2 3; do
-    [ "$(R SCARD "drover:{s.$p}:done")" -gt 0 ] || fail "partition $p got nothing: not hash-partitioned"
+    [ "$(done_count s "$p")" -gt 0 ] || fail "partition $p got nothing: not hash-partitioned"
 done
 say "stdin: 5000 ids fed through a window of 300 per partition, all done"
 

@@ -90,7 +90,7 @@ wait_exit 60 "$coord"
 grep -q '^1	.*killed by signal 11.*"attempt":3.*about to crash' "$TMP/dead" ||
     fail "dead item 1 lacks the signal, attempt or stderr: $(cat "$TMP/dead")"
 [ "$(status_num crash done)" -eq 5 ] || fail "expected 5 done (2 after one failure)"
-[ "$(R SISMEMBER 'drover:{crash.0}:done' 2)$(R SISMEMBER 'drover:{crash.1}:done' 2)" != 00 ] ||
+all_done_ids crash 2 | grep -qx 2 ||
     fail "item 2 did not end done after failing once"
 "$DROVER" dead crash --json | grep -q '"id":"1","error":{"error":"killed by signal 11' ||
     fail "drover dead --json"

@@ -13,7 +13,7 @@ for j in keep big; do
     wait_exit 60 "$c"
     [ "$EXIT_CODE" -eq 0 ] || fail "drover run $j exited $EXIT_CODE"
 done
-[ "$(R SCARD 'drover:{big.0}:done')" -gt 1000 ] || fail "big has no done set to purge"
+[ "$(done_count big 0)" -gt 1000 ] || fail "big has no done set to purge"
 keep_keys=$(R --scan --pattern 'drover:{keep*' | sort)
 
 "$DROVER" submit --id live --range 1..5 --quiet >/dev/null

@@ -15,7 +15,7 @@ seq 1 $N | sort >"$TMP/expected"
 end_check() {
     local j=$1 P p
     P=$(R HGET "drover:{$j}:job" partitions)
-    for p in $(seq 0 $((P - 1))); do R SMEMBERS "drover:{$j.$p}:done"; done | sort >"$TMP/done.$j"
+    all_done_ids "$j" "$P" >"$TMP/done.$j"
     [ -z "$(uniq -d "$TMP/done.$j")" ] || fail "$j: ids in more than one done set"
     cmp -s "$TMP/done.$j" "$TMP/expected" || fail "$j: the done sets differ from the source \
 ($(wc -l <"$TMP/done.$j") ids, $N expected)"
@@ -32,9 +32,12 @@ end_check() {
 }
 
 # finished J P FROM TO: partition P (ids FROM..TO) as an earlier run that processed all of it
-# left it: every id fed and done, the cursor past the end, exhausted.
+# left it: every id fed and done (bits FROM - done_base .. TO - done_base), the cursor past the
+# end, exhausted.
 finished() {
-    seq "$3" "$4" | xargs -n 500 redis-cli -p "$REDIS_PORT" SADD "drover:{$1.$2}:done" >/dev/null
+    R EVAL "local b = tonumber(redis.call('HGET', KEYS[1], 'done_base'))
+        for id = tonumber(ARGV[1]), tonumber(ARGV[2]) do redis.call('SETBIT', KEYS[2], id - b, 1) end" \
+        2 "drover:{$1.$2}:state" "drover:{$1.$2}:done" "$3" "$4" >/dev/null
     R HSET "drover:{$1.$2}:state" cursor $(($4 + 1)) exhausted 1 fed $(($4 - $3 + 1)) \
         done $(($4 - $3 + 1)) >/dev/null
 }
@@ -60,7 +63,7 @@ P=$(R HGET "drover:{$J}:job" partitions)
 [ "$P" -ge 3 ] || fail "the partition count did not grow ($P)"
 [ "$(R HGET "drover:{$J}:job" splits)" -eq $((P - 2)) ] || fail "splits is not $((P - 2))"
 [ "$(R HGET "drover:{$J.2}:state" split_from)" = 0 ] || fail "partition 2 has no split_from 0"
-[ "$(R SCARD "drover:{$J.2}:done")" -gt 0 ] || fail "no worker took up partition 2"
+[ "$(done_count "$J" 2)" -gt 0 ] || fail "no worker took up partition 2"
 "$DROVER" status $J | grep -q "(split from 0)" || fail "drover status shows no split partition"
 end_check $J
 # Only partition 0's ids ran, each once (no lease expired: nothing ran twice).
@@ -103,7 +106,7 @@ for step in 1 2; do
         [ "$(R HGET "drover:{$J}:job" partitions)" -ge 3 ] || fail "$J: partitions not raised"
         # Later splits may move part of 501..1000 on again, so only its start is certain.
         [ "$(R HGET "drover:{$J.2}:state" start)" = 501 ] || fail "$J: partition 2 moved"
-        [ "$(R SCARD "drover:{$J.2}:done")" -gt 0 ] || fail "$J: partition 2 did nothing"
+        [ "$(done_count "$J" 2)" -gt 0 ] || fail "$J: partition 2 did nothing"
     fi
     end_check $J
     say "$J: a split cut short after step $step was completed"

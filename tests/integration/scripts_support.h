@@ -148,6 +148,40 @@ static inline void wait_redis_past(int64_t t) {
     }
 }
 
+/* ---- the done record ---------------------------------------------------------------------- */
+
+/* The done record of partition p either way (README "Keys"): range partitions carry
+ * `done_base` in their state hash and keep a bitmap (bit id - done_base); others a SET. */
+static inline int done_is_bitmap(const char *job, int p) {
+    return rint_("HEXISTS drover:{%s.%d}:state done_base", job, p) == 1;
+}
+
+static inline long long done_base_of(const char *job, int p) {
+    return rint_("HGET drover:{%s.%d}:state done_base", job, p);
+}
+
+/* 1 when 'id' is recorded done in partition p. */
+static inline int is_done(const char *job, int p, const char *id) {
+    if (!done_is_bitmap(job, p)) return (int)rint_("SISMEMBER drover:{%s.%d}:done %s", job, p, id);
+    return (int)rint_("GETBIT drover:{%s.%d}:done %lld", job, p,
+                      strtoll(id, NULL, 10) - done_base_of(job, p));
+}
+
+/* How many ids partition p records done. */
+static inline long long done_count(const char *job, int p) {
+    if (!done_is_bitmap(job, p)) return rint_("SCARD drover:{%s.%d}:done", job, p);
+    return rint_("BITCOUNT drover:{%s.%d}:done", job, p);
+}
+
+/* Records 'id' done directly (as an earlier run would have). */
+static inline void mark_done(const char *job, int p, const char *id) {
+    if (!done_is_bitmap(job, p))
+        rint_("SADD drover:{%s.%d}:done %s", job, p, id);
+    else
+        rint_("SETBIT drover:{%s.%d}:done %lld 1", job, p,
+              strtoll(id, NULL, 10) - done_base_of(job, p));
+}
+
 /* ---- jobs and items ------------------------------------------------------------------------ */
 
 typedef struct jobopt {

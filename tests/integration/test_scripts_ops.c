@@ -573,6 +573,17 @@ static void every_key_has_its_documented_type(void **state) {
     assert_int_equal(rint_("DBSIZE"), (long long)n); /* and there is nothing else */
     claim_free(&c);
     claim_free(&d);
+    /* A range job's done record is a bitmap (a STRING), from the partition's done_base. */
+    jobopt ro = defaults();
+    job_with_items("r", &ro, 3);
+    drv_claim e;
+    claim("r", 1, "w", &e);
+    drv_ref re = ref_of(&e.items[0]);
+    assert_int_equal(drv_queue_ack(q, "r", 0, &re, 1, NULL), DRV_OK);
+    assert_rstr("string", "TYPE drover:{r.0}:done");
+    assert_rstr("0", "HGET drover:{r.0}:state done_base");
+    assert_int_equal(rint_("GETBIT drover:{r.0}:done 1"), 1); /* id 1 */
+    claim_free(&e);
 }
 
 #define T(name) cmocka_unit_test_setup(name, flush)

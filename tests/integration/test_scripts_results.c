@@ -38,7 +38,7 @@ static void ack_marks_done_and_clears_the_lease(void **state) {
     assert_int_equal(res.acked, 1);
     assert_int_equal(res.duplicates, 0);
     assert_int_equal(res.unknown, 0);
-    assert_int_equal(rint_("SISMEMBER drover:{j.0}:done 1"), 1);
+    assert_int_equal(is_done("j", 0, "1"), 1);
     assert_int_equal(rint_("ZSCORE drover:{j.0}:leased 1"), -1);
     assert_int_equal(rint_("HEXISTS drover:{j.0}:owner 1"), 0);
     assert_int_equal(rint_("HEXISTS drover:{j.0}:tries 1"), 0);
@@ -71,7 +71,7 @@ static void acking_the_same_lease_twice_marks_it_done_once(void **state) {
     assert_int_equal(drv_queue_ack(q, "j", 0, twice, 2, &res), DRV_OK);
     assert_int_equal(res.acked, 1);
     assert_int_equal(counter("j", 0, "done"), 2);
-    assert_int_equal(rint_("SCARD drover:{j.0}:done"), 2);
+    assert_int_equal(done_count("j", 0), 2);
     assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 0);
     claim_free(&c);
 }
@@ -125,7 +125,7 @@ static void a_late_ack_while_another_worker_holds_the_item_is_one_duplicate(void
     assert_int_equal(res.unknown, 0);
     assert_int_equal(counter("j", 0, "done"), 1);
     assert_int_equal(counter("j", 0, "duplicates"), 1);
-    assert_int_equal(rint_("SCARD drover:{j.0}:done"), 1);
+    assert_int_equal(done_count("j", 0), 1);
     assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 0);
     assert_int_equal(rint_("HLEN drover:{j.0}:owner"), 0);
     claim_free(&a);
@@ -155,7 +155,7 @@ static void a_done_item_whose_later_lease_expires_is_not_dead_lettered(void **st
     /* No "lease expired" error is left behind for an item that is done. */
     assert_int_equal(rint_("EXISTS drover:{j.0}:dead drover:{j.0}:errors"), 0);
     assert_int_equal(rint_("HLEN drover:{j.0}:owner"), 0);
-    assert_int_equal(rint_("SISMEMBER drover:{j.0}:done 1"), 1);
+    assert_int_equal(is_done("j", 0, "1"), 1);
     claim_free(&a);
     claim_free(&b);
 }

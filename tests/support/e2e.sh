@@ -238,10 +238,40 @@ done_at_least() { # done_at_least JOB N
     [ "$(status_num "$1" done)" -ge "$2" ]
 }
 
-# all_done_ids JOB P: every id in the job's done sets, sorted.
+# The ids one partition's done record holds, either kind (README "Keys": range partitions keep
+# a bitmap whose bit 0 is the id in `done_base`, other sources a SET). README's script.
+DONE_IDS_LUA='local b = tonumber(redis.call("HGET", KEYS[1], "done_base") or "")
+if not b then return redis.call("SMEMBERS", KEYS[2]) end
+local s, out = redis.call("GET", KEYS[2]) or "", {}
+for i = 1, #s do
+    local c = s:byte(i)
+    for k = 0, 7 do
+        if c >= 2 ^ (7 - k) then
+            c = c - 2 ^ (7 - k)
+            out[#out + 1] = string.format("%d", b + (i - 1) * 8 + k)
+        end
+    end
+end
+return out'
+
+# done_ids JOB P: the ids partition P of JOB records done, one a line.
+done_ids() {
+    R EVAL "$DONE_IDS_LUA" 2 "drover:{$1.$2}:state" "drover:{$1.$2}:done"
+}
+
+# done_count JOB P: how many ids partition P of JOB records done (BITCOUNT or SCARD).
+done_count() {
+    if [ "$(R HEXISTS "drover:{$1.$2}:state" done_base)" = 1 ]; then
+        R BITCOUNT "drover:{$1.$2}:done"
+    else
+        R SCARD "drover:{$1.$2}:done"
+    fi
+}
+
+# all_done_ids JOB P: every id in the job's done records, sorted.
 all_done_ids() {
     local p
-    for p in $(seq 0 $(($2 - 1))); do R SMEMBERS "drover:{$1.$p}:done"; done | sort
+    for p in $(seq 0 $(($2 - 1))); do done_ids "$1" "$p"; done | sort
 }
 
 # start_httpd: the scripted HTTP server (tests/support/httpd.py) on a free loopback port;

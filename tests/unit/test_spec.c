@@ -249,10 +249,38 @@ static void spec_range_bounds_beyond_2_53_are_refused(void **state) {
     expect_error("{\"source\":{\"type\":\"range\",\"start\":-1e16,\"end\":1}}", "source.start");
     drv_spec s;
     expect_ok("{\"source\":{\"type\":\"range\",\"start\":-9007199254740992,"
-              "\"end\":9007199254740992}}",
+              "\"end\":-9007199254740000}}",
               &s);
     assert_int_equal(s.range_start, -9007199254740992LL);
+    expect_ok("{\"source\":{\"type\":\"range\",\"start\":9007199254740000,"
+              "\"end\":9007199254740992}}",
+              &s);
     assert_int_equal(s.range_end, 9007199254740992LL);
+}
+
+/* A range partition's done record is a bitmap of at most 2^32 bits (offset id - start). */
+static void spec_range_partitions_wider_than_2_32_ids_are_refused(void **state) {
+    (void)state;
+    drv_spec s;
+    /* 2^32 ids in one partition: the widest that fits; one more does not. */
+    expect_ok("{\"source\":{\"type\":\"range\",\"start\":0,\"end\":4294967295},"
+              "\"partitions\":1}",
+              &s);
+    expect_error("{\"source\":{\"type\":\"range\",\"start\":0,\"end\":4294967296},"
+                 "\"partitions\":1}",
+                 "gives partitions of 4294967297 ids; a partition holds at most 2^32 (4294967296): "
+                 "use at least 2 partitions");
+    /* Negative ranges count the same way. */
+    expect_ok("{\"source\":{\"type\":\"range\",\"start\":-8589934592,\"end\":-1},"
+              "\"partitions\":2}",
+              &s);
+    expect_error("{\"source\":{\"type\":\"range\",\"start\":-8589934592,\"end\":0},"
+                 "\"partitions\":2}",
+                 "use at least 3 partitions");
+    /* Wider than 1024 partitions of 2^32 can hold: only a narrower range helps. */
+    expect_error("{\"source\":{\"type\":\"range\",\"start\":-9007199254740992,"
+                 "\"end\":9007199254740992},\"partitions\":1024}",
+                 "has 18014398509481985 ids; at most 2^32 (4294967296) per partition");
 }
 
 static void spec_partitions_must_be_1_to_1024(void **state) {
@@ -401,7 +429,7 @@ static void spec_round_trips_through_json(void **state) {
     expect_ok("{\"source\":{\"type\":\"stdin\",\"format\":\"ndjson\",\"id_field\":\"k\"}}", &s);
     round_trip(&s);
     expect_ok("{\"id\":\"big\",\"source\":{\"type\":\"range\",\"start\":-9007199254740992,"
-              "\"end\":9007199254740992},\"window\":10000000}",
+              "\"end\":-9007199254740000},\"window\":10000000}",
               &s);
     round_trip(&s);
 }
@@ -645,6 +673,7 @@ int main(void) {
         cmocka_unit_test(spec_range_needs_start_and_end),
         cmocka_unit_test(spec_range_start_after_end_is_refused),
         cmocka_unit_test(spec_range_bounds_beyond_2_53_are_refused),
+        cmocka_unit_test(spec_range_partitions_wider_than_2_32_ids_are_refused),
         cmocka_unit_test(spec_partitions_must_be_1_to_1024),
         cmocka_unit_test(spec_numbers_must_be_whole),
         cmocka_unit_test(spec_other_bounds_are_named),
