@@ -9,10 +9,12 @@ BENCH_TMP=$(mktemp -d /tmp/drover-bench-XXXXXX)
 BENCH_PIDS=()
 BENCH_RPID=""
 BENCH_PORT=""
+BENCH_WATCHER=""
 unset DROVER_PREFIX
 
 bench_cleanup() {
     local p
+    [ -z "${BENCH_WATCHER:-}" ] || kill "$BENCH_WATCHER" 2>/dev/null || true
     for p in "${BENCH_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${BENCH_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     if [ -n "$BENCH_RPID" ]; then
@@ -22,6 +24,7 @@ bench_cleanup() {
     rm -rf "$BENCH_TMP"
 }
 trap bench_cleanup EXIT
+trap 'exit 143' TERM INT
 
 bench_die() {
     echo "bench: $*" >&2
