@@ -4,7 +4,8 @@
 //     then runs until SIGTERM (closes the worker, exits 0)
 //   node bullmq.js produce PORT N CHUNK
 //     adds N jobs ({"id": i}, i = 1..N) with Queue.addBulk in chunks of CHUNK, then polls the
-//     completed count every 20 ms until it reaches N; prints {"added":N,"completed":C}
+//     completed and failed counts every 20 ms until they add up to N; prints
+//     {"added":N,"completed":C,"failed":F}
 // Default job options: removeOnComplete and removeOnFail false, so completed jobs stay in Redis
 // (their hashes and the completed ZSET), as BullMQ keeps them unless told otherwise.
 'use strict';
@@ -36,13 +37,15 @@ async function produce(n, chunk) {
         for (let j = i; j < i + chunk && j <= n; j++) jobs.push({ name: 'item', data: { id: j } });
         await queue.addBulk(jobs);
     }
-    let completed = 0;
+    // A job BullMQ failed (e.g. "job stalled more than allowable limit": its worker could not
+    // renew the lock in time on a loaded machine) will not complete: count it as finished.
+    let counts;
     for (;;) {
-        completed = await queue.getCompletedCount();
-        if (completed >= n) break;
+        counts = await queue.getJobCounts('completed', 'failed');
+        if (counts.completed + counts.failed >= n) break;
         await new Promise((r) => setTimeout(r, 20));
     }
-    process.stdout.write(JSON.stringify({ added: n, completed }) + '\n');
+    process.stdout.write(JSON.stringify({ added: n, completed: counts.completed, failed: counts.failed }) + '\n');
     await queue.close();
 }
 
