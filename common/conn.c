@@ -207,6 +207,12 @@ static drv_err do_connect(drv_conn *c) {
     if (c->cfg.db != 0) {
         if ((e = drv_conn_cmdf(c, &r, "SELECT %d", c->cfg.db)) != DRV_OK) goto fail;
         freeReplyObject(r);
+    } else if (!c->cfg.password[0]) {
+        /* A server that wants a password answers NOAUTH to this; to a script over 16 KB
+         * (SCRIPT LOAD's argument) it would answer only "Protocol error: unauthenticated bulk
+         * length" and close the connection. */
+        if ((e = drv_conn_cmdf(c, &r, "PING")) != DRV_OK) goto fail;
+        freeReplyObject(r);
     }
     if (c->cfg.mode == DRV_REDIS_SENTINEL && (e = check_master(c)) != DRV_OK) goto fail;
     for (int i = 0; i < MAX_SCRIPTS && drv_script_sources[i].name; i++)

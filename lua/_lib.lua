@@ -42,18 +42,73 @@ local function done_base()
     return done_base_v
 end
 
--- The bit offset of id in a bitmap starting at base, or nil when id is not a whole number in
--- canonical form (no sign on 0, no leading zeros, at most 17 characters, so exact as a Lua
--- number) or falls outside 0..2^32-1: such an id was never fed to this partition.
+-- The bit offset of id in a bitmap starting at base, or false when id is not a whole number
+-- in canonical form (no sign on 0, no leading zeros, at most 17 characters, so exact as a Lua
+-- number) or falls outside 0..2^32-1: such an id was never fed to this partition. Memoised for
+-- the script call (an ack reads the bits of its ids, then sets them).
+local done_memo = {}
 local function done_offset(id, base)
-    if #id > 17 or not (string.match(id, '^-?[1-9]%d*$') or id == '0') then
-        return nil
+    local off = done_memo[id]
+    if off ~= nil then
+        return off
     end
-    local off = tonumber(id) - base
-    if off < 0 or off >= DONE_BITS then
-        return nil
+    off = false
+    if #id <= 17 and (string.find(id, '^-?[1-9]%d*$') or id == '0') then
+        off = tonumber(id) - base
+        if off < 0 or off >= DONE_BITS then
+            off = false
+        end
     end
+    done_memo[id] = off
     return off
+end
+
+-- The bit offsets of ids (false for an id outside the bitmap) and the least and greatest of
+-- them (nil when none is inside).
+local function done_offsets(ids, base)
+    local offs, lo, hi = {}, nil, nil
+    for i = 1, #ids do
+        local off = done_offset(ids[i], base)
+        offs[i] = off
+        if off then
+            if not lo or off < lo then
+                lo = off
+            end
+            if not hi or off > hi then
+                hi = off
+            end
+        end
+    end
+    return offs, lo, hi
+end
+
+-- A batch whose ids lie within this many bytes (plus 64) per id of the bitmap is read and
+-- written as one byte span (GETRANGE, SETRANGE: two arguments, whatever the batch); a sparser
+-- one (retries spread over a wide partition) goes offset by offset through BITFIELD. Bit
+-- offset 0 is the high bit of byte 0, as SETBIT and BITFIELD number them.
+local SPAN_PER_ID = 16
+
+local function span_ok(lo, hi, n)
+    return (hi - hi % 8) / 8 - (lo - lo % 8) / 8 <= 64 + SPAN_PER_ID * n
+end
+
+-- BIT[r]: the mask of bit r of a byte, counted from its high bit.
+local BIT = {[0] = 128, 64, 32, 16, 8, 4, 2, 1}
+
+-- BITFIELD arguments OP u1 OFFSET [VALUE] for the offsets given.
+local function bitfield_args(offs, op, value)
+    local args = {}
+    for i = 1, #offs do
+        if offs[i] then
+            args[#args + 1] = op
+            args[#args + 1] = 'u1'
+            args[#args + 1] = string.format('%d', offs[i])
+            if value then
+                args[#args + 1] = value
+            end
+        end
+    end
+    return args
 end
 
 -- Flags (1 done, 0 not) for ids, like SMISMEMBER. ids: at most BATCH_MAX.
@@ -65,33 +120,46 @@ local function done_has(ids)
     if not base then
         return redis.call('SMISMEMBER', KEYS[K_DONE], unpack(ids))
     end
-    local args, at = {}, {}
-    for i, id in ipairs(ids) do
-        local off = done_offset(id, base)
-        if off then
-            args[#args + 1] = 'GET'
-            args[#args + 1] = 'u1'
-            args[#args + 1] = string.format('%d', off)
-            at[#at + 1] = i
-        end
-    end
+    local offs, lo, hi = done_offsets(ids, base)
     local flags = {}
+    if not lo then
+        for i = 1, #ids do
+            flags[i] = 0
+        end
+        return flags
+    end
+    if span_ok(lo, hi, #ids) then
+        local b0 = (lo - lo % 8) / 8
+        local span = redis.call('GETRANGE', KEYS[K_DONE], b0, (hi - hi % 8) / 8)
+        local byte, band, rshift = string.byte, bit.band, bit.rshift
+        for i = 1, #ids do
+            local off = offs[i]
+            if off then
+                local r = off % 8
+                flags[i] = band(rshift(byte(span, (off - r) / 8 - b0 + 1) or 0, 7 - r), 1)
+            else
+                flags[i] = 0
+            end
+        end
+        return flags
+    end
     for i = 1, #ids do
         flags[i] = 0
     end
-    if #args > 0 then
-        local got = redis.call('BITFIELD_RO', KEYS[K_DONE], unpack(args))
-        for k, i in ipairs(at) do
+    local got = redis.call('BITFIELD_RO', KEYS[K_DONE], unpack(bitfield_args(offs, 'GET')))
+    local k = 0
+    for i = 1, #ids do
+        if offs[i] then
+            k = k + 1
             flags[i] = got[k]
         end
     end
     return flags
 end
 
--- Marks ids done; returns how many were not done before (like SADD; with the bitmap it is
--- BITFIELD SET's old bits, so "already done" needs no second command). ids: at most
--- BATCH_MAX, each fed to this partition (a range id outside the partition raises DRV_RANGE:
--- a caller's bug, never input, since only ids this partition leased reach here).
+-- Marks ids done; returns how many were not done before (like SADD). ids: at most BATCH_MAX,
+-- each fed to this partition (a range id outside the partition raises DRV_RANGE: a caller's
+-- bug, never input, since only ids this partition leased reach here).
 local function done_add(ids)
     if #ids == 0 then
         return 0
@@ -100,19 +168,42 @@ local function done_add(ids)
     if not base then
         return redis.call('SADD', KEYS[K_DONE], unpack(ids))
     end
-    local args = {}
-    for _, id in ipairs(ids) do
-        local off = done_offset(id, base)
-        if not off then
-            error({err = 'DRV_RANGE ' .. KEYS[K_STATE] .. ' id ' .. id .. ' is outside its bitmap'})
+    local offs, lo, hi = done_offsets(ids, base)
+    for i = 1, #ids do
+        if not offs[i] then
+            error({err = 'DRV_RANGE ' .. KEYS[K_STATE] .. ' id ' .. ids[i] .. ' is outside its bitmap'})
         end
-        args[#args + 1] = 'SET'
-        args[#args + 1] = 'u1'
-        args[#args + 1] = string.format('%d', off)
-        args[#args + 1] = 1
     end
-    local old = redis.call('BITFIELD', KEYS[K_DONE], unpack(args))
     local new = 0
+    if span_ok(lo, hi, #ids) then
+        local b0, b1 = (lo - lo % 8) / 8, (hi - hi % 8) / 8
+        local span = redis.call('GETRANGE', KEYS[K_DONE], b0, b1)
+        local bytes = {}
+        for k = 1, b1 - b0 + 1 do
+            bytes[k] = string.byte(span, k) or 0
+        end
+        local band, bor = bit.band, bit.bor
+        for i = 1, #ids do
+            local off = offs[i]
+            local r = off % 8
+            local k = (off - r) / 8 - b0 + 1
+            local m = BIT[r]
+            if band(bytes[k], m) == 0 then
+                bytes[k] = bor(bytes[k], m)
+                new = new + 1
+            end
+        end
+        if new > 0 then
+            -- string.char in chunks: each call's arguments go on Lua's C stack.
+            local parts = {}
+            for k = 1, #bytes, 4096 do
+                parts[#parts + 1] = string.char(unpack(bytes, k, math.min(k + 4095, #bytes)))
+            end
+            redis.call('SETRANGE', KEYS[K_DONE], b0, table.concat(parts))
+        end
+        return new
+    end
+    local old = redis.call('BITFIELD', KEYS[K_DONE], unpack(bitfield_args(offs, 'SET', 1)))
     for i = 1, #old do
         new = new + 1 - old[i]
     end
@@ -229,9 +320,10 @@ local function ack_items(ids, tokens, resp)
     local seen = {}
     -- A lease not held and not done: was the id ever handed out? Only those need tries
     -- (an id on its first delivery has no entry, but then its caller holds the lease).
-    local ask = {}
+    local ask, held = {}, {}
     for i, id in ipairs(ids) do
-        if isdone[i] ~= 1 and not holds(owners[i], tokens[i]) then
+        held[i] = holds(owners[i], tokens[i])
+        if isdone[i] ~= 1 and not held[i] then
             ask[#ask + 1] = id
         end
     end
@@ -243,7 +335,7 @@ local function ack_items(ids, tokens, resp)
         end
     end
     for i, id in ipairs(ids) do
-        local holder = holds(owners[i], tokens[i])
+        local holder = held[i]
         if holder then
             unlease[#unlease + 1] = id
         end

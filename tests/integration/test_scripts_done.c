@@ -260,6 +260,46 @@ static void a_split_partition_has_its_own_bitmap_from_the_cut(void **state) {
     claim_free(&c);
 }
 
+/* A dense batch is read and written as one byte span (GETRANGE/SETRANGE): bits set before in
+ * those bytes stay set, and the string grows only to the last byte written. */
+static void a_dense_batch_keeps_the_other_bits_of_its_bytes(void **state) {
+    (void)state;
+    range_job("j", 0, 99);
+    rint_("SETBIT drover:{j.0}:done 3 1");  /* 3, done in an earlier run */
+    rint_("SETBIT drover:{j.0}:done 15 1"); /* 15, the same, not fed now */
+    feed_ids("j", 0, 10);
+    assert_int_equal(claim_and_ack_all("j"), 10); /* 3 is skipped at the claim */
+    assert_int_equal(counter("j", 0, "skipped"), 1);
+    assert_int_equal(rint_("BITCOUNT drover:{j.0}:done"), 12);
+    for (int bit = 0; bit <= 10; bit++)
+        assert_int_equal(rint_("GETBIT drover:{j.0}:done %d", bit), 1);
+    assert_int_equal(rint_("GETBIT drover:{j.0}:done 15"), 1);
+    assert_int_equal(rint_("STRLEN drover:{j.0}:done"), 2);
+}
+
+/* A batch spread over more than 16 bytes per id goes bit by bit (BITFIELD) instead of
+ * reading and writing the megabytes between its ids: the same record either way. */
+static void a_sparse_batch_sets_and_reads_the_same_bits(void **state) {
+    (void)state;
+    range_job("j", 0, 9999999);
+    rint_("HSET drover:{j.0}:state cursor 10000000");
+    rint_("RPUSH drover:{j.0}:pending 7 8 5000000 9999999");
+    rint_("SETBIT drover:{j.0}:done 5000000 1"); /* done in an earlier run */
+    assert_int_equal(claim_and_ack_all("j"), 3);
+    assert_int_equal(counter("j", 0, "skipped"), 1);
+    assert_int_equal(rint_("BITCOUNT drover:{j.0}:done"), 4);
+    assert_int_equal(rint_("GETBIT drover:{j.0}:done 7"), 1);
+    assert_int_equal(rint_("GETBIT drover:{j.0}:done 8"), 1);
+    assert_int_equal(rint_("GETBIT drover:{j.0}:done 9999999"), 1);
+    /* Handed back again (as a restart might), all of them are dropped as done. */
+    rint_("RPUSH drover:{j.0}:pending 7 8 5000000 9999999");
+    drv_claim c;
+    assert_int_equal(drv_queue_claim(q, "j", 0, "w", 10, &c), DRV_OK);
+    assert_int_equal(c.n, 0);
+    assert_int_equal(counter("j", 0, "skipped"), 5);
+    claim_free(&c);
+}
+
 #define T(name) cmocka_unit_test_setup(name, flush)
 
 int main(void) {
@@ -274,6 +314,8 @@ int main(void) {
         T(a_done_range_item_whose_lease_expires_is_only_dropped),
         T(file_and_stdin_partitions_keep_a_set_of_ids),
         T(a_split_partition_has_its_own_bitmap_from_the_cut),
+        T(a_dense_batch_keeps_the_other_bits_of_its_bytes),
+        T(a_sparse_batch_sets_and_reads_the_same_bits),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
