@@ -122,10 +122,10 @@ local function done_has(ids)
     end
     local offs, lo, hi = done_offsets(ids, base)
     local flags = {}
+    for i = 1, #ids do
+        flags[i] = 0
+    end
     if not lo then
-        for i = 1, #ids do
-            flags[i] = 0
-        end
         return flags
     end
     if span_ok(lo, hi, #ids) then
@@ -137,14 +137,9 @@ local function done_has(ids)
             if off then
                 local r = off % 8
                 flags[i] = band(rshift(byte(span, (off - r) / 8 - b0 + 1) or 0, 7 - r), 1)
-            else
-                flags[i] = 0
             end
         end
         return flags
-    end
-    for i = 1, #ids do
-        flags[i] = 0
     end
     local got = redis.call('BITFIELD_RO', KEYS[K_DONE], unpack(bitfield_args(offs, 'GET')))
     local k = 0
