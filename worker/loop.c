@@ -970,50 +970,41 @@ static void finish_requests(wstate *w, int64_t now) {
     }
 }
 
+/* Running item i (its process already reaped, or its request cancelled) goes back to
+ * Redis as a local, retryable failure and leaves the held array. */
+static void hand_back_running(wstate *w, int i) {
+    held *h = &w->held[i];
+    h->proc = NULL;
+    h->req = NULL;
+    w->running--;
+    drv_outcome out;
+    memset(&out, 0, sizeof out);
+    out.retryable_local = 1;
+    add_result(w, h, &out);
+    w->held[i] = w->held[--w->nheld];
+}
+
 /* Gives up on running items at the end of the grace period: their processes are killed and
  * the items handed back (it was not their fault). */
 static void abandon_running(wstate *w) {
     for (int i = 0; i < w->nheld; i++) {
         held *h = &w->held[i];
         if (!started(h)) continue;
-        if (h->proc && exec_items(h->proc)) {
-            /* A batch: every item of the process is handed back, the process freed once. */
+        if (h->proc) {
+            /* A process, with one item or a --stdin-batch's several: all of them are handed
+             * back, the process killed and freed once. */
             exec_proc *p = h->proc;
             exec_kill(p);
             int status;
             waitpid(exec_pid(p), &status, 0);
-            for (int m = w->nheld - 1; m >= 0; m--) {
-                held *x = &w->held[m];
-                if (x->proc != p) continue;
-                x->proc = NULL;
-                w->running--;
-                drv_outcome o;
-                memset(&o, 0, sizeof o);
-                o.retryable_local = 1;
-                add_result(w, x, &o);
-                w->held[m] = w->held[--w->nheld];
-            }
+            for (int m = w->nheld - 1; m >= 0; m--)
+                if (w->held[m].proc == p) hand_back_running(w, m);
             exec_free(p);
-            i = -1;
+            i = -1; /* the array changed */
             continue;
         }
-        if (h->proc) {
-            exec_kill(h->proc);
-            int status;
-            waitpid(exec_pid(h->proc), &status, 0);
-            exec_free(h->proc);
-            h->proc = NULL;
-        } else {
-            http_cancel(w->http, h->req);
-            h->req = NULL;
-        }
-        w->running--;
-        drv_outcome out;
-        memset(&out, 0, sizeof out);
-        out.retryable_local = 1;
-        add_result(w, h, &out);
-        w->held[i] = w->held[--w->nheld];
-        i--;
+        http_cancel(w->http, h->req);
+        hand_back_running(w, i--);
     }
 }
 

@@ -94,4 +94,24 @@ wait_exit 30 "$w2"
 R HGET 'drover:{hang.0}:dead' 2 | grep -q "timed out" || fail "no timeout in the error"
 gc=$(cat "$TMP/grandchild")
 wait_for "the grandchild killed with the group" 10 bash -c "! kill -0 $gc 2>/dev/null"
+
+# ---- a batch still running when --grace ends: killed, each of its items handed back -------------
+"$DROVER" submit --id grace --range 1..3 --partitions 1 --quiet >/dev/null
+printf '#!/bin/sh\necho started >"%s/grace-started"\nexec sleep 300\n' "$TMP" >"$TMP/grace.sh"
+chmod +x "$TMP/grace.sh"
+bg coord3 "$DROVER" run grace
+bg w3 "$WORKER" --job grace --stdin-batch 3 --concurrency 3 --grace 1 --stats-ms 0 \
+    -- "$TMP/grace.sh"
+w3=$LAST_PID
+wait_for "the batch to start" 20 test -s "$TMP/grace-started"
+[ "$(status_num grace leased)" -eq 3 ] ||
+    fail "the batch does not hold the 3 items: $(status_num grace leased) leased"
+kill -TERM "$w3"
+wait_exit 20 "$w3"
+[ "$EXIT_CODE" -eq 0 ] || fail "the worker exited $EXIT_CODE after its grace, expected 0"
+[ "$(status_num grace leased)" -eq 0 ] || fail "leases left after the grace"
+[ "$(status_num grace pending)" -eq 3 ] ||
+    fail "expected the 3 items pending again, got $(status_num grace pending)"
+[ "$(status_num grace dead)" -eq 0 ] || fail "a handed-back item was dead-lettered"
+say "grace over: the batch process killed, its 3 items handed back"
 echo "PASS: --stdin-batch: results per line, crash and short batches retried, timeouts kill the group"
