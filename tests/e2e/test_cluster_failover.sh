@@ -22,13 +22,8 @@ vpid=""
 for i in "${!NODE_PORTS[@]}"; do [ "${NODE_PORTS[$i]}" = "$victim" ] && vpid=${NODE_PIDS[$i]}; done
 [ -n "$vpid" ] || fail "no PID for node $victim"
 
-bg coord "$DROVER" run fo
-coord=$LAST_PID
-printf '#!/bin/sh\necho "$1" >>"%s/out"\n' "$TMP" >"$TMP/h.sh"
-for i in 1 2; do
-    bg "w$i" "$WORKER" --job fo --batch 20 --concurrency 4 --stats-ms 0 --exit-when-done \
-        --no-stdin -- sh "$TMP/h.sh" {id}
-done
+start_recording_fleet fo 20 4
+coord=$FLEET_COORD
 wait_for "work under way" 30 done_at_least fo 500
 kill -9 "$vpid"
 say "killed master $victim (PID $vpid) holding partition 0 at $(sort -u "$TMP/out" | wc -l) ids run"

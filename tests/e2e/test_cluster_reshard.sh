@@ -19,13 +19,8 @@ src_id=$(redis-cli -p "$src" cluster myid)
 dst_id=$(redis-cli -p "$dst" cluster myid)
 say "partition 0 is in slot $slot on $src; moving it to $dst"
 
-bg coord "$DROVER" run rs
-coord=$LAST_PID
-printf '#!/bin/sh\necho "$1" >>"%s/out"\n' "$TMP" >"$TMP/h.sh"
-for i in 1 2; do
-    bg "w$i" "$WORKER" --job rs --batch 10 --concurrency 2 --stats-ms 0 --exit-when-done \
-        --no-stdin -- sh "$TMP/h.sh" {id}
-done
+start_recording_fleet rs 10 2
+coord=$FLEET_COORD
 wait_for "work under way" 30 done_at_least rs 300
 
 redis-cli -p "$dst" cluster setslot "$slot" importing "$src_id" | grep -q OK || fail "IMPORTING"

@@ -44,13 +44,8 @@ DROVER_REDIS_URL="redis+sentinel://127.0.0.1:${sports[0]}/nosuch" "$DROVER" list
 
 "$DROVER" submit --id st --range 1..4000 --partitions 4 --quiet >/dev/null
 [ "$(R EXISTS 'drover:{st}:job')" -eq 1 ] || fail "the job is not on the master"
-bg coord "$DROVER" run st
-coord=$LAST_PID
-printf '#!/bin/sh\necho "$1" >>"%s/out"\n' "$TMP" >"$TMP/h.sh"
-for i in 1 2; do
-    bg "w$i" "$WORKER" --job st --batch 20 --concurrency 4 --stats-ms 0 --exit-when-done \
-        --no-stdin -- sh "$TMP/h.sh" {id}
-done
+start_recording_fleet st 20 4
+coord=$FLEET_COORD
 wait_for "work under way" 30 done_at_least st 300
 kill -9 "$mpid"
 say "killed the master ($master) at $(sort -u "$TMP/out" | wc -l) ids run"

@@ -8,6 +8,7 @@ WORKER="$DROVER_BIN_DIR/drover-worker"
 TMP=$(mktemp -d /tmp/drover-e2e-XXXXXX)
 PIDS=()
 REDIS_PID=""
+SPAWN_PID="" # a redis-server spawn_redis is starting
 NODE_PIDS=() # start_cluster's redis-server processes
 RCLI_C=""    # "-c" once start_cluster ran: redis-cli follows MOVED/ASK
 unset DROVER_PREFIX DROVER_REDIS_URL
@@ -16,10 +17,10 @@ cleanup() {
     local rc=$?
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    if [ -n "$REDIS_PID" ]; then
-        kill "$REDIS_PID" 2>/dev/null || true
-        wait "$REDIS_PID" 2>/dev/null || true
-    fi
+    for p in $REDIS_PID $SPAWN_PID; do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
     for p in "${NODE_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${NODE_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     if [ $rc -ne 0 ] && [ -d "$TMP" ]; then
@@ -40,62 +41,68 @@ say() {
     echo "--- $*" >&2
 }
 
+# spawn_redis DIR LOG [redis-server args...]: a redis-server on a free loopback port (20 tries),
+# no persistence unless the args say so; "%p" in DIR and LOG stands for the port. Sets
+# SPAWN_PORT and SPAWN_PID (which cleanup stops, also while it starts), or fails the test.
+spawn_redis() {
+    local dir=$1 log=$2 try port i
+    shift 2
+    for try in $(seq 20); do
+        port=$((20000 + RANDOM % 40000))
+        mkdir -p "${dir//%p/$port}"
+        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+            --dir "${dir//%p/$port}" --logfile "${log//%p/$port}" "$@" &
+        SPAWN_PID=$!
+        for i in $(seq 200); do
+            if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
+                SPAWN_PORT=$port
+                return 0
+            fi
+            kill -0 "$SPAWN_PID" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill "$SPAWN_PID" 2>/dev/null || true
+        wait "$SPAWN_PID" 2>/dev/null || true
+        SPAWN_PID=""
+    done
+    fail "could not start redis-server"
+}
+
 # start_redis [redis-server args...]: sets REDIS_PORT, REDIS_PID, DROVER_REDIS_URL (and
 # REDIS_ARGS, for restart_redis).
 start_redis() {
-    local try port
     REDIS_ARGS=("$@")
-    for try in $(seq 20); do
-        port=$((20000 + RANDOM % 40000))
-        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" \
-            --logfile "$TMP/redis.log" "$@" &
-        REDIS_PID=$!
-        local i
-        for i in $(seq 200); do
-            if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
-                REDIS_PORT=$port
-                export DROVER_REDIS_URL="redis://127.0.0.1:$port/0"
-                return 0
-            fi
-            kill -0 "$REDIS_PID" 2>/dev/null || break
-            sleep 0.05
-        done
-        kill "$REDIS_PID" 2>/dev/null || true
-        wait "$REDIS_PID" 2>/dev/null || true
-        REDIS_PID=""
-    done
-    fail "could not start redis-server"
+    spawn_redis "$TMP" "$TMP/redis.log" "$@"
+    REDIS_PID=$SPAWN_PID REDIS_PORT=$SPAWN_PORT SPAWN_PID=""
+    export DROVER_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 }
 
 R() {
     redis-cli $RCLI_C -p "$REDIS_PORT" "$@"
 }
 
+# start_recording_fleet JOB BATCH CONCURRENCY: `drover run JOB` (its PID in FLEET_COORD) and
+# two workers whose handler appends each id it runs to $TMP/out.
+start_recording_fleet() {
+    local i
+    bg coord "$DROVER" run "$1"
+    FLEET_COORD=$LAST_PID
+    printf '#!/bin/sh\necho "$1" >>"%s/out"\n' "$TMP" >"$TMP/h.sh"
+    for i in 1 2; do
+        bg "w$i" "$WORKER" --job "$1" --batch "$2" --concurrency "$3" --stats-ms 0 \
+            --exit-when-done --no-stdin -- sh "$TMP/h.sh" {id}
+    done
+}
+
 # start_node PORTVAR [redis-server args...]: one cluster-enabled redis-server on a free port in
 # its own dir $TMP/node-PORT; appends its PID to NODE_PIDS, stores the port in PORTVAR.
 start_node() {
-    local _var=$1 _try _port _pid _i
+    local _var=$1
     shift
-    for _try in $(seq 20); do
-        _port=$((20000 + RANDOM % 40000))
-        mkdir -p "$TMP/node-$_port"
-        redis-server --port "$_port" --bind 127.0.0.1 --save '' --appendonly no \
-            --dir "$TMP/node-$_port" --logfile "$TMP/node-$_port.log" "$@" &
-        _pid=$!
-        for _i in $(seq 200); do
-            if redis-cli -p "$_port" ping 2>/dev/null | grep -q PONG; then
-                NODE_PIDS+=("$_pid")
-                printf -v "$_var" '%s' "$_port"
-                LAST_NODE_PID=$_pid
-                return 0
-            fi
-            kill -0 "$_pid" 2>/dev/null || break
-            sleep 0.05
-        done
-        kill "$_pid" 2>/dev/null || true
-        wait "$_pid" 2>/dev/null || true
-    done
-    fail "could not start redis-server"
+    spawn_redis "$TMP/node-%p" "$TMP/node-%p.log" "$@"
+    NODE_PIDS+=("$SPAWN_PID")
+    LAST_NODE_PID=$SPAWN_PID SPAWN_PID=""
+    printf -v "$_var" '%s' "$SPAWN_PORT"
 }
 
 cluster_ok() { # cluster_ok PORT...: every node says cluster_state:ok
