@@ -8,23 +8,17 @@ start_node master --repl-diskless-sync-delay 0
 mpid=$LAST_NODE_PID
 start_node replica --replicaof 127.0.0.1 "$master"
 wait_for "the replica to sync" 30 replicas_synced "$replica"
-sports=()
-for i in 1 2 3; do
-    port=$((20000 + RANDOM % 40000))
-    mkdir -p "$TMP/sentinel-$i"
-    cat >"$TMP/sentinel-$i/sentinel.conf" <<CONF
-port $port
-bind 127.0.0.1
-dir $TMP/sentinel-$i
-logfile $TMP/sentinel-$i.log
+cat >"$TMP/sentinel.conf" <<CONF
 sentinel monitor mm 127.0.0.1 $master 2
 sentinel down-after-milliseconds mm 1000
 sentinel failover-timeout mm 10000
 CONF
-    redis-server "$TMP/sentinel-$i/sentinel.conf" --sentinel &
-    NODE_PIDS+=("$!")
-    sports+=("$port")
-    wait_for "sentinel $i to answer on port $port" 10 bash -c "redis-cli -p $port ping | grep -q PONG"
+sports=()
+for i in 1 2 3; do
+    SPAWN_CONF="$TMP/sentinel.conf" spawn_redis "$TMP/sentinel-%p" "$TMP/sentinel-%p.log" --sentinel
+    NODE_PIDS+=("$SPAWN_PID")
+    sports+=("$SPAWN_PORT")
+    SPAWN_PID=""
 done
 sentinels_ready() {
     local p

@@ -42,15 +42,22 @@ say() {
 }
 
 # spawn_redis DIR LOG [redis-server args...]: a redis-server on a free loopback port (20 tries),
-# no persistence unless the args say so; "%p" in DIR and LOG stands for the port. Sets
-# SPAWN_PORT and SPAWN_PID (which cleanup stops, also while it starts), or fails the test.
+# no persistence unless the args say so; "%p" in DIR and LOG stands for the port. With
+# SPAWN_CONF=FILE set, each try starts from a fresh copy of FILE in DIR (a sentinel rewrites
+# its config file). Sets SPAWN_PORT and SPAWN_PID (which cleanup stops, also while it starts),
+# or fails the test.
 spawn_redis() {
-    local dir=$1 log=$2 try port i
+    local dir=$1 log=$2 try port i conf
     shift 2
     for try in $(seq 20); do
         port=$((20000 + RANDOM % 40000))
         mkdir -p "${dir//%p/$port}"
-        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+        conf=()
+        if [ -n "${SPAWN_CONF:-}" ]; then
+            cp "$SPAWN_CONF" "${dir//%p/$port}/server.conf"
+            conf=("${dir//%p/$port}/server.conf")
+        fi
+        redis-server "${conf[@]}" --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
             --dir "${dir//%p/$port}" --logfile "${log//%p/$port}" "$@" &
         SPAWN_PID=$!
         for i in $(seq 200); do
