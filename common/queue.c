@@ -550,12 +550,10 @@ drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat
     for (int p = 0; p < nparts; p++) {
         drv_part_keys k;
         drv_keys_part(&k, q->prefix, job, p);
-        const char *c[5][2] = {{"HGETALL", k.ptr[0]},
-                               {"LLEN", k.ptr[1]},
-                               {"ZCARD", k.ptr[2]},
-                               {"ZCARD", k.ptr[6]},
-                               {"HLEN", k.ptr[7]}};
-        for (int i = 0; i < 5; i++)
+        /* leased: the state hash counts the ids the partition's leases hold. */
+        const char *c[4][2] = {
+            {"HGETALL", k.ptr[0]}, {"LLEN", k.ptr[1]}, {"ZCARD", k.ptr[6]}, {"HLEN", k.ptr[7]}};
+        for (int i = 0; i < 4; i++)
             if ((e = drv_conn_append(q->conn, 2, c[i], NULL))) return e;
     }
     drv_err first = DRV_OK;
@@ -563,7 +561,7 @@ drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat
         drv_part_stat *s = &out[p];
         memset(s, 0, sizeof *s);
         s->split_from = -1;
-        for (int i = 0; i < 5; i++) {
+        for (int i = 0; i < 4; i++) {
             redisReply *r = NULL;
             e = drv_conn_reply(q->conn, &r);
             if (e == DRV_EIO) return e;
@@ -581,6 +579,7 @@ drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat
                 s->expired = hint(r, "expired", 0);
                 s->skipped = hint(r, "skipped", 0);
                 s->released = hint(r, "released", 0);
+                s->leased = hint(r, "leased", 0);
                 s->start = hint(r, "start", 0);
                 s->end = hint(r, "end", 0);
                 s->exhausted = hint(r, "exhausted", 0) != 0;
@@ -592,10 +591,8 @@ drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat
             } else if (i == 1) {
                 s->pending = reply_int(r);
             } else if (i == 2) {
-                s->leased = reply_int(r);
-            } else if (i == 3) {
                 s->retrying = reply_int(r);
-            } else if (i == 4) {
+            } else if (i == 3) {
                 s->dead = reply_int(r);
             }
             freeReplyObject(r);

@@ -4,8 +4,8 @@
 -- Partition scripts take the same KEYS, all with the hash tag {JOB.P} (DESIGN.md invariant 4):
 --   KEYS[1] state    HASH  config, cursor and counters of the partition
 --   KEYS[2] pending  LIST  ids waiting
---   KEYS[3] leased   ZSET  id -> lease deadline (ms, Redis TIME)
---   KEYS[4] owner    HASH  id -> "TOKEN:WORKER"
+--   KEYS[3] leased   ZSET  lease token -> deadline (ms, Redis TIME): one lease per claim
+--   KEYS[4] owner    HASH  lease token -> {"worker":"WORKER","ids":[ids still held]} (JSON)
 --   KEYS[5] done     processed ids: a STRING bitmap for range sources (bit id - done_base,
 --                    done_base in the state hash), a SET of ids for the others; read and
 --                    written only through done_has / done_add below
@@ -224,13 +224,114 @@ local function nojob()
     return redis.error_reply('DRV_NOJOB ' .. KEYS[K_STATE])
 end
 
--- Does "TOKEN:WORKER" in owner belong to the lease with this token?
-local function holds(owner, token)
-    if not owner then
+-- Leases (invariants 1 and 3). One lease per claim call, whatever its size: the leased ZSET
+-- maps its token to its deadline and the owner HASH maps the token to
+-- {"worker":"WORKER","ids":[...]} (JSON, so HGET shows it), the ids of that claim not yet
+-- acked, failed or released. The state field 'leased' counts those ids over all leases.
+-- Per-lease rather than per-id records make a claim of 1000 items two writes instead of 2000
+-- members and fields, and an ack one read; an ack, a fail or a release of some of a lease's
+-- ids rewrites its list. Scripts go through lease_get / lease_drop / lease_flush, so this
+-- representation lives here.
+local leases = {} -- token -> decoded lease (with at: id -> true while held), or false
+local leased_delta = 0
+
+-- The lease with this token, or false when there is none (acked, expired, or never given).
+local function lease_get(token)
+    if not token then
         return false
     end
-    local t = string.match(owner, '^(%d+):')
-    return t == token
+    local l = leases[token]
+    if l == nil then
+        l = false
+        local raw = redis.call('HGET', KEYS[K_OWNER], token)
+        if raw then
+            l = cjson.decode(raw)
+            l.at, l.left = {}, 0
+            for _, id in ipairs(l.ids) do
+                if not l.at[id] then
+                    l.at[id] = true
+                    l.left = l.left + 1
+                end
+            end
+        end
+        leases[token] = l
+    end
+    return l
+end
+
+-- Does the lease with this token hold id?
+local function lease_holds(token, id)
+    local l = lease_get(token)
+    return l and l.at[id] or false
+end
+
+-- Drops id from the lease with this token (recorded by lease_flush); returns whether it held it.
+local function lease_drop(token, id)
+    local l = lease_get(token)
+    if not (l and l.at[id]) then
+        return false
+    end
+    l.at[id] = nil
+    l.left = l.left - 1
+    l.dirty = true
+    leased_delta = leased_delta - 1
+    return true
+end
+
+-- Writes the leases lease_drop changed: an emptied one is deleted, another keeps its ids left.
+local function lease_flush()
+    for token, l in pairs(leases) do
+        if l and l.dirty then
+            if l.left == 0 then
+                redis.call('ZREM', KEYS[K_LEASED], token)
+                redis.call('HDEL', KEYS[K_OWNER], token)
+            else
+                local ids = {}
+                for _, id in ipairs(l.ids) do
+                    if l.at[id] then
+                        ids[#ids + 1] = id
+                    end
+                end
+                redis.call('HSET', KEYS[K_OWNER], token, cjson.encode({worker = l.worker, ids = ids}))
+            end
+            leases[token] = nil
+        end
+    end
+    if leased_delta ~= 0 then
+        redis.call('HINCRBY', KEYS[K_STATE], 'leased', leased_delta)
+        leased_delta = 0
+    end
+end
+
+-- Takes the leases expired at 'now' (whole leases, at most BATCH_MAX ids together, at least
+-- one lease) out of leased and owner; returns their ids.
+local function lease_take_expired(now)
+    local tokens = redis.call('ZRANGEBYSCORE', KEYS[K_LEASED], '-inf', now, 'LIMIT', 0, 64)
+    local ids, taken = {}, {}
+    for _, token in ipairs(tokens) do
+        local l = lease_get(token)
+        if l and #ids > 0 and #ids + l.left > BATCH_MAX then
+            break
+        end
+        taken[#taken + 1] = token
+        if l then
+            for _, id in ipairs(l.ids) do
+                if l.at[id] then
+                    l.at[id] = nil
+                    ids[#ids + 1] = id
+                end
+            end
+        end
+        leases[token] = false
+    end
+    if #taken > 0 then
+        redis.call('ZREM', KEYS[K_LEASED], unpack(taken))
+        redis.call('HDEL', KEYS[K_OWNER], unpack(taken))
+    end
+    if #ids > 0 then
+        redis.call('HINCRBY', KEYS[K_STATE], 'leased', -#ids)
+    end
+    return ids
 end
 
 -- Runs 'cmd' on the key with 'ids' only when the key exists: from Lua every argument costs
@@ -251,10 +352,8 @@ end
 -- makes it attempt 2 and a late ack of the expired lease is still known. Returns the number
 -- of expired leases and of due retries moved.
 local function recover(now, max_attempts)
-    local expired = redis.call('ZRANGEBYSCORE', KEYS[K_LEASED], '-inf', now, 'LIMIT', 0, BATCH_MAX)
+    local expired = lease_take_expired(now)
     if #expired > 0 then
-        redis.call('ZREM', KEYS[K_LEASED], unpack(expired))
-        redis.call('HDEL', KEYS[K_OWNER], unpack(expired))
         local tries = redis.call('HMGET', KEYS[K_TRIES], unpack(expired))
         local isdone = done_has(expired)
         local back, died, first = {}, 0, {}
@@ -307,17 +406,16 @@ local function ack_items(ids, tokens, resp)
     if #ids == 0 then
         return 0, 0, 0
     end
-    local owners = redis.call('HMGET', KEYS[K_OWNER], unpack(ids))
     local isdone = done_has(ids)
     local acked, dups, unknown = {}, 0, 0
     local kept = {}
-    local unlease = {}
+    local unlease, unlease_id = {}, {}
     local seen = {}
     -- A lease not held and not done: was the id ever handed out? Only those need tries
     -- (an id on its first delivery has no entry, but then its caller holds the lease).
     local ask, held = {}, {}
     for i, id in ipairs(ids) do
-        held[i] = holds(owners[i], tokens[i])
+        held[i] = lease_holds(tokens[i], id)
         if isdone[i] ~= 1 and not held[i] then
             ask[#ask + 1] = id
         end
@@ -332,7 +430,8 @@ local function ack_items(ids, tokens, resp)
     for i, id in ipairs(ids) do
         local holder = held[i]
         if holder then
-            unlease[#unlease + 1] = id
+            unlease[#unlease + 1] = tokens[i]
+            unlease_id[#unlease] = id
         end
         if isdone[i] == 1 or seen[id] then
             -- Already done: a late ack from a worker whose lease was lost counts a duplicate;
@@ -354,10 +453,10 @@ local function ack_items(ids, tokens, resp)
             end
         end
     end
-    if #unlease > 0 then
-        redis.call('ZREM', KEYS[K_LEASED], unpack(unlease))
-        redis.call('HDEL', KEYS[K_OWNER], unpack(unlease))
+    for i = 1, #unlease do
+        lease_drop(unlease[i], unlease_id[i])
     end
+    lease_flush()
     if #acked > 0 then
         done_add(acked)
         if_exists('HDEL', KEYS[K_TRIES], acked)
@@ -452,31 +551,35 @@ local function claim_items(worker, want, out)
     if s[4] == '1' then
         payloads = redis.call('HMGET', KEYS[K_ITEMS], unpack(live))
     end
-    local zargs, targs, oargs = {}, {}, {}
-    local who = token .. ':' .. worker
-    out[#out + 1] = now
-    out[#out + 1] = token
-    out[#out + 1] = deadline
-    out[#out + 1] = #live
-    for i, id in ipairs(live) do
+    local targs, lids, seen = {}, {}, {}
+    local o = #out
+    out[o + 1] = now
+    out[o + 2] = token
+    out[o + 3] = deadline
+    out[o + 4] = #live
+    o = o + 4
+    for i = 1, #live do
+        local id = live[i]
         local attempt = tonumber(tries[i] or '0') + 1
-        zargs[#zargs + 1] = deadline
-        zargs[#zargs + 1] = id
         -- The first delivery writes no tries entry (absent reads as 1 while leased).
         if attempt > 1 then
             targs[#targs + 1] = id
             targs[#targs + 1] = attempt
         end
-        oargs[#oargs + 1] = id
-        oargs[#oargs + 1] = who
-        out[#out + 1] = id
-        out[#out + 1] = attempt
-        out[#out + 1] = payloads[i] or ''
+        if not seen[id] then
+            seen[id] = true
+            lids[#lids + 1] = id
+        end
+        out[o + 1] = id
+        out[o + 2] = attempt
+        out[o + 3] = payloads[i] or ''
+        o = o + 3
     end
-    redis.call('ZADD', KEYS[K_LEASED], unpack(zargs))
+    redis.call('ZADD', KEYS[K_LEASED], deadline, token)
+    redis.call('HSET', KEYS[K_OWNER], token, cjson.encode({worker = worker, ids = lids}))
+    redis.call('HINCRBY', KEYS[K_STATE], 'leased', #lids)
     if #targs > 0 then
         redis.call('HSET', KEYS[K_TRIES], unpack(targs))
     end
-    redis.call('HSET', KEYS[K_OWNER], unpack(oargs))
     return out
 end

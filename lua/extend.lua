@@ -1,4 +1,5 @@
--- extend.lua: push the lease deadline of items the caller still holds to now + lease_ms.
+-- extend.lua: push the deadline of the leases holding items the caller still holds to
+-- now + lease_ms (a lease, one claim's items, is extended as a whole).
 --
 -- KEYS:    the partition keys (see _lib.lua).
 -- ARGV:    id1, token1, id2, token2, ... (at most 1000 pairs)
@@ -18,17 +19,17 @@ end
 if #ids == 0 then
     return out
 end
-local owners = redis.call('HMGET', KEYS[K_OWNER], unpack(ids))
-local zargs = {}
+-- A lease is extended as a whole: the caller holds all of its ids still leased.
+local extend = {}
 for i, id in ipairs(ids) do
-    if holds(owners[i], ARGV[2 * i]) then
-        zargs[#zargs + 1] = deadline
-        zargs[#zargs + 1] = id
+    local token = ARGV[2 * i]
+    if lease_holds(token, id) then
+        extend[token] = true
     else
         out[#out + 1] = id
     end
 end
-if #zargs > 0 then
-    redis.call('ZADD', KEYS[K_LEASED], 'XX', unpack(zargs))
+for token in pairs(extend) do
+    redis.call('ZADD', KEYS[K_LEASED], 'XX', deadline, token)
 end
 return out

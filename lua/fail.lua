@@ -35,9 +35,7 @@ local retrying, died, stale = 0, 0, 0
 for i = 1, #ARGV, 5 do
     local id, token, permanent = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     local floor_ms, err = tonumber(ARGV[i + 3]) or 0, ARGV[i + 4]
-    if holds(redis.call('HGET', KEYS[K_OWNER], id), token) then
-        redis.call('ZREM', KEYS[K_LEASED], id)
-        redis.call('HDEL', KEYS[K_OWNER], id)
+    if lease_drop(token, id) then
         local stored = redis.call('HGET', KEYS[K_TRIES], id)
         local attempt = tonumber(stored or '1')
         if done_has({id})[1] == 1 then
@@ -67,6 +65,7 @@ for i = 1, #ARGV, 5 do
         stale = stale + 1
     end
 end
+lease_flush()
 if retrying + died > 0 then
     redis.call('HINCRBY', KEYS[K_STATE], 'failed', retrying + died)
 end

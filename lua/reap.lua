@@ -16,7 +16,7 @@ if s[1] ~= 'cancelled' then
 end
 return {
     redis.call('LLEN', KEYS[K_PENDING]),
-    redis.call('ZCARD', KEYS[K_LEASED]),
+    tonumber(redis.call('HGET', KEYS[K_STATE], 'leased') or '0'),
     redis.call('ZCARD', KEYS[K_RETRY]),
     redis.call('HLEN', KEYS[K_DEAD]),
     expired,

@@ -11,15 +11,14 @@ end
 local back = {}
 for i = 1, #ARGV, 2 do
     local id = ARGV[i]
-    if holds(redis.call('HGET', KEYS[K_OWNER], id), ARGV[i + 1]) then
-        redis.call('ZREM', KEYS[K_LEASED], id)
-        redis.call('HDEL', KEYS[K_OWNER], id)
+    if lease_drop(ARGV[i + 1], id) then
         if redis.call('HINCRBY', KEYS[K_TRIES], id, -1) <= 0 then
             redis.call('HDEL', KEYS[K_TRIES], id)
         end
         back[#back + 1] = id
     end
 end
+lease_flush()
 if #back > 0 then
     -- LPUSH reverses its arguments; push in reverse to keep the claim order.
     local rev = {}

@@ -40,7 +40,7 @@ kill -9 "$pid_w2"
 # What w2 held when it died: these are the only items that may run twice.
 held=0
 for p in $(seq 0 $((P - 1))); do
-    held=$((held + $(R HVALS "drover:{$J.$p}:owner" | grep -c ':w2$' || true)))
+    held=$((held + $(lease_ids "drover:{$J.$p}" w2 | grep -c . || true)))
 done
 say "SIGKILLed worker w2 holding $held items"
 

@@ -111,7 +111,7 @@ from_ns=$(R CLIENT LIST | grep -c "addr=10\.200\.0\.3[123]:" || true)
 # longer ack or claim then, and its leases last 2 s more).
 w3_holds() {
     local p
-    for p in $(seq 0 5); do R HGETALL "drover:{fl.$p}:owner"; done | paste - - | awk -F'\t' '$2 ~ /:w3$/ {print $1}'
+    for p in $(seq 0 5); do lease_ids "drover:{fl.$p}" w3; done
 }
 # Between its acks and its next claim w3 may hold nothing: then the link goes back up at once
 # (a blip far shorter than a lease) and the cut is tried again.

@@ -182,6 +182,60 @@ static inline void mark_done(const char *job, int p, const char *id) {
               strtoll(id, NULL, 10) - done_base_of(job, p));
 }
 
+/* ---- leases: one per claim; leased maps its token to its deadline, owner maps the token to
+ * {"worker":"W","ids":[...]} (lua/_lib.lua) ------------------------------------------------ */
+
+/* {token, worker, deadline} of the lease holding ARGV[1], or {}. */
+#define LEASE_FIND_LUA                                                                             \
+    "for _, t in ipairs(redis.call('HKEYS', KEYS[2])) do "                                         \
+    "local l = cjson.decode(redis.call('HGET', KEYS[2], t)) "                                      \
+    "for _, id in ipairs(l.ids) do if id == ARGV[1] then "                                         \
+    "return {t, l.worker, redis.call('ZSCORE', KEYS[1], t)} end end end return {}"
+
+static inline redisReply *lease_find(const char *job, int p, const char *id) {
+    redisReply *r = redisCommand(rc, "EVAL %s 2 drover:{%s.%d}:leased drover:{%s.%d}:owner %s",
+                                 LEASE_FIND_LUA, job, p, job, p, id);
+    assert_non_null(r);
+    if (r->type == REDIS_REPLY_ERROR) fail_msg("redis: %s", r->str);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    return r;
+}
+
+/* The deadline (ms) of the lease holding id, -1 when no lease holds it. */
+static inline long long lease_deadline(const char *job, int p, const char *id) {
+    redisReply *r = lease_find(job, p, id);
+    long long d = r->elements == 3 ? strtoll(r->element[2]->str, NULL, 10) : -1;
+    freeReplyObject(r);
+    return d;
+}
+
+/* Asserts that id is held by the lease "TOKEN:WORKER" (want NULL: by none). */
+static inline void assert_holder(const char *want, const char *job, int p, const char *id) {
+    redisReply *r = lease_find(job, p, id);
+    char got[256] = "";
+    if (r->elements == 3)
+        snprintf(got, sizeof got, "%s:%s", r->element[0]->str, r->element[1]->str);
+    freeReplyObject(r);
+    if (!want && *got) fail_msg("expected %s to be held by no lease, held by %s", id, got);
+    if (want && strcmp(got, want) != 0) fail_msg("expected %s held by %s, got [%s]", id, want, got);
+}
+
+/* How many ids the partition's leases hold. Asserts that the state hash's 'leased' counter
+ * agrees with the leases themselves, and that every lease has a deadline and an owner entry. */
+static inline long long leased_count(const char *job, int p) {
+    long long n = rint_("EVAL %s 2 drover:{%s.%d}:leased drover:{%s.%d}:owner", /* */
+                        "local n = 0 "
+                        "for _, t in ipairs(redis.call('HKEYS', KEYS[2])) do "
+                        "n = n + #cjson.decode(redis.call('HGET', KEYS[2], t)).ids end "
+                        "if redis.call('ZCARD', KEYS[1]) ~= redis.call('HLEN', KEYS[2]) then "
+                        "return -1 end return n",
+                        job, p, job, p);
+    assert_true(n >= 0); /* as many leases in leased as in owner */
+    long long c = rint_("HGET drover:{%s.%d}:state leased", job, p);
+    assert_int_equal(c < 0 ? 0 : c, n);
+    return n;
+}
+
 /* ---- jobs and items ------------------------------------------------------------------------ */
 
 typedef struct jobopt {

@@ -387,16 +387,16 @@ static void claim_leases_up_to_n_with_one_token_and_a_redis_time_deadline(void *
         assert_null(c.items[i].payload);
         assert_int_equal(c.items[i].attempt, 1);
         assert_int_equal(c.items[i].token, c.items[0].token);
-        assert_int_equal(rint_("ZSCORE drover:{j.0}:leased %s", want), c.deadline_ms);
-        assert_rstr(owner, "HGET drover:{j.0}:owner %s", want);
+        assert_int_equal(lease_deadline("j", 0, want), c.deadline_ms);
+        assert_holder(owner, "j", 0, want);
         /* The first delivery writes no tries entry: absent while leased reads as 1. */
         assert_int_equal(rint_("HEXISTS drover:{j.0}:tries %s", want), 0);
     }
     assert_true(c.items[0].token > 0);
     assert_int_equal(counter("j", 0, "token"), c.items[0].token);
     assert_rlist("4,5", "LRANGE drover:{j.0}:pending 0 -1");
-    assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 3);
-    assert_int_equal(rint_("HLEN drover:{j.0}:owner"), 3);
+    assert_int_equal(leased_count("j", 0), 3);
+    assert_int_equal(rint_("HLEN drover:{j.0}:owner"), 1); /* one lease for the claim */
 
     /* The next claim gets the rest under a new token. */
     drv_claim d;
@@ -439,7 +439,7 @@ static void claim_skips_items_already_done_and_counts_them(void **state) {
     assert_string_equal(c.items[1].id, "4");
     assert_string_equal(c.items[1].payload, "p4");
     assert_int_equal(counter("j", 0, "skipped"), 2);
-    assert_int_equal(rint_("ZSCORE drover:{j.0}:leased 1"), -1);
+    assert_int_equal(lease_deadline("j", 0, "1"), -1);
     assert_int_equal(rint_("HEXISTS drover:{j.0}:tries 3"), 0);
     assert_int_equal(rint_("HEXISTS drover:{j.0}:items 1"), 0); /* payload of a done item */
     assert_int_equal(rint_("LLEN drover:{j.0}:pending"), 0);
@@ -518,8 +518,8 @@ static void claim_takes_at_most_1000_a_call_from_a_larger_batch(void **state) {
     assert_int_equal(sizes[1], 1000);
     assert_int_equal(sizes[2], 500);
     assert_true(tokens[0] < tokens[1] && tokens[1] < tokens[2]);
-    assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 2500);
-    assert_int_equal(rint_("HLEN drover:{j.0}:owner"), 2500);
+    assert_int_equal(leased_count("j", 0), 2500);
+    assert_int_equal(rint_("HLEN drover:{j.0}:owner"), 3); /* a lease per call */
     assert_int_equal(rint_("LLEN drover:{j.0}:pending"), 0);
 }
 
@@ -554,14 +554,14 @@ static void an_expired_lease_is_handed_out_again_with_attempt_2_and_a_new_token(
     assert_int_equal(st.recovered, 1);
     /* The expired item went back to the front, ahead of items never handed out. */
     assert_rlist("1,2,3", "LRANGE drover:{j.0}:pending 0 -1");
-    assert_int_equal(rint_("HEXISTS drover:{j.0}:owner 1"), 0);
+    assert_int_equal(lease_deadline("j", 0, "1"), -1);
     claim("j", 1, "w2", &b);
     assert_string_equal(b.items[0].id, "1");
     assert_int_equal(b.items[0].attempt, 2);
     assert_true(b.items[0].token > a.items[0].token);
     char owner[64];
     snprintf(owner, sizeof owner, "%" PRId64 ":w2", b.items[0].token);
-    assert_rstr(owner, "HGET drover:{j.0}:owner 1");
+    assert_holder(owner, "j", 0, "1");
     assert_int_equal(rint_("HGET drover:{j.0}:tries 1"), 2);
     assert_int_equal(counter("j", 0, "expired"), 1);
     /* While it waited, the errors hash said why it was back. */

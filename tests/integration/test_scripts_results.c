@@ -39,8 +39,8 @@ static void ack_marks_done_and_clears_the_lease(void **state) {
     assert_int_equal(res.duplicates, 0);
     assert_int_equal(res.unknown, 0);
     assert_int_equal(is_done("j", 0, "1"), 1);
-    assert_int_equal(rint_("ZSCORE drover:{j.0}:leased 1"), -1);
-    assert_int_equal(rint_("HEXISTS drover:{j.0}:owner 1"), 0);
+    assert_int_equal(lease_deadline("j", 0, "1"), -1);
+    assert_int_equal(lease_deadline("j", 0, "1"), -1);
     assert_int_equal(rint_("HEXISTS drover:{j.0}:tries 1"), 0);
     assert_int_equal(rint_("HEXISTS drover:{j.0}:errors 1"), 0);
     assert_int_equal(rint_("HEXISTS drover:{j.0}:items 1"), 0);
@@ -72,7 +72,7 @@ static void acking_the_same_lease_twice_marks_it_done_once(void **state) {
     assert_int_equal(res.acked, 1);
     assert_int_equal(counter("j", 0, "done"), 2);
     assert_int_equal(done_count("j", 0), 2);
-    assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 0);
+    assert_int_equal(leased_count("j", 0), 0);
     claim_free(&c);
 }
 
@@ -118,7 +118,7 @@ static void a_late_ack_while_another_worker_holds_the_item_is_one_duplicate(void
     assert_int_equal(res.acked, 1);
     assert_int_equal(res.duplicates, 1);
     /* B's lease is B's until B reports. */
-    assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 1);
+    assert_int_equal(leased_count("j", 0), 1);
     assert_int_equal(drv_queue_ack(q, "j", 0, &rb, 1, &res), DRV_OK);
     assert_int_equal(res.acked, 0);
     assert_int_equal(res.duplicates, 0);
@@ -126,7 +126,7 @@ static void a_late_ack_while_another_worker_holds_the_item_is_one_duplicate(void
     assert_int_equal(counter("j", 0, "done"), 1);
     assert_int_equal(counter("j", 0, "duplicates"), 1);
     assert_int_equal(done_count("j", 0), 1);
-    assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 0);
+    assert_int_equal(leased_count("j", 0), 0);
     assert_int_equal(rint_("HLEN drover:{j.0}:owner"), 0);
     claim_free(&a);
     claim_free(&b);
@@ -248,7 +248,7 @@ static void ack_of_more_than_1000_items_goes_in_chunks(void **state) {
     assert_int_equal(drv_queue_ack(q, "j", 0, r, 1500, &res), DRV_OK);
     assert_int_equal(res.acked, 1500);
     assert_int_equal(counter("j", 0, "done"), 1500);
-    assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 0);
+    assert_int_equal(leased_count("j", 0), 0);
     free(r);
     claim_free(&a);
     claim_free(&b);
@@ -274,8 +274,8 @@ static void a_failure_schedules_a_retry_within_the_backoff_cap(void **state) {
     /* Attempt 1: full jitter over min(cap, backoff) = 100 ms. */
     assert_in_range(rint_("ZSCORE drover:{j.0}:retry 1"), before, after + 100);
     assert_rstr(ERR, "HGET drover:{j.0}:errors 1");
-    assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 0);
-    assert_int_equal(rint_("HEXISTS drover:{j.0}:owner 1"), 0);
+    assert_int_equal(leased_count("j", 0), 0);
+    assert_int_equal(lease_deadline("j", 0, "1"), -1);
     assert_int_equal(rint_("HGET drover:{j.0}:tries 1"), 1);
     assert_int_equal(counter("j", 0, "failed"), 1);
     assert_int_equal(counter("j", 0, "dead"), 0);
@@ -386,7 +386,7 @@ static void a_permanent_failure_is_dead_at_once_with_its_error(void **state) {
     assert_int_equal(counter("j", 0, "dead"), 1);
     assert_int_equal(counter("j", 0, "failed"), 1);
     assert_int_equal(rint_("EXISTS drover:{j.0}:retry drover:{j.0}:errors"), 0);
-    assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 0);
+    assert_int_equal(leased_count("j", 0), 0);
     assert_int_equal(rint_("HLEN drover:{j.0}:owner"), 0);
     drv_part_stat st;
     assert_int_equal(drv_queue_reap(q, "j", 0, &st), DRV_OK);
@@ -436,8 +436,8 @@ static void a_failure_with_a_stale_token_is_ignored(void **state) {
     assert_int_equal(res.dead + res.retrying, 0);
     char owner[64];
     snprintf(owner, sizeof owner, "%" PRId64 ":B", b.items[0].token);
-    assert_rstr(owner, "HGET drover:{j.0}:owner 1");
-    assert_int_equal(rint_("ZSCORE drover:{j.0}:leased 1"), b.deadline_ms);
+    assert_holder(owner, "j", 0, "1");
+    assert_int_equal(lease_deadline("j", 0, "1"), b.deadline_ms);
     assert_int_equal(rint_("EXISTS drover:{j.0}:dead drover:{j.0}:retry"), 0);
     assert_int_equal(counter("j", 0, "failed"), 0);
     /* An item never leased is stale too. */
@@ -471,7 +471,7 @@ static void a_failure_of_an_item_already_done_does_not_dead_letter_it(void **sta
     assert_int_equal(counter("j", 0, "failed"), 0);
     assert_int_equal(rint_("EXISTS drover:{j.0}:dead drover:{j.0}:retry drover:{j.0}:errors"), 0);
     assert_int_equal(rint_("LLEN drover:{j.0}:pending"), 0);
-    assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 0); /* B's lease is released */
+    assert_int_equal(leased_count("j", 0), 0); /* B's lease is released */
     assert_int_equal(rint_("HLEN drover:{j.0}:owner"), 0);
     claim_free(&a);
     claim_free(&b);
@@ -502,7 +502,9 @@ static void extend_moves_the_deadline_of_held_leases_forward(void **state) {
     assert_int_equal(drv_queue_extend(q, "j", 0, r, 3, &lost), DRV_OK);
     assert_int_equal(lost, 0);
     for (int i = 1; i <= 3; i++) {
-        long long d = rint_("ZSCORE drover:{j.0}:leased %d", i);
+        char id[8];
+        snprintf(id, sizeof id, "%d", i);
+        long long d = lease_deadline("j", 0, id);
         assert_true(d > a.deadline_ms);
         assert_in_range(d, before + 5000, redis_now() + 5000);
     }
@@ -532,7 +534,7 @@ static void extend_counts_leases_lost_and_does_not_bring_them_back(void **state)
     drv_ref mine = ref_of(&b.items[0]), old = ref_of(was);
     assert_int_equal(drv_queue_extend(q, "j", 0, &old, 1, &lost), DRV_OK);
     assert_int_equal(lost, 1);
-    assert_int_equal(rint_("ZSCORE drover:{j.0}:leased %s", b.items[0].id), b.deadline_ms);
+    assert_int_equal(lease_deadline("j", 0, b.items[0].id), b.deadline_ms);
     assert_int_equal(drv_queue_extend(q, "j", 0, &mine, 1, &lost), DRV_OK);
     assert_int_equal(lost, 0);
     lost = -1;
@@ -565,6 +567,95 @@ static void release_puts_items_back_at_the_front_in_claim_order(void **state) {
     assert_string_equal(b.items[0].id, "1");
     claim_free(&a);
     claim_free(&b);
+}
+
+/* ---- the lease record ----------------------------------------------------------------------- */
+
+/* One lease per claim: an ack, a fail and a release of some of its items shrink its list of
+ * ids, the last one removes it; the state hash's 'leased' counter follows (leased_count checks
+ * it against the lists). Another claim's lease is untouched. */
+static void a_lease_shrinks_with_each_ack_fail_and_release_and_goes_with_the_last(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    job_with_items("j", &o, 6);
+    drv_claim a, b;
+    claim("j", 4, "w", &a);
+    claim("j", 2, "v", &b);
+    assert_int_equal(leased_count("j", 0), 6);
+    assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 2);
+    char wa[64], wb[64];
+    snprintf(wa, sizeof wa, "%" PRId64 ":w", a.items[0].token);
+    snprintf(wb, sizeof wb, "%" PRId64 ":v", b.items[0].token);
+    assert_holder(wa, "j", 0, "1");
+    assert_holder(wb, "j", 0, "6");
+
+    drv_ref r0 = ref_of(&a.items[0]);
+    drv_ack_result res;
+    assert_int_equal(drv_queue_ack(q, "j", 0, &r0, 1, &res), DRV_OK);
+    assert_int_equal(res.acked, 1);
+    assert_holder(NULL, "j", 0, "1");
+    assert_holder(wa, "j", 0, "2");
+    assert_int_equal(leased_count("j", 0), 5);
+
+    drv_failure f = failure_of(&a.items[1], 0, 0, "{\"error\":\"x\"}");
+    drv_fail_result fr;
+    assert_int_equal(drv_queue_fail(q, "j", 0, &f, 1, &fr), DRV_OK);
+    assert_int_equal(fr.retrying, 1);
+    assert_holder(NULL, "j", 0, "2");
+    assert_int_equal(leased_count("j", 0), 4);
+
+    drv_ref r2 = ref_of(&a.items[2]);
+    int64_t n = -1;
+    assert_int_equal(drv_queue_release(q, "j", 0, &r2, 1, &n), DRV_OK);
+    assert_int_equal(n, 1);
+    assert_holder(NULL, "j", 0, "3");
+    assert_holder(wa, "j", 0, "4");
+    assert_int_equal(leased_count("j", 0), 3);
+
+    /* The lease's last item: the lease is gone, the other claim's is whole. */
+    drv_ref r3 = ref_of(&a.items[3]);
+    assert_int_equal(drv_queue_ack(q, "j", 0, &r3, 1, &res), DRV_OK);
+    assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 1);
+    assert_int_equal(rint_("HLEN drover:{j.0}:owner"), 1);
+    assert_holder(wb, "j", 0, "5");
+    assert_holder(wb, "j", 0, "6");
+    assert_int_equal(leased_count("j", 0), 2);
+    /* A second ack of an item its lease no longer holds is a duplicate, not a release. */
+    assert_int_equal(drv_queue_ack(q, "j", 0, &r3, 1, &res), DRV_OK);
+    assert_int_equal(res.duplicates, 1);
+    assert_int_equal(leased_count("j", 0), 2);
+    claim_free(&a);
+    claim_free(&b);
+}
+
+/* Expired leases come back whole, at most 1000 items a call: three claims of 2500 items in
+ * all are recovered over several reaps, each item once, with its first attempt counted. */
+static void expired_leases_are_recovered_whole_in_calls_of_at_most_1000_items(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    o.lease_ms = 100;
+    job_with_items("j", &o, 2500);
+    drv_claim c[3];
+    for (int i = 0; i < 3; i++)
+        claim("j", 1000, "w", &c[i]);
+    assert_int_equal(c[0].n + c[1].n + c[2].n, 2500);
+    assert_int_equal(leased_count("j", 0), 2500);
+    wait_redis_past(c[2].deadline_ms);
+    drv_part_stat st;
+    int64_t recovered = 0;
+    for (int i = 0; i < 10 && recovered < 2500; i++) {
+        assert_int_equal(drv_queue_reap(q, "j", 0, &st), DRV_OK);
+        assert_true(st.recovered <= 1000);
+        recovered += st.recovered;
+    }
+    assert_int_equal(recovered, 2500);
+    assert_int_equal(leased_count("j", 0), 0);
+    assert_int_equal(rint_("EXISTS drover:{j.0}:leased drover:{j.0}:owner"), 0);
+    assert_int_equal(rint_("LLEN drover:{j.0}:pending"), 2500);
+    assert_int_equal(rint_("HLEN drover:{j.0}:tries"), 2500);
+    assert_int_equal(counter("j", 0, "expired"), 2500);
+    for (int i = 0; i < 3; i++)
+        claim_free(&c[i]);
 }
 
 static void release_keeps_the_attempt_count_of_an_earlier_delivery(void **state) {
@@ -605,7 +696,7 @@ static void release_skips_leases_no_longer_held(void **state) {
     assert_int_equal(drv_queue_release(q, "j", 0, r, 2, &n), DRV_OK);
     assert_int_equal(n, 0);
     assert_rlist("2", "LRANGE drover:{j.0}:pending 0 -1");
-    assert_int_equal(rint_("ZCARD drover:{j.0}:leased"), 1);
+    assert_int_equal(leased_count("j", 0), 1);
     assert_int_equal(rint_("HGET drover:{j.0}:tries 1"), 2);
     assert_int_equal(counter("j", 0, "released"), 0);
     n = -1;
@@ -745,6 +836,8 @@ int main(void) {
         T(extend_counts_leases_lost_and_does_not_bring_them_back),
         T(release_puts_items_back_at_the_front_in_claim_order),
         T(release_keeps_the_attempt_count_of_an_earlier_delivery),
+        T(a_lease_shrinks_with_each_ack_fail_and_release_and_goes_with_the_last),
+        T(expired_leases_are_recovered_whole_in_calls_of_at_most_1000_items),
         T(release_skips_leases_no_longer_held),
         T(an_ack_keeps_responses_of_items_it_marks_done),
         T(a_plain_ack_keeps_nothing),

@@ -88,6 +88,19 @@ R() {
     redis-cli $RCLI_C -p "$REDIS_PORT" "$@"
 }
 
+# lease_ids KEYS [WORKER]: the ids the leases of one partition hold (KEYS: drover:{JOB.P}), of
+# WORKER only when given, one a line. A lease is one claim: owner maps its token to
+# {"worker":...,"ids":[...]} (lua/_lib.lua).
+LEASE_IDS_LUA="local out = {}
+for _, v in ipairs(redis.call('HVALS', KEYS[1])) do
+    local l = cjson.decode(v)
+    if ARGV[1] == '' or l.worker == ARGV[1] then
+        for _, id in ipairs(l.ids) do out[#out + 1] = id end
+    end
+end
+return out"
+lease_ids() { R EVAL "$LEASE_IDS_LUA" 1 "$1:owner" "${2:-}"; }
+
 # start_recording_fleet JOB BATCH CONCURRENCY: `drover run JOB` (its PID in FLEET_COORD) and
 # two workers whose handler appends each id it runs to $TMP/out.
 start_recording_fleet() {
