@@ -244,7 +244,8 @@ local function lease_get(token)
     if l == nil then
         l = false
         local raw = redis.call('HGET', KEYS[K_OWNER], token)
-        if raw then
+        -- '{': a lease; anything else is an entry of the per-item layout (see lease_take_expired).
+        if raw and string.byte(raw, 1) == 123 then
             l = cjson.decode(raw)
             l.at, l.left = {}, 0
             for _, id in ipairs(l.ids) do
@@ -304,10 +305,12 @@ local function lease_flush()
 end
 
 -- Takes the leases expired at 'now' (whole leases, at most BATCH_MAX ids together, at least
--- one lease) out of leased and owner; returns their ids.
+-- one lease) out of leased and owner; returns their ids. A job leased by a drover from before
+-- leases were per claim has per-item entries (leased: id -> deadline, owner: id ->
+-- "TOKEN:WORKER"); each comes back as its id when it expires, so an upgrade loses nothing.
 local function lease_take_expired(now)
     local tokens = redis.call('ZRANGEBYSCORE', KEYS[K_LEASED], '-inf', now, 'LIMIT', 0, 64)
-    local ids, taken = {}, {}
+    local ids, taken, held = {}, {}, 0
     for _, token in ipairs(tokens) do
         local l = lease_get(token)
         if l and #ids > 0 and #ids + l.left > BATCH_MAX then
@@ -319,8 +322,11 @@ local function lease_take_expired(now)
                 if l.at[id] then
                     l.at[id] = nil
                     ids[#ids + 1] = id
+                    held = held + 1
                 end
             end
+        elseif redis.call('HEXISTS', KEYS[K_OWNER], token) == 1 then
+            ids[#ids + 1] = token -- a per-item entry: the member is the id
         end
         leases[token] = false
     end
@@ -328,8 +334,8 @@ local function lease_take_expired(now)
         redis.call('ZREM', KEYS[K_LEASED], unpack(taken))
         redis.call('HDEL', KEYS[K_OWNER], unpack(taken))
     end
-    if #ids > 0 then
-        redis.call('HINCRBY', KEYS[K_STATE], 'leased', -#ids)
+    if held > 0 then
+        redis.call('HINCRBY', KEYS[K_STATE], 'leased', -held)
     end
     return ids
 end

@@ -658,6 +658,27 @@ static void expired_leases_are_recovered_whole_in_calls_of_at_most_1000_items(vo
         claim_free(&c[i]);
 }
 
+/* A job leased by a drover from before leases were per claim (leased: id -> deadline, owner:
+ * id -> "TOKEN:WORKER") loses nothing: each such lease comes back as its id when it expires. */
+static void a_per_item_lease_of_an_older_drover_comes_back_when_it_expires(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    job_with_items("j", &o, 3);
+    drv_claim c;
+    claim("j", 1, "w", &c); /* 1 under a lease of this layout */
+    rint_("LREM drover:{j.0}:pending 1 2");
+    rint_("ZADD drover:{j.0}:leased 1 2");
+    rint_("HSET drover:{j.0}:owner 2 %s", "9:old-host:1");
+    drv_part_stat st;
+    assert_int_equal(drv_queue_reap(q, "j", 0, &st), DRV_OK);
+    assert_int_equal(st.recovered, 1);
+    assert_rlist("2,3", "LRANGE drover:{j.0}:pending 0 -1");
+    assert_int_equal(rint_("HEXISTS drover:{j.0}:owner 2"), 0);
+    assert_int_equal(rint_("HGET drover:{j.0}:tries 2"), 1);
+    assert_int_equal(leased_count("j", 0), 1); /* this layout's lease is untouched */
+    claim_free(&c);
+}
+
 static void release_keeps_the_attempt_count_of_an_earlier_delivery(void **state) {
     (void)state;
     jobopt o = defaults();
@@ -838,6 +859,7 @@ int main(void) {
         T(release_keeps_the_attempt_count_of_an_earlier_delivery),
         T(a_lease_shrinks_with_each_ack_fail_and_release_and_goes_with_the_last),
         T(expired_leases_are_recovered_whole_in_calls_of_at_most_1000_items),
+        T(a_per_item_lease_of_an_older_drover_comes_back_when_it_expires),
         T(release_skips_leases_no_longer_held),
         T(an_ack_keeps_responses_of_items_it_marks_done),
         T(a_plain_ack_keeps_nothing),
