@@ -3,6 +3,7 @@
 #include "conn.h"
 #include "keys.h"
 #include "log.h"
+#include <cjson/cJSON.h>
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -767,7 +768,9 @@ static char *dup_bytes(const char *s, size_t n) {
     return d;
 }
 
-/* Parses claim.lua's reply from element 'at' on: now, token, deadline, count, items. Frees
+/* Parses claim.lua's reply from element 'at' on: now, token, deadline, count, then (count > 0)
+ * the lease record {"worker":...,"ids":[...]} (JSON), k, k pairs (index from 1, attempt) for
+ * the items past their first attempt, and a payload per item for jobs that carry them. Frees
  * nothing of r; on an error *out holds nothing. */
 static drv_err parse_claim(const redisReply *r, size_t at, drv_claim *out) {
     drv_claim c = {0};
@@ -780,33 +783,60 @@ static drv_err parse_claim(const redisReply *r, size_t at, drv_claim *out) {
         c.cooldown_until = c.deadline_ms;
         c.deadline_ms = 0;
     }
-    size_t count = (size_t)reply_int(r->element[at + 3]);
-    if (r->elements != at + 4 + count * 3) return DRV_EREPLY;
-    if (count) {
-        c.items = calloc(count, sizeof *c.items);
-        if (!c.items) return DRV_ENOMEM;
+    int64_t count = reply_int(r->element[at + 3]);
+    if (count == 0) {
+        if (r->elements != at + 4) return DRV_EREPLY;
+        *out = c;
+        return DRV_OK;
     }
-    for (size_t i = 0; i < count; i++) {
-        const redisReply *id = r->element[at + 4 + i * 3], *pl = r->element[at + 6 + i * 3];
-        if (id->type != REDIS_REPLY_STRING || pl->type != REDIS_REPLY_STRING) goto fail;
+    if (count < 0 || count > 100000 || r->elements < at + 6) return DRV_EREPLY;
+    const redisReply *lease = r->element[at + 4];
+    int64_t k = reply_int(r->element[at + 5]);
+    if (lease->type != REDIS_REPLY_STRING || k < 0 || k > count) return DRV_EREPLY;
+    size_t pl0 = at + 6 + (size_t)k * 2; /* the first payload, if any */
+    int payloads = r->elements == pl0 + (size_t)count;
+    if (!payloads && r->elements != pl0) return DRV_EREPLY;
+    cJSON *j = cJSON_ParseWithLength(lease->str, lease->len);
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(j, "ids");
+    if (!cJSON_IsArray(ids) || cJSON_GetArraySize(ids) != count) goto fail;
+    c.items = calloc((size_t)count, sizeof *c.items);
+    if (!c.items) {
+        e = DRV_ENOMEM;
+        goto fail;
+    }
+    const cJSON *id = ids->child;
+    for (size_t i = 0; i < (size_t)count; i++, id = id->next) {
+        if (!cJSON_IsString(id)) goto fail;
         drv_lease *l = &c.items[i];
-        l->id = dup_bytes(id->str, id->len);
-        l->idlen = id->len;
-        if (pl->len) {
-            l->payload = dup_bytes(pl->str, pl->len);
-            l->plen = pl->len;
-        }
-        l->attempt = (int)reply_int(r->element[at + 5 + i * 3]);
+        l->idlen = strlen(id->valuestring);
+        l->id = dup_bytes(id->valuestring, l->idlen);
+        l->attempt = 1;
         l->token = token;
         c.n = i + 1;
-        if (!l->id || (pl->len && !l->payload)) {
+        if (!l->id) {
             e = DRV_ENOMEM;
             goto fail;
         }
+        if (payloads) {
+            const redisReply *pl = r->element[pl0 + i];
+            if (pl->type != REDIS_REPLY_STRING) goto fail;
+            if (pl->len && !(l->payload = dup_bytes(pl->str, pl->len))) {
+                e = DRV_ENOMEM;
+                goto fail;
+            }
+            l->plen = pl->len;
+        }
     }
+    for (size_t x = 0; x < (size_t)k; x++) {
+        int64_t i = reply_int(r->element[at + 6 + x * 2]);
+        if (i < 1 || i > count) goto fail;
+        c.items[i - 1].attempt = (int)reply_int(r->element[at + 7 + x * 2]);
+    }
+    cJSON_Delete(j);
     *out = c;
     return DRV_OK;
 fail:
+    cJSON_Delete(j);
     for (size_t i = 0; i < c.n; i++)
         drv_lease_clear(&c.items[i]);
     free(c.items);

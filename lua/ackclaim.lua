@@ -6,9 +6,8 @@
 -- ARGV[2]  most items to lease (as claim.lua: capped at 1000; below 1 leases nothing)
 -- ARGV[3]  n, the number of items acked (0 to 1000)
 -- ARGV:    then n pairs id, token; then, for jobs that keep responses, n responses (as ack.lua)
--- Returns: {acked, duplicates, unknown, status, now_ms, token, deadline_ms, count, id1,
---          attempt1, payload1, ...}: the first three as ack.lua returns them, then status
---          0 and claim.lua's reply; or status 1 (paused) or 2 (cancelled) and nothing more:
+-- Returns: {acked, duplicates, unknown, status, now_ms, token, deadline_ms, count, lease,
+--          ...}: the first three as ack.lua returns them, then status 0 and claim.lua's reply; or status 1 (paused) or 2 (cancelled) and nothing more:
 --          the acks are recorded either way (results of a paused or cancelled job are kept,
 --          as ack.lua keeps them), only the claim is refused.
 -- Errors:  DRV_NOJOB (nothing recorded).

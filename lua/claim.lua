@@ -5,9 +5,13 @@
 -- KEYS:    the partition keys (see _lib.lua).
 -- ARGV[1]  worker id
 -- ARGV[2]  most items to lease (capped at 1000; below 1 leases nothing)
--- Returns: {now_ms, token, deadline_ms, count, id1, attempt1, payload1, id2, ...}; payload is
---          "" when the id is the item. count is 0 when nothing is pending (or the partition
---          is done). One fencing token covers every lease of this call.
+-- Returns: {now_ms, token, deadline_ms, count, lease, k, index1, attempt1, ..., indexk,
+--          attemptk, payload1, ..., payloadcount}: lease is the lease record as stored in
+--          owner, {"worker":...,"ids":[id1, ..., idcount]} (JSON: one string, however many
+--          items); the k pairs give the attempt of the items past their first (index into
+--          ids, from 1), every other item is on attempt 1; the payloads come only for jobs
+--          whose items carry them. count is 0 (and nothing follows it) when nothing is pending
+--          (or the partition is done). One fencing token covers every lease of this call.
 --          During a fleet cool-down (cooldown.lua) nothing is leased and the reply is
 --          {now_ms, -1, cooldown_until_ms, 0}.
 -- Errors:  DRV_NOJOB, DRV_PAUSED, DRV_CANCELLED.

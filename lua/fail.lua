@@ -38,7 +38,7 @@ for i = 1, #ARGV, 5 do
     if lease_drop(token, id) then
         local stored = redis.call('HGET', KEYS[K_TRIES], id)
         local attempt = tonumber(stored or '1')
-        if done_has({id})[1] == 1 then
+        if done_has({id}, true)[1] == 1 then
             stale = stale + 1
         else
             if not stored then

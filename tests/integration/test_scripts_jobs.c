@@ -422,6 +422,25 @@ static void claim_on_an_empty_partition_returns_no_items(void **state) {
     claim_free(&c);
 }
 
+/* A source that lists an id twice can put both copies in one claim: the id is leased and
+ * delivered once, the other copy counts as skipped. */
+static void an_id_popped_twice_in_one_claim_is_leased_once(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    job_with_items("j", &o, 3);
+    rint_("RPUSH drover:{j.0}:pending 2");
+    drv_claim c;
+    claim("j", 10, "w", &c);
+    assert_int_equal(c.n, 3);
+    assert_string_equal(c.items[0].id, "1");
+    assert_string_equal(c.items[1].id, "2");
+    assert_string_equal(c.items[2].id, "3");
+    assert_int_equal(counter("j", 0, "skipped"), 1);
+    assert_int_equal(leased_count("j", 0), 3);
+    assert_int_equal(rint_("LLEN drover:{j.0}:pending"), 0);
+    claim_free(&c);
+}
+
 static void claim_skips_items_already_done_and_counts_them(void **state) {
     (void)state;
     jobopt o = defaults();
@@ -632,6 +651,7 @@ int main(void) {
         T(claim_leases_up_to_n_with_one_token_and_a_redis_time_deadline),
         T(claim_on_an_empty_partition_returns_no_items),
         T(claim_skips_items_already_done_and_counts_them),
+        T(an_id_popped_twice_in_one_claim_is_leased_once),
         T(claim_refuses_a_paused_or_cancelled_partition_and_takes_nothing),
         T(claim_on_an_unknown_job_or_partition_is_enojob),
         T(claim_on_a_done_partition_hands_out_nothing),
