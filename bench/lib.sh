@@ -10,11 +10,13 @@ BENCH_PIDS=()
 BENCH_RPID=""
 BENCH_PORT=""
 BENCH_WATCHER=""
+BENCH_PWATCHER=""
 unset DROVER_PREFIX
 
 bench_cleanup() {
     local p
     [ -z "${BENCH_WATCHER:-}" ] || kill "$BENCH_WATCHER" 2>/dev/null || true
+    [ -z "${BENCH_PWATCHER:-}" ] || kill "$BENCH_PWATCHER" 2>/dev/null || true
     for p in "${BENCH_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${BENCH_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     if [ -n "$BENCH_RPID" ]; then
@@ -115,6 +117,32 @@ bench_rss_watch() {
     BENCH_WATCHER=$!
 }
 
+# bench_pending_watch OUT JOB: in the background, keeps in OUT the most items `drover status`
+# saw pending at once (sampled every 0.5 s). Sets BENCH_PWATCHER; stop it with
+# bench_pending_stop.
+bench_pending_watch() {
+    local out=$1 job=$2
+    echo 0 >"$out"
+    (
+        most=0
+        while :; do
+            n=$("$B/drover" status "$job" --json 2>/dev/null | grep -o '"pending":[0-9]*' | head -1 | cut -d: -f2 || true)
+            if [ -n "$n" ] && [ "$n" -gt "$most" ]; then
+                most=$n
+                echo "$most" >"$out"
+            fi
+            sleep 0.5
+        done
+    ) &
+    BENCH_PWATCHER=$!
+}
+
+bench_pending_stop() {
+    kill "$BENCH_PWATCHER" 2>/dev/null || true
+    wait "$BENCH_PWATCHER" 2>/dev/null || true
+    BENCH_PWATCHER=""
+}
+
 bench_rss_stop() {
     kill "$BENCH_WATCHER" 2>/dev/null || true
     wait "$BENCH_WATCHER" 2>/dev/null || true
@@ -129,7 +157,8 @@ bench_rss_stop() {
 #   Sets R_done (items done; anything but EXPECTED is an error), R_secs (submit to the
 #   coordinator's exit), R_rate (items/s), R_cpu (Redis CPU µs per item), R_mem (Redis
 #   used_memory after the job minus before it, per item: the done record and counters) and
-#   R_rss (the highest peak RSS of one worker, KiB).
+#   R_rss (the highest peak RSS of one worker, KiB). With BENCH_SAMPLE_PENDING set, R_pending:
+#   the most items `drover status` saw pending at once (sampled every 0.5 s).
 bench_drover() {
     local expected=$1 parts=$2 nworkers=$3 batch=$4 conc=$5 handler=$6
     shift 6
@@ -153,6 +182,7 @@ bench_drover() {
         BENCH_PIDS+=($!)
     done
     bench_rss_watch "$BENCH_TMP/rss" "${wpids[@]}"
+    [ -z "${BENCH_SAMPLE_PENDING:-}" ] || bench_pending_watch "$BENCH_TMP/pending" bench
     timeout "${BENCH_DEADLINE:-1800}" "$B/drover" run bench --quiet --log-level warn || rc=$?
     t1=$(bench_now)
     [ "$rc" -eq 0 ] || bench_die "drover run exited $rc (124: over the ${BENCH_DEADLINE:-1800} s deadline)"
@@ -162,6 +192,11 @@ bench_drover() {
     done
     BENCH_PIDS=()
     bench_rss_stop
+    R_pending=""
+    if [ -n "${BENCH_SAMPLE_PENDING:-}" ]; then
+        bench_pending_stop
+        R_pending=$(cat "$BENCH_TMP/pending")
+    fi
     cpu1=$(bench_cpu)
     mem1=$(bench_mem)
     R_done=$("$B/drover" status bench --json | grep -o '"done":[0-9]*' | head -1 | cut -d: -f2)

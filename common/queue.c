@@ -857,41 +857,68 @@ drv_err drv_queue_claim(drv_queue *q, const char *job, int p, const char *worker
     return e;
 }
 
-drv_err drv_queue_ackclaim(drv_queue *q, const char *job, int p, const char *worker, int max,
-                           const drv_ref *refs, const drv_bytes *resp, size_t n,
-                           drv_ack_result *ack, drv_claim *out) {
+/* Most arguments put_acks writes for n acks: n, the ids, the number of runs, a token and a
+ * count per run (at most one run per id), the responses. */
+#define ACK_ARGS(n) (2 + 4 * (n))
+
+/* Appends n acks to args/lens from k on, as ack.lua and ackclaim.lua read them: n, the ids,
+ * the number of runs, then per run of consecutive refs leased under one token the token and
+ * how many refs it covers (one ack mostly covers one claim: one run instead of a token per
+ * id), then the responses when resp is given. nums: room for ACK_ARGS(n) numbers. Returns the
+ * next k. */
+static size_t put_acks(const char **args, size_t *lens, size_t k, const drv_ref *refs,
+                       const drv_bytes *resp, size_t n, num_t *nums) {
     static const char empty[1];
-    if (n > CHUNK) return DRV_EINVAL;
-    const char **args = malloc(sizeof *args * (3 + 3 * n));
-    size_t *lens = malloc(sizeof *lens * (3 + 3 * n));
-    num_t *tok = malloc(sizeof *tok * (n ? n : 1));
-    num_t m, cnt;
-    if (!args || !lens || !tok) {
-        free(args);
-        free(lens);
-        free(tok);
-        return DRV_ENOMEM;
-    }
-    snprintf(m, sizeof m, "%d", max);
-    snprintf(cnt, sizeof cnt, "%zu", n);
-    size_t k = 0;
-    args[k] = worker, lens[k++] = strlen(worker);
-    args[k] = m, lens[k++] = strlen(m);
-    args[k] = cnt, lens[k++] = strlen(cnt);
-    for (size_t i = 0; i < n; i++) {
-        snprintf(tok[i], sizeof tok[i], "%" PRId64, refs[i].token);
+    size_t u = 0, runs = 0;
+    snprintf(nums[u], sizeof nums[u], "%zu", n);
+    args[k] = nums[u], lens[k++] = strlen(nums[u++]);
+    for (size_t i = 0; i < n; i++)
         args[k] = refs[i].id, lens[k++] = refs[i].idlen;
-        args[k] = tok[i], lens[k++] = strlen(tok[i]);
+    size_t at = k++, rn = u++; /* the number of runs, written once known */
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && refs[j].token == refs[i].token)
+            j++;
+        snprintf(nums[u], sizeof nums[u], "%" PRId64, refs[i].token);
+        args[k] = nums[u], lens[k++] = strlen(nums[u++]);
+        snprintf(nums[u], sizeof nums[u], "%zu", j - i);
+        args[k] = nums[u], lens[k++] = strlen(nums[u++]);
+        runs++;
+        i = j;
     }
+    snprintf(nums[rn], sizeof nums[rn], "%zu", runs);
+    args[at] = nums[rn], lens[at] = strlen(nums[rn]);
     for (size_t i = 0; resp && i < n; i++) {
         args[k] = resp[i].p ? resp[i].p : empty;
         lens[k++] = resp[i].p ? resp[i].n : 0;
     }
+    return k;
+}
+
+drv_err drv_queue_ackclaim(drv_queue *q, const char *job, int p, const char *worker, int max,
+                           const drv_ref *refs, const drv_bytes *resp, size_t n,
+                           drv_ack_result *ack, drv_claim *out) {
+    if (n > CHUNK) return DRV_EINVAL;
+    const char **args = malloc(sizeof *args * (2 + ACK_ARGS(n)));
+    size_t *lens = malloc(sizeof *lens * (2 + ACK_ARGS(n)));
+    num_t *nums = malloc(sizeof *nums * ACK_ARGS(n));
+    num_t m;
+    if (!args || !lens || !nums) {
+        free(args);
+        free(lens);
+        free(nums);
+        return DRV_ENOMEM;
+    }
+    snprintf(m, sizeof m, "%d", max);
+    size_t k = 0;
+    args[k] = worker, lens[k++] = strlen(worker);
+    args[k] = m, lens[k++] = strlen(m);
+    k = put_acks(args, lens, k, refs, resp, n, nums);
     redisReply *r;
     drv_err e = run_part(q, "ackclaim", job, p, (int)k, args, lens, &r);
     free(args);
     free(lens);
-    free(tok);
+    free(nums);
     if (e) return e;
     memset(out, 0, sizeof *out);
     if (!is_array(r, 4)) {
@@ -974,24 +1001,13 @@ drv_err drv_queue_ack(drv_queue *q, const char *job, int p, const drv_ref *refs,
 
 drv_err drv_queue_ack_keep(drv_queue *q, const char *job, int p, const drv_ref *refs,
                            const drv_bytes *resp, size_t n, drv_ack_result *res) {
-    static const char empty[1];
-    const char *args[1 + 3 * CHUNK];
-    size_t lens[1 + 3 * CHUNK];
-    num_t tok[CHUNK], cnt;
+    const char *args[ACK_ARGS(CHUNK)];
+    size_t lens[ACK_ARGS(CHUNK)];
+    num_t nums[ACK_ARGS(CHUNK)];
     drv_ack_result a = {0};
     for (size_t off = 0; off < n; off += CHUNK) {
-        size_t m = n - off < CHUNK ? n - off : CHUNK, k = 1;
-        snprintf(cnt, sizeof cnt, "%zu", m);
-        args[0] = cnt, lens[0] = strlen(cnt);
-        for (size_t i = 0; i < m; i++) {
-            snprintf(tok[i], sizeof tok[i], "%" PRId64, refs[off + i].token);
-            args[k] = refs[off + i].id, lens[k++] = refs[off + i].idlen;
-            args[k] = tok[i], lens[k++] = strlen(tok[i]);
-        }
-        for (size_t i = 0; resp && i < m; i++) {
-            args[k] = resp[off + i].p ? resp[off + i].p : empty;
-            lens[k++] = resp[off + i].p ? resp[off + i].n : 0;
-        }
+        size_t m = n - off < CHUNK ? n - off : CHUNK;
+        size_t k = put_acks(args, lens, 0, refs + off, resp ? resp + off : NULL, m, nums);
         redisReply *r;
         drv_err e = run_part(q, "ack", job, p, (int)k, args, lens, &r);
         if (e) return e;

@@ -425,6 +425,32 @@ local function recover(now, max_attempts)
     return #expired, #due
 end
 
+-- The acks in ARGV from index f on (ack.lua, ackclaim.lua): n; n ids; r; r runs of a token
+-- and a count (the next count ids were leased under that token: an ack mostly covers one
+-- claim, so one run instead of a token per id); then, for jobs that keep responses, n
+-- responses. Returns ids, tokens (by index; nil past the runs: held by no lease) and resp.
+local function ack_args(f)
+    local n = math.max(tonumber(ARGV[f]) or 0, 0)
+    local ids, tokens, resp = {}, {}, {}
+    for i = 1, n do
+        ids[i] = ARGV[f + i]
+    end
+    local r = tonumber(ARGV[f + n + 1]) or 0
+    local i = 0
+    for x = 1, r do
+        local t = ARGV[f + n + 2 * x]
+        for _ = 1, tonumber(ARGV[f + n + 2 * x + 1]) or 0 do
+            i = i + 1
+            tokens[i] = t
+        end
+    end
+    local p = f + n + 2 * r + 1
+    for k = 1, n do
+        resp[k] = ARGV[p + k]
+    end
+    return ids, tokens, resp
+end
+
 -- Marks items done (ack.lua, ackclaim.lua). ids[i] was acked with tokens[i]; resp[i] (nil:
 -- none) is kept in the results hash when this call marks the item done. Returns acked (newly
 -- marked done), duplicates (acks from a worker that no longer held the lease: the handler may

@@ -3,8 +3,9 @@
 --
 -- KEYS:    the partition keys (see _lib.lua).
 -- ARGV[1]  n, the number of items (at most 1000)
--- ARGV:    then n pairs id, token; then, for jobs that keep responses, n responses, kept in
---          the results hash for the items this call marks done
+-- ARGV:    then the n ids; r; r runs of a token and a count (the next count ids were leased
+--          under that token); then, for jobs that keep responses, n responses, kept in the
+--          results hash for the items this call marks done
 -- Returns: {acked, duplicates, unknown}
 --   acked       newly marked done
 --   duplicates  acks from a worker that no longer held the lease (it expired, so the item was
@@ -15,15 +16,9 @@
 if redis.call('EXISTS', KEYS[K_STATE]) == 0 then
     return nojob()
 end
-local n = tonumber(ARGV[1]) or 0
-if n < 1 then
+local ids, tokens, resp = ack_args(1)
+if #ids == 0 then
     return {0, 0, 0}
-end
-local ids, tokens, resp = {}, {}, {}
-for i = 1, n do
-    ids[i] = ARGV[2 * i]
-    tokens[i] = ARGV[2 * i + 1]
-    resp[i] = ARGV[2 * n + 1 + i]
 end
 local acked, dups, unknown = ack_items(ids, tokens, resp)
 return {acked, dups, unknown}

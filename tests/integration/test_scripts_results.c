@@ -628,6 +628,32 @@ static void a_lease_shrinks_with_each_ack_fail_and_release_and_goes_with_the_las
     claim_free(&b);
 }
 
+/* One ack may cover several claims, in any order: each ref is checked against its own lease
+ * (the tokens go as runs: here four runs of one). */
+static void one_ack_of_interleaved_claims_checks_each_against_its_lease(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    job_with_items("j", &o, 5);
+    drv_claim a, b;
+    claim("j", 2, "w", &a);
+    claim("j", 2, "w", &b);
+    drv_ref r[5] = {ref_of(&a.items[0]),
+                    ref_of(&b.items[0]),
+                    ref_of(&a.items[1]),
+                    ref_of(&b.items[1]),
+                    {"5", 1, a.items[0].token}}; /* 5: never leased */
+    drv_ack_result res;
+    assert_int_equal(drv_queue_ack(q, "j", 0, r, 5, &res), DRV_OK);
+    assert_int_equal(res.acked, 4);
+    assert_int_equal(res.duplicates, 0);
+    assert_int_equal(res.unknown, 1);
+    assert_int_equal(done_count("j", 0), 4);
+    assert_int_equal(leased_count("j", 0), 0);
+    assert_int_equal(rint_("EXISTS drover:{j.0}:leased drover:{j.0}:owner"), 0);
+    claim_free(&a);
+    claim_free(&b);
+}
+
 /* Expired leases come back whole, at most 1000 items a call: three claims of 2500 items in
  * all are recovered over several reaps, each item once, with its first attempt counted. */
 static void expired_leases_are_recovered_whole_in_calls_of_at_most_1000_items(void **state) {
@@ -858,6 +884,7 @@ int main(void) {
         T(release_puts_items_back_at_the_front_in_claim_order),
         T(release_keeps_the_attempt_count_of_an_earlier_delivery),
         T(a_lease_shrinks_with_each_ack_fail_and_release_and_goes_with_the_last),
+        T(one_ack_of_interleaved_claims_checks_each_against_its_lease),
         T(expired_leases_are_recovered_whole_in_calls_of_at_most_1000_items),
         T(a_per_item_lease_of_an_older_drover_comes_back_when_it_expires),
         T(release_skips_leases_no_longer_held),
