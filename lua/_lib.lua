@@ -179,18 +179,35 @@ local function done_has(ids, trusted)
     return flags
 end
 
--- Marks ids done; returns how many were not done before (like SADD). ids: at most BATCH_MAX,
--- each fed to this partition (a range id outside the partition raises DRV_RANGE: a caller's
--- bug, never input, since only ids this partition leased reach here).
-local function done_add(ids)
+-- Marks ids done; returns how many were not done before (like SADD) and a flag per id (1:
+-- this call marked it; 0: it was done already, or came earlier in ids). ids: at most
+-- BATCH_MAX, each fed to this partition (a range id outside the partition raises DRV_RANGE: a
+-- caller's bug, never input, since only ids this partition leased reach here); trusted as for
+-- done_offsets.
+local function done_add(ids, trusted)
+    local fresh = {}
     if #ids == 0 then
-        return 0
+        return 0, fresh
     end
     local base = done_base()
     if not base then
-        return redis.call('SADD', KEYS[K_DONE], unpack(ids))
+        local had = redis.call('SMISMEMBER', KEYS[K_DONE], unpack(ids))
+        local add, seen = {}, {}
+        for i = 1, #ids do
+            local id = ids[i]
+            fresh[i] = 0
+            if had[i] == 0 and not seen[id] then
+                seen[id] = true
+                add[#add + 1] = id
+                fresh[i] = 1
+            end
+        end
+        if #add > 0 then
+            redis.call('SADD', KEYS[K_DONE], unpack(add))
+        end
+        return #add, fresh
     end
-    local offs, lo, hi = done_offsets(ids, base)
+    local offs, lo, hi = done_offsets(ids, base, trusted)
     for i = 1, #ids do
         if not offs[i] then
             error({err = 'DRV_RANGE ' .. KEYS[K_STATE] .. ' id ' .. ids[i] .. ' is outside its bitmap'})
@@ -205,9 +222,11 @@ local function done_add(ids)
             local r = off % 8
             local k = (off - r) / 8 - b0 + 1
             local m = BIT[r]
+            fresh[i] = 0
             if bytes[k] % (m + m) < m then
                 bytes[k] = bytes[k] + m
                 new = new + 1
+                fresh[i] = 1
             end
         end
         if new > 0 then
@@ -218,13 +237,15 @@ local function done_add(ids)
             end
             redis.call('SETRANGE', KEYS[K_DONE], b0, table.concat(parts))
         end
-        return new
+        return new, fresh
     end
+    -- BITFIELD runs its SETs in order: a repeated id sees the bit its first copy set.
     local old = redis.call('BITFIELD', KEYS[K_DONE], unpack(bitfield_args(offs, 'SET', 1)))
     for i = 1, #old do
-        new = new + 1 - old[i]
+        fresh[i] = 1 - old[i]
+        new = new + fresh[i]
     end
-    return new
+    return new, fresh
 end
 
 -- Redis owns the clock (invariant 5): milliseconds from TIME, never from a client.
@@ -457,71 +478,90 @@ end
 -- have run twice; counted once per late ack, the item is marked done once) and unknown (ids
 -- this partition never handed out; ignored).
 local function ack_items(ids, tokens, resp)
-    if #ids == 0 then
+    local n = #ids
+    if n == 0 then
         return 0, 0, 0
     end
-    -- Whose lease holds each id (the ids of one ack mostly share a token), then which are
-    -- done: a held id came from this partition's pending list, so its offset is trusted.
+    -- Whose lease holds each id (the ids of one ack mostly share a token).
     local held, lt, ll = {}, nil, false
-    for i = 1, #ids do
+    local hids, hidx, others = {}, {}, {}
+    for i = 1, n do
         local t = tokens[i]
         if t ~= lt then
             lt, ll = t, lease_get(t)
         end
-        held[i] = ll and ll.at[ids[i]] or false
-    end
-    local isdone = done_has(ids, held)
-    local acked, dups, unknown = {}, 0, 0
-    local kept = {}
-    local unlease, unlease_id = {}, {}
-    local seen = {}
-    -- A lease not held and not done: was the id ever handed out? Only those need tries
-    -- (an id on its first delivery has no entry, but then its caller holds the lease).
-    local ask = {}
-    for i = 1, #ids do
-        if isdone[i] ~= 1 and not held[i] then
-            ask[#ask + 1] = ids[i]
-        end
-    end
-    local delivered = {}
-    if #ask > 0 then
-        local t = redis.call('HMGET', KEYS[K_TRIES], unpack(ask))
-        for i, id in ipairs(ask) do
-            delivered[id] = t[i]
-        end
-    end
-    for i, id in ipairs(ids) do
-        local holder = held[i]
-        if holder then
-            unlease[#unlease + 1] = tokens[i]
-            unlease_id[#unlease] = id
-        end
-        if isdone[i] == 1 or seen[id] then
-            -- Already done: a late ack from a worker whose lease was lost counts a duplicate;
-            -- the current holder's ack after that only releases its lease.
-            if not holder then
-                dups = dups + 1
-            end
-        elseif not holder and not delivered[id] then
-            unknown = unknown + 1
+        if ll and ll.at[ids[i]] then
+            held[i] = true
+            hids[#hids + 1] = ids[i]
+            hidx[#hidx + 1] = i
         else
-            if not holder then
-                dups = dups + 1
+            others[#others + 1] = i
+        end
+    end
+    -- The held ids (the common case) are marked done in one pass that also tells which were
+    -- done before: a holder's ack of a done item only releases its lease. A held id came from
+    -- this partition's pending list, so its offset is trusted.
+    local fresh = {}
+    local _, f = done_add(hids, true)
+    for k = 1, #hidx do
+        fresh[hidx[k]] = f[k] == 1
+    end
+    -- The others acked without the lease (late, after it expired; or never handed out): a
+    -- duplicate when the item is done (now or before) or was handed out (it has a tries entry
+    -- once its first lease ended), else unknown; each one done now counts as acked too.
+    local dups, unknown = 0, 0
+    if #others > 0 then
+        local oids = {}
+        for k = 1, #others do
+            oids[k] = ids[others[k]]
+        end
+        local isdone = done_has(oids)
+        local ask = {}
+        for k = 1, #oids do
+            if isdone[k] ~= 1 then
+                ask[#ask + 1] = oids[k]
             end
-            acked[#acked + 1] = id
-            seen[id] = true
+        end
+        local delivered = {}
+        if #ask > 0 then
+            local t = redis.call('HMGET', KEYS[K_TRIES], unpack(ask))
+            for k, id in ipairs(ask) do
+                delivered[id] = t[k]
+            end
+        end
+        local late, lidx = {}, {}
+        for k = 1, #oids do
+            local id = oids[k]
+            if isdone[k] == 1 or delivered[id] then
+                dups = dups + 1
+                if isdone[k] ~= 1 then
+                    late[#late + 1] = id
+                    lidx[#lidx + 1] = others[k]
+                end
+            else
+                unknown = unknown + 1
+            end
+        end
+        local _, lf = done_add(late)
+        for k = 1, #lidx do
+            fresh[lidx[k]] = lf[k] == 1
+        end
+    end
+    local acked, kept = {}, {}
+    for i = 1, n do
+        if fresh[i] then
+            acked[#acked + 1] = ids[i]
             if resp[i] then
-                kept[#kept + 1] = id
+                kept[#kept + 1] = ids[i]
                 kept[#kept + 1] = resp[i]
             end
         end
-    end
-    for i = 1, #unlease do
-        lease_drop(unlease[i], unlease_id[i])
+        if held[i] then
+            lease_drop(tokens[i], ids[i])
+        end
     end
     lease_flush()
     if #acked > 0 then
-        done_add(acked)
         if_exists('HDEL', KEYS[K_TRIES], acked)
         if_exists('HDEL', KEYS[K_ERRORS], acked)
         if_exists('HDEL', KEYS[K_ITEMS], acked)
