@@ -336,7 +336,8 @@ local function lease_flush()
                         ids[#ids + 1] = id
                     end
                 end
-                redis.call('HSET', KEYS[K_OWNER], token, cjson.encode({worker = l.worker, ids = ids}))
+                local rec = cjson.encode({worker = l.worker, ids = ids})
+                redis.call('HSET', KEYS[K_OWNER], token, rec)
             end
             leases[token] = nil
         end
@@ -585,7 +586,8 @@ end
 
 -- Leases up to 'want' items (capped at BATCH_MAX) to 'worker' (claim.lua, ackclaim.lua),
 -- appending {now_ms, token, deadline_ms, count, lease, k, index1, attempt1, ... indexk,
--- attemptk, payload1, ... payloadcount} to 'out' (see claim.lua). Returns out, or nil and 'NOJOB', 'PAUSED' or 'CANCELLED' with nothing leased.
+-- attemptk, payload1, ... payloadcount} to 'out' (see claim.lua). Returns out, or nil and
+-- 'NOJOB', 'PAUSED' or 'CANCELLED' with nothing leased.
 local function claim_items(worker, want, out)
     local s = part_state('state', 'lease_ms', 'max_attempts', 'payloads', 'cooldown_until')
     if not s then
