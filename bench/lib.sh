@@ -9,14 +9,12 @@ BENCH_TMP=$(mktemp -d /tmp/drover-bench-XXXXXX)
 BENCH_PIDS=()
 BENCH_RPID=""
 BENCH_PORT=""
-BENCH_WATCHER=""
-BENCH_PWATCHER=""
+BENCH_WATCHERS=() # bench_watch_max's background samplers
 unset DROVER_PREFIX
 
 bench_cleanup() {
     local p
-    [ -z "${BENCH_WATCHER:-}" ] || kill "$BENCH_WATCHER" 2>/dev/null || true
-    [ -z "${BENCH_PWATCHER:-}" ] || kill "$BENCH_PWATCHER" 2>/dev/null || true
+    for p in "${BENCH_WATCHERS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${BENCH_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${BENCH_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     if [ -n "$BENCH_RPID" ]; then
@@ -93,60 +91,52 @@ bench_reset() { bench_redis FLUSHALL >/dev/null; }
 
 bench_now() { date +%s.%N; }
 
-# bench_rss_watch OUT PID...: in the background, keeps the highest VmHWM (KiB) of any of the
-# PIDs in OUT (the high-water mark only rises, so sampling every 0.2 s misses nothing but the
-# last 0.2 s before an exit). Sets BENCH_WATCHER; stop it with bench_rss_stop.
-bench_rss_watch() {
-    local out=$1; shift
-    echo 0 >"$out"
-    (
-        peak=0
-        while :; do
-            for p in "$@"; do
-                # A worker that has exited has no status file (or one without VmHWM).
-                { while read -r k v _; do
-                    if [ "$k" = VmHWM: ] && [ "$v" -gt "$peak" ]; then
-                        peak=$v
-                        echo "$peak" >"$out"
-                    fi
-                done <"/proc/$p/status"; } 2>/dev/null || true
-            done
-            sleep 0.2
-        done
-    ) &
-    BENCH_WATCHER=$!
-}
-
-# bench_pending_watch OUT JOB: in the background, keeps in OUT the most items `drover status`
-# saw pending at once (sampled every 0.5 s). Sets BENCH_PWATCHER; stop it with
-# bench_pending_stop.
-bench_pending_watch() {
-    local out=$1 job=$2
+# bench_watch_max OUT SECONDS SAMPLER [ARGS...]: in the background, every SECONDS runs
+# `SAMPLER ARGS...` (whole numbers, one a line; nothing when there is nothing to read) and
+# keeps in OUT the highest number seen so far (0 before any). bench_watch_stop stops them all.
+bench_watch_max() {
+    local out=$1 every=$2
+    shift 2
     echo 0 >"$out"
     (
         most=0
         while :; do
-            n=$("$B/drover" status "$job" --json 2>/dev/null | grep -o '"pending":[0-9]*' | head -1 | cut -d: -f2 || true)
-            if [ -n "$n" ] && [ "$n" -gt "$most" ]; then
-                most=$n
-                echo "$most" >"$out"
-            fi
-            sleep 0.5
+            while read -r n; do
+                if [[ $n =~ ^[0-9]+$ ]] && [ "$n" -gt "$most" ]; then
+                    most=$n
+                    echo "$most" >"$out"
+                fi
+            done < <("$@" 2>/dev/null || true)
+            sleep "$every"
         done
     ) &
-    BENCH_PWATCHER=$!
+    BENCH_WATCHERS+=($!)
 }
 
-bench_pending_stop() {
-    kill "$BENCH_PWATCHER" 2>/dev/null || true
-    wait "$BENCH_PWATCHER" 2>/dev/null || true
-    BENCH_PWATCHER=""
+bench_watch_stop() {
+    local p
+    for p in "${BENCH_WATCHERS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${BENCH_WATCHERS[@]}"; do wait "$p" 2>/dev/null || true; done
+    BENCH_WATCHERS=()
 }
 
-bench_rss_stop() {
-    kill "$BENCH_WATCHER" 2>/dev/null || true
-    wait "$BENCH_WATCHER" 2>/dev/null || true
+# bench_rss_sample PID...: the VmHWM (KiB) of each PID still running. The high-water mark only
+# rises, so sampling every 0.2 s misses nothing but the last 0.2 s before an exit; a process
+# that has exited has no status file (or one without VmHWM).
+bench_rss_sample() {
+    local p k v
+    for p in "$@"; do
+        { while read -r k v _; do
+            [ "$k" != VmHWM: ] || echo "$v"
+        done <"/proc/$p/status"; } 2>/dev/null || true
+    done
 }
+
+# bench_pending_sample JOB: the items `drover status` shows pending in JOB.
+bench_pending_sample() {
+    "$B/drover" status "$1" --json | grep -o '"pending":[0-9]*' | head -1 | cut -d: -f2
+}
+
 
 # bench_drover EXPECTED PARTITIONS WORKERS BATCH CONCURRENCY HANDLER SOURCE-FLAG...
 #   One job on an empty Redis: drover submit (with the given source flags, e.g. --range 1..N or
@@ -181,8 +171,9 @@ bench_drover() {
         wpids+=($!)
         BENCH_PIDS+=($!)
     done
-    bench_rss_watch "$BENCH_TMP/rss" "${wpids[@]}"
-    [ -z "${BENCH_SAMPLE_PENDING:-}" ] || bench_pending_watch "$BENCH_TMP/pending" bench
+    bench_watch_max "$BENCH_TMP/rss" 0.2 bench_rss_sample "${wpids[@]}"
+    [ -z "${BENCH_SAMPLE_PENDING:-}" ] ||
+        bench_watch_max "$BENCH_TMP/pending" 0.5 bench_pending_sample bench
     timeout "${BENCH_DEADLINE:-1800}" "$B/drover" run bench --quiet --log-level warn || rc=$?
     t1=$(bench_now)
     [ "$rc" -eq 0 ] || bench_die "drover run exited $rc (124: over the ${BENCH_DEADLINE:-1800} s deadline)"
@@ -191,12 +182,9 @@ bench_drover() {
         wait "$wp" || bench_die "a worker exited with status $?"
     done
     BENCH_PIDS=()
-    bench_rss_stop
+    bench_watch_stop
     R_pending=""
-    if [ -n "${BENCH_SAMPLE_PENDING:-}" ]; then
-        bench_pending_stop
-        R_pending=$(cat "$BENCH_TMP/pending")
-    fi
+    [ -z "${BENCH_SAMPLE_PENDING:-}" ] || R_pending=$(cat "$BENCH_TMP/pending")
     cpu1=$(bench_cpu)
     mem1=$(bench_mem)
     R_done=$("$B/drover" status bench --json | grep -o '"done":[0-9]*' | head -1 | cut -d: -f2)
