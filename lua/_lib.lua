@@ -44,10 +44,11 @@ end
 
 -- The bit offset of id in a bitmap starting at base, or false when id is not a whole number
 -- in canonical form (no sign on 0, no leading zeros, at most 17 characters, so exact as a Lua
--- number) or falls outside 0..2^32-1: such an id was never fed to this partition. Memoised for
--- the script call (an ack reads the bits of its ids, then sets them). A trusted id came out of
--- this partition's own keys (popped from pending, held by a lease), where only feed.lua's
--- canonical ids go: the pattern test, a third of the cost, is skipped for it.
+-- number) or falls outside 0..2^32-1: such an id was never fed to this partition. A trusted id
+-- came out of this partition's own keys (popped from pending, held by a lease), where only
+-- feed.lua's canonical ids go: the pattern test, a third of the cost, is skipped for it. The
+-- pattern test's answers are memoised for the script call (a late ack reads the bits of its
+-- ids, then sets them); a trusted id's offset is looked up once, so it is not stored.
 local done_memo = {}
 local function done_offset(id, base, trusted)
     local off = done_memo[id]
@@ -64,7 +65,9 @@ local function done_offset(id, base, trusted)
             end
         end
     end
-    done_memo[id] = off
+    if not trusted then
+        done_memo[id] = off
+    end
     return off
 end
 
@@ -289,13 +292,11 @@ local function lease_get(token)
         local raw = redis.call('HGET', KEYS[K_OWNER], token)
         -- '{': a lease; anything else is an entry of the per-item layout (see lease_take_expired).
         if raw and string.byte(raw, 1) == 123 then
+            -- Its ids are distinct: a claim leases an id once, and only drops rewrite the list.
             l = cjson.decode(raw)
-            l.at, l.left = {}, 0
+            l.at, l.left = {}, #l.ids
             for _, id in ipairs(l.ids) do
-                if not l.at[id] then
-                    l.at[id] = true
-                    l.left = l.left + 1
-                end
+                l.at[id] = true
             end
         end
         leases[token] = l
