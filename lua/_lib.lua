@@ -279,6 +279,7 @@ end
 -- ids rewrites its list. Scripts go through lease_get / lease_drop / lease_flush, so this
 -- representation lives here.
 local leases = {} -- token -> decoded lease (with at: id -> true while held), or false
+local per_item = {} -- field -> true: an owner entry of the per-item layout (lease_take_expired)
 local leased_delta = 0
 
 -- The lease with this token, or false when there is none (acked, expired, or never given).
@@ -298,6 +299,8 @@ local function lease_get(token)
             for _, id in ipairs(l.ids) do
                 l.at[id] = true
             end
+        elseif raw then
+            per_item[token] = true
         end
         leases[token] = l
     end
@@ -370,7 +373,7 @@ local function lease_take_expired(now)
                     held = held + 1
                 end
             end
-        elseif redis.call('HEXISTS', KEYS[K_OWNER], token) == 1 then
+        elseif per_item[token] then
             ids[#ids + 1] = token -- a per-item entry: the member is the id
         end
         leases[token] = false
