@@ -8,7 +8,7 @@
 #   bench/core.sh 1000000 16 2 noop 1000 1000
 #   bench/core.sh 100000 16 2 true 16 16
 # BENCH_FILE=PATH submits that file of ids (one a line; a regular file, the coordinator reads it
-# again to feed) instead of the range 1..ITEMS, to measure the done SET of string ids:
+# again to feed) instead of the range 1..ITEMS, to measure the done buckets of string ids:
 #   awk 'BEGIN { for (i = 1; i <= 1000000; i++) printf "user-%07d\n", i }' >/tmp/ids.txt
 #   BENCH_FILE=/tmp/ids.txt bench/core.sh 1000000 16 2 noop 1000 1000
 set -euo pipefail

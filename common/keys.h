@@ -20,6 +20,9 @@
 #define DRV_JOB_ID_MAX 64
 #define DRV_KEY_MAX    192
 #define DRV_PART_NKEYS 11
+/* Ids per bucket of a string-id done record that submit sizes it for (DONE_LOAD in
+ * lua/_lib.lua: the buckets split once they hold more). */
+#define DRV_DONE_BUCKET_IDS 48
 
 /* The partition keys in the order every partition script takes them (lua/_lib.lua). */
 extern const char *const drv_part_key_names[DRV_PART_NKEYS];

@@ -113,6 +113,30 @@ static drv_err drain_replies(drv_queue *q, int n) {
     return first;
 }
 
+/* Sends CMD BUCKET [ARG] for each bucket of partition k's string-id done record
+ * (PREFIX{J.p}:done:B for B below the state hash's done_buckets; lua/_lib.lua), pipelined and
+ * read back a thousand at a time. Their count is read first: the caller deletes or expires the
+ * state hash after them. A partition without buckets (a range, or a job from before them) has
+ * nothing to do. */
+static drv_err each_bucket(drv_queue *q, const drv_part_keys *k, const char *cmd, const char *arg) {
+    redisReply *r;
+    drv_err e = drv_conn_cmdf(q->conn, &r, "HGET %s done_buckets", k->ptr[0]);
+    if (e) return e;
+    int64_t nb = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+    freeReplyObject(r);
+    for (int64_t b = 0; b < nb;) {
+        int n = 0;
+        for (; b < nb && n < 1000; b++, n++) {
+            char key[DRV_KEY_MAX + 24];
+            snprintf(key, sizeof key, "%s:%" PRId64, k->ptr[4], b);
+            const char *argv[] = {cmd, key, arg};
+            if ((e = drv_conn_append(q->conn, arg ? 3 : 2, argv, NULL))) return e;
+        }
+        if ((e = drain_replies(q, n))) return e;
+    }
+    return DRV_OK;
+}
+
 /* ---- jobs ------------------------------------------------------------------------------------ */
 
 drv_err drv_queue_job_delete(drv_queue *q, const char *job) {
@@ -130,8 +154,12 @@ drv_err drv_queue_job_delete(drv_queue *q, const char *job) {
     freeReplyObject(r);
     /* One more than the count: the invisible partition of an interrupted split, if any. */
     if (nparts > 0) nparts++;
+    drv_part_keys k;
     for (int p = 0; p < nparts; p++) {
-        drv_part_keys k;
+        drv_keys_part(&k, q->prefix, job, p);
+        if ((e = each_bucket(q, &k, "UNLINK", NULL))) return e;
+    }
+    for (int p = 0; p < nparts; p++) {
         drv_keys_part(&k, q->prefix, job, p);
         const char *argv[1 + DRV_PART_NKEYS];
         size_t lens[1 + DRV_PART_NKEYS];
@@ -186,6 +214,7 @@ drv_err drv_queue_job_expire(drv_queue *q, const drv_job *job, int64_t ttl_ms,
     for (int p = 0; p < job->partitions; p++) {
         drv_part_keys k;
         drv_keys_part(&k, q->prefix, job->id, p);
+        if ((e = each_bucket(q, &k, "PEXPIRE", ttl))) return e;
         for (int i = 0; i < DRV_PART_NKEYS; i++) {
             const char *argv[] = {"PEXPIRE", k.ptr[i], ttl};
             size_t lens[] = {7, k.len[i], strlen(ttl)};
@@ -322,6 +351,14 @@ drv_err drv_queue_job_create(drv_queue *q, const drv_spec *spec, int64_t total,
     freeReplyObject(r);
     /* 2. partition state hashes, pipelined */
     int payloads = spec->source != DRV_SRC_RANGE && spec->format != DRV_FMT_LINES;
+    /* Buckets of a string-id done record, sized for the ids a partition is expected to get when
+     * the total is known (a file): they split as ids come (lua/_lib.lua), which costs Redis
+     * about as much CPU as the ids themselves, so a known size is better started at. */
+    num_t buckets = "1";
+    if (total > 0) {
+        int64_t nb = total / spec->partitions / DRV_DONE_BUCKET_IDS;
+        snprintf(buckets, sizeof buckets, "%" PRId64, nb > 1 ? nb : 1);
+    }
     for (int p = 0; p < spec->partitions; p++) {
         drv_part_keys k;
         drv_keys_part(&k, q->prefix, spec->id, p);
@@ -340,10 +377,14 @@ drv_err drv_queue_job_create(drv_queue *q, const drv_spec *spec, int64_t total,
                               parts[p].cursor, "exhausted", v[7], "fed", "0", "done", "0", "failed",
                               "0", "dead", "0", "duplicates", "0", "expired", "0",
                               /* Range partitions keep the done record as a bitmap whose bit 0
-                               * is their first id (lua/_lib.lua done_has/done_add); last, so
-                               * other sources simply leave it out. */
+                               * is their first id, other sources in hashed buckets, one to
+                               * start with (lua/_lib.lua done_has/done_add). */
                               "done_base", v[5]};
-        int argc = (int)(sizeof argv / sizeof *argv) - (spec->source == DRV_SRC_RANGE ? 0 : 2);
+        int argc = (int)(sizeof argv / sizeof *argv);
+        if (spec->source != DRV_SRC_RANGE) {
+            argv[argc - 2] = "done_buckets";
+            argv[argc - 1] = buckets;
+        }
         if ((e = drv_conn_append(q->conn, argc, argv, NULL))) return e;
         n++;
     }

@@ -7,8 +7,9 @@
 --   KEYS[3] leased   ZSET  lease token -> deadline (ms, Redis TIME): one lease per claim
 --   KEYS[4] owner    HASH  lease token -> {"worker":"WORKER","ids":[ids still held]} (JSON)
 --   KEYS[5] done     processed ids: a STRING bitmap for range sources (bit id - done_base,
---                    done_base in the state hash), a SET of ids for the others; read and
---                    written only through done_has / done_add below
+--                    done_base in the state hash); for the others, small HASHes KEYS[5]:B
+--                    (done_buckets in the state hash); read and written only through
+--                    done_has / done_add below
 --   KEYS[6] tries    HASH  id -> deliveries so far, written from the second delivery on: an
 --                          id without an entry that is leased is on its first delivery
 --   KEYS[7] retry    ZSET  id -> not-before time (ms, Redis TIME)
@@ -27,19 +28,113 @@ local BATCH_MAX = 1000
 -- The done record (invariant 2). Every script reads and writes it through done_has and
 -- done_add, so its representation lives here. Range partitions carry `done_base` (their first
 -- id) in the state hash and keep a bitmap: bit id - done_base is 1 once id is done, so a dense
--- range costs an eighth of a byte per id instead of a SET member's ~50. Other sources keep a
--- SET of ids. A bitmap offset stays below 2^32 (a Redis string's limit): submit refuses wider
--- partitions.
+-- range costs an eighth of a byte per id instead of a SET member's ~50. A bitmap offset stays
+-- below 2^32 (a Redis string's limit): submit refuses wider partitions.
+--
+-- Other sources carry `done_buckets` (N) and keep their ids in N small HASHes, KEYS[K_DONE]
+-- .. ':' .. B for B in 0..N-1, each field an id (value ''). A HASH of at most 128 fields of up
+-- to 64 bytes is one listpack (hash-max-listpack-entries/-value), where an id costs its bytes
+-- plus 4 (about 10 with its share of the bucket's key and allocation), and a SET member a
+-- dictEntry and a rounded-up string (88 bytes for a 36-character id). The bucket of an id is linear hashing over h = the first 32 bits of its
+-- SHA-1: B = h mod 2T, or h mod T when that is N or more, for T the power of two with T <= N <
+-- 2T. When the ids reach DONE_LOAD per bucket, bucket N - T splits into itself and a new
+-- bucket N (the ids with h mod 2T = N move), so buckets stay near DONE_LOAD ids (at most twice
+-- that before their split) however many ids the job has. `done_ids` in the state hash counts
+-- the ids recorded. The bucket keys share the partition's hash tag, so a script reaches them
+-- in a cluster too, though it cannot declare them. Partitions of jobs from drover before
+-- buckets have neither field and keep a SET at KEYS[K_DONE]; it still works.
 local DONE_BITS = 4294967296
-local done_read, done_base_v = false, nil
+local DONE_LOAD = 48
+local done_read, done_base_v, done_nb, done_ids = false, nil, nil, 0
 
--- done_base of this partition, or nil when its done record is a SET.
-local function done_base()
+local function done_layout()
     if not done_read then
-        done_base_v = tonumber(redis.call('HGET', KEYS[K_STATE], 'done_base') or '')
+        local s = redis.call('HMGET', KEYS[K_STATE], 'done_base', 'done_buckets', 'done_ids')
+        done_base_v, done_nb = tonumber(s[1] or ''), tonumber(s[2] or '')
+        done_ids = tonumber(s[3] or '') or 0
         done_read = true
     end
+end
+
+-- done_base of this partition, or nil when its done record is not a bitmap.
+local function done_base()
+    done_layout()
     return done_base_v
+end
+
+-- 2T for N buckets: the power of two with T <= N < 2T.
+local function bucket_top(nb)
+    local top = 2
+    while top <= nb do
+        top = top * 2
+    end
+    return top
+end
+
+-- The bucket key of id among nb buckets (top = bucket_top(nb)).
+local function bucket_key(id, nb, top)
+    local b = tonumber(string.sub(redis.sha1hex(id), 1, 8), 16) % top
+    if b >= nb then
+        b = b - top / 2
+    end
+    return KEYS[K_DONE] .. ':' .. b
+end
+
+-- Adds bucket nb to nb buckets: moves the ids of bucket nb - T whose h mod 2T is nb.
+local function bucket_split(nb)
+    local top = bucket_top(nb)
+    local src, dst = KEYS[K_DONE] .. ':' .. (nb - top / 2), KEYS[K_DONE] .. ':' .. nb
+    local ids, move = redis.call('HKEYS', src), {}
+    for i = 1, #ids do
+        if tonumber(string.sub(redis.sha1hex(ids[i]), 1, 8), 16) % top == nb then
+            move[#move + 1] = ids[i]
+        end
+    end
+    for k = 1, #move, BATCH_MAX do
+        local part, pairs_ = {}, {}
+        for i = k, math.min(k + BATCH_MAX - 1, #move) do
+            part[#part + 1] = move[i]
+            pairs_[#pairs_ + 1] = move[i]
+            pairs_[#pairs_ + 1] = ''
+        end
+        redis.call('HSET', dst, unpack(pairs_))
+        redis.call('HDEL', src, unpack(part))
+    end
+end
+
+-- Flags for ids (done_has) from the buckets, one HEXISTS each.
+local function bucket_has(ids)
+    local nb, flags = done_nb, {}
+    local top = bucket_top(nb)
+    for i = 1, #ids do
+        flags[i] = redis.call('HEXISTS', bucket_key(ids[i], nb, top), ids[i])
+    end
+    return flags
+end
+
+-- done_add for buckets: the splits the new count may ask for first (a bucket that passes 128
+-- fields turns into a hashtable for good, so none may take a batch before it splits), then one
+-- HSETNX per id (a repeated id finds the field its first copy set). Ids done already count
+-- as new for the splits, so a batch of them may split a bucket early: at most a batch's worth.
+local function bucket_add(ids)
+    local nb, fresh, new = done_nb, {}, 0
+    while done_ids + #ids > DONE_LOAD * nb do
+        bucket_split(nb)
+        nb = nb + 1
+    end
+    if nb ~= done_nb then
+        redis.call('HSET', KEYS[K_STATE], 'done_buckets', nb)
+        done_nb = nb
+    end
+    local top = bucket_top(nb)
+    for i = 1, #ids do
+        fresh[i] = redis.call('HSETNX', bucket_key(ids[i], nb, top), ids[i], '')
+        new = new + fresh[i]
+    end
+    if new > 0 then
+        done_ids = redis.call('HINCRBY', KEYS[K_STATE], 'done_ids', new)
+    end
+    return new, fresh
 end
 
 -- The bit offset of id in a bitmap starting at base, or false when id is not a whole number
@@ -145,6 +240,9 @@ local function done_has(ids, trusted)
     end
     local base = done_base()
     if not base then
+        if done_nb then
+            return bucket_has(ids)
+        end
         return redis.call('SMISMEMBER', KEYS[K_DONE], unpack(ids))
     end
     local offs, lo, hi = done_offsets(ids, base, trusted)
@@ -194,6 +292,9 @@ local function done_add(ids, trusted)
     end
     local base = done_base()
     if not base then
+        if done_nb then
+            return bucket_add(ids)
+        end
         local had = redis.call('SMISMEMBER', KEYS[K_DONE], unpack(ids))
         local add, seen = {}, {}
         for i = 1, #ids do

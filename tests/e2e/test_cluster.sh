@@ -56,6 +56,30 @@ for p in 7 8 9 10 11 12; do R SET "drover:{core.$p}:pending" x >/dev/null; done
 "$DROVER" purge core | grep -q "6 stray keys swept" || fail "stray keys on several masters not swept"
 [ -z "$(keys_anywhere 'drover:{core*')" ] || fail "stray keys are left"
 say "purge on the cluster: every partition and stray key gone from every master"
+# String ids: each partition's done record is HASH buckets its scripts create and split without
+# declaring them (lua/_lib.lua); the hash tag keeps them on the partition's master.
+seq -f 'user-%05g' 1 4000 >"$TMP/users.txt"
+"$DROVER" submit --id str --file "$TMP/users.txt" --partitions 8 --quiet >/dev/null
+bg coord "$DROVER" run str
+coord=$LAST_PID
+bg w4 "$WORKER" --job str --handler noop --batch 100 --concurrency 100 --stats-ms 0 --exit-when-done
+wait_exit 120 "$coord"
+[ "$EXIT_CODE" -eq 0 ] || fail "coordinator of str exited $EXIT_CODE"
+all_done_ids str 8 >"$TMP/done"
+sort "$TMP/users.txt" | cmp -s - "$TMP/done" || fail "str: the done record differs from the source"
+for p in $(seq 0 7); do
+    nb=$(R HGET "drover:{str.$p}:state" done_buckets)
+    [ "$nb" -gt 10 ] || fail "str.$p: $nb buckets, expected its buckets split past 10"
+    for m in $masters; do
+        [ "$(keys_on "$m" "drover:{str.$p}:state" | wc -l)" -eq 1 ] || continue
+        [ "$(keys_on "$m" "drover:{str.$p}:done:*" | wc -l)" -eq "$nb" ] ||
+            fail "str.$p: not all $nb buckets are on its master $m"
+    done
+done
+"$DROVER" purge str | grep -q "^job str: purged$" || fail "drover purge str"
+[ -z "$(keys_anywhere 'drover:{str*')" ] || fail "keys of str are left"
+say "string ids on the cluster: 4000 ids in split buckets beside their partitions, purged"
+
 # Bad cluster and sentinel URLs are bad input: exit 2, a reason, nothing done.
 for bad in "redis+cluster://127.0.0.1:1/3|only database 0" "redis+cluster://127.0.0.1:1,|missing host" \
     "redis+sentinel://127.0.0.1:1|needs the master's name"; do

@@ -6,7 +6,10 @@ start_redis
 
 "$DROVER" submit --id keep --range 1..10 --partitions 2 --quiet >/dev/null
 "$DROVER" submit --id big --range 1..20000 --partitions 4 --quiet >/dev/null
-for j in keep big; do
+# String ids: each partition's done record is done_buckets HASHes (done:0 ...), many here.
+seq -f 'user-%05g' 1 6000 >"$TMP/users.txt"
+"$DROVER" submit --id strs --file "$TMP/users.txt" --partitions 2 --quiet >/dev/null
+for j in keep big strs; do
     bg "run-$j" "$DROVER" run "$j"
     c=$LAST_PID
     bg "w-$j" "$WORKER" --job "$j" --handler noop --exit-when-done
@@ -29,6 +32,14 @@ rc=0
 "$DROVER" list | grep -q '^big ' && fail "big is still listed"
 [ "$(R --scan --pattern 'drover:{keep*' | sort)" = "$keep_keys" ] || fail "purging big touched keep"
 [ "$(status_num keep done)" -eq 10 ] || fail "keep lost its counts"
+
+# Every bucket goes with its partition, none is left for the sweep to find.
+nb=$(R HGET 'drover:{strs.0}:state' done_buckets)
+[ "$nb" -gt 10 ] || fail "strs has $nb buckets in partition 0, expected more than 10"
+[ "$(R --scan --pattern 'drover:{strs.0}:done:*' | wc -l)" -eq "$nb" ] || fail "bucket keys differ from done_buckets"
+"$DROVER" purge strs >"$TMP/out" || fail "drover purge strs"
+grep -qx "job strs: purged" "$TMP/out" || fail "purge strs: $(cat "$TMP/out")"
+[ -z "$(R --scan --pattern 'drover:{strs*')" ] || fail "keys of strs are left"
 
 # Keys left under the job's tags (an earlier partition count, a hand-written key) are swept.
 R SET 'drover:{big.99}:pending' x >/dev/null

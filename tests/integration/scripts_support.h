@@ -150,18 +150,44 @@ static inline void wait_redis_past(int64_t t) {
 
 /* ---- the done record ---------------------------------------------------------------------- */
 
-/* The done record of partition p either way (README "Keys"): range partitions carry
- * `done_base` in their state hash and keep a bitmap (bit id - done_base); others a SET. */
+/* The done record of partition p, any kind (README "Keys"): range partitions carry
+ * `done_base` in their state hash and keep a bitmap (bit id - done_base); others carry
+ * `done_buckets` (N) and keep HASHes done:0 .. done:N-1; jobs from before buckets a SET. */
 static inline int done_is_bitmap(const char *job, int p) {
     return rint_("HEXISTS drover:{%s.%d}:state done_base", job, p) == 1;
+}
+
+static inline int done_is_buckets(const char *job, int p) {
+    return rint_("HEXISTS drover:{%s.%d}:state done_buckets", job, p) == 1;
 }
 
 static inline long long done_base_of(const char *job, int p) {
     return rint_("HGET drover:{%s.%d}:state done_base", job, p);
 }
 
+/* The bucket key of ARGV[1] (KEYS: state, done), written from README's description rather than
+ * taken from lua/_lib.lua: h = the first 32 bits of the id's SHA-1, T the power of two with
+ * T <= N < 2T; bucket h mod 2T, or h mod T when that is N or more. */
+#define DONE_BUCKET_LUA                                                                            \
+    "local n = tonumber(redis.call('HGET', KEYS[1], 'done_buckets')) "                             \
+    "local t = 1 while t * 2 <= n do t = t * 2 end "                                               \
+    "local h = tonumber(string.sub(redis.sha1hex(ARGV[1]), 1, 8), 16) "                            \
+    "local b = h % (2 * t) if b >= n then b = h % t end "                                          \
+    "return KEYS[2] .. ':' .. b"
+
+static inline char *done_bucket_of(const char *job, int p, const char *id) {
+    return rstr("EVAL %s 2 drover:{%s.%d}:state drover:{%s.%d}:done %s", DONE_BUCKET_LUA, job, p,
+                job, p, id);
+}
+
 /* 1 when 'id' is recorded done in partition p. */
 static inline int is_done(const char *job, int p, const char *id) {
+    if (done_is_buckets(job, p)) {
+        char *key = done_bucket_of(job, p, id);
+        int n = (int)rint_("HEXISTS %s %s", key, id);
+        free(key);
+        return n;
+    }
     if (!done_is_bitmap(job, p)) return (int)rint_("SISMEMBER drover:{%s.%d}:done %s", job, p, id);
     return (int)rint_("GETBIT drover:{%s.%d}:done %lld", job, p,
                       strtoll(id, NULL, 10) - done_base_of(job, p));
@@ -169,13 +195,24 @@ static inline int is_done(const char *job, int p, const char *id) {
 
 /* How many ids partition p records done. */
 static inline long long done_count(const char *job, int p) {
+    if (done_is_buckets(job, p))
+        return rint_("EVAL %s 2 drover:{%s.%d}:state drover:{%s.%d}:done",
+                     "local n, c = tonumber(redis.call('HGET', KEYS[1], 'done_buckets')), 0 "
+                     "for b = 0, n - 1 do c = c + redis.call('HLEN', KEYS[2] .. ':' .. b) end "
+                     "return c",
+                     job, p, job, p);
     if (!done_is_bitmap(job, p)) return rint_("SCARD drover:{%s.%d}:done", job, p);
     return rint_("BITCOUNT drover:{%s.%d}:done", job, p);
 }
 
 /* Records 'id' done directly (as an earlier run would have). */
 static inline void mark_done(const char *job, int p, const char *id) {
-    if (!done_is_bitmap(job, p))
+    if (done_is_buckets(job, p)) {
+        char *key = done_bucket_of(job, p, id);
+        if (rint_("HSETNX %s %s %s", key, id, ""))
+            rint_("HINCRBY drover:{%s.%d}:state done_ids 1", job, p);
+        free(key);
+    } else if (!done_is_bitmap(job, p))
         rint_("SADD drover:{%s.%d}:done %s", job, p, id);
     else
         rint_("SETBIT drover:{%s.%d}:done %lld 1", job, p,

@@ -1,6 +1,7 @@
 /* The done record (lua/_lib.lua done_has/done_add) against a real redis-server: a bitmap for
- * range partitions (bit id - done_base, done_base = the partition's first id), a SET of ids for
- * the other sources. Through the queue API: claim, ack, fail and lease recovery. */
+ * range partitions (bit id - done_base, done_base = the partition's first id), hashed buckets of
+ * ids for the other sources (a SET for jobs from before buckets). Through the queue API: claim,
+ * ack, fail and lease recovery. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -208,19 +209,130 @@ static void a_done_range_item_whose_lease_expires_is_only_dropped(void **state) 
     claim_free(&d);
 }
 
-static void file_and_stdin_partitions_keep_a_set_of_ids(void **state) {
+static void file_and_stdin_partitions_keep_their_ids_in_hashed_buckets(void **state) {
     (void)state;
     jobopt o = defaults();
     o.payloads = 1;
     create_job("j", &o);
     assert_int_equal(rint_("HEXISTS drover:{j.0}:state done_base"), 0);
+    assert_rstr("1", "HGET drover:{j.0}:state done_buckets"); /* total unknown: one to start */
     drv_feed_item it[2] = {{"user-0001234", 12, "{}", 2},
                            {"6f1c2e4a-9b3d-4c1e-8f2a-0d5b7e9c1a23", 36, "{}", 2}};
     assert_int_equal(drv_queue_feed(q, "j", 0, "0", "2", 1, it, 2, NULL), DRV_OK);
     assert_int_equal(claim_and_ack_all("j"), 2);
+    assert_int_equal(rint_("EXISTS drover:{j.0}:done"), 0);
+    assert_rstr("hash", "TYPE drover:{j.0}:done:0");
+    assert_rstr("listpack", "OBJECT ENCODING drover:{j.0}:done:0");
+    assert_int_equal(rint_("HEXISTS drover:{j.0}:done:0 user-0001234"), 1);
+    assert_int_equal(rint_("HLEN drover:{j.0}:done:0"), 2);
+    assert_rstr("2", "HGET drover:{j.0}:state done_ids");
+}
+
+/* Feeds string ids PREFIX-00001 .. PREFIX-n (payload {}) to partition 0, 1000 a call. */
+static void feed_strings(const char *job, const char *prefix, int from, int to) {
+    static drv_feed_item items[1000];
+    static char ids[1000][32];
+    for (int lo = from; lo <= to; lo += 1000) {
+        int hi = lo + 999 < to ? lo + 999 : to, n = 0;
+        for (int i = lo; i <= hi; i++, n++) {
+            snprintf(ids[n], sizeof ids[n], "%s-%05d", prefix, i);
+            items[n] = (drv_feed_item){ids[n], strlen(ids[n]), "{}", 2};
+        }
+        char expect[32], next[32];
+        long long cur = rint_("HGET drover:{%s.0}:state cursor", job);
+        snprintf(expect, sizeof expect, "%lld", cur);
+        snprintf(next, sizeof next, "%lld", cur + n);
+        assert_int_equal(drv_queue_feed(q, job, 0, expect, next, 1, items, (size_t)n, NULL),
+                         DRV_OK);
+    }
+}
+
+/* Buckets split as ids come (48 a bucket: linear hashing, one split at a time), and every id
+ * stays where README's formula puts it (is_done computes its bucket independently). */
+static void buckets_split_as_ids_come_and_keep_each_id_where_the_formula_puts_it(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    o.payloads = 1;
+    create_job("j", &o);
+    for (int k = 0; k < 3; k++) {
+        feed_strings("j", "u", 1 + k * 1000, (k + 1) * 1000);
+        assert_int_equal(claim_and_ack_all("j"), 1000);
+    }
+    long long nb = rint_("HGET drover:{j.0}:state done_buckets");
+    assert_int_equal(nb, 63); /* the least N with 3000 <= 48 N */
+    assert_rstr("3000", "HGET drover:{j.0}:state done_ids");
+    assert_int_equal(done_count("j", 0), 3000);
+    for (long long b = 0; b < nb; b++) {
+        long long n = rint_("HLEN drover:{j.0}:done:%lld", b);
+        if (n < 1 || n > 128) fail_msg("bucket %lld holds %lld ids", b, n);
+        char *enc = rstr("OBJECT ENCODING drover:{j.0}:done:%lld", b);
+        assert_string_equal(enc, "listpack");
+        free(enc);
+    }
+    assert_int_equal(rint_("EXISTS drover:{j.0}:done:%lld", nb), 0);
+    char id[32];
+    for (int i = 1; i <= 3000; i++) {
+        snprintf(id, sizeof id, "u-%05d", i);
+        if (!is_done("j", 0, id)) fail_msg("%s is not in its bucket", id);
+    }
+    assert_int_equal(is_done("j", 0, "u-03001"), 0);
+    /* Fed again (a source listing them twice), every one is dropped at claim time. */
+    feed_strings("j", "u", 1, 1000);
+    drv_claim c;
+    claim("j", 1000, "w", &c);
+    assert_int_equal(c.n, 0);
+    assert_int_equal(counter("j", 0, "skipped"), 1000);
+    claim_free(&c);
+
+    /* ttl_after_done reaches every bucket; a delete removes them all. */
+    drv_job j;
+    assert_int_equal(drv_queue_job_get(q, "j", &j), DRV_OK);
+    int64_t at;
+    assert_int_equal(drv_queue_job_expire(q, &j, 60000, &at), DRV_OK);
+    for (long long b = 0; b < nb; b++) {
+        long long ttl = rint_("PTTL drover:{j.0}:done:%lld", b);
+        if (ttl <= 0 || ttl > 60000) fail_msg("bucket %lld: PTTL %lld", b, ttl);
+    }
+    assert_int_equal(drv_queue_job_delete(q, "j"), DRV_OK);
+    assert_int_equal(rint_("DBSIZE"), 0);
+}
+
+/* Submit sizes the buckets for the ids a partition is expected to get when the total is known
+ * (a file), so they need not split while the job runs. */
+static void submit_sizes_the_buckets_for_a_known_total(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    o.payloads = 1;
+    o.parts = 2;
+    drv_spec s = spec_of("j", &o);
+    drv_part_init parts[2];
+    memset(parts, 0, sizeof parts);
+    snprintf(parts[0].cursor, sizeof parts[0].cursor, "0");
+    snprintf(parts[1].cursor, sizeof parts[1].cursor, "0");
+    assert_int_equal(drv_queue_job_create(q, &s, 48 * 4 * 2 + 5, parts, 0), DRV_OK);
+    assert_rstr("4", "HGET drover:{j.0}:state done_buckets");
+    assert_rstr("4", "HGET drover:{j.1}:state done_buckets");
+    assert_int_equal(drv_queue_job_create(q, &s, 3, parts, 1), DRV_OK); /* fewer: still one */
+    assert_rstr("1", "HGET drover:{j.1}:state done_buckets");
+    range_job("r", 1, 100000); /* a range keeps its bitmap */
+    assert_int_equal(rint_("HEXISTS drover:{r.0}:state done_buckets"), 0);
+}
+
+/* A partition of a job submitted by drover before buckets has neither done_base nor
+ * done_buckets: its SET of ids goes on working. */
+static void a_job_from_before_buckets_keeps_its_set(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    o.payloads = 1;
+    create_job("j", &o);
+    rint_("HDEL drover:{j.0}:state done_buckets");
+    rint_("SADD drover:{j.0}:done u-00002"); /* done by the old version */
+    feed_strings("j", "u", 1, 3);
+    assert_int_equal(claim_and_ack_all("j"), 2);
+    assert_int_equal(counter("j", 0, "skipped"), 1);
     assert_rstr("set", "TYPE drover:{j.0}:done");
-    assert_int_equal(rint_("SISMEMBER drover:{j.0}:done user-0001234"), 1);
-    assert_int_equal(rint_("SCARD drover:{j.0}:done"), 2);
+    assert_int_equal(rint_("SCARD drover:{j.0}:done"), 3);
+    assert_int_equal(rint_("EXISTS drover:{j.0}:done:0"), 0);
 }
 
 /* A split's new partition keeps its own bitmap from its own first id (the cut). The ids from the
@@ -312,7 +424,10 @@ int main(void) {
         T(an_ack_of_an_id_outside_the_bitmap_is_unknown_and_sets_nothing),
         T(a_failure_of_a_range_item_already_done_is_not_dead_lettered),
         T(a_done_range_item_whose_lease_expires_is_only_dropped),
-        T(file_and_stdin_partitions_keep_a_set_of_ids),
+        T(file_and_stdin_partitions_keep_their_ids_in_hashed_buckets),
+        T(buckets_split_as_ids_come_and_keep_each_id_where_the_formula_puts_it),
+        T(submit_sizes_the_buckets_for_a_known_total),
+        T(a_job_from_before_buckets_keeps_its_set),
         T(a_split_partition_has_its_own_bitmap_from_the_cut),
         T(a_dense_batch_keeps_the_other_bits_of_its_bytes),
         T(a_sparse_batch_sets_and_reads_the_same_bits),

@@ -558,7 +558,7 @@ static void every_key_has_its_documented_type(void **state) {
         {"drover:{workers}:w", "hash"},   {"drover:{j}:job", "hash"},
         {"drover:{j}:lock", "string"},    {"drover:{j.0}:state", "hash"},
         {"drover:{j.0}:pending", "list"}, {"drover:{j.0}:leased", "zset"},
-        {"drover:{j.0}:owner", "hash"},   {"drover:{j.0}:done", "set"},
+        {"drover:{j.0}:owner", "hash"},   {"drover:{j.0}:done:0", "hash"},
         {"drover:{j.0}:tries", "hash"},   {"drover:{j.0}:retry", "zset"},
         {"drover:{j.0}:dead", "hash"},    {"drover:{j.0}:errors", "hash"},
         {"drover:{j.0}:items", "hash"},   {"drover:{j}:limits", "hash"},

@@ -265,13 +265,21 @@ done_at_least() { # done_at_least JOB N
     [ "$(status_num "$1" done)" -ge "$2" ]
 }
 
-# The ids one partition's done record holds, either kind (README "Keys": range partitions keep
-# a bitmap whose bit 0 is the id in `done_base`, other sources a SET). README's script.
-DONE_IDS_LUA='local b = tonumber(redis.call("HGET", KEYS[1], "done_base") or "")
+# The ids one partition's done record holds, any kind (README "Keys": range partitions keep a
+# bitmap whose bit 0 is the id in `done_base`, other sources `done_buckets` HASHes done:B, jobs
+# from before buckets a SET). README's script.
+DONE_IDS_LUA='local s = redis.call("HMGET", KEYS[1], "done_base", "done_buckets")
+local b, n, out = tonumber(s[1] or ""), tonumber(s[2] or ""), {}
+if n then
+    for k = 0, n - 1 do
+        for _, id in ipairs(redis.call("HKEYS", KEYS[2] .. ":" .. k)) do out[#out + 1] = id end
+    end
+    return out
+end
 if not b then return redis.call("SMEMBERS", KEYS[2]) end
-local s, out = redis.call("GET", KEYS[2]) or "", {}
-for i = 1, #s do
-    local c = s:byte(i)
+local bits = redis.call("GET", KEYS[2]) or ""
+for i = 1, #bits do
+    local c = bits:byte(i)
     for k = 0, 7 do
         if c >= 2 ^ (7 - k) then
             c = c - 2 ^ (7 - k)
@@ -286,12 +294,12 @@ done_ids() {
     R EVAL "$DONE_IDS_LUA" 2 "drover:{$1.$2}:state" "drover:{$1.$2}:done"
 }
 
-# done_count JOB P: how many ids partition P of JOB records done (BITCOUNT or SCARD).
+# done_count JOB P: how many ids partition P of JOB records done.
 done_count() {
     if [ "$(R HEXISTS "drover:{$1.$2}:state" done_base)" = 1 ]; then
         R BITCOUNT "drover:{$1.$2}:done"
     else
-        R SCARD "drover:{$1.$2}:done"
+        done_ids "$1" "$2" | grep -c . || true
     fi
 }
 
