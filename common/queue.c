@@ -352,8 +352,9 @@ drv_err drv_queue_job_create(drv_queue *q, const drv_spec *spec, int64_t total,
     /* 2. partition state hashes, pipelined */
     int payloads = spec->source != DRV_SRC_RANGE && spec->format != DRV_FMT_LINES;
     /* Buckets of a string-id done record, sized for the ids a partition is expected to get when
-     * the total is known (a file): they split as ids come (lua/_lib.lua), which costs Redis
-     * about as much CPU as the ids themselves, so a known size is better started at. */
+     * the total is known (a file). Otherwise they split as ids come (lua/_lib.lua), which costs
+     * Redis about 3 us of CPU per id over a job (BENCHMARKS.md), more than the rest of a
+     * string id's record. */
     num_t buckets = "1";
     if (total > 0) {
         int64_t nb = total / spec->partitions / DRV_DONE_BUCKET_IDS;

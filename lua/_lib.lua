@@ -80,25 +80,31 @@ local function bucket_key(id, nb, top)
     return KEYS[K_DONE] .. ':' .. b
 end
 
--- Adds bucket nb to nb buckets: moves the ids of bucket nb - T whose h mod 2T is nb.
+-- Adds bucket nb to nb buckets: the ids of bucket nb - T whose h mod 2T is nb move to it.
+-- Both are written whole (DEL and HSET: a listpack built in one pass, where HDEL of half its
+-- fields would scan it once per field).
 local function bucket_split(nb)
     local top = bucket_top(nb)
     local src, dst = KEYS[K_DONE] .. ':' .. (nb - top / 2), KEYS[K_DONE] .. ':' .. nb
-    local ids, move = redis.call('HKEYS', src), {}
+    local ids = redis.call('HKEYS', src)
+    local stay, move = {}, {}
     for i = 1, #ids do
+        local t = stay
         if tonumber(string.sub(redis.sha1hex(ids[i]), 1, 8), 16) % top == nb then
-            move[#move + 1] = ids[i]
+            t = move
         end
+        t[#t + 1] = ids[i]
+        t[#t + 1] = ''
     end
-    for k = 1, #move, BATCH_MAX do
-        local part, pairs_ = {}, {}
-        for i = k, math.min(k + BATCH_MAX - 1, #move) do
-            part[#part + 1] = move[i]
-            pairs_[#pairs_ + 1] = move[i]
-            pairs_[#pairs_ + 1] = ''
+    if #move == 0 then
+        return
+    end
+    redis.call('DEL', src)
+    for _, w in ipairs({{src, stay}, {dst, move}}) do
+        local t = w[2]
+        for k = 1, #t, 2 * BATCH_MAX do
+            redis.call('HSET', w[1], unpack(t, k, math.min(k + 2 * BATCH_MAX - 1, #t)))
         end
-        redis.call('HSET', dst, unpack(pairs_))
-        redis.call('HDEL', src, unpack(part))
     end
 end
 
