@@ -11,6 +11,8 @@
 # again to feed) instead of the range 1..ITEMS, to measure the done buckets of string ids:
 #   awk 'BEGIN { for (i = 1; i <= 1000000; i++) printf "user-%07d\n", i }' >/tmp/ids.txt
 #   BENCH_FILE=/tmp/ids.txt bench/core.sh 1000000 16 2 noop 1000 1000
+# BENCH_STDIN=PATH pipes that file to `drover submit --source -` instead (the total unknown until
+# its end, so the done buckets grow as ids come rather than being sized at submit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 items=${1:-1000000} parts=${2:-16} nworkers=${3:-2} handler=${4:-noop} batch=${5:-1000}
@@ -18,7 +20,13 @@ conc=${6:-$batch}
 . bench/lib.sh
 bench_bins
 bench_redis_start
-if [ -n "${BENCH_FILE:-}" ]; then src=(--file "$BENCH_FILE"); else src=(--range "1..$items"); fi
+if [ -n "${BENCH_FILE:-}" ]; then
+    src=(--file "$BENCH_FILE")
+elif [ -n "${BENCH_STDIN:-}" ]; then
+    src=(--source -)
+else
+    src=(--range "1..$items")
+fi
 bench_drover "$items" "$parts" "$nworkers" "$batch" "$conc" "$handler" "${src[@]}"
 printf '%-28s %s\n' "items" "$R_done" \
     "partitions / workers" "$parts / $nworkers" \

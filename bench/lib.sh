@@ -152,13 +152,26 @@ bench_pending_sample() {
 bench_drover() {
     local expected=$1 parts=$2 nworkers=$3 batch=$4 conc=$5 handler=$6
     shift 6
-    local mem0 cpu0 t0 t1 cpu1 mem1 rc=0 wpids=() wp
+    local mem0 cpu0 t0 t1 cpu1 mem1 rc=0 wpids=() wp spid=""
     bench_reset
     mem0=$(bench_mem)
     cpu0=$(bench_cpu)
     t0=$(bench_now)
-    "$B/drover" submit --id bench "$@" --partitions "$parts" --window "${BENCH_WINDOW:-20000}" \
-        --quiet >/dev/null
+    if [ -n "${BENCH_STDIN:-}" ]; then
+        # A stdin job: submit feeds it while the coordinator and workers run (the window holds
+        # it back), so it goes to the background once the job exists.
+        "$B/drover" submit --id bench "$@" --partitions "$parts" --window "${BENCH_WINDOW:-20000}" \
+            --quiet <"$BENCH_STDIN" >/dev/null &
+        spid=$!
+        BENCH_PIDS+=("$spid")
+        until [ "$(bench_redis EXISTS 'drover:{bench}:job')" = 1 ]; do
+            kill -0 "$spid" 2>/dev/null || bench_die "drover submit of $BENCH_STDIN exited early"
+            sleep 0.05
+        done
+    else
+        "$B/drover" submit --id bench "$@" --partitions "$parts" --window "${BENCH_WINDOW:-20000}" \
+            --quiet >/dev/null
+    fi
     for _ in $(seq "$nworkers"); do
         if [ "$handler" = noop ]; then
             "$B/drover-worker" --job bench --handler noop --batch "$batch" --concurrency "$conc" \
@@ -181,6 +194,9 @@ bench_drover() {
         timeout 60 tail --pid="$wp" -s 0.05 -f /dev/null || bench_die "worker $wp still running 60 s after the job ended"
         wait "$wp" || bench_die "a worker exited with status $?"
     done
+    if [ -n "$spid" ]; then
+        wait "$spid" || bench_die "drover submit of $BENCH_STDIN exited with status $?"
+    fi
     BENCH_PIDS=()
     bench_watch_stop
     R_pending=""

@@ -46,7 +46,8 @@ drover_row workers "drover, 1 worker (" 2k
 for w in 2 4 8; do drover_row workers "drover, $w workers (" 2k; done
 drover_row memory "processed record, 2k range ids" 2k
 drover_row memory "processed record, 20k range ids" 20k
-drover_row memory "processed record, 2k string ids (36" 2k
+drover_row memory "processed record, 2k string ids (36 chars, file" 2k
+drover_row memory "processed record, 2k string ids (36 chars, stdin" 2k
 drover_row memory "processed record, 2k string ids (12" 2k
 # The 10x job's pending items were sampled; the window (20000 per partition, 16) bounds them.
 pend=$(grep -F "| memory | processed record, 20k range ids" "$TMP/table.md" |
@@ -57,7 +58,7 @@ for t in LPOP SADD; do
     grep -E "^\| limit \| redis-benchmark $t, pipelined .* \| [0-9,]+ \|  \|  \|  \| drover \(2 workers\) runs at [0-9.]+% of it \|$" \
         "$TMP/table.md" >/dev/null || fail "no redis-benchmark $t row"
 done
-[ "$(grep -c '^| ' "$TMP/table.md")" -eq $((2 + 2 + 2 + 4 + 4 + 4)) ] || fail "not the rows expected"
+[ "$(grep -c '^| ' "$TMP/table.md")" -eq $((2 + 2 + 2 + 4 + 4 + 5)) ] || fail "not the rows expected"
 
 say "--write: today's section replaced, the rest kept"
 printf '# benchmarks\n\nintro\n\n## older\n\nkept\n' >"$TMP/B.md"
