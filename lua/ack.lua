@@ -1,4 +1,4 @@
--- ack.lua: record items as processed. The done set is the idempotency record: an item is
+-- ack.lua: record items as processed in the done record (the idempotency record): an item is
 -- marked done once, whoever acks it.
 --
 -- KEYS:    the partition keys (see _lib.lua).
