@@ -71,9 +71,14 @@ local function bucket_top(nb)
     return top
 end
 
+-- h of an id: the first 32 bits of its SHA-1.
+local function id_hash(id)
+    return tonumber(string.sub(redis.sha1hex(id), 1, 8), 16)
+end
+
 -- The bucket key of id among nb buckets (top = bucket_top(nb)).
 local function bucket_key(id, nb, top)
-    local b = tonumber(string.sub(redis.sha1hex(id), 1, 8), 16) % top
+    local b = id_hash(id) % top
     if b >= nb then
         b = b - top / 2
     end
@@ -90,7 +95,7 @@ local function bucket_split(nb)
     local stay, move = {}, {}
     for i = 1, #ids do
         local t = stay
-        if tonumber(string.sub(redis.sha1hex(ids[i]), 1, 8), 16) % top == nb then
+        if id_hash(ids[i]) % top == nb then
             t = move
         end
         t[#t + 1] = ids[i]

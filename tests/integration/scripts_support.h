@@ -317,23 +317,34 @@ static inline void create_job(const char *id, const jobopt *o) {
     assert_int_equal(drv_queue_job_create(q, &s, -1, parts, 0), DRV_OK);
 }
 
-/* Feeds ids from..to (decimal) to partition p in chunks of 1000, the cursor counting items. */
-static inline void feed_range(const char *job, int p, int from, int to) {
+/* Feeds ids PREFIX from..to to partition p in chunks of 1000, the cursor counting items: the
+ * bare number when prefix is NULL, else PREFIX-00001 style, with payload "{}" (a payload job). */
+static inline void feed_ids_as(const char *job, int p, const char *prefix, int from, int to) {
     static drv_feed_item items[1000];
-    static char ids[1000][16];
+    static char ids[1000][32];
     for (int lo = from; lo <= to; lo += 1000) {
         int hi = lo + 999 < to ? lo + 999 : to, n = 0;
         for (int i = lo; i <= hi; i++, n++) {
-            snprintf(ids[n], sizeof ids[n], "%d", i);
-            items[n] = (drv_feed_item){ids[n], strlen(ids[n]), NULL, 0};
+            if (prefix)
+                snprintf(ids[n], sizeof ids[n], "%s-%05d", prefix, i);
+            else
+                snprintf(ids[n], sizeof ids[n], "%d", i);
+            items[n] =
+                (drv_feed_item){ids[n], strlen(ids[n]), prefix ? "{}" : NULL, prefix ? 2 : 0};
         }
         char expect[32], next[32];
         long long cur = rint_("HGET drover:{%s.%d}:state cursor", job, p);
         snprintf(expect, sizeof expect, "%lld", cur);
         snprintf(next, sizeof next, "%lld", cur + n);
-        assert_int_equal(drv_queue_feed(q, job, p, expect, next, 0, items, (size_t)n, NULL),
-                         DRV_OK);
+        assert_int_equal(
+            drv_queue_feed(q, job, p, expect, next, prefix ? 1 : 0, items, (size_t)n, NULL),
+            DRV_OK);
     }
+}
+
+/* Feeds ids from..to (decimal) to partition p in chunks of 1000, the cursor counting items. */
+static inline void feed_range(const char *job, int p, int from, int to) {
+    feed_ids_as(job, p, NULL, from, to);
 }
 
 /* A job with items 1..n pending in partition 0. */

@@ -228,25 +228,6 @@ static void file_and_stdin_partitions_keep_their_ids_in_hashed_buckets(void **st
     assert_rstr("2", "HGET drover:{j.0}:state done_ids");
 }
 
-/* Feeds string ids PREFIX-00001 .. PREFIX-n (payload {}) to partition 0, 1000 a call. */
-static void feed_strings(const char *job, const char *prefix, int from, int to) {
-    static drv_feed_item items[1000];
-    static char ids[1000][32];
-    for (int lo = from; lo <= to; lo += 1000) {
-        int hi = lo + 999 < to ? lo + 999 : to, n = 0;
-        for (int i = lo; i <= hi; i++, n++) {
-            snprintf(ids[n], sizeof ids[n], "%s-%05d", prefix, i);
-            items[n] = (drv_feed_item){ids[n], strlen(ids[n]), "{}", 2};
-        }
-        char expect[32], next[32];
-        long long cur = rint_("HGET drover:{%s.0}:state cursor", job);
-        snprintf(expect, sizeof expect, "%lld", cur);
-        snprintf(next, sizeof next, "%lld", cur + n);
-        assert_int_equal(drv_queue_feed(q, job, 0, expect, next, 1, items, (size_t)n, NULL),
-                         DRV_OK);
-    }
-}
-
 /* Buckets split as ids come (48 a bucket: linear hashing, one split at a time), and every id
  * stays where README's formula puts it (is_done computes its bucket independently). */
 static void buckets_split_as_ids_come_and_keep_each_id_where_the_formula_puts_it(void **state) {
@@ -255,7 +236,7 @@ static void buckets_split_as_ids_come_and_keep_each_id_where_the_formula_puts_it
     o.payloads = 1;
     create_job("j", &o);
     for (int k = 0; k < 3; k++) {
-        feed_strings("j", "u", 1 + k * 1000, (k + 1) * 1000);
+        feed_ids_as("j", 0, "u", 1 + k * 1000, (k + 1) * 1000);
         assert_int_equal(claim_and_ack_all("j"), 1000);
     }
     long long nb = rint_("HGET drover:{j.0}:state done_buckets");
@@ -277,7 +258,7 @@ static void buckets_split_as_ids_come_and_keep_each_id_where_the_formula_puts_it
     }
     assert_int_equal(is_done("j", 0, "u-03001"), 0);
     /* Fed again (a source listing them twice), every one is dropped at claim time. */
-    feed_strings("j", "u", 1, 1000);
+    feed_ids_as("j", 0, "u", 1, 1000);
     drv_claim c;
     claim("j", 1000, "w", &c);
     assert_int_equal(c.n, 0);
@@ -327,7 +308,7 @@ static void a_job_from_before_buckets_keeps_its_set(void **state) {
     create_job("j", &o);
     rint_("HDEL drover:{j.0}:state done_buckets");
     rint_("SADD drover:{j.0}:done u-00002"); /* done by the old version */
-    feed_strings("j", "u", 1, 3);
+    feed_ids_as("j", 0, "u", 1, 3);
     assert_int_equal(claim_and_ack_all("j"), 2);
     assert_int_equal(counter("j", 0, "skipped"), 1);
     assert_rstr("set", "TYPE drover:{j.0}:done");
