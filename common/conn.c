@@ -269,7 +269,21 @@ const char *drv_conn_errstr(const drv_conn *c) {
     return c->err;
 }
 
-/* Takes ownership of reply r: turns an error reply into DRV_EREPLY. */
+/* Refusals a healthy server gives while it cannot take writes for a while: out of memory
+ * under maxmemory/noeviction, a failed background save (stop-writes-on-bgsave-error),
+ * loading its dataset, a script or module running too long. Nothing was written; the same
+ * call may succeed later, so callers treat them as an outage without reconnecting. */
+static int transient_refusal(const char *err) {
+    static const char *const words[] = {"OOM", "MISCONF", "LOADING", "BUSY", "MASTERDOWN"};
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++) {
+        size_t n = strlen(words[i]);
+        if (strncmp(err, words[i], n) == 0 && (err[n] == ' ' || err[n] == '\0')) return 1;
+    }
+    return 0;
+}
+
+/* Takes ownership of reply r: turns an error reply into DRV_EREPLY (DRV_EFULL for a
+ * transient refusal). */
 static drv_err check_reply(drv_conn *c, redisReply *r, redisReply **out) {
     if (!r) {
         mark_broken(c);
@@ -287,6 +301,7 @@ static drv_err check_reply(drv_conn *c, redisReply *r, redisReply **out) {
             set_err(c, "%s was demoted to a replica: %s", c->addr, msg);
             return DRV_EIO;
         }
+        if (transient_refusal(c->err)) return DRV_EFULL;
         return DRV_EREPLY;
     }
     *out = r;
@@ -402,6 +417,7 @@ static drv_err script_error(const char *msg) {
     } map[] = {
         {"DRV_PAUSED", DRV_EPAUSED}, {"DRV_CANCELLED", DRV_ECANCELLED}, {"DRV_NOJOB", DRV_ENOJOB},
         {"DRV_CURSOR", DRV_ECURSOR}, {"DRV_SPLIT", DRV_ECURSOR},        {"DRV_EXISTS", DRV_EEXIST},
+        {"DRV_CORRUPT", DRV_ECORRUPT},
     };
     for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
         size_t n = strlen(map[i].word);

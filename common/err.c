@@ -26,6 +26,10 @@ const char *drv_strerror(drv_err e) {
         return "too big";
     case DRV_ELOCKED:
         return "job is locked by another coordinator";
+    case DRV_EFULL:
+        return "Redis refuses writes for now";
+    case DRV_ECORRUPT:
+        return "state in Redis is corrupt";
     }
     return "unknown error";
 }

@@ -16,6 +16,10 @@ typedef enum drv_err {
     DRV_ECURSOR,    /* a feed lost its race: the partition cursor moved */
     DRV_ETOOBIG,    /* an item or buffer is over its cap */
     DRV_ELOCKED,    /* another coordinator holds the job's lock */
+    DRV_EFULL,      /* Redis refused a write for now (OOM, MISCONF, LOADING, BUSY): treat it as
+                     * an outage on a live connection, back off and try again */
+    DRV_ECORRUPT,   /* state in Redis is not what drover wrote (a wrong type, a field that is
+                     * not a number, bad JSON); the text names the key and field */
 } drv_err;
 
 const char *drv_strerror(drv_err e);
