@@ -415,8 +415,9 @@ static drv_err script_error(const char *msg) {
         const char *word;
         drv_err e;
     } map[] = {
-        {"DRV_PAUSED", DRV_EPAUSED}, {"DRV_CANCELLED", DRV_ECANCELLED}, {"DRV_NOJOB", DRV_ENOJOB},
-        {"DRV_CURSOR", DRV_ECURSOR}, {"DRV_SPLIT", DRV_ECURSOR},        {"DRV_EXISTS", DRV_EEXIST},
+        {"DRV_PAUSED", DRV_EPAUSED},   {"DRV_CANCELLED", DRV_ECANCELLED},
+        {"DRV_NOJOB", DRV_ENOJOB},     {"DRV_CURSOR", DRV_ECURSOR},
+        {"DRV_SPLIT", DRV_ECURSOR},    {"DRV_EXISTS", DRV_EEXIST},
         {"DRV_CORRUPT", DRV_ECORRUPT},
     };
     for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
