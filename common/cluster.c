@@ -369,6 +369,10 @@ static redisReply *routed(drv_cluster *cl, int ni, int argc, const char **argv,
             if (to < 0) return r;
             drv_debug("cluster: %.*s", (int)r->len, r->str);
             freeReplyObject(r);
+            /* A second redirection for one command: the masters disagree about the slot
+             * (SETSLOT NODE reached some of them, not yet all; a failover under way). They
+             * would bounce the command between them; give them time to agree. */
+            if (attempt > 0) backoff(attempt - 1);
             if (moved) {
                 /* A moved slot seldom moves alone (a reshard, a failover): read the whole
                  * map again, and trust the redirection for this slot whatever it says. */

@@ -271,10 +271,13 @@ const char *drv_conn_errstr(const drv_conn *c) {
 
 /* Refusals a healthy server gives while it cannot take writes for a while: out of memory
  * under maxmemory/noeviction, a failed background save (stop-writes-on-bgsave-error),
- * loading its dataset, a script or module running too long. Nothing was written; the same
- * call may succeed later, so callers treat them as an outage without reconnecting. */
+ * loading its dataset, a script or module running too long, and in a cluster the
+ * redirections and retries still unsettled after cluster.c followed them for seconds (a
+ * reshard or failover half done). Nothing was written; the same call may succeed later, so
+ * callers treat them as an outage without reconnecting. */
 static int transient_refusal(const char *err) {
-    static const char *const words[] = {"OOM", "MISCONF", "LOADING", "BUSY", "MASTERDOWN"};
+    static const char *const words[] = {"OOM",   "MISCONF", "LOADING",  "BUSY",       "MASTERDOWN",
+                                        "MOVED", "ASK",     "TRYAGAIN", "CLUSTERDOWN"};
     for (size_t i = 0; i < sizeof words / sizeof *words; i++) {
         size_t n = strlen(words[i]);
         if (strncmp(err, words[i], n) == 0 && (err[n] == ' ' || err[n] == '\0')) return 1;
