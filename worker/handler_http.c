@@ -100,9 +100,16 @@ static int allowed(const http_engine *e, const char *url, char *why, size_t whyl
             snprintf(h, sizeof h, "%s", host);
         }
         ok = drv_host_rules_match(e->allow, e->nallow, scheme, h, atoi(port));
-        if (!ok)
-            snprintf(why, whylen, "host %s port %s is not in this worker's --http-allow", host,
-                     port);
+        int host_known = 0;
+        for (int i = 0; !ok && i < e->nallow; i++)
+            host_known |= strcasecmp(e->allow[i].host, h) == 0;
+        if (!ok && host_known)
+            snprintf(why, whylen,
+                     "port %s of host %s is not in this worker's --http-allow (HOST alone is "
+                     "its scheme's default port; HOST:PORT or HOST:* for others)",
+                     port, host);
+        else if (!ok)
+            snprintf(why, whylen, "host %s is not in this worker's --http-allow", host);
     } else {
         snprintf(why, whylen, "not a valid URL: %.200s", url);
     }
