@@ -478,3 +478,7 @@ drv_err drv_conn_script(drv_conn *c, const char *name, int nkeys, const char **k
     }
     return e;
 }
+
+void drv_conn_set_errstr(drv_conn *c, const char *msg) {
+    set_err(c, "%s", msg);
+}

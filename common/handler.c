@@ -1,5 +1,7 @@
 #include "handler.h"
 
+#include "cli.h"
+
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <curl/curl.h>
@@ -261,6 +263,53 @@ drv_err drv_http_cfg_to_json(const drv_http_cfg *c, char *buf, size_t cap) {
 
 /* ---- ${NAME} --------------------------------------------------------------------------------- */
 
+static const char *env_allow; /* drv_http_env_allow */
+static int env_allow_on;
+
+void drv_http_env_allow(const char *list) {
+    env_allow = list;
+    env_allow_on = 1;
+}
+
+/* NAME: letters, digits and '_', not starting with a digit. */
+static int env_name_ok(const char *s, size_t n) {
+    if (n == 0 || isdigit((unsigned char)s[0])) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_') return 0;
+    return 1;
+}
+
+int drv_env_allow_check(const char *list, char *why, size_t whylen) {
+    for (const char *p = list ? list : "";;) {
+        size_t k = strcspn(p, ",");
+        size_t nk = k && p[k - 1] == '*' ? k - 1 : k;
+        if (!env_name_ok(p, nk)) {
+            snprintf(why, whylen,
+                     "--allow-env: expected variable names or prefixes ending in '*' (such as "
+                     "DROVER_SECRET_*), separated by commas, got \"%.*s\"",
+                     (int)k, p);
+            return -1;
+        }
+        if (!p[k]) return 0;
+        p += k + 1;
+    }
+}
+
+int drv_env_allowed(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = list; p && *p;) {
+        size_t k = strcspn(p, ",");
+        if (k == n && strncmp(p, name, n) == 0) return 1;
+        /* A prefix never reaches drover's own connection settings: those only by name. */
+        if (k && p[k - 1] == '*' && n >= k - 1 && strncmp(p, name, k - 1) == 0 &&
+            !drv_conn_env_is(name, n))
+            return 1;
+        p += k;
+        if (*p == ',') p++;
+    }
+    return 0;
+}
+
 static drv_err env_scan(drv_http_cfg *c, const char *t, char *why, size_t whylen) {
     for (const char *p = t; p && (p = strstr(p, "${")) != NULL; p += 2) {
         const char *n = p + 2, *end = strchr(n, '}');
@@ -272,6 +321,13 @@ static drv_err env_scan(drv_http_cfg *c, const char *t, char *why, size_t whylen
         if (have) continue;
         char name[256];
         snprintf(name, sizeof name, "%.*s", (int)k, n);
+        if (env_allow_on && !drv_env_allowed(env_allow, name)) {
+            snprintf(why, whylen,
+                     "the job's handler uses ${%s}, which this worker does not allow "
+                     "(--allow-env NAME or PREFIX*)",
+                     name);
+            return DRV_EINVAL;
+        }
         const char *val = getenv(name);
         if (!val) {
             snprintf(why, whylen,

@@ -50,6 +50,17 @@ drv_err drv_http_cfg_to_json(const drv_http_cfg *c, char *buf, size_t cap);
 drv_err drv_http_cfg_resolve_env(drv_http_cfg *c, char *why, size_t whylen);
 void drv_http_cfg_free(drv_http_cfg *c);
 
+/* Limits the ${NAME}s drv_http_cfg_resolve_env looks up from then on to 'list' (kept, not
+ * copied): "NAME[,NAME]", where an entry ending in '*' is a prefix ("DROVER_SECRET_*"); NULL
+ * or "" allows none. Without a call (the coordinator) every name is looked up. A name not
+ * allowed is DRV_EINVAL naming it, whether it is set or not. */
+void drv_http_env_allow(const char *list);
+/* Checks an --allow-env list. 0, or -1 with the entry that is wrong in 'why'. */
+int drv_env_allow_check(const char *list, char *why, size_t whylen);
+/* 1 when 'list' allows ${name}. A prefix never matches drover's connection settings
+ * (drv_conn_env): those are allowed only by their exact name. */
+int drv_env_allowed(const char *list, const char *name);
+
 typedef enum drv_esc { DRV_ESC_RAW, DRV_ESC_URL, DRV_ESC_JSON, DRV_ESC_HEADER } drv_esc;
 
 /* One item's values for rendering. 'item' is the payload (JSON text for NDJSON and CSV

@@ -439,10 +439,13 @@ drv_err drv_queue_job_get(drv_queue *q, const char *job, drv_job *out) {
     memset(&j, 0, sizeof j);
     const char *spec = is_array(r, 2) ? hfield(r, "spec") : NULL;
     const char *state = is_array(r, 2) ? hfield(r, "state") : NULL;
-    char why[256];
+    char why[256] = "missing", msg[DRV_KEY_MAX + 320];
     if (!spec || !state || drv_spec_parse(spec, strlen(spec), &j.spec, why, sizeof why) != DRV_OK) {
+        /* Listed and there, but unusable: say so (drover list, status) rather than hide it. */
+        snprintf(msg, sizeof msg, "%s field %s: %s", jk, !state && spec ? "state" : "spec", why);
+        drv_conn_set_errstr(q->conn, msg);
         freeReplyObject(r);
-        return DRV_ENOJOB;
+        return DRV_ECORRUPT;
     }
     snprintf(j.id, sizeof j.id, "%s", job);
     snprintf(j.state, sizeof j.state, "%s", state);

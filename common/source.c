@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* memmem */
 #include "source.h"
 
 #include <cjson/cJSON.h>
@@ -351,6 +352,27 @@ static int check_id(const drv_buf *id, char *why, size_t whylen) {
  * as 2^53, and two items would share an id. Casting past int64 is undefined besides. */
 #define ID_NUM_LIMIT 9007199254740992.0
 
+/* cJSON decodes "\u0000" into a NUL and the id string then ends there: "b\u0000c" would
+ * become "b", the id of another item. Reparses the record with each "\u0000" text turned into
+ * "\u0001" (the same length, decoded or literal): a longer id means the first had a NUL, at
+ * byte *at (its decoded length). 1 when it had, else 0. Only records holding the text pay. */
+static int id_has_nul(drv_extract *x, const char *rec, size_t len, size_t idlen, size_t *at) {
+    static const char esc[] = "\\u0000";
+    if (!memmem(rec, len, esc, 6)) return 0;
+    char *copy = malloc(len);
+    if (!copy) return 0;
+    memcpy(copy, rec, len);
+    for (char *p = copy; (p = memmem(p, len - (size_t)(p - copy), esc, 6)) != NULL; p += 6)
+        p[5] = '1';
+    cJSON *o = cJSON_ParseWithLength(copy, len);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, x->id_field);
+    int nul = cJSON_IsString(v) && strlen(v->valuestring) > idlen;
+    cJSON_Delete(o);
+    free(copy);
+    *at = idlen;
+    return nul;
+}
+
 static int extract_ndjson(drv_extract *x, const char *rec, size_t len, drv_buf *id, char *why,
                           size_t whylen) {
     const char *end = NULL;
@@ -374,6 +396,14 @@ static int extract_ndjson(drv_extract *x, const char *rec, size_t len, drv_buf *
         goto out;
     }
     if (cJSON_IsString(v)) {
+        size_t at;
+        if (id_has_nul(x, rec, len, strlen(v->valuestring), &at)) {
+            snprintf(why, whylen,
+                     "field \"%s\" holds an escaped NUL (\\u0000) at byte %zu of the id: ids "
+                     "cannot hold NUL",
+                     x->id_field, at);
+            goto out;
+        }
         if (drv_buf_append(id, v->valuestring, strlen(v->valuestring))) goto big;
     } else if (cJSON_IsNumber(v) && v->valuedouble > -ID_NUM_LIMIT &&
                v->valuedouble < ID_NUM_LIMIT && v->valuedouble == (double)(int64_t)v->valuedouble) {

@@ -364,6 +364,83 @@ out:
     return e;
 }
 
+/* JSON numbers are read as doubles, exact for whole numbers up to 2^53 only: "end":
+ * 9007199254740993 would become 2^53 without a word (and so would 9.007199254740993e15).
+ * Refuses, naming the field, any number whose text is past 2^52 in magnitude unless it is a
+ * plain whole number within -2^53..2^53, as the --range flag does. 1 (why filled) or 0. */
+static int inexact_number(const char *json, size_t len, char *why, size_t whylen) {
+    const char *key = "";
+    size_t keylen = 0;
+    /* The keys of the objects around this point, for a message naming "source.end". */
+    const char *outer[8];
+    size_t outerlen[8];
+    int depth = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = json[i];
+        if (c == '{') {
+            if (depth < 8 && keylen) outer[depth] = key, outerlen[depth] = keylen;
+            if (depth < 8 && !keylen) outer[depth] = "", outerlen[depth] = 0;
+            depth++;
+            key = "", keylen = 0;
+            continue;
+        }
+        if (c == '}' && depth > 0) {
+            depth--;
+            key = "", keylen = 0;
+            continue;
+        }
+        if (c == '"') {
+            size_t j = i + 1;
+            while (j < len && json[j] != '"')
+                j += json[j] == '\\' ? 2 : 1;
+            size_t k = j + 1;
+            while (k < len &&
+                   (json[k] == ' ' || json[k] == '\t' || json[k] == '\r' || json[k] == '\n'))
+                k++;
+            if (k < len && json[k] == ':') key = json + i + 1, keylen = j - i - 1;
+            i = j;
+            continue;
+        }
+        if (c != '-' && (c < '0' || c > '9')) continue;
+        size_t j = i;
+        int plain = 1;
+        while (j < len && json[j] && strchr("+-0123456789.eE", json[j])) {
+            if (json[j] == '.' || json[j] == 'e' || json[j] == 'E') plain = 0;
+            j++;
+        }
+        char num[64];
+        size_t n = j - i;
+        int ok = n < sizeof num;
+        if (ok) {
+            memcpy(num, json + i, n);
+            num[n] = '\0';
+            double d = fabs(strtod(num, NULL));
+            if (plain) {
+                long long v;
+                ok = drv_parse_ll(num, -DRV_RANGE_LIMIT, DRV_RANGE_LIMIT, &v) == 0;
+            } else {
+                ok = d < 4503599627370496.0; /* 2^52: a fraction or exponent is exact below */
+            }
+        }
+        if (!ok) {
+            char path[160] = "";
+            size_t o = 0;
+            for (int d = 1; d < depth && d < 8 && o < sizeof path; d++)
+                if (outerlen[d])
+                    o += (size_t)snprintf(path + o, sizeof path - o, "%.*s.",
+                                          (int)(outerlen[d] < 40 ? outerlen[d] : 40), outer[d]);
+            if (o >= sizeof path) o = sizeof path - 1;
+            snprintf(why, whylen,
+                     "%s%.*s: %.*s is not exact as a JSON number: whole numbers must be within "
+                     "-2^53..2^53 (and written without a fraction or exponent past 2^52)",
+                     path, (int)(keylen < 64 ? keylen : 64), key, (int)(n < 40 ? n : 40), json + i);
+            return 1;
+        }
+        i = j - 1;
+    }
+    return 0;
+}
+
 drv_err drv_spec_parse(const char *json, size_t len, drv_spec *out, char *why, size_t whylen) {
     static const char *const known[] = {"id",
                                         "source",
@@ -386,8 +463,10 @@ drv_err drv_spec_parse(const char *json, size_t len, drv_spec *out, char *why, s
     drv_err e = DRV_OK;
     drv_spec s;
     drv_spec_init(&s);
+    cJSON *root = NULL;
+    if (inexact_number(json, len, why, whylen)) goto bad;
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     if (root && end) {
         /* cJSON stops after the first value: text after it (a second object, a stray brace)
          * would otherwise be dropped without a word. */

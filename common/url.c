@@ -3,7 +3,9 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define FAIL(...)                                                                                  \
     do {                                                                                           \
@@ -223,4 +225,105 @@ void drv_url_describe(const drv_redis_cfg *cfg, char *buf, size_t len) {
         snprintf(buf, len, "redis://%s%s[%s]:%d/%d", u, sep, cfg->host, cfg->port, cfg->db);
     else
         snprintf(buf, len, "redis://%s%s%s:%d/%d", u, sep, cfg->host, cfg->port, cfg->db);
+}
+
+int drv_url_password_span(const char *url, size_t *off, size_t *len) {
+    const char *p = url ? strstr(url, "://") : NULL;
+    if (!p) return 0;
+    p += 3;
+    /* As drv_url_parse reads it: the userinfo ends at the last '@'. */
+    const char *at = strrchr(p, '@');
+    if (!at) return 0;
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    const char *pw = colon ? colon + 1 : p;
+    *off = (size_t)(pw - url);
+    *len = (size_t)(at - pw);
+    return 1;
+}
+
+drv_err drv_host_rules_parse(const char *list, drv_host_rule **out, int *n, char *why,
+                             size_t whylen) {
+    drv_host_rule *r = NULL;
+    int k = 0;
+    if (!list || !*list) {
+        snprintf(why, whylen, "expected HOST[:PORT][,HOST[:PORT]...], got \"\"");
+        return DRV_EINVAL;
+    }
+    for (const char *p = list;;) {
+        size_t len = strcspn(p, ",");
+        char e[300];
+        snprintf(e, sizeof e, "%.*s", (int)(len < 280 ? len : 280), p);
+        drv_host_rule h = {{0}, 0};
+        const char *host = p, *hend, *port = NULL, *end = p + len;
+        if (len && *p == '[') {
+            host = p + 1;
+            hend = memchr(host, ']', len - 1);
+            if (hend && hend + 1 < end) {
+                if (hend[1] != ':') hend = NULL;
+                port = hend ? hend + 2 : NULL;
+            }
+        } else {
+            const char *c1 = memchr(p, ':', len),
+                       *c2 = c1 ? memchr(c1 + 1, ':', (size_t)(end - c1 - 1)) : NULL;
+            hend = c1 && !c2 ? c1 : end; /* two colons: an IPv6 address without a port */
+            if (c1 && !c2) port = c1 + 1;
+        }
+        size_t hn = hend ? (size_t)(hend - host) : 0;
+        int ok = hend && hn > 0 && hn < sizeof h.host;
+        for (size_t i = 0; ok && i < hn; i++)
+            ok = host[i] != '/' && host[i] != '@' && host[i] != ' ' && host[i] != '\t' &&
+                 host[i] != '[' && host[i] != ']' && host[i] != '*' && host[i] != '?' &&
+                 host[i] != '#';
+        if (ok && port) {
+            char pt[16];
+            long long v;
+            size_t pn = (size_t)(end - port);
+            if (pn == 1 && *port == '*')
+                h.port = -1;
+            else if (pn > 0 && pn < sizeof pt && *port != '+' && *port != '-' &&
+                     (memcpy(pt, port, pn), pt[pn] = 0, drv_parse_ll(pt, 1, 65535, &v) == 0))
+                h.port = (int)v;
+            else
+                ok = 0;
+        }
+        if (!ok) {
+            free(r);
+            snprintf(why, whylen,
+                     "expected HOST, HOST:PORT or HOST:* (no scheme or path; IPv6 as [ADDR]:PORT), "
+                     "got \"%s\"",
+                     e);
+            return DRV_EINVAL;
+        }
+        memcpy(h.host, host, hn);
+        drv_host_rule *nr = realloc(r, sizeof *nr * (size_t)(k + 1));
+        if (!nr) {
+            free(r);
+            return DRV_ENOMEM;
+        }
+        r = nr;
+        r[k++] = h;
+        if (!p[len]) break;
+        p += len + 1;
+    }
+    *out = r;
+    *n = k;
+    return DRV_OK;
+}
+
+static int default_port(const char *scheme) {
+    if (!scheme) return 0;
+    if (strcasecmp(scheme, "http") == 0) return 80;
+    if (strcasecmp(scheme, "https") == 0) return 443;
+    return 0;
+}
+
+int drv_host_rules_match(const drv_host_rule *r, int n, const char *scheme, const char *host,
+                         int port) {
+    for (int i = 0; i < n; i++) {
+        if (strcasecmp(r[i].host, host) != 0) continue;
+        if (r[i].port == -1) return 1;
+        int want = r[i].port ? r[i].port : default_port(scheme);
+        if (want && want == port) return 1;
+    }
+    return 0;
 }

@@ -44,4 +44,25 @@ drv_err drv_url_parse(const char *url, drv_redis_cfg *out, char *why, size_t why
  * "redis+cluster://h1:7000,h2:7001", "redis+sentinel://h:26379/mymaster") for messages. */
 void drv_url_describe(const drv_redis_cfg *cfg, char *buf, size_t len);
 
+/* Where the password sits in a Redis URL's text: 1 with *off and *len set (len may be 0 for
+ * "redis://user:@host"), 0 when the URL has no userinfo. For hiding it from `ps`. */
+int drv_url_password_span(const char *url, size_t *off, size_t *len);
+
+/* --http-allow: "HOST[:PORT][,HOST[:PORT]...]". A bare HOST allows its URL scheme's default
+ * port only (80 for http, 443 for https); HOST:PORT that port; HOST:* any port. IPv6 hosts
+ * are written in brackets ("[::1]:8080"); "::1" alone names the host. */
+typedef struct drv_host_rule {
+    char host[256]; /* without brackets */
+    int port;       /* 1..65535; 0: the scheme's default port; -1: any port */
+} drv_host_rule;
+
+/* Parses the list into a new array (free() it). Returns DRV_OK, or DRV_EINVAL with the
+ * entry that is wrong in 'why'. */
+drv_err drv_host_rules_parse(const char *list, drv_host_rule **out, int *n, char *why,
+                             size_t whylen);
+/* 1 when scheme://host:port (host without brackets, port the URL's or its default) matches a
+ * rule; host names compare without regard to case. */
+int drv_host_rules_match(const drv_host_rule *r, int n, const char *scheme, const char *host,
+                         int port);
+
 #endif

@@ -1,6 +1,7 @@
 /* drover: the coordinator and operator command line. */
 #include "coord.h"
 
+#include "cli.h"
 #include "log.h"
 
 #include <stdio.h>
@@ -58,7 +59,10 @@ static void usage(FILE *out) {
                  "Redis as the only shared state.\n\nCommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "\nEvery command takes --help. Redis comes from --redis or DROVER_REDIS_URL.\n"
+    fprintf(out, "\nEvery command takes --help. Redis comes from --redis or DROVER_REDIS_URL (the\n"
+                 "safer form for a URL with a password: --redis is hidden from ps once read, but\n"
+                 "not before). --redis, --prefix, --log-level and the timeouts may come before\n"
+                 "the command or after it.\n"
                  "Exit codes: 0 ok, 1 failure (or dead items), 2 usage error, 3 wait timed out,\n"
                  "4 cancelled.\n\n"
                  "Example:\n"
@@ -67,12 +71,57 @@ static void usage(FILE *out) {
                  "  drover-worker --job backfill -- ./reindex {id}\n");
 }
 
+/* The options every command takes may also come before the command ("drover --redis URL
+ * list"): moves them to just after it, where the command's parser reads them (and where
+ * the same option given after the command still wins). Returns the new argc, or -1 after a
+ * message for an option before the command that is not a common one. */
+static int common_opts_first(int argc, char **argv) {
+    static const char *const common[] = {"redis", "prefix", "log-level", "connect-timeout-ms",
+                                         "command-timeout-ms"};
+    int i = 1;
+    while (i < argc && strncmp(argv[i], "--", 2) == 0 && argv[i][2] &&
+           strcmp(argv[i], "--help") != 0 && strcmp(argv[i], "--version") != 0) {
+        const char *name = argv[i] + 2;
+        size_t len = strcspn(name, "=");
+        int known = 0;
+        for (size_t k = 0; k < sizeof common / sizeof *common; k++)
+            known |= strlen(common[k]) == len && strncmp(common[k], name, len) == 0;
+        if (!known) {
+            fprintf(stderr,
+                    "error: \"%s\" before the command: only --redis, --prefix, --log-level, "
+                    "--connect-timeout-ms and --command-timeout-ms go there (see drover --help)\n",
+                    argv[i]);
+            return -1;
+        }
+        if (!name[len]) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "error: %s needs a value\n", argv[i]);
+                return -1;
+            }
+            i++;
+        }
+        i++;
+    }
+    if (i == 1) return argc;
+    if (i >= argc) {
+        fprintf(stderr, "error: no command after the options (see drover --help)\n");
+        return -1;
+    }
+    /* argv[1..i) are the options, argv[i] the command: rotate the command to the front. */
+    char *cmd = argv[i];
+    memmove(argv + 2, argv + 1, sizeof *argv * (size_t)(i - 1));
+    argv[1] = cmd;
+    return argc;
+}
+
 int main(int argc, char **argv) {
     drv_log_init("drover");
+    drv_cli_hide_password(argc, argv);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
     }
+    if (common_opts_first(argc, argv) < 0) return EXIT_USAGE;
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);

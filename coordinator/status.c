@@ -23,9 +23,12 @@ static const drv_cmd_doc status_doc = {
     "  drover status backfill --watch\n"
     "  drover status backfill --json | jq .done"};
 
-static const drv_cmd_doc list_doc = {"drover list [--json]",
-                                     "Lists jobs, oldest first, with their state and progress.",
-                                     "  drover list"};
+static const drv_cmd_doc list_doc = {
+    "drover list [--json]",
+    "Lists jobs, oldest first, with their state and progress. A job whose hash\n"
+    "drover cannot read (its spec is not valid JSON, say) is "
+    "listed\nas broken, naming the key and field.",
+    "  drover list"};
 
 typedef struct job_view {
     drv_job job;
@@ -256,6 +259,8 @@ static void print_human(const job_view *v) {
 static int fail_job(drv_queue *q, const char *id, drv_err e) {
     if (e == DRV_ENOJOB)
         fprintf(stderr, "error: no job %s (see drover list)\n", id);
+    else if (e == DRV_ECORRUPT)
+        fprintf(stderr, "error: job %s is broken: %s\n", id, drv_queue_errstr(q));
     else
         fprintf(stderr, "error: job %s: %s\n", id,
                 e == DRV_EIO || e == DRV_EREPLY ? drv_queue_errstr(q) : drv_strerror(e));
@@ -339,7 +344,20 @@ int cmd_list(int argc, char **argv) {
                "CREATED");
     for (size_t i = 0; i < n; i++) {
         job_view v;
-        if (load_view(q, ids[i], &v) == DRV_OK) {
+        drv_err le = load_view(q, ids[i], &v);
+        if (le == DRV_ECORRUPT) {
+            /* Listed but unreadable: shown, so it is not forgotten in Redis. */
+            if (json) {
+                cJSON *o = cJSON_CreateObject();
+                cJSON_AddStringToObject(o, "id", ids[i]);
+                cJSON_AddStringToObject(o, "state", "broken");
+                cJSON_AddStringToObject(o, "error", drv_queue_errstr(q));
+                print_json(o);
+            } else {
+                printf("%-32s %-9s %12s %12s %8s  %s\n", ids[i], "broken", "?", "?", "?",
+                       drv_queue_errstr(q));
+            }
+        } else if (le == DRV_OK) {
             if (json) {
                 print_json(view_json(&v, 0));
             } else {

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE /* posix_spawn_file_actions_addclosefrom_np */
 #include "worker.h"
 
+#include "cli.h"
 #include "clock.h"
 #include "log.h"
 #include "template.h"
@@ -140,11 +141,13 @@ static int spawn_items(const exec_cfg *cfg, const char *job, const drv_lease *co
            : asprintf(&extra[1], "DROVER_ITEM_ID=%s", l->id)) < 0 ||
         (!n && asprintf(&extra[2], "DROVER_ATTEMPT=%d", l->attempt) < 0))
         goto resource;
-    /* Our values replace any inherited DROVER_JOB etc. */
+    /* Our values replace any inherited DROVER_JOB etc. The worker's own Redis settings (its
+     * URL may hold a password) stay with it: a handler is not a worker. */
     size_t k = 0;
     for (size_t i = 0; i < nenv; i++)
         if (strncmp(environ[i], "DROVER_JOB=", 11) && strncmp(environ[i], "DROVER_ITEM_ID=", 15) &&
-            strncmp(environ[i], "DROVER_ATTEMPT=", 15))
+            strncmp(environ[i], "DROVER_ATTEMPT=", 15) &&
+            drv_env_for_child(environ[i], cfg->pass_env))
             envp[k++] = environ[i];
     for (int i = 0; i < 3; i++)
         envp[k++] = extra[i];

@@ -23,7 +23,7 @@
 
 struct http_engine {
     CURLM *multi;
-    char **allow;
+    drv_host_rule *allow; /* --http-allow */
     int nallow;
     int active;
     http_req *done; /* finished, not yet taken */
@@ -60,18 +60,11 @@ http_engine *http_engine_new(int concurrency, int max_host_conns, const char *al
     const char *v = getenv("DROVER_HTTP_VERBOSE");
     e->verbose = v && strcmp(v, "1") == 0;
     if (allow && *allow) {
-        for (const char *p = allow; *p;) {
-            size_t n = strcspn(p, ",");
-            char **na = realloc(e->allow, sizeof *na * (size_t)(e->nallow + 1));
-            if (!na) break;
-            e->allow = na;
-            /* "[::1]" and "::1" name the same host: keep it without brackets. */
-            const char *h = p;
-            size_t hn = n;
-            if (hn >= 2 && h[0] == '[' && h[hn - 1] == ']') h++, hn -= 2;
-            e->allow[e->nallow++] = strndup(h, hn);
-            p += n;
-            if (*p == ',') p++;
+        char why[400];
+        /* main() checked the list: this cannot fail but for memory, and then allows nothing. */
+        if (drv_host_rules_parse(allow, &e->allow, &e->nallow, why, sizeof why) != DRV_OK) {
+            e->allow = calloc(1, sizeof *e->allow);
+            e->nallow = 1; /* an empty host matches no URL */
         }
     }
     return e;
@@ -80,8 +73,6 @@ http_engine *http_engine_new(int concurrency, int max_host_conns, const char *al
 void http_engine_free(http_engine *e) {
     if (!e) return;
     curl_multi_cleanup(e->multi);
-    for (int i = 0; i < e->nallow; i++)
-        free(e->allow[i]);
     free(e->allow);
     free(e);
 }
@@ -90,25 +81,41 @@ int http_active(const http_engine *e) {
     return e->active;
 }
 
-/* 1 if 'url' may be requested under --http-allow; 0 with the host in 'why' otherwise. */
+/* 1 if 'url' may be requested under --http-allow (its host and port); 0 with the host and port
+ * in 'why' otherwise. */
 static int allowed(const http_engine *e, const char *url, char *why, size_t whylen) {
     if (e->nallow == 0) return 1;
     CURLU *u = curl_url();
-    char *host = NULL;
+    char *host = NULL, *scheme = NULL, *port = NULL;
     int ok = 0;
     if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
-        const char *h = host;
-        size_t hn = strlen(h);
-        if (hn >= 2 && h[0] == '[' && h[hn - 1] == ']') h++, hn -= 2;
-        for (int i = 0; i < e->nallow && !ok; i++)
-            ok = strlen(e->allow[i]) == hn && strncasecmp(e->allow[i], h, hn) == 0;
-        if (!ok)
-            snprintf(why, whylen, "host %.*s is not in this worker's --http-allow", (int)hn, h);
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+        char h[256];
+        size_t hn = strlen(host);
+        if (hn >= 2 && host[0] == '[' && host[hn - 1] == ']') {
+            snprintf(h, sizeof h, "%.*s", (int)(hn - 2), host + 1);
+        } else {
+            snprintf(h, sizeof h, "%s", host);
+        }
+        ok = drv_host_rules_match(e->allow, e->nallow, scheme, h, atoi(port));
+        int host_known = 0;
+        for (int i = 0; !ok && i < e->nallow; i++)
+            host_known |= strcasecmp(e->allow[i].host, h) == 0;
+        if (!ok && host_known)
+            snprintf(why, whylen,
+                     "port %s of host %s is not in this worker's --http-allow (HOST alone is "
+                     "its scheme's default port; HOST:PORT or HOST:* for others)",
+                     port, host);
+        else if (!ok)
+            snprintf(why, whylen, "host %s is not in this worker's --http-allow", host);
     } else {
         snprintf(why, whylen, "not a valid URL: %.200s", url);
     }
     curl_free(host);
+    curl_free(scheme);
+    curl_free(port);
     curl_url_cleanup(u);
     return ok;
 }

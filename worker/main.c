@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -19,10 +20,14 @@ static const drv_cmd_doc doc = {
     "A job whose spec has an HTTP \"handler\" gets one request per item, sent by this worker\n"
     "(--concurrency requests in flight over reused connections, one thread). ${NAME} in the\n"
     "handler is taken from this worker's environment at start, so secrets stay out of Redis;\n"
-    "a missing variable is an error. ok_status marks the item done; retry_status, timeouts\n"
+    "a missing variable is an error. Only the names --allow-env lists (or its prefixes, such\n"
+    "as DROVER_SECRET_*) are looked up: a job using any other ${NAME} is refused, naming it\n"
+    "(with --job the worker exits 2). ok_status marks the item done; retry_status, timeouts\n"
     "and refused or reset connections retry with backoff (Retry-After honoured); any other\n"
     "status dead-letters the item at once. A 429 or 503 pauses the job's whole fleet for the\n"
-    "Retry-After time (or a backoff). --http-allow limits the hosts requests may go to.\n\n"
+    "Retry-After time (or a backoff). --http-allow limits the hosts and ports requests may go\n"
+    "to: HOST alone allows its scheme's default port only (80, 443), HOST:PORT that port,\n"
+    "HOST:* any port.\n\n"
     "Other jobs run CMD once per item, never through a shell:\n"
     "{id} and {item} inside any ARG are replaced by the item's id and the item itself (for\n"
     "NDJSON and CSV sources the record as JSON). The item is also written to CMD's stdin, and\n"
@@ -30,7 +35,11 @@ static const drv_cmd_doc doc = {
     "marks the item done; anything else is a failure, retried with backoff until the job's\n"
     "max_attempts, with the tail of CMD's stderr kept as the error. CMD's stdout is the\n"
     "worker's stdout. The command comes only from this command line: nothing read from Redis\n"
-    "can make a worker run a program.\n\n"
+    "can make a worker run a program. CMD does not inherit the worker's Redis settings\n"
+    "(DROVER_REDIS_URL, DROVER_PREFIX, DROVER_CONNECT_TIMEOUT_MS, DROVER_COMMAND_TIMEOUT_MS):\n"
+    "a handler is not a worker. --pass-env NAME gives one back on purpose.\n\n"
+    "A password in --redis URL is overwritten in the process's arguments once read, but\n"
+    "shows in `ps` until then and stays in shell history: DROVER_REDIS_URL is the safer form.\n\n"
     "--stdin-batch K runs CMD once per K items (no {id} or {item} in its arguments), given on\n"
     "its stdin one per line with DROVER_BATCH_SIZE set; its stdout carries one result line per\n"
     "item, in order: \"ok\" marks the item done, any other line fails it with that text; an\n"
@@ -60,7 +69,7 @@ int main(int argc, char **argv) {
     worker_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
     const char *id = NULL, *job = NULL, *handler = NULL, *allow = NULL, *health_file = NULL,
-               *ack_log = NULL;
+               *ack_log = NULL, *allow_env = NULL, *pass_env = NULL;
     long long conc, batch = 0, grace, timeout, idle, stats, host_conns, max_age, stdin_batch;
     /* batch has no default: 0 = conc */
     int exit_when_done = 0, no_stdin = 0, version = 0, health = 0;
@@ -80,8 +89,18 @@ int main(int argc, char **argv) {
         {"handler", "DROVER_HANDLER", DRV_OPT_STR, "auto", "H",
          "auto (the job's HTTP handler, else CMD) or noop (do nothing: for measuring)", 0, 0,
          &handler},
-        {"http-allow", "DROVER_HTTP_ALLOW", DRV_OPT_STR, NULL, "HOST[,HOST]",
-         "send HTTP requests only to these hosts (default: any); others are refused", 0, 0, &allow},
+        {"http-allow", "DROVER_HTTP_ALLOW", DRV_OPT_STR, NULL, "HOST[:PORT][,...]",
+         "send HTTP requests only to these hosts and ports (default: any); HOST alone: its "
+         "scheme's default port only; HOST:* any port; others are refused",
+         0, 0, &allow},
+        {"allow-env", "DROVER_ALLOW_ENV", DRV_OPT_STR, NULL, "NAME[,NAME]",
+         "the ${NAME}s a job's HTTP handler may use from this worker's environment; NAME* is a "
+         "prefix (DROVER_SECRET_*). Default: none",
+         0, 0, &allow_env},
+        {"pass-env", NULL, DRV_OPT_STR, NULL, "NAME[,NAME]",
+         "give CMD these of the worker's Redis settings (withheld by default: DROVER_REDIS_URL, "
+         "DROVER_PREFIX, DROVER_CONNECT_TIMEOUT_MS, DROVER_COMMAND_TIMEOUT_MS)",
+         0, 0, &pass_env},
         {"max-host-conns", "DROVER_MAX_HOST_CONNS", DRV_OPT_INT, "0", "N",
          "HTTP connections to one host at most (0: up to --concurrency)", 0, 65536, &host_conns},
         {"no-stdin", NULL, DRV_OPT_BOOL, NULL, NULL, "do not write the item to CMD's stdin", 0, 0,
@@ -115,6 +134,7 @@ int main(int argc, char **argv) {
     char **rest;
     int nrest, npos;
     char *pos[1];
+    drv_cli_hide_password(argc, argv);
     int rc = drv_opts_parse(opts, &doc, argc, argv, pos, 0, &npos, &rest, &nrest);
     if (rc != DRV_OPTS_OK) return rc == DRV_OPTS_HELP ? 0 : 2;
     if (version) {
@@ -167,24 +187,32 @@ int main(int argc, char **argv) {
                         rest[i]);
                 return 2;
             }
-        char why[512];
-        if (exec_check_cmd(&cfg.exec, why, sizeof why) != 0) {
-            fprintf(stderr, "error: %s\n", why);
+        char cwhy[512];
+        if (exec_check_cmd(&cfg.exec, cwhy, sizeof cwhy) != 0) {
+            fprintf(stderr, "error: %s\n", cwhy);
             return 2;
         }
     }
+    char why[512];
     if (allow) {
-        /* Host names only: "https://api.example.com" or "api:443" would never match. */
-        int bad = !*allow || strpbrk(allow, "/ \t@") || strstr(allow, ",,") ||
-                  allow[strlen(allow) - 1] == ',' || (strchr(allow, ':') && !strchr(allow, '['));
-        if (bad) {
-            fprintf(stderr,
-                    "error: --http-allow: expected host names separated by commas "
-                    "(no scheme, port or path), got \"%s\"\n",
-                    allow);
+        drv_host_rule *rules;
+        int nrules;
+        if (drv_host_rules_parse(allow, &rules, &nrules, why, sizeof why) != DRV_OK) {
+            fprintf(stderr, "error: --http-allow: %s\n", why);
             return 2;
         }
+        free(rules);
     }
+    if (allow_env && drv_env_allow_check(allow_env, why, sizeof why) != 0) {
+        fprintf(stderr, "error: %s\n", why);
+        return 2;
+    }
+    drv_http_env_allow(allow_env);
+    if (pass_env && drv_pass_env_check(pass_env, why, sizeof why) != 0) {
+        fprintf(stderr, "error: %s\n", why);
+        return 2;
+    }
+    cfg.exec.pass_env = pass_env;
     if (job && !drv_job_id_valid(job)) {
         fprintf(stderr, "error: --job: not a valid job id: \"%s\"\n", job);
         return 2;

@@ -25,7 +25,8 @@ typedef struct drv_outcome {
 typedef struct http_engine http_engine;
 typedef struct http_req http_req;
 
-/* max_host_conns 0: no cap beyond the concurrency. allow: "HOST[,HOST]" or NULL for any. */
+/* max_host_conns 0: no cap beyond the concurrency. allow: "HOST[:PORT][,...]" (checked by
+ * drv_host_rules_parse) or NULL for any. */
 http_engine *http_engine_new(int concurrency, int max_host_conns, const char *allow);
 void http_engine_free(http_engine *e);
 /* Requests in flight. */
@@ -52,10 +53,11 @@ void http_req_free(http_engine *e, http_req *r);
 typedef struct exec_cfg {
     char **argv; /* the command after "--", with {id} and {item} templates */
     int argc;
-    int64_t timeout_ms; /* 0: none */
-    int use_stdin;      /* write the item to the child's stdin */
-    int stdin_batch;    /* > 0: up to this many items per process, one per stdin line, one
-                         * result line each on stdout (--stdin-batch) */
+    int64_t timeout_ms;   /* 0: none */
+    int use_stdin;        /* write the item to the child's stdin */
+    int stdin_batch;      /* > 0: up to this many items per process, one per stdin line, one
+                           * result line each on stdout (--stdin-batch) */
+    const char *pass_env; /* drv_conn_env names the child gets anyway (--pass-env), or NULL */
 } exec_cfg;
 
 typedef struct exec_proc exec_proc;
@@ -112,7 +114,7 @@ typedef struct worker_cfg {
     worker_handler handler;
     exec_cfg exec;           /* argv NULL: no command (jobs need an HTTP handler in their spec) */
     int max_host_conns;      /* HTTP: connections per host, 0 for no cap beyond concurrency */
-    const char *http_allow;  /* HTTP: "HOST[,HOST]" requests may go to, NULL for any */
+    const char *http_allow;  /* HTTP: "HOST[:PORT][,...]" requests may go to, NULL for any */
     const char *health_file; /* rewritten after each heartbeat Redis answered, NULL for none */
     int ack_log;             /* fd (O_APPEND) for "JOB ID" lines of recorded acks, -1 for none */
 } worker_cfg;

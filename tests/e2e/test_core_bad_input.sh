@@ -76,8 +76,8 @@ expect 2 "command not found" "$WORKER" -- no-such-command-drover {id}
 expect 2 "--concurrency: expected a whole number from 1 to 4096" "$WORKER" --concurrency 0 -- true
 expect 2 "--concurrency: expected a whole number" "$WORKER" --concurrency lots -- true
 expect 2 "--handler: expected auto or noop" "$WORKER" --handler magic
-expect 2 "--http-allow: expected host names" "$WORKER" --http-allow https://api.example.com
-expect 2 "--http-allow: expected host names" "$WORKER" --http-allow a,,b
+expect 2 "--http-allow: expected HOST, HOST:PORT or HOST:\\*" "$WORKER" --http-allow https://api.example.com
+expect 2 "--http-allow: expected HOST" "$WORKER" --http-allow a,,b
 echo '{"source": {"type": "range", "start": 1, "end": 9}, "handler": {"type": "http", "url": "ftp://x/{id}"}}' >"$TMP/h1.json"
 expect 2 "handler.url: expected http:// or https://" "$DROVER" submit "$TMP/h1.json"
 echo '{"source": {"type": "range", "start": 1, "end": 9}, "handler": {"type": "http", "url": "http://x/", "retry_status": [200]}}' >"$TMP/h2.json"

@@ -63,7 +63,7 @@ JSON
 "$DROVER" submit "$TMP/redir.json" --quiet >/dev/null
 bg coordrd "$DROVER" run rd
 crd=$LAST_PID
-bg wrd "$WORKER" --job rd --http-allow 127.0.0.1 --exit-when-done
+bg wrd "$WORKER" --job rd --http-allow "127.0.0.1:$HTTP_PORT" --exit-when-done
 wait_exit 30 "$crd"
 [ "$EXIT_CODE" -eq 1 ] || fail "drover run rd exited $EXIT_CODE, expected 1 (dead items)"
 "$DROVER" dead rd | grep -q "redirect refused: host localhost is not in this worker's --http-allow" ||
@@ -77,7 +77,7 @@ JSON
 "$DROVER" submit "$TMP/env.json" --quiet >/dev/null
 unset DRV_E2E_KEY
 rc=0
-out=$("$WORKER" --job ev 2>&1) || rc=$?
+out=$("$WORKER" --job ev --allow-env DRV_E2E_KEY 2>&1) || rc=$?
 [ "$rc" -eq 2 ] || fail "a worker without \${DRV_E2E_KEY} exited $rc, expected 2"
 grep -qF 'uses ${DRV_E2E_KEY}, which is not set' <<<"$out" || fail "the missing variable is not named: $out"
 say "--http-allow refuses hosts and redirect hops; a missing \${NAME} stops a --job worker (exit 2)"

@@ -52,9 +52,9 @@ R HGET 'drover:{h}:job' spec | grep -q 'tok-123' && fail "the secret was written
 
 bg coord "$DROVER" run h --progress-ms 500
 coord=$LAST_PID
-bg w1 "$WORKER" --job h --concurrency 16 --exit-when-done --id w1 --stats-ms 0
+bg w1 "$WORKER" --job h --allow-env DRV_E2E_TOKEN --concurrency 16 --exit-when-done --id w1 --stats-ms 0
 w1=$LAST_PID
-bg w2 "$WORKER" --job h --concurrency 16 --exit-when-done --id w2 --stats-ms 0
+bg w2 "$WORKER" --job h --allow-env DRV_E2E_TOKEN --concurrency 16 --exit-when-done --id w2 --stats-ms 0
 w2=$LAST_PID
 wait_exit 120 "$coord"
 [ "$EXIT_CODE" -eq 1 ] || fail "drover run exited $EXIT_CODE, expected 1 (the job has dead items)"
