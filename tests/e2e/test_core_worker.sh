@@ -17,14 +17,18 @@ leased_ge() { [ "$(leased "$1")" -ge "$2" ]; }
 "$DROVER" submit --id drain --range 1..40 --partitions 1 --quiet >/dev/null
 bg coord "$DROVER" run drain
 coord=$LAST_PID
-# 2 run at once, 20 claimed: 18 wait unstarted in the worker when the signal comes.
-printf '#!/bin/sh\nsleep 1\necho "$1" >>"%s/ran"\n' "$TMP" >"$TMP/slow.sh"
+# 2 run at once, 20 claimed: 18 wait unstarted in the worker when the signal comes. The two
+# running ones wait for $TMP/go (made after the signal), so none can finish before it and let
+# a third start, however slow the machine.
+printf '#!/bin/sh\nwhile [ ! -e "%s/go" ]; do sleep 0.05; done\necho "$1" >>"%s/ran"\n' \
+    "$TMP" "$TMP" >"$TMP/slow.sh"
 bg w1 "$WORKER" --job drain --concurrency 2 --batch 20 --grace 30 --stats-ms 0 --no-stdin \
     -- sh "$TMP/slow.sh" {id}
 w1=$LAST_PID
 wait_for "the worker to hold 20 items" 20 leased_eq drain 20
 kill -TERM "$w1"
 wait_for "unstarted items handed back at once" 5 leased_le drain 2
+touch "$TMP/go"
 wait_exit 20 "$w1"
 [ "$EXIT_CODE" -eq 0 ] || fail "a draining worker exited $EXIT_CODE, expected 0"
 [ "$(status_num drain done)" -eq 2 ] || fail "the 2 running items were not acked: $(status_num drain done)"

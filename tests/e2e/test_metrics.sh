@@ -62,8 +62,9 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# mj: 3000 ids; ids ending in 7 fail their only attempt, so 300 end dead.
-"$DROVER" submit --id mj --range 1..3000 --partitions 4 --max-attempts 1 --quiet >/dev/null
+# mj: 3000 ids; ids ending in 7 fail their only attempt, so 300 end dead. At most 1000 a second
+# (--rate), so the job runs for at least 2.7 s on any machine and a scrape can see it running.
+"$DROVER" submit --id mj --range 1..3000 --partitions 4 --max-attempts 1 --rate 1000 --quiet >/dev/null
 "$DROVER" submit --id other --range 1..10 --partitions 1 --quiet >/dev/null
 PORT=$(free_port)
 URL="http://127.0.0.1:$PORT/metrics"

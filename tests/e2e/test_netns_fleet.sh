@@ -129,18 +129,23 @@ done
 cut_at=$SECONDS
 done_at_cut=$(status_num fl done)
 say "cut w3 off holding $(wc -l <"$TMP/held.w3") items, at $done_at_cut done"
-# Its leases expire after 2 s; the others run its items again. Keep the link down 5 s.
-wait_for "w3 to notice the partition" 10 grep -q "redis lost" "$TMP/w3.log"
-deadline=$((cut_at + 5))
-while [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+# Its leases expire after 2 s; the others run its items again. The link stays down until
+# every item w3 held has run on w1 or w2 (polled, not a fixed wait), so its late acks are
+# duplicates whatever the timing.
+wait_for "w3 to notice the partition" 10 grep -Eq "redis (connection )?lost" "$TMP/w3.log"
+ran_elsewhere() {
+    sort -u "$TMP/ran.w1" "$TMP/ran.w2" >"$TMP/ran.others"
+    [ -z "$(comm -23 "$TMP/held.w3" "$TMP/ran.others")" ] || return 1
+    [ "$(status_num fl expired_leases)" -ge 1 ]
+}
+wait_for "the items w3 held to run on w1 or w2 (its leases expired)" 30 ran_elsewhere
 expired=$(status_num fl expired_leases)
-[ "$expired" -ge 1 ] || fail "no lease expired while w3 was cut off"
 ip -n "$NS-hub" link set vw3 up
 ran_at_heal=$(wc -l <"$TMP/ran.w3")
-say "link back after 5 s; $expired leases expired meanwhile"
+say "link back after $((SECONDS - cut_at)) s; $expired leases expired meanwhile"
 
 # It comes back by itself (reconnect with backoff) and claims again.
-wait_for "w3 to reconnect" 30 grep -q "redis reconnected after" "$TMP/w3.log"
+wait_for "w3 to reconnect" 30 grep -q "redis reconnected" "$TMP/w3.log"
 w3_ran_more() { [ "$(wc -l <"$TMP/ran.w3")" -gt "$ran_at_heal" ]; }
 wait_for "w3 to run items again" 30 w3_ran_more
 

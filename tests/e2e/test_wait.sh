@@ -17,6 +17,9 @@ bg waiter "$DROVER" wait ok --json --progress-ms 0 --interval-ms 50
 waiter=$LAST_PID
 bg watch "$DROVER" status ok --watch --interval-ms 50 # not a terminal: one line per refresh
 watcher=$LAST_PID
+# Its first line before the job can end, so "a line per refresh" means at least two lines
+# whatever the scheduling.
+wait_for "status --watch's first line" 10 grep -q '^ok ' "$TMP/watch.log"
 bg coord "$DROVER" run ok
 bg worker "$WORKER" --job ok --concurrency 8 --exit-when-done -- true
 wait_exit 60 "$waiter"
