@@ -561,14 +561,21 @@ drv_err drv_queue_job_set_state(drv_queue *q, const drv_job *job, const char *st
     drv_err e;
     int finished = strcmp(state, "done") == 0 || strcmp(state, "cancelled") == 0;
     /* Partitions first: the scripts honour them, and a crash between the two leaves the job
-     * hash (what operators and the coordinator read) to be set again. */
-    for (int p = 0; p < job->partitions; p++) {
+     * hash (what operators and the coordinator read) to be set again. With created_ms, none is
+     * written back once gone (lua/mirror.lua), nor the job hash (below). */
+    for (int p = 0; job->created_ms && p < job->partitions; p++) {
+        const char *args[] = {state};
+        size_t lens[] = {strlen(state)};
+        if ((e = run_part(q, "mirror", job->id, p, 1, args, lens, &r))) return e;
+        freeReplyObject(r);
+    }
+    for (int p = 0; !job->created_ms && p < job->partitions; p++) {
         drv_part_keys k;
         drv_keys_part(&k, q->prefix, job->id, p);
         const char *argv[] = {"HSET", k.ptr[0], "state", state};
         if ((e = drv_conn_append(q->conn, 4, argv, NULL))) return e;
     }
-    if ((e = drain_replies(q, job->partitions))) return e;
+    if (!job->created_ms && (e = drain_replies(q, job->partitions))) return e;
     num_t now_s = "";
     if (finished) {
         int64_t now;

@@ -22,7 +22,11 @@ static const drv_cmd_doc doc = {
     "source is exhausted and nothing is pending, leased or retrying. A range partition with much\n"
     "left while another is drained is split into a new partition (README: Rebalancing).\n"
     "Exits 0 when done, 1 when done with dead items (see drover dead), 4 when the job is\n"
-    "cancelled. Safe to kill at any time: a restart resumes from the cursors in Redis. A\n"
+    "cancelled. Exits 1 without marking anything when it refuses the job: a file source changed\n"
+    "since submit, a job or state field drover did not write (named), the job deleted under it,\n"
+    "or a final check before done that finds fed and settled counts disagreeing (README:\n"
+    "Semantics). Writes Redis refuses for now (OOM, MISCONF, LOADING, BUSY) are waited out.\n"
+    "Safe to kill at any time: a restart resumes from the cursors in Redis. A\n"
     "second drover run for the same job waits as a standby and takes over when the first\n"
     "stops renewing its lock.\n"
     "--metrics-addr serves the job's Prometheus metrics (see drover metrics) at\n"
@@ -846,6 +850,7 @@ int cmd_run(int argc, char **argv) {
         int drained = tick(&c, &fed, &fatal);
         if (fatal) goto out;
         if (!c.refresh) c.started = 1;
+        trouble_cleared(&c);
         if (drained && !c.refresh) {
             drv_part_stat t;
             if ((e = drv_queue_stats(c.q, id, c.job.partitions, c.st))) {
@@ -881,7 +886,6 @@ int cmd_run(int argc, char **argv) {
             if (finish_job(&c, "done")) rc = 1; /* stopped first: 128+N below */
             goto out;
         }
-        trouble_cleared(&c);
         if (!c.refresh && dead_alert_tick(&c, now)) goto out;
         if (now >= next_report) {
             report(&c, now);
