@@ -459,7 +459,7 @@ drv_err drv_feed_stream(drv_queue *q, const drv_job *job, FILE *in, int quiet, c
         char t[32];
         snprintf(t, sizeof t, "%" PRId64, fed_all);
         const char *kv[] = {"total", t, NULL};
-        if ((e = drv_queue_job_note(q, job->id, kv))) {
+        if ((e = drv_queue_job_note_if(q, job->id, job->created_ms, kv))) {
             snprintf(why, whylen, "%s", drv_queue_errstr(q));
             goto out;
         }
