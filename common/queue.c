@@ -563,12 +563,7 @@ drv_err drv_queue_job_set_state(drv_queue *q, const drv_job *job, const char *st
     /* Partitions first: the scripts honour them, and a crash between the two leaves the job
      * hash (what operators and the coordinator read) to be set again. With created_ms, none is
      * written back once gone (lua/mirror.lua), nor the job hash (below). */
-    for (int p = 0; job->created_ms && p < job->partitions; p++) {
-        const char *args[] = {state};
-        size_t lens[] = {strlen(state)};
-        if ((e = run_part(q, "mirror", job->id, p, 1, args, lens, &r))) return e;
-        freeReplyObject(r);
-    }
+    if (job->created_ms && (e = drv_queue_job_mirror_state(q, job, state))) return e;
     for (int p = 0; !job->created_ms && p < job->partitions; p++) {
         drv_part_keys k;
         drv_keys_part(&k, q->prefix, job->id, p);
@@ -593,6 +588,18 @@ drv_err drv_queue_job_set_state(drv_queue *q, const drv_job *job, const char *st
         e = drv_conn_cmdf(q->conn, &r, "HSET %s state %s", jk, state);
     if (e) return e;
     freeReplyObject(r);
+    return DRV_OK;
+}
+
+drv_err drv_queue_job_mirror_state(drv_queue *q, const drv_job *job, const char *state) {
+    for (int p = 0; p < job->partitions; p++) {
+        const char *args[] = {state};
+        size_t lens[] = {strlen(state)};
+        redisReply *r;
+        drv_err e = run_part(q, "mirror", job->id, p, 1, args, lens, &r);
+        if (e) return e;
+        freeReplyObject(r);
+    }
     return DRV_OK;
 }
 

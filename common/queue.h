@@ -73,6 +73,10 @@ drv_err drv_queue_job_note_if(drv_queue *q, const char *job, int64_t created_ms,
                               const char *const *kv);
 /* One field of the job hash, as written: *out is malloc'd, NULL when the field is absent. */
 drv_err drv_queue_job_field(drv_queue *q, const char *job, const char *field, char **out);
+/* Writes 'state' into each partition's state hash that exists (lua/mirror.lua), not the job
+ * hash: the coordinator mirroring a state an operator set there, which must not write back an
+ * older state over a newer one. */
+drv_err drv_queue_job_mirror_state(drv_queue *q, const drv_job *job, const char *state);
 /* Writes plain fields of the job hash (rate, total). NULL-terminated name/value list. */
 drv_err drv_queue_job_note(drv_queue *q, const char *job, const char *const *kv);
 /* Unlinks whatever keys are left under the job's tags, found with SCAN MATCH in batches

@@ -630,7 +630,8 @@ static drv_err sync_state(run_ctx *c, char *mirrored, size_t len) {
     if (strcmp(now.state, mirrored) != 0) {
         if (strcmp(now.state, "running") == 0 || strcmp(now.state, "paused") == 0 ||
             strcmp(now.state, "cancelled") == 0) {
-            if ((e = drv_queue_job_set_state(c->q, &now, now.state))) return e;
+            /* Only the partitions: the job hash has it, maybe newer than 'now' by now. */
+            if ((e = drv_queue_job_mirror_state(c->q, &now, now.state))) return e;
             if (mirrored[0]) drv_info("job %s: %s", c->job.id, now.state);
         }
         snprintf(mirrored, len, "%s", now.state);
