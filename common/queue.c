@@ -591,6 +591,49 @@ drv_err drv_queue_job_set_state(drv_queue *q, const drv_job *job, const char *st
     return DRV_OK;
 }
 
+drv_err drv_queue_range_settled(drv_queue *q, const char *job, int p, int64_t start, int64_t end,
+                                int64_t *done, int64_t *dead) {
+    drv_part_keys k;
+    drv_keys_part(&k, q->prefix, job, p);
+    redisReply *r;
+    drv_err e = drv_conn_cmdf(q->conn, &r, "HGET %s done_base", k.ptr[0]);
+    if (e) return wrongtype(q, e, k.ptr[0]);
+    int bitmap = r->type == REDIS_REPLY_STRING;
+    freeReplyObject(r);
+    if (!bitmap) {
+        *done = *dead = -1;
+        return DRV_OK;
+    }
+    if ((e = drv_conn_cmdf(q->conn, &r, "BITCOUNT %s", k.ptr[4]))) return wrongtype(q, e, k.ptr[4]);
+    int64_t nd = reply_int(r);
+    freeReplyObject(r);
+    /* The dead hash may hold ids that are not of this range (dead-lettered at claim): only
+     * the range's own ids count. */
+    int64_t nx = 0;
+    char cursor[32] = "0";
+    do {
+        if ((e = drv_conn_cmdf(q->conn, &r, "HSCAN %s %s COUNT 1000", k.ptr[7], cursor)))
+            return wrongtype(q, e, k.ptr[7]);
+        if (!is_array(r, 2) || r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(r);
+            return DRV_EREPLY;
+        }
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        redisReply *kv = r->element[1];
+        for (size_t i = 0; i + 1 < kv->elements; i += 2) {
+            long long id;
+            if (kv->element[i]->type == REDIS_REPLY_STRING &&
+                drv_parse_ll(kv->element[i]->str, start, end, &id) == 0)
+                nx++;
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    *done = nd;
+    *dead = nx;
+    return DRV_OK;
+}
+
 drv_err drv_queue_job_mirror_state(drv_queue *q, const drv_job *job, const char *state) {
     for (int p = 0; p < job->partitions; p++) {
         const char *args[] = {state};

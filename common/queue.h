@@ -124,6 +124,11 @@ void drv_part_stat_sum(const drv_part_stat *st, int n, drv_part_stat *out);
 /* Recovers expired leases and due retries of partition p (lua/reap.lua) and reports its sizes
  * (pending, leased, retrying, dead, exhausted, recovered) in one atomic step. */
 drv_err drv_queue_reap(drv_queue *q, const char *job, int p, drv_part_stat *out);
+/* A range partition's settled ids, exactly: *done the ids its done bitmap holds, *dead the ids
+ * of start..end in its dead hash (anything else there is not counted). Both -1 for a partition
+ * without a bitmap (not a range). Read-only; the dead hash is read with HSCAN. */
+drv_err drv_queue_range_settled(drv_queue *q, const char *job, int p, int64_t start, int64_t end,
+                                int64_t *done, int64_t *dead);
 /* Reads every partition's state and sizes (read-only, pipelined). out has nparts entries. */
 drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat *out);
 

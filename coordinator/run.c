@@ -646,7 +646,8 @@ static drv_err sync_state(run_ctx *c, char *mirrored, size_t len) {
  * and every id of start..end was fed; file: the cursor is at the end byte), and everything fed
  * is settled: done, dead, skipped at claim because it was done already, or acked as a duplicate
  * (a second copy leased while the first was). In all, what was fed
- * is the source's total. The settled side is counted, not matched id by id (README: Done).
+ * is the source's total. A range partition's ids are also matched one by one (its done bitmap
+ * and dead hash); other sources are counted (README: Done).
  * Returns 0 to mark done, 1 to look again later (the total of a stdin or HTTP source not
  * noted yet, a state that moved), -1 when they disagree (logged). */
 static int final_check(run_ctx *c) {
@@ -700,7 +701,27 @@ static int final_check(run_ctx *c) {
                      " are copies of ids listed twice by the source, or lost",
                      j.id, p, s->fed, settled + s->duplicates, s->done, s->dead, s->skipped,
                      s->duplicates, short_by);
-        } else if (settled > s->fed) {
+        }
+        if (j.spec.source == DRV_SRC_RANGE && !bad) {
+            /* Id by id: each id of start..end is in the done bitmap or the dead hash. */
+            int64_t nd, nx, want = s->end - s->start + 1;
+            if ((e = drv_queue_range_settled(c->q, j.id, p, s->start, s->end, &nd, &nx))) {
+                if (handle_err(c, e, "reading a partition's done record")) return -1;
+                return 1;
+            }
+            if (nd >= 0 && nd + nx < want) {
+                drv_error("job %s partition %d: of its %" PRId64 " ids (%" PRId64 "..%" PRId64
+                          "), %" PRId64 " are in its done record and %" PRId64 " dead: %" PRId64
+                          " neither done nor dead",
+                          j.id, p, want, s->start, s->end, nd, nx, want - nd - nx);
+                bad = 1;
+            } else if (nd + nx > want) {
+                drv_warn("job %s partition %d: of its %" PRId64 " ids, %" PRId64
+                         " are in its done record and %" PRId64 " dead",
+                         j.id, p, want, nd, nx);
+            }
+        }
+        if (settled > s->fed) {
             drv_warn("job %s partition %d: %" PRId64 " items settled (done %" PRId64
                      ", dead %" PRId64 ", skipped %" PRId64 ") of %" PRId64 " fed",
                      j.id, p, settled, s->done, s->dead, s->skipped, s->fed);

@@ -86,6 +86,21 @@ grep -q "20 items fed, but only 0 settled" "$TMP/run-fc.log" || fail "fc: $(cat 
 grep -q "not marking it done" "$TMP/run-fc.log" || fail "fc: $(cat "$TMP/run-fc.log")"
 still_running fc
 
+say "the final check: an id missing from a range partition's done record keeps the job from done"
+"$DROVER" submit --id fb --range 1..20 --partitions 1 --quiet >/dev/null
+bg run-fb "$DROVER" run fb
+coord=$LAST_PID
+wait_for "fb fed" 10 sh -c "[ \"\$(redis-cli -p $REDIS_PORT LLEN 'drover:{fb.0}:pending')\" -eq 20 ]"
+kill -TERM "$coord"
+wait_exit 10 "$coord"
+bg w-fb "$WORKER" --job fb --handler noop
+wait_for "fb handled" 10 done_at_least fb 20
+kill -TERM "$LAST_PID"
+wait_exit 10 "$LAST_PID"
+R SETBIT 'drover:{fb.0}:done' 4 0 >/dev/null # id 5 (done_base 1)
+run_expect 1 "of its 20 ids \(1..20\), 19 are in its done record and 0 dead: 1 neither done nor dead" fb
+still_running fb
+
 say "out of memory: the coordinator backs off, says so once, and goes on"
 "$DROVER" submit --id om --range 1..300 --partitions 2 --quiet >/dev/null
 bg run-om "$DROVER" run om --lock-ttl-ms 300 --progress-ms 100000
