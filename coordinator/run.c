@@ -59,6 +59,7 @@ typedef struct run_ctx {
     int64_t lock_renewed_ms;
     drv_part_stat *st;
     char owner[128];
+    const char *prefix; /* of every key (named in messages) */
     long long lock_ttl_ms, progress_ms;
     int quiet;
     int refresh;          /* re-read cursors from Redis before the next tick */
@@ -163,9 +164,9 @@ static int check_cursors(const run_ctx *c, char *why, size_t whylen) {
         if (strcmp(s->state, "missing") == 0) continue; /* a deleted job: the state check */
         if (hi < lo || drv_parse_ll(s->cursor, lo, hi, &cur) != 0) {
             snprintf(why, whylen,
-                     "drover:{%s.%d}:state: field cursor: expected a whole number from %" PRId64
+                     "%s{%s.%d}:state: field cursor: expected a whole number from %" PRId64
                      " to %" PRId64 ", got \"%s\"",
-                     c->job.id, p, lo, hi, s->cursor);
+                     c->prefix, c->job.id, p, lo, hi, s->cursor);
             return -1;
         }
     }
@@ -251,22 +252,21 @@ static drv_err load_fingerprint(run_ctx *c, char *why, size_t whylen) {
     e = DRV_ECORRUPT;
     for (int i = 0; i < 3; i++)
         if (!v[i] || drv_parse_ll(v[i], 0, INT64_MAX, &n[i]) != 0) {
-            snprintf(why, whylen,
-                     "drover:{%s}:job: field %s: expected a whole number, got \"%.40s\"", c->job.id,
-                     names[i], v[i] ? v[i] : "(missing)");
+            snprintf(why, whylen, "%s{%s}:job: field %s: expected a whole number, got \"%.40s\"",
+                     c->prefix, c->job.id, names[i], v[i] ? v[i] : "(missing)");
             goto out;
         }
     if (!v[3] || strlen(v[3]) != (size_t)P * 17 - 1 || !(h = calloc((size_t)P, sizeof *h))) {
-        snprintf(why, whylen, "drover:{%s}:job: field src_hashes: expected %d hashes", c->job.id,
-                 P);
+        snprintf(why, whylen, "%s{%s}:job: field src_hashes: expected %d hashes", c->prefix,
+                 c->job.id, P);
         goto out;
     }
     for (int p = 0; p < P; p++) {
         char *endp;
         h[p] = strtoull(v[3] + 17 * p, &endp, 16);
         if (endp != v[3] + 17 * p + 16) {
-            snprintf(why, whylen, "drover:{%s}:job: field src_hashes: hash %d is not 16 hex digits",
-                     c->job.id, p);
+            snprintf(why, whylen, "%s{%s}:job: field src_hashes: hash %d is not 16 hex digits",
+                     c->prefix, c->job.id, p);
             goto out;
         }
     }
@@ -778,6 +778,7 @@ int cmd_run(int argc, char **argv) {
     }
     if ((rc = drv_cli_check(&cli, &cfg))) return rc;
     if ((rc = drv_cli_connect(&cli, &cfg, &c.q))) return rc;
+    c.prefix = cli.prefix;
     drv_err e = drv_queue_job_get(c.q, id, &c.job);
     if (e) {
         fprintf(stderr, "error: job %s: %s\n", id,
