@@ -277,7 +277,7 @@ int cmd_submit(int argc, char **argv) {
         total = scan.total;
         /* The file's fingerprint, written with the job: drover run refuses to feed a file that
          * no longer matches it (README: Changed files). */
-        fp = calloc((size_t)spec.partitions, 17);
+        fp = calloc((size_t)spec.partitions * 17 + 1, 1);
         if (fp) {
             snprintf(fp_size, sizeof fp_size, "%" PRId64, scan.size);
             snprintf(fp_mtime, sizeof fp_mtime, "%" PRId64, scan.mtime_ns);
