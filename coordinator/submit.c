@@ -276,7 +276,7 @@ int cmd_submit(int argc, char **argv) {
         }
         total = scan.total;
         /* The file's fingerprint, written with the job: drover run refuses to feed a file that
-         * no longer matches it (README: Changed files). */
+         * no longer matches it (README: Semantics). */
         fp = calloc((size_t)spec.partitions * 17 + 1, 1);
         if (fp) {
             snprintf(fp_size, sizeof fp_size, "%" PRId64, scan.size);
