@@ -159,9 +159,20 @@ static int check_cursors(const run_ctx *c, char *why, size_t whylen) {
         long long cur;
         int64_t lo = 0, hi = INT64_MAX;
         if (c->job.spec.source == DRV_SRC_HTTP) continue; /* "K" or "K/n": feed_http.c */
+        if (strcmp(s->state, "missing") == 0) continue;   /* a deleted job: the state check */
+        /* Bounds first (submit keeps range ids within +-2^53, file offsets from 0). */
+        const int64_t lim = (int64_t)1 << 53;
+        int64_t blo = c->job.spec.source == DRV_SRC_RANGE ? -lim : 0;
+        if (c->job.spec.source != DRV_SRC_STDIN &&
+            (s->start < blo || s->start > lim || s->end < blo || s->end > lim)) {
+            snprintf(why, whylen,
+                     "%s{%s.%d}:state: fields start, end: %" PRId64 "..%" PRId64
+                     " is outside %" PRId64 "..%" PRId64,
+                     c->prefix, c->job.id, p, s->start, s->end, blo, lim);
+            return -1;
+        }
         if (c->job.spec.source == DRV_SRC_RANGE) lo = s->start, hi = s->end + 1;
         if (c->job.spec.source == DRV_SRC_FILE) lo = s->start, hi = s->end;
-        if (strcmp(s->state, "missing") == 0) continue; /* a deleted job: the state check */
         if (hi < lo || drv_parse_ll(s->cursor, lo, hi, &cur) != 0) {
             snprintf(why, whylen,
                      "%s{%s.%d}:state: field cursor: expected a whole number from %" PRId64
@@ -893,6 +904,12 @@ int cmd_run(int argc, char **argv) {
             drv_part_stat t;
             if ((e = drv_queue_stats(c.q, id, c.job.partitions, c.st))) {
                 if (e != DRV_ENOJOB && handle_err(&c, e, "reading the final counts")) goto out;
+                continue;
+            }
+            char bad_why[512];
+            if (check_cursors(&c, bad_why, sizeof bad_why)) {
+                if (trouble(&c, "reading the final counts", bad_why)) goto out;
+                c.refresh = 1;
                 continue;
             }
             int v = final_check(&c);
