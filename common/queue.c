@@ -1,5 +1,6 @@
 #include "queue.h"
 
+#include "config.h"
 #include "conn.h"
 #include "keys.h"
 #include "log.h"
@@ -413,6 +414,44 @@ static int64_t hint(const redisReply *r, const char *name, int64_t def) {
     return v ? strtoll(v, NULL, 10) : def;
 }
 
+/* A whole-number field drover wrote into hash 'key': absent is 'def', anything but a whole
+ * number in [lo, hi] is DRV_ECORRUPT, with the key and field in the error text. */
+static drv_err hnum(drv_queue *q, const redisReply *r, const char *key, const char *name,
+                    int64_t def, int64_t lo, int64_t hi, int64_t *out) {
+    const char *v = hfield(r, name);
+    long long n;
+    if (!v) {
+        *out = def;
+        return DRV_OK;
+    }
+    if (drv_parse_ll(v, lo, hi, &n) != 0) {
+        char msg[512];
+        snprintf(msg, sizeof msg,
+                 "%s: field %s: expected a whole number from %lld to %lld, got \"%.40s\"", key,
+                 name, (long long)lo, (long long)hi, v);
+        drv_conn_set_errstr(q->conn, msg);
+        return DRV_ECORRUPT;
+    }
+    *out = n;
+    return DRV_OK;
+}
+
+/* A key of the wrong type answers WRONGTYPE: state drover did not write. */
+static drv_err wrongtype(drv_queue *q, drv_err e, const char *key) {
+    if (e != DRV_EREPLY || strncmp(drv_conn_errstr(q->conn), "WRONGTYPE", 9) != 0) return e;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s: WRONGTYPE (not a hash)", key);
+    drv_conn_set_errstr(q->conn, msg);
+    return DRV_ECORRUPT;
+}
+
+static drv_err corrupt(drv_queue *q, const char *key, const char *name, const char *what) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s: field %s: %s", key, name, what);
+    drv_conn_set_errstr(q->conn, msg);
+    return DRV_ECORRUPT;
+}
+
 drv_err drv_queue_job_get(drv_queue *q, const char *job, drv_job *out) {
     if (!drv_job_id_valid(job)) return DRV_ENOJOB;
     char jk[DRV_KEY_MAX], jobs[DRV_KEY_MAX];
@@ -424,7 +463,7 @@ drv_err drv_queue_job_get(drv_queue *q, const char *job, drv_job *out) {
     int visible = r->type == REDIS_REPLY_STRING;
     freeReplyObject(r);
     if (!visible) return DRV_ENOJOB;
-    if ((e = drv_conn_cmdf(q->conn, &r, "HGETALL %s", jk))) return e;
+    if ((e = drv_conn_cmdf(q->conn, &r, "HGETALL %s", jk))) return wrongtype(q, e, jk);
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 0) {
         /* Listed, but its hash is gone: it expired (ttl_after_done). Drop the entry, which
          * cannot expire with it (another slot). A purge or --replace removes the entry
@@ -439,24 +478,53 @@ drv_err drv_queue_job_get(drv_queue *q, const char *job, drv_job *out) {
     memset(&j, 0, sizeof j);
     const char *spec = is_array(r, 2) ? hfield(r, "spec") : NULL;
     const char *state = is_array(r, 2) ? hfield(r, "state") : NULL;
-    char why[256] = "missing", msg[DRV_KEY_MAX + 320];
+    char why[256] = "missing";
     if (!spec || !state || drv_spec_parse(spec, strlen(spec), &j.spec, why, sizeof why) != DRV_OK) {
         /* Listed and there, but unusable: say so (drover list, status) rather than hide it. */
-        snprintf(msg, sizeof msg, "%s field %s: %s", jk, !state && spec ? "state" : "spec", why);
-        drv_conn_set_errstr(q->conn, msg);
         freeReplyObject(r);
-        return DRV_ECORRUPT;
+        return corrupt(q, jk, !state && spec ? "state" : "spec", why);
     }
     snprintf(j.id, sizeof j.id, "%s", job);
     snprintf(j.state, sizeof j.state, "%s", state);
-    j.partitions = (int)hint(r, "partitions", 0);
-    j.total = hint(r, "total", -1);
-    j.created_ms = hint(r, "created_ms", 0);
-    j.finished_ms = hint(r, "finished_ms", 0);
-    j.page = hint(r, "page", 0);
-    j.complete_sent = hint(r, "complete_sent", 0);
-    j.dead_alert_sent = hint(r, "dead_alert_sent", 0);
-    j.expires_ms = hint(r, "expires_ms", 0);
+    /* Every number with the bounds submit gave it: a hand-edited field refuses the job, named,
+     * rather than turning into 0 partitions or 100000 of them. */
+    int64_t parts = 0;
+    if ((e = hnum(q, r, jk, "partitions", 0, 1, DRV_PARTITIONS_MAX, &parts)) ||
+        (e = hnum(q, r, jk, "total", -1, -1, INT64_MAX, &j.total)) ||
+        (e = hnum(q, r, jk, "created_ms", 0, 1, INT64_MAX, &j.created_ms)) ||
+        (e = hnum(q, r, jk, "finished_ms", 0, 0, INT64_MAX, &j.finished_ms)) ||
+        (e = hnum(q, r, jk, "page", 0, 0, INT64_MAX, &j.page)) ||
+        (e = hnum(q, r, jk, "complete_sent", 0, 0, INT64_MAX, &j.complete_sent)) ||
+        (e = hnum(q, r, jk, "dead_alert_sent", 0, 0, INT64_MAX, &j.dead_alert_sent)) ||
+        (e = hnum(q, r, jk, "expires_ms", 0, 0, INT64_MAX, &j.expires_ms))) {
+        freeReplyObject(r);
+        return e;
+    }
+    j.partitions = (int)parts;
+    /* Only range partitions split (and only up to the cap); the others keep submit's count, which
+     * also places each stdin id. */
+    if (!hfield(r, "partitions") || j.partitions < j.spec.partitions ||
+        (j.spec.source != DRV_SRC_RANGE && j.partitions != j.spec.partitions)) {
+        char what[160];
+        snprintf(what, sizeof what, "%d partitions, but the spec has %" PRId64 "%s", j.partitions,
+                 j.spec.partitions, j.spec.source == DRV_SRC_RANGE ? " (splits only add)" : "");
+        freeReplyObject(r);
+        return corrupt(q, jk, "partitions", what);
+    }
+    if (!hfield(r, "created_ms")) {
+        freeReplyObject(r);
+        return corrupt(q, jk, "created_ms", "missing");
+    }
+    static const char *const states[] = {"creating", "running", "paused", "cancelled", "done"};
+    size_t si = 0;
+    while (si < sizeof states / sizeof *states && strcmp(states[si], state) != 0)
+        si++;
+    if (si == sizeof states / sizeof *states) {
+        char what[96];
+        snprintf(what, sizeof what, "unknown state \"%.40s\"", state);
+        freeReplyObject(r);
+        return corrupt(q, jk, "state", what);
+    }
     snprintf(j.page_url, sizeof j.page_url, "%s",
              hfield(r, "page_url") ? hfield(r, "page_url") : "");
     const char *rate = hfield(r, "rate");
@@ -494,25 +562,126 @@ drv_err drv_queue_job_set_state(drv_queue *q, const drv_job *job, const char *st
     drv_err e;
     int finished = strcmp(state, "done") == 0 || strcmp(state, "cancelled") == 0;
     /* Partitions first: the scripts honour them, and a crash between the two leaves the job
-     * hash (what operators and the coordinator read) to be set again. */
-    for (int p = 0; p < job->partitions; p++) {
+     * hash (what operators and the coordinator read) to be set again. With created_ms, none is
+     * written back once gone (lua/mirror.lua), nor the job hash (below). */
+    if (job->created_ms && (e = drv_queue_job_mirror_state(q, job, state))) return e;
+    for (int p = 0; !job->created_ms && p < job->partitions; p++) {
         drv_part_keys k;
         drv_keys_part(&k, q->prefix, job->id, p);
         const char *argv[] = {"HSET", k.ptr[0], "state", state};
         if ((e = drv_conn_append(q->conn, 4, argv, NULL))) return e;
     }
-    if ((e = drain_replies(q, job->partitions))) return e;
+    if (!job->created_ms && (e = drain_replies(q, job->partitions))) return e;
+    num_t now_s = "";
     if (finished) {
         int64_t now;
         if ((e = redis_time(q, &now))) return e;
-        e = drv_conn_cmdf(q->conn, &r, "HSET %s state %s finished_ms %lld", jk, state,
-                          (long long)now);
-    } else {
-        e = drv_conn_cmdf(q->conn, &r, "HSET %s state %s", jk, state);
+        snprintf(now_s, sizeof now_s, "%" PRId64, now);
     }
+    if (job->created_ms) {
+        /* Only on the job read (lua/mark.lua): one deleted or replaced meanwhile is left alone. */
+        const char *kv[] = {"state", state, finished ? "finished_ms" : NULL, now_s, NULL};
+        return drv_queue_job_note_if(q, job->id, job->created_ms, kv);
+    }
+    if (finished)
+        e = drv_conn_cmdf(q->conn, &r, "HSET %s state %s finished_ms %s", jk, state, now_s);
+    else
+        e = drv_conn_cmdf(q->conn, &r, "HSET %s state %s", jk, state);
     if (e) return e;
     freeReplyObject(r);
     return DRV_OK;
+}
+
+drv_err drv_queue_range_settled(drv_queue *q, const char *job, int p, int64_t start, int64_t end,
+                                int64_t *done, int64_t *dead) {
+    drv_part_keys k;
+    drv_keys_part(&k, q->prefix, job, p);
+    redisReply *r;
+    drv_err e = drv_conn_cmdf(q->conn, &r, "HGET %s done_base", k.ptr[0]);
+    if (e) return wrongtype(q, e, k.ptr[0]);
+    int bitmap = r->type == REDIS_REPLY_STRING;
+    freeReplyObject(r);
+    if (!bitmap) {
+        *done = *dead = -1;
+        return DRV_OK;
+    }
+    if ((e = drv_conn_cmdf(q->conn, &r, "BITCOUNT %s", k.ptr[4]))) return wrongtype(q, e, k.ptr[4]);
+    int64_t nd = reply_int(r);
+    freeReplyObject(r);
+    /* The dead hash may hold ids that are not of this range (dead-lettered at claim): only
+     * the range's own ids count. */
+    int64_t nx = 0;
+    char cursor[32] = "0";
+    do {
+        if ((e = drv_conn_cmdf(q->conn, &r, "HSCAN %s %s COUNT 1000", k.ptr[7], cursor)))
+            return wrongtype(q, e, k.ptr[7]);
+        if (!is_array(r, 2) || r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(r);
+            return DRV_EREPLY;
+        }
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        redisReply *kv = r->element[1];
+        for (size_t i = 0; i + 1 < kv->elements; i += 2) {
+            long long id;
+            if (kv->element[i]->type == REDIS_REPLY_STRING &&
+                drv_parse_ll(kv->element[i]->str, start, end, &id) == 0)
+                nx++;
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    *done = nd;
+    *dead = nx;
+    return DRV_OK;
+}
+
+drv_err drv_queue_job_mirror_state(drv_queue *q, const drv_job *job, const char *state) {
+    for (int p = 0; p < job->partitions; p++) {
+        const char *args[] = {state};
+        size_t lens[] = {strlen(state)};
+        redisReply *r;
+        drv_err e = run_part(q, "mirror", job->id, p, 1, args, lens, &r);
+        if (e) return e;
+        freeReplyObject(r);
+    }
+    return DRV_OK;
+}
+
+drv_err drv_queue_job_note_if(drv_queue *q, const char *job, int64_t created_ms,
+                              const char *const *kv) {
+    char jk[DRV_KEY_MAX];
+    size_t jklen = drv_key_job(jk, sizeof jk, q->prefix, job, "job");
+    num_t created;
+    snprintf(created, sizeof created, "%" PRId64, created_ms);
+    const char *args[34];
+    size_t alens[34];
+    int n = 0;
+    args[n++] = "";
+    args[n++] = created;
+    for (; kv[0] && kv[1] && n < 32; kv += 2)
+        args[n++] = kv[0], args[n++] = kv[1];
+    for (int i = 0; i < n; i++)
+        alens[i] = strlen(args[i]);
+    const char *keys[] = {jk};
+    size_t klens[] = {jklen};
+    redisReply *r;
+    drv_err e = drv_conn_script(q->conn, "mark", 1, keys, klens, n, args, alens, &r);
+    if (e) return e;
+    int64_t wrote = reply_int(r);
+    freeReplyObject(r);
+    return wrote ? DRV_OK : DRV_ENOJOB;
+}
+
+drv_err drv_queue_job_field(drv_queue *q, const char *job, const char *field, char **out) {
+    char jk[DRV_KEY_MAX];
+    drv_key_job(jk, sizeof jk, q->prefix, job, "job");
+    redisReply *r;
+    drv_err e = drv_conn_cmdf(q->conn, &r, "HGET %s %s", jk, field);
+    if (e) return wrongtype(q, e, jk);
+    *out = NULL;
+    if (r->type == REDIS_REPLY_STRING && !(*out = strdup(r->str))) e = DRV_ENOMEM;
+    freeReplyObject(r);
+    return e;
 }
 
 drv_err drv_queue_job_note(drv_queue *q, const char *job, const char *const *kv) {
@@ -534,17 +703,27 @@ drv_err drv_queue_job_note(drv_queue *q, const char *job, const char *const *kv)
 
 drv_err drv_queue_lock(drv_queue *q, const char *job, const char *owner, int64_t ttl_ms,
                        int *held) {
-    char lk[DRV_KEY_MAX];
+    return drv_queue_lock_job(q, job, 0, owner, ttl_ms, held);
+}
+
+drv_err drv_queue_lock_job(drv_queue *q, const char *job, int64_t created_ms, const char *owner,
+                           int64_t ttl_ms, int *held) {
+    char lk[DRV_KEY_MAX], jk[DRV_KEY_MAX];
     size_t lklen = drv_key_job(lk, sizeof lk, q->prefix, job, "lock");
-    num_t ttl;
+    size_t jklen = drv_key_job(jk, sizeof jk, q->prefix, job, "job");
+    num_t ttl, created;
     snprintf(ttl, sizeof ttl, "%" PRId64, ttl_ms);
-    const char *keys[] = {lk}, *args[] = {owner, ttl};
-    size_t klens[] = {lklen}, alens[] = {strlen(owner), strlen(ttl)};
+    snprintf(created, sizeof created, "%" PRId64, created_ms);
+    const char *keys[] = {lk, jk}, *args[] = {owner, ttl, created};
+    size_t klens[] = {lklen, jklen}, alens[] = {strlen(owner), strlen(ttl), strlen(created)};
     redisReply *r;
-    drv_err e = drv_conn_script(q->conn, "lock", 1, keys, klens, 2, args, alens, &r);
+    drv_err e = drv_conn_script(q->conn, "lock", created_ms ? 2 : 1, keys, klens,
+                                created_ms ? 3 : 2, args, alens, &r);
     if (e) return e;
-    *held = reply_int(r) == 1;
+    int64_t v = reply_int(r);
     freeReplyObject(r);
+    if (v < 0) return DRV_ENOJOB;
+    *held = v == 1;
     return DRV_OK;
 }
 
@@ -605,6 +784,9 @@ drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat
     drv_err first = DRV_OK;
     for (int p = 0; p < nparts; p++) {
         drv_part_stat *s = &out[p];
+        drv_part_keys k;
+        drv_keys_part(&k, q->prefix, job, p);
+        static const int key_of[4] = {0, 1, 6, 7};
         memset(s, 0, sizeof *s);
         s->split_from = -1;
         for (int i = 0; i < 4; i++) {
@@ -612,28 +794,44 @@ drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat
             e = drv_conn_reply(q->conn, &r);
             if (e == DRV_EIO) return e;
             if (e) {
-                if (!first) first = e;
+                if (!first) first = wrongtype(q, e, k.ptr[key_of[i]]);
                 continue;
             }
             if (i == 0 && is_array(r, 0)) {
                 snprintf(s->state, sizeof s->state, "%s",
                          hfield(r, "state") ? hfield(r, "state") : "missing");
-                s->fed = hint(r, "fed", 0);
-                s->done = hint(r, "done", 0);
-                s->failed = hint(r, "failed", 0);
-                s->duplicates = hint(r, "duplicates", 0);
-                s->expired = hint(r, "expired", 0);
-                s->skipped = hint(r, "skipped", 0);
-                s->released = hint(r, "released", 0);
-                s->leased = hint(r, "leased", 0);
-                s->start = hint(r, "start", 0);
-                s->end = hint(r, "end", 0);
-                s->exhausted = hint(r, "exhausted", 0) != 0;
-                s->cooldown_until = hint(r, "cooldown_until", 0);
-                s->cooldowns = hint(r, "cooldowns", 0);
-                s->split_from = (int)hint(r, "split_from", -1);
-                snprintf(s->cursor, sizeof s->cursor, "%s",
-                         hfield(r, "cursor") ? hfield(r, "cursor") : "");
+                /* Counters never go below 0; a field that is not a whole number in its bounds
+                 * is named (the first one), the rest of the partitions are still read. */
+                int64_t ex = 0, sf = -1;
+                drv_err ce;
+                const char *sk = k.ptr[0];
+                char kept[512]; /* the first error's text stays the one reported */
+                snprintf(kept, sizeof kept, "%s", drv_conn_errstr(q->conn));
+                if ((ce = hnum(q, r, sk, "fed", 0, 0, INT64_MAX, &s->fed)) ||
+                    (ce = hnum(q, r, sk, "done", 0, 0, INT64_MAX, &s->done)) ||
+                    (ce = hnum(q, r, sk, "failed", 0, 0, INT64_MAX, &s->failed)) ||
+                    (ce = hnum(q, r, sk, "duplicates", 0, 0, INT64_MAX, &s->duplicates)) ||
+                    (ce = hnum(q, r, sk, "expired", 0, 0, INT64_MAX, &s->expired)) ||
+                    (ce = hnum(q, r, sk, "skipped", 0, 0, INT64_MAX, &s->skipped)) ||
+                    (ce = hnum(q, r, sk, "released", 0, 0, INT64_MAX, &s->released)) ||
+                    (ce = hnum(q, r, sk, "leased", 0, 0, INT64_MAX, &s->leased)) ||
+                    (ce = hnum(q, r, sk, "start", 0, INT64_MIN, INT64_MAX, &s->start)) ||
+                    (ce = hnum(q, r, sk, "end", 0, INT64_MIN, INT64_MAX, &s->end)) ||
+                    (ce = hnum(q, r, sk, "exhausted", 0, 0, 1, &ex)) ||
+                    (ce = hnum(q, r, sk, "cooldown_until", 0, 0, INT64_MAX, &s->cooldown_until)) ||
+                    (ce = hnum(q, r, sk, "cooldowns", 0, 0, INT64_MAX, &s->cooldowns)) ||
+                    (ce = hnum(q, r, sk, "split_from", -1, -1, DRV_PARTITIONS_MAX - 1, &sf))) {
+                    if (!first)
+                        first = ce;
+                    else
+                        drv_conn_set_errstr(q->conn, kept);
+                }
+                s->exhausted = ex != 0;
+                s->split_from = (int)sf;
+                const char *cur = hfield(r, "cursor");
+                if (cur && strlen(cur) >= sizeof s->cursor && !first)
+                    first = corrupt(q, sk, "cursor", "longer than 31 bytes");
+                snprintf(s->cursor, sizeof s->cursor, "%s", cur ? cur : "");
             } else if (i == 1) {
                 s->pending = reply_int(r);
             } else if (i == 2) {

@@ -66,8 +66,19 @@ drv_err drv_queue_job_get(drv_queue *q, const char *job, drv_job *out);
 /* Job ids by creation time. Caller frees (*ids) with free(); one block. */
 drv_err drv_queue_job_list(drv_queue *q, char (**ids)[DRV_JOB_ID_MAX + 1], size_t *n);
 /* Sets the job's state and mirrors it into every partition's state hash (where the scripts
- * read it). finished_ms is stamped (Redis time) for done and cancelled. */
+ * read it). finished_ms is stamped (Redis time) for done and cancelled. With job->created_ms
+ * set, the job hash is written only while it is that job (DRV_ENOJOB otherwise). */
 drv_err drv_queue_job_set_state(drv_queue *q, const drv_job *job, const char *state);
+/* Writes fields of the job hash only while it is the job created at created_ms
+ * (lua/mark.lua): DRV_ENOJOB, nothing written, once it was deleted or replaced. */
+drv_err drv_queue_job_note_if(drv_queue *q, const char *job, int64_t created_ms,
+                              const char *const *kv);
+/* One field of the job hash, as written: *out is malloc'd, NULL when the field is absent. */
+drv_err drv_queue_job_field(drv_queue *q, const char *job, const char *field, char **out);
+/* Writes 'state' into each partition's state hash that exists (lua/mirror.lua), not the job
+ * hash: the coordinator mirroring a state an operator set there, which must not write back an
+ * older state over a newer one. */
+drv_err drv_queue_job_mirror_state(drv_queue *q, const drv_job *job, const char *state);
 /* Writes plain fields of the job hash (rate, total). NULL-terminated name/value list. */
 drv_err drv_queue_job_note(drv_queue *q, const char *job, const char *const *kv);
 /* Unlinks whatever keys are left under the job's tags, found with SCAN MATCH in batches
@@ -90,6 +101,10 @@ drv_err drv_queue_job_expire(drv_queue *q, const drv_job *job, int64_t ttl_ms, i
 
 /* Takes or renews the job's coordinator lock for ttl_ms. *held = 1 if 'owner' holds it. */
 drv_err drv_queue_lock(drv_queue *q, const char *job, const char *owner, int64_t ttl_ms, int *held);
+/* The same, only while the job hash is the job created at created_ms (lua/lock.lua): DRV_ENOJOB,
+ * and no lock written, once the job was deleted (FLUSHALL, purge) or replaced. */
+drv_err drv_queue_lock_job(drv_queue *q, const char *job, int64_t created_ms, const char *owner,
+                           int64_t ttl_ms, int *held);
 drv_err drv_queue_unlock(drv_queue *q, const char *job, const char *owner);
 
 typedef struct drv_part_stat {
@@ -111,6 +126,11 @@ void drv_part_stat_sum(const drv_part_stat *st, int n, drv_part_stat *out);
 /* Recovers expired leases and due retries of partition p (lua/reap.lua) and reports its sizes
  * (pending, leased, retrying, dead, exhausted, recovered) in one atomic step. */
 drv_err drv_queue_reap(drv_queue *q, const char *job, int p, drv_part_stat *out);
+/* A range partition's settled ids, exactly: *done the ids its done bitmap holds, *dead the ids
+ * of start..end in its dead hash (anything else there is not counted). Both -1 for a partition
+ * without a bitmap (not a range). Read-only; the dead hash is read with HSCAN. */
+drv_err drv_queue_range_settled(drv_queue *q, const char *job, int p, int64_t start, int64_t end,
+                                int64_t *done, int64_t *dead);
 /* Reads every partition's state and sizes (read-only, pipelined). out has nparts entries. */
 drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat *out);
 

@@ -537,10 +537,14 @@ drv_err drv_scan_file(const char *path, const drv_spec *spec, drv_scan *out, cha
         goto out;
     }
     s.size = (int64_t)st.st_size;
+    s.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + (int64_t)st.st_mtim.tv_nsec;
+    s.inode = (int64_t)st.st_ino;
+    s.device = (int64_t)st.st_dev;
     s.nparts = (int)spec->partitions;
     s.start = calloc((size_t)s.nparts, sizeof *s.start);
     s.end = calloc((size_t)s.nparts, sizeof *s.end);
-    if (!s.start || !s.end) {
+    s.hash = calloc((size_t)s.nparts, sizeof *s.hash);
+    if (!s.start || !s.end || !s.hash) {
         e = DRV_ENOMEM;
         goto out;
     }
@@ -562,6 +566,8 @@ drv_err drv_scan_file(const char *path, const drv_spec *spec, drv_scan *out, cha
         goto out;
     }
     int k = 1;
+    for (int p = 0; p < s.nparts; p++)
+        s.hash[p] = DRV_REC_HASH_INIT;
     int64_t span = s.size - s.data_start;
     s.start[0] = s.data_start;
     time_t last = time(NULL);
@@ -580,6 +586,7 @@ drv_err drv_scan_file(const char *path, const drv_spec *spec, drv_scan *out, cha
         while (k < s.nparts &&
                at >= s.data_start + span / s.nparts * k + (span % s.nparts) * k / s.nparts)
             s.start[k++] = at;
+        s.hash[k - 1] = drv_rec_hash(s.hash[k - 1], rec, len);
         if (drv_extract_item(x, rec, len, &id, &payload, msg, sizeof msg)) {
             snprintf(why, whylen, "%s: record %" PRId64 " (byte %" PRId64 "): %s", path, recno, at,
                      msg);
@@ -597,6 +604,7 @@ drv_err drv_scan_file(const char *path, const drv_spec *spec, drv_scan *out, cha
         s.end[p] = p + 1 < s.nparts ? s.start[p + 1] : s.size;
     *out = s;
     s.start = s.end = NULL;
+    s.hash = NULL;
     e = DRV_OK;
 out:
     drv_reader_free(r);
@@ -606,6 +614,7 @@ out:
     drv_buf_free(&payload);
     free(s.start);
     free(s.end);
+    free(s.hash);
     fclose(f);
     return e;
 }
@@ -613,5 +622,51 @@ out:
 void drv_scan_free(drv_scan *s) {
     free(s->start);
     free(s->end);
+    free(s->hash);
     s->start = s->end = NULL;
+    s->hash = NULL;
+}
+
+uint64_t drv_rec_hash(uint64_t h, const char *rec, size_t len) {
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)rec[i]) * 1099511628211ULL;
+    for (int i = 0; i < 8; i++)
+        h = (h ^ (unsigned char)((uint64_t)len >> (8 * i))) * 1099511628211ULL;
+    return h;
+}
+
+drv_err drv_hash_range(const char *path, const drv_spec *spec, int64_t start, int64_t end,
+                       uint64_t *out, char *why, size_t whylen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(why, whylen, "%s: cannot open: %s", path, strerror(errno));
+        return DRV_EINVAL;
+    }
+    drv_reader *r = NULL;
+    if (fseeko(f, (off_t)start, SEEK_SET) != 0 ||
+        drv_reader_new(f, spec->format, start, end, (size_t)spec->max_item_bytes, &r) != DRV_OK) {
+        snprintf(why, whylen, "%s: cannot seek to byte %" PRId64, path, start);
+        fclose(f);
+        return DRV_EINVAL;
+    }
+    uint64_t h = DRV_REC_HASH_INIT;
+    drv_err e = DRV_OK;
+    for (;;) {
+        const char *rec;
+        size_t len;
+        int64_t at;
+        char msg[256];
+        int rc = drv_reader_next(r, &rec, &len, &at, msg, sizeof msg);
+        if (rc < 0) {
+            snprintf(why, whylen, "%s: %s", path, msg);
+            e = DRV_EINVAL;
+            break;
+        }
+        if (rc == 0) break;
+        h = drv_rec_hash(h, rec, len);
+    }
+    drv_reader_free(r);
+    fclose(f);
+    if (!e) *out = h;
+    return e;
 }

@@ -70,14 +70,25 @@ typedef struct drv_scan {
     int64_t data_start; /* first byte after the CSV header (0 otherwise) */
     int64_t total;      /* records (items) */
     int nparts;
-    int64_t *start; /* [nparts] first byte of each partition */
-    int64_t *end;   /* [nparts] one past its last byte */
+    int64_t *start;                  /* [nparts] first byte of each partition */
+    int64_t *end;                    /* [nparts] one past its last byte */
+    uint64_t *hash;                  /* [nparts] drv_rec_hash over the partition's records */
+    int64_t mtime_ns, inode, device; /* of the file as scanned (with size: its fingerprint) */
 } drv_scan;
 
 /* 'progress' (may be NULL) is called about once a second with the bytes read so far. */
 drv_err drv_scan_file(const char *path, const drv_spec *spec, drv_scan *out, char *why,
                       size_t whylen, void (*progress)(int64_t done, int64_t size));
 void drv_scan_free(drv_scan *s);
+
+/* The fingerprint of a partition's bytes: FNV-1a 64 over each record (as a reader returns it)
+ * followed by its length, so records that move between lines still change it. Start from
+ * DRV_REC_HASH_INIT. */
+#define DRV_REC_HASH_INIT 14695981039346656037ULL
+uint64_t drv_rec_hash(uint64_t h, const char *rec, size_t len);
+/* Hashes the records of 'path' in [start, end) as drv_scan_file does for a partition. */
+drv_err drv_hash_range(const char *path, const drv_spec *spec, int64_t start, int64_t end,
+                       uint64_t *out, char *why, size_t whylen);
 
 /* Reads the CSV header of 'f' (positioned at 0). Returns 0 and the header in 'hdr', or -1. */
 int drv_csv_read_header(FILE *f, size_t max_bytes, drv_buf *hdr, int64_t *data_start, char *why,

@@ -18,7 +18,8 @@
 typedef struct part_src {
     FILE *f;
     drv_reader *r;
-    int64_t pos; /* byte offset the reader will read next; -1 when not open */
+    int64_t pos;  /* byte offset the reader will read next; -1 when not open */
+    int verified; /* its records matched the hash taken at submit (this process) */
 } part_src;
 
 struct drv_feeder {
@@ -28,6 +29,10 @@ struct drv_feeder {
     int nparts;              /* entries in parts (grows with drv_feeder_grow) */
     drv_buf *ids, *payloads; /* FEED_CHUNK buffers each, reused */
     drv_feed_item *items;
+    /* The file's fingerprint at submit (drv_feeder_expect); fp_n 0: none (an older job). */
+    int64_t fp_size, fp_mtime_ns, fp_inode;
+    uint64_t *fp_hash;
+    int fp_n;
 };
 
 static void close_part(part_src *ps) {
@@ -47,6 +52,7 @@ void drv_feeder_free(drv_feeder *f) {
         drv_buf_free(&f->payloads[i]);
     }
     drv_extract_free(f->x);
+    free(f->fp_hash);
     free(f->parts);
     free(f->ids);
     free(f->payloads);
@@ -106,7 +112,7 @@ drv_err drv_feeder_grow(drv_feeder *f, int nparts) {
     part_src *np = realloc(f->parts, sizeof *np * (size_t)nparts);
     if (!np) return DRV_ENOMEM;
     for (int p = f->nparts; p < nparts; p++)
-        np[p] = (part_src){NULL, NULL, -1};
+        np[p] = (part_src){NULL, NULL, -1, 0};
     f->parts = np;
     f->nparts = nparts;
     return DRV_OK;
@@ -143,6 +149,66 @@ static drv_err fill_range(drv_feeder *f, drv_queue *q, int p, drv_part_stat *st,
     return DRV_OK;
 }
 
+drv_err drv_feeder_expect(drv_feeder *f, int64_t size, int64_t mtime_ns, int64_t inode,
+                          const uint64_t *hash, int n) {
+    uint64_t *h = malloc(sizeof *h * (size_t)(n > 0 ? n : 1));
+    if (!h) return DRV_ENOMEM;
+    memcpy(h, hash, sizeof *h * (size_t)n);
+    free(f->fp_hash);
+    f->fp_hash = h;
+    f->fp_n = n;
+    f->fp_size = size, f->fp_mtime_ns = mtime_ns, f->fp_inode = inode;
+    return DRV_OK;
+}
+
+/* The file is still the one submit scanned: same size, modification time and inode. Cheap (a
+ * stat), so it runs before every chunk is fed. */
+static drv_err check_stat(drv_feeder *f, char *why, size_t whylen) {
+    if (!f->fp_n) return DRV_OK;
+    const char *path = f->job->spec.path;
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        snprintf(why, whylen, "file %s changed since submit: %s", path, strerror(errno));
+        return DRV_EINVAL;
+    }
+    int64_t mt = (int64_t)sb.st_mtim.tv_sec * 1000000000 + (int64_t)sb.st_mtim.tv_nsec;
+    if ((int64_t)sb.st_size != f->fp_size)
+        snprintf(why, whylen, "file %s changed since submit: size %" PRId64 " -> %" PRId64, path,
+                 f->fp_size, (int64_t)sb.st_size);
+    else if ((int64_t)sb.st_ino != f->fp_inode)
+        snprintf(why, whylen,
+                 "file %s changed since submit: inode %" PRId64 " -> %" PRId64
+                 " (replaced by another file)",
+                 path, f->fp_inode, (int64_t)sb.st_ino);
+    else if (mt != f->fp_mtime_ns)
+        snprintf(why, whylen,
+                 "file %s changed since submit: modified (mtime %" PRId64 " -> %" PRId64 " ns)",
+                 path, f->fp_mtime_ns, mt);
+    else
+        return DRV_OK;
+    return DRV_EINVAL;
+}
+
+/* Before the first feed of partition p by this process: its records hash as at submit (a
+ * rewrite that kept size and mtime). Reads the partition once. */
+static drv_err check_hash(drv_feeder *f, int p, const drv_part_stat *st, char *why, size_t whylen) {
+    part_src *ps = &f->parts[p];
+    if (ps->verified || p >= f->fp_n) return DRV_OK;
+    uint64_t h;
+    drv_err e =
+        drv_hash_range(f->job->spec.path, &f->job->spec, st->start, st->end, &h, why, whylen);
+    if (e) return e;
+    if (h != f->fp_hash[p]) {
+        snprintf(why, whylen,
+                 "file %s changed since submit: the records of partition %d (bytes %" PRId64
+                 "..%" PRId64 ") differ (hash %016" PRIx64 ", was %016" PRIx64 ")",
+                 f->job->spec.path, p, st->start, st->end, h, f->fp_hash[p]);
+        return DRV_EINVAL;
+    }
+    ps->verified = 1;
+    return DRV_OK;
+}
+
 static drv_err open_part(drv_feeder *f, int p, int64_t pos, int64_t end, char *why, size_t whylen) {
     part_src *ps = &f->parts[p];
     close_part(ps);
@@ -167,6 +233,10 @@ static drv_err fill_file(drv_feeder *f, drv_queue *q, int p, drv_part_stat *st, 
     part_src *ps = &f->parts[p];
     int64_t cur = strtoll(st->cursor, NULL, 10);
     drv_err e;
+    if ((e = check_stat(f, why, whylen)) || (e = check_hash(f, p, st, why, whylen))) {
+        close_part(ps);
+        return e;
+    }
     /* The reader is only trusted where Redis says the cursor is. */
     if (ps->pos != cur && (e = open_part(f, p, cur, st->end, why, whylen))) return e;
     int has_payload = drv_extract_has_payload(f->x);
@@ -204,6 +274,11 @@ static drv_err fill_file(drv_feeder *f, drv_queue *q, int p, drv_part_stat *st, 
         snprintf(expect, sizeof expect, "%" PRId64, cur);
         snprintf(next, sizeof next, "%" PRId64, next_pos);
         if (n == 0 && !end) break;
+        /* What was read is fed only if the file did not change while it was read. */
+        if ((e = check_stat(f, why, whylen))) {
+            close_part(ps);
+            return e;
+        }
         e = drv_queue_feed(q, f->job->id, p, expect, next, end, f->items, n, &st->pending);
         if (e) {
             /* Whether or not the script ran, Redis's cursor is the truth: re-open there. */
@@ -384,7 +459,7 @@ drv_err drv_feed_stream(drv_queue *q, const drv_job *job, FILE *in, int quiet, c
         char t[32];
         snprintf(t, sizeof t, "%" PRId64, fed_all);
         const char *kv[] = {"total", t, NULL};
-        if ((e = drv_queue_job_note(q, job->id, kv))) {
+        if ((e = drv_queue_job_note_if(q, job->id, job->created_ms, kv))) {
             snprintf(why, whylen, "%s", drv_queue_errstr(q));
             goto out;
         }

@@ -14,6 +14,12 @@ typedef struct drv_feeder drv_feeder;
  * and must outlive the feeder. */
 drv_err drv_feeder_open(const drv_job *job, drv_feeder **out, char *why, size_t whylen);
 void drv_feeder_free(drv_feeder *f);
+/* The file's fingerprint taken at submit (size, mtime in ns, inode, and a drv_rec_hash of each
+ * of the n partitions' records). Once given, a fill refuses (DRV_EINVAL, "file F changed since
+ * submit: ...") to feed a file that no longer matches: the stat before each chunk, the hash of
+ * a partition's records before this feeder first feeds it. */
+drv_err drv_feeder_expect(drv_feeder *f, int64_t size, int64_t mtime_ns, int64_t inode,
+                          const uint64_t *hash, int n);
 /* Makes room for partitions up to nparts - 1 (the job grew by a split). */
 drv_err drv_feeder_grow(drv_feeder *f, int nparts);
 

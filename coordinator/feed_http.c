@@ -404,7 +404,8 @@ drv_err drv_pager_step(drv_pager *pg, drv_queue *q, drv_part_stat *st, int64_t *
             char tot[24];
             snprintf(tot, sizeof tot, "%" PRId64, sum);
             const char *kv[] = {"total", tot, NULL};
-            if (drv_queue_job_note(q, job->id, kv) == DRV_OK) pg->total_noted = 1;
+            if (drv_queue_job_note_if(q, job->id, job->created_ms, kv) == DRV_OK)
+                pg->total_noted = 1;
         }
         free(now);
     }
@@ -474,7 +475,7 @@ drv_err drv_pager_step(drv_pager *pg, drv_queue *q, drv_part_stat *st, int64_t *
         pg->total_noted = 1;
     }
     free(now);
-    if ((e = drv_queue_job_note(q, job->id, kv))) {
+    if ((e = drv_queue_job_note_if(q, job->id, job->created_ms, kv))) {
         snprintf(why, whylen, "%s", drv_queue_errstr(q));
         free(nu);
         goto out;

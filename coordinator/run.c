@@ -22,7 +22,11 @@ static const drv_cmd_doc doc = {
     "source is exhausted and nothing is pending, leased or retrying. A range partition with much\n"
     "left while another is drained is split into a new partition (README: Rebalancing).\n"
     "Exits 0 when done, 1 when done with dead items (see drover dead), 4 when the job is\n"
-    "cancelled. Safe to kill at any time: a restart resumes from the cursors in Redis. A\n"
+    "cancelled. Exits 1 without marking anything when it refuses the job: a file source changed\n"
+    "since submit, a job or state field drover did not write (named), the job deleted under it,\n"
+    "or a final check before done that finds fed and settled counts disagreeing (README:\n"
+    "Semantics). Writes Redis refuses for now (OOM, MISCONF, LOADING, BUSY) are waited out.\n"
+    "Safe to kill at any time: a restart resumes from the cursors in Redis. A\n"
     "second drover run for the same job waits as a standby and takes over when the first\n"
     "stops renewing its lock.\n"
     "--metrics-addr serves the job's Prometheus metrics (see drover metrics) at\n"
@@ -55,6 +59,7 @@ typedef struct run_ctx {
     int64_t lock_renewed_ms;
     drv_part_stat *st;
     char owner[128];
+    const char *prefix; /* of every key (named in messages) */
     long long lock_ttl_ms, progress_ms;
     int quiet;
     int refresh;          /* re-read cursors from Redis before the next tick */
@@ -62,6 +67,11 @@ typedef struct run_ctx {
     int remirror;         /* mirror the job's state into every partition again (a new one) */
     int64_t outage_since; /* 0 while connected */
     int64_t backoff_ms;
+    /* A transient trouble on a live connection (a refused write, state that does not parse
+     * while running): backed off, said once per episode. */
+    int64_t trouble_since, trouble_backoff, trouble_tries;
+    int troubled; /* this pass met it */
+    int started;  /* the first full pass read valid state: corrupt state is waited out now */
     /* rate: done counts sampled at most once a second over the last minute */
     int64_t sample_ms[RATE_SAMPLES], sample_done[RATE_SAMPLES];
     int nsamples;
@@ -104,11 +114,74 @@ static int recover_connection(run_ctx *c) {
     return -1;
 }
 
-/* A failed Redis call: reconnect on EIO (returns 0 to go on), anything else is fatal. */
+/* Waits out a transient trouble with capped exponential backoff and jitter. Logs once per
+ * episode (trouble_cleared says how many tries it took). Returns 0 to go on, -1 on a stop
+ * signal. */
+static int trouble(run_ctx *c, const char *what, const char *msg) {
+    c->troubled = 1;
+    if (!c->trouble_since) {
+        c->trouble_since = drv_now_ms();
+        c->trouble_backoff = 100;
+        c->trouble_tries = 0;
+        drv_warn("job %s: %s: %s; backing off and trying again (logged once until it clears)",
+                 c->job.id, what, msg);
+    }
+    c->trouble_tries++;
+    nap(c->trouble_backoff / 2 + (int64_t)drv_rand((uint64_t)c->trouble_backoff / 2 + 1));
+    c->trouble_backoff = c->trouble_backoff * 2 > 5000 ? 5000 : c->trouble_backoff * 2;
+    return stop_signal ? -1 : 0;
+}
+
+static void trouble_cleared(run_ctx *c) {
+    if (!c->trouble_since || c->troubled) return;
+    drv_info("job %s: cleared after %" PRId64 " tries over %" PRId64 " ms; going on", c->job.id,
+             c->trouble_tries, drv_now_ms() - c->trouble_since);
+    c->trouble_since = 0;
+}
+
+/* A failed Redis call: reconnect on EIO, back off on a refused write (OOM, MISCONF, ...) or, once
+ * running, on state that does not parse (an operator may repair it); returns 0 to go on. Anything
+ * else, and corrupt state at the start, is fatal. */
 static int handle_err(run_ctx *c, drv_err e, const char *what) {
     if (e == DRV_EIO) return recover_connection(c);
-    drv_error("%s: %s", what, e == DRV_EREPLY ? drv_queue_errstr(c->q) : drv_strerror(e));
+    if (e == DRV_EFULL) return trouble(c, what, drv_queue_errstr(c->q));
+    if (e == DRV_ECORRUPT && c->started) return trouble(c, what, drv_queue_errstr(c->q));
+    drv_error("%s: %s", what,
+              e == DRV_EREPLY || e == DRV_ECORRUPT ? drv_queue_errstr(c->q) : drv_strerror(e));
     return -1;
+}
+
+/* Cursors and bounds a partition can have (feed.c reads them as numbers): anything else was
+ * not written by drover. Returns 0, or -1 with the partition's key and field in 'why'. */
+static int check_cursors(const run_ctx *c, char *why, size_t whylen) {
+    for (int p = 0; p < c->job.partitions; p++) {
+        const drv_part_stat *s = &c->st[p];
+        long long cur;
+        int64_t lo = 0, hi = INT64_MAX;
+        if (c->job.spec.source == DRV_SRC_HTTP) continue; /* "K" or "K/n": feed_http.c */
+        if (strcmp(s->state, "missing") == 0) continue;   /* a deleted job: the state check */
+        /* Bounds first (submit keeps range ids within +-2^53, file offsets from 0). */
+        const int64_t lim = (int64_t)1 << 53;
+        int64_t blo = c->job.spec.source == DRV_SRC_RANGE ? -lim : 0;
+        if (c->job.spec.source != DRV_SRC_STDIN &&
+            (s->start < blo || s->start > lim || s->end < blo || s->end > lim)) {
+            snprintf(why, whylen,
+                     "%s{%s.%d}:state: fields start, end: %" PRId64 "..%" PRId64
+                     " is outside %" PRId64 "..%" PRId64,
+                     c->prefix, c->job.id, p, s->start, s->end, blo, lim);
+            return -1;
+        }
+        if (c->job.spec.source == DRV_SRC_RANGE) lo = s->start, hi = s->end + 1;
+        if (c->job.spec.source == DRV_SRC_FILE) lo = s->start, hi = s->end;
+        if (hi < lo || drv_parse_ll(s->cursor, lo, hi, &cur) != 0) {
+            snprintf(why, whylen,
+                     "%s{%s.%d}:state: field cursor: expected a whole number from %" PRId64
+                     " to %" PRId64 ", got \"%s\"",
+                     c->prefix, c->job.id, p, lo, hi, s->cursor);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static void report(run_ctx *c, int64_t now) {
@@ -137,7 +210,7 @@ static void report(run_ctx *c, int64_t now) {
     char rs[32];
     snprintf(rs, sizeof rs, "%.1f", rate);
     const char *kv[] = {"rate", rs, NULL};
-    (void)drv_queue_job_note(c->q, c->job.id, kv);
+    (void)drv_queue_job_note_if(c->q, c->job.id, c->job.created_ms, kv);
     if (c->quiet) return;
     char eta[32] = "?";
     int64_t total = c->job.total >= 0 ? c->job.total : -1;
@@ -158,17 +231,71 @@ static int pager_alive(void *ud) {
     int64_t now = drv_now_ms();
     if (now - c->lock_renewed_ms < c->lock_ttl_ms / 3) return 0;
     int held = 0;
-    if (drv_queue_lock(c->q, c->job.id, c->owner, c->lock_ttl_ms, &held) != DRV_OK || !held)
+    if (drv_queue_lock_job(c->q, c->job.id, c->job.created_ms, c->owner, c->lock_ttl_ms, &held) !=
+            DRV_OK ||
+        !held)
         return 1;
     c->lock_renewed_ms = now;
     return 0;
+}
+
+/* A file job's fingerprint from its job hash (submit.c writes it) into the feeder. A job
+ * submitted before fingerprints has none and is fed unchecked (said once). */
+static drv_err load_fingerprint(run_ctx *c, char *why, size_t whylen) {
+    static const char *const names[] = {"src_size", "src_mtime_ns", "src_inode", "src_hashes"};
+    char *v[4] = {NULL, NULL, NULL, NULL};
+    long long n[3];
+    uint64_t *h = NULL;
+    int P = c->job.partitions;
+    drv_err e = DRV_OK;
+    for (int i = 0; i < 4 && !e; i++)
+        e = drv_queue_job_field(c->q, c->job.id, names[i], &v[i]);
+    if (e) {
+        snprintf(why, whylen, "%s", drv_queue_errstr(c->q));
+        goto out;
+    }
+    if (!v[0] && !v[1] && !v[2] && !v[3]) {
+        drv_warn("job %s: no fingerprint of %s (submitted by an older drover): a change to the "
+                 "file goes unnoticed",
+                 c->job.id, c->job.spec.path);
+        goto out;
+    }
+    e = DRV_ECORRUPT;
+    for (int i = 0; i < 3; i++)
+        if (!v[i] || drv_parse_ll(v[i], 0, INT64_MAX, &n[i]) != 0) {
+            snprintf(why, whylen, "%s{%s}:job: field %s: expected a whole number, got \"%.40s\"",
+                     c->prefix, c->job.id, names[i], v[i] ? v[i] : "(missing)");
+            goto out;
+        }
+    if (!v[3] || strlen(v[3]) != (size_t)P * 17 - 1 || !(h = calloc((size_t)P, sizeof *h))) {
+        snprintf(why, whylen, "%s{%s}:job: field src_hashes: expected %d hashes", c->prefix,
+                 c->job.id, P);
+        goto out;
+    }
+    for (int p = 0; p < P; p++) {
+        char *endp;
+        h[p] = strtoull(v[3] + 17 * p, &endp, 16);
+        if (endp != v[3] + 17 * p + 16) {
+            snprintf(why, whylen, "%s{%s}:job: field src_hashes: hash %d is not 16 hex digits",
+                     c->prefix, c->job.id, p);
+            goto out;
+        }
+    }
+    e = drv_feeder_expect(c->feeder, n[0], n[1], n[2], h, P);
+out:
+    free(h);
+    for (int i = 0; i < 4; i++)
+        free(v[i]);
+    return e;
 }
 
 /* Opens what feeds the job: a feeder (range, file), a pager (http), nothing (stdin). */
 static drv_err open_source(run_ctx *c, char *why, size_t whylen) {
     if (c->job.spec.source == DRV_SRC_HTTP)
         return drv_pager_open(&c->job, pager_alive, c, &c->pager, why, whylen);
-    return drv_feeder_open(&c->job, &c->feeder, why, whylen);
+    drv_err e = drv_feeder_open(&c->job, &c->feeder, why, whylen);
+    if (!e && c->job.spec.source == DRV_SRC_FILE) e = load_fingerprint(c, why, whylen);
+    return e;
 }
 
 /* The job has n partitions now (a split): grows what is kept per partition. */
@@ -192,7 +319,8 @@ static void maybe_split(run_ctx *c, int *fatal) {
     if (from < 0) return;
     /* Only while surely the active coordinator: a split is three calls on three tags. */
     int held = 0;
-    drv_err e = drv_queue_lock(c->q, c->job.id, c->owner, c->lock_ttl_ms, &held);
+    drv_err e =
+        drv_queue_lock_job(c->q, c->job.id, c->job.created_ms, c->owner, c->lock_ttl_ms, &held);
     if (!e && !held) {
         c->refresh = 1; /* the main loop notices the lost lock */
         return;
@@ -230,7 +358,16 @@ static int tick(run_ctx *c, int64_t *fed_total, int *fatal) {
         }
         /* Cursors and bounds come from Redis after a start, a lost race or an outage. */
         if ((e = drv_queue_stats(c->q, c->job.id, c->job.partitions, c->st))) {
-            if (handle_err(c, e, "reading partitions")) *fatal = 1;
+            if (e != DRV_ENOJOB && handle_err(c, e, "reading partitions")) *fatal = 1;
+            return 0;
+        }
+        if (check_cursors(c, why, sizeof why)) {
+            if (!c->started) {
+                drv_error("job %s: %s; not coordinating it", c->job.id, why);
+                *fatal = 1;
+            } else if (trouble(c, "reading partitions", why)) {
+                *fatal = 1;
+            }
             return 0;
         }
         c->refresh = 0;
@@ -419,13 +556,31 @@ static int finish_job(run_ctx *c, const char *state) {
     return 0;
 }
 
+static drv_err reload_job(run_ctx *c, const drv_job *now);
+
 /* Waits until this coordinator holds the job's lock. Returns 0, or -1 on a stop signal or a
  * fatal error. */
 static int acquire_lock(run_ctx *c) {
     int said = 0;
     while (!stop_signal) {
         int held = 0;
-        drv_err e = drv_queue_lock(c->q, c->job.id, c->owner, c->lock_ttl_ms, &held);
+        drv_err e =
+            drv_queue_lock_job(c->q, c->job.id, c->job.created_ms, c->owner, c->lock_ttl_ms, &held);
+        if (e == DRV_ENOJOB) {
+            /* lock.lua writes no lock for a job whose hash is gone or another job's. */
+            drv_job now;
+            e = drv_queue_job_get(c->q, c->job.id, &now);
+            if (e == DRV_OK && now.created_ms != c->job.created_ms) {
+                if (reload_job(c, &now)) return -1;
+                continue;
+            }
+            if (e == DRV_ENOJOB || e == DRV_OK) {
+                drv_error("job %s was deleted (its job hash is gone: a purge or FLUSHALL?); "
+                          "stopping without writing anything back",
+                          c->job.id);
+                return -1;
+            }
+        }
         if (e) {
             if (handle_err(c, e, "taking the job lock")) return -1;
             continue;
@@ -486,7 +641,8 @@ static drv_err sync_state(run_ctx *c, char *mirrored, size_t len) {
     if (strcmp(now.state, mirrored) != 0) {
         if (strcmp(now.state, "running") == 0 || strcmp(now.state, "paused") == 0 ||
             strcmp(now.state, "cancelled") == 0) {
-            if ((e = drv_queue_job_set_state(c->q, &now, now.state))) return e;
+            /* Only the partitions: the job hash has it, maybe newer than 'now' by now. */
+            if ((e = drv_queue_job_mirror_state(c->q, &now, now.state))) return e;
             if (mirrored[0]) drv_info("job %s: %s", c->job.id, now.state);
         }
         snprintf(mirrored, len, "%s", now.state);
@@ -494,6 +650,103 @@ static drv_err sync_state(run_ctx *c, char *mirrored, size_t len) {
     c->running = strcmp(mirrored, "running") == 0;
     c->job.total = now.total;
     return DRV_OK;
+}
+
+/* The last word before a job is marked done (c->st just read, every partition drained): per
+ * partition the source is exhausted at its recorded end (range: the cursor is one past the end
+ * and every id of start..end was fed; file: the cursor is at the end byte), and everything fed
+ * is settled: done, dead, skipped at claim because it was done already, or acked as a duplicate
+ * (a second copy leased while the first was). In all, what was fed
+ * is the source's total. A range partition's ids are also matched one by one (its done bitmap
+ * and dead hash); other sources are counted (README: Done).
+ * Returns 0 to mark done, 1 to look again later (the total of a stdin or HTTP source not
+ * noted yet, a state that moved), -1 when they disagree (logged). */
+static int final_check(run_ctx *c) {
+    drv_job j;
+    drv_err e = drv_queue_job_get(c->q, c->job.id, &j);
+    if (e || j.created_ms != c->job.created_ms || j.partitions != c->job.partitions) {
+        if (e && e != DRV_ENOJOB && handle_err(c, e, "reading the job for its final check"))
+            return -1;
+        return 1;
+    }
+    int bad = 0;
+    int64_t fed = 0;
+    const char *src = drv_src_name(j.spec.source);
+    for (int p = 0; p < j.partitions; p++) {
+        const drv_part_stat *s = &c->st[p];
+        if (!s->exhausted || s->pending || s->leased || s->retrying) return 1;
+        long long cur = -1;
+        (void)drv_parse_ll(s->cursor, INT64_MIN, INT64_MAX, &cur);
+        fed += s->fed;
+        if (j.spec.source == DRV_SRC_RANGE &&
+            (cur != s->end + 1 || s->fed != s->end - s->start + 1)) {
+            drv_error("job %s partition %d: the range %" PRId64 "..%" PRId64 " holds %" PRId64
+                      " ids, but the cursor is at %s and %" PRId64 " were fed",
+                      j.id, p, s->start, s->end, s->end - s->start + 1, s->cursor, s->fed);
+            bad = 1;
+        }
+        if (j.spec.source == DRV_SRC_FILE && cur != s->end) {
+            drv_error("job %s partition %d: the file's partition ends at byte %" PRId64
+                      ", but its cursor is at %s",
+                      j.id, p, s->end, s->cursor);
+            bad = 1;
+        }
+        /* A range partition feeds each id once, so every item fed settles as done, dead, skipped
+         * (popped when done already) or a duplicate (a late ack). A file, stdin or HTTP source
+         * may list an id twice, and when both copies are leased at once the second holder's
+         * ack of a done id is counted nowhere (lua/_lib.lua ack_items): a shortfall there is
+         * said, not refused. */
+        int64_t settled = s->done + s->dead + s->skipped;
+        int64_t short_by = s->fed - settled - s->duplicates;
+        if (short_by > 0 && j.spec.source == DRV_SRC_RANGE) {
+            drv_error("job %s partition %d: %" PRId64 " items fed, but only %" PRId64
+                      " settled (done %" PRId64 ", dead %" PRId64 ", skipped %" PRId64
+                      ", duplicates %" PRId64 "): %" PRId64 " neither done nor dead",
+                      j.id, p, s->fed, settled + s->duplicates, s->done, s->dead, s->skipped,
+                      s->duplicates, short_by);
+            bad = 1;
+        } else if (short_by > 0) {
+            drv_warn("job %s partition %d: %" PRId64 " items fed, %" PRId64
+                     " counted settled (done %" PRId64 ", dead %" PRId64 ", skipped %" PRId64
+                     ", duplicates %" PRId64 "); the other %" PRId64
+                     " are copies of ids listed twice by the source, or lost",
+                     j.id, p, s->fed, settled + s->duplicates, s->done, s->dead, s->skipped,
+                     s->duplicates, short_by);
+        }
+        if (j.spec.source == DRV_SRC_RANGE && !bad) {
+            /* Id by id: each id of start..end is in the done bitmap or the dead hash. */
+            int64_t nd, nx, want = s->end - s->start + 1;
+            if ((e = drv_queue_range_settled(c->q, j.id, p, s->start, s->end, &nd, &nx))) {
+                if (handle_err(c, e, "reading a partition's done record")) return -1;
+                return 1;
+            }
+            if (nd >= 0 && nd + nx < want) {
+                drv_error("job %s partition %d: of its %" PRId64 " ids (%" PRId64 "..%" PRId64
+                          "), %" PRId64 " are in its done record and %" PRId64 " dead: %" PRId64
+                          " neither done nor dead",
+                          j.id, p, want, s->start, s->end, nd, nx, want - nd - nx);
+                bad = 1;
+            } else if (nd + nx > want) {
+                drv_warn("job %s partition %d: of its %" PRId64 " ids, %" PRId64
+                         " are in its done record and %" PRId64 " dead",
+                         j.id, p, want, nd, nx);
+            }
+        }
+        if (settled > s->fed) {
+            drv_warn("job %s partition %d: %" PRId64 " items settled (done %" PRId64
+                     ", dead %" PRId64 ", skipped %" PRId64 ") of %" PRId64 " fed",
+                     j.id, p, settled, s->done, s->dead, s->skipped, s->fed);
+        }
+    }
+    if (j.total < 0) {
+        /* stdin and HTTP note their total after the last chunk: it comes. */
+        if (j.spec.source == DRV_SRC_STDIN || j.spec.source == DRV_SRC_HTTP) return bad ? -1 : 1;
+    } else if (fed != j.total) {
+        drv_error("job %s: its %s source holds %" PRId64 " items, but %" PRId64 " were fed", j.id,
+                  src, j.total, fed);
+        bad = 1;
+    }
+    return bad ? -1 : 0;
 }
 
 int cmd_run(int argc, char **argv) {
@@ -536,6 +789,7 @@ int cmd_run(int argc, char **argv) {
     }
     if ((rc = drv_cli_check(&cli, &cfg))) return rc;
     if ((rc = drv_cli_connect(&cli, &cfg, &c.q))) return rc;
+    c.prefix = cli.prefix;
     drv_err e = drv_queue_job_get(c.q, id, &c.job);
     if (e) {
         fprintf(stderr, "error: job %s: %s\n", id,
@@ -587,7 +841,15 @@ int cmd_run(int argc, char **argv) {
         int64_t now = drv_now_ms();
         if (now >= next_lock) {
             int held = 0;
-            if ((e = drv_queue_lock(c.q, id, c.owner, c.lock_ttl_ms, &held))) {
+            e = drv_queue_lock_job(c.q, id, c.job.created_ms, c.owner, c.lock_ttl_ms, &held);
+            if (e == DRV_ENOJOB) {
+                /* Deleted or replaced: nothing written; the state check below decides. */
+                next_lock = now + 100;
+                next_state = now;
+                held = 1;
+                e = DRV_OK;
+            }
+            if (e) {
                 if (handle_err(&c, e, "renewing the job lock")) goto out;
                 continue;
             }
@@ -610,7 +872,9 @@ int cmd_run(int argc, char **argv) {
                     continue;
                 }
                 if (e == DRV_ENOJOB) {
-                    drv_error("job %s was deleted", id);
+                    drv_error("job %s was deleted (its job hash is gone: a purge or FLUSHALL?); "
+                              "stopping without writing anything back",
+                              id);
                     goto out;
                 }
                 if (handle_err(&c, e, "reading the job state")) goto out;
@@ -631,16 +895,41 @@ int cmd_run(int argc, char **argv) {
         }
         int64_t fed = 0;
         int fatal = 0;
+        c.troubled = 0;
         int drained = tick(&c, &fed, &fatal);
         if (fatal) goto out;
+        if (!c.refresh) c.started = 1;
+        trouble_cleared(&c);
         if (drained && !c.refresh) {
             drv_part_stat t;
             if ((e = drv_queue_stats(c.q, id, c.job.partitions, c.st))) {
-                if (handle_err(&c, e, "reading the final counts")) goto out;
+                if (e != DRV_ENOJOB && handle_err(&c, e, "reading the final counts")) goto out;
+                continue;
+            }
+            char bad_why[512];
+            if (check_cursors(&c, bad_why, sizeof bad_why)) {
+                if (trouble(&c, "reading the final counts", bad_why)) goto out;
+                c.refresh = 1;
+                continue;
+            }
+            int v = final_check(&c);
+            if (v < 0) {
+                drv_error("job %s: not marking it done: what it was fed and what is settled "
+                          "disagree (above)",
+                          id);
+                goto out;
+            }
+            if (v > 0) {
+                c.refresh = 1;
+                nap(sleep_ms);
                 continue;
             }
             drv_part_stat_sum(c.st, c.job.partitions, &t);
             if ((e = drv_queue_job_set_state(c.q, &c.job, "done"))) {
+                if (e == DRV_ENOJOB) {
+                    next_state = 0; /* deleted or replaced meanwhile: the state check decides */
+                    continue;
+                }
                 if (handle_err(&c, e, "marking the job done")) goto out;
                 continue;
             }

@@ -243,6 +243,7 @@ int cmd_submit(int argc, char **argv) {
     /* Split the source before connecting: a bad file is a spec error and writes nothing. */
     drv_part_init *parts = calloc((size_t)spec.partitions, sizeof *parts);
     if (!parts) return 1;
+    char *fp = NULL, fp_size[24], fp_mtime[24], fp_inode[24];
     int64_t total = -1;
     if (spec.source == DRV_SRC_RANGE) {
         split_range(&spec, parts);
@@ -274,7 +275,22 @@ int cmd_submit(int argc, char **argv) {
             snprintf(parts[p].cursor, sizeof parts[p].cursor, "%" PRId64, scan.start[p]);
         }
         total = scan.total;
+        /* The file's fingerprint, written with the job: drover run refuses to feed a file that
+         * no longer matches it (README: Semantics). */
+        fp = calloc((size_t)spec.partitions * 17 + 1, 1);
+        if (fp) {
+            snprintf(fp_size, sizeof fp_size, "%" PRId64, scan.size);
+            snprintf(fp_mtime, sizeof fp_mtime, "%" PRId64, scan.mtime_ns);
+            snprintf(fp_inode, sizeof fp_inode, "%" PRId64, scan.inode);
+            for (int p = 0; p < spec.partitions; p++)
+                snprintf(fp + 17 * p, 18, "%016" PRIx64 "%s", scan.hash[p],
+                         p + 1 < spec.partitions ? "," : "");
+        }
         drv_scan_free(&scan);
+        if (!fp) {
+            free(parts);
+            return 1;
+        }
     } else {
         for (int p = 0; p < spec.partitions; p++) {
             parts[p].end = -1;
@@ -285,10 +301,18 @@ int cmd_submit(int argc, char **argv) {
     drv_queue *q;
     if ((rc = drv_cli_connect(&cli, &cfg, &q))) {
         free(parts);
+        free(fp);
         return rc;
     }
     drv_err e = drv_queue_job_create(q, &spec, total, parts, replace);
     free(parts);
+    if (e == DRV_OK && fp) {
+        const char *kv[] = {"src_size",   fp_size,     "src_mtime_ns",
+                            fp_mtime,     "src_inode", fp_inode,
+                            "src_hashes", fp,          NULL};
+        e = drv_queue_job_note(q, spec.id, kv);
+    }
+    free(fp);
     if (e == DRV_EEXIST) {
         fprintf(stderr, "error: job %s already exists (use --replace to start it over)\n", spec.id);
         drv_queue_close(q);

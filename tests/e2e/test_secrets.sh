@@ -144,13 +144,13 @@ say "refused: range end 2^53+1 in a spec, an escaped NUL in an NDJSON id; option
 "$DROVER" submit --id bj --range 1..5 --quiet >/dev/null
 R HSET 'drover:{bj}:job' spec '{not json' >/dev/null
 "$DROVER" list >"$TMP/list" || fail "drover list failed with a broken job"
-grep -E '^bj +broken ' "$TMP/list" | grep -qF 'drover:{bj}:job field spec' ||
+grep -E '^bj +broken ' "$TMP/list" | grep -qF 'drover:{bj}:job: field spec' ||
     fail "the broken job is not listed as broken: $(cat "$TMP/list")"
 grep -q '^ev2 ' "$TMP/list" || fail "the other jobs are not listed"
 "$DROVER" list --json | grep -F '"id":"bj"' | grep -qF '"state":"broken"' || fail "list --json: not broken"
 rc=0
 "$DROVER" status bj 2>"$TMP/err" || rc=$?
-[ "$rc" -eq 1 ] && grep -qF 'job bj is broken: drover:{bj}:job field spec: malformed JSON' "$TMP/err" ||
+[ "$rc" -eq 1 ] && grep -qF 'job bj is broken: drover:{bj}:job: field spec: malformed JSON' "$TMP/err" ||
     fail "drover status of a broken job: rc $rc: $(cat "$TMP/err")"
 say "a job whose spec is not JSON is listed as broken, naming the field"
 echo "PASS: secrets and strict input"
