@@ -269,6 +269,10 @@ const char *drv_conn_errstr(const drv_conn *c) {
     return c->err;
 }
 
+void drv_conn_set_errstr(drv_conn *c, const char *text) {
+    set_err(c, "%s", text);
+}
+
 /* Refusals a healthy server gives while it cannot take writes for a while: out of memory
  * under maxmemory/noeviction, a failed background save (stop-writes-on-bgsave-error),
  * loading its dataset, a script or module running too long. Nothing was written; the same

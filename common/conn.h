@@ -34,6 +34,8 @@ int drv_conn_broken(const drv_conn *c);
 const char *drv_conn_addr(const drv_conn *c);
 /* The last error text (connection or reply). Borrowed; overwritten by the next call. */
 const char *drv_conn_errstr(const drv_conn *c);
+/* Replaces the error text (a caller that found a reply it cannot use names what was wrong). */
+void drv_conn_set_errstr(drv_conn *c, const char *text);
 
 /* Runs one command. On DRV_OK '*out' is the reply (caller frees with freeReplyObject);
  * a REDIS_REPLY_ERROR reply is returned as DRV_EREPLY with no reply and the text kept for
