@@ -61,6 +61,7 @@ typedef struct held {
     exec_proc *proc; /* command running (shared by a --stdin-batch's items), or */
     int slot;        /* the item's line in its batch process */
     http_req *req;   /* request in flight; both NULL while queued (claimed, not started) */
+    int stale;       /* of a job since replaced: its result is dropped, never sent */
 } held;
 
 static int started(const held *h) {
@@ -92,6 +93,8 @@ typedef struct wstate {
     drv_backoff full;   /* Redis refuses writes (OOM, MISCONF, ...): one episode, said once */
     int64_t full_until; /* send no writes before */
     drv_backoff disc_bo, beat_bo; /* discovery, heartbeats failing (said once) */
+    drv_backoff start_bo;         /* handlers that cannot be started (fork failing) */
+    int64_t start_until;          /* start no item before */
     int stop_rc;  /* drain and exit with this: the served job vanished or is broken */
     int vanished; /* jobs that vanished while running */
     int64_t next_discover, next_extend, next_beat, next_stats, redis_now;
@@ -240,6 +243,35 @@ static void try_reconnect(wstate *w, int64_t now) {
 /* ---- jobs ------------------------------------------------------------------------------------ */
 
 static int64_t job_held(const wstate *w, int ji);
+static void drop_recorded(wstate *w);
+
+/* Job ji was replaced (submit --replace): what this worker holds of the old job must not reach
+ * the new one (its lease tokens start again at 1, so an old token could name a new lease).
+ * Results and unstarted items are dropped now, running items when they end. */
+static void drop_old_version(wstate *w, int ji) {
+    int nres = 0, nheld = 0;
+    for (int i = 0; i < w->nres; i++)
+        if (w->res[i].job == ji) {
+            w->res[i].job = -1;
+            nres++;
+        }
+    drop_recorded(w);
+    for (int i = 0; i < w->nheld; i++) {
+        held *h = &w->held[i];
+        if (h->job != ji || h->stale) continue;
+        nheld++;
+        if (h->proc || h->req) {
+            h->stale = 1;
+            continue;
+        }
+        drv_lease_clear(&h->l);
+        w->held[i--] = w->held[--w->nheld];
+    }
+    if (nres || nheld)
+        drv_warn("job %s was replaced: %d results and %d items of the old job are dropped "
+                 "(they belong to no lease of the new one)",
+                 w->jobs[ji].id, nres, nheld);
+}
 
 static wjob *find_job(wstate *w, const char *id) {
     for (int i = 0; i < w->njobs; i++)
@@ -409,6 +441,7 @@ static void update_job(wstate *w, const drv_job *j, int64_t now) {
         /* Replaced (drover submit --replace): its handler may be another. Requests in flight
          * keep the old one until they end. A --job worker follows the new job. */
         drv_info("job %s was replaced (submit --replace): serving the new one", j->id);
+        drop_old_version(w, (int)(x - w->jobs));
         x->created_ms = j->created_ms;
         x->gone = 0;
         x->skip_until = 0;
@@ -617,6 +650,7 @@ static int claim_once(wstate *w, int64_t now, int want) {
                 h->slot = 0;
                 h->proc = NULL;
                 h->req = NULL;
+                h->stale = 0;
             }
             free(c.items);
             if (j->limited) j->unused += n - (int64_t)c.n;
@@ -680,6 +714,11 @@ static void result_clear(result *r) {
 }
 
 static void add_result(wstate *w, held *h, const drv_outcome *out) {
+    if (h->stale) { /* of a replaced job: nothing to record */
+        drv_lease_clear(&h->l);
+        free(out->response);
+        return;
+    }
     if (w->nres == w->cap_res) {
         int cap = w->cap_res ? w->cap_res * 2 : 64;
         result *r = realloc(w->res, sizeof *r * (size_t)cap);
@@ -735,7 +774,7 @@ static int res_part(wstate *w, int i) {
     return w->res[i].part;
 }
 static int held_job(wstate *w, int i) {
-    return w->held[i].job;
+    return w->held[i].stale ? -1 : w->held[i].job; /* -1: not extended or handed back */
 }
 static int held_part(wstate *w, int i) {
     return w->held[i].part;
@@ -965,7 +1004,8 @@ static drv_ref *held_refs(const wstate *w, const int *idx, int n) {
 
 static int extend_group(wstate *w, int job, int part, int *idx, int n) {
     int64_t now = drv_now_ms();
-    if (!w->connected || now < w->full_until || now < w->jobs[job].pbo_until[part]) return 0;
+    if (job < 0 || !w->connected || now < w->full_until || now < w->jobs[job].pbo_until[part])
+        return 0;
     drv_ref *refs = held_refs(w, idx, n);
     if (!refs) return -1;
     int64_t lost = 0;
@@ -997,6 +1037,7 @@ static void extend_leases(wstate *w, int64_t now) {
 
 /* Hands back queued (never started) items. */
 static int release_group(wstate *w, int job, int part, int *idx, int n) {
+    if (job < 0) return 0;
     drv_ref *refs = held_refs(w, idx, n);
     if (!refs) return -1;
     int64_t got = 0;
@@ -1065,26 +1106,40 @@ static int start_batch(wstate *w, int i, drv_outcome *out) {
     return rc;
 }
 
+/* A handler could not be started for a local reason (fork failed, out of memory): the item
+ * goes back, and starting waits for a backoff, said once per episode. */
+static void start_failed(wstate *w, const wjob *j, const held *h, const drv_outcome *out,
+                         int64_t now) {
+    char err[2300];
+    snprintf(err, sizeof err, "%s (job %s item %s handed back)", out->error, j->id, h->l.id);
+    w->start_until = now + drv_backoff_fail_log(&w->start_bo, now, "starting items", err);
+}
+
 static void start_items(wstate *w, int64_t now) {
-    for (int i = 0; i < w->nheld && w->running < w->cfg->concurrency; i++) {
+    if (now < w->start_until) return;
+    for (int i = 0; i < w->nheld && w->running < w->cfg->concurrency && now >= w->start_until;
+         i++) {
         held *h = &w->held[i];
         wjob *j = &w->jobs[h->job];
         if (started(h) || j->cool_until > now) continue;
         drv_outcome out;
         h->slot = 0;
         if (w->cfg->handler != HANDLER_NOOP && !j->http && w->cfg->exec.stdin_batch > 0) {
-            if (start_batch(w, i, &out)) continue;
-            if (out.retryable_local)
-                drv_warn("job %s item %s: %s; handing it back", j->id, h->l.id, out.error);
+            if (start_batch(w, i, &out)) {
+                if (w->start_bo.fails) drv_backoff_ok_log(&w->start_bo, now, "starting items");
+                continue;
+            }
+            if (out.retryable_local) start_failed(w, j, h, &out, now);
         } else if (w->cfg->handler == HANDLER_NOOP) {
             memset(&out, 0, sizeof out);
             out.ok = 1;
         } else if (j->http ? http_start(w->http, j->http, &h->l, &h->req, &out) == 0
                            : exec_start(&w->cfg->exec, j->id, &h->l, &h->proc, &out) == 0) {
             w->running++;
+            if (w->start_bo.fails) drv_backoff_ok_log(&w->start_bo, now, "starting items");
             continue;
         } else if (out.retryable_local) {
-            drv_warn("job %s item %s: %s; handing it back", w->jobs[h->job].id, h->l.id, out.error);
+            start_failed(w, j, h, &out, now);
         }
         add_result(w, h, &out);
         w->held[i] = w->held[--w->nheld];
@@ -1407,7 +1462,7 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
                 break;
             }
         }
-        if (cfg->exit_when_done && !draining && w.discovered_any && !any_active(&w) &&
+        if (cfg->exit_when_done && !draining && !w.stop_rc && w.discovered_any && !any_active(&w) &&
             !any_missing(&w) && w.nheld == 0 && w.nres == 0) {
             wjob *x = cfg->job ? find_job(&w, cfg->job) : NULL;
             if (!cfg->job)

@@ -14,6 +14,7 @@
 source "$DROVER_SRC_DIR/tests/support/e2e.sh"
 start_redis
 RECORD="$DROVER_BIN_DIR/tests/record_calls"
+printf '#!/bin/sh\nsleep 0.01\necho "$1" >>"%s/calls.slow"\n' "$TMP" >"$TMP/slow.sh"
 
 # lines FILE PATTERN: how many lines of FILE match PATTERN.
 lines() { grep -c -- "$2" "$1" || true; }
@@ -97,7 +98,6 @@ say "corrupt field: said once, the rest went on, completed after the repair"
 "$DROVER" submit --id rep --range 1..400 --partitions 2 --quiet >/dev/null
 bg rcoord "$DROVER" run rep --progress-ms 60000
 rcoord=$LAST_PID
-printf '#!/bin/sh\nsleep 0.01\necho "$1" >>"%s/calls.rep"\n' "$TMP" >"$TMP/slow.sh"
 bg rep "$WORKER" --job rep --id wrep --concurrency 2 --stats-ms 0 --exit-when-done --no-stdin \
     -- sh "$TMP/slow.sh" {id}
 wrep=$LAST_PID
