@@ -65,11 +65,15 @@ grep -q "job broken is broken.*spec" "$TMP/broken.log" || fail "no line naming t
 say "broken spec: a --job worker exits 1 naming the field"
 
 # ---- a state field that is not a number ---------------------------------------------------------
-# cooldown_until is read by every claim of the partition before anything is written. A worker
-# serving every job also meets the broken one above: one line for it.
+# cooldown_until is read by every claim of the partition before anything is written. lease_ms
+# of another job too (only once the scripts check before they write is nothing lost there:
+# this case checks the worker's side, one line and a backoff). A worker serving every job also
+# meets the broken one above: one line for it.
 M=1000
 seq 1 $M | "$DROVER" submit --id bad --source - --partitions 2 --quiet >/dev/null
 R HSET "drover:{bad.0}:state" cooldown_until abc >/dev/null
+seq 5001 5100 | "$DROVER" submit --id lease --source - --partitions 1 --quiet >/dev/null
+R HSET "drover:{lease.0}:state" lease_ms abc >/dev/null
 bg bad "$WORKER" --id wbad --concurrency 4 --stats-ms 0 --no-stdin \
     -- "$RECORD" "$TMP/calls.bad" {id}
 wbad=$LAST_PID
@@ -77,21 +81,27 @@ fed1=$(R HGET "drover:{bad.1}:state" fed)
 p1_done() { [ "$(done_count bad 1)" -eq "$fed1" ]; }
 wait_for "partition 1 to be done" 30 p1_done
 wait_for "the worker to name the failing partition" 10 grep -q "job bad partition 0.*failing" "$TMP/bad.log"
+wait_for "the worker to name lease_ms" 10 grep -q "job lease partition 0.*failing.*lease_ms" "$TMP/bad.log"
 t_end=$((SECONDS + 2))
 while [ $SECONDS -lt $t_end ]; do
     kill -0 "$wbad" 2>/dev/null || fail "the worker exited on a corrupt field"
     sleep 0.1
 done
-[ "$(lines "$TMP/bad.log" "partition 0")" -eq 1 ] ||
-    fail "the corrupt partition was logged $(lines "$TMP/bad.log" "partition 0") times"
+for j in bad lease; do
+    [ "$(lines "$TMP/bad.log" "job $j partition 0")" -eq 1 ] ||
+        fail "the corrupt partition of $j was logged $(lines "$TMP/bad.log" "job $j partition 0") times"
+done
 [ "$(lines "$TMP/bad.log" "job broken")" -eq 1 ] ||
     fail "the broken job was logged $(lines "$TMP/bad.log" "job broken") times, expected once"
 R HDEL "drover:{bad.0}:state" cooldown_until >/dev/null
+R HSET "drover:{lease.0}:state" lease_ms 30000 >/dev/null
 wait_for "the job to complete after the repair" 30 done_at_least bad $M
 wait_for "the worker to say the partition is ok again" 10 grep -q "job bad partition 0 ok again" "$TMP/bad.log"
+wait_for "the worker to say lease_ms is ok again" 10 grep -q "job lease partition 0 ok again" "$TMP/bad.log"
 kill -TERM "$wbad"
 wait_exit 30 "$wbad"
-exactly_once "$TMP/calls.bad" $M
+awk '$1 <= 1000' "$TMP/calls.bad" >"$TMP/calls.bad1" # lease's ids are 5001..5100
+exactly_once "$TMP/calls.bad1" $M
 say "corrupt field: said once, the rest went on, completed after the repair"
 
 # ---- submit --replace under a --job J --exit-when-done worker ----------------------------------
