@@ -445,6 +445,10 @@ static void update_job(wstate *w, const drv_job *j, int64_t now) {
         x->created_ms = j->created_ms;
         x->gone = 0;
         x->skip_until = 0;
+        for (int p = 0; p < x->partitions; p++) { /* the old partitions' troubles are gone */
+            memset(&x->pbo[p], 0, sizeof x->pbo[p]);
+            x->pbo_until[p] = x->empty_until[p] = 0;
+        }
         if (x->http) {
             drv_http_cfg **r = realloc(w->retired, sizeof *r * (size_t)(w->nretired + 1));
             if (!r) return;
@@ -1492,7 +1496,10 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
             int64_t d = exec_next_deadline(w.held[i].proc, now);
             if (d >= 0 && d < timeout) timeout = d;
         }
-        int idle_claims = w.nheld - w.running >= cfg->concurrency || draining || !w.connected;
+        int idle_claims = w.nheld - w.running >= cfg->concurrency || draining || !w.connected ||
+                          now < w.full_until;
+        if (w.connected && now < w.full_until && w.full_until - now < timeout)
+            timeout = w.full_until - now; /* writes refused: try again after the backoff */
         if (w.nres && !w.connected) timeout = timeout < 20 ? timeout : 20;
         int64_t fat = w.nres && w.connected ? flush_at(&w, now) : -1;
         if (fat >= 0) {
