@@ -1479,6 +1479,13 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
                 drv_error("%d jobs vanished while this worker served them (see above)", w.vanished);
                 rc = 1;
             }
+            int broken = 0;
+            for (int i = 0; i < w.njobs; i++)
+                broken += w.jobs[i].broken && !w.jobs[i].gone;
+            if (broken) {
+                drv_error("%d jobs could not be read and were not served (see above)", broken);
+                rc = 1;
+            }
             break;
         }
         /* Wait for a child, a signal, or the next thing due. */

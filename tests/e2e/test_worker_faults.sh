@@ -62,7 +62,17 @@ timeout 20 "$WORKER" --job broken --handler noop --exit-when-done --stats-ms 0 \
     >"$TMP/broken.log" 2>&1 || rc=$?
 [ $rc -eq 1 ] || fail "a --job worker of a job with a broken spec exited $rc, expected 1"
 grep -q "job broken is broken.*spec" "$TMP/broken.log" || fail "no line naming the spec field"
-say "broken spec: a --job worker exits 1 naming the field"
+# Serving every job (another prefix: nothing else there), it skips the job and does not call
+# that done: --exit-when-done exits 1.
+DROVER_PREFIX=alone: "$DROVER" submit --id b2 --range 1..10 --partitions 1 --quiet >/dev/null
+R HSET "alone:{b2}:job" spec 'oops' >/dev/null
+rc=0
+DROVER_PREFIX=alone: timeout 20 "$WORKER" --handler noop --exit-when-done --stats-ms 0 \
+    >"$TMP/broken2.log" 2>&1 || rc=$?
+[ $rc -eq 1 ] || fail "a worker that skipped a broken job exited $rc when done, expected 1"
+grep -q "job b2 is broken, skipping it.*spec" "$TMP/broken2.log" || fail "no line naming the spec field"
+grep -q "1 jobs could not be read" "$TMP/broken2.log" || fail "the exit does not say why"
+say "broken spec: a --job worker exits 1 naming the field, a worker of every job skips it"
 
 # ---- a state field that is not a number ---------------------------------------------------------
 # cooldown_until is read by every claim of the partition before anything is written. lease_ms
