@@ -26,12 +26,12 @@ exactly_once() {
 }
 
 # ---- out of memory mid-job ---------------------------------------------------------------------
-N=3000
+N=1000
 seq 1 $N | "$DROVER" submit --id oom --source - --partitions 2 --quiet >/dev/null
 bg oom "$WORKER" --job oom --id woom --concurrency 4 --stats-ms 0 --no-stdin \
     -- "$RECORD" "$TMP/calls.oom" {id}
 woom=$LAST_PID
-wait_for "some items done" 30 done_at_least oom 300
+wait_for "some items done" 60 done_at_least oom 200
 R CONFIG SET maxmemory 1mb >/dev/null
 wait_for "the worker to say Redis refuses writes" 10 grep -q "refuses writes" "$TMP/oom.log"
 # The refusal lasts 2 s: the worker keeps running and says nothing more about it.
@@ -41,7 +41,7 @@ while [ $SECONDS -lt $t_end ]; do
     sleep 0.1
 done
 R CONFIG SET maxmemory 0 >/dev/null
-wait_for "the job to complete after the refusal" 60 done_at_least oom $N
+wait_for "the job to complete after the refusal" 120 done_at_least oom $N
 wait_for "the worker to say writes are taken again" 10 grep -q "takes writes again" "$TMP/oom.log"
 kill -TERM "$woom"
 wait_exit 30 "$woom"
@@ -79,7 +79,7 @@ say "broken spec: a --job worker exits 1 naming the field, a worker of every job
 # of another job too (only once the scripts check before they write is nothing lost there:
 # this case checks the worker's side, one line and a backoff). A worker serving every job also
 # meets the broken one above: one line for it.
-M=1000
+M=400
 seq 1 $M | "$DROVER" submit --id bad --source - --partitions 2 --quiet >/dev/null
 R HSET "drover:{bad.0}:state" cooldown_until abc >/dev/null
 seq 5001 5100 | "$DROVER" submit --id lease --source - --partitions 1 --quiet >/dev/null
@@ -89,7 +89,7 @@ bg bad "$WORKER" --id wbad --concurrency 4 --stats-ms 0 --no-stdin \
 wbad=$LAST_PID
 fed1=$(R HGET "drover:{bad.1}:state" fed)
 p1_done() { [ "$(done_count bad 1)" -eq "$fed1" ]; }
-wait_for "partition 1 to be done" 30 p1_done
+wait_for "partition 1 to be done" 120 p1_done
 wait_for "the worker to name the failing partition" 10 grep -q "job bad partition 0.*failing" "$TMP/bad.log"
 wait_for "the worker to name lease_ms" 10 grep -q "job lease partition 0.*failing.*lease_ms" "$TMP/bad.log"
 t_end=$((SECONDS + 2))
@@ -105,12 +105,12 @@ done
     fail "the broken job was logged $(lines "$TMP/bad.log" "job broken") times, expected once"
 R HDEL "drover:{bad.0}:state" cooldown_until >/dev/null
 R HSET "drover:{lease.0}:state" lease_ms 30000 >/dev/null
-wait_for "the job to complete after the repair" 30 done_at_least bad $M
+wait_for "the job to complete after the repair" 120 done_at_least bad $M
 wait_for "the worker to say the partition is ok again" 10 grep -q "job bad partition 0 ok again" "$TMP/bad.log"
 wait_for "the worker to say lease_ms is ok again" 10 grep -q "job lease partition 0 ok again" "$TMP/bad.log"
 kill -TERM "$wbad"
 wait_exit 30 "$wbad"
-awk '$1 <= 1000' "$TMP/calls.bad" >"$TMP/calls.bad1" # lease's ids are 5001..5100
+awk -v m=$M '$1 <= m' "$TMP/calls.bad" >"$TMP/calls.bad1" # lease's ids are 5001..5100
 exactly_once "$TMP/calls.bad1" $M
 say "corrupt field: said once, the rest went on, completed after the repair"
 
@@ -128,7 +128,7 @@ R ZREM drover:jobs rep >/dev/null
 serves_nothing() { [ -z "$(R HGET "drover:{workers}:wrep" jobs)" ]; }
 wait_for "the worker to see the job missing" 10 serves_nothing
 "$DROVER" submit --id rep --range 1..300 --partitions 3 --replace --quiet >/dev/null
-wait_exit 60 "$wrep"
+wait_exit 120 "$wrep"
 [ "$EXIT_CODE" -eq 0 ] || fail "the --exit-when-done worker exited $EXIT_CODE after the replace"
 [ "$(status_num rep done)" -eq 300 ] || fail "the new job has $(status_num rep done) of 300 done"
 "$DROVER" status rep | grep -q done || fail "the new job is not done"
