@@ -37,6 +37,7 @@ typedef struct wjob {
     int gone;              /* absent long enough: deleted (vanished, or expired after it ended) */
     int broken;            /* its hash cannot be read (said once per episode) */
     int stub;              /* never read whole: a broken job first seen broken */
+    int64_t dropped;       /* results Redis had no job for (deleted under this worker) */
     int rr;                /* next partition to try */
     int64_t created_ms;    /* which version of the job (a replaced job is another) */
     int unusable;          /* this worker cannot serve it (said once in the log) */
@@ -413,8 +414,8 @@ static void job_missing(wstate *w, int ji, int64_t now) {
     }
     w->vanished++;
     drv_error("job %s vanished while %s: its keys were deleted (FLUSHALL, or drover purge); "
-              "%" PRId64 " items held here cannot be recorded%s",
-              x->id, x->state, job_held(w, ji),
+              "%" PRId64 " results of this worker could not be recorded%s",
+              x->id, x->state, x->dropped + job_held(w, ji),
               w->cfg->job ? "; stopping this worker (exit 1)" : "");
     if (w->cfg->job) w->stop_rc = 1;
 }
@@ -445,6 +446,7 @@ static void update_job(wstate *w, const drv_job *j, int64_t now) {
         x->created_ms = j->created_ms;
         x->gone = 0;
         x->skip_until = 0;
+        x->dropped = 0;
         for (int p = 0; p < x->partitions; p++) { /* the old partitions' troubles are gone */
             memset(&x->pbo[p], 0, sizeof x->pbo[p]);
             x->pbo_until[p] = x->empty_until[p] = 0;
@@ -877,6 +879,7 @@ static drv_err ack_claim(wstate *w, int ji, int p, int n, drv_claim *c) {
     if (e == DRV_OK || e == DRV_EPAUSED || e == DRV_ECANCELLED || e == DRV_ENOJOB) {
         /* Recorded (or the job was deleted under us: nothing to record). */
         mark_recorded(w, ia, na);
+        if (e == DRV_ENOJOB) w->jobs[ji].dropped += na;
         if (e != DRV_ENOJOB) write_ack_log(w, jid, acks, na);
         drop_recorded(w);
         if (e == DRV_OK) writes_ok(w);
@@ -953,6 +956,7 @@ static int flush_group(wstate *w, int job, int part, int *idx, int n) {
     }
     if (e == DRV_ENOJOB) {
         mark_recorded(w, idx, n); /* the job was deleted under us: nothing to record */
+        w->jobs[job].dropped += n;
     } else if (e) {
         part_failed(w, job, part, e, "recording results");
         rc = -1;
