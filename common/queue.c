@@ -439,12 +439,10 @@ drv_err drv_queue_job_get(drv_queue *q, const char *job, drv_job *out) {
     memset(&j, 0, sizeof j);
     const char *spec = is_array(r, 2) ? hfield(r, "spec") : NULL;
     const char *state = is_array(r, 2) ? hfield(r, "state") : NULL;
-    char why[256] = "missing";
+    char why[256] = "missing", msg[DRV_KEY_MAX + 320];
     if (!spec || !state || drv_spec_parse(spec, strlen(spec), &j.spec, why, sizeof why) != DRV_OK) {
-        /* Listed with a hash drover cannot read: broken, not absent (a worker or coordinator
-         * must not take it for a job that ended). */
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s: %s: %s", jk, !spec || state ? "spec" : "state", why);
+        /* Listed and there, but unusable: say so (drover list, status) rather than hide it. */
+        snprintf(msg, sizeof msg, "%s field %s: %s", jk, !state && spec ? "state" : "spec", why);
         drv_conn_set_errstr(q->conn, msg);
         freeReplyObject(r);
         return DRV_ECORRUPT;

@@ -58,10 +58,10 @@ typedef struct drv_part_init {
  * is DRV_EEXIST unless 'replace' (its keys are deleted first). 'total' is -1 when unknown. */
 drv_err drv_queue_job_create(drv_queue *q, const drv_spec *spec, int64_t total,
                              const drv_part_init *parts, int replace);
-/* Reads a visible job. DRV_ENOJOB if there is none. A PREFIXjobs entry whose job hash is gone
- * (expired after ttl_after_done) is removed on the way. DRV_ECORRUPT for a listed job whose hash
- * cannot be read (no spec or state, a spec that does not parse), with the key and field in
- * drv_queue_errstr(). */
+/* Reads a visible job. DRV_ENOJOB if there is none; DRV_ECORRUPT when its hash lacks its spec
+ * or state or the spec does not parse (drv_queue_errstr names the key and field). A PREFIXjobs
+ * entry whose job hash is gone
+ * (expired after ttl_after_done) is removed on the way. */
 drv_err drv_queue_job_get(drv_queue *q, const char *job, drv_job *out);
 /* Job ids by creation time. Caller frees (*ids) with free(); one block. */
 drv_err drv_queue_job_list(drv_queue *q, char (**ids)[DRV_JOB_ID_MAX + 1], size_t *n);
