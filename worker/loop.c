@@ -3,6 +3,7 @@
  * for signals, so a thousand items in flight cost no threads. */
 #include "worker.h"
 
+#include "backoff.h"
 #include "clock.h"
 #include "log.h"
 
@@ -22,14 +23,25 @@ typedef struct wjob {
     char id[DRV_JOB_ID_MAX + 1];
     int partitions;
     int64_t lease_ms;
-    int active;           /* running and not skipped */
-    int seen;             /* found by the last discovery */
-    int64_t skip_until;   /* paused or cancelled: look again after this */
-    int64_t *empty_until; /* per partition: nothing to claim until then */
-    int rr;               /* next partition to try */
-    int64_t created_ms;   /* which version of the job (a replaced job is another) */
-    int unusable;         /* this worker cannot serve it (said once in the log) */
-    drv_http_cfg *http;   /* the spec's HTTP handler, NULL: the worker's command */
+    int active;            /* running and not skipped */
+    int seen;              /* found by the last discovery */
+    int64_t skip_until;    /* paused or cancelled: look again after this */
+    int64_t *empty_until;  /* per partition: nothing to claim until then */
+    drv_backoff *pbo;      /* per partition: a script error or corrupt state (said once) */
+    int64_t *pbo_until;    /* per partition: send nothing before (its backoff) */
+    drv_backoff bo;        /* the job's limits and cool-downs failing (said once) */
+    drv_backoff read_bo;   /* the job hash unreadable (said once) */
+    int64_t report_until;  /* report_limits: not before (its backoff) */
+    char state[16];        /* as last read */
+    int64_t missing_since; /* local ms discovery stopped finding it, 0 while found */
+    int gone;              /* absent long enough: deleted (vanished, or expired after it ended) */
+    int broken;            /* its hash cannot be read (said once per episode) */
+    int stub;              /* never read whole: a broken job first seen broken */
+    int64_t dropped;       /* results Redis had no job for (deleted under this worker) */
+    int rr;                /* next partition to try */
+    int64_t created_ms;    /* which version of the job (a replaced job is another) */
+    int unusable;          /* this worker cannot serve it (said once in the log) */
+    drv_http_cfg *http;    /* the spec's HTTP handler, NULL: the worker's command */
     int64_t backoff_ms, backoff_max_ms;
     int64_t cool_until; /* fleet cool-down: claim and start nothing before (local ms) */
     int n_cool;         /* cool-downs since the last ok answer */
@@ -50,6 +62,7 @@ typedef struct held {
     exec_proc *proc; /* command running (shared by a --stdin-batch's items), or */
     int slot;        /* the item's line in its batch process */
     http_req *req;   /* request in flight; both NULL while queued (claimed, not started) */
+    int stale;       /* of a job since replaced: its result is dropped, never sent */
 } held;
 
 static int started(const held *h) {
@@ -78,6 +91,13 @@ typedef struct wstate {
     int health_warned;  /* the health file could not be written (logged once) */
     int ack_log_warned; /* the ack log could not be written (logged once) */
     int64_t outage_since, next_reconnect, backoff_ms;
+    drv_backoff full;   /* Redis refuses writes (OOM, MISCONF, ...): one episode, said once */
+    int64_t full_until; /* send no writes before */
+    drv_backoff disc_bo, beat_bo; /* discovery, heartbeats failing (said once) */
+    drv_backoff start_bo;         /* handlers that cannot be started (fork failing) */
+    int64_t start_until;          /* start no item before */
+    int stop_rc;  /* drain and exit with this: the served job vanished or is broken */
+    int vanished; /* jobs that vanished while running */
     int64_t next_discover, next_extend, next_beat, next_stats, redis_now;
     int64_t n_ok, n_failed, n_lost;
     int discovered_any;
@@ -101,10 +121,35 @@ static void on_signal(int sig) {
 
 /* ---- Redis errors ---------------------------------------------------------------------------- */
 
-/* Marks the connection lost (logging once per outage). Returns 1 if the error was a lost
- * connection, 0 if it was something else (already logged). */
-static int redis_failed(wstate *w, drv_err e, const char *what) {
-    if (e == DRV_EIO) {
+/* A Redis call failed. A lost connection (DRV_EIO) is the outage: said once, the loop
+ * reconnects with backoff. Writes refused for now (DRV_EFULL: OOM, MISCONF, LOADING, BUSY) are
+ * one worker-wide episode, said once with the server's message: no writes until its backoff
+ * is over, then the same writes again (nothing is dropped). Anything else (a script error,
+ * corrupt state the message names) is the episode of 'b' (a partition's, a job's), said once
+ * as "WHAT failing: ERR". '*until' (if given) is set to the next try. Returns 1 for a lost
+ * connection or refused writes (stop sending for now), 0 otherwise. */
+static int redis_failed(wstate *w, drv_err e, const char *what, drv_backoff *b, int64_t *until) {
+    int64_t now = drv_now_ms();
+    if (e == DRV_EFULL) {
+        int say;
+        w->full_until = now + drv_backoff_fail(&w->full, now, &say);
+        if (say)
+            drv_warn("redis at %s refuses writes (%s): %s (repeating, backing off; items keep "
+                     "running and their results are kept until it takes writes again)",
+                     drv_queue_addr(w->q), what, drv_queue_errstr(w->q));
+        if (until) *until = w->full_until;
+        return 1;
+    }
+    if (e != DRV_EIO) {
+        char err[700];
+        snprintf(err, sizeof err, "%s",
+                 e == DRV_EREPLY || e == DRV_ECORRUPT ? drv_queue_errstr(w->q) : drv_strerror(e));
+        int64_t ms = b ? drv_backoff_fail_log(b, now, what, err) : 1000;
+        if (!b) drv_error("%s: %s", what, err);
+        if (until) *until = now + ms;
+        return 0;
+    }
+    {
         if (w->reconnecting) {
             w->connected = 0; /* still the outage try_reconnect is ending: said once */
             return 1;
@@ -120,8 +165,52 @@ static int redis_failed(wstate *w, drv_err e, const char *what) {
         }
         return 1;
     }
-    drv_error("%s: %s", what, e == DRV_EREPLY ? drv_queue_errstr(w->q) : drv_strerror(e));
-    return 0;
+}
+
+/* A write Redis took: ends the refusal episode (said once, with its count). */
+static void writes_ok(wstate *w) {
+    int64_t n, ms;
+    if (w->full.fails && drv_backoff_ok(&w->full, drv_now_ms(), &n, &ms))
+        drv_info("redis at %s takes writes again after %" PRId64 " refusals in %.1f s",
+                 drv_queue_addr(w->q), n, (double)ms / 1000.0);
+}
+
+/* Partition p of job ji answered without an error: ends its episode, if any. */
+static void part_ok(wstate *w, int ji, int p) {
+    wjob *j = &w->jobs[ji];
+    if (!j->pbo[p].fails) return;
+    char what[160];
+    snprintf(what, sizeof what, "job %s partition %d", j->id, p);
+    drv_backoff_ok_log(&j->pbo[p], drv_now_ms(), what);
+    j->pbo_until[p] = 0;
+}
+
+/* Partition p of job ji failed (doing 'op'): its episode, said once. Returns redis_failed's. */
+static int part_failed(wstate *w, int ji, int p, drv_err e, const char *op) {
+    wjob *j = &w->jobs[ji];
+    char what[200];
+    if (e == DRV_EFULL)
+        snprintf(what, sizeof what, "%s job %s partition %d", op, j->id, p);
+    else
+        snprintf(what, sizeof what, "job %s partition %d: %s", j->id, p, op);
+    return redis_failed(w, e, what, &j->pbo[p], &j->pbo_until[p]);
+}
+
+/* The job's limits (admit, cool-down) failed doing 'op'. */
+static int job_failed(wstate *w, wjob *j, drv_err e, const char *op, int64_t *until) {
+    char what[200];
+    if (e == DRV_EFULL)
+        snprintf(what, sizeof what, "%s job %s", op, j->id);
+    else
+        snprintf(what, sizeof what, "job %s limits: %s", j->id, op);
+    return redis_failed(w, e, what, &j->bo, until);
+}
+
+static void job_ok(wjob *j) {
+    if (!j->bo.fails) return;
+    char what[160];
+    snprintf(what, sizeof what, "job %s limits", j->id);
+    drv_backoff_ok_log(&j->bo, drv_now_ms(), what);
 }
 
 static void flush_results(wstate *w);
@@ -154,10 +243,68 @@ static void try_reconnect(wstate *w, int64_t now) {
 
 /* ---- jobs ------------------------------------------------------------------------------------ */
 
+static int64_t job_held(const wstate *w, int ji);
+static void drop_recorded(wstate *w);
+
+/* Job ji was replaced (submit --replace): what this worker holds of the old job must not reach
+ * the new one (its lease tokens start again at 1, so an old token could name a new lease).
+ * Results and unstarted items are dropped now, running items when they end. */
+static void drop_old_version(wstate *w, int ji) {
+    int nres = 0, nheld = 0;
+    for (int i = 0; i < w->nres; i++)
+        if (w->res[i].job == ji) {
+            w->res[i].job = -1;
+            nres++;
+        }
+    drop_recorded(w);
+    for (int i = 0; i < w->nheld; i++) {
+        held *h = &w->held[i];
+        if (h->job != ji || h->stale) continue;
+        nheld++;
+        if (h->proc || h->req) {
+            h->stale = 1;
+            continue;
+        }
+        drv_lease_clear(&h->l);
+        w->held[i--] = w->held[--w->nheld];
+    }
+    if (nres || nheld)
+        drv_warn("job %s was replaced: %d results and %d items of the old job are dropped "
+                 "(they belong to no lease of the new one)",
+                 w->jobs[ji].id, nres, nheld);
+}
+
 static wjob *find_job(wstate *w, const char *id) {
     for (int i = 0; i < w->njobs; i++)
         if (strcmp(w->jobs[i].id, id) == 0) return &w->jobs[i];
     return NULL;
+}
+
+/* Sizes the per-partition arrays of x for n partitions (n >= 1): new partitions start
+ * with no back-off, the others keep theirs. Returns 0 or -1 (x unchanged). */
+static int resize_parts(wjob *x, int n) {
+    int64_t *eu = calloc((size_t)n, sizeof *eu), *bu = calloc((size_t)n, sizeof *bu);
+    drv_backoff *bo = calloc((size_t)n, sizeof *bo);
+    if (!eu || !bu || !bo) {
+        free(eu);
+        free(bu);
+        free(bo);
+        return -1;
+    }
+    int keep = x->partitions < n ? x->partitions : n;
+    if (keep > 0 && x->empty_until) {
+        memcpy(eu, x->empty_until, sizeof *eu * (size_t)keep);
+        memcpy(bu, x->pbo_until, sizeof *bu * (size_t)keep);
+        memcpy(bo, x->pbo, sizeof *bo * (size_t)keep);
+    }
+    free(x->empty_until);
+    free(x->pbo_until);
+    free(x->pbo);
+    x->empty_until = eu;
+    x->pbo_until = bu;
+    x->pbo = bo;
+    x->partitions = n;
+    return 0;
 }
 
 static int add_job(wstate *w, const drv_job *j) {
@@ -167,11 +314,10 @@ static int add_job(wstate *w, const drv_job *j) {
     wjob *x = &w->jobs[w->njobs];
     memset(x, 0, sizeof *x);
     snprintf(x->id, sizeof x->id, "%s", j->id);
-    x->partitions = j->partitions;
-    x->lease_ms = j->spec.lease_ms;
-    x->empty_until = calloc((size_t)j->partitions, sizeof *x->empty_until);
-    if (!x->empty_until) return -1;
-    x->rr = (int)drv_rand((uint64_t)j->partitions); /* workers start spread out */
+    x->lease_ms = j->spec.lease_ms ? j->spec.lease_ms : 30000;
+    if (resize_parts(x, j->partitions > 0 ? j->partitions : 1) != 0) return -1;
+    x->partitions = j->partitions > 0 ? j->partitions : 0; /* 0: a stub (never read whole) */
+    x->rr = (int)drv_rand((uint64_t)(x->partitions ? x->partitions : 1)); /* spread out */
     w->njobs++;
     return 0;
 }
@@ -216,11 +362,76 @@ static int set_handler(wstate *w, wjob *x, const drv_job *j) {
     return -1;
 }
 
+/* The job hash of 'id' cannot be read (DRV_ECORRUPT: the message names the key and field).
+ * Serving every job, the worker skips it (said once per episode) and takes it up again once
+ * it reads; with --job it stops (exit 1): it was asked to serve that job and cannot. */
+static void job_broken(wstate *w, const char *id, const char *why, int64_t now) {
+    wjob *x = find_job(w, id);
+    if (!x) {
+        drv_job stub;
+        memset(&stub, 0, sizeof stub);
+        snprintf(stub.id, sizeof stub.id, "%s", id);
+        if (add_job(w, &stub) != 0) return;
+        x = &w->jobs[w->njobs - 1];
+        x->stub = 1;
+    }
+    x->seen = 1;
+    x->missing_since = 0;
+    x->active = 0;
+    x->broken = 1;
+    if (w->cfg->job) {
+        if (!w->stop_rc) drv_error("job %s is broken, stopping this worker: %s", id, why);
+        w->stop_rc = 1;
+        return;
+    }
+    int say;
+    drv_backoff_fail(&x->read_bo, now, &say);
+    if (say)
+        drv_warn("job %s is broken, skipping it until it reads again: %s (repeating)", id, why);
+}
+
+/* Discovery did not find job x (deleted, or between the two halves of a submit --replace).
+ * Absent for VANISH_MS, it is gone: quietly after it ended, otherwise it vanished under this
+ * worker (FLUSHALL, drover purge), which is said, and with --job stops the worker (exit 1). */
+#define VANISH_MS 3000
+static void job_missing(wstate *w, int ji, int64_t now) {
+    wjob *x = &w->jobs[ji];
+    x->active = 0;
+    if (x->gone) return;
+    if (x->stub) {
+        x->gone = 1;
+        return;
+    }
+    if (!x->missing_since) x->missing_since = now;
+    if (now - x->missing_since < VANISH_MS) {
+        if (w->next_discover > now + 500) w->next_discover = now + 500;
+        return;
+    }
+    x->gone = 1;
+    if (strcmp(x->state, "done") == 0 || strcmp(x->state, "cancelled") == 0) {
+        drv_info("job %s is gone (deleted or expired after it was %s)", x->id, x->state);
+        return;
+    }
+    w->vanished++;
+    drv_error("job %s vanished while %s: its keys were deleted (FLUSHALL, or drover purge); "
+              "%" PRId64 " results of this worker could not be recorded%s",
+              x->id, x->state, x->dropped + job_held(w, ji),
+              w->cfg->job ? "; stopping this worker (exit 1)" : "");
+    if (w->cfg->job) w->stop_rc = 1;
+}
+
 static void update_job(wstate *w, const drv_job *j, int64_t now) {
     wjob *x = find_job(w, j->id);
-    if (!x) {
-        if (add_job(w, j) != 0) return;
-        x = &w->jobs[w->njobs - 1];
+    if (x && x->broken) {
+        char what[160];
+        snprintf(what, sizeof what, "job %s: reading it", j->id);
+        drv_backoff_ok_log(&x->read_bo, now, what);
+        x->broken = 0;
+    }
+    if (!x || x->stub) {
+        if (!x && add_job(w, j) != 0) return;
+        if (!x) x = &w->jobs[w->njobs - 1];
+        x->stub = 0;
         x->created_ms = j->created_ms;
         if (set_handler(w, x, j) == 0)
             drv_info("serving job %s (%d partitions, %s)", j->id, j->partitions,
@@ -229,8 +440,17 @@ static void update_job(wstate *w, const drv_job *j, int64_t now) {
                                                      : "command");
     } else if (x->created_ms != j->created_ms) {
         /* Replaced (drover submit --replace): its handler may be another. Requests in flight
-         * keep the old one until they end. */
+         * keep the old one until they end. A --job worker follows the new job. */
+        drv_info("job %s was replaced (submit --replace): serving the new one", j->id);
+        drop_old_version(w, (int)(x - w->jobs));
         x->created_ms = j->created_ms;
+        x->gone = 0;
+        x->skip_until = 0;
+        x->dropped = 0;
+        for (int p = 0; p < x->partitions; p++) { /* the old partitions' troubles are gone */
+            memset(&x->pbo[p], 0, sizeof x->pbo[p]);
+            x->pbo_until[p] = x->empty_until[p] = 0;
+        }
         if (x->http) {
             drv_http_cfg **r = realloc(w->retired, sizeof *r * (size_t)(w->nretired + 1));
             if (!r) return;
@@ -244,15 +464,12 @@ static void update_job(wstate *w, const drv_job *j, int64_t now) {
         /* The job was replaced (drover submit --replace) with another partition count, or the
          * coordinator split a partition (rebalancing) and the same job grew: the new
          * partitions are tried at once, the others keep their back-off. */
-        int64_t *eu = calloc((size_t)j->partitions, sizeof *eu);
-        if (!eu) return;
-        if (j->partitions > x->partitions)
-            memcpy(eu, x->empty_until, sizeof *eu * (size_t)x->partitions);
-        free(x->empty_until);
-        x->empty_until = eu;
-        x->partitions = j->partitions;
+        if (resize_parts(x, j->partitions) != 0) return;
         x->rr = x->rr % j->partitions;
     }
+    snprintf(x->state, sizeof x->state, "%s", j->state);
+    x->missing_since = 0;
+    x->gone = 0;
     x->lease_ms = j->spec.lease_ms;
     x->limited = j->spec.rate_per_s > 0 || j->spec.max_in_flight > 0;
     x->weight = j->spec.weight > 0 ? j->spec.weight : 1;
@@ -266,32 +483,46 @@ static void discover(wstate *w, int64_t now) {
     for (int i = 0; i < w->njobs; i++)
         w->jobs[i].seen = 0;
     drv_job j;
-    drv_err e;
-    if (w->cfg->job) {
-        e = drv_queue_job_get(w->q, w->cfg->job, &j);
-        if (e == DRV_OK)
-            update_job(w, &j, now);
-        else if (e != DRV_ENOJOB && redis_failed(w, e, "reading the job"))
-            return;
-    } else {
-        char(*ids)[DRV_JOB_ID_MAX + 1];
-        size_t n;
-        if ((e = drv_queue_job_list(w->q, &ids, &n))) {
-            redis_failed(w, e, "listing jobs");
-            return;
-        }
-        for (size_t i = 0; i < n; i++) {
-            e = drv_queue_job_get(w->q, ids[i], &j);
-            if (e == DRV_OK)
-                update_job(w, &j, now);
-            else if (e != DRV_ENOJOB && redis_failed(w, e, "reading a job"))
-                break;
-        }
-        free(ids);
+    drv_err e = DRV_OK;
+    char(*ids)[DRV_JOB_ID_MAX + 1] = NULL;
+    size_t n = 1;
+    if (!w->cfg->job && (e = drv_queue_job_list(w->q, &ids, &n))) {
+        int64_t until = 0;
+        redis_failed(w, e, "listing jobs", &w->disc_bo, &until);
+        if (until > w->next_discover) w->next_discover = until;
+        return;
     }
+    for (size_t i = 0; i < n; i++) {
+        const char *id = ids ? ids[i] : w->cfg->job;
+        e = drv_queue_job_get(w->q, id, &j);
+        if (e == DRV_OK && j.partitions < 1) {
+            char why[160];
+            snprintf(why, sizeof why, "its job hash says partitions %d", j.partitions);
+            job_broken(w, id, why, now);
+        } else if (e == DRV_OK) {
+            update_job(w, &j, now);
+        } else if (e == DRV_ECORRUPT) {
+            job_broken(w, id, drv_queue_errstr(w->q), now);
+        } else if (e != DRV_ENOJOB) {
+            int64_t until = 0;
+            redis_failed(w, e, "reading a job", &w->disc_bo, &until);
+            if (until > w->next_discover) w->next_discover = until;
+            free(ids);
+            return; /* what was not read is not taken for deleted */
+        }
+    }
+    free(ids);
+    if (w->disc_bo.fails) drv_backoff_ok_log(&w->disc_bo, now, "reading jobs");
     for (int i = 0; i < w->njobs; i++)
-        if (!w->jobs[i].seen) w->jobs[i].active = 0; /* deleted */
+        if (!w->jobs[i].seen) job_missing(w, i, now);
     w->discovered_any = 1;
+}
+
+/* A job discovery does not find now but did before, not yet taken for gone. */
+static int any_missing(const wstate *w) {
+    for (int i = 0; i < w->njobs; i++)
+        if (w->jobs[i].missing_since && !w->jobs[i].gone) return 1;
+    return 0;
 }
 
 static int any_active(const wstate *w) {
@@ -334,10 +565,10 @@ static int64_t admit(wstate *w, int ji, int64_t now, int64_t n) {
     drv_admit a;
     drv_err e = drv_queue_admit(w->q, j->id, w->cfg->id, n, mine, j->unused, &a);
     if (e) {
-        if (redis_failed(w, e, "asking the job's limits")) return -1;
-        j->admit_until = now + w->cfg->idle_ms;
+        if (job_failed(w, j, e, "asking the limits of", &j->admit_until)) return -1;
         return 0;
     }
+    job_ok(j);
     j->unused = 0;
     j->reported = mine + a.granted;
     j->last_admit = now;
@@ -395,13 +626,15 @@ static int claim_once(wstate *w, int64_t now, int want) {
                 break;
             }
             if (e) {
-                if (redis_failed(w, e, "claiming")) {
+                if (part_failed(w, ji, p, e, "claiming")) {
                     if (j->limited) j->unused += n;
                     return -1;
                 }
-                j->empty_until[p] = now + w->cfg->idle_ms;
+                j->empty_until[p] = j->pbo_until[p];
                 continue;
             }
+            part_ok(w, ji, p);
+            if (c.n > 0) writes_ok(w);
             w->redis_now = c.now_ms;
             if (c.cooldown_until > c.now_ms) {
                 /* Another worker was told to slow down: this one honours it too. */
@@ -423,6 +656,7 @@ static int claim_once(wstate *w, int64_t now, int want) {
                 h->slot = 0;
                 h->proc = NULL;
                 h->req = NULL;
+                h->stale = 0;
             }
             free(c.items);
             if (j->limited) j->unused += n - (int64_t)c.n;
@@ -443,7 +677,7 @@ static int claim_once(wstate *w, int64_t now, int want) {
 static void report_limits(wstate *w, int64_t now, int force) {
     for (int i = 0; i < w->njobs && w->connected; i++) {
         wjob *j = &w->jobs[i];
-        if (!j->limited && !j->reported) continue;
+        if ((!j->limited && !j->reported) || (!force && now < j->report_until)) continue;
         int64_t mine = job_held(w, i), since = now - j->last_admit;
         int due = force ? j->reported || j->unused
                         : ((mine != j->reported || j->unused) && since >= 100) ||
@@ -452,9 +686,10 @@ static void report_limits(wstate *w, int64_t now, int force) {
         drv_admit a;
         drv_err e = drv_queue_admit(w->q, j->id, w->cfg->id, 0, mine, j->unused, &a);
         if (e) {
-            redis_failed(w, e, "reporting to the job's limits");
+            job_failed(w, j, e, "reporting to the limits of", &j->report_until);
             continue;
         }
+        job_ok(j);
         j->unused = 0;
         j->reported = mine;
         j->last_admit = now;
@@ -470,6 +705,7 @@ static int64_t report_due_in(const wstate *w, int64_t now, int64_t cap) {
         if (j->unused || job_held(w, i) != j->reported) at = j->last_admit + 100;
         if (j->reported && (at < 0 || j->last_admit + j->lease_ms / 3 < at))
             at = j->last_admit + j->lease_ms / 3;
+        if (at >= 0 && at < j->report_until) at = j->report_until;
         if (at >= 0 && at - now < cap) cap = at > now ? at - now : 0;
     }
     return cap;
@@ -484,6 +720,11 @@ static void result_clear(result *r) {
 }
 
 static void add_result(wstate *w, held *h, const drv_outcome *out) {
+    if (h->stale) { /* of a replaced job: nothing to record */
+        drv_lease_clear(&h->l);
+        free(out->response);
+        return;
+    }
     if (w->nres == w->cap_res) {
         int cap = w->cap_res ? w->cap_res * 2 : 64;
         result *r = realloc(w->res, sizeof *r * (size_t)cap);
@@ -539,7 +780,7 @@ static int res_part(wstate *w, int i) {
     return w->res[i].part;
 }
 static int held_job(wstate *w, int i) {
-    return w->held[i].job;
+    return w->held[i].stale ? -1 : w->held[i].job; /* -1: not extended or handed back */
 }
 static int held_part(wstate *w, int i) {
     return w->held[i].part;
@@ -638,8 +879,10 @@ static drv_err ack_claim(wstate *w, int ji, int p, int n, drv_claim *c) {
     if (e == DRV_OK || e == DRV_EPAUSED || e == DRV_ECANCELLED || e == DRV_ENOJOB) {
         /* Recorded (or the job was deleted under us: nothing to record). */
         mark_recorded(w, ia, na);
+        if (e == DRV_ENOJOB) w->jobs[ji].dropped += na;
         if (e != DRV_ENOJOB) write_ack_log(w, jid, acks, na);
         drop_recorded(w);
+        if (e == DRV_OK) writes_ok(w);
     }
     if ((e == DRV_OK || e == DRV_EPAUSED || e == DRV_ECANCELLED) && a.duplicates)
         drv_warn("job %s partition %d: %" PRId64 " acks came after the lease was lost "
@@ -655,6 +898,9 @@ static drv_err ack_claim(wstate *w, int ji, int p, int n, drv_claim *c) {
  * recorded as soon as its call succeeds, so a connection lost between two calls does not send
  * the first kind again (a repeated ack would be miscounted as a duplicate). */
 static int flush_group(wstate *w, int job, int part, int *idx, int n) {
+    int64_t now = drv_now_ms();
+    /* Refused writes, or the partition backing off: the results wait (nothing is dropped). */
+    if (!w->connected || now < w->full_until || now < w->jobs[job].pbo_until[part]) return 0;
     drv_ref *acks = malloc(sizeof *acks * (size_t)n);
     drv_bytes *resp = malloc(sizeof *resp * (size_t)n);
     int keep = 0;
@@ -710,9 +956,13 @@ static int flush_group(wstate *w, int job, int part, int *idx, int n) {
     }
     if (e == DRV_ENOJOB) {
         mark_recorded(w, idx, n); /* the job was deleted under us: nothing to record */
+        w->jobs[job].dropped += n;
     } else if (e) {
-        redis_failed(w, e, "recording results");
+        part_failed(w, job, part, e, "recording results");
         rc = -1;
+    } else {
+        part_ok(w, job, part);
+        writes_ok(w);
     }
 out:
     free(acks);
@@ -723,6 +973,21 @@ out:
     free(ifl);
     free(ib);
     return rc;
+}
+
+/* When a buffered result may be sent next (local ms): now, or later while Redis refuses writes
+ * or its partition backs off after an error; -1 with none. */
+static int64_t flush_at(const wstate *w, int64_t now) {
+    int64_t at = -1;
+    for (int i = 0; i < w->nres && at != now; i++) {
+        const result *r = &w->res[i];
+        if (r->job < 0) continue;
+        int64_t t = w->jobs[r->job].pbo_until[r->part];
+        if (t < now) t = now;
+        if (at < 0 || t < at) at = t;
+    }
+    if (at >= 0 && at < w->full_until) at = w->full_until;
+    return at;
 }
 
 /* Sends every buffered result. Results that could not be sent stay for the next try. */
@@ -746,15 +1011,19 @@ static drv_ref *held_refs(const wstate *w, const int *idx, int n) {
 }
 
 static int extend_group(wstate *w, int job, int part, int *idx, int n) {
+    int64_t now = drv_now_ms();
+    if (job < 0 || !w->connected || now < w->full_until || now < w->jobs[job].pbo_until[part])
+        return 0;
     drv_ref *refs = held_refs(w, idx, n);
     if (!refs) return -1;
     int64_t lost = 0;
     drv_err e = drv_queue_extend(w->q, w->jobs[job].id, part, refs, (size_t)n, &lost);
     free(refs);
     if (e) {
-        if (e != DRV_ENOJOB) redis_failed(w, e, "extending leases");
+        if (e != DRV_ENOJOB) part_failed(w, job, part, e, "extending leases");
         return -1;
     }
+    part_ok(w, job, part);
     if (lost) {
         w->n_lost += lost;
         drv_warn("lease lost job=%s partition=%d items=%" PRId64
@@ -769,17 +1038,20 @@ static void extend_leases(wstate *w, int64_t now) {
     for (int i = 0; i < w->njobs; i++)
         if (!lease || w->jobs[i].lease_ms < lease) lease = w->jobs[i].lease_ms;
     w->next_extend = now + (lease ? lease / 3 : 1000);
+    /* Writes refused: try again as soon as the refusal's backoff is over. */
+    if (now < w->full_until) w->next_extend = w->full_until;
     if (w->nheld) for_groups(w, w->nheld, held_job, held_part, extend_group);
 }
 
 /* Hands back queued (never started) items. */
 static int release_group(wstate *w, int job, int part, int *idx, int n) {
+    if (job < 0) return 0;
     drv_ref *refs = held_refs(w, idx, n);
     if (!refs) return -1;
     int64_t got = 0;
     drv_err e = drv_queue_release(w->q, w->jobs[job].id, part, refs, (size_t)n, &got);
     free(refs);
-    if (e && e != DRV_ENOJOB) redis_failed(w, e, "handing back items");
+    if (e && e != DRV_ENOJOB) part_failed(w, job, part, e, "handing back items");
     return 0;
 }
 
@@ -842,26 +1114,40 @@ static int start_batch(wstate *w, int i, drv_outcome *out) {
     return rc;
 }
 
+/* A handler could not be started for a local reason (fork failed, out of memory): the item
+ * goes back, and starting waits for a backoff, said once per episode. */
+static void start_failed(wstate *w, const wjob *j, const held *h, const drv_outcome *out,
+                         int64_t now) {
+    char err[2300];
+    snprintf(err, sizeof err, "%s (job %s item %s handed back)", out->error, j->id, h->l.id);
+    w->start_until = now + drv_backoff_fail_log(&w->start_bo, now, "starting items", err);
+}
+
 static void start_items(wstate *w, int64_t now) {
-    for (int i = 0; i < w->nheld && w->running < w->cfg->concurrency; i++) {
+    if (now < w->start_until) return;
+    for (int i = 0; i < w->nheld && w->running < w->cfg->concurrency && now >= w->start_until;
+         i++) {
         held *h = &w->held[i];
         wjob *j = &w->jobs[h->job];
         if (started(h) || j->cool_until > now) continue;
         drv_outcome out;
         h->slot = 0;
         if (w->cfg->handler != HANDLER_NOOP && !j->http && w->cfg->exec.stdin_batch > 0) {
-            if (start_batch(w, i, &out)) continue;
-            if (out.retryable_local)
-                drv_warn("job %s item %s: %s; handing it back", j->id, h->l.id, out.error);
+            if (start_batch(w, i, &out)) {
+                if (w->start_bo.fails) drv_backoff_ok_log(&w->start_bo, now, "starting items");
+                continue;
+            }
+            if (out.retryable_local) start_failed(w, j, h, &out, now);
         } else if (w->cfg->handler == HANDLER_NOOP) {
             memset(&out, 0, sizeof out);
             out.ok = 1;
         } else if (j->http ? http_start(w->http, j->http, &h->l, &h->req, &out) == 0
                            : exec_start(&w->cfg->exec, j->id, &h->l, &h->proc, &out) == 0) {
             w->running++;
+            if (w->start_bo.fails) drv_backoff_ok_log(&w->start_bo, now, "starting items");
             continue;
         } else if (out.retryable_local) {
-            drv_warn("job %s item %s: %s; handing it back", w->jobs[h->job].id, h->l.id, out.error);
+            start_failed(w, j, h, &out, now);
         }
         add_result(w, h, &out);
         w->held[i] = w->held[--w->nheld];
@@ -940,7 +1226,7 @@ static void start_cooldown(wstate *w, int ji, int64_t retry_after_ms, int64_t no
              j->id, (double)ms / 1000.0);
     if (!w->connected) return;
     drv_err e = drv_queue_cooldown(w->q, j->id, j->partitions, ms, NULL);
-    if (e && e != DRV_ENOJOB) redis_failed(w, e, "starting a cool-down");
+    if (e && e != DRV_ENOJOB) job_failed(w, j, e, "starting a cool-down of", NULL);
 }
 
 static void finish_requests(wstate *w, int64_t now) {
@@ -1094,6 +1380,7 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
         int64_t now = drv_now_ms();
         int start_drain = drain_asked == 1;
         if (start_drain) drain_asked = 2;
+        if (w.stop_rc && !draining) start_drain = 1; /* said why when it was set */
         if (signals_seen != seen_signals) {
             seen_signals = signals_seen;
             if (seen_signals >= 2) {
@@ -1123,7 +1410,13 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
                 w.next_beat = now + 1000;
                 int drain = 0;
                 drv_err e = heartbeat(&w, draining, &drain);
-                if (e) redis_failed(&w, e, "sending a heartbeat");
+                int64_t until = 0;
+                if (e) redis_failed(&w, e, "sending a heartbeat", &w.beat_bo, &until);
+                if (until > w.next_beat) w.next_beat = until;
+                if (!e) {
+                    if (w.beat_bo.fails) drv_backoff_ok_log(&w.beat_bo, now, "sending a heartbeat");
+                    writes_ok(&w);
+                }
                 if (!e && cfg->health_file &&
                     worker_health_write(cfg->health_file, drv_wall_ms(), cfg->id) != 0 &&
                     !w.health_warned) {
@@ -1140,13 +1433,16 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
             /* Claims first: a claim from a partition carries its waiting acks (ackclaim).
              * Results that could not be sent (an outage) hold leases too: with as many
              * unsent as the worker may hold, it claims nothing until they are recorded. */
-            while (w.connected && !draining && w.nheld - w.running < cfg->concurrency &&
-                   w.nheld + cfg->batch <= w.cap_held && w.nres < w.cap_held) {
+            while (w.connected && now >= w.full_until && !draining &&
+                   w.nheld - w.running < cfg->concurrency && w.nheld + cfg->batch <= w.cap_held &&
+                   w.nres < w.cap_held) {
                 int got = claim_once(&w, now, cfg->batch);
                 if (got <= 0) break;
             }
-            int want_flush = w.nres >= cfg->batch || draining ||
-                             (w.nres && (w.running == 0 || now - w.oldest_res >= 20));
+            int64_t fat = flush_at(&w, now);
+            int want_flush =
+                fat >= 0 && fat <= now &&
+                (w.nres >= cfg->batch || draining || w.running == 0 || now - w.oldest_res >= 20);
             if (w.connected && want_flush) flush_results(&w);
             if (w.connected) report_limits(&w, now, 0);
         }
@@ -1174,9 +1470,26 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
                 break;
             }
         }
-        if (cfg->exit_when_done && w.discovered_any && !any_active(&w) && w.nheld == 0 &&
-            w.nres == 0) {
-            drv_info("no running job left to serve; exiting");
+        if (cfg->exit_when_done && !draining && !w.stop_rc && w.discovered_any && !any_active(&w) &&
+            !any_missing(&w) && w.nheld == 0 && w.nres == 0) {
+            wjob *x = cfg->job ? find_job(&w, cfg->job) : NULL;
+            if (!cfg->job)
+                drv_info("no running job left to serve; exiting");
+            else if (!x || x->stub)
+                drv_info("job %s does not exist (not yet submitted?); exiting", cfg->job);
+            else
+                drv_info("job %s is %s; exiting", cfg->job, x->state);
+            if (w.vanished) {
+                drv_error("%d jobs vanished while this worker served them (see above)", w.vanished);
+                rc = 1;
+            }
+            int broken = 0;
+            for (int i = 0; i < w.njobs; i++)
+                broken += w.jobs[i].broken && !w.jobs[i].gone;
+            if (broken) {
+                drv_error("%d jobs could not be read and were not served (see above)", broken);
+                rc = 1;
+            }
             break;
         }
         /* Wait for a child, a signal, or the next thing due. */
@@ -1194,9 +1507,19 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
             int64_t d = exec_next_deadline(w.held[i].proc, now);
             if (d >= 0 && d < timeout) timeout = d;
         }
-        int idle_claims = w.nheld - w.running >= cfg->concurrency || draining || !w.connected;
-        if (w.nres) timeout = timeout < 20 ? timeout : 20;
-        if (w.nres && w.connected && (w.nres >= cfg->batch || w.running == 0)) timeout = 0;
+        int idle_claims = w.nheld - w.running >= cfg->concurrency || draining || !w.connected ||
+                          now < w.full_until;
+        if (w.connected && now < w.full_until && w.full_until - now < timeout)
+            timeout = w.full_until - now; /* writes refused: try again after the backoff */
+        if (w.nres && !w.connected) timeout = timeout < 20 ? timeout : 20;
+        int64_t fat = w.nres && w.connected ? flush_at(&w, now) : -1;
+        if (fat >= 0) {
+            /* Results go out at once in a batch or with nothing running, else within 20 ms;
+             * not before Redis takes writes again or their partition's backoff is over. */
+            int64_t d = w.nres >= cfg->batch || w.running == 0 ? 0 : 20;
+            if (fat - now > d) d = fat - now;
+            if (d < timeout) timeout = d;
+        }
         if (!idle_claims && w.nheld < cfg->concurrency && any_active(&w)) {
             /* Something may be claimable soon: the earliest partition back-off. */
             int64_t soonest = now + cfg->idle_ms;
@@ -1244,6 +1567,7 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
     }
     if (w.connected && w.nres) flush_results(&w);
     if (w.connected) report_limits(&w, drv_now_ms(), 1); /* its slots go back at once */
+    if (rc == 0 && w.stop_rc) rc = w.stop_rc;
     log_stats(&w);
     /* A clean exit leaves the registry; a crashed worker stays and shows as lost. */
     if (w.connected && rc != 130) (void)drv_queue_worker_gone(q, cfg->id);
@@ -1260,6 +1584,8 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
         result_clear(&w.res[i]);
     for (int i = 0; i < w.njobs; i++) {
         free(w.jobs[i].empty_until);
+        free(w.jobs[i].pbo);
+        free(w.jobs[i].pbo_until);
         free_http(&w.jobs[i]);
     }
     for (int i = 0; i < w.nretired; i++) {

@@ -56,7 +56,12 @@ static const drv_cmd_doc doc = {
     "it), written once per ack call after Redis answered it: every id in it is in the job's\n"
     "done record (unless Redis itself lost writes: README, faults table). While Redis is "
     "unreachable the worker keeps running the items it holds,\n"
-    "keeps their results (claiming nothing more) and sends them once it is back.",
+    "keeps their results (claiming nothing more) and sends them once it is back. Writes Redis\n"
+    "refuses for now (OOM, MISCONF) are waited out the same way; anything that keeps failing\n"
+    "backs off (50 ms doubling to 5 s) and is logged once until it works again.\n\n"
+    "A job replaced with drover submit --replace is followed. With --job, a job whose keys\n"
+    "vanish while it runs (FLUSHALL, purge) or whose job hash cannot be read makes the worker\n"
+    "say so, drain and exit 1.",
     "  drover-worker --job rescore --concurrency 256 --http-allow api.example.com\n"
     "  drover-worker --job backfill --concurrency 16 -- ./reindex --invoice {id}\n"
     "  drover-worker --concurrency 8 -- curl -fsS -X POST https://api.example/rescore/{id}\n"
@@ -117,8 +122,9 @@ int main(int argc, char **argv) {
         {"stats-ms", "DROVER_STATS_MS", DRV_OPT_INT, "10000", "MS",
          "log a progress line this often (0: never)", 0, 86400000, &stats},
         {"exit-when-done", NULL, DRV_OPT_BOOL, NULL, NULL,
-         "exit 0 once no job it serves is running (with --job: once that job ends)", 0, 0,
-         &exit_when_done},
+         "exit 0 once no job it serves is running (with --job: once that job ends); exit 1 when "
+         "a job it served vanished while running",
+         0, 0, &exit_when_done},
         {"health-file", "DROVER_HEALTH_FILE", DRV_OPT_STR, NULL, "PATH",
          "rewrite PATH each time Redis answers a heartbeat (for --health)", 0, 0, &health_file},
         {"ack-log", "DROVER_ACK_LOG", DRV_OPT_STR, NULL, "FILE",
