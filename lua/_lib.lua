@@ -25,6 +25,60 @@ local K_TRIES, K_RETRY, K_DEAD, K_ERRORS, K_ITEMS, K_RESULTS = 6, 7, 8, 9, 10, 1
 -- Most members one script call handles; keeps unpack() far below Lua's stack limit.
 local BATCH_MAX = 1000
 
+-- Checks (README "Damaged state"). A script reads and checks what it needs before its first
+-- write, so an error leaves Redis as it was: a key of the wrong type, a field that is not a
+-- number, a lease record that is not JSON is refused as DRV_CORRUPT KEY: WHAT (C maps it to
+-- DRV_ECORRUPT), never half applied. Reads go through rd, which names the key Redis refused;
+-- a key written without being read first is checked with has_type (one cheap command, only
+-- on the paths that write it).
+local function corrupt(key, what)
+    error({err = 'DRV_CORRUPT ' .. key .. ': ' .. what})
+end
+
+-- The text of an error raised by redis.call (a table in Redis 7, a string before).
+local function err_text(e)
+    if type(e) == 'table' then
+        return e.err or ''
+    end
+    return tostring(e)
+end
+
+-- redis.call(cmd, key, ...), with a refusal for the key's type raised as DRV_CORRUPT.
+local function rd(cmd, key, ...)
+    local ok, r = pcall(redis.call, cmd, key, ...)
+    if ok then
+        return r
+    end
+    if string.find(err_text(r), 'WRONGTYPE', 1, true) then
+        corrupt(key, 'WRONGTYPE')
+    end
+    error(r)
+end
+
+-- Checks that key is absent or of kind 'hash', 'zset' or 'list', with commands the worker's
+-- ACL allows; returns its size (0 when absent), so a caller can skip work on an empty key.
+local SIZE_OF = {hash = 'HLEN', zset = 'ZCARD', list = 'LLEN'}
+local function has_type(key, kind)
+    return rd(SIZE_OF[kind], key)
+end
+
+-- The whole number in field f of key (v as HMGET read it), or dflt when it is absent (dflt
+-- nil: the field is required). Refuses anything else, or a number below min.
+local function num(key, f, v, dflt, min)
+    if not v then
+        if dflt == nil then
+            corrupt(key, f .. ' is missing')
+        end
+        return dflt
+    end
+    local n = tonumber(v)
+    if not n or n % 1 ~= 0 or n < -9007199254740992 or n > 9007199254740992 or (min and n < min) then
+        corrupt(key, f .. ' is not a whole number' .. (min and ' >= ' .. min or '') .. ': ' ..
+            string.sub(v, 1, 40))
+    end
+    return n
+end
+
 -- The done record (invariant 2). Every script reads and writes it through done_has and
 -- done_add, so its representation lives here. Range partitions carry `done_base` (their first
 -- id) in the state hash and keep a bitmap: bit id - done_base is 1 once id is done, so a dense
@@ -47,12 +101,19 @@ local DONE_BITS = 4294967296
 local DONE_LOAD = 48
 local done_read, done_base_v, done_nb, done_ids = false, nil, nil, 0
 
+-- Takes the layout from the state hash's done_base, done_buckets and done_ids (as HMGET read
+-- them: a script that reads the state hash anyway passes them along, saving a call).
+local function done_set(base, nb, ids)
+    done_base_v = num(KEYS[K_STATE], 'done_base', base, false) or nil
+    done_nb = num(KEYS[K_STATE], 'done_buckets', nb, false, 1) or nil
+    done_ids = num(KEYS[K_STATE], 'done_ids', ids, 0, 0)
+    done_read = true
+end
+
 local function done_layout()
     if not done_read then
-        local s = redis.call('HMGET', KEYS[K_STATE], 'done_base', 'done_buckets', 'done_ids')
-        done_base_v, done_nb = tonumber(s[1] or ''), tonumber(s[2] or '')
-        done_ids = tonumber(s[3] or '') or 0
-        done_read = true
+        local s = rd('HMGET', KEYS[K_STATE], 'done_base', 'done_buckets', 'done_ids')
+        done_set(s[1], s[2], s[3])
     end
 end
 
@@ -91,7 +152,7 @@ end
 local function bucket_split(nb)
     local top = bucket_top(nb)
     local src, dst = KEYS[K_DONE] .. ':' .. (nb - top / 2), KEYS[K_DONE] .. ':' .. nb
-    local ids = redis.call('HKEYS', src)
+    local ids = rd('HKEYS', src)
     local stay, move = {}, {}
     for i = 1, #ids do
         local t = stay
@@ -104,6 +165,7 @@ local function bucket_split(nb)
     if #move == 0 then
         return
     end
+    has_type(dst, 'hash')
     redis.call('DEL', src)
     for _, w in ipairs({{src, stay}, {dst, move}}) do
         local t = w[2]
@@ -118,7 +180,7 @@ local function bucket_has(ids)
     local nb, flags = done_nb, {}
     local top = bucket_top(nb)
     for i = 1, #ids do
-        flags[i] = redis.call('HEXISTS', bucket_key(ids[i], nb, top), ids[i])
+        flags[i] = rd('HEXISTS', bucket_key(ids[i], nb, top), ids[i])
     end
     return flags
 end
@@ -139,8 +201,23 @@ local function bucket_add(ids)
     end
     local top = bucket_top(nb)
     for i = 1, #ids do
-        fresh[i] = redis.call('HSETNX', bucket_key(ids[i], nb, top), ids[i], '')
-        new = new + fresh[i]
+        local key = bucket_key(ids[i], nb, top)
+        local ok, r = pcall(redis.call, 'HSETNX', key, ids[i], '')
+        if not ok then
+            -- A bucket of another type: the ids this call added go again, so the done record
+            -- is as it was (a split before stays: it moves ids, the record says the same).
+            for k = i - 1, 1, -1 do
+                if fresh[k] == 1 then
+                    redis.call('HDEL', bucket_key(ids[k], nb, top), ids[k])
+                end
+            end
+            if string.find(err_text(r), 'WRONGTYPE', 1, true) then
+                corrupt(key, 'WRONGTYPE')
+            end
+            error(r)
+        end
+        fresh[i] = r
+        new = new + r
     end
     if new > 0 then
         done_ids = redis.call('HINCRBY', KEYS[K_STATE], 'done_ids', new)
@@ -200,7 +277,7 @@ end
 -- The bytes b0..b1 of the bitmap as numbers (0 past its end), from one GETRANGE; string.byte
 -- in chunks, as each call's results go on Lua's C stack.
 local function done_bytes(b0, b1)
-    local span = redis.call('GETRANGE', KEYS[K_DONE], b0, b1)
+    local span = rd('GETRANGE', KEYS[K_DONE], b0, b1)
     local bytes, n = {}, b1 - b0 + 1
     for k = 1, math.min(#span, n), 4096 do
         local chunk = {string.byte(span, k, math.min(k + 4095, #span, n))}
@@ -254,7 +331,7 @@ local function done_has(ids, trusted)
         if done_nb then
             return bucket_has(ids)
         end
-        return redis.call('SMISMEMBER', KEYS[K_DONE], unpack(ids))
+        return rd('SMISMEMBER', KEYS[K_DONE], unpack(ids))
     end
     local offs, lo, hi = done_offsets(ids, base, trusted)
     local flags = {}
@@ -280,7 +357,7 @@ local function done_has(ids, trusted)
         end
         return flags
     end
-    local got = redis.call('BITFIELD_RO', KEYS[K_DONE], unpack(bitfield_args(offs, 'GET')))
+    local got = rd('BITFIELD_RO', KEYS[K_DONE], unpack(bitfield_args(offs, 'GET')))
     local k = 0
     for i = 1, #ids do
         if offs[i] then
@@ -306,7 +383,7 @@ local function done_add(ids, trusted)
         if done_nb then
             return bucket_add(ids)
         end
-        local had = redis.call('SMISMEMBER', KEYS[K_DONE], unpack(ids))
+        local had = rd('SMISMEMBER', KEYS[K_DONE], unpack(ids))
         local add, seen = {}, {}
         for i = 1, #ids do
             local id = ids[i]
@@ -355,7 +432,7 @@ local function done_add(ids, trusted)
         return new, fresh
     end
     -- BITFIELD runs its SETs in order: a repeated id sees the bit its first copy set.
-    local old = redis.call('BITFIELD', KEYS[K_DONE], unpack(bitfield_args(offs, 'SET', 1)))
+    local old = rd('BITFIELD', KEYS[K_DONE], unpack(bitfield_args(offs, 'SET', 1)))
     for i = 1, #old do
         fresh[i] = 1 - old[i]
         new = new + fresh[i]
@@ -371,7 +448,7 @@ end
 
 -- Reads the partition's state hash; raises DRV_NOJOB when the partition does not exist.
 local function part_state(...)
-    local s = redis.call('HMGET', KEYS[K_STATE], ...)
+    local s = rd('HMGET', KEYS[K_STATE], ...)
     if not s[1] then
         return nil
     end
@@ -402,14 +479,22 @@ local function lease_get(token)
     local l = leases[token]
     if l == nil then
         l = false
-        local raw = redis.call('HGET', KEYS[K_OWNER], token)
+        local raw = rd('HGET', KEYS[K_OWNER], token)
         -- '{': a lease; anything else is an entry of the per-item layout (see lease_take_expired).
         if raw and string.byte(raw, 1) == 123 then
             -- Its ids are distinct: a claim leases an id once, and only drops rewrite the list.
-            l = cjson.decode(raw)
-            l.at, l.left = {}, #l.ids
+            local ok
+            ok, l = pcall(cjson.decode, raw)
+            if not ok or type(l) ~= 'table' or type(l.ids) ~= 'table' then
+                corrupt(KEYS[K_OWNER], token .. ': not a lease record (JSON with ids)')
+            end
+            l.at, l.left = {}, 0
             for _, id in ipairs(l.ids) do
+                if type(id) ~= 'string' or l.at[id] then
+                    corrupt(KEYS[K_OWNER], token .. ': not a lease record (ids: distinct strings)')
+                end
                 l.at[id] = true
+                l.left = l.left + 1
             end
         elseif raw then
             per_item[token] = true
@@ -464,12 +549,24 @@ local function lease_flush()
     end
 end
 
+-- Checks the keys lease_flush will write that lease_get did not read: leased, when a lease
+-- is emptied (its deadline goes).
+local function lease_check()
+    for _, l in pairs(leases) do
+        if l and l.dirty and l.left == 0 then
+            has_type(KEYS[K_LEASED], 'zset')
+            return
+        end
+    end
+end
+
 -- Takes the leases expired at 'now' (whole leases, at most BATCH_MAX ids together, at least
--- one lease) out of leased and owner; returns their ids. A job leased by a drover from before
+-- one lease); returns their ids, their tokens and how many ids they held, for lease_forget to
+-- take them out of leased and owner once the caller has read everything it needs. A job leased by a drover from before
 -- leases were per claim has per-item entries (leased: id -> deadline, owner: id ->
 -- "TOKEN:WORKER"); each comes back as its id when it expires, so an upgrade loses nothing.
 local function lease_take_expired(now)
-    local tokens = redis.call('ZRANGEBYSCORE', KEYS[K_LEASED], '-inf', now, 'LIMIT', 0, 64)
+    local tokens = rd('ZRANGEBYSCORE', KEYS[K_LEASED], '-inf', now, 'LIMIT', 0, 64)
     local ids, taken, held = {}, {}, 0
     for _, token in ipairs(tokens) do
         local l = lease_get(token)
@@ -490,6 +587,11 @@ local function lease_take_expired(now)
         end
         leases[token] = false
     end
+    return ids, taken, held
+end
+
+-- The writes of lease_take_expired: the leases taken go from leased and owner.
+local function lease_forget(taken, held)
     if #taken > 0 then
         redis.call('ZREM', KEYS[K_LEASED], unpack(taken))
         redis.call('HDEL', KEYS[K_OWNER], unpack(taken))
@@ -497,17 +599,6 @@ local function lease_take_expired(now)
     if held > 0 then
         redis.call('HINCRBY', KEYS[K_STATE], 'leased', -held)
     end
-    return ids
-end
-
--- Runs 'cmd' on the key with 'ids' only when the key exists: from Lua every argument costs
--- an allocation, so a batch skips the per-id work on keys that hold nothing (errors, dead,
--- retry, items and tries are empty while items succeed at the first try).
-local function if_exists(cmd, key, ids)
-    if #ids > 0 and redis.call('EXISTS', key) == 1 then
-        return redis.call(cmd, key, unpack(ids))
-    end
-    return 0
 end
 
 -- Moves expired leases back to pending (or to dead once an item has had max_attempts
@@ -518,13 +609,28 @@ end
 -- makes it attempt 2 and a late ack of the expired lease is still known. Returns the number
 -- of expired leases and of due retries moved.
 local function recover(now, max_attempts)
-    local expired = lease_take_expired(now)
+    -- Everything it reads first, checked, so a damaged key stops it before its first write.
+    local expired, taken, held = lease_take_expired(now)
+    local tries, isdone = {}, {}
     if #expired > 0 then
-        local tries = redis.call('HMGET', KEYS[K_TRIES], unpack(expired))
-        local isdone = done_has(expired, true)
-        local back, died, first = {}, 0, {}
+        tries = rd('HMGET', KEYS[K_TRIES], unpack(expired))
+        isdone = done_has(expired, true)
+    end
+    local due = rd('ZRANGEBYSCORE', KEYS[K_RETRY], '-inf', now, 'LIMIT', 0, BATCH_MAX)
+    if #taken + #due == 0 then
+        return 0, 0
+    end
+    local c = rd('HMGET', KEYS[K_STATE], 'leased', 'expired', 'dead')
+    num(KEYS[K_STATE], 'leased', c[1], 0)
+    num(KEYS[K_STATE], 'expired', c[2], 0)
+    num(KEYS[K_STATE], 'dead', c[3], 0)
+    has_type(KEYS[K_PENDING], 'list')
+    local back, died, first, dead, errs = {}, {}, {}, {}, {}
+    if #expired > 0 then
+        has_type(KEYS[K_DEAD], 'hash')
+        has_type(KEYS[K_ERRORS], 'hash')
         for i, id in ipairs(expired) do
-            local n = tonumber(tries[i] or '1')
+            local n = num(KEYS[K_TRIES], string.sub(id, 1, 64), tries[i], 1)
             local err = '{"error":"lease expired","attempt":' .. n .. ',"at":' .. now .. '}'
             if isdone[i] == 1 then
                 -- Done is final (invariant 2): nothing to hand out again, nothing failed.
@@ -534,28 +640,38 @@ local function recover(now, max_attempts)
                     first[#first + 1] = 1
                 end
                 if n >= max_attempts then
-                    redis.call('HSET', KEYS[K_DEAD], id, err)
-                    redis.call('HDEL', KEYS[K_ERRORS], id)
-                    died = died + 1
+                    dead[#dead + 1] = id
+                    dead[#dead + 1] = err
+                    died[#died + 1] = id
                 else
-                    redis.call('HSET', KEYS[K_ERRORS], id, err)
+                    errs[#errs + 1] = id
+                    errs[#errs + 1] = err
                     back[#back + 1] = id
                 end
             end
         end
-        if #first > 0 then
-            redis.call('HSET', KEYS[K_TRIES], unpack(first))
-        end
-        -- Front of the list: an item that already waited a lease goes next.
-        if #back > 0 then
-            redis.call('LPUSH', KEYS[K_PENDING], unpack(back))
-        end
-        redis.call('HINCRBY', KEYS[K_STATE], 'expired', #expired)
-        if died > 0 then
-            redis.call('HINCRBY', KEYS[K_STATE], 'dead', died)
-        end
     end
-    local due = redis.call('ZRANGEBYSCORE', KEYS[K_RETRY], '-inf', now, 'LIMIT', 0, BATCH_MAX)
+    lease_forget(taken, held)
+    if #dead > 0 then
+        redis.call('HSET', KEYS[K_DEAD], unpack(dead))
+        redis.call('HDEL', KEYS[K_ERRORS], unpack(died))
+    end
+    if #errs > 0 then
+        redis.call('HSET', KEYS[K_ERRORS], unpack(errs))
+    end
+    if #first > 0 then
+        redis.call('HSET', KEYS[K_TRIES], unpack(first))
+    end
+    -- Front of the list: an item that already waited a lease goes next.
+    if #back > 0 then
+        redis.call('LPUSH', KEYS[K_PENDING], unpack(back))
+    end
+    if #expired > 0 then
+        redis.call('HINCRBY', KEYS[K_STATE], 'expired', #expired)
+    end
+    if #died > 0 then
+        redis.call('HINCRBY', KEYS[K_STATE], 'dead', #died)
+    end
     if #due > 0 then
         redis.call('ZREM', KEYS[K_RETRY], unpack(due))
         redis.call('RPUSH', KEYS[K_PENDING], unpack(due))
@@ -589,19 +705,56 @@ local function ack_args(f)
     return ids, tokens, resp
 end
 
+-- The state hash's fields the partition scripts read or count in, read in one HMGET and
+-- checked (a counter a script adds to must be a whole number, or HINCRBY would fail after
+-- other writes). Returns them by name, or nil when the partition does not exist.
+local PART_FIELDS = {'state', 'lease_ms', 'max_attempts', 'payloads', 'cooldown_until', 'start',
+    'end', 'max_item_bytes', 'done_base', 'done_buckets', 'done_ids', 'token', 'leased', 'skipped',
+    'done', 'dead', 'duplicates'}
+local function part_fields()
+    local v = rd('HMGET', KEYS[K_STATE], unpack(PART_FIELDS))
+    if not v[1] then
+        return nil
+    end
+    local k = KEYS[K_STATE]
+    done_set(v[9], v[10], v[11])
+    for i = 13, #PART_FIELDS do
+        num(k, PART_FIELDS[i], v[i], 0)
+    end
+    return {
+        state = v[1],
+        lease_ms = num(k, 'lease_ms', v[2], nil, 1),
+        max_attempts = num(k, 'max_attempts', v[3], nil, 1),
+        payloads = v[4] == '1',
+        cooldown_until = num(k, 'cooldown_until', v[5], 0),
+        start = num(k, 'start', v[6], false),
+        stop = num(k, 'end', v[7], false),
+        max_item_bytes = num(k, 'max_item_bytes', v[8], 1048576, 1),
+        token = num(k, 'token', v[12], 0),
+    }
+end
+
+-- The dead-letter record of an item refused without a delivery (README "Dead items").
+local function refusal(why, now)
+    return '{"error":' .. cjson.encode(why) .. ',"attempt":0,"at":' .. now .. '}'
+end
+
 -- Marks items done (ack.lua, ackclaim.lua). ids[i] was acked with tokens[i]; resp[i] (nil:
 -- none) is kept in the results hash when this call marks the item done. Returns acked (newly
 -- marked done), duplicates (acks from a worker that no longer held the lease: the handler may
 -- have run twice; counted once per late ack, the item is marked done once) and unknown (ids
--- this partition never handed out; ignored).
+-- this partition never handed out; ignored). A held id a range partition's done record
+-- cannot hold (leased by a drover that did not check ids at claim) is dead with the reason.
+-- Reads and checks everything first; the done record is its first write.
 local function ack_items(ids, tokens, resp)
     local n = #ids
     if n == 0 then
         return 0, 0, 0
     end
+    local base = done_base()
     -- Whose lease holds each id (the ids of one ack mostly share a token).
     local held, lt, ll = {}, nil, false
-    local hids, hidx, others = {}, {}, {}
+    local all, trusted, idx, others, outside = {}, {}, {}, {}, {}
     for i = 1, n do
         local t = tokens[i]
         if t ~= lt then
@@ -609,19 +762,17 @@ local function ack_items(ids, tokens, resp)
         end
         if ll and ll.at[ids[i]] then
             held[i] = true
-            hids[#hids + 1] = ids[i]
-            hidx[#hidx + 1] = i
+            -- A held id came from this partition's pending list: its offset is trusted.
+            if base and not done_offset(ids[i], base, true) then
+                outside[#outside + 1] = ids[i]
+            else
+                all[#all + 1] = ids[i]
+                trusted[#trusted + 1] = true
+                idx[#idx + 1] = i
+            end
         else
             others[#others + 1] = i
         end
-    end
-    -- The held ids (the common case) are marked done in one pass that also tells which were
-    -- done before: a holder's ack of a done item only releases its lease. A held id came from
-    -- this partition's pending list, so its offset is trusted.
-    local fresh = {}
-    local _, f = done_add(hids, true)
-    for k = 1, #hidx do
-        fresh[hidx[k]] = f[k] == 1
     end
     -- The others acked without the lease (late, after it expired; or never handed out): a
     -- duplicate when the item is done (now or before) or was handed out (it has a tries entry
@@ -641,28 +792,51 @@ local function ack_items(ids, tokens, resp)
         end
         local delivered = {}
         if #ask > 0 then
-            local t = redis.call('HMGET', KEYS[K_TRIES], unpack(ask))
+            local t = rd('HMGET', KEYS[K_TRIES], unpack(ask))
             for k, id in ipairs(ask) do
                 delivered[id] = t[k]
             end
         end
-        local late, lidx = {}, {}
         for k = 1, #oids do
             local id = oids[k]
-            if isdone[k] == 1 or delivered[id] then
+            if isdone[k] == 1 or (delivered[id] and not (base and not done_offset(id, base, false))) then
                 dups = dups + 1
                 if isdone[k] ~= 1 then
-                    late[#late + 1] = id
-                    lidx[#lidx + 1] = others[k]
+                    all[#all + 1] = id
+                    trusted[#trusted + 1] = false
+                    idx[#idx + 1] = others[k]
                 end
             else
                 unknown = unknown + 1
             end
         end
-        local _, lf = done_add(late)
-        for k = 1, #lidx do
-            fresh[lidx[k]] = lf[k] == 1
+    end
+    for i = 1, n do
+        if held[i] then
+            lease_drop(tokens[i], ids[i])
         end
+    end
+    -- The keys written below that nothing above read: their sizes, with their types checked
+    -- (an empty one is skipped: from Lua every argument costs an allocation).
+    local size = {}
+    if #all > 0 or #outside > 0 then
+        for _, k in ipairs({K_TRIES, K_ERRORS, K_ITEMS, K_DEAD}) do
+            size[k] = has_type(KEYS[k], 'hash')
+        end
+        size[K_RETRY] = has_type(KEYS[K_RETRY], 'zset')
+        for i = 1, n do
+            if resp[i] then
+                has_type(KEYS[K_RESULTS], 'hash')
+                break
+            end
+        end
+    end
+    lease_check()
+
+    local fresh = {}
+    local _, f = done_add(all, trusted)
+    for k = 1, #idx do
+        fresh[idx[k]] = f[k] == 1
     end
     local acked, kept = {}, {}
     for i = 1, n do
@@ -673,23 +847,35 @@ local function ack_items(ids, tokens, resp)
                 kept[#kept + 1] = resp[i]
             end
         end
-        if held[i] then
-            lease_drop(tokens[i], ids[i])
-        end
     end
     lease_flush()
+    local function del(cmd, k, list)
+        if #list > 0 and size[k] > 0 then
+            return redis.call(cmd, KEYS[k], unpack(list))
+        end
+        return 0
+    end
+    local undead = 0
     if #acked > 0 then
-        if_exists('HDEL', KEYS[K_TRIES], acked)
-        if_exists('HDEL', KEYS[K_ERRORS], acked)
-        if_exists('HDEL', KEYS[K_ITEMS], acked)
+        del('HDEL', K_TRIES, acked)
+        del('HDEL', K_ERRORS, acked)
+        del('HDEL', K_ITEMS, acked)
         -- A late ack can beat a scheduled retry or a dead-lettering of the expired lease: the
         -- handler did succeed, so the item leaves those places.
-        if_exists('ZREM', KEYS[K_RETRY], acked)
-        local undead = if_exists('HDEL', KEYS[K_DEAD], acked)
-        if undead > 0 then
-            redis.call('HINCRBY', KEYS[K_STATE], 'dead', -undead)
-        end
+        del('ZREM', K_RETRY, acked)
+        undead = del('HDEL', K_DEAD, acked)
         redis.call('HINCRBY', KEYS[K_STATE], 'done', #acked)
+    end
+    if #outside > 0 then
+        local rec, now = {}, now_ms()
+        for _, id in ipairs(outside) do
+            rec[#rec + 1] = id
+            rec[#rec + 1] = refusal('id outside the partition', now)
+        end
+        undead = undead - redis.call('HSET', KEYS[K_DEAD], unpack(rec))
+    end
+    if undead ~= 0 then
+        redis.call('HINCRBY', KEYS[K_STATE], 'dead', -undead)
     end
     if #kept > 0 then
         redis.call('HSET', KEYS[K_RESULTS], unpack(kept))
@@ -700,47 +886,44 @@ local function ack_items(ids, tokens, resp)
     return #acked, dups, unknown
 end
 
--- Leases up to 'want' items (capped at BATCH_MAX) to 'worker' (claim.lua, ackclaim.lua),
--- appending {now_ms, token, deadline_ms, count, lease, k, index1, attempt1, ... indexk,
--- attemptk, payload1, ... payloadcount} to 'out' (see claim.lua). Returns out, or nil and
--- 'NOJOB', 'PAUSED' or 'CANCELLED' with nothing leased.
-local function claim_items(worker, want, out)
-    local s = part_state('state', 'lease_ms', 'max_attempts', 'payloads', 'cooldown_until')
-    if not s then
-        return nil, 'NOJOB'
+-- The reason an id popped from pending cannot be handed out (s: part_fields()), or nil: an id
+-- longer than max_item_bytes; in a range partition, an id that is not a whole number in
+-- canonical form or lies outside start..end (no handler could take it, and the done record
+-- could not hold it).
+local function refused(s, id)
+    if #id > s.max_item_bytes then
+        return 'id longer than max_item_bytes (' .. s.max_item_bytes .. ')'
     end
-    if s[1] == 'paused' then
-        return nil, 'PAUSED'
-    elseif s[1] == 'cancelled' then
-        return nil, 'CANCELLED'
+    if done_base_v and s.start and s.stop then
+        if #id > 17 or not (string.find(id, '^-?[1-9]%d*$') or id == '0') then
+            return 'id is not a whole number in canonical form'
+        end
+        local v = tonumber(id)
+        if v < s.start or v > s.stop then
+            return 'id outside the partition (' .. s.start .. '..' .. s.stop .. ')'
+        end
     end
-    local now = now_ms()
-    local function none(a, b)
-        out[#out + 1] = now
-        out[#out + 1] = a
-        out[#out + 1] = b
-        out[#out + 1] = 0
-        return out
-    end
-    if s[1] == 'done' then
-        return none(0, 0)
-    end
-    local cool = tonumber(s[5] or '0')
-    if cool > now then
-        return none(-1, cool)
-    end
-    local lease_ms, max_attempts = tonumber(s[2]), tonumber(s[3])
-    recover(now, max_attempts)
+    return nil
+end
 
-    want = math.min(tonumber(want) or 1, BATCH_MAX)
-    if want < 1 then
-        -- LPOP refuses a count below 1 and pops nothing for 0: a caller asking for no items
-        -- still recovers expired leases, and gets none.
-        return none(0, 0)
-    end
-    local ids = redis.call('LPOP', KEYS[K_PENDING], want)
-    if not ids then
-        return none(0, 0)
+-- claim_items after the LPOP: everything read and checked first, then written (the lease
+-- record first: the one key nothing read before). A refusal raises before any write here.
+local function claim_popped(s, worker, popped, now, out, none)
+    local ids, bad, badwhy = popped, {}, {}
+    for i = 1, #popped do
+        local why = refused(s, popped[i])
+        if why then
+            if ids == popped then
+                ids = {}
+                for k = 1, i - 1 do
+                    ids[k] = popped[k]
+                end
+            end
+            bad[#bad + 1] = popped[i]
+            badwhy[#badwhy + 1] = why
+        elseif ids ~= popped then
+            ids[#ids + 1] = popped[i]
+        end
     end
     local isdone = done_has(ids, true)
     local live, skipped = {}, {}
@@ -757,65 +940,132 @@ local function claim_items(worker, want, out)
             live[#live + 1] = id
         end
     end
+    -- No tries hash: every item is on its first delivery (the common case costs no reads).
+    local tries = {}
+    if #live > 0 and has_type(KEYS[K_TRIES], 'hash') > 0 then
+        tries = rd('HMGET', KEYS[K_TRIES], unpack(live))
+    end
+    local payloads = {}
+    if s.payloads and #live > 0 then
+        payloads = rd('HMGET', KEYS[K_ITEMS], unpack(live))
+    elseif s.payloads and #skipped > 0 then
+        has_type(KEYS[K_ITEMS], 'hash')
+    end
+    local dead = {}
+    if #bad > 0 then
+        has_type(KEYS[K_DEAD], 'hash')
+        for i, id in ipairs(bad) do
+            dead[#dead + 1] = id
+            dead[#dead + 1] = refusal(badwhy[i], now)
+        end
+    end
+    local token, lease, deadline = s.token + 1, nil, now + s.lease_ms
+    -- The reply's (index, attempt) pairs and the tries entries of the items past their first
+    -- delivery (the first writes no entry: absent reads as 1 while leased).
+    local targs, pairs_ = {}, {}
+    for i = 1, #live do
+        if tries[i] then
+            local attempt = num(KEYS[K_TRIES], string.sub(live[i], 1, 64), tries[i], 1) + 1
+            targs[#targs + 1] = live[i]
+            targs[#targs + 1] = attempt
+            pairs_[#pairs_ + 1] = i
+            pairs_[#pairs_ + 1] = attempt
+        end
+    end
+
+    if #live > 0 then
+        -- The lease record doubles as the reply's list of ids: one JSON string instead of an
+        -- element per id (each costs Redis more than the id's share of the string).
+        lease = cjson.encode({worker = worker, ids = live})
+        rd('HSET', KEYS[K_OWNER], token, lease)
+    end
+    if #bad > 0 then
+        local added = redis.call('HSET', KEYS[K_DEAD], unpack(dead))
+        redis.call('HINCRBY', KEYS[K_STATE], 'dead', added)
+        twice = twice + #bad - added
+    end
     if #skipped + twice > 0 then
         redis.call('HINCRBY', KEYS[K_STATE], 'skipped', #skipped + twice)
     end
-    if #skipped > 0 then
-        if s[4] == '1' then
-            redis.call('HDEL', KEYS[K_ITEMS], unpack(skipped))
-        end
+    if #skipped > 0 and s.payloads then
+        redis.call('HDEL', KEYS[K_ITEMS], unpack(skipped))
     end
     if #live == 0 then
         return none(0, 0)
     end
-
-    local token = redis.call('HINCRBY', KEYS[K_STATE], 'token', 1)
-    local deadline = now + lease_ms
-    -- No tries hash: every item is on its first delivery (the common case costs no reads).
-    local tries = {}
-    if redis.call('EXISTS', KEYS[K_TRIES]) == 1 then
-        tries = redis.call('HMGET', KEYS[K_TRIES], unpack(live))
+    redis.call('HINCRBY', KEYS[K_STATE], 'token', 1)
+    redis.call('ZADD', KEYS[K_LEASED], deadline, token)
+    redis.call('HINCRBY', KEYS[K_STATE], 'leased', #live)
+    if #targs > 0 then
+        redis.call('HSET', KEYS[K_TRIES], unpack(targs))
     end
-    local payloads = {}
-    if s[4] == '1' then
-        payloads = redis.call('HMGET', KEYS[K_ITEMS], unpack(live))
-    end
-    -- The lease record doubles as the reply's list of ids: one JSON string instead of an
-    -- element per id (each costs Redis more than the id's share of the string).
-    local lease = cjson.encode({worker = worker, ids = live})
     local o = #out
     out[o + 1] = now
     out[o + 2] = token
     out[o + 3] = deadline
     out[o + 4] = #live
     out[o + 5] = lease
-    out[o + 6] = 0
+    out[o + 6] = #pairs_ / 2
     o = o + 6
-    -- The first delivery writes no tries entry (absent reads as 1 while leased); the reply
-    -- lists the others as (index, attempt) pairs.
-    local targs, again = {}, 0
-    for i = 1, #live do
-        if tries[i] then
-            local attempt = tonumber(tries[i]) + 1
-            targs[#targs + 1] = live[i]
-            targs[#targs + 1] = attempt
-            out[o + 1] = i
-            out[o + 2] = attempt
-            o = o + 2
-            again = again + 1
-        end
+    for i = 1, #pairs_ do
+        out[o + i] = pairs_[i]
     end
-    out[o - 2 * again] = again
-    if s[4] == '1' then
+    o = o + #pairs_
+    if s.payloads then
         for i = 1, #live do
             out[o + i] = payloads[i] or ''
         end
     end
-    redis.call('ZADD', KEYS[K_LEASED], deadline, token)
-    redis.call('HSET', KEYS[K_OWNER], token, lease)
-    redis.call('HINCRBY', KEYS[K_STATE], 'leased', #live)
-    if #targs > 0 then
-        redis.call('HSET', KEYS[K_TRIES], unpack(targs))
-    end
     return out
+end
+
+-- Leases up to 'want' items (capped at BATCH_MAX) to 'worker' (claim.lua, ackclaim.lua; s:
+-- part_fields()), appending {now_ms, token, deadline_ms, count, lease, k, index1, attempt1,
+-- ... indexk, attemptk, payload1, ... payloadcount} to 'out' (see claim.lua). Returns out, or
+-- nil and 'PAUSED' or 'CANCELLED' with nothing leased. An id that cannot be handled (see
+-- refused) is dead with its reason instead, and never blocks the rest. A refusal after the
+-- LPOP (a damaged key) puts the popped ids back, in their order, before it is raised.
+local function claim_items(s, worker, want, out)
+    if s.state == 'paused' then
+        return nil, 'PAUSED'
+    elseif s.state == 'cancelled' then
+        return nil, 'CANCELLED'
+    end
+    local now = now_ms()
+    local function none(a, b)
+        out[#out + 1] = now
+        out[#out + 1] = a
+        out[#out + 1] = b
+        out[#out + 1] = 0
+        return out
+    end
+    if s.state == 'done' then
+        return none(0, 0)
+    end
+    if s.cooldown_until > now then
+        return none(-1, s.cooldown_until)
+    end
+    recover(now, s.max_attempts)
+
+    want = math.min(tonumber(want) or 1, BATCH_MAX)
+    if want < 1 then
+        -- LPOP refuses a count below 1 and pops nothing for 0: a caller asking for no items
+        -- still recovers expired leases, and gets none.
+        return none(0, 0)
+    end
+    local ids = rd('LPOP', KEYS[K_PENDING], want)
+    if not ids then
+        return none(0, 0)
+    end
+    local ok, r = pcall(claim_popped, s, worker, ids, now, out, none)
+    if ok then
+        return r
+    end
+    -- LPUSH reverses its arguments: push in reverse to keep the order.
+    local rev = {}
+    for i = #ids, 1, -1 do
+        rev[#rev + 1] = ids[i]
+    end
+    redis.call('LPUSH', KEYS[K_PENDING], unpack(rev))
+    error(r)
 end
