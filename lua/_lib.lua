@@ -43,6 +43,15 @@ local function err_text(e)
     return tostring(e)
 end
 
+-- Raises again an error pcall caught, as it was (Redis 7.0 hands pcall the error's text: it
+-- goes back in a table, so the reply is that text, not a Lua error with a position).
+local function reraise(e)
+    if type(e) == 'table' then
+        error(e)
+    end
+    error({err = e})
+end
+
 -- redis.call(cmd, key, ...), with a refusal for the key's type raised as DRV_CORRUPT.
 local function rd(cmd, key, ...)
     local ok, r = pcall(redis.call, cmd, key, ...)
@@ -52,7 +61,7 @@ local function rd(cmd, key, ...)
     if string.find(err_text(r), 'WRONGTYPE', 1, true) then
         corrupt(key, 'WRONGTYPE')
     end
-    error(r)
+    reraise(r)
 end
 
 -- Checks that key is absent or of kind 'hash', 'zset' or 'list', with commands the worker's
@@ -214,7 +223,7 @@ local function bucket_add(ids)
             if string.find(err_text(r), 'WRONGTYPE', 1, true) then
                 corrupt(key, 'WRONGTYPE')
             end
-            error(r)
+            reraise(r)
         end
         fresh[i] = r
         new = new + r
@@ -1067,5 +1076,5 @@ local function claim_items(s, worker, want, out)
         rev[#rev + 1] = ids[i]
     end
     redis.call('LPUSH', KEYS[K_PENDING], unpack(rev))
-    error(r)
+    reraise(r)
 end
