@@ -25,7 +25,7 @@ local K_TRIES, K_RETRY, K_DEAD, K_ERRORS, K_ITEMS, K_RESULTS = 6, 7, 8, 9, 10, 1
 -- Most members one script call handles; keeps unpack() far below Lua's stack limit.
 local BATCH_MAX = 1000
 
--- Checks (README "Damaged state"). A script reads and checks what it needs before its first
+-- Checks (README "Faults and bad input"). A script reads and checks what it needs before its first
 -- write, so an error leaves Redis as it was: a key of the wrong type, a field that is not a
 -- number, a lease record that is not JSON is refused as DRV_CORRUPT KEY: WHAT (C maps it to
 -- DRV_ECORRUPT), never half applied. Reads go through rd, which names the key Redis refused;
@@ -743,7 +743,7 @@ local function part_fields()
     }
 end
 
--- The dead-letter record of an item refused without a delivery (README "Dead items").
+-- The dead-letter record of an item refused without a delivery (README "Keys", dead).
 local function refusal(why, now)
     return '{"error":' .. cjson.encode(why) .. ',"attempt":0,"at":' .. now .. '}'
 end
