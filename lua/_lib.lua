@@ -330,8 +330,8 @@ local function bitfield_args(offs, op, value)
 end
 
 -- Flags (1 done, 0 not) for ids, like SMISMEMBER. ids: at most BATCH_MAX; trusted as for
--- done_offsets.
-local function done_has(ids, trusted)
+-- done_offsets; pre: {offs, lo, hi} as done_offsets returns them, when the caller has them.
+local function done_has(ids, trusted, pre)
     if #ids == 0 then
         return {}
     end
@@ -342,7 +342,12 @@ local function done_has(ids, trusted)
         end
         return rd('SMISMEMBER', KEYS[K_DONE], unpack(ids))
     end
-    local offs, lo, hi = done_offsets(ids, base, trusted)
+    local offs, lo, hi
+    if pre then
+        offs, lo, hi = pre[1], pre[2], pre[3]
+    else
+        offs, lo, hi = done_offsets(ids, base, trusted)
+    end
     local flags = {}
     for i = 1, #ids do
         flags[i] = 0
@@ -377,11 +382,10 @@ local function done_has(ids, trusted)
     return flags
 end
 
--- Marks ids done; returns how many were not done before (like SADD) and a flag per id (1:
--- this call marked it; 0: it was done already, or came earlier in ids). ids: at most
--- BATCH_MAX, each fed to this partition (a range id outside the partition raises DRV_RANGE: a
--- caller's bug, never input, since only ids this partition leased reach here); trusted as for
--- done_offsets.
+-- Marks ids done; returns how many were not done before (like SADD), a flag per id (1:
+-- this call marked it; 0: it was done already, or came earlier in ids, or lies outside the
+-- bitmap) and the ids outside a range partition's bitmap (never marked: a lease taken before
+-- claims refused such ids may hold one). ids: at most BATCH_MAX; trusted as for done_offsets.
 local function done_add(ids, trusted)
     local fresh = {}
     if #ids == 0 then
@@ -409,10 +413,15 @@ local function done_add(ids, trusted)
         return #add, fresh
     end
     local offs, lo, hi = done_offsets(ids, base, trusted)
+    local outside = {}
     for i = 1, #ids do
+        fresh[i] = 0
         if not offs[i] then
-            error({err = 'DRV_RANGE ' .. KEYS[K_STATE] .. ' id ' .. ids[i] .. ' is outside its bitmap'})
+            outside[#outside + 1] = ids[i]
         end
+    end
+    if not lo then
+        return 0, fresh, outside
     end
     local new = 0
     if span_ok(lo, hi, #ids) then
@@ -420,14 +429,15 @@ local function done_add(ids, trusted)
         local bytes = done_bytes(b0, b1)
         for i = 1, #ids do
             local off = offs[i]
-            local r = off % 8
-            local k = (off - r) / 8 - b0 + 1
-            local m = BIT[r]
-            fresh[i] = 0
-            if bytes[k] % (m + m) < m then
-                bytes[k] = bytes[k] + m
-                new = new + 1
-                fresh[i] = 1
+            if off then
+                local r = off % 8
+                local k = (off - r) / 8 - b0 + 1
+                local m = BIT[r]
+                if bytes[k] % (m + m) < m then
+                    bytes[k] = bytes[k] + m
+                    new = new + 1
+                    fresh[i] = 1
+                end
             end
         end
         if new > 0 then
@@ -438,15 +448,19 @@ local function done_add(ids, trusted)
             end
             redis.call('SETRANGE', KEYS[K_DONE], b0, table.concat(parts))
         end
-        return new, fresh
+        return new, fresh, outside
     end
     -- BITFIELD runs its SETs in order: a repeated id sees the bit its first copy set.
     local old = rd('BITFIELD', KEYS[K_DONE], unpack(bitfield_args(offs, 'SET', 1)))
-    for i = 1, #old do
-        fresh[i] = 1 - old[i]
-        new = new + fresh[i]
+    local k = 0
+    for i = 1, #ids do
+        if offs[i] then
+            k = k + 1
+            fresh[i] = 1 - old[k]
+            new = new + fresh[i]
+        end
     end
-    return new, fresh
+    return new, fresh, outside
 end
 
 -- Redis owns the clock (invariant 5): milliseconds from TIME, never from a client.
@@ -489,24 +503,28 @@ local function lease_get(token)
     if l == nil then
         l = false
         local raw = rd('HGET', KEYS[K_OWNER], token)
-        -- '{': a lease; anything else is an entry of the per-item layout (see lease_take_expired).
+        -- '{': a lease; "TOKEN:WORKER" an entry of the per-item layout (see lease_take_expired).
         if raw and string.byte(raw, 1) == 123 then
-            -- Its ids are distinct: a claim leases an id once, and only drops rewrite the list.
             local ok
             ok, l = pcall(cjson.decode, raw)
-            if not ok or type(l) ~= 'table' or type(l.ids) ~= 'table' then
+            if not ok or type(l) ~= 'table' or type(l.ids) ~= 'table' or
+                (l.ids[1] ~= nil and type(l.ids[1]) ~= 'string') then
                 corrupt(KEYS[K_OWNER], token .. ': not a lease record (JSON with ids)')
             end
-            l.at, l.left = {}, 0
-            for _, id in ipairs(l.ids) do
-                if type(id) ~= 'string' or l.at[id] then
-                    corrupt(KEYS[K_OWNER], token .. ': not a lease record (ids: distinct strings)')
-                end
-                l.at[id] = true
-                l.left = l.left + 1
+            -- (The first id's type is checked here, each one's where it could do harm:
+            -- lease_take_expired. A repeated
+            -- id only keeps the lease from emptying until it expires: not checked, as a check
+            -- per id would cost every ack.)
+            local at, ids = {}, l.ids
+            for i = 1, #ids do
+                local id = ids[i]
+                at[id] = true
             end
-        elseif raw then
+            l.at, l.left = at, #ids
+        elseif raw and string.find(raw, '^%d+:') then
             per_item[token] = true
+        elseif raw then
+            corrupt(KEYS[K_OWNER], token .. ': not a lease record (JSON with ids)')
         end
         leases[token] = l
     end
@@ -586,6 +604,9 @@ local function lease_take_expired(now)
         if l then
             for _, id in ipairs(l.ids) do
                 if l.at[id] then
+                    if type(id) ~= 'string' then
+                        corrupt(KEYS[K_OWNER], token .. ': not a lease record (ids: strings)')
+                    end
                     l.at[id] = nil
                     ids[#ids + 1] = id
                     held = held + 1
@@ -763,7 +784,7 @@ local function ack_items(ids, tokens, resp)
     local base = done_base()
     -- Whose lease holds each id (the ids of one ack mostly share a token).
     local held, lt, ll = {}, nil, false
-    local all, trusted, idx, others, outside = {}, {}, {}, {}, {}
+    local all, trusted, idx, others = {}, {}, {}, {}
     for i = 1, n do
         local t = tokens[i]
         if t ~= lt then
@@ -772,17 +793,14 @@ local function ack_items(ids, tokens, resp)
         if ll and ll.at[ids[i]] then
             held[i] = true
             -- A held id came from this partition's pending list: its offset is trusted.
-            if base and not done_offset(ids[i], base, true) then
-                outside[#outside + 1] = ids[i]
-            else
-                all[#all + 1] = ids[i]
-                trusted[#trusted + 1] = true
-                idx[#idx + 1] = i
-            end
+            all[#all + 1] = ids[i]
+            trusted[#trusted + 1] = true
+            idx[#idx + 1] = i
         else
             others[#others + 1] = i
         end
     end
+    local nheld = #all
     -- The others acked without the lease (late, after it expired; or never handed out): a
     -- duplicate when the item is done (now or before) or was handed out (it has a tries entry
     -- once its first lease ended), else unknown; each one done now counts as acked too.
@@ -828,22 +846,23 @@ local function ack_items(ids, tokens, resp)
     -- The keys written below that nothing above read: their sizes, with their types checked
     -- (an empty one is skipped: from Lua every argument costs an allocation).
     local size = {}
-    if #all > 0 or #outside > 0 then
+    if #all > 0 then
         for _, k in ipairs({K_TRIES, K_ERRORS, K_ITEMS, K_DEAD}) do
             size[k] = has_type(KEYS[k], 'hash')
         end
         size[K_RETRY] = has_type(KEYS[K_RETRY], 'zset')
-        for i = 1, n do
-            if resp[i] then
-                has_type(KEYS[K_RESULTS], 'hash')
-                break
-            end
+        if next(resp) then
+            has_type(KEYS[K_RESULTS], 'hash')
         end
     end
     lease_check()
 
     local fresh = {}
-    local _, f = done_add(all, trusted)
+    if #all == nheld then
+        trusted = true -- held ids only (the common case): the fast path of done_offsets
+    end
+    local _, f, outside = done_add(all, trusted)
+    outside = outside or {}
     for k = 1, #idx do
         fresh[idx[k]] = f[k] == 1
     end
@@ -895,46 +914,93 @@ local function ack_items(ids, tokens, resp)
     return #acked, dups, unknown
 end
 
--- The reason an id popped from pending cannot be handed out (s: part_fields()), or nil: an id
--- longer than max_item_bytes; in a range partition, an id that is not a whole number in
--- canonical form or lies outside start..end (no handler could take it, and the done record
--- could not hold it).
-local function refused(s, id)
-    if #id > s.max_item_bytes then
-        return 'id longer than max_item_bytes (' .. s.max_item_bytes .. ')'
-    end
-    if done_base_v and s.start and s.stop then
-        if #id > 17 or not (string.find(id, '^-?[1-9]%d*$') or id == '0') then
-            return 'id is not a whole number in canonical form'
-        end
-        local v = tonumber(id)
-        if v < s.start or v > s.stop then
-            return 'id outside the partition (' .. s.start .. '..' .. s.stop .. ')'
-        end
-    end
-    return nil
-end
+local NOT_PLAIN = {',0', ',-0', '+', '.', 'e', 'E', 'x', 'X', 'i', 'I', 'n', 'N', ' ', '\t',
+    '\n', '\v', '\f', '\r', '\0'}
 
 -- claim_items after the LPOP: everything read and checked first, then written (the lease
 -- record first: the one key nothing read before). A refusal raises before any write here.
+-- An id no handler can take is dead with the reason instead: one longer than max_item_bytes;
+-- in a range partition, one not a whole number in canonical form or outside start..end (the
+-- done record could not hold it either). The range check yields the bit offsets done_has
+-- needs, so it costs a pattern test per id over what done_has did before.
 local function claim_popped(s, worker, popped, now, out, none)
     local ids, bad, badwhy = popped, {}, {}
-    for i = 1, #popped do
-        local why = refused(s, popped[i])
-        if why then
-            if ids == popped then
-                ids = {}
-                for k = 1, i - 1 do
-                    ids[k] = popped[k]
+    local maxb, base, start, stop = s.max_item_bytes, done_base_v, s.start, s.stop
+    local pre
+    if base and start and stop then
+        -- Whether tonumber() of each id is enough to tell a whole number in canonical form,
+        -- tested on them all at once with plain searches (a pattern test per id would cost
+        -- more than the rest of the claim): no leading zero or "-0" (tonumber takes both; it
+        -- refuses an empty id and the like by itself), nothing
+        -- else tonumber() takes (a sign, a point, an exponent, hex, inf, nan, white space, a
+        -- NUL). Else (a batch holding "0" too) each id gets the pattern test. Digits only, an
+        -- id past 16 of them is beyond 2^53, so the bounds below refuse it.
+        local all = ',' .. table.concat(popped, ',') .. ','
+        local canonical = true
+        for k = 1, #NOT_PLAIN do
+            if string.find(all, NOT_PLAIN[k], 1, true) then
+                canonical = false
+                break
+            end
+        end
+        local offs, lo, hi = {}, nil, nil
+        for i = 1, #popped do
+            local id = popped[i]
+            local why, n
+            if #id > maxb then
+                why = 'id longer than max_item_bytes (' .. maxb .. ')'
+            else
+                -- (tonumber, strtod inside, costs more than all else here: once per id.)
+                if canonical or #id <= 17 and (string.find(id, '^-?[1-9]%d*$') or id == '0') then
+                    n = tonumber(id)
+                end
+                if not n then
+                    why = 'id is not a whole number in canonical form'
+                elseif n < start or n > stop or n - base < 0 or n - base >= DONE_BITS then
+                    why = 'id outside the partition (' .. start .. '..' .. stop .. ')'
                 end
             end
-            bad[#bad + 1] = popped[i]
-            badwhy[#badwhy + 1] = why
-        elseif ids ~= popped then
-            ids[#ids + 1] = popped[i]
+            if why then
+                if ids == popped then
+                    ids = {}
+                    for k = 1, i - 1 do
+                        ids[k] = popped[k]
+                    end
+                end
+                bad[#bad + 1] = id
+                badwhy[#badwhy + 1] = why
+            else
+                if ids ~= popped then
+                    ids[#ids + 1] = id
+                end
+                local off = n - base
+                offs[#offs + 1] = off
+                if not lo or off < lo then
+                    lo = off
+                end
+                if not hi or off > hi then
+                    hi = off
+                end
+            end
+        end
+        pre = {offs, lo, hi}
+    else
+        for i = 1, #popped do
+            if #popped[i] > maxb then
+                if ids == popped then
+                    ids = {}
+                    for k = 1, i - 1 do
+                        ids[k] = popped[k]
+                    end
+                end
+                bad[#bad + 1] = popped[i]
+                badwhy[#badwhy + 1] = 'id longer than max_item_bytes (' .. maxb .. ')'
+            elseif ids ~= popped then
+                ids[#ids + 1] = popped[i]
+            end
         end
     end
-    local isdone = done_has(ids, true)
+    local isdone = done_has(ids, true, pre)
     local live, skipped = {}, {}
     -- An id popped twice in one call (a source that lists it twice) is leased once; the
     -- other copy counts as skipped, like a copy popped after the first was done.

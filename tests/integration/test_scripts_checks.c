@@ -157,8 +157,7 @@ static void bad_json_in_an_owner_entry_fails_ack_release_extend_fail_and_reap(vo
     char tok[32];
     snprintf(tok, sizeof tok, "%" PRId64, c.items[0].token);
     static const char *const bad[] = {"{not json", "{\"worker\":\"w\",\"ids\":5}",
-                                      "{\"worker\":\"w\",\"ids\":[1,2,3]}",
-                                      "{\"worker\":\"w\",\"ids\":[\"1\",\"1\"]}"};
+                                      "{\"worker\":\"w\",\"ids\":[1,2,3]}", "[\"1\"]"};
     char want[96];
     snprintf(want, sizeof want, "DRV_CORRUPT drover:{j.0}:owner: %s: not a lease record", tok);
     for (size_t b = 0; b < sizeof bad / sizeof *bad; b++) {
