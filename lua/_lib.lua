@@ -665,9 +665,9 @@ local function recover(now, max_attempts)
     num(KEYS[K_STATE], 'expired', c[2], 0)
     num(KEYS[K_STATE], 'dead', c[3], 0)
     has_type(KEYS[K_PENDING], 'list')
+    has_type(KEYS[K_DEAD], 'hash') -- reap.lua reads its size after these writes
     local back, died, first, dead, errs = {}, {}, {}, {}, {}
     if #expired > 0 then
-        has_type(KEYS[K_DEAD], 'hash')
         has_type(KEYS[K_ERRORS], 'hash')
         for i, id in ipairs(expired) do
             local n = num(KEYS[K_TRIES], string.sub(id, 1, 64), tries[i], 1)
@@ -745,33 +745,51 @@ local function ack_args(f)
     return ids, tokens, resp
 end
 
--- The state hash's fields the partition scripts read or count in, read in one HMGET and
--- checked (a counter a script adds to must be a whole number, or HINCRBY would fail after
--- other writes). Returns them by name, or nil when the partition does not exist.
-local PART_FIELDS = {'state', 'lease_ms', 'max_attempts', 'payloads', 'cooldown_until', 'start',
-    'end', 'max_item_bytes', 'done_base', 'done_buckets', 'done_ids', 'token', 'leased', 'skipped',
-    'done', 'dead', 'duplicates'}
-local function part_fields()
-    local v = rd('HMGET', KEYS[K_STATE], unpack(PART_FIELDS))
+-- The state hash's fields a claim needs before it pops, read in one HMGET and checked (an
+-- empty poll reads no more); nil when the partition does not exist.
+local function claim_fields()
+    local v = rd('HMGET', KEYS[K_STATE], 'state', 'lease_ms', 'max_attempts', 'payloads',
+        'cooldown_until')
     if not v[1] then
         return nil
     end
     local k = KEYS[K_STATE]
-    done_set(v[9], v[10], v[11])
-    for i = 13, #PART_FIELDS do
-        num(k, PART_FIELDS[i], v[i], 0)
-    end
     return {
         state = v[1],
         lease_ms = num(k, 'lease_ms', v[2], nil, 1),
         max_attempts = num(k, 'max_attempts', v[3], nil, 1),
         payloads = v[4] == '1',
         cooldown_until = num(k, 'cooldown_until', v[5], 0),
-        start = num(k, 'start', v[6], false),
-        stop = num(k, 'end', v[7], false),
-        max_item_bytes = num(k, 'max_item_bytes', v[8], 1048576, 1),
-        token = num(k, 'token', v[12], 0),
     }
+end
+
+-- The rest, into s: the done layout, a range's bounds, max_item_bytes and the counters the
+-- scripts add to, checked (a counter that is not a whole number would fail HINCRBY after
+-- other writes).
+local COUNTERS = {'leased', 'skipped', 'done', 'dead', 'duplicates'}
+local function part_more(s)
+    local v = rd('HMGET', KEYS[K_STATE], 'start', 'end', 'max_item_bytes', 'done_base',
+        'done_buckets', 'done_ids', 'token', 'leased', 'skipped', 'done', 'dead', 'duplicates')
+    local k = KEYS[K_STATE]
+    done_set(v[4], v[5], v[6])
+    for i = 1, #COUNTERS do
+        num(k, COUNTERS[i], v[7 + i], 0)
+    end
+    s.start = num(k, 'start', v[1], false)
+    s.stop = num(k, 'end', v[2], false)
+    s.max_item_bytes = num(k, 'max_item_bytes', v[3], 1048576, 1)
+    s.token = num(k, 'token', v[7], 0)
+    s.more = true
+end
+
+-- Every field the partition scripts read (ack.lua, ackclaim.lua), checked; nil when the
+-- partition does not exist.
+local function part_fields()
+    local s = claim_fields()
+    if s then
+        part_more(s)
+    end
+    return s
 end
 
 -- The dead-letter record of an item refused without a delivery (README "Keys", dead).
@@ -935,6 +953,9 @@ local NOT_PLAIN = {'+', '.', 'e', 'E', 'n', 'N', ' ', '\t', '\n', '\v', '\f', '\
 -- done record could not hold it either). The range check yields the bit offsets done_has
 -- needs, so it costs a pattern test per id over what done_has did before.
 local function claim_popped(s, worker, popped, now, out, none)
+    if not s.more then
+        part_more(s)
+    end
     local ids, bad, badwhy = popped, {}, {}
     local maxb, base, start, stop = s.max_item_bytes, done_base_v, s.start, s.stop
     local pre
@@ -1112,7 +1133,7 @@ local function claim_popped(s, worker, popped, now, out, none)
 end
 
 -- Leases up to 'want' items (capped at BATCH_MAX) to 'worker' (claim.lua, ackclaim.lua; s:
--- part_fields()), appending {now_ms, token, deadline_ms, count, lease, k, index1, attempt1,
+-- claim_fields() or part_fields()), appending {now_ms, token, deadline_ms, count, lease, k, index1, attempt1,
 -- ... indexk, attemptk, payload1, ... payloadcount} to 'out' (see claim.lua). Returns out, or
 -- nil and 'PAUSED' or 'CANCELLED' with nothing leased. An id that cannot be handled (see
 -- refused) is dead with its reason instead, and never blocks the rest. A refusal after the

@@ -20,7 +20,7 @@
 -- Errors:  DRV_NOJOB, DRV_PAUSED, DRV_CANCELLED; DRV_CORRUPT KEY: WHAT (a key of the wrong
 --          type, a field that is not a number, a lease record that is not JSON), with Redis
 --          left as it was.
-local s = part_fields()
+local s = claim_fields()
 if not s then
     return nojob()
 end

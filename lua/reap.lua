@@ -12,18 +12,17 @@ if not s then
 end
 local max_attempts = num(KEYS[K_STATE], 'max_attempts', s[2], nil, 1)
 num(KEYS[K_STATE], 'leased', s[4], 0)
--- The sizes it reports, read after recovering; their types checked before it writes.
-has_type(KEYS[K_PENDING], 'list')
-has_type(KEYS[K_DEAD], 'hash')
 local expired, due = 0, 0
 if s[1] ~= 'cancelled' then
     expired, due = recover(now_ms(), max_attempts)
 end
+-- The sizes it reports, read after recovering: recover checked the types of the keys it
+-- wrote before it wrote, and a refusal here comes when it wrote nothing.
 return {
-    redis.call('LLEN', KEYS[K_PENDING]),
+    rd('LLEN', KEYS[K_PENDING]),
     tonumber(redis.call('HGET', KEYS[K_STATE], 'leased') or '0'),
     rd('ZCARD', KEYS[K_RETRY]),
-    redis.call('HLEN', KEYS[K_DEAD]),
+    rd('HLEN', KEYS[K_DEAD]),
     expired,
     due,
     tonumber(s[3] or '0'),
