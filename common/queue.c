@@ -365,6 +365,7 @@ drv_err drv_queue_job_create(drv_queue *q, const drv_spec *spec, int64_t total,
         drv_part_keys k;
         drv_keys_part(&k, q->prefix, spec->id, p);
         num_t v[9];
+        snprintf(v[8], sizeof v[8], "%" PRId64, spec->max_item_bytes);
         snprintf(v[0], sizeof v[0], "%" PRId64, spec->lease_ms);
         snprintf(v[1], sizeof v[1], "%" PRId64, spec->max_attempts);
         snprintf(v[2], sizeof v[2], "%" PRId64, spec->backoff_ms);
@@ -378,6 +379,8 @@ drv_err drv_queue_job_create(drv_queue *q, const drv_spec *spec, int64_t total,
                               "payloads", v[4], "start", v[5], "end", v[6], "cursor",
                               parts[p].cursor, "exhausted", v[7], "fed", "0", "done", "0", "failed",
                               "0", "dead", "0", "duplicates", "0", "expired", "0",
+                              /* claim.lua dead-letters an id longer than this */
+                              "max_item_bytes", v[8],
                               /* Range partitions keep the done record as a bitmap whose bit 0
                                * is their first id, other sources in hashed buckets, one to
                                * start with (lua/_lib.lua done_has/done_add). */
@@ -881,7 +884,8 @@ drv_err drv_queue_feed(drv_queue *q, const char *job, int p, const char *expect,
 
 drv_err drv_queue_split_new(drv_queue *q, const drv_spec *spec, int from, int to, int64_t cut,
                             int64_t end, const char *state) {
-    num_t v[8];
+    num_t v[9];
+    snprintf(v[8], sizeof v[8], "%" PRId64, spec->max_item_bytes);
     snprintf(v[0], sizeof v[0], "%" PRId64, spec->lease_ms);
     snprintf(v[1], sizeof v[1], "%" PRId64, spec->max_attempts);
     snprintf(v[2], sizeof v[2], "%" PRId64, spec->backoff_ms);
@@ -895,11 +899,11 @@ drv_err drv_queue_split_new(drv_queue *q, const drv_spec *spec, int from, int to
      * split; the new one's done bitmap starts at its own first id (the cut): the ids from the
      * cut on were never fed to the old partition, so none of them is done there. */
     const char *args[] = {
-        "state",          state, "lease_ms",  v[0], "max_attempts", v[1], "backoff_ms", v[2],
-        "backoff_max_ms", v[3],  "payloads",  v[4], "start",        v[5], "end",        v[6],
-        "cursor",         v[5],  "exhausted", "0",  "split_from",   v[7], "fed",        "0",
-        "done",           "0",   "failed",    "0",  "dead",         "0",  "duplicates", "0",
-        "expired",        "0",   "done_base", v[5]};
+        "state",          state, "lease_ms",       v[0], "max_attempts", v[1], "backoff_ms", v[2],
+        "backoff_max_ms", v[3],  "payloads",       v[4], "start",        v[5], "end",        v[6],
+        "cursor",         v[5],  "exhausted",      "0",  "split_from",   v[7], "fed",        "0",
+        "done",           "0",   "failed",         "0",  "dead",         "0",  "duplicates", "0",
+        "expired",        "0",   "max_item_bytes", v[8], "done_base",    v[5]};
     size_t n = sizeof args / sizeof *args, lens[sizeof args / sizeof *args];
     for (size_t i = 0; i < n; i++)
         lens[i] = strlen(args[i]);

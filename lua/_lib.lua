@@ -25,6 +25,80 @@ local K_TRIES, K_RETRY, K_DEAD, K_ERRORS, K_ITEMS, K_RESULTS = 6, 7, 8, 9, 10, 1
 -- Most members one script call handles; keeps unpack() far below Lua's stack limit.
 local BATCH_MAX = 1000
 
+-- Checks (README "Faults and bad input"). A script reads and checks what it needs before its first
+-- write, so an error leaves Redis as it was: a key of the wrong type, a field that is not a
+-- number, a lease record that is not JSON is refused as DRV_CORRUPT KEY: WHAT (C maps it to
+-- DRV_ECORRUPT), never half applied. Reads go through rd, which names the key Redis refused;
+-- a key written without being read first is checked with has_type (one cheap command, only
+-- on the paths that write it).
+local function corrupt(key, what)
+    error({err = 'DRV_CORRUPT ' .. key .. ': ' .. what})
+end
+
+-- The text of an error raised by redis.call (a table in Redis 7, a string before).
+local function err_text(e)
+    if type(e) == 'table' then
+        return e.err or ''
+    end
+    return tostring(e)
+end
+
+-- Raises again an error pcall caught, as it was (Redis 7.0 hands pcall the error's text: it
+-- goes back in a table, so the reply is that text, not a Lua error with a position).
+local function reraise(e)
+    if type(e) == 'table' then
+        error(e)
+    end
+    error({err = e})
+end
+
+-- redis.call(cmd, key, ...), with a refusal for the key's type raised as DRV_CORRUPT.
+local function rd(cmd, key, ...)
+    -- redis.pcall costs less than pcall(redis.call): an error comes back as {err = TEXT}.
+    local r = redis.pcall(cmd, key, ...)
+    if type(r) == 'table' and r.err then
+        if string.find(r.err, 'WRONGTYPE', 1, true) then
+            corrupt(key, 'WRONGTYPE')
+        end
+        error(r)
+    end
+    return r
+end
+
+-- The size of key (0 when absent), checking that it is of kind 'hash', 'zset' or 'list', with
+-- commands the worker's ACL allows: a caller skips work on an empty key.
+local SIZE_OF = {hash = 'HLEN', zset = 'ZCARD', list = 'LLEN'}
+local checked = {}
+local function size_of(key, kind)
+    checked[key] = true
+    return rd(SIZE_OF[kind], key)
+end
+
+-- Checks that key is absent or of kind (as size_of; once a call: a key keeps its type).
+local function has_type(key, kind)
+    if not checked[key] then
+        size_of(key, kind)
+    end
+end
+
+-- The whole number in field f of key (v as HMGET read it), or dflt when it is absent (dflt
+-- nil: the field is required). Refuses anything else, or a number below min.
+local function num(key, f, v, dflt, min)
+    if not v then
+        if dflt == nil then
+            corrupt(key, f .. ' is missing')
+        end
+        return dflt
+    end
+    local n = tonumber(v)
+    if not n or n % 1 ~= 0 or n < -9007199254740992 or n > 9007199254740992 or
+        (min and n < min) then
+        corrupt(key, f .. ' is not a whole number' .. (min and ' >= ' .. min or '') .. ': ' ..
+            string.sub(v, 1, 40))
+    end
+    return n
+end
+
 -- The done record (invariant 2). Every script reads and writes it through done_has and
 -- done_add, so its representation lives here. Range partitions carry `done_base` (their first
 -- id) in the state hash and keep a bitmap: bit id - done_base is 1 once id is done, so a dense
@@ -47,12 +121,19 @@ local DONE_BITS = 4294967296
 local DONE_LOAD = 48
 local done_read, done_base_v, done_nb, done_ids = false, nil, nil, 0
 
+-- Takes the layout from the state hash's done_base, done_buckets and done_ids (as HMGET read
+-- them: a script that reads the state hash anyway passes them along, saving a call).
+local function done_set(base, nb, ids)
+    done_base_v = num(KEYS[K_STATE], 'done_base', base, false) or nil
+    done_nb = num(KEYS[K_STATE], 'done_buckets', nb, false, 1) or nil
+    done_ids = num(KEYS[K_STATE], 'done_ids', ids, 0, 0)
+    done_read = true
+end
+
 local function done_layout()
     if not done_read then
-        local s = redis.call('HMGET', KEYS[K_STATE], 'done_base', 'done_buckets', 'done_ids')
-        done_base_v, done_nb = tonumber(s[1] or ''), tonumber(s[2] or '')
-        done_ids = tonumber(s[3] or '') or 0
-        done_read = true
+        local s = rd('HMGET', KEYS[K_STATE], 'done_base', 'done_buckets', 'done_ids')
+        done_set(s[1], s[2], s[3])
     end
 end
 
@@ -91,7 +172,7 @@ end
 local function bucket_split(nb)
     local top = bucket_top(nb)
     local src, dst = KEYS[K_DONE] .. ':' .. (nb - top / 2), KEYS[K_DONE] .. ':' .. nb
-    local ids = redis.call('HKEYS', src)
+    local ids = rd('HKEYS', src)
     local stay, move = {}, {}
     for i = 1, #ids do
         local t = stay
@@ -104,6 +185,7 @@ local function bucket_split(nb)
     if #move == 0 then
         return
     end
+    has_type(dst, 'hash')
     redis.call('DEL', src)
     for _, w in ipairs({{src, stay}, {dst, move}}) do
         local t = w[2]
@@ -118,7 +200,7 @@ local function bucket_has(ids)
     local nb, flags = done_nb, {}
     local top = bucket_top(nb)
     for i = 1, #ids do
-        flags[i] = redis.call('HEXISTS', bucket_key(ids[i], nb, top), ids[i])
+        flags[i] = rd('HEXISTS', bucket_key(ids[i], nb, top), ids[i])
     end
     return flags
 end
@@ -139,8 +221,23 @@ local function bucket_add(ids)
     end
     local top = bucket_top(nb)
     for i = 1, #ids do
-        fresh[i] = redis.call('HSETNX', bucket_key(ids[i], nb, top), ids[i], '')
-        new = new + fresh[i]
+        local key = bucket_key(ids[i], nb, top)
+        local ok, r = pcall(redis.call, 'HSETNX', key, ids[i], '')
+        if not ok then
+            -- A bucket of another type: the ids this call added go again, so the done record
+            -- is as it was (a split before stays: it moves ids, the record says the same).
+            for k = i - 1, 1, -1 do
+                if fresh[k] == 1 then
+                    redis.call('HDEL', bucket_key(ids[k], nb, top), ids[k])
+                end
+            end
+            if string.find(err_text(r), 'WRONGTYPE', 1, true) then
+                corrupt(key, 'WRONGTYPE')
+            end
+            reraise(r)
+        end
+        fresh[i] = r
+        new = new + r
     end
     if new > 0 then
         done_ids = redis.call('HINCRBY', KEYS[K_STATE], 'done_ids', new)
@@ -200,7 +297,7 @@ end
 -- The bytes b0..b1 of the bitmap as numbers (0 past its end), from one GETRANGE; string.byte
 -- in chunks, as each call's results go on Lua's C stack.
 local function done_bytes(b0, b1)
-    local span = redis.call('GETRANGE', KEYS[K_DONE], b0, b1)
+    local span = rd('GETRANGE', KEYS[K_DONE], b0, b1)
     local bytes, n = {}, b1 - b0 + 1
     for k = 1, math.min(#span, n), 4096 do
         local chunk = {string.byte(span, k, math.min(k + 4095, #span, n))}
@@ -244,8 +341,8 @@ local function bitfield_args(offs, op, value)
 end
 
 -- Flags (1 done, 0 not) for ids, like SMISMEMBER. ids: at most BATCH_MAX; trusted as for
--- done_offsets.
-local function done_has(ids, trusted)
+-- done_offsets; pre: {offs, lo, hi} as done_offsets returns them, when the caller has them.
+local function done_has(ids, trusted, pre)
     if #ids == 0 then
         return {}
     end
@@ -254,9 +351,14 @@ local function done_has(ids, trusted)
         if done_nb then
             return bucket_has(ids)
         end
-        return redis.call('SMISMEMBER', KEYS[K_DONE], unpack(ids))
+        return rd('SMISMEMBER', KEYS[K_DONE], unpack(ids))
     end
-    local offs, lo, hi = done_offsets(ids, base, trusted)
+    local offs, lo, hi
+    if pre then
+        offs, lo, hi = pre[1], pre[2], pre[3]
+    else
+        offs, lo, hi = done_offsets(ids, base, trusted)
+    end
     local flags = {}
     for i = 1, #ids do
         flags[i] = 0
@@ -280,7 +382,7 @@ local function done_has(ids, trusted)
         end
         return flags
     end
-    local got = redis.call('BITFIELD_RO', KEYS[K_DONE], unpack(bitfield_args(offs, 'GET')))
+    local got = rd('BITFIELD_RO', KEYS[K_DONE], unpack(bitfield_args(offs, 'GET')))
     local k = 0
     for i = 1, #ids do
         if offs[i] then
@@ -291,11 +393,10 @@ local function done_has(ids, trusted)
     return flags
 end
 
--- Marks ids done; returns how many were not done before (like SADD) and a flag per id (1:
--- this call marked it; 0: it was done already, or came earlier in ids). ids: at most
--- BATCH_MAX, each fed to this partition (a range id outside the partition raises DRV_RANGE: a
--- caller's bug, never input, since only ids this partition leased reach here); trusted as for
--- done_offsets.
+-- Marks ids done; returns how many were not done before (like SADD), a flag per id (1:
+-- this call marked it; 0: it was done already, or came earlier in ids, or lies outside the
+-- bitmap) and the ids outside a range partition's bitmap (never marked: a lease taken before
+-- claims refused such ids may hold one). ids: at most BATCH_MAX; trusted as for done_offsets.
 local function done_add(ids, trusted)
     local fresh = {}
     if #ids == 0 then
@@ -306,7 +407,7 @@ local function done_add(ids, trusted)
         if done_nb then
             return bucket_add(ids)
         end
-        local had = redis.call('SMISMEMBER', KEYS[K_DONE], unpack(ids))
+        local had = rd('SMISMEMBER', KEYS[K_DONE], unpack(ids))
         local add, seen = {}, {}
         for i = 1, #ids do
             local id = ids[i]
@@ -323,10 +424,15 @@ local function done_add(ids, trusted)
         return #add, fresh
     end
     local offs, lo, hi = done_offsets(ids, base, trusted)
+    local outside = {}
     for i = 1, #ids do
+        fresh[i] = 0
         if not offs[i] then
-            error({err = 'DRV_RANGE ' .. KEYS[K_STATE] .. ' id ' .. ids[i] .. ' is outside its bitmap'})
+            outside[#outside + 1] = ids[i]
         end
+    end
+    if not lo then
+        return 0, fresh, outside
     end
     local new = 0
     if span_ok(lo, hi, #ids) then
@@ -334,14 +440,15 @@ local function done_add(ids, trusted)
         local bytes = done_bytes(b0, b1)
         for i = 1, #ids do
             local off = offs[i]
-            local r = off % 8
-            local k = (off - r) / 8 - b0 + 1
-            local m = BIT[r]
-            fresh[i] = 0
-            if bytes[k] % (m + m) < m then
-                bytes[k] = bytes[k] + m
-                new = new + 1
-                fresh[i] = 1
+            if off then
+                local r = off % 8
+                local k = (off - r) / 8 - b0 + 1
+                local m = BIT[r]
+                if bytes[k] % (m + m) < m then
+                    bytes[k] = bytes[k] + m
+                    new = new + 1
+                    fresh[i] = 1
+                end
             end
         end
         if new > 0 then
@@ -352,15 +459,19 @@ local function done_add(ids, trusted)
             end
             redis.call('SETRANGE', KEYS[K_DONE], b0, table.concat(parts))
         end
-        return new, fresh
+        return new, fresh, outside
     end
     -- BITFIELD runs its SETs in order: a repeated id sees the bit its first copy set.
-    local old = redis.call('BITFIELD', KEYS[K_DONE], unpack(bitfield_args(offs, 'SET', 1)))
-    for i = 1, #old do
-        fresh[i] = 1 - old[i]
-        new = new + fresh[i]
+    local old = rd('BITFIELD', KEYS[K_DONE], unpack(bitfield_args(offs, 'SET', 1)))
+    local k = 0
+    for i = 1, #ids do
+        if offs[i] then
+            k = k + 1
+            fresh[i] = 1 - old[k]
+            new = new + fresh[i]
+        end
     end
-    return new, fresh
+    return new, fresh, outside
 end
 
 -- Redis owns the clock (invariant 5): milliseconds from TIME, never from a client.
@@ -371,7 +482,7 @@ end
 
 -- Reads the partition's state hash; raises DRV_NOJOB when the partition does not exist.
 local function part_state(...)
-    local s = redis.call('HMGET', KEYS[K_STATE], ...)
+    local s = rd('HMGET', KEYS[K_STATE], ...)
     if not s[1] then
         return nil
     end
@@ -402,17 +513,29 @@ local function lease_get(token)
     local l = leases[token]
     if l == nil then
         l = false
-        local raw = redis.call('HGET', KEYS[K_OWNER], token)
-        -- '{': a lease; anything else is an entry of the per-item layout (see lease_take_expired).
+        local raw = rd('HGET', KEYS[K_OWNER], token)
+        -- '{': a lease; "TOKEN:WORKER" an entry of the per-item layout (see lease_take_expired).
         if raw and string.byte(raw, 1) == 123 then
-            -- Its ids are distinct: a claim leases an id once, and only drops rewrite the list.
-            l = cjson.decode(raw)
-            l.at, l.left = {}, #l.ids
-            for _, id in ipairs(l.ids) do
-                l.at[id] = true
+            local ok
+            ok, l = pcall(cjson.decode, raw)
+            if not ok or type(l) ~= 'table' or type(l.ids) ~= 'table' or
+                (l.ids[1] ~= nil and type(l.ids[1]) ~= 'string') then
+                corrupt(KEYS[K_OWNER], token .. ': not a lease record (JSON with ids)')
             end
-        elseif raw then
+            -- (The first id's type is checked here, each one's where it could do harm:
+            -- lease_take_expired. A repeated
+            -- id only keeps the lease from emptying until it expires: not checked, as a check
+            -- per id would cost every ack.)
+            local at, ids = {}, l.ids
+            for i = 1, #ids do
+                local id = ids[i]
+                at[id] = true
+            end
+            l.at, l.left = at, #ids
+        elseif raw and string.find(raw, '^%d+:') then
             per_item[token] = true
+        elseif raw then
+            corrupt(KEYS[K_OWNER], token .. ': not a lease record (JSON with ids)')
         end
         leases[token] = l
     end
@@ -464,12 +587,25 @@ local function lease_flush()
     end
 end
 
+-- Checks the keys lease_flush will write that lease_get did not read: leased, when a lease
+-- is emptied (its deadline goes).
+local function lease_check()
+    for _, l in pairs(leases) do
+        if l and l.dirty and l.left == 0 then
+            has_type(KEYS[K_LEASED], 'zset')
+            return
+        end
+    end
+end
+
 -- Takes the leases expired at 'now' (whole leases, at most BATCH_MAX ids together, at least
--- one lease) out of leased and owner; returns their ids. A job leased by a drover from before
--- leases were per claim has per-item entries (leased: id -> deadline, owner: id ->
--- "TOKEN:WORKER"); each comes back as its id when it expires, so an upgrade loses nothing.
+-- one lease); returns their ids, their tokens and how many ids they held, for lease_forget to
+-- take them out of leased and owner once the caller has read everything it needs. A job
+-- leased by a drover from before leases were per claim has per-item entries (leased: id ->
+-- deadline, owner: id -> "TOKEN:WORKER"); each comes back as its id when it expires, so an
+-- upgrade loses nothing.
 local function lease_take_expired(now)
-    local tokens = redis.call('ZRANGEBYSCORE', KEYS[K_LEASED], '-inf', now, 'LIMIT', 0, 64)
+    local tokens = rd('ZRANGEBYSCORE', KEYS[K_LEASED], '-inf', now, 'LIMIT', 0, 64)
     local ids, taken, held = {}, {}, 0
     for _, token in ipairs(tokens) do
         local l = lease_get(token)
@@ -480,6 +616,9 @@ local function lease_take_expired(now)
         if l then
             for _, id in ipairs(l.ids) do
                 if l.at[id] then
+                    if type(id) ~= 'string' then
+                        corrupt(KEYS[K_OWNER], token .. ': not a lease record (ids: strings)')
+                    end
                     l.at[id] = nil
                     ids[#ids + 1] = id
                     held = held + 1
@@ -490,6 +629,11 @@ local function lease_take_expired(now)
         end
         leases[token] = false
     end
+    return ids, taken, held
+end
+
+-- The writes of lease_take_expired: the leases taken go from leased and owner.
+local function lease_forget(taken, held)
     if #taken > 0 then
         redis.call('ZREM', KEYS[K_LEASED], unpack(taken))
         redis.call('HDEL', KEYS[K_OWNER], unpack(taken))
@@ -497,17 +641,6 @@ local function lease_take_expired(now)
     if held > 0 then
         redis.call('HINCRBY', KEYS[K_STATE], 'leased', -held)
     end
-    return ids
-end
-
--- Runs 'cmd' on the key with 'ids' only when the key exists: from Lua every argument costs
--- an allocation, so a batch skips the per-id work on keys that hold nothing (errors, dead,
--- retry, items and tries are empty while items succeed at the first try).
-local function if_exists(cmd, key, ids)
-    if #ids > 0 and redis.call('EXISTS', key) == 1 then
-        return redis.call(cmd, key, unpack(ids))
-    end
-    return 0
 end
 
 -- Moves expired leases back to pending (or to dead once an item has had max_attempts
@@ -518,13 +651,28 @@ end
 -- makes it attempt 2 and a late ack of the expired lease is still known. Returns the number
 -- of expired leases and of due retries moved.
 local function recover(now, max_attempts)
-    local expired = lease_take_expired(now)
+    -- Everything it reads first, checked, so a damaged key stops it before its first write.
+    local expired, taken, held = lease_take_expired(now)
+    local tries, isdone = {}, {}
     if #expired > 0 then
-        local tries = redis.call('HMGET', KEYS[K_TRIES], unpack(expired))
-        local isdone = done_has(expired, true)
-        local back, died, first = {}, 0, {}
+        tries = rd('HMGET', KEYS[K_TRIES], unpack(expired))
+        isdone = done_has(expired, true)
+    end
+    local due = rd('ZRANGEBYSCORE', KEYS[K_RETRY], '-inf', now, 'LIMIT', 0, BATCH_MAX)
+    if #taken + #due == 0 then
+        return 0, 0
+    end
+    local c = rd('HMGET', KEYS[K_STATE], 'leased', 'expired', 'dead')
+    num(KEYS[K_STATE], 'leased', c[1], 0)
+    num(KEYS[K_STATE], 'expired', c[2], 0)
+    num(KEYS[K_STATE], 'dead', c[3], 0)
+    has_type(KEYS[K_PENDING], 'list')
+    has_type(KEYS[K_DEAD], 'hash') -- reap.lua reads its size after these writes
+    local back, died, first, dead, errs = {}, {}, {}, {}, {}
+    if #expired > 0 then
+        has_type(KEYS[K_ERRORS], 'hash')
         for i, id in ipairs(expired) do
-            local n = tonumber(tries[i] or '1')
+            local n = num(KEYS[K_TRIES], string.sub(id, 1, 64), tries[i], 1)
             local err = '{"error":"lease expired","attempt":' .. n .. ',"at":' .. now .. '}'
             if isdone[i] == 1 then
                 -- Done is final (invariant 2): nothing to hand out again, nothing failed.
@@ -534,28 +682,38 @@ local function recover(now, max_attempts)
                     first[#first + 1] = 1
                 end
                 if n >= max_attempts then
-                    redis.call('HSET', KEYS[K_DEAD], id, err)
-                    redis.call('HDEL', KEYS[K_ERRORS], id)
-                    died = died + 1
+                    dead[#dead + 1] = id
+                    dead[#dead + 1] = err
+                    died[#died + 1] = id
                 else
-                    redis.call('HSET', KEYS[K_ERRORS], id, err)
+                    errs[#errs + 1] = id
+                    errs[#errs + 1] = err
                     back[#back + 1] = id
                 end
             end
         end
-        if #first > 0 then
-            redis.call('HSET', KEYS[K_TRIES], unpack(first))
-        end
-        -- Front of the list: an item that already waited a lease goes next.
-        if #back > 0 then
-            redis.call('LPUSH', KEYS[K_PENDING], unpack(back))
-        end
-        redis.call('HINCRBY', KEYS[K_STATE], 'expired', #expired)
-        if died > 0 then
-            redis.call('HINCRBY', KEYS[K_STATE], 'dead', died)
-        end
     end
-    local due = redis.call('ZRANGEBYSCORE', KEYS[K_RETRY], '-inf', now, 'LIMIT', 0, BATCH_MAX)
+    lease_forget(taken, held)
+    if #dead > 0 then
+        redis.call('HSET', KEYS[K_DEAD], unpack(dead))
+        redis.call('HDEL', KEYS[K_ERRORS], unpack(died))
+    end
+    if #errs > 0 then
+        redis.call('HSET', KEYS[K_ERRORS], unpack(errs))
+    end
+    if #first > 0 then
+        redis.call('HSET', KEYS[K_TRIES], unpack(first))
+    end
+    -- Front of the list: an item that already waited a lease goes next.
+    if #back > 0 then
+        redis.call('LPUSH', KEYS[K_PENDING], unpack(back))
+    end
+    if #expired > 0 then
+        redis.call('HINCRBY', KEYS[K_STATE], 'expired', #expired)
+    end
+    if #died > 0 then
+        redis.call('HINCRBY', KEYS[K_STATE], 'dead', #died)
+    end
     if #due > 0 then
         redis.call('ZREM', KEYS[K_RETRY], unpack(due))
         redis.call('RPUSH', KEYS[K_PENDING], unpack(due))
@@ -589,19 +747,80 @@ local function ack_args(f)
     return ids, tokens, resp
 end
 
+-- The state hash's fields a claim needs before it pops, read in one HMGET and checked (an
+-- empty poll reads no more); nil when the partition does not exist.
+local function claim_fields()
+    local v = rd('HMGET', KEYS[K_STATE], 'state', 'lease_ms', 'max_attempts', 'payloads',
+        'cooldown_until')
+    if not v[1] then
+        return nil
+    end
+    local k = KEYS[K_STATE]
+    return {
+        state = v[1],
+        lease_ms = num(k, 'lease_ms', v[2], nil, 1),
+        max_attempts = num(k, 'max_attempts', v[3], nil, 1),
+        payloads = v[4] == '1',
+        cooldown_until = num(k, 'cooldown_until', v[5], 0),
+    }
+end
+
+-- The rest, into s: the done layout, a range's bounds, max_item_bytes and the counters the
+-- scripts add to, checked (a counter that is not a whole number would fail HINCRBY after
+-- other writes).
+local COUNTERS = {'leased', 'skipped', 'done', 'dead', 'duplicates'}
+local function part_more(s)
+    local v = rd('HMGET', KEYS[K_STATE], 'start', 'end', 'max_item_bytes', 'done_base',
+        'done_buckets', 'done_ids', 'token', 'leased', 'skipped', 'done', 'dead', 'duplicates')
+    local k = KEYS[K_STATE]
+    done_set(v[4], v[5], v[6])
+    -- The counters in one pattern test (tonumber, strtod inside, costs more per field); the
+    -- one that fails it is named by num.
+    local c = (v[8] or '0') .. ',' .. (v[9] or '0') .. ',' .. (v[10] or '0') .. ',' ..
+        (v[11] or '0') .. ',' .. (v[12] or '0')
+    if #c > 64 or not string.find(c, '^%-?%d+,%-?%d+,%-?%d+,%-?%d+,%-?%d+$') then
+        for i = 1, #COUNTERS do
+            num(k, COUNTERS[i], v[7 + i], 0)
+        end
+    end
+    s.start = num(k, 'start', v[1], false)
+    s.stop = num(k, 'end', v[2], false)
+    s.max_item_bytes = num(k, 'max_item_bytes', v[3], 1048576, 1)
+    s.token = num(k, 'token', v[7], 0)
+    s.more = true
+end
+
+-- Every field the partition scripts read (ack.lua, ackclaim.lua), checked; nil when the
+-- partition does not exist.
+local function part_fields()
+    local s = claim_fields()
+    if s then
+        part_more(s)
+    end
+    return s
+end
+
+-- The dead-letter record of an item refused without a delivery (README "Keys", dead).
+local function refusal(why, now)
+    return '{"error":' .. cjson.encode(why) .. ',"attempt":0,"at":' .. now .. '}'
+end
+
 -- Marks items done (ack.lua, ackclaim.lua). ids[i] was acked with tokens[i]; resp[i] (nil:
 -- none) is kept in the results hash when this call marks the item done. Returns acked (newly
 -- marked done), duplicates (acks from a worker that no longer held the lease: the handler may
 -- have run twice; counted once per late ack, the item is marked done once) and unknown (ids
--- this partition never handed out; ignored).
+-- this partition never handed out; ignored). A held id a range partition's done record
+-- cannot hold (leased by a drover that did not check ids at claim) is dead with the reason.
+-- Reads and checks everything first; the done record is its first write.
 local function ack_items(ids, tokens, resp)
     local n = #ids
     if n == 0 then
         return 0, 0, 0
     end
+    local base = done_base()
     -- Whose lease holds each id (the ids of one ack mostly share a token).
     local held, lt, ll = {}, nil, false
-    local hids, hidx, others = {}, {}, {}
+    local all, trusted, idx, others = {}, {}, {}, {}
     for i = 1, n do
         local t = tokens[i]
         if t ~= lt then
@@ -609,20 +828,15 @@ local function ack_items(ids, tokens, resp)
         end
         if ll and ll.at[ids[i]] then
             held[i] = true
-            hids[#hids + 1] = ids[i]
-            hidx[#hidx + 1] = i
+            -- A held id came from this partition's pending list: its offset is trusted.
+            all[#all + 1] = ids[i]
+            trusted[#trusted + 1] = true
+            idx[#idx + 1] = i
         else
             others[#others + 1] = i
         end
     end
-    -- The held ids (the common case) are marked done in one pass that also tells which were
-    -- done before: a holder's ack of a done item only releases its lease. A held id came from
-    -- this partition's pending list, so its offset is trusted.
-    local fresh = {}
-    local _, f = done_add(hids, true)
-    for k = 1, #hidx do
-        fresh[hidx[k]] = f[k] == 1
-    end
+    local nheld = #all
     -- The others acked without the lease (late, after it expired; or never handed out): a
     -- duplicate when the item is done (now or before) or was handed out (it has a tries entry
     -- once its first lease ended), else unknown; each one done now counts as acked too.
@@ -641,28 +855,54 @@ local function ack_items(ids, tokens, resp)
         end
         local delivered = {}
         if #ask > 0 then
-            local t = redis.call('HMGET', KEYS[K_TRIES], unpack(ask))
+            local t = rd('HMGET', KEYS[K_TRIES], unpack(ask))
             for k, id in ipairs(ask) do
                 delivered[id] = t[k]
             end
         end
-        local late, lidx = {}, {}
         for k = 1, #oids do
             local id = oids[k]
-            if isdone[k] == 1 or delivered[id] then
+            -- (An id the bitmap cannot hold was never handed out: unknown, never marked.)
+            local inside = not base or done_offset(id, base, false)
+            if isdone[k] == 1 or (delivered[id] and inside) then
                 dups = dups + 1
                 if isdone[k] ~= 1 then
-                    late[#late + 1] = id
-                    lidx[#lidx + 1] = others[k]
+                    all[#all + 1] = id
+                    trusted[#trusted + 1] = false
+                    idx[#idx + 1] = others[k]
                 end
             else
                 unknown = unknown + 1
             end
         end
-        local _, lf = done_add(late)
-        for k = 1, #lidx do
-            fresh[lidx[k]] = lf[k] == 1
+    end
+    for i = 1, n do
+        if held[i] then
+            lease_drop(tokens[i], ids[i])
         end
+    end
+    -- The keys written below that nothing above read: their sizes, with their types checked
+    -- (an empty one is skipped: from Lua every argument costs an allocation).
+    local size = {}
+    if #all > 0 then
+        for _, k in ipairs({K_TRIES, K_ERRORS, K_ITEMS, K_DEAD}) do
+            size[k] = size_of(KEYS[k], 'hash')
+        end
+        size[K_RETRY] = size_of(KEYS[K_RETRY], 'zset')
+        if next(resp) then
+            has_type(KEYS[K_RESULTS], 'hash')
+        end
+    end
+    lease_check()
+
+    local fresh = {}
+    if #all == nheld then
+        trusted = true -- held ids only (the common case): the fast path of done_offsets
+    end
+    local _, f, outside = done_add(all, trusted)
+    outside = outside or {}
+    for k = 1, #idx do
+        fresh[idx[k]] = f[k] == 1
     end
     local acked, kept = {}, {}
     for i = 1, n do
@@ -673,23 +913,35 @@ local function ack_items(ids, tokens, resp)
                 kept[#kept + 1] = resp[i]
             end
         end
-        if held[i] then
-            lease_drop(tokens[i], ids[i])
-        end
     end
     lease_flush()
+    local function del(cmd, k, list)
+        if #list > 0 and size[k] > 0 then
+            return redis.call(cmd, KEYS[k], unpack(list))
+        end
+        return 0
+    end
+    local undead = 0
     if #acked > 0 then
-        if_exists('HDEL', KEYS[K_TRIES], acked)
-        if_exists('HDEL', KEYS[K_ERRORS], acked)
-        if_exists('HDEL', KEYS[K_ITEMS], acked)
+        del('HDEL', K_TRIES, acked)
+        del('HDEL', K_ERRORS, acked)
+        del('HDEL', K_ITEMS, acked)
         -- A late ack can beat a scheduled retry or a dead-lettering of the expired lease: the
         -- handler did succeed, so the item leaves those places.
-        if_exists('ZREM', KEYS[K_RETRY], acked)
-        local undead = if_exists('HDEL', KEYS[K_DEAD], acked)
-        if undead > 0 then
-            redis.call('HINCRBY', KEYS[K_STATE], 'dead', -undead)
-        end
+        del('ZREM', K_RETRY, acked)
+        undead = del('HDEL', K_DEAD, acked)
         redis.call('HINCRBY', KEYS[K_STATE], 'done', #acked)
+    end
+    if #outside > 0 then
+        local rec, now = {}, now_ms()
+        for _, id in ipairs(outside) do
+            rec[#rec + 1] = id
+            rec[#rec + 1] = refusal('id outside the partition', now)
+        end
+        undead = undead - redis.call('HSET', KEYS[K_DEAD], unpack(rec))
+    end
+    if undead ~= 0 then
+        redis.call('HINCRBY', KEYS[K_STATE], 'dead', -undead)
     end
     if #kept > 0 then
         redis.call('HSET', KEYS[K_RESULTS], unpack(kept))
@@ -700,18 +952,17 @@ local function ack_items(ids, tokens, resp)
     return #acked, dups, unknown
 end
 
--- Leases up to 'want' items (capped at BATCH_MAX) to 'worker' (claim.lua, ackclaim.lua),
--- appending {now_ms, token, deadline_ms, count, lease, k, index1, attempt1, ... indexk,
--- attemptk, payload1, ... payloadcount} to 'out' (see claim.lua). Returns out, or nil and
--- 'NOJOB', 'PAUSED' or 'CANCELLED' with nothing leased.
-local function claim_items(worker, want, out)
-    local s = part_state('state', 'lease_ms', 'max_attempts', 'payloads', 'cooldown_until')
-    if not s then
-        return nil, 'NOJOB'
-    end
-    if s[1] == 'paused' then
+-- Leases up to 'want' items (capped at BATCH_MAX) to 'worker' (claim.lua, ackclaim.lua; s:
+-- claim_fields() or part_fields()), appending {now_ms, token, deadline_ms, count, lease, k,
+-- index1, attempt1, ... indexk, attemptk, payload1, ... payloadcount} to 'out' (see
+-- claim.lua). Returns out, or nil and 'PAUSED' or 'CANCELLED' with nothing leased. An id that
+-- cannot be handled (see claim_popped) is dead with its reason instead, and never blocks the
+-- rest. A refusal after the LPOP (a damaged key) puts the popped ids back, in their order,
+-- before it is raised.
+local function claim_items(s, worker, want, out)
+    if s.state == 'paused' then
         return nil, 'PAUSED'
-    elseif s[1] == 'cancelled' then
+    elseif s.state == 'cancelled' then
         return nil, 'CANCELLED'
     end
     local now = now_ms()
@@ -722,15 +973,205 @@ local function claim_items(worker, want, out)
         out[#out + 1] = 0
         return out
     end
-    if s[1] == 'done' then
+
+    -- claim_items after the LPOP: everything read and checked first, then written (the lease
+    -- record first: the one key nothing read before). A refusal raises before any write here.
+    -- An id no handler can take is dead with the reason instead: one longer than max_item_bytes;
+    -- in a range partition, one not a whole number in canonical form or outside start..end (the
+    -- done record could not hold it either). The range check yields the bit offsets done_has
+    -- needs, so it costs a pattern test per id over what done_has did before.
+    local function claim_popped(s, worker, popped, now, out, none)
+        if not s.more then
+            part_more(s)
+        end
+        local ids, bad, badwhy = popped, {}, {}
+        local maxb, base, start, stop = s.max_item_bytes, done_base_v, s.start, s.stop
+        local pre
+        if base and start and stop then
+            -- Whether tonumber() of each id is enough to tell a whole number in canonical form,
+            -- tested on them all at once with plain searches (a pattern test per id would cost
+            -- more than the rest of the claim): no leading zero or "-0" (tonumber takes both; it
+            -- refuses an empty id and the like by itself), nothing
+            -- else tonumber() takes (a sign, a point, an exponent, hex, inf, nan, white space, a
+            -- NUL). Else (a batch holding "0" too) each id gets the pattern test. Digits only, an
+            -- id past 16 of them is beyond 2^53, so the bounds below refuse it.
+            local all = ',' .. table.concat(popped, ',') .. ','
+            local canonical = not (string.find(all, ',0', 1, true) or
+                string.find(all, ',-0', 1, true))
+            if canonical and #all <= 2048 then
+                -- A short batch: one class test (it costs per byte what a plain search costs per
+                -- call). Digits, commas and minus signs only: tonumber refuses the rest.
+                canonical = not string.find(all, '[^%d,%-]')
+            elseif canonical then
+                -- What else tonumber takes (hex starts with 0; inf and nan hold an n).
+                local NOT_PLAIN = {'+', '.', 'e', 'E', 'n', 'N', ' ', '\t', '\n', '\v', '\f', '\r',
+                    '\0'}
+                for k = 1, #NOT_PLAIN do
+                    if string.find(all, NOT_PLAIN[k], 1, true) then
+                        canonical = false
+                        break
+                    end
+                end
+            end
+            local offs, lo, hi = {}, nil, nil
+            for i = 1, #popped do
+                local id = popped[i]
+                local why, n
+                if #id > maxb then
+                    why = 'id longer than max_item_bytes (' .. maxb .. ')'
+                else
+                    -- (tonumber, strtod inside, costs more than all else here: once per id.)
+                    if canonical or
+                        #id <= 17 and (string.find(id, '^-?[1-9]%d*$') or id == '0') then
+                        n = tonumber(id)
+                    end
+                    if not n then
+                        why = 'id is not a whole number in canonical form'
+                    elseif n < start or n > stop or n - base < 0 or n - base >= DONE_BITS then
+                        why = 'id outside the partition (' .. start .. '..' .. stop .. ')'
+                    end
+                end
+                if why then
+                    if ids == popped then
+                        ids = {}
+                        for k = 1, i - 1 do
+                            ids[k] = popped[k]
+                        end
+                    end
+                    bad[#bad + 1] = id
+                    badwhy[#badwhy + 1] = why
+                else
+                    if ids ~= popped then
+                        ids[#ids + 1] = id
+                    end
+                    local off = n - base
+                    offs[#offs + 1] = off
+                    if not lo or off < lo then
+                        lo = off
+                    end
+                    if not hi or off > hi then
+                        hi = off
+                    end
+                end
+            end
+            pre = {offs, lo, hi}
+        else
+            for i = 1, #popped do
+                if #popped[i] > maxb then
+                    if ids == popped then
+                        ids = {}
+                        for k = 1, i - 1 do
+                            ids[k] = popped[k]
+                        end
+                    end
+                    bad[#bad + 1] = popped[i]
+                    badwhy[#badwhy + 1] = 'id longer than max_item_bytes (' .. maxb .. ')'
+                elseif ids ~= popped then
+                    ids[#ids + 1] = popped[i]
+                end
+            end
+        end
+        local isdone = done_has(ids, true, pre)
+        local live, skipped = {}, {}
+        -- An id popped twice in one call (a source that lists it twice) is leased once; the
+        -- other copy counts as skipped, like a copy popped after the first was done.
+        local seen, twice = {}, 0
+        for i, id in ipairs(ids) do
+            if isdone[i] == 1 then
+                skipped[#skipped + 1] = id
+            elseif seen[id] then
+                twice = twice + 1
+            else
+                seen[id] = true
+                live[#live + 1] = id
+            end
+        end
+        -- No tries hash: every item is on its first delivery (the common case costs no reads).
+        local tries = {}
+        if #live > 0 and size_of(KEYS[K_TRIES], 'hash') > 0 then
+            tries = rd('HMGET', KEYS[K_TRIES], unpack(live))
+        end
+        local payloads = {}
+        if s.payloads and #live > 0 then
+            payloads = rd('HMGET', KEYS[K_ITEMS], unpack(live))
+        elseif s.payloads and #skipped > 0 then
+            has_type(KEYS[K_ITEMS], 'hash')
+        end
+        local dead = {}
+        if #bad > 0 then
+            has_type(KEYS[K_DEAD], 'hash')
+            for i, id in ipairs(bad) do
+                dead[#dead + 1] = id
+                dead[#dead + 1] = refusal(badwhy[i], now)
+            end
+        end
+        local token, lease, deadline = s.token + 1, nil, now + s.lease_ms
+        -- The reply's (index, attempt) pairs and the tries entries of the items past their first
+        -- delivery (the first writes no entry: absent reads as 1 while leased).
+        local targs, pairs_ = {}, {}
+        for i = 1, #live do
+            if tries[i] then
+                local attempt = num(KEYS[K_TRIES], string.sub(live[i], 1, 64), tries[i], 1) + 1
+                targs[#targs + 1] = live[i]
+                targs[#targs + 1] = attempt
+                pairs_[#pairs_ + 1] = i
+                pairs_[#pairs_ + 1] = attempt
+            end
+        end
+
+        if #live > 0 then
+            -- The lease record doubles as the reply's list of ids: one JSON string instead of an
+            -- element per id (each costs Redis more than the id's share of the string).
+            lease = cjson.encode({worker = worker, ids = live})
+            rd('HSET', KEYS[K_OWNER], token, lease)
+        end
+        if #bad > 0 then
+            local added = redis.call('HSET', KEYS[K_DEAD], unpack(dead))
+            redis.call('HINCRBY', KEYS[K_STATE], 'dead', added)
+            twice = twice + #bad - added
+        end
+        if #skipped + twice > 0 then
+            redis.call('HINCRBY', KEYS[K_STATE], 'skipped', #skipped + twice)
+        end
+        if #skipped > 0 and s.payloads then
+            redis.call('HDEL', KEYS[K_ITEMS], unpack(skipped))
+        end
+        if #live == 0 then
+            return none(0, 0)
+        end
+        redis.call('HINCRBY', KEYS[K_STATE], 'token', 1)
+        redis.call('ZADD', KEYS[K_LEASED], deadline, token)
+        redis.call('HINCRBY', KEYS[K_STATE], 'leased', #live)
+        if #targs > 0 then
+            redis.call('HSET', KEYS[K_TRIES], unpack(targs))
+        end
+        local o = #out
+        out[o + 1] = now
+        out[o + 2] = token
+        out[o + 3] = deadline
+        out[o + 4] = #live
+        out[o + 5] = lease
+        out[o + 6] = #pairs_ / 2
+        o = o + 6
+        for i = 1, #pairs_ do
+            out[o + i] = pairs_[i]
+        end
+        o = o + #pairs_
+        if s.payloads then
+            for i = 1, #live do
+                out[o + i] = payloads[i] or ''
+            end
+        end
+        return out
+    end
+
+    if s.state == 'done' then
         return none(0, 0)
     end
-    local cool = tonumber(s[5] or '0')
-    if cool > now then
-        return none(-1, cool)
+    if s.cooldown_until > now then
+        return none(-1, s.cooldown_until)
     end
-    local lease_ms, max_attempts = tonumber(s[2]), tonumber(s[3])
-    recover(now, max_attempts)
+    recover(now, s.max_attempts)
 
     want = math.min(tonumber(want) or 1, BATCH_MAX)
     if want < 1 then
@@ -738,84 +1179,19 @@ local function claim_items(worker, want, out)
         -- still recovers expired leases, and gets none.
         return none(0, 0)
     end
-    local ids = redis.call('LPOP', KEYS[K_PENDING], want)
+    local ids = rd('LPOP', KEYS[K_PENDING], want)
     if not ids then
         return none(0, 0)
     end
-    local isdone = done_has(ids, true)
-    local live, skipped = {}, {}
-    -- An id popped twice in one call (a source that lists it twice) is leased once; the
-    -- other copy counts as skipped, like a copy popped after the first was done.
-    local seen, twice = {}, 0
-    for i, id in ipairs(ids) do
-        if isdone[i] == 1 then
-            skipped[#skipped + 1] = id
-        elseif seen[id] then
-            twice = twice + 1
-        else
-            seen[id] = true
-            live[#live + 1] = id
-        end
+    local ok, r = pcall(claim_popped, s, worker, ids, now, out, none)
+    if ok then
+        return r
     end
-    if #skipped + twice > 0 then
-        redis.call('HINCRBY', KEYS[K_STATE], 'skipped', #skipped + twice)
+    -- LPUSH reverses its arguments: push in reverse to keep the order.
+    local rev = {}
+    for i = #ids, 1, -1 do
+        rev[#rev + 1] = ids[i]
     end
-    if #skipped > 0 then
-        if s[4] == '1' then
-            redis.call('HDEL', KEYS[K_ITEMS], unpack(skipped))
-        end
-    end
-    if #live == 0 then
-        return none(0, 0)
-    end
-
-    local token = redis.call('HINCRBY', KEYS[K_STATE], 'token', 1)
-    local deadline = now + lease_ms
-    -- No tries hash: every item is on its first delivery (the common case costs no reads).
-    local tries = {}
-    if redis.call('EXISTS', KEYS[K_TRIES]) == 1 then
-        tries = redis.call('HMGET', KEYS[K_TRIES], unpack(live))
-    end
-    local payloads = {}
-    if s[4] == '1' then
-        payloads = redis.call('HMGET', KEYS[K_ITEMS], unpack(live))
-    end
-    -- The lease record doubles as the reply's list of ids: one JSON string instead of an
-    -- element per id (each costs Redis more than the id's share of the string).
-    local lease = cjson.encode({worker = worker, ids = live})
-    local o = #out
-    out[o + 1] = now
-    out[o + 2] = token
-    out[o + 3] = deadline
-    out[o + 4] = #live
-    out[o + 5] = lease
-    out[o + 6] = 0
-    o = o + 6
-    -- The first delivery writes no tries entry (absent reads as 1 while leased); the reply
-    -- lists the others as (index, attempt) pairs.
-    local targs, again = {}, 0
-    for i = 1, #live do
-        if tries[i] then
-            local attempt = tonumber(tries[i]) + 1
-            targs[#targs + 1] = live[i]
-            targs[#targs + 1] = attempt
-            out[o + 1] = i
-            out[o + 2] = attempt
-            o = o + 2
-            again = again + 1
-        end
-    end
-    out[o - 2 * again] = again
-    if s[4] == '1' then
-        for i = 1, #live do
-            out[o + i] = payloads[i] or ''
-        end
-    end
-    redis.call('ZADD', KEYS[K_LEASED], deadline, token)
-    redis.call('HSET', KEYS[K_OWNER], token, lease)
-    redis.call('HINCRBY', KEYS[K_STATE], 'leased', #live)
-    if #targs > 0 then
-        redis.call('HSET', KEYS[K_TRIES], unpack(targs))
-    end
-    return out
+    redis.call('LPUSH', KEYS[K_PENDING], unpack(rev))
+    reraise(r)
 end

@@ -12,8 +12,9 @@
 --               or will be handed out again): the handler may have run twice. Counted once
 --               per late ack; the item is still marked done once.
 --   unknown     ids this partition never handed out; ignored.
--- Errors:  DRV_NOJOB.
-if redis.call('EXISTS', KEYS[K_STATE]) == 0 then
+-- Errors:  DRV_NOJOB; DRV_CORRUPT KEY: WHAT (a key of the wrong type, a field that is not a
+--          number, a lease record that is not JSON), with Redis left as it was.
+if not part_fields() then
     return nojob()
 end
 local ids, tokens, resp = ack_args(1)

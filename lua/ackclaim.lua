@@ -12,19 +12,23 @@
 --          reply; or status 1 (paused) or 2 (cancelled) and nothing more: the acks are
 --          recorded either way (results of a paused or cancelled job are kept, as ack.lua
 --          keeps them), only the claim is refused.
--- Errors:  DRV_NOJOB (nothing recorded).
-if redis.call('EXISTS', KEYS[K_STATE]) == 0 then
+-- Errors:  DRV_NOJOB (nothing recorded); DRV_CORRUPT KEY: WHAT as claim.lua, nothing
+--          recorded: the keys the claim reads after the acks' writes are checked before them
+--          (the state hash, leased, pending, and those the acks read), except a done bucket
+--          only the claim reads: then the acks are recorded and the claim is not.
+local s = part_fields()
+if not s then
     return nojob()
 end
 local ids, tokens, resp = ack_args(3)
+if #ids > 0 then
+    has_type(KEYS[K_LEASED], 'zset')
+    has_type(KEYS[K_PENDING], 'list')
+end
 local acked, dups, unknown = ack_items(ids, tokens, resp)
-local out, err = claim_items(ARGV[1], ARGV[2], {acked, dups, unknown, 0})
+local out, err = claim_items(s, ARGV[1], ARGV[2], {acked, dups, unknown, 0})
 if out then
     return out
 end
 local status = {PAUSED = 1, CANCELLED = 2}
-if not status[err] then
-    -- The state hash lost its 'state' field: as claim.lua, no such partition.
-    return nojob()
-end
 return {acked, dups, unknown, status[err]}

@@ -25,9 +25,21 @@
 --          the rate allows more in that many ms; -1 the in-flight cap is reached (try again
 --          once the fleet's items finish). Without a limits hash (no limits) everything
 --          wanted is granted.
--- Errors:  none.
-local f = redis.call('HMGET', KEYS[1], 'per_second', 'burst', 'tokens', 'refilled_ms',
-    'max_in_flight', 'lease_ms')
+-- Errors:  DRV_CORRUPT KEY: WHAT (the limits hash of another type, or a field of it that is
+--          not a number; nothing written).
+local f = rd('HMGET', KEYS[1], 'per_second', 'burst', 'tokens', 'refilled_ms', 'max_in_flight',
+    'lease_ms')
+local function real(i, name, dflt)
+    local v = f[i]
+    if not v then
+        return dflt
+    end
+    local n = tonumber(v)
+    if not n or n ~= n or n == math.huge or n == -math.huge then
+        corrupt(KEYS[1], name .. ' is not a number: ' .. string.sub(v, 1, 40))
+    end
+    return n
+end
 local now = now_ms()
 local want = math.max(0, math.floor(tonumber(ARGV[2]) or 0))
 local held = math.max(0, math.floor(tonumber(ARGV[3]) or 0))
@@ -35,14 +47,15 @@ local refund = math.max(0, math.floor(tonumber(ARGV[4]) or 0))
 if not f[6] then
     return {now, want, 0}
 end
-local rate, burst = tonumber(f[1] or '0') or 0, math.max(1, tonumber(f[2] or '1') or 1)
-local cap, lease_ms = tonumber(f[5] or '0') or 0, tonumber(f[6]) or 30000
+local rate, burst = real(1, 'per_second', 0), math.max(1, real(2, 'burst', 1))
+local cap, lease_ms = real(5, 'max_in_flight', 0), real(6, 'lease_ms', 30000)
+local tokens, last = real(3, 'tokens', false), real(4, 'refilled_ms', false)
 local me = 'w:' .. ARGV[1]
 local grant, wait = want, 0
 
 -- The other workers' counts; lost workers' entries go.
 local others, stale = 0, {}
-local all = redis.call('HGETALL', KEYS[1])
+local all = rd('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
     local k = all[i]
     if string.sub(k, 1, 2) == 'w:' and k ~= me then
@@ -65,7 +78,6 @@ if cap > 0 then
 end
 
 if rate > 0 then
-    local tokens, last = tonumber(f[3] or ''), tonumber(f[4] or '')
     if not tokens or not last then
         tokens = burst
     else

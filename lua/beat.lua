@@ -8,10 +8,11 @@
 -- ARGV[3..] field, value, ...   host, pid, version, jobs, in_flight, done, failed, lease_ms,
 --                               state
 -- Returns: {now_ms, drain} where drain is 1 once drover drain was called for this worker.
+-- Errors:  DRV_CORRUPT KEY: WRONGTYPE (nothing written).
 local now = now_ms()
-redis.call('ZADD', KEYS[1], now, ARGV[1])
+local drain = rd('HGET', KEYS[2], 'drain')
+rd('ZADD', KEYS[1], now, ARGV[1])
 redis.call('HSETNX', KEYS[2], 'started_ms', now)
 redis.call('HSET', KEYS[2], 'beat_ms', now, unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
-local drain = redis.call('HGET', KEYS[2], 'drain')
 return {now, drain == '1' and 1 or 0}

@@ -14,8 +14,17 @@
 --          (or the partition is done). One fencing token covers every lease of this call.
 --          During a fleet cool-down (cooldown.lua) nothing is leased and the reply is
 --          {now_ms, -1, cooldown_until_ms, 0}.
--- Errors:  DRV_NOJOB, DRV_PAUSED, DRV_CANCELLED.
-local out, err = claim_items(ARGV[1], ARGV[2], {})
+--          An id that cannot be handled (longer than max_item_bytes; in a range partition, not
+--          a canonical whole number or outside start..end) is not handed out: it is dead with
+--          the reason (counted in 'dead'), and the rest of the batch is leased.
+-- Errors:  DRV_NOJOB, DRV_PAUSED, DRV_CANCELLED; DRV_CORRUPT KEY: WHAT (a key of the wrong
+--          type, a field that is not a number, a lease record that is not JSON), with Redis
+--          left as it was.
+local s = claim_fields()
+if not s then
+    return nojob()
+end
+local out, err = claim_items(s, ARGV[1], ARGV[2], {})
 if not out then
     return redis.error_reply('DRV_' .. err .. ' ' .. KEYS[K_STATE])
 end

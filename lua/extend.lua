@@ -5,12 +5,12 @@
 -- ARGV:    id1, token1, id2, token2, ... (at most 1000 pairs)
 -- Returns: {deadline_ms, lost_id1, lost_id2, ...}: the ids whose lease was lost (expired and
 --          recovered, or re-leased), so the worker can say so.
--- Errors:  DRV_NOJOB.
+-- Errors:  DRV_NOJOB; DRV_CORRUPT KEY: WHAT (nothing written).
 local s = part_state('state', 'lease_ms')
 if not s then
     return nojob()
 end
-local deadline = now_ms() + tonumber(s[2])
+local deadline = now_ms() + num(KEYS[K_STATE], 'lease_ms', s[2], nil, 1)
 local out = {deadline}
 local ids = {}
 for i = 1, #ARGV, 2 do
@@ -30,6 +30,6 @@ for i, id in ipairs(ids) do
     end
 end
 for token in pairs(extend) do
-    redis.call('ZADD', KEYS[K_LEASED], 'XX', deadline, token)
+    rd('ZADD', KEYS[K_LEASED], 'XX', deadline, token)
 end
 return out

@@ -12,13 +12,19 @@
 -- Returns: {retrying, dead, stale}; stale counts items whose lease the caller no longer
 --          held (ignored: the new holder decides), and items another delivery already
 --          acked done (the caller's lease is dropped; done is final).
--- Errors:  DRV_NOJOB.
-local s = part_state('state', 'max_attempts', 'backoff_ms', 'backoff_max_ms')
+-- Errors:  DRV_NOJOB; DRV_CORRUPT KEY: WHAT (nothing written: everything is read and checked
+--          first).
+local s = part_state('state', 'max_attempts', 'backoff_ms', 'backoff_max_ms', 'failed', 'dead',
+    'leased')
 if not s then
     return nojob()
 end
-local max_attempts = tonumber(s[2])
-local base, cap = tonumber(s[3]), tonumber(s[4])
+local st = KEYS[K_STATE]
+local max_attempts = num(st, 'max_attempts', s[2], nil, 1)
+local base, cap = num(st, 'backoff_ms', s[3], nil, 0), num(st, 'backoff_max_ms', s[4], nil, 0)
+num(st, 'failed', s[5], 0)
+num(st, 'dead', s[6], 0)
+num(st, 'leased', s[7], 0)
 local now = now_ms()
 -- Workers that fail in the same millisecond must not draw the same jitter (that would bring
 -- their retries back together), so the seed mixes in each call's tokens and ids too.
@@ -31,24 +37,28 @@ for i = 1, #ARGV, 5 do
     end
 end
 math.randomseed(seed)
+-- Reads and decisions first; the writes they call for are collected.
 local retrying, died, stale = 0, 0, 0
+local first, dead, undo, retry, errs = {}, {}, {}, {}, {}
 for i = 1, #ARGV, 5 do
     local id, token, permanent = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     local floor_ms, err = tonumber(ARGV[i + 3]) or 0, ARGV[i + 4]
     if lease_drop(token, id) then
-        local stored = redis.call('HGET', KEYS[K_TRIES], id)
-        local attempt = tonumber(stored or '1')
+        local stored = rd('HGET', KEYS[K_TRIES], id)
+        local attempt = num(KEYS[K_TRIES], string.sub(id, 1, 64), stored, 1)
         if done_has({id}, true)[1] == 1 then
             stale = stale + 1
         else
             if not stored then
                 -- A first delivery has no entry while leased: its count is written now, so
                 -- the retry's claim makes it attempt 2 and a late ack still knows the id.
-                redis.call('HSET', KEYS[K_TRIES], id, 1)
+                first[#first + 1] = id
+                first[#first + 1] = 1
             end
             if permanent == '1' or attempt >= max_attempts then
-                redis.call('HSET', KEYS[K_DEAD], id, err)
-                redis.call('HDEL', KEYS[K_ERRORS], id)
+                dead[#dead + 1] = id
+                dead[#dead + 1] = err
+                undo[#undo + 1] = id
                 died = died + 1
             else
                 local d = math.min(cap, base * 2 ^ (attempt - 1))
@@ -56,14 +66,38 @@ for i = 1, #ARGV, 5 do
                 if floor_ms > d then
                     d = math.min(floor_ms, cap)
                 end
-                redis.call('ZADD', KEYS[K_RETRY], now + d, id)
-                redis.call('HSET', KEYS[K_ERRORS], id, err)
+                retry[#retry + 1] = now + d
+                retry[#retry + 1] = id
+                errs[#errs + 1] = id
+                errs[#errs + 1] = err
                 retrying = retrying + 1
             end
         end
     else
         stale = stale + 1
     end
+end
+-- The keys written that nothing above read.
+if #dead + #errs > 0 then
+    has_type(KEYS[K_DEAD], 'hash')
+    has_type(KEYS[K_ERRORS], 'hash')
+end
+if #retry > 0 then
+    has_type(KEYS[K_RETRY], 'zset')
+end
+lease_check()
+-- Each id once in a call (a lease holds an id once), so the batched writes do what one
+-- write per id did.
+if #first > 0 then
+    redis.call('HSET', KEYS[K_TRIES], unpack(first))
+end
+if #dead > 0 then
+    redis.call('HSET', KEYS[K_DEAD], unpack(dead))
+    redis.call('HDEL', KEYS[K_ERRORS], unpack(undo))
+end
+if #retry > 0 then
+    redis.call('ZADD', KEYS[K_RETRY], unpack(retry))
+    redis.call('HSET', KEYS[K_ERRORS], unpack(errs))
 end
 lease_flush()
 if retrying + died > 0 then

@@ -7,7 +7,7 @@
 --          (a repeated call) returns it unchanged.
 -- Errors:  DRV_NOJOB (no job hash); DRV_CURSOR <count> when the count is neither ARGV[1] nor
 --          ARGV[1] + 1 (someone else changed it: re-read).
-local n = redis.call('HGET', KEYS[1], 'partitions')
+local n = rd('HGET', KEYS[1], 'partitions')
 if not n then
     return redis.error_reply('DRV_NOJOB ' .. KEYS[1])
 end

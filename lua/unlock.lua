@@ -3,7 +3,7 @@
 -- KEYS[1]  the job's lock key, {JOB}:lock
 -- ARGV[1]  the caller's coordinator id
 -- Returns: 1 if it was dropped, 0 otherwise.
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+if rd('GET', KEYS[1]) == ARGV[1] then
     redis.call('DEL', KEYS[1])
     return 1
 end

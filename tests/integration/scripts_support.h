@@ -306,14 +306,18 @@ static inline drv_spec spec_of(const char *id, const jobopt *o) {
     return s;
 }
 
-/* Creates job 'id' with every partition's cursor at "0". */
+/* Creates job 'id' with every partition's cursor at "0". Each partition of a range job spans
+ * 0..range_end, so a test may feed any id of the range to any partition (claim refuses an id
+ * outside its partition's start..end). */
 static inline void create_job(const char *id, const jobopt *o) {
     drv_spec s = spec_of(id, o);
     drv_part_init parts[16];
     assert_true(o->parts <= 16);
     memset(parts, 0, sizeof parts);
-    for (int p = 0; p < o->parts; p++)
+    for (int p = 0; p < o->parts; p++) {
         snprintf(parts[p].cursor, sizeof parts[p].cursor, "0");
+        if (!o->payloads) parts[p].end = s.range_end;
+    }
     assert_int_equal(drv_queue_job_create(q, &s, -1, parts, 0), DRV_OK);
 }
 

@@ -440,16 +440,16 @@ static void every_script_runs_again_after_the_script_cache_is_flushed(void **sta
     claim_free(&c);
 }
 
-static void an_error_from_redis_is_ereply_with_its_text(void **state) {
+static void a_key_of_the_wrong_type_is_ecorrupt_naming_it(void **state) {
     (void)state;
     jobopt o = defaults();
     job_with_items("j", &o, 1);
-    /* A partition key of the wrong type: the script fails inside Redis. */
+    /* A partition key of the wrong type: the script refuses it, naming the key. */
     rint_("DEL drover:{j.0}:pending");
     rint_("SET drover:{j.0}:pending oops");
     drv_claim c;
-    assert_int_equal(drv_queue_claim(q, "j", 0, "w", 1, &c), DRV_EREPLY);
-    assert_non_null(strstr(drv_queue_errstr(q), "WRONGTYPE"));
+    assert_int_equal(drv_queue_claim(q, "j", 0, "w", 1, &c), DRV_ECORRUPT);
+    assert_non_null(strstr(drv_queue_errstr(q), "DRV_CORRUPT drover:{j.0}:pending: WRONGTYPE"));
     assert_false(drv_queue_broken(q)); /* the connection is fine */
     rint_("DEL drover:{j.0}:pending");
     claim("j", 1, "w", &c);
@@ -676,7 +676,7 @@ int main(void) {
         T(an_expired_lock_can_be_taken_by_another_owner),
         T(unlock_by_a_non_holder_does_nothing),
         T(every_script_runs_again_after_the_script_cache_is_flushed),
-        T(an_error_from_redis_is_ereply_with_its_text),
+        T(a_key_of_the_wrong_type_is_ecorrupt_naming_it),
         T(every_partition_key_shares_one_hash_tag),
         T(every_key_has_its_documented_type),
         T(a_heartbeat_registers_the_worker_and_carries_a_drain_request),
