@@ -19,6 +19,10 @@
 --   KEYS[11] results HASH  id -> the handler's response, for jobs that keep it
 -- Errors are raised as "DRV_<WORD> detail"; C matches the first word.
 
+-- The scripts name the keys by these; the helpers below write the numbers instead. Every
+-- script call runs this file and makes each helper anew, and a local a helper uses costs at
+-- each making (Lua 5.1 looks it up in a list as long as the locals helpers use above it), so
+-- helpers capture as few locals as they can.
 local K_STATE, K_PENDING, K_LEASED, K_OWNER, K_DONE = 1, 2, 3, 4, 5
 local K_TRIES, K_RETRY, K_DEAD, K_ERRORS, K_ITEMS, K_RESULTS = 6, 7, 8, 9, 10, 11
 
@@ -105,7 +109,7 @@ end
 -- range costs an eighth of a byte per id instead of a SET member's ~50. A bitmap offset stays
 -- below 2^32 (a Redis string's limit): submit refuses wider partitions.
 --
--- Other sources carry `done_buckets` (N) and keep their ids in N small HASHes, KEYS[K_DONE]
+-- Other sources carry `done_buckets` (N) and keep their ids in N small HASHes, KEYS[5]
 -- .. ':' .. B for B in 0..N-1, each field an id (value ''). A HASH of at most 128 fields of up
 -- to 64 bytes is one listpack (hash-max-listpack-entries/-value), where an id costs its bytes
 -- plus 4 (about 10 with its share of the bucket's key and allocation), and a SET member a
@@ -116,7 +120,7 @@ end
 -- that before their split) however many ids the job has. `done_ids` in the state hash counts
 -- the ids recorded. The bucket keys share the partition's hash tag, so a script reaches them
 -- in a cluster too, though it cannot declare them. Partitions of jobs from drover before
--- buckets have neither field and keep a SET at KEYS[K_DONE]; it still works.
+-- buckets have neither field and keep a SET at KEYS[5]; it still works.
 local DONE_BITS = 4294967296
 local DONE_LOAD = 48
 local done_read, done_base_v, done_nb, done_ids = false, nil, nil, 0
@@ -124,15 +128,15 @@ local done_read, done_base_v, done_nb, done_ids = false, nil, nil, 0
 -- Takes the layout from the state hash's done_base, done_buckets and done_ids (as HMGET read
 -- them: a script that reads the state hash anyway passes them along, saving a call).
 local function done_set(base, nb, ids)
-    done_base_v = num(KEYS[K_STATE], 'done_base', base, false) or nil
-    done_nb = num(KEYS[K_STATE], 'done_buckets', nb, false, 1) or nil
-    done_ids = num(KEYS[K_STATE], 'done_ids', ids, 0, 0)
+    done_base_v = num(KEYS[1], 'done_base', base, false) or nil
+    done_nb = num(KEYS[1], 'done_buckets', nb, false, 1) or nil
+    done_ids = num(KEYS[1], 'done_ids', ids, 0, 0)
     done_read = true
 end
 
 local function done_layout()
     if not done_read then
-        local s = rd('HMGET', KEYS[K_STATE], 'done_base', 'done_buckets', 'done_ids')
+        local s = rd('HMGET', KEYS[1], 'done_base', 'done_buckets', 'done_ids')
         done_set(s[1], s[2], s[3])
     end
 end
@@ -163,7 +167,7 @@ local function bucket_key(id, nb, top)
     if b >= nb then
         b = b - top / 2
     end
-    return KEYS[K_DONE] .. ':' .. b
+    return KEYS[5] .. ':' .. b
 end
 
 -- Adds bucket nb to nb buckets: the ids of bucket nb - T whose h mod 2T is nb move to it.
@@ -171,7 +175,7 @@ end
 -- fields would scan it once per field).
 local function bucket_split(nb)
     local top = bucket_top(nb)
-    local src, dst = KEYS[K_DONE] .. ':' .. (nb - top / 2), KEYS[K_DONE] .. ':' .. nb
+    local src, dst = KEYS[5] .. ':' .. (nb - top / 2), KEYS[5] .. ':' .. nb
     local ids = rd('HKEYS', src)
     local stay, move = {}, {}
     for i = 1, #ids do
@@ -216,7 +220,7 @@ local function bucket_add(ids)
         nb = nb + 1
     end
     if nb ~= done_nb then
-        redis.call('HSET', KEYS[K_STATE], 'done_buckets', nb)
+        redis.call('HSET', KEYS[1], 'done_buckets', nb)
         done_nb = nb
     end
     local top = bucket_top(nb)
@@ -240,7 +244,7 @@ local function bucket_add(ids)
         new = new + r
     end
     if new > 0 then
-        done_ids = redis.call('HINCRBY', KEYS[K_STATE], 'done_ids', new)
+        done_ids = redis.call('HINCRBY', KEYS[1], 'done_ids', new)
     end
     return new, fresh
 end
@@ -297,7 +301,7 @@ end
 -- The bytes b0..b1 of the bitmap as numbers (0 past its end), from one GETRANGE; string.byte
 -- in chunks, as each call's results go on Lua's C stack.
 local function done_bytes(b0, b1)
-    local span = rd('GETRANGE', KEYS[K_DONE], b0, b1)
+    local span = rd('GETRANGE', KEYS[5], b0, b1)
     local bytes, n = {}, b1 - b0 + 1
     for k = 1, math.min(#span, n), 4096 do
         local chunk = {string.byte(span, k, math.min(k + 4095, #span, n))}
@@ -351,7 +355,7 @@ local function done_has(ids, trusted, pre)
         if done_nb then
             return bucket_has(ids)
         end
-        return rd('SMISMEMBER', KEYS[K_DONE], unpack(ids))
+        return rd('SMISMEMBER', KEYS[5], unpack(ids))
     end
     local offs, lo, hi
     if pre then
@@ -382,7 +386,7 @@ local function done_has(ids, trusted, pre)
         end
         return flags
     end
-    local got = rd('BITFIELD_RO', KEYS[K_DONE], unpack(bitfield_args(offs, 'GET')))
+    local got = rd('BITFIELD_RO', KEYS[5], unpack(bitfield_args(offs, 'GET')))
     local k = 0
     for i = 1, #ids do
         if offs[i] then
@@ -407,7 +411,7 @@ local function done_add(ids, trusted)
         if done_nb then
             return bucket_add(ids)
         end
-        local had = rd('SMISMEMBER', KEYS[K_DONE], unpack(ids))
+        local had = rd('SMISMEMBER', KEYS[5], unpack(ids))
         local add, seen = {}, {}
         for i = 1, #ids do
             local id = ids[i]
@@ -419,7 +423,7 @@ local function done_add(ids, trusted)
             end
         end
         if #add > 0 then
-            redis.call('SADD', KEYS[K_DONE], unpack(add))
+            redis.call('SADD', KEYS[5], unpack(add))
         end
         return #add, fresh
     end
@@ -457,12 +461,12 @@ local function done_add(ids, trusted)
             for k = 1, #bytes, 4096 do
                 parts[#parts + 1] = string.char(unpack(bytes, k, math.min(k + 4095, #bytes)))
             end
-            redis.call('SETRANGE', KEYS[K_DONE], b0, table.concat(parts))
+            redis.call('SETRANGE', KEYS[5], b0, table.concat(parts))
         end
         return new, fresh, outside
     end
     -- BITFIELD runs its SETs in order: a repeated id sees the bit its first copy set.
-    local old = rd('BITFIELD', KEYS[K_DONE], unpack(bitfield_args(offs, 'SET', 1)))
+    local old = rd('BITFIELD', KEYS[5], unpack(bitfield_args(offs, 'SET', 1)))
     local k = 0
     for i = 1, #ids do
         if offs[i] then
@@ -482,7 +486,7 @@ end
 
 -- Reads the partition's state hash; raises DRV_NOJOB when the partition does not exist.
 local function part_state(...)
-    local s = rd('HMGET', KEYS[K_STATE], ...)
+    local s = rd('HMGET', KEYS[1], ...)
     if not s[1] then
         return nil
     end
@@ -490,7 +494,7 @@ local function part_state(...)
 end
 
 local function nojob()
-    return redis.error_reply('DRV_NOJOB ' .. KEYS[K_STATE])
+    return redis.error_reply('DRV_NOJOB ' .. KEYS[1])
 end
 
 -- Leases (invariants 1 and 3). One lease per claim call, whatever its size: the leased ZSET
@@ -513,14 +517,14 @@ local function lease_get(token)
     local l = leases[token]
     if l == nil then
         l = false
-        local raw = rd('HGET', KEYS[K_OWNER], token)
+        local raw = rd('HGET', KEYS[4], token)
         -- '{': a lease; "TOKEN:WORKER" an entry of the per-item layout (see lease_take_expired).
         if raw and string.byte(raw, 1) == 123 then
             local ok
             ok, l = pcall(cjson.decode, raw)
             if not ok or type(l) ~= 'table' or type(l.ids) ~= 'table' or
                 (l.ids[1] ~= nil and type(l.ids[1]) ~= 'string') then
-                corrupt(KEYS[K_OWNER], token .. ': not a lease record (JSON with ids)')
+                corrupt(KEYS[4], token .. ': not a lease record (JSON with ids)')
             end
             -- (The first id's type is checked here, each one's where it could do harm:
             -- lease_take_expired. A repeated
@@ -535,7 +539,7 @@ local function lease_get(token)
         elseif raw and string.find(raw, '^%d+:') then
             per_item[token] = true
         elseif raw then
-            corrupt(KEYS[K_OWNER], token .. ': not a lease record (JSON with ids)')
+            corrupt(KEYS[4], token .. ': not a lease record (JSON with ids)')
         end
         leases[token] = l
     end
@@ -566,8 +570,8 @@ local function lease_flush()
     for token, l in pairs(leases) do
         if l and l.dirty then
             if l.left == 0 then
-                redis.call('ZREM', KEYS[K_LEASED], token)
-                redis.call('HDEL', KEYS[K_OWNER], token)
+                redis.call('ZREM', KEYS[3], token)
+                redis.call('HDEL', KEYS[4], token)
             else
                 local ids = {}
                 for _, id in ipairs(l.ids) do
@@ -576,13 +580,13 @@ local function lease_flush()
                     end
                 end
                 local rec = cjson.encode({worker = l.worker, ids = ids})
-                redis.call('HSET', KEYS[K_OWNER], token, rec)
+                redis.call('HSET', KEYS[4], token, rec)
             end
             leases[token] = nil
         end
     end
     if leased_delta ~= 0 then
-        redis.call('HINCRBY', KEYS[K_STATE], 'leased', leased_delta)
+        redis.call('HINCRBY', KEYS[1], 'leased', leased_delta)
         leased_delta = 0
     end
 end
@@ -592,7 +596,7 @@ end
 local function lease_check()
     for _, l in pairs(leases) do
         if l and l.dirty and l.left == 0 then
-            has_type(KEYS[K_LEASED], 'zset')
+            has_type(KEYS[3], 'zset')
             return
         end
     end
@@ -605,7 +609,7 @@ end
 -- deadline, owner: id -> "TOKEN:WORKER"); each comes back as its id when it expires, so an
 -- upgrade loses nothing.
 local function lease_take_expired(now)
-    local tokens = rd('ZRANGEBYSCORE', KEYS[K_LEASED], '-inf', now, 'LIMIT', 0, 64)
+    local tokens = rd('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 64)
     local ids, taken, held = {}, {}, 0
     for _, token in ipairs(tokens) do
         local l = lease_get(token)
@@ -617,7 +621,7 @@ local function lease_take_expired(now)
             for _, id in ipairs(l.ids) do
                 if l.at[id] then
                     if type(id) ~= 'string' then
-                        corrupt(KEYS[K_OWNER], token .. ': not a lease record (ids: strings)')
+                        corrupt(KEYS[4], token .. ': not a lease record (ids: strings)')
                     end
                     l.at[id] = nil
                     ids[#ids + 1] = id
@@ -635,11 +639,11 @@ end
 -- The writes of lease_take_expired: the leases taken go from leased and owner.
 local function lease_forget(taken, held)
     if #taken > 0 then
-        redis.call('ZREM', KEYS[K_LEASED], unpack(taken))
-        redis.call('HDEL', KEYS[K_OWNER], unpack(taken))
+        redis.call('ZREM', KEYS[3], unpack(taken))
+        redis.call('HDEL', KEYS[4], unpack(taken))
     end
     if held > 0 then
-        redis.call('HINCRBY', KEYS[K_STATE], 'leased', -held)
+        redis.call('HINCRBY', KEYS[1], 'leased', -held)
     end
 end
 
@@ -655,24 +659,24 @@ local function recover(now, max_attempts)
     local expired, taken, held = lease_take_expired(now)
     local tries, isdone = {}, {}
     if #expired > 0 then
-        tries = rd('HMGET', KEYS[K_TRIES], unpack(expired))
+        tries = rd('HMGET', KEYS[6], unpack(expired))
         isdone = done_has(expired, true)
     end
-    local due = rd('ZRANGEBYSCORE', KEYS[K_RETRY], '-inf', now, 'LIMIT', 0, BATCH_MAX)
+    local due = rd('ZRANGEBYSCORE', KEYS[7], '-inf', now, 'LIMIT', 0, BATCH_MAX)
     if #taken + #due == 0 then
         return 0, 0
     end
-    local c = rd('HMGET', KEYS[K_STATE], 'leased', 'expired', 'dead')
-    num(KEYS[K_STATE], 'leased', c[1], 0)
-    num(KEYS[K_STATE], 'expired', c[2], 0)
-    num(KEYS[K_STATE], 'dead', c[3], 0)
-    has_type(KEYS[K_PENDING], 'list')
-    has_type(KEYS[K_DEAD], 'hash') -- reap.lua reads its size after these writes
+    local c = rd('HMGET', KEYS[1], 'leased', 'expired', 'dead')
+    num(KEYS[1], 'leased', c[1], 0)
+    num(KEYS[1], 'expired', c[2], 0)
+    num(KEYS[1], 'dead', c[3], 0)
+    has_type(KEYS[2], 'list')
+    has_type(KEYS[8], 'hash') -- reap.lua reads its size after these writes
     local back, died, first, dead, errs = {}, {}, {}, {}, {}
     if #expired > 0 then
-        has_type(KEYS[K_ERRORS], 'hash')
+        has_type(KEYS[9], 'hash')
         for i, id in ipairs(expired) do
-            local n = num(KEYS[K_TRIES], string.sub(id, 1, 64), tries[i], 1)
+            local n = num(KEYS[6], string.sub(id, 1, 64), tries[i], 1)
             local err = '{"error":"lease expired","attempt":' .. n .. ',"at":' .. now .. '}'
             if isdone[i] == 1 then
                 -- Done is final (invariant 2): nothing to hand out again, nothing failed.
@@ -695,28 +699,28 @@ local function recover(now, max_attempts)
     end
     lease_forget(taken, held)
     if #dead > 0 then
-        redis.call('HSET', KEYS[K_DEAD], unpack(dead))
-        redis.call('HDEL', KEYS[K_ERRORS], unpack(died))
+        redis.call('HSET', KEYS[8], unpack(dead))
+        redis.call('HDEL', KEYS[9], unpack(died))
     end
     if #errs > 0 then
-        redis.call('HSET', KEYS[K_ERRORS], unpack(errs))
+        redis.call('HSET', KEYS[9], unpack(errs))
     end
     if #first > 0 then
-        redis.call('HSET', KEYS[K_TRIES], unpack(first))
+        redis.call('HSET', KEYS[6], unpack(first))
     end
     -- Front of the list: an item that already waited a lease goes next.
     if #back > 0 then
-        redis.call('LPUSH', KEYS[K_PENDING], unpack(back))
+        redis.call('LPUSH', KEYS[2], unpack(back))
     end
     if #expired > 0 then
-        redis.call('HINCRBY', KEYS[K_STATE], 'expired', #expired)
+        redis.call('HINCRBY', KEYS[1], 'expired', #expired)
     end
     if #died > 0 then
-        redis.call('HINCRBY', KEYS[K_STATE], 'dead', #died)
+        redis.call('HINCRBY', KEYS[1], 'dead', #died)
     end
     if #due > 0 then
-        redis.call('ZREM', KEYS[K_RETRY], unpack(due))
-        redis.call('RPUSH', KEYS[K_PENDING], unpack(due))
+        redis.call('ZREM', KEYS[7], unpack(due))
+        redis.call('RPUSH', KEYS[2], unpack(due))
     end
     return #expired, #due
 end
@@ -750,12 +754,12 @@ end
 -- The state hash's fields a claim needs before it pops, read in one HMGET and checked (an
 -- empty poll reads no more); nil when the partition does not exist.
 local function claim_fields()
-    local v = rd('HMGET', KEYS[K_STATE], 'state', 'lease_ms', 'max_attempts', 'payloads',
+    local v = rd('HMGET', KEYS[1], 'state', 'lease_ms', 'max_attempts', 'payloads',
         'cooldown_until')
     if not v[1] then
         return nil
     end
-    local k = KEYS[K_STATE]
+    local k = KEYS[1]
     return {
         state = v[1],
         lease_ms = num(k, 'lease_ms', v[2], nil, 1),
@@ -770,9 +774,9 @@ end
 -- other writes).
 local COUNTERS = {'leased', 'skipped', 'done', 'dead', 'duplicates'}
 local function part_more(s)
-    local v = rd('HMGET', KEYS[K_STATE], 'start', 'end', 'max_item_bytes', 'done_base',
+    local v = rd('HMGET', KEYS[1], 'start', 'end', 'max_item_bytes', 'done_base',
         'done_buckets', 'done_ids', 'token', 'leased', 'skipped', 'done', 'dead', 'duplicates')
-    local k = KEYS[K_STATE]
+    local k = KEYS[1]
     done_set(v[4], v[5], v[6])
     -- The counters in one pattern test (tonumber, strtod inside, costs more per field); the
     -- one that fails it is named by num.
@@ -855,7 +859,7 @@ local function ack_items(ids, tokens, resp)
         end
         local delivered = {}
         if #ask > 0 then
-            local t = rd('HMGET', KEYS[K_TRIES], unpack(ask))
+            local t = rd('HMGET', KEYS[6], unpack(ask))
             for k, id in ipairs(ask) do
                 delivered[id] = t[k]
             end
@@ -885,12 +889,12 @@ local function ack_items(ids, tokens, resp)
     -- (an empty one is skipped: from Lua every argument costs an allocation).
     local size = {}
     if #all > 0 then
-        for _, k in ipairs({K_TRIES, K_ERRORS, K_ITEMS, K_DEAD}) do
+        for _, k in ipairs({6, 9, 10, 8}) do
             size[k] = size_of(KEYS[k], 'hash')
         end
-        size[K_RETRY] = size_of(KEYS[K_RETRY], 'zset')
+        size[7] = size_of(KEYS[7], 'zset')
         if next(resp) then
-            has_type(KEYS[K_RESULTS], 'hash')
+            has_type(KEYS[11], 'hash')
         end
     end
     lease_check()
@@ -923,14 +927,14 @@ local function ack_items(ids, tokens, resp)
     end
     local undead = 0
     if #acked > 0 then
-        del('HDEL', K_TRIES, acked)
-        del('HDEL', K_ERRORS, acked)
-        del('HDEL', K_ITEMS, acked)
+        del('HDEL', 6, acked)
+        del('HDEL', 9, acked)
+        del('HDEL', 10, acked)
         -- A late ack can beat a scheduled retry or a dead-lettering of the expired lease: the
         -- handler did succeed, so the item leaves those places.
-        del('ZREM', K_RETRY, acked)
-        undead = del('HDEL', K_DEAD, acked)
-        redis.call('HINCRBY', KEYS[K_STATE], 'done', #acked)
+        del('ZREM', 7, acked)
+        undead = del('HDEL', 8, acked)
+        redis.call('HINCRBY', KEYS[1], 'done', #acked)
     end
     if #outside > 0 then
         local rec, now = {}, now_ms()
@@ -938,16 +942,16 @@ local function ack_items(ids, tokens, resp)
             rec[#rec + 1] = id
             rec[#rec + 1] = refusal('id outside the partition', now)
         end
-        undead = undead - redis.call('HSET', KEYS[K_DEAD], unpack(rec))
+        undead = undead - redis.call('HSET', KEYS[8], unpack(rec))
     end
     if undead ~= 0 then
-        redis.call('HINCRBY', KEYS[K_STATE], 'dead', -undead)
+        redis.call('HINCRBY', KEYS[1], 'dead', -undead)
     end
     if #kept > 0 then
-        redis.call('HSET', KEYS[K_RESULTS], unpack(kept))
+        redis.call('HSET', KEYS[11], unpack(kept))
     end
     if dups > 0 then
-        redis.call('HINCRBY', KEYS[K_STATE], 'duplicates', dups)
+        redis.call('HINCRBY', KEYS[1], 'duplicates', dups)
     end
     return #acked, dups, unknown
 end
@@ -1088,18 +1092,18 @@ local function claim_items(s, worker, want, out)
         end
         -- No tries hash: every item is on its first delivery (the common case costs no reads).
         local tries = {}
-        if #live > 0 and size_of(KEYS[K_TRIES], 'hash') > 0 then
-            tries = rd('HMGET', KEYS[K_TRIES], unpack(live))
+        if #live > 0 and size_of(KEYS[6], 'hash') > 0 then
+            tries = rd('HMGET', KEYS[6], unpack(live))
         end
         local payloads = {}
         if s.payloads and #live > 0 then
-            payloads = rd('HMGET', KEYS[K_ITEMS], unpack(live))
+            payloads = rd('HMGET', KEYS[10], unpack(live))
         elseif s.payloads and #skipped > 0 then
-            has_type(KEYS[K_ITEMS], 'hash')
+            has_type(KEYS[10], 'hash')
         end
         local dead = {}
         if #bad > 0 then
-            has_type(KEYS[K_DEAD], 'hash')
+            has_type(KEYS[8], 'hash')
             for i, id in ipairs(bad) do
                 dead[#dead + 1] = id
                 dead[#dead + 1] = refusal(badwhy[i], now)
@@ -1111,7 +1115,7 @@ local function claim_items(s, worker, want, out)
         local targs, pairs_ = {}, {}
         for i = 1, #live do
             if tries[i] then
-                local attempt = num(KEYS[K_TRIES], string.sub(live[i], 1, 64), tries[i], 1) + 1
+                local attempt = num(KEYS[6], string.sub(live[i], 1, 64), tries[i], 1) + 1
                 targs[#targs + 1] = live[i]
                 targs[#targs + 1] = attempt
                 pairs_[#pairs_ + 1] = i
@@ -1123,27 +1127,27 @@ local function claim_items(s, worker, want, out)
             -- The lease record doubles as the reply's list of ids: one JSON string instead of an
             -- element per id (each costs Redis more than the id's share of the string).
             lease = cjson.encode({worker = worker, ids = live})
-            rd('HSET', KEYS[K_OWNER], token, lease)
+            rd('HSET', KEYS[4], token, lease)
         end
         if #bad > 0 then
-            local added = redis.call('HSET', KEYS[K_DEAD], unpack(dead))
-            redis.call('HINCRBY', KEYS[K_STATE], 'dead', added)
+            local added = redis.call('HSET', KEYS[8], unpack(dead))
+            redis.call('HINCRBY', KEYS[1], 'dead', added)
             twice = twice + #bad - added
         end
         if #skipped + twice > 0 then
-            redis.call('HINCRBY', KEYS[K_STATE], 'skipped', #skipped + twice)
+            redis.call('HINCRBY', KEYS[1], 'skipped', #skipped + twice)
         end
         if #skipped > 0 and s.payloads then
-            redis.call('HDEL', KEYS[K_ITEMS], unpack(skipped))
+            redis.call('HDEL', KEYS[10], unpack(skipped))
         end
         if #live == 0 then
             return none(0, 0)
         end
-        redis.call('HINCRBY', KEYS[K_STATE], 'token', 1)
-        redis.call('ZADD', KEYS[K_LEASED], deadline, token)
-        redis.call('HINCRBY', KEYS[K_STATE], 'leased', #live)
+        redis.call('HINCRBY', KEYS[1], 'token', 1)
+        redis.call('ZADD', KEYS[3], deadline, token)
+        redis.call('HINCRBY', KEYS[1], 'leased', #live)
         if #targs > 0 then
-            redis.call('HSET', KEYS[K_TRIES], unpack(targs))
+            redis.call('HSET', KEYS[6], unpack(targs))
         end
         local o = #out
         out[o + 1] = now
@@ -1179,7 +1183,7 @@ local function claim_items(s, worker, want, out)
         -- still recovers expired leases, and gets none.
         return none(0, 0)
     end
-    local ids = rd('LPOP', KEYS[K_PENDING], want)
+    local ids = rd('LPOP', KEYS[2], want)
     if not ids then
         return none(0, 0)
     end
@@ -1192,6 +1196,6 @@ local function claim_items(s, worker, want, out)
     for i = #ids, 1, -1 do
         rev[#rev + 1] = ids[i]
     end
-    redis.call('LPUSH', KEYS[K_PENDING], unpack(rev))
+    redis.call('LPUSH', KEYS[2], unpack(rev))
     reraise(r)
 end
