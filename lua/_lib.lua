@@ -978,7 +978,26 @@ local function claim_items(s, worker, want, out)
         return out
     end
 
-    -- claim_items after the LPOP: everything read and checked first, then written (the lease
+    if s.state == 'done' then
+        return none(0, 0)
+    end
+    if s.cooldown_until > now then
+        return none(-1, s.cooldown_until)
+    end
+    recover(now, s.max_attempts)
+
+    want = math.min(tonumber(want) or 1, BATCH_MAX)
+    if want < 1 then
+        -- LPOP refuses a count below 1 and pops nothing for 0: a caller asking for no items
+        -- still recovers expired leases, and gets none.
+        return none(0, 0)
+    end
+    local ids = rd('LPOP', KEYS[2], want)
+    if not ids then
+        return none(0, 0)
+    end
+    -- claim_items after the LPOP (made here, only when a claim pops: a closure costs each time
+    -- it is made): everything read and checked first, then written (the lease
     -- record first: the one key nothing read before). A refusal raises before any write here.
     -- An id no handler can take is dead with the reason instead: one longer than max_item_bytes;
     -- in a range partition, one not a whole number in canonical form or outside start..end (the
@@ -1167,25 +1186,6 @@ local function claim_items(s, worker, want, out)
             end
         end
         return out
-    end
-
-    if s.state == 'done' then
-        return none(0, 0)
-    end
-    if s.cooldown_until > now then
-        return none(-1, s.cooldown_until)
-    end
-    recover(now, s.max_attempts)
-
-    want = math.min(tonumber(want) or 1, BATCH_MAX)
-    if want < 1 then
-        -- LPOP refuses a count below 1 and pops nothing for 0: a caller asking for no items
-        -- still recovers expired leases, and gets none.
-        return none(0, 0)
-    end
-    local ids = rd('LPOP', KEYS[2], want)
-    if not ids then
-        return none(0, 0)
     end
     local ok, r = pcall(claim_popped, s, worker, ids, now, out, none)
     if ok then
