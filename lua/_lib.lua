@@ -1023,8 +1023,9 @@ local function claim_items(s, worker, want, out)
                 string.find(all, ',-0', 1, true))
             if canonical and #all <= 2048 then
                 -- A short batch: one class test (it costs per byte what a plain search costs per
-                -- call). Digits, commas and minus signs only: tonumber refuses the rest.
-                canonical = not string.find(all, '[^%d,%-]')
+                -- call). Digits, commas and minus signs only: tonumber refuses the rest. Anchored,
+                -- it is one match over the string instead of one attempt per position.
+                canonical = string.find(all, '^[%d,%-]*$') ~= nil
             elseif canonical then
                 -- What else tonumber takes (hex starts with 0; inf and nan hold an n).
                 local NOT_PLAIN = {'+', '.', 'e', 'E', 'n', 'N', ' ', '\t', '\n', '\v', '\f', '\r',
