@@ -147,106 +147,117 @@ local function done_base()
     return done_base_v
 end
 
--- 2T for N buckets: the power of two with T <= N < 2T.
-local function bucket_top(nb)
-    local top = 2
-    while top <= nb do
-        top = top * 2
+-- The helpers of the done buckets, made on a script call's first use of them: a range
+-- partition never uses them, and each helper costs every script call that makes it.
+local bucket_fns
+local function buckets()
+    if bucket_fns then
+        return bucket_fns
     end
-    return top
-end
-
--- h of an id: the first 32 bits of its SHA-1.
-local function id_hash(id)
-    return tonumber(string.sub(redis.sha1hex(id), 1, 8), 16)
-end
-
--- The bucket key of id among nb buckets (top = bucket_top(nb)).
-local function bucket_key(id, nb, top)
-    local b = id_hash(id) % top
-    if b >= nb then
-        b = b - top / 2
-    end
-    return KEYS[5] .. ':' .. b
-end
-
--- Adds bucket nb to nb buckets: the ids of bucket nb - T whose h mod 2T is nb move to it.
--- Both are written whole (DEL and HSET: a listpack built in one pass, where HDEL of half its
--- fields would scan it once per field).
-local function bucket_split(nb)
-    local top = bucket_top(nb)
-    local src, dst = KEYS[5] .. ':' .. (nb - top / 2), KEYS[5] .. ':' .. nb
-    local ids = rd('HKEYS', src)
-    local stay, move = {}, {}
-    for i = 1, #ids do
-        local t = stay
-        if id_hash(ids[i]) % top == nb then
-            t = move
+    -- 2T for N buckets: the power of two with T <= N < 2T.
+    local function bucket_top(nb)
+        local top = 2
+        while top <= nb do
+            top = top * 2
         end
-        t[#t + 1] = ids[i]
-        t[#t + 1] = ''
+        return top
     end
-    if #move == 0 then
-        return
+
+    -- h of an id: the first 32 bits of its SHA-1.
+    local function id_hash(id)
+        return tonumber(string.sub(redis.sha1hex(id), 1, 8), 16)
     end
-    has_type(dst, 'hash')
-    redis.call('DEL', src)
-    for _, w in ipairs({{src, stay}, {dst, move}}) do
-        local t = w[2]
-        for k = 1, #t, 2 * BATCH_MAX do
-            redis.call('HSET', w[1], unpack(t, k, math.min(k + 2 * BATCH_MAX - 1, #t)))
+
+    -- The bucket key of id among nb buckets (top = bucket_top(nb)).
+    local function bucket_key(id, nb, top)
+        local b = id_hash(id) % top
+        if b >= nb then
+            b = b - top / 2
+        end
+        return KEYS[5] .. ':' .. b
+    end
+
+    -- Adds bucket nb to nb buckets: the ids of bucket nb - T whose h mod 2T is nb move to it.
+    -- Both are written whole (DEL and HSET: a listpack built in one pass, where HDEL of half its
+    -- fields would scan it once per field).
+    local function bucket_split(nb)
+        local top = bucket_top(nb)
+        local src, dst = KEYS[5] .. ':' .. (nb - top / 2), KEYS[5] .. ':' .. nb
+        local ids = rd('HKEYS', src)
+        local stay, move = {}, {}
+        for i = 1, #ids do
+            local t = stay
+            if id_hash(ids[i]) % top == nb then
+                t = move
+            end
+            t[#t + 1] = ids[i]
+            t[#t + 1] = ''
+        end
+        if #move == 0 then
+            return
+        end
+        has_type(dst, 'hash')
+        redis.call('DEL', src)
+        for _, w in ipairs({{src, stay}, {dst, move}}) do
+            local t = w[2]
+            for k = 1, #t, 2 * BATCH_MAX do
+                redis.call('HSET', w[1], unpack(t, k, math.min(k + 2 * BATCH_MAX - 1, #t)))
+            end
         end
     end
-end
 
--- Flags for ids (done_has) from the buckets, one HEXISTS each.
-local function bucket_has(ids)
-    local nb, flags = done_nb, {}
-    local top = bucket_top(nb)
-    for i = 1, #ids do
-        flags[i] = rd('HEXISTS', bucket_key(ids[i], nb, top), ids[i])
+    -- Flags for ids (done_has) from the buckets, one HEXISTS each.
+    local function bucket_has(ids)
+        local nb, flags = done_nb, {}
+        local top = bucket_top(nb)
+        for i = 1, #ids do
+            flags[i] = rd('HEXISTS', bucket_key(ids[i], nb, top), ids[i])
+        end
+        return flags
     end
-    return flags
-end
 
--- done_add for buckets: the splits the new count may ask for first (a bucket that passes 128
--- fields turns into a hashtable for good, so none may take a batch before it splits), then one
--- HSETNX per id (a repeated id finds the field its first copy set). Ids done already count
--- as new for the splits, so a batch of them may split a bucket early: at most a batch's worth.
-local function bucket_add(ids)
-    local nb, fresh, new = done_nb, {}, 0
-    while done_ids + #ids > DONE_LOAD * nb do
-        bucket_split(nb)
-        nb = nb + 1
-    end
-    if nb ~= done_nb then
-        redis.call('HSET', KEYS[1], 'done_buckets', nb)
-        done_nb = nb
-    end
-    local top = bucket_top(nb)
-    for i = 1, #ids do
-        local key = bucket_key(ids[i], nb, top)
-        local ok, r = pcall(redis.call, 'HSETNX', key, ids[i], '')
-        if not ok then
-            -- A bucket of another type: the ids this call added go again, so the done record
-            -- is as it was (a split before stays: it moves ids, the record says the same).
-            for k = i - 1, 1, -1 do
-                if fresh[k] == 1 then
-                    redis.call('HDEL', bucket_key(ids[k], nb, top), ids[k])
+    -- done_add for buckets: the splits the new count may ask for first (a bucket that passes 128
+    -- fields turns into a hashtable for good, so none may take a batch before it splits), then one
+    -- HSETNX per id (a repeated id finds the field its first copy set). Ids done already count
+    -- as new for the splits, so a batch of them may split a bucket early: at most a batch's worth.
+    local function bucket_add(ids)
+        local nb, fresh, new = done_nb, {}, 0
+        while done_ids + #ids > DONE_LOAD * nb do
+            bucket_split(nb)
+            nb = nb + 1
+        end
+        if nb ~= done_nb then
+            redis.call('HSET', KEYS[1], 'done_buckets', nb)
+            done_nb = nb
+        end
+        local top = bucket_top(nb)
+        for i = 1, #ids do
+            local key = bucket_key(ids[i], nb, top)
+            local ok, r = pcall(redis.call, 'HSETNX', key, ids[i], '')
+            if not ok then
+                -- A bucket of another type: the ids this call added go again, so the done record
+                -- is as it was (a split before stays: it moves ids, the record says the same).
+                for k = i - 1, 1, -1 do
+                    if fresh[k] == 1 then
+                        redis.call('HDEL', bucket_key(ids[k], nb, top), ids[k])
+                    end
                 end
+                if string.find(err_text(r), 'WRONGTYPE', 1, true) then
+                    corrupt(key, 'WRONGTYPE')
+                end
+                reraise(r)
             end
-            if string.find(err_text(r), 'WRONGTYPE', 1, true) then
-                corrupt(key, 'WRONGTYPE')
-            end
-            reraise(r)
+            fresh[i] = r
+            new = new + r
         end
-        fresh[i] = r
-        new = new + r
+        if new > 0 then
+            done_ids = redis.call('HINCRBY', KEYS[1], 'done_ids', new)
+        end
+        return new, fresh
     end
-    if new > 0 then
-        done_ids = redis.call('HINCRBY', KEYS[1], 'done_ids', new)
-    end
-    return new, fresh
+
+    bucket_fns = {has = bucket_has, add = bucket_add}
+    return bucket_fns
 end
 
 -- The bit offset of id in a bitmap starting at base, or false when id is not a whole number
@@ -353,7 +364,7 @@ local function done_has(ids, trusted, pre)
     local base = done_base()
     if not base then
         if done_nb then
-            return bucket_has(ids)
+            return buckets().has(ids)
         end
         return rd('SMISMEMBER', KEYS[5], unpack(ids))
     end
@@ -409,7 +420,7 @@ local function done_add(ids, trusted)
     local base = done_base()
     if not base then
         if done_nb then
-            return bucket_add(ids)
+            return buckets().add(ids)
         end
         local had = rd('SMISMEMBER', KEYS[5], unpack(ids))
         local add, seen = {}, {}
