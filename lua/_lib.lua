@@ -71,11 +71,11 @@ end
 
 -- The size of key (0 when absent), checking that it is of kind 'hash', 'zset' or 'list', with
 -- commands the worker's ACL allows: a caller skips work on an empty key.
-local SIZE_OF = {hash = 'HLEN', zset = 'ZCARD', list = 'LLEN'}
 local checked = {}
 local function size_of(key, kind)
     checked[key] = true
-    return rd(SIZE_OF[kind], key)
+    -- (No table of the commands: a table made here would be made by every script call.)
+    return rd(kind == 'hash' and 'HLEN' or kind == 'zset' and 'ZCARD' or 'LLEN', key)
 end
 
 -- Checks that key is absent or of kind (as size_of; once a call: a key keeps its type).
@@ -783,7 +783,6 @@ end
 -- The rest, into s: the done layout, a range's bounds, max_item_bytes and the counters the
 -- scripts add to, checked (a counter that is not a whole number would fail HINCRBY after
 -- other writes).
-local COUNTERS = {'leased', 'skipped', 'done', 'dead', 'duplicates'}
 local function part_more(s)
     local v = rd('HMGET', KEYS[1], 'start', 'end', 'max_item_bytes', 'done_base',
         'done_buckets', 'done_ids', 'token', 'leased', 'skipped', 'done', 'dead', 'duplicates')
@@ -794,8 +793,9 @@ local function part_more(s)
     local c = (v[8] or '0') .. ',' .. (v[9] or '0') .. ',' .. (v[10] or '0') .. ',' ..
         (v[11] or '0') .. ',' .. (v[12] or '0')
     if #c > 64 or not string.find(c, '^%-?%d+,%-?%d+,%-?%d+,%-?%d+,%-?%d+$') then
-        for i = 1, #COUNTERS do
-            num(k, COUNTERS[i], v[7 + i], 0)
+        local names = {'leased', 'skipped', 'done', 'dead', 'duplicates'}
+        for i = 1, #names do
+            num(k, names[i], v[7 + i], 0)
         end
     end
     s.start = num(k, 'start', v[1], false)
