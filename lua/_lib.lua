@@ -289,70 +289,81 @@ local function done_offset(id, base, trusted)
     return off
 end
 
--- The bit offsets of ids (false for an id outside the bitmap) and the least and greatest of
--- them (nil when none is inside). trusted: true for all ids, or a table of flags by index.
-local function done_offsets(ids, base, trusted)
-    local offs, lo, hi = {}, nil, nil
-    local all = trusted == true
-    for i = 1, #ids do
-        local off = done_offset(ids[i], base, all or (trusted and trusted[i]))
-        offs[i] = off
-        if off then
-            if not lo or off < lo then
-                lo = off
+-- The helpers of the done bitmap (done_has, done_add), made on a script call's first use of
+-- them, as the buckets' (a script that does not touch the done record makes none of them).
+local bitmap_fns
+local function bitmap()
+    if not bitmap_fns then
+        -- The bit offsets of ids (false for an id outside the bitmap) and the least and greatest of
+        -- them (nil when none is inside). trusted: true for all ids, or a table of flags by index.
+        local function done_offsets(ids, base, trusted)
+            local offs, lo, hi = {}, nil, nil
+            local all = trusted == true
+            for i = 1, #ids do
+                local off = done_offset(ids[i], base, all or (trusted and trusted[i]))
+                offs[i] = off
+                if off then
+                    if not lo or off < lo then
+                        lo = off
+                    end
+                    if not hi or off > hi then
+                        hi = off
+                    end
+                end
             end
-            if not hi or off > hi then
-                hi = off
+            return offs, lo, hi
+        end
+
+        -- The bytes b0..b1 of the bitmap as numbers (0 past its end), from one GETRANGE;
+        -- string.byte in chunks, as each call's results go on Lua's C stack.
+        local function done_bytes(b0, b1)
+            local span = rd('GETRANGE', KEYS[5], b0, b1)
+            local bytes, n = {}, b1 - b0 + 1
+            for k = 1, math.min(#span, n), 4096 do
+                local chunk = {string.byte(span, k, math.min(k + 4095, #span, n))}
+                for j = 1, #chunk do
+                    bytes[k + j - 1] = chunk[j]
+                end
             end
-        end
-    end
-    return offs, lo, hi
-end
-
--- The bytes b0..b1 of the bitmap as numbers (0 past its end), from one GETRANGE; string.byte
--- in chunks, as each call's results go on Lua's C stack.
-local function done_bytes(b0, b1)
-    local span = rd('GETRANGE', KEYS[5], b0, b1)
-    local bytes, n = {}, b1 - b0 + 1
-    for k = 1, math.min(#span, n), 4096 do
-        local chunk = {string.byte(span, k, math.min(k + 4095, #span, n))}
-        for j = 1, #chunk do
-            bytes[k + j - 1] = chunk[j]
-        end
-    end
-    for k = #span + 1, n do
-        bytes[k] = 0
-    end
-    return bytes
-end
-
--- A batch whose ids lie within this many bytes (plus 64) per id of the bitmap is read and
--- written as one byte span (GETRANGE, SETRANGE: two arguments, whatever the batch); a sparser
--- one (retries spread over a wide partition) goes offset by offset through BITFIELD. Bit
--- offset 0 is the high bit of byte 0, as SETBIT and BITFIELD number them.
-local SPAN_PER_ID = 16
-
-local function span_ok(lo, hi, n)
-    return (hi - hi % 8) / 8 - (lo - lo % 8) / 8 <= 64 + SPAN_PER_ID * n
-end
-
--- BIT[r]: the mask of bit r of a byte, counted from its high bit.
-local BIT = {[0] = 128, 64, 32, 16, 8, 4, 2, 1}
-
--- BITFIELD arguments OP u1 OFFSET [VALUE] for the offsets given.
-local function bitfield_args(offs, op, value)
-    local args = {}
-    for i = 1, #offs do
-        if offs[i] then
-            args[#args + 1] = op
-            args[#args + 1] = 'u1'
-            args[#args + 1] = string.format('%d', offs[i])
-            if value then
-                args[#args + 1] = value
+            for k = #span + 1, n do
+                bytes[k] = 0
             end
+            return bytes
         end
+
+        -- A batch whose ids lie within this many bytes (plus 64) per id of the bitmap is read and
+        -- written as one byte span (GETRANGE, SETRANGE: two arguments, whatever the batch); a
+        -- sparser one (retries spread over a wide partition) goes offset by offset through
+        -- BITFIELD. Bit offset 0 is the high bit of byte 0, as SETBIT and BITFIELD number them.
+        local SPAN_PER_ID = 16
+
+        local function span_ok(lo, hi, n)
+            return (hi - hi % 8) / 8 - (lo - lo % 8) / 8 <= 64 + SPAN_PER_ID * n
+        end
+
+        -- BIT[r]: the mask of bit r of a byte, counted from its high bit.
+        local BIT = {[0] = 128, 64, 32, 16, 8, 4, 2, 1}
+
+        -- BITFIELD arguments OP u1 OFFSET [VALUE] for the offsets given.
+        local function bitfield_args(offs, op, value)
+            local args = {}
+            for i = 1, #offs do
+                if offs[i] then
+                    args[#args + 1] = op
+                    args[#args + 1] = 'u1'
+                    args[#args + 1] = string.format('%d', offs[i])
+                    if value then
+                        args[#args + 1] = value
+                    end
+                end
+            end
+            return args
+        end
+
+        bitmap_fns = {done_offsets, done_bytes, span_ok, bitfield_args, BIT}
     end
-    return args
+    local t = bitmap_fns
+    return t[1], t[2], t[3], t[4], t[5]
 end
 
 -- Flags (1 done, 0 not) for ids, like SMISMEMBER. ids: at most BATCH_MAX; trusted as for
@@ -368,6 +379,7 @@ local function done_has(ids, trusted, pre)
         end
         return rd('SMISMEMBER', KEYS[5], unpack(ids))
     end
+    local done_offsets, done_bytes, span_ok, bitfield_args, BIT = bitmap()
     local offs, lo, hi
     if pre then
         offs, lo, hi = pre[1], pre[2], pre[3]
@@ -438,6 +450,7 @@ local function done_add(ids, trusted)
         end
         return #add, fresh
     end
+    local done_offsets, done_bytes, span_ok, bitfield_args, BIT = bitmap()
     local offs, lo, hi = done_offsets(ids, base, trusted)
     local outside = {}
     for i = 1, #ids do
