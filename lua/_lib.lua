@@ -39,14 +39,6 @@ local function corrupt(key, what)
     error({err = 'DRV_CORRUPT ' .. key .. ': ' .. what})
 end
 
--- The text of an error raised by redis.call (a table in Redis 7, a string before).
-local function err_text(e)
-    if type(e) == 'table' then
-        return e.err or ''
-    end
-    return tostring(e)
-end
-
 -- Raises again an error pcall caught, as it was (Redis 7.0 hands pcall the error's text: it
 -- goes back in a table, so the reply is that text, not a Lua error with a position).
 local function reraise(e)
@@ -154,6 +146,14 @@ local function buckets()
     if bucket_fns then
         return bucket_fns
     end
+    -- The text of an error raised by redis.call (a table in Redis 7, a string before).
+    local function err_text(e)
+        if type(e) == 'table' then
+            return e.err or ''
+        end
+        return tostring(e)
+    end
+
     -- 2T for N buckets: the power of two with T <= N < 2T.
     local function bucket_top(nb)
         local top = 2
