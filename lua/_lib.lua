@@ -634,6 +634,9 @@ end
 -- upgrade loses nothing.
 local function lease_take_expired(now)
     local tokens = rd('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 64)
+    if #tokens == 0 then
+        return tokens, tokens, 0 -- (none expired, the common case: no tables made)
+    end
     local ids, taken, held = {}, {}, 0
     for _, token in ipairs(tokens) do
         local l = lease_get(token)
@@ -681,7 +684,7 @@ end
 local function recover(now, max_attempts)
     -- Everything it reads first, checked, so a damaged key stops it before its first write.
     local expired, taken, held = lease_take_expired(now)
-    local tries, isdone = {}, {}
+    local tries, isdone
     if #expired > 0 then
         tries = rd('HMGET', KEYS[6], unpack(expired))
         isdone = done_has(expired, true)
