@@ -570,12 +570,6 @@ local function lease_get(token)
     return l
 end
 
--- Does the lease with this token hold id?
-local function lease_holds(token, id)
-    local l = lease_get(token)
-    return l and l.at[id] or false
-end
-
 -- Drops id from the lease with this token (recorded by lease_flush); returns whether it held it.
 local function lease_drop(token, id)
     local l = lease_get(token)

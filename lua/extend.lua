@@ -23,7 +23,8 @@ end
 local extend = {}
 for i, id in ipairs(ids) do
     local token = ARGV[2 * i]
-    if lease_holds(token, id) then
+    local l = lease_get(token)
+    if l and l.at[id] then
         extend[token] = true
     else
         out[#out + 1] = id
