@@ -299,6 +299,15 @@ drv_err drv_queue_job_sweep(drv_queue *q, const char *job, int64_t *unlinked) {
     return DRV_OK;
 }
 
+/* A key of the wrong type answers WRONGTYPE: state drover did not write. */
+static drv_err wrongtype(drv_queue *q, drv_err e, const char *key) {
+    if (e != DRV_EREPLY || strncmp(drv_conn_errstr(q->conn), "WRONGTYPE", 9) != 0) return e;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s: WRONGTYPE", key);
+    drv_conn_set_errstr(q->conn, msg);
+    return DRV_ECORRUPT;
+}
+
 /* Writes the job's limits hash from 'spec'; 'fill' also fills the bucket (a new job). */
 static drv_err write_limits(drv_queue *q, const drv_spec *spec, int fill) {
     char mk[DRV_KEY_MAX];
@@ -327,7 +336,7 @@ drv_err drv_queue_job_create(drv_queue *q, const drv_spec *spec, int64_t total,
     drv_key_global(jobs, sizeof jobs, q->prefix, "jobs");
     redisReply *r;
     drv_err e = drv_conn_cmdf(q->conn, &r, "ZSCORE %s %s", jobs, spec->id);
-    if (e) return e;
+    if (e) return wrongtype(q, e, jobs);
     int visible = r->type == REDIS_REPLY_STRING;
     freeReplyObject(r);
     if ((e = drv_conn_cmdf(q->conn, &r, "EXISTS %s", jk))) return e;
@@ -439,15 +448,6 @@ static drv_err hnum(drv_queue *q, const redisReply *r, const char *key, const ch
     return DRV_OK;
 }
 
-/* A key of the wrong type answers WRONGTYPE: state drover did not write. */
-static drv_err wrongtype(drv_queue *q, drv_err e, const char *key) {
-    if (e != DRV_EREPLY || strncmp(drv_conn_errstr(q->conn), "WRONGTYPE", 9) != 0) return e;
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s: WRONGTYPE (not a hash)", key);
-    drv_conn_set_errstr(q->conn, msg);
-    return DRV_ECORRUPT;
-}
-
 static drv_err corrupt(drv_queue *q, const char *key, const char *name, const char *what) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s: field %s: %s", key, name, what);
@@ -462,7 +462,7 @@ drv_err drv_queue_job_get(drv_queue *q, const char *job, drv_job *out) {
     drv_key_global(jobs, sizeof jobs, q->prefix, "jobs");
     redisReply *r;
     drv_err e = drv_conn_cmdf(q->conn, &r, "ZSCORE %s %s", jobs, job);
-    if (e) return e;
+    if (e) return wrongtype(q, e, jobs);
     int visible = r->type == REDIS_REPLY_STRING;
     freeReplyObject(r);
     if (!visible) return DRV_ENOJOB;

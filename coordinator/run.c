@@ -1,6 +1,7 @@
 /* drover run: the coordinator of one job. */
 #include "coord.h"
 
+#include "backoff.h"
 #include "callback.h"
 #include "cli.h"
 #include "clock.h"
@@ -69,7 +70,7 @@ typedef struct run_ctx {
     int64_t backoff_ms;
     /* A transient trouble on a live connection (a refused write, state that does not parse
      * while running): backed off, said once per episode. */
-    int64_t trouble_since, trouble_backoff, trouble_tries;
+    drv_backoff trouble;
     int troubled; /* this pass met it */
     int started;  /* the first full pass read valid state: corrupt state is waited out now */
     /* rate: done counts sampled at most once a second over the last minute */
@@ -114,29 +115,25 @@ static int recover_connection(run_ctx *c) {
     return -1;
 }
 
-/* Waits out a transient trouble with capped exponential backoff and jitter. Logs once per
- * episode (trouble_cleared says how many tries it took). Returns 0 to go on, -1 on a stop
- * signal. */
+/* Waits out a transient trouble with capped exponential backoff and jitter (common/backoff.h).
+ * Logs once per episode (trouble_cleared says how many tries it took). Returns 0 to go on, -1
+ * on a stop signal. */
 static int trouble(run_ctx *c, const char *what, const char *msg) {
+    int say;
     c->troubled = 1;
-    if (!c->trouble_since) {
-        c->trouble_since = drv_now_ms();
-        c->trouble_backoff = 100;
-        c->trouble_tries = 0;
+    int64_t ms = drv_backoff_fail(&c->trouble, drv_now_ms(), &say);
+    if (say)
         drv_warn("job %s: %s: %s; backing off and trying again (logged once until it clears)",
                  c->job.id, what, msg);
-    }
-    c->trouble_tries++;
-    nap(c->trouble_backoff / 2 + (int64_t)drv_rand((uint64_t)c->trouble_backoff / 2 + 1));
-    c->trouble_backoff = c->trouble_backoff * 2 > 5000 ? 5000 : c->trouble_backoff * 2;
+    nap(ms);
     return stop_signal ? -1 : 0;
 }
 
 static void trouble_cleared(run_ctx *c) {
-    if (!c->trouble_since || c->troubled) return;
+    int64_t tries, ms;
+    if (c->troubled || !drv_backoff_ok(&c->trouble, drv_now_ms(), &tries, &ms)) return;
     drv_info("job %s: cleared after %" PRId64 " tries over %" PRId64 " ms; going on", c->job.id,
-             c->trouble_tries, drv_now_ms() - c->trouble_since);
-    c->trouble_since = 0;
+             tries, ms);
 }
 
 /* A failed Redis call: reconnect on EIO, back off on a refused write (OOM, MISCONF, ...) or, once

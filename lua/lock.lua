@@ -10,12 +10,12 @@
 -- when the job hash is gone or belongs to another job: a lock never outlives its job, and a
 -- coordinator of a deleted (FLUSHALL, purge) or replaced job never writes one back.
 if KEYS[2] then
-    local created = redis.call('HGET', KEYS[2], 'created_ms')
+    local created = rd('HGET', KEYS[2], 'created_ms')
     if not created or created ~= ARGV[3] then
         return -1
     end
 end
-local cur = redis.call('GET', KEYS[1])
+local cur = rd('GET', KEYS[1])
 if not cur or cur == ARGV[1] then
     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
     return 1

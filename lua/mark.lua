@@ -9,7 +9,7 @@
 -- ARGV[3..] with ARGV[1] "": field, value, field, value, ...
 -- Returns: the mark (ms, Redis time): the new one, or the one already there; 0 if the job hash
 -- is gone or belongs to another job (its created_ms differs). With ARGV[1] "": 1 when written.
-local created = redis.call('HGET', KEYS[1], 'created_ms')
+local created = rd('HGET', KEYS[1], 'created_ms')
 if not created or created ~= ARGV[2] then
     return 0
 end
@@ -19,7 +19,7 @@ if ARGV[1] == '' then
     end
     return 1
 end
-local had = redis.call('HGET', KEYS[1], ARGV[1])
+local had = rd('HGET', KEYS[1], ARGV[1])
 if had then
     return tonumber(had)
 end

@@ -8,5 +8,5 @@
 if redis.call('EXISTS', KEYS[K_STATE]) == 0 then
     return 0
 end
-redis.call('HSET', KEYS[K_STATE], 'state', ARGV[1])
+rd('HSET', KEYS[K_STATE], 'state', ARGV[1])
 return 1
