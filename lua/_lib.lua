@@ -86,9 +86,10 @@ local function num(key, f, v, dflt, min)
         end
         return dflt
     end
-    local n = tonumber(v)
-    if not n or n % 1 ~= 0 or n < -9007199254740992 or n > 9007199254740992 or
-        (min and n < min) then
+    -- Only the form Redis's own integer parsing takes (HINCRBY refuses 05, 1e3, 0x10, " 5",
+    -- -0, 5.0, which tonumber would take): a field it refuses would fail after other writes.
+    local n = (v == '0' or string.find(v, '^%-?[1-9]%d*$')) and tonumber(v)
+    if not n or n < -9007199254740992 or n > 9007199254740992 or (min and n < min) then
         corrupt(key, f .. ' is not a whole number' .. (min and ' >= ' .. min or '') .. ': ' ..
             string.sub(v, 1, 40))
     end
@@ -802,7 +803,10 @@ local function part_more(s)
     -- one that fails it is named by num.
     local c = (v[8] or '0') .. ',' .. (v[9] or '0') .. ',' .. (v[10] or '0') .. ',' ..
         (v[11] or '0') .. ',' .. (v[12] or '0')
-    if #c > 64 or not string.find(c, '^%-?%d+,%-?%d+,%-?%d+,%-?%d+,%-?%d+$') then
+    -- (No leading zero, no -0, at most 16 digits: what num takes.)
+    if #c > 64 or not string.find(c, '^%-?%d+,%-?%d+,%-?%d+,%-?%d+,%-?%d+$') or
+        string.find(c, '%f[%d]0%d') or string.find(c, '-0', 1, true) or
+        string.find(c, '%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d') then
         local names = {'leased', 'skipped', 'done', 'dead', 'duplicates'}
         for i = 1, #names do
             num(k, names[i], v[7 + i], 0)
@@ -926,8 +930,17 @@ local function ack_items(ids, tokens, resp)
     end
     local _, f, outside = done_add(all, trusted)
     outside = outside or {}
+    local out = {}
+    for _, id in ipairs(outside) do
+        out[id] = true
+    end
     for k = 1, #idx do
         fresh[idx[k]] = f[k] == 1
+        -- A held id done already: the second copy of an id the source lists twice, leased
+        -- while the first was; it settles what was fed as a duplicate (the final check).
+        if k <= nheld and f[k] ~= 1 and not out[all[k]] then
+            dups = dups + 1
+        end
     end
     local acked, kept = {}, {}
     for i = 1, n do
@@ -1069,6 +1082,11 @@ local function claim_items(s, worker, want, out)
                     if canonical or
                         #id <= 17 and (string.find(id, '^-?[1-9]%d*$') or id == '0') then
                         n = tonumber(id)
+                        -- Past 2^53 a double rounds: 9007199254740993 must not pass as 2^53.
+                        if n and (n >= 9007199254740992 or n <= -9007199254740992) and
+                            string.format('%.0f', n) ~= id then
+                            n = nil
+                        end
                     end
                     if not n then
                         why = 'id is not a whole number in canonical form'
