@@ -355,12 +355,13 @@ static int check_id(const drv_buf *id, char *why, size_t whylen) {
 /* cJSON decodes "\u0000" into a NUL and the id string then ends there: "b\u0000c" would
  * become "b", the id of another item. Reparses the record with each "\u0000" text turned into
  * "\u0001" (the same length, decoded or literal): a longer id means the first had a NUL, at
- * byte *at (its decoded length). 1 when it had, else 0. Only records holding the text pay. */
+ * byte *at (its decoded length). 1 when it had, 0 when not, -1 out of memory. Only records holding
+ * the text pay. */
 static int id_has_nul(drv_extract *x, const char *rec, size_t len, size_t idlen, size_t *at) {
     static const char esc[] = "\\u0000";
     if (!memmem(rec, len, esc, 6)) return 0;
     char *copy = malloc(len);
-    if (!copy) return 0;
+    if (!copy) return -1;
     memcpy(copy, rec, len);
     for (char *p = copy; (p = memmem(p, len - (size_t)(p - copy), esc, 6)) != NULL; p += 6)
         p[5] = '1';
@@ -397,7 +398,12 @@ static int extract_ndjson(drv_extract *x, const char *rec, size_t len, drv_buf *
     }
     if (cJSON_IsString(v)) {
         size_t at;
-        if (id_has_nul(x, rec, len, strlen(v->valuestring), &at)) {
+        int nul = id_has_nul(x, rec, len, strlen(v->valuestring), &at);
+        if (nul < 0) {
+            snprintf(why, whylen, "out of memory checking field \"%s\"", x->id_field);
+            goto out;
+        }
+        if (nul) {
             snprintf(why, whylen,
                      "field \"%s\" holds an escaped NUL (\\u0000) at byte %zu of the id: ids "
                      "cannot hold NUL",

@@ -391,9 +391,8 @@ static void job_broken(wstate *w, const char *id, const char *why, int64_t now) 
 }
 
 /* Discovery did not find job x (deleted, or between the two halves of a submit --replace).
- * Absent for VANISH_MS, it is gone: quietly after it ended, otherwise it vanished under this
+ * Absent for --vanish-ms, it is gone: quietly after it ended, otherwise it vanished under this
  * worker (FLUSHALL, drover purge), which is said, and with --job stops the worker (exit 1). */
-#define VANISH_MS 3000
 static void job_missing(wstate *w, int ji, int64_t now) {
     wjob *x = &w->jobs[ji];
     x->active = 0;
@@ -403,7 +402,7 @@ static void job_missing(wstate *w, int ji, int64_t now) {
         return;
     }
     if (!x->missing_since) x->missing_since = now;
-    if (now - x->missing_since < VANISH_MS) {
+    if (now - x->missing_since < w->cfg->vanish_ms) {
         if (w->next_discover > now + 500) w->next_discover = now + 500;
         return;
     }
@@ -958,8 +957,7 @@ static int flush_group(wstate *w, int job, int part, int *idx, int n) {
         mark_recorded(w, idx, n); /* the job was deleted under us: nothing to record */
         w->jobs[job].dropped += n;
     } else if (e) {
-        part_failed(w, job, part, e, "recording results");
-        rc = -1;
+        part_failed(w, job, part, e, "recording results"); /* the others' results go on */
     } else {
         part_ok(w, job, part);
         writes_ok(w);
@@ -1020,8 +1018,9 @@ static int extend_group(wstate *w, int job, int part, int *idx, int n) {
     drv_err e = drv_queue_extend(w->q, w->jobs[job].id, part, refs, (size_t)n, &lost);
     free(refs);
     if (e) {
+        /* This partition backs off; the others' leases are extended all the same. */
         if (e != DRV_ENOJOB) part_failed(w, job, part, e, "extending leases");
-        return -1;
+        return 0;
     }
     part_ok(w, job, part);
     if (lost) {

@@ -75,7 +75,8 @@ int main(int argc, char **argv) {
     memset(&cfg, 0, sizeof cfg);
     const char *id = NULL, *job = NULL, *handler = NULL, *allow = NULL, *health_file = NULL,
                *ack_log = NULL, *allow_env = NULL, *pass_env = NULL;
-    long long conc, batch = 0, grace, timeout, idle, stats, host_conns, max_age, stdin_batch;
+    long long conc, batch = 0, grace, timeout, idle, stats, vanish, host_conns, max_age,
+                    stdin_batch;
     /* batch has no default: 0 = conc */
     int exit_when_done = 0, no_stdin = 0, version = 0, health = 0;
     const drv_opt opts[] = {
@@ -121,6 +122,10 @@ int main(int argc, char **argv) {
          "longest wait before asking an empty partition again", 1, 60000, &idle},
         {"stats-ms", "DROVER_STATS_MS", DRV_OPT_INT, "10000", "MS",
          "log a progress line this often (0: never)", 0, 86400000, &stats},
+        {"vanish-ms", "DROVER_VANISH_MS", DRV_OPT_INT, "3000", "MS",
+         "how long a running job may be missing before it counts as deleted (a submit "
+         "--replace is a moment without it)",
+         100, 86400000, &vanish},
         {"exit-when-done", NULL, DRV_OPT_BOOL, NULL, NULL,
          "exit 0 once no job it serves is running (with --job: once that job ends); exit 1 when "
          "a job it served vanished while running",
@@ -245,6 +250,7 @@ int main(int argc, char **argv) {
     cfg.grace_ms = grace * 1000;
     cfg.idle_ms = idle;
     cfg.stats_ms = stats;
+    cfg.vanish_ms = vanish;
     cfg.exit_when_done = exit_when_done;
     cfg.max_host_conns = (int)host_conns;
     cfg.http_allow = allow;

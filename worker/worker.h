@@ -109,8 +109,9 @@ typedef struct worker_cfg {
     int batch;        /* items per claim call */
     int64_t grace_ms; /* drain time on SIGTERM */
     int exit_when_done;
-    int64_t idle_ms;  /* longest wait when there is nothing to claim */
-    int64_t stats_ms; /* progress line interval, 0 for none */
+    int64_t idle_ms;   /* longest wait when there is nothing to claim */
+    int64_t stats_ms;  /* progress line interval, 0 for none */
+    int64_t vanish_ms; /* a running job missing this long was deleted under the worker */
     worker_handler handler;
     exec_cfg exec;           /* argv NULL: no command (jobs need an HTTP handler in their spec) */
     int max_host_conns;      /* HTTP: connections per host, 0 for no cap beyond concurrency */

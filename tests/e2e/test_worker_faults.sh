@@ -118,7 +118,8 @@ say "corrupt field: said once, the rest went on, completed after the repair"
 "$DROVER" submit --id rep --range 1..400 --partitions 2 --quiet >/dev/null
 bg rcoord "$DROVER" run rep --progress-ms 60000
 rcoord=$LAST_PID
-bg rep "$WORKER" --job rep --id wrep --concurrency 2 --stats-ms 0 --exit-when-done --no-stdin \
+bg rep "$WORKER" --job rep --id wrep --concurrency 2 --stats-ms 0 --vanish-ms 60000 \
+    --exit-when-done --no-stdin \
     -- sh "$TMP/slow.sh" {id}
 wrep=$LAST_PID
 wait_for "some items of the first job done" 30 done_at_least rep 20
