@@ -331,6 +331,11 @@ static drv_err write_limits(drv_queue *q, const drv_spec *spec, int fill) {
 
 drv_err drv_queue_job_create(drv_queue *q, const drv_spec *spec, int64_t total,
                              const drv_part_init *parts, int replace) {
+    return drv_queue_job_create_noted(q, spec, total, parts, replace, NULL);
+}
+
+drv_err drv_queue_job_create_noted(drv_queue *q, const drv_spec *spec, int64_t total,
+                                   const drv_part_init *parts, int replace, const char *const *kv) {
     char jk[DRV_KEY_MAX], jobs[DRV_KEY_MAX];
     drv_key_job(jk, sizeof jk, q->prefix, spec->id, "job");
     drv_key_global(jobs, sizeof jobs, q->prefix, "jobs");
@@ -405,7 +410,8 @@ drv_err drv_queue_job_create(drv_queue *q, const drv_spec *spec, int64_t total,
     if ((e = drain_replies(q, n))) return e;
     /* 3. the fleet-wide limits (lua/admit.lua reads them), bucket full */
     if ((e = write_limits(q, spec, 1))) return e;
-    /* 4. running, then visible */
+    /* 4. the caller's fields (a file's fingerprint), running, then visible */
+    if (kv && (e = drv_queue_job_note(q, spec->id, kv))) return e;
     if ((e = drv_conn_cmdf(q->conn, &r, "HSET %s state running", jk))) return e;
     freeReplyObject(r);
     if ((e = drv_conn_cmdf(q->conn, &r, "ZADD %s %lld %s", jobs, (long long)now, spec->id)))

@@ -58,6 +58,10 @@ typedef struct drv_part_init {
  * is DRV_EEXIST unless 'replace' (its keys are deleted first). 'total' is -1 when unknown. */
 drv_err drv_queue_job_create(drv_queue *q, const drv_spec *spec, int64_t total,
                              const drv_part_init *parts, int replace);
+/* The same, with fields written into the job hash before it becomes visible ('kv': name,
+ * value, ..., NULL; at most 15 pairs), so no reader ever sees the job without them. */
+drv_err drv_queue_job_create_noted(drv_queue *q, const drv_spec *spec, int64_t total,
+                                   const drv_part_init *parts, int replace, const char *const *kv);
 /* Reads a visible job. DRV_ENOJOB if there is none; DRV_ECORRUPT when its hash lacks its spec
  * or state or the spec does not parse (drv_queue_errstr names the key and field). A PREFIXjobs
  * entry whose job hash is gone

@@ -304,14 +304,13 @@ int cmd_submit(int argc, char **argv) {
         free(fp);
         return rc;
     }
-    drv_err e = drv_queue_job_create(q, &spec, total, parts, replace);
+    /* A file's fingerprint goes in before the job is visible: no coordinator can open it
+     * without one. */
+    const char *kv[] = {"src_size",   fp_size,     "src_mtime_ns",
+                        fp_mtime,     "src_inode", fp_inode,
+                        "src_hashes", fp,          NULL};
+    drv_err e = drv_queue_job_create_noted(q, &spec, total, parts, replace, fp ? kv : NULL);
     free(parts);
-    if (e == DRV_OK && fp) {
-        const char *kv[] = {"src_size",   fp_size,     "src_mtime_ns",
-                            fp_mtime,     "src_inode", fp_inode,
-                            "src_hashes", fp,          NULL};
-        e = drv_queue_job_note(q, spec.id, kv);
-    }
     free(fp);
     if (e == DRV_EEXIST) {
         fprintf(stderr, "error: job %s already exists (use --replace to start it over)\n", spec.id);
