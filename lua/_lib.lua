@@ -930,17 +930,8 @@ local function ack_items(ids, tokens, resp)
     end
     local _, f, outside = done_add(all, trusted)
     outside = outside or {}
-    local out = {}
-    for _, id in ipairs(outside) do
-        out[id] = true
-    end
     for k = 1, #idx do
         fresh[idx[k]] = f[k] == 1
-        -- A held id done already: the second copy of an id the source lists twice, leased
-        -- while the first was; it settles what was fed as a duplicate (the final check).
-        if k <= nheld and f[k] ~= 1 and not out[all[k]] then
-            dups = dups + 1
-        end
     end
     local acked, kept = {}, {}
     for i = 1, n do

@@ -77,6 +77,9 @@ static void hide_password_overwrites_argv_and_keeps_a_copy(void **state) {
     /* after "--" it is the handler's command: untouched */
     assert_string_equal(a6, "redis://:k@h");
     assert_ptr_equal(argv[6], a6);
+    /* The copies live as long as the process in drover; here the test's argv ends now. */
+    free(argv[2]);
+    free(argv[3]);
 }
 
 /* ---- --http-allow ---------------------------------------------------------------------------- */
