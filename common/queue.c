@@ -754,6 +754,7 @@ void drv_part_stat_sum(const drv_part_stat *st, int n, drv_part_stat *out) {
         out->pending += s->pending, out->leased += s->leased, out->retrying += s->retrying;
         out->dead += s->dead, out->fed += s->fed, out->done += s->done;
         out->failed += s->failed, out->duplicates += s->duplicates, out->expired += s->expired;
+        out->copies += s->copies;
         out->skipped += s->skipped, out->released += s->released;
         out->recovered += s->recovered;
         if (s->cooldown_until > out->cooldown_until) out->cooldown_until = s->cooldown_until;
@@ -820,6 +821,7 @@ drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat
                     (ce = hnum(q, r, sk, "done", 0, 0, INT64_MAX, &s->done)) ||
                     (ce = hnum(q, r, sk, "failed", 0, 0, INT64_MAX, &s->failed)) ||
                     (ce = hnum(q, r, sk, "duplicates", 0, 0, INT64_MAX, &s->duplicates)) ||
+                    (ce = hnum(q, r, sk, "copies", 0, 0, INT64_MAX, &s->copies)) ||
                     (ce = hnum(q, r, sk, "expired", 0, 0, INT64_MAX, &s->expired)) ||
                     (ce = hnum(q, r, sk, "skipped", 0, 0, INT64_MAX, &s->skipped)) ||
                     (ce = hnum(q, r, sk, "released", 0, 0, INT64_MAX, &s->released)) ||

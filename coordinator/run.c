@@ -652,8 +652,8 @@ static drv_err sync_state(run_ctx *c, char *mirrored, size_t len) {
 /* The last word before a job is marked done (c->st just read, every partition drained): per
  * partition the source is exhausted at its recorded end (range: the cursor is one past the end
  * and every id of start..end was fed; file: the cursor is at the end byte), and everything fed
- * is settled: done, dead, skipped at claim because it was done already, or acked as a duplicate
- * (a second copy leased while the first was). In all, what was fed
+ * is settled: done, dead, skipped at claim because it was done already, acked late (a
+ * duplicate) or acked while done already (a copy). In all, what was fed
  * is the source's total. A range partition's ids are also matched one by one (its done bitmap
  * and dead hash); other sources are counted (README: Done).
  * Returns 0 to mark done, 1 to look again later (the total of a stdin or HTTP source not
@@ -688,27 +688,19 @@ static int final_check(run_ctx *c) {
                       j.id, p, s->end, s->cursor);
             bad = 1;
         }
-        /* A range partition feeds each id once, so every item fed settles as done, dead, skipped
-         * (popped when done already) or a duplicate (a late ack). A file, stdin or HTTP source
-         * may list an id twice, and when both copies are leased at once the second holder's
-         * ack of a done id is counted nowhere (lua/_lib.lua ack_items): a shortfall there is
-         * said, not refused. */
-        int64_t settled = s->done + s->dead + s->skipped;
-        int64_t short_by = s->fed - settled - s->duplicates;
-        if (short_by > 0 && j.spec.source == DRV_SRC_RANGE) {
+        /* Every item fed settles as done, dead, skipped (popped when done already), a
+         * duplicate (a late ack) or a copy (a held ack of an id done already: the second copy
+         * of an id a file, stdin or HTTP source lists twice; lua/_lib.lua ack_items). */
+        int64_t settled = s->done + s->dead + s->skipped + s->duplicates + s->copies;
+        int64_t short_by = s->fed - settled;
+        if (short_by > 0) {
             drv_error("job %s partition %d: %" PRId64 " items fed, but only %" PRId64
                       " settled (done %" PRId64 ", dead %" PRId64 ", skipped %" PRId64
-                      ", duplicates %" PRId64 "): %" PRId64 " neither done nor dead",
-                      j.id, p, s->fed, settled + s->duplicates, s->done, s->dead, s->skipped,
-                      s->duplicates, short_by);
+                      ", duplicates %" PRId64 ", copies %" PRId64 "): %" PRId64
+                      " neither done nor dead",
+                      j.id, p, s->fed, settled, s->done, s->dead, s->skipped, s->duplicates,
+                      s->copies, short_by);
             bad = 1;
-        } else if (short_by > 0) {
-            drv_warn("job %s partition %d: %" PRId64 " items fed, %" PRId64
-                     " counted settled (done %" PRId64 ", dead %" PRId64 ", skipped %" PRId64
-                     ", duplicates %" PRId64 "); the other %" PRId64
-                     " are copies of ids listed twice by the source, or lost",
-                     j.id, p, s->fed, settled + s->duplicates, s->done, s->dead, s->skipped,
-                     s->duplicates, short_by);
         }
         if (j.spec.source == DRV_SRC_RANGE && !bad) {
             /* Id by id: each id of start..end is in the done bitmap or the dead hash. */
@@ -729,10 +721,10 @@ static int final_check(run_ctx *c) {
                          j.id, p, want, nd, nx);
             }
         }
-        if (settled > s->fed) {
+        if (s->done + s->dead + s->skipped > s->fed) {
             drv_warn("job %s partition %d: %" PRId64 " items settled (done %" PRId64
                      ", dead %" PRId64 ", skipped %" PRId64 ") of %" PRId64 " fed",
-                     j.id, p, settled, s->done, s->dead, s->skipped, s->fed);
+                     j.id, p, s->done + s->dead + s->skipped, s->done, s->dead, s->skipped, s->fed);
         }
     }
     if (j.total < 0) {

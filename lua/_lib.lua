@@ -796,18 +796,19 @@ end
 -- other writes).
 local function part_more(s)
     local v = rd('HMGET', KEYS[1], 'start', 'end', 'max_item_bytes', 'done_base',
-        'done_buckets', 'done_ids', 'token', 'leased', 'skipped', 'done', 'dead', 'duplicates')
+        'done_buckets', 'done_ids', 'token', 'leased', 'skipped', 'done', 'dead', 'duplicates',
+        'copies')
     local k = KEYS[1]
     done_set(v[4], v[5], v[6])
     -- The counters in one pattern test (tonumber, strtod inside, costs more per field); the
     -- one that fails it is named by num.
     local c = (v[8] or '0') .. ',' .. (v[9] or '0') .. ',' .. (v[10] or '0') .. ',' ..
-        (v[11] or '0') .. ',' .. (v[12] or '0')
+        (v[11] or '0') .. ',' .. (v[12] or '0') .. ',' .. (v[13] or '0')
     -- (No leading zero, no -0, at most 16 digits: what num takes.)
-    if #c > 64 or not string.find(c, '^%-?%d+,%-?%d+,%-?%d+,%-?%d+,%-?%d+$') or
+    if #c > 64 or not string.find(c, '^%-?%d+,%-?%d+,%-?%d+,%-?%d+,%-?%d+,%-?%d+$') or
         string.find(c, '%f[%d]0%d') or string.find(c, '-0', 1, true) or
         string.find(c, '%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d%d') then
-        local names = {'leased', 'skipped', 'done', 'dead', 'duplicates'}
+        local names = {'leased', 'skipped', 'done', 'dead', 'duplicates', 'copies'}
         for i = 1, #names do
             num(k, names[i], v[7 + i], 0)
         end
@@ -838,7 +839,10 @@ end
 -- none) is kept in the results hash when this call marks the item done. Returns acked (newly
 -- marked done), duplicates (acks from a worker that no longer held the lease: the handler may
 -- have run twice; counted once per late ack, the item is marked done once) and unknown (ids
--- this partition never handed out; ignored). A held id a range partition's done record
+-- this partition never handed out; ignored). A held id done already (another delivery of it
+-- was acked first: a copy of an id the source lists twice, leased while the first was, or a
+-- re-delivery after a late ack) adds to the `copies` counter once, so the coordinator's final
+-- check finds every item fed settled. A held id a range partition's done record
 -- cannot hold (leased by a drover that did not check ids at claim) is dead with the reason.
 -- Reads and checks everything first; the done record is its first write.
 local function ack_items(ids, tokens, resp)
@@ -930,8 +934,29 @@ local function ack_items(ids, tokens, resp)
     end
     local _, f, outside = done_add(all, trusted)
     outside = outside or {}
+    local copies, seen = 0, nil
     for k = 1, #idx do
         fresh[idx[k]] = f[k] == 1
+        if k <= nheld and f[k] ~= 1 then
+            -- (Not an id the bitmap cannot hold, dead below; not one lease's entry acked twice
+            -- in this call: keyed by token and id.)
+            if not seen then
+                seen = {}
+                for _, id in ipairs(outside) do
+                    seen[id] = true
+                end
+                for j = 1, nheld do
+                    if f[j] == 1 then
+                        seen[tokens[idx[j]] .. ' ' .. all[j]] = true
+                    end
+                end
+            end
+            local key = tokens[idx[k]] .. ' ' .. all[k]
+            if not seen[all[k]] and not seen[key] then
+                seen[key] = true
+                copies = copies + 1
+            end
+        end
     end
     local acked, kept = {}, {}
     for i = 1, n do
@@ -977,6 +1002,9 @@ local function ack_items(ids, tokens, resp)
     end
     if dups > 0 then
         redis.call('HINCRBY', KEYS[1], 'duplicates', dups)
+    end
+    if copies > 0 then
+        redis.call('HINCRBY', KEYS[1], 'copies', copies)
     end
     return #acked, dups, unknown
 end

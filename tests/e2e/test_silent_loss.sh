@@ -86,6 +86,18 @@ grep -q "20 items fed, but only 0 settled" "$TMP/run-fc.log" || fail "fc: $(cat 
 grep -q "not marking it done" "$TMP/run-fc.log" || fail "fc: $(cat "$TMP/run-fc.log")"
 still_running fc
 
+say "the final check: a file job's fed items that are neither done nor dead keep it from done"
+seq 1 20 | sed 's/^/u-/' >"$TMP/fcf.txt"
+"$DROVER" submit --id fcf --file "$TMP/fcf.txt" --partitions 1 --quiet >/dev/null
+bg run-fcf "$DROVER" run fcf
+coord=$LAST_PID
+wait_for "fcf fed" 10 sh -c "[ \"\$(redis-cli -p $REDIS_PORT LLEN 'drover:{fcf.0}:pending')\" -eq 20 ]"
+R DEL 'drover:{fcf.0}:pending' >/dev/null
+wait_exit 20 "$coord"
+[ "$EXIT_CODE" -eq 1 ] || fail "fcf exited $EXIT_CODE: $(cat "$TMP/run-fcf.log")"
+grep -q "20 items fed, but only 0 settled" "$TMP/run-fcf.log" || fail "fcf: $(cat "$TMP/run-fcf.log")"
+still_running fcf
+
 say "the final check: an id missing from a range partition's done record keeps the job from done"
 "$DROVER" submit --id fb --range 1..20 --partitions 1 --quiet >/dev/null
 bg run-fb "$DROVER" run fb

@@ -336,6 +336,40 @@ static void an_id_past_2_to_the_53_is_not_taken_for_its_rounded_neighbour(void *
     claim_free(&c);
 }
 
+/* A file, stdin or HTTP source may list an id twice; when both copies are leased at once the
+ * second ack of the done id settles its copy in `copies` (the coordinator's final check counts
+ * done + dead + skipped + duplicates + copies against fed); the same id twice in one ack is
+ * counted once. */
+static void the_second_copy_of_an_id_listed_twice_is_counted_as_a_copy(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    o.payloads = 1;
+    create_job("j", &o);
+    rint_("RPUSH drover:{j.0}:pending x y x");
+    drv_claim c1, c2;
+    claim("j", 1, "w1", &c1);
+    claim("j", 2, "w2", &c2);
+    assert_int_equal(c1.n, 1);
+    assert_int_equal(c2.n, 2);
+    assert_string_equal(c2.items[1].id, "x");
+    drv_ref r1[1] = {ref_of(&c1.items[0])};
+    drv_ref r2[3] = {ref_of(&c2.items[0]), ref_of(&c2.items[1]), ref_of(&c2.items[1])};
+    drv_ack_result a;
+    assert_int_equal(drv_queue_ack(q, "j", 0, r1, 1, &a), DRV_OK);
+    assert_int_equal(a.acked, 1);
+    assert_int_equal(drv_queue_ack(q, "j", 0, r2, 3, &a), DRV_OK);
+    assert_int_equal(a.acked, 1);
+    assert_int_equal(a.duplicates, 0);
+    assert_int_equal(counter("j", 0, "done"), 2);
+    assert_int_equal(counter("j", 0, "copies"), 1);
+    assert_int_equal(leased_count("j", 0), 0);
+    /* A counter a script adds to: checked before the first write like the others. */
+    rint_("HSET drover:{j.0}:state copies x");
+    ASSERT_REFUSED(drv_queue_ack(q, "j", 0, r1, 1, &a), "drover:{j.0}:state: copies");
+    claim_free(&c1);
+    claim_free(&c2);
+}
+
 static void an_id_over_max_item_bytes_is_dead_at_claim_in_a_file_job(void **state) {
     (void)state;
     jobopt o = defaults();
@@ -390,6 +424,7 @@ int main(void) {
         T(a_limits_field_that_is_not_a_number_is_refused_naming_it),
         T(ids_a_range_partition_cannot_hold_are_dead_at_claim_and_the_rest_leased),
         T(an_id_past_2_to_the_53_is_not_taken_for_its_rounded_neighbour),
+        T(the_second_copy_of_an_id_listed_twice_is_counted_as_a_copy),
         T(an_id_over_max_item_bytes_is_dead_at_claim_in_a_file_job),
         T(a_lease_holding_an_id_outside_the_bitmap_is_dead_at_ack_not_a_loop),
     };
