@@ -74,29 +74,29 @@ wait_exit 30 "$coord"
 grep -qE "cleared after [0-9]+ tries" "$TMP/run-pa2.log" || fail "no line when it cleared: $(cat "$TMP/run-pa2.log")"
 [ "$(status_num pa done)" -eq 500 ] || fail "pa: $(status_num pa done) of 500 done"
 
+# pending_deleted_refuses ID SOURCE_ARGS...: a one-partition job of 20 items whose pending list
+# is deleted once fed: its coordinator refuses to mark it done (exit 1), and it stays running.
+pending_deleted_refuses() {
+    local id=$1
+    shift
+    "$DROVER" submit --id "$id" "$@" --partitions 1 --quiet >/dev/null
+    bg "run-$id" "$DROVER" run "$id"
+    local coord=$LAST_PID log="$TMP/run-$id.log"
+    wait_for "$id fed" 10 sh -c "[ \"\$(redis-cli -p $REDIS_PORT LLEN 'drover:{$id.0}:pending')\" -eq 20 ]"
+    R DEL "drover:{$id.0}:pending" >/dev/null
+    wait_exit 20 "$coord"
+    [ "$EXIT_CODE" -eq 1 ] || fail "$id exited $EXIT_CODE: $(cat "$log")"
+    grep -q "20 items fed, but only 0 settled" "$log" || fail "$id: $(cat "$log")"
+    grep -q "not marking it done" "$log" || fail "$id: $(cat "$log")"
+    still_running "$id"
+}
+
 say "the final check: fed items that are neither done nor dead keep the job from done"
-"$DROVER" submit --id fc --range 1..20 --partitions 1 --quiet >/dev/null
-bg run-fc "$DROVER" run fc
-coord=$LAST_PID
-wait_for "fc fed" 10 sh -c "[ \"\$(redis-cli -p $REDIS_PORT LLEN 'drover:{fc.0}:pending')\" -eq 20 ]"
-R DEL 'drover:{fc.0}:pending' >/dev/null
-wait_exit 20 "$coord"
-[ "$EXIT_CODE" -eq 1 ] || fail "fc exited $EXIT_CODE: $(cat "$TMP/run-fc.log")"
-grep -q "20 items fed, but only 0 settled" "$TMP/run-fc.log" || fail "fc: $(cat "$TMP/run-fc.log")"
-grep -q "not marking it done" "$TMP/run-fc.log" || fail "fc: $(cat "$TMP/run-fc.log")"
-still_running fc
+pending_deleted_refuses fc --range 1..20
 
 say "the final check: a file job's fed items that are neither done nor dead keep it from done"
 seq 1 20 | sed 's/^/u-/' >"$TMP/fcf.txt"
-"$DROVER" submit --id fcf --file "$TMP/fcf.txt" --partitions 1 --quiet >/dev/null
-bg run-fcf "$DROVER" run fcf
-coord=$LAST_PID
-wait_for "fcf fed" 10 sh -c "[ \"\$(redis-cli -p $REDIS_PORT LLEN 'drover:{fcf.0}:pending')\" -eq 20 ]"
-R DEL 'drover:{fcf.0}:pending' >/dev/null
-wait_exit 20 "$coord"
-[ "$EXIT_CODE" -eq 1 ] || fail "fcf exited $EXIT_CODE: $(cat "$TMP/run-fcf.log")"
-grep -q "20 items fed, but only 0 settled" "$TMP/run-fcf.log" || fail "fcf: $(cat "$TMP/run-fcf.log")"
-still_running fcf
+pending_deleted_refuses fcf --file "$TMP/fcf.txt"
 
 say "the final check: an id missing from a range partition's done record keeps the job from done"
 "$DROVER" submit --id fb --range 1..20 --partitions 1 --quiet >/dev/null
