@@ -1,24 +1,13 @@
 #ifndef DRV_SOURCE_H
 #define DRV_SOURCE_H
 
+#include "buf.h"
 #include "err.h"
 #include "spec.h"
 
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-
-/* ---- growable buffer with a cap (curl's dynbuf idea) ----------------------------------------- */
-
-typedef struct drv_buf {
-    char *data;
-    size_t len, cap, max; /* max: hard cap; appending past it fails with DRV_ETOOBIG */
-} drv_buf;
-
-void drv_buf_init(drv_buf *b, size_t max);
-drv_err drv_buf_append(drv_buf *b, const void *p, size_t n);
-void drv_buf_reset(drv_buf *b);
-void drv_buf_free(drv_buf *b);
 
 /* ---- record reader ---------------------------------------------------------------------
  * Streams records from a FILE: a line (lines, ndjson) or a CSV record (a newline inside a
