@@ -597,14 +597,6 @@ void drv_scan_free(drv_scan *s) {
     s->hash = NULL;
 }
 
-uint64_t drv_rec_hash(uint64_t h, const char *rec, size_t len) {
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)rec[i]) * 1099511628211ULL;
-    for (int i = 0; i < 8; i++)
-        h = (h ^ (unsigned char)((uint64_t)len >> (8 * i))) * 1099511628211ULL;
-    return h;
-}
-
 drv_err drv_hash_range(const char *path, const drv_spec *spec, int64_t start, int64_t end,
                        uint64_t *out, char *why, size_t whylen) {
     FILE *f = fopen(path, "rb");

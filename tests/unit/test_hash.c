@@ -1,5 +1,6 @@
-/* The id -> partition hash: its values are pinned, because a change would send the ids of a
- * running job (standard input, HTTP listings) to other partitions than their cursors cover. */
+/* The hashes Redis keeps the values of are pinned: a change to the id hash would send the ids
+ * of a running job (standard input, HTTP listings) to other partitions than their cursors
+ * cover, and a change to the record hash would refuse every file submitted before. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -42,11 +43,22 @@ static void partition_of_is_the_hash_modulo_the_count(void **state) {
     assert_int_equal(drv_partition_of("user-1001", 9, 1), 0);
 }
 
+static void rec_hash_values_are_those_of_every_submitted_file(void **state) {
+    (void)state;
+    assert_true(DRV_REC_HASH_INIT == 0xcbf29ce484222325ULL); /* the standard basis */
+    uint64_t a = drv_rec_hash(DRV_REC_HASH_INIT, "a", 1);
+    assert_true(a == 0xdedf9f982e43402dULL);
+    assert_true(drv_rec_hash(a, "bc", 2) == 0xd3effa61b782f8b8ULL);
+    /* The length goes in: "a" then "bc" is not "abc". */
+    assert_true(drv_rec_hash(DRV_REC_HASH_INIT, "abc", 3) == 0xe5f49fafdcdf1048ULL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(fnv1a_values_are_those_drover_always_used),
         cmocka_unit_test(fnv1a_reads_the_given_length_not_to_a_nul),
         cmocka_unit_test(partition_of_is_the_hash_modulo_the_count),
+        cmocka_unit_test(rec_hash_values_are_those_of_every_submitted_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
