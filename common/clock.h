@@ -4,7 +4,7 @@
 #include <stdint.h>
 
 /* Local monotonic milliseconds: for timeouts and pacing inside one process only. Lease
- * deadlines and backoff come from Redis TIME (DESIGN.md invariant 5). */
+ * deadlines and backoff come from Redis TIME (docs/ARCHITECTURE.md, invariant 5). */
 int64_t drv_now_ms(void);
 /* Wall-clock milliseconds since the epoch, for display only. */
 int64_t drv_wall_ms(void);

@@ -13,7 +13,7 @@
  * data). Any other brace is literal. */
 
 #include "err.h"
-#include "source.h"
+#include "buf.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -9,42 +9,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-/* ---- buffer ---------------------------------------------------------------------------------- */
-
-void drv_buf_init(drv_buf *b, size_t max) {
-    b->data = NULL;
-    b->len = b->cap = 0;
-    b->max = max;
-}
-
-drv_err drv_buf_append(drv_buf *b, const void *p, size_t n) {
-    if (n > b->max - b->len || b->len + n + 1 > b->max + 1) return DRV_ETOOBIG;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (!d) return DRV_ENOMEM;
-        b->data = d;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return DRV_OK;
-}
-
-void drv_buf_reset(drv_buf *b) {
-    b->len = 0;
-    if (b->data) b->data[0] = '\0';
-}
-
-void drv_buf_free(drv_buf *b) {
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
-
 /* ---- record reader --------------------------------------------------------------------------- */
 
 #define READ_CHUNK 65536
@@ -631,14 +595,6 @@ void drv_scan_free(drv_scan *s) {
     free(s->hash);
     s->start = s->end = NULL;
     s->hash = NULL;
-}
-
-uint64_t drv_rec_hash(uint64_t h, const char *rec, size_t len) {
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)rec[i]) * 1099511628211ULL;
-    for (int i = 0; i < 8; i++)
-        h = (h ^ (unsigned char)((uint64_t)len >> (8 * i))) * 1099511628211ULL;
-    return h;
 }
 
 drv_err drv_hash_range(const char *path, const drv_spec *spec, int64_t start, int64_t end,

@@ -1,24 +1,14 @@
 #ifndef DRV_SOURCE_H
 #define DRV_SOURCE_H
 
+#include "buf.h"
 #include "err.h"
+#include "hash.h"
 #include "spec.h"
 
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-
-/* ---- growable buffer with a cap (curl's dynbuf idea) ----------------------------------------- */
-
-typedef struct drv_buf {
-    char *data;
-    size_t len, cap, max; /* max: hard cap; appending past it fails with DRV_ETOOBIG */
-} drv_buf;
-
-void drv_buf_init(drv_buf *b, size_t max);
-drv_err drv_buf_append(drv_buf *b, const void *p, size_t n);
-void drv_buf_reset(drv_buf *b);
-void drv_buf_free(drv_buf *b);
 
 /* ---- record reader ---------------------------------------------------------------------
  * Streams records from a FILE: a line (lines, ndjson) or a CSV record (a newline inside a
@@ -81,11 +71,7 @@ drv_err drv_scan_file(const char *path, const drv_spec *spec, drv_scan *out, cha
                       size_t whylen, void (*progress)(int64_t done, int64_t size));
 void drv_scan_free(drv_scan *s);
 
-/* The fingerprint of a partition's bytes: FNV-1a 64 over each record (as a reader returns it)
- * followed by its length, so records that move between lines still change it. Start from
- * DRV_REC_HASH_INIT. */
-#define DRV_REC_HASH_INIT 14695981039346656037ULL
-uint64_t drv_rec_hash(uint64_t h, const char *rec, size_t len);
+/* drv_rec_hash, the fingerprint of a partition's records, is in hash.h. */
 /* Hashes the records of 'path' in [start, end) as drv_scan_file does for a partition. */
 drv_err drv_hash_range(const char *path, const drv_spec *spec, int64_t start, int64_t end,
                        uint64_t *out, char *why, size_t whylen);

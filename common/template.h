@@ -1,7 +1,7 @@
 #ifndef DRV_TEMPLATE_H
 #define DRV_TEMPLATE_H
 
-#include "source.h"
+#include "buf.h"
 
 #include <stddef.h>
 

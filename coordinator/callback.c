@@ -2,7 +2,7 @@
 #include "callback.h"
 
 #include "handler.h"
-#include "source.h"
+#include "buf.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>

@@ -2,6 +2,7 @@
 #include "feed.h"
 
 #include "clock.h"
+#include "hash.h"
 #include "log.h"
 #include "source.h"
 
@@ -315,14 +316,6 @@ drv_err drv_feeder_fill(drv_feeder *f, drv_queue *q, int p, drv_part_stat *st, i
 
 /* ---- standard input -------------------------------------------------------------------------- */
 
-/* FNV-1a: a stable hash, so the same id always lands in the same partition. */
-static uint64_t fnv1a(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h;
-}
-
 typedef struct stream_part {
     drv_buf *ids, *payloads;
     size_t n, bytes;
@@ -427,7 +420,7 @@ drv_err drv_feed_stream(drv_queue *q, const drv_job *job, FILE *in, int quiet, c
             e = DRV_EINVAL;
             goto out;
         }
-        int p = (int)(fnv1a(id.data, id.len) % (uint64_t)P);
+        int p = drv_partition_of(id.data, id.len, P);
         stream_part *s = &sp[p];
         /* Swap the filled buffers into the partition's slot: no copy. */
         drv_buf tmp = s->ids[s->n];

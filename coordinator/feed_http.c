@@ -10,6 +10,7 @@
 #include "feed.h"
 
 #include "clock.h"
+#include "hash.h"
 #include "handler.h"
 #include "log.h"
 #include "source.h"
@@ -220,13 +221,6 @@ static int id_text(const cJSON *v, char *buf, size_t cap) {
     return -1;
 }
 
-static uint64_t fnv1a(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h;
-}
-
 /* The URL of the page after this one: 'next' is a URL (absolute or relative to this page) or
  * a token that replaces the next_param query parameter of the first page's URL. */
 static char *next_url(drv_pager *pg, const char *next, char *why, size_t whylen) {
@@ -322,7 +316,7 @@ static drv_err feed_page(drv_pager *pg, drv_queue *q, drv_part_stat *st, const c
                      pg->page, id, s->max_item_bytes);
             e = DRV_EINVAL;
         }
-        part[i] = (int)(fnv1a(id, strlen(id)) % (uint64_t)P);
+        part[i] = drv_partition_of(id, strlen(id), P);
     }
     for (int p = 0; p < P && !e; p++) {
         int64_t off = cursor_offset(st[p].cursor, pg->page);

@@ -2,7 +2,7 @@
  *
  * A split touches three hash tags (the new partition, the old one, the job), so it is three
  * script calls, ordered so that a coordinator killed between any two leaves a state the next
- * one completes (invariants 1 and 3: no id lost, none fed twice):
+ * one completes (docs/ARCHITECTURE.md, invariants 1 and 3: no id lost, none fed twice):
  *
  *   1. split_new:  {J.N}:state = start N0, end E, cursor N0, split_from S (N = the count)
  *                  Invisible: nothing reads, feeds or claims partition N while the count is N.

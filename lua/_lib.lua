@@ -1,7 +1,8 @@
 -- _lib.lua: helpers shared by every drover script. The build prepends this file to each
 -- lua/NAME.lua, so each script stays one atomic EVALSHA with no cross-script calls.
 --
--- Partition scripts take the same KEYS, all with the hash tag {JOB.P} (DESIGN.md invariant 4):
+-- Partition scripts take the same KEYS, all with one hash tag {JOB.P} (docs/ARCHITECTURE.md,
+-- invariant 4):
 --   KEYS[1] state    HASH  config, cursor and counters of the partition
 --   KEYS[2] pending  LIST  ids waiting
 --   KEYS[3] leased   ZSET  lease token -> deadline (ms, Redis TIME): one lease per claim
@@ -96,11 +97,11 @@ local function num(key, f, v, dflt, min)
     return n
 end
 
--- The done record (invariant 2). Every script reads and writes it through done_has and
--- done_add, so its representation lives here. Range partitions carry `done_base` (their first
--- id) in the state hash and keep a bitmap: bit id - done_base is 1 once id is done, so a dense
--- range costs an eighth of a byte per id instead of a SET member's ~50. A bitmap offset stays
--- below 2^32 (a Redis string's limit): submit refuses wider partitions.
+-- The done record (docs/ARCHITECTURE.md, invariant 2). Every script reads and writes it through
+-- done_has and done_add, so its representation lives here. Range partitions carry `done_base`
+-- (their first id) in the state hash and keep a bitmap: bit id - done_base is 1 once id is done, so
+-- a dense range costs an eighth of a byte per id instead of a SET member's ~50. A bitmap offset
+-- stays below 2^32 (a Redis string's limit): submit refuses wider partitions.
 --
 -- Other sources carry `done_buckets` (N) and keep their ids in N small HASHes, KEYS[5]
 -- .. ':' .. B for B in 0..N-1, each field an id (value ''). A HASH of at most 128 fields of up
@@ -503,7 +504,8 @@ local function done_add(ids, trusted)
     return new, fresh, outside
 end
 
--- Redis owns the clock (invariant 5): milliseconds from TIME, never from a client.
+-- Redis owns the clock (docs/ARCHITECTURE.md, invariant 5): milliseconds from TIME, never from
+-- a client.
 local function now_ms()
     local t = redis.call('TIME')
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -522,14 +524,13 @@ local function nojob()
     return redis.error_reply('DRV_NOJOB ' .. KEYS[1])
 end
 
--- Leases (invariants 1 and 3). One lease per claim call, whatever its size: the leased ZSET
--- maps its token to its deadline and the owner HASH maps the token to
--- {"worker":"WORKER","ids":[...]} (JSON, so HGET shows it), the ids of that claim not yet
--- acked, failed or released. The state field 'leased' counts those ids over all leases.
--- Per-lease rather than per-id records make a claim of 1000 items two writes instead of 2000
--- members and fields, and an ack one read; an ack, a fail or a release of some of a lease's
--- ids rewrites its list. Scripts go through lease_get / lease_drop / lease_flush, so this
--- representation lives here.
+-- Leases (docs/ARCHITECTURE.md, invariants 1 and 2). One lease per claim call, whatever its size:
+-- the leased ZSET maps its token to its deadline and the owner HASH maps the token to
+-- {"worker":"WORKER","ids":[...]} (JSON, so HGET shows it), the ids of that claim not yet acked,
+-- failed or released. The state field 'leased' counts those ids over all leases. Per-lease rather
+-- than per-id records make a claim of 1000 items two writes instead of 2000 members and fields, and
+-- an ack one read; an ack, a fail or a release of some of a lease's ids rewrites its list. Scripts
+-- go through lease_get / lease_drop / lease_flush, so this representation lives here.
 local leases = {} -- token -> decoded lease (with at: id -> true while held), or false
 local per_item = {} -- field -> true: an owner entry of the per-item layout (lease_take_expired)
 local leased_delta = 0
@@ -701,7 +702,8 @@ local function recover(now, max_attempts)
             local n = num(KEYS[6], string.sub(id, 1, 64), tries[i], 1)
             local err = '{"error":"lease expired","attempt":' .. n .. ',"at":' .. now .. '}'
             if isdone[i] == 1 then
-                -- Done is final (invariant 2): nothing to hand out again, nothing failed.
+                -- Done is final (docs/ARCHITECTURE.md, invariant 2): nothing to hand out
+                -- again, nothing failed.
             else
                 if not tries[i] then
                     first[#first + 1] = id

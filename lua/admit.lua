@@ -1,8 +1,8 @@
--- admit.lua: may this worker claim more of this job now, and how many? The fleet-wide limits
--- of one job, shared by every worker on every host: a token bucket for the rate (refilled
--- by Redis TIME, invariant 5) and a cap on items leased at once (max_in_flight). Claims run
--- per partition on {J.p}; the limits belong to the whole job, so they live under {J} and a
--- worker calls this before claiming (invariant 4: one script, one hash tag).
+-- admit.lua: may this worker claim more of this job now, and how many? The fleet-wide limits of one
+-- job, shared by every worker on every host: a token bucket for the rate (refilled by Redis TIME:
+-- docs/ARCHITECTURE.md, invariant 5) and a cap on items leased at once (max_in_flight). Claims run
+-- per partition on {J.p}; the limits belong to the whole job, so they live under {J} and a worker
+-- calls this before claiming (docs/ARCHITECTURE.md, invariant 4: one script, one hash tag).
 --
 -- The limits hash (PREFIX{J}:limits) holds per_second (0: no rate limit), burst, tokens,
 -- refilled_ms, max_in_flight (0: no cap), lease_ms, weight, and one field per worker,

@@ -1,6 +1,6 @@
 -- claim.lua: lease up to N items of one partition to a worker. Recovers expired leases and
 -- due retries first, so a dead coordinator never stalls the fleet. Items already in the
--- done record are dropped, not handed out (invariant 2).
+-- done record are dropped, not handed out (docs/ARCHITECTURE.md, invariant 2).
 --
 -- KEYS:    the partition keys (see _lib.lua).
 -- ARGV[1]  worker id

@@ -1,5 +1,5 @@
--- feed.lua: append a chunk of items to a partition and advance its source cursor, in one
--- atomic step (invariant 3), so a restarted coordinator neither skips nor re-feeds.
+-- feed.lua: append a chunk of items to a partition and advance its source cursor, in one atomic
+-- step (docs/ARCHITECTURE.md, invariant 3), so a restarted coordinator neither skips nor re-feeds.
 --
 -- KEYS:    the partition keys (see _lib.lua).
 -- ARGV[1]  cursor the caller read the chunk from (compare-and-set guard)

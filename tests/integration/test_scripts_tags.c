@@ -1,7 +1,7 @@
-/* Invariant 4 (one script, one hash tag), proven by Redis itself rather than by reading the
- * scripts: every script call runs as an ACL user that may touch only the keys of one hash tag
- * (touching a key outside it fails the call, from inside a script too), on a redis-server in
- * cluster mode that owns every slot (KEYS spanning two slots fail with CROSSSLOT). */
+/* Invariant 4 of docs/ARCHITECTURE.md (one script, one hash tag), proven by Redis itself rather
+ * than by reading the scripts: every script call runs as an ACL user that may touch only the keys
+ * of one hash tag (touching a key outside it fails the call, from inside a script too), on a
+ * redis-server in cluster mode owning every slot (KEYS spanning two slots fail with CROSSSLOT). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
