@@ -2,6 +2,7 @@
 #include "coord.h"
 
 #include "backoff.h"
+#include "hook_retry.h"
 #include "callback.h"
 #include "cli.h"
 #include "clock.h"
@@ -63,11 +64,10 @@ typedef struct run_ctx {
     const char *prefix; /* of every key (named in messages) */
     long long lock_ttl_ms, progress_ms;
     int quiet;
-    int refresh;          /* re-read cursors from Redis before the next tick */
-    int running;          /* the job's state is running (as last mirrored) */
-    int remirror;         /* mirror the job's state into every partition again (a new one) */
-    int64_t outage_since; /* 0 while connected */
-    int64_t backoff_ms;
+    int refresh;        /* re-read cursors from Redis before the next tick */
+    int running;        /* the job's state is running (as last mirrored) */
+    int remirror;       /* mirror the job's state into every partition again (a new one) */
+    drv_backoff outage; /* a lost connection: its reconnects back off (common/backoff.h) */
     /* A transient trouble on a live connection (a refused write, state that does not parse
      * while running): backed off, said once per episode. */
     drv_backoff trouble;
@@ -79,7 +79,7 @@ typedef struct run_ctx {
     /* callbacks (callback.c): NULL when the spec has none */
     drv_hook *on_complete, *on_dead;
     long long cb_backoff_ms, cb_backoff_max_ms;
-    int64_t dead_next_try, dead_backoff; /* the on_dead alert while the job runs */
+    drv_hook_retry dead_retry; /* the on_dead alert while the job runs */
 } run_ctx;
 
 /* Sleeps up to ms, in slices, so a stop signal is answered within 50 ms even while waiting
@@ -92,25 +92,25 @@ static void nap(int64_t ms) {
     }
 }
 
-/* Reconnects with capped exponential backoff and jitter; logs once per outage. Returns 0
- * when connected, -1 when a stop signal arrived first. */
+/* Reconnects with capped exponential backoff and jitter (common/backoff.h); logs once per
+ * outage. The first try is at once. Returns 0 when connected, -1 when a stop signal arrived
+ * first. */
 static int recover_connection(run_ctx *c) {
     char why[512];
-    if (!c->outage_since) {
-        c->outage_since = drv_now_ms();
-        c->backoff_ms = 100;
+    int say;
+    /* The lost connection is the episode's first failure. */
+    (void)drv_backoff_fail(&c->outage, drv_now_ms(), &say);
+    if (say)
         drv_warn("redis lost at %s (%s); retrying with backoff", drv_queue_addr(c->q),
                  drv_queue_errstr(c->q));
-    }
     while (!stop_signal) {
+        int64_t fails, ms;
         if (drv_queue_reconnect(c->q, why, sizeof why) == DRV_OK) {
-            drv_info("redis reconnected after %" PRId64 " ms (%s)", drv_now_ms() - c->outage_since,
-                     drv_queue_addr(c->q));
-            c->outage_since = 0;
+            if (drv_backoff_ok(&c->outage, drv_now_ms(), &fails, &ms))
+                drv_info("redis reconnected after %" PRId64 " ms (%s)", ms, drv_queue_addr(c->q));
             return 0;
         }
-        nap(c->backoff_ms / 2 + (int64_t)drv_rand((uint64_t)c->backoff_ms / 2 + 1));
-        c->backoff_ms = c->backoff_ms * 2 > 5000 ? 5000 : c->backoff_ms * 2;
+        nap(drv_backoff_fail(&c->outage, drv_now_ms(), &say));
     }
     return -1;
 }
@@ -437,25 +437,30 @@ static drv_err open_hooks(run_ctx *c, char *why, size_t whylen) {
         e = drv_hook_open(c->job.spec.on_complete, "on_complete", &c->on_complete, why, whylen);
     if (!e && c->job.spec.on_dead[0])
         e = drv_hook_open(c->job.spec.on_dead, "on_dead", &c->on_dead, why, whylen);
-    c->dead_next_try = 0;
-    c->dead_backoff = c->cb_backoff_ms;
+    drv_hook_retry_init(&c->dead_retry, c->cb_backoff_ms, c->cb_backoff_max_ms);
     return e;
 }
 
 /* One attempt at a callback: re-reads the job (a mark already there, or a job deleted or
  * replaced, ends it), POSTs the summary, writes the mark after a 2xx. Returns 1 when the
- * callback needs nothing more (sent now or before, or no longer wanted), 0 to try again after
- * *next_try (backoff doubled in *backoff, Retry-After honoured), -1 on a fatal error. */
+ * callback needs nothing more (sent now or before, or no longer wanted), 0 to try again when
+ * 'retry' says (hook_retry.h: backoff doubled, Retry-After honoured), -1 on a fatal error. */
 static int hook_attempt(run_ctx *c, drv_hook *h, const char *event, const char *field,
-                        int64_t *next_try, int64_t *backoff) {
+                        drv_hook_retry *retry) {
     drv_job j;
     drv_err e = drv_queue_job_get(c->q, c->job.id, &j);
-    if (e == DRV_ENOJOB || (!e && j.created_ms != c->job.created_ms)) {
+    int sent = !e && (strcmp(field, "complete_sent") == 0 ? j.complete_sent : j.dead_alert_sent);
+    switch (drv_hook_next_step(e, e ? 0 : j.created_ms, c->job.created_ms, sent)) {
+    case DRV_HOOK_GIVE_UP:
         drv_warn("job %s was deleted or replaced; its %s callback is not sent", c->job.id, event);
         return 1;
+    case DRV_HOOK_ERROR:
+        return handle_err(c, e, "reading the job") ? -1 : 0;
+    case DRV_HOOK_DONE:
+        return 1;
+    case DRV_HOOK_POST:
+        break;
     }
-    if (e) return handle_err(c, e, "reading the job") ? -1 : 0;
-    if (strcmp(field, "complete_sent") == 0 ? j.complete_sent : j.dead_alert_sent) return 1;
     char *body = drv_hook_summary(c->q, &j, event, &e);
     if (!body) return handle_err(c, e, "summing up the job") ? -1 : 0;
     char key[160], why[512];
@@ -474,19 +479,17 @@ static int hook_attempt(run_ctx *c, drv_hook *h, const char *event, const char *
         return 1;
     }
     if (stop_signal) return 0;
-    int64_t wait = *backoff / 2 + (int64_t)drv_rand((uint64_t)*backoff / 2 + 1);
-    if (retry_after > wait) wait = retry_after < 3600000 ? retry_after : 3600000;
+    int64_t wait = drv_hook_retry_failed(retry, drv_now_ms(), retry_after, drv_rand(0));
     drv_warn("job %s: %s callback failed (%s); retrying in %.1f s", j.id, event, why,
              (double)wait / 1000.0);
-    *next_try = drv_now_ms() + wait;
-    *backoff = *backoff * 2 > c->cb_backoff_max_ms ? c->cb_backoff_max_ms : *backoff * 2;
     return 0;
 }
 
 /* Sends a callback, retrying until it is accepted, while keeping the lock. Returns 0 when
  * done with it, -1 on a stop signal, a lost lock or a fatal error. */
 static int hook_deliver(run_ctx *c, drv_hook *h, const char *event, const char *field) {
-    int64_t next_try = 0, backoff = c->cb_backoff_ms;
+    drv_hook_retry retry;
+    drv_hook_retry_init(&retry, c->cb_backoff_ms, c->cb_backoff_max_ms);
     while (!stop_signal) {
         if (pager_alive(c)) {
             if (!stop_signal)
@@ -494,12 +497,12 @@ static int hook_deliver(run_ctx *c, drv_hook *h, const char *event, const char *
                          c->job.id, event);
             return -1;
         }
-        int64_t now = drv_now_ms();
-        if (now < next_try) {
-            nap(next_try - now < 50 ? next_try - now : 50);
+        int64_t wait = drv_hook_retry_wait(&retry, drv_now_ms());
+        if (wait > 0) {
+            nap(wait < 50 ? wait : 50);
             continue;
         }
-        int r = hook_attempt(c, h, event, field, &next_try, &backoff);
+        int r = hook_attempt(c, h, event, field, &retry);
         if (r) return r > 0 ? 0 : -1;
     }
     return -1;
@@ -516,10 +519,9 @@ static int64_t dead_now(const run_ctx *c) {
 /* While the job runs: one attempt at the on_dead alert when it is due. Returns -1 on a fatal
  * error. */
 static int dead_alert_tick(run_ctx *c, int64_t now) {
-    if (!c->on_dead || c->job.dead_alert_sent || now < c->dead_next_try) return 0;
+    if (!c->on_dead || c->job.dead_alert_sent || !drv_hook_retry_due(&c->dead_retry, now)) return 0;
     if (dead_now(c) <= c->job.spec.alert_dead_over) return 0;
-    int r = hook_attempt(c, c->on_dead, "dead_over", "dead_alert_sent", &c->dead_next_try,
-                         &c->dead_backoff);
+    int r = hook_attempt(c, c->on_dead, "dead_over", "dead_alert_sent", &c->dead_retry);
     if (r > 0) c->job.dead_alert_sent = 1;
     return r < 0 ? -1 : 0;
 }
