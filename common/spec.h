@@ -106,7 +106,8 @@ struct drv_spec_field {
     int (*check)(const drv_spec *s, const drv_spec_field *f, char *why, size_t whylen);
 };
 
-/* The rows, in the order of the canonical JSON; ends with a row whose name is NULL. */
+/* The rows, in the order of the canonical JSON (the rows of a group such as "rate" adjacent,
+ * the first one deciding whether the group is written); ends with a row whose name is NULL. */
 extern const drv_spec_field drv_spec_fields[];
 
 /* The row of a JSON path ("weight", "rate.burst") or of a submit flag ("max-in-flight"); NULL
