@@ -13,6 +13,9 @@
 
 #define DRV_RANGE_LIMIT 9007199254740992LL /* 2^53 */
 
+#define FIELD(m) offsetof(drv_spec, m)
+#define CAP(m)   sizeof(((drv_spec *)0)->m)
+
 #define FAIL(...)                                                                                  \
     do {                                                                                           \
         snprintf(why, whylen, __VA_ARGS__);                                                        \
@@ -22,20 +25,13 @@
 
 void drv_spec_init(drv_spec *s) {
     memset(s, 0, sizeof *s);
+    for (const drv_spec_field *f = drv_spec_fields; f->name; f++)
+        if (f->type == DRV_FIELD_INT) *(int64_t *)((char *)s + f->off) = f->def;
     s->source = DRV_SRC_RANGE;
     s->range_start = 1;
     s->range_end = 0; /* start > end: "no source given" until one is set */
     s->format = DRV_FMT_LINES;
-    s->partitions = 8;
-    s->lease_ms = 30000;
-    s->max_attempts = 5;
-    s->backoff_ms = 1000;
-    s->backoff_max_ms = 300000;
-    s->window = 5000;
-    s->max_item_bytes = 1 << 20;
-    s->weight = 1;
     strcpy(s->next_param, "cursor");
-    s->alert_dead_over = -1;
 }
 
 int64_t drv_spec_default_burst(int64_t per_second) {
@@ -75,43 +71,56 @@ int drv_range_parse(const char *s, int64_t *a, int64_t *b) {
     return 0;
 }
 
-drv_err drv_spec_validate(const drv_spec *s, char *why, size_t whylen) {
+/* ---- rules beyond a field's bounds ------------------------------------------------------------
+ */
+
+static int check_id(const drv_spec *s, const drv_spec_field *f, char *why, size_t whylen) {
+    (void)f;
+    if (!s->id[0] || drv_job_id_valid(s->id)) return 0;
+    snprintf(why, whylen, "id: expected 1 to 64 letters, digits, '_' or '-', got \"%s\"", s->id);
+    return -1;
+}
+
+static int check_backoff_max(const drv_spec *s, const drv_spec_field *f, char *why, size_t whylen) {
+    if (s->backoff_max_ms >= s->backoff_ms && s->backoff_max_ms <= f->max) return 0;
+    snprintf(why, whylen,
+             "backoff_max_ms: expected backoff_ms (%" PRId64 ") to %" PRId64 ", got %" PRId64,
+             s->backoff_ms, f->max, s->backoff_max_ms);
+    return -1;
+}
+
+/* A burst belongs to a rate: 1 to the maximum with one, none without. */
+static int check_burst(const drv_spec *s, const drv_spec_field *f, char *why, size_t whylen) {
+    if (s->rate_per_s && (s->rate_burst < f->min || s->rate_burst > f->max)) {
+        snprintf(why, whylen, "rate.burst: expected %" PRId64 " to %" PRId64 ", got %" PRId64,
+                 f->min, f->max, s->rate_burst);
+        return -1;
+    }
+    if (!s->rate_per_s && s->rate_burst) {
+        snprintf(why, whylen, "rate.burst: only with rate.per_second");
+        return -1;
+    }
+    return 0;
+}
+
+/* on_dead and alert_dead_over come together: where to send the alert, and when. */
+static int check_alert(const drv_spec *s, const drv_spec_field *f, char *why, size_t whylen) {
+    (void)f;
+    if (s->alert_dead_over >= 0 && !s->on_dead[0]) {
+        snprintf(why, whylen, "alert_dead_over: needs \"on_dead\" (where to send the alert)");
+        return -1;
+    }
+    if (s->on_dead[0] && s->alert_dead_over < 0) {
+        snprintf(why, whylen,
+                 "on_dead: needs \"alert_dead_over\" (the dead count that triggers it)");
+        return -1;
+    }
+    return 0;
+}
+
+static int check_source(const drv_spec *s, const drv_spec_field *f, char *why, size_t whylen) {
     drv_err e = DRV_OK;
-    if (s->id[0] && !drv_job_id_valid(s->id))
-        FAIL("id: expected 1 to 64 letters, digits, '_' or '-', got \"%s\"", s->id);
-    if (s->partitions < 1 || s->partitions > DRV_PARTITIONS_MAX)
-        FAIL("partitions: expected 1 to %d, got %" PRId64, DRV_PARTITIONS_MAX, s->partitions);
-    if (s->lease_ms < 100 || s->lease_ms > 86400000)
-        FAIL("lease_ms: expected 100 to 86400000, got %" PRId64, s->lease_ms);
-    if (s->max_attempts < 1 || s->max_attempts > 1000)
-        FAIL("max_attempts: expected 1 to 1000, got %" PRId64, s->max_attempts);
-    if (s->backoff_ms < 0 || s->backoff_ms > 86400000)
-        FAIL("backoff_ms: expected 0 to 86400000, got %" PRId64, s->backoff_ms);
-    if (s->backoff_max_ms < s->backoff_ms || s->backoff_max_ms > 86400000)
-        FAIL("backoff_max_ms: expected backoff_ms (%" PRId64 ") to 86400000, got %" PRId64,
-             s->backoff_ms, s->backoff_max_ms);
-    if (s->window < 1 || s->window > 10000000)
-        FAIL("window: expected 1 to 10000000, got %" PRId64, s->window);
-    if (s->max_item_bytes < 16 || s->max_item_bytes > (64 << 20))
-        FAIL("max_item_bytes: expected 16 to 67108864, got %" PRId64, s->max_item_bytes);
-    if (s->rate_per_s < 0 || s->rate_per_s > DRV_RATE_MAX)
-        FAIL("rate.per_second: expected 1 to %d, got %" PRId64, DRV_RATE_MAX, s->rate_per_s);
-    if (s->rate_per_s && (s->rate_burst < 1 || s->rate_burst > DRV_RATE_MAX))
-        FAIL("rate.burst: expected 1 to %d, got %" PRId64, DRV_RATE_MAX, s->rate_burst);
-    if (!s->rate_per_s && s->rate_burst) FAIL("rate.burst: only with rate.per_second");
-    if (s->max_in_flight < 0 || s->max_in_flight > DRV_RATE_MAX)
-        FAIL("max_in_flight: expected 1 to %d, got %" PRId64, DRV_RATE_MAX, s->max_in_flight);
-    if (s->weight < 1 || s->weight > DRV_WEIGHT_MAX)
-        FAIL("weight: expected 1 to %d, got %" PRId64, DRV_WEIGHT_MAX, s->weight);
-    if (s->alert_dead_over < -1)
-        FAIL("alert_dead_over: expected 0 or more, got %" PRId64, s->alert_dead_over);
-    if (s->alert_dead_over >= 0 && !s->on_dead[0])
-        FAIL("alert_dead_over: needs \"on_dead\" (where to send the alert)");
-    if (s->on_dead[0] && s->alert_dead_over < 0)
-        FAIL("on_dead: needs \"alert_dead_over\" (the dead count that triggers it)");
-    if (s->ttl_after_done < 0 || s->ttl_after_done > 31536000)
-        FAIL("ttl_after_done: expected 0 (keep) to 31536000 seconds, got %" PRId64,
-             s->ttl_after_done);
+    (void)f;
     switch (s->source) {
     case DRV_SRC_RANGE:
         /* The spec is stored as JSON, whose numbers are exact only up to 2^53. */
@@ -161,7 +170,42 @@ drv_err drv_spec_validate(const drv_spec *s, char *why, size_t whylen) {
         break;
     }
 out:
-    return e;
+    return e ? -1 : 0;
+}
+
+/* "NAME: expected MIN to MAX, got V" (or the row's own words for what is expected). */
+static void out_of_bounds(const drv_spec_field *f, int64_t v, const char *hint, char *why,
+                          size_t whylen) {
+    if (f->expect)
+        snprintf(why, whylen, "%s: expected %s, got %" PRId64 "%s", f->name, f->expect, v, hint);
+    else
+        snprintf(why, whylen, "%s: expected %" PRId64 " to %" PRId64 ", got %" PRId64 "%s", f->name,
+                 f->min, f->max, v, hint);
+}
+
+int64_t drv_spec_field_int(const drv_spec *s, const drv_spec_field *f) {
+    return *(const int64_t *)((const char *)s + f->off);
+}
+
+/* A row's own rules: its bounds (its default too when that means none), then its check. */
+static int check_field(const drv_spec *s, const drv_spec_field *f, char *why, size_t whylen) {
+    if (f->type == DRV_FIELD_INT && !(f->flags & DRV_FIELD_DEPENDENT)) {
+        int64_t v = drv_spec_field_int(s, f);
+        if (!((f->flags & DRV_FIELD_OPTIONAL) && v == f->def) && (v < f->min || v > f->max)) {
+            out_of_bounds(f, v, "", why, whylen);
+            return -1;
+        }
+    }
+    return f->check ? f->check(s, f, why, whylen) : 0;
+}
+
+drv_err drv_spec_validate(const drv_spec *s, char *why, size_t whylen) {
+    /* The source last: its rules use the partition count, checked by then. */
+    for (int last = 0; last < 2; last++)
+        for (const drv_spec_field *f = drv_spec_fields; f->name; f++)
+            if ((f->type == DRV_FIELD_SOURCE) == last && check_field(s, f, why, whylen))
+                return DRV_EINVAL;
+    return DRV_OK;
 }
 
 /* ---- JSON ------------------------------------------------------------------------------------ */
@@ -170,6 +214,14 @@ static int is_known(const char *name, const char *const *known) {
     for (; *known; known++)
         if (strcmp(name, *known) == 0) return 1;
     return 0;
+}
+
+/* "a, b, c" from a NULL-terminated list, for a message. */
+static void join_names(const char *const *names, char *buf, size_t len) {
+    size_t o = 0;
+    buf[0] = '\0';
+    for (; *names && o < len; names++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ", " : "", *names);
 }
 
 /* Reads an integer field; 'path' names it in messages. Returns 0 or -1 (why filled). */
@@ -203,18 +255,21 @@ static int get_str(const cJSON *obj, const char *name, const char *path, char *o
     return 0;
 }
 
-static drv_err parse_source(const cJSON *src, drv_spec *s, char *why, size_t whylen) {
+static drv_err parse_source(const cJSON *src, const drv_spec_field *f, drv_spec *s, char *why,
+                            size_t whylen) {
+    (void)f;
     static const char *const known[] = {"type",   "start",      "end",     "path",
                                         "format", "id_field",   "url",     "items",
                                         "next",   "next_param", "headers", 0};
     drv_err e = DRV_OK;
     char type[16] = "", fmt[16] = "";
     if (!cJSON_IsObject(src)) FAIL("source: expected an object such as {\"type\": \"range\", ...}");
-    for (const cJSON *f = src->child; f; f = f->next)
-        if (!is_known(f->string, known))
-            FAIL("source.%s: unknown field (expected type, start, end, path, format, id_field, "
-                 "url, items, next, next_param, headers)",
-                 f->string);
+    for (const cJSON *x = src->child; x; x = x->next)
+        if (!is_known(x->string, known)) {
+            char list[256];
+            join_names(known, list, sizeof list);
+            FAIL("source.%s: unknown field (expected %s)", x->string, list);
+        }
     if (get_str(src, "type", "source.type", type, sizeof type, why, whylen)) return DRV_EINVAL;
     if (strcmp(type, "range") == 0) {
         s->source = DRV_SRC_RANGE;
@@ -271,32 +326,9 @@ out:
     return e;
 }
 
-/* "rate": {"per_second": R, "burst": B}; burst defaults to drv_spec_default_burst(R). */
-static drv_err parse_rate(const cJSON *rate, drv_spec *s, char *why, size_t whylen) {
-    drv_err e = DRV_OK;
-    if (!cJSON_IsObject(rate)) FAIL("rate: expected an object such as {\"per_second\": 100}");
-    for (const cJSON *f = rate->child; f; f = f->next)
-        if (strcmp(f->string, "per_second") && strcmp(f->string, "burst"))
-            FAIL("rate.%s: unknown field (expected per_second, burst)", f->string);
-    if (!cJSON_HasObjectItem(rate, "per_second"))
-        FAIL("rate.per_second: missing (items per second across the fleet)");
-    int64_t r = 0, b = 0;
-    if (get_int(rate, "per_second", "rate.per_second", &r, why, whylen) ||
-        get_int(rate, "burst", "rate.burst", &b, why, whylen))
-        return DRV_EINVAL;
-    if (r < 1 || r > DRV_RATE_MAX)
-        FAIL("rate.per_second: expected 1 to %d, got %" PRId64 " (leave \"rate\" out for no "
-             "limit)",
-             DRV_RATE_MAX, r);
-    if (cJSON_HasObjectItem(rate, "burst") && (b < 1 || b > DRV_RATE_MAX))
-        FAIL("rate.burst: expected 1 to %d, got %" PRId64, DRV_RATE_MAX, b);
-    s->rate_per_s = r;
-    s->rate_burst = b ? b : drv_spec_default_burst(r);
-out:
-    return e;
-}
-
-static drv_err drv_spec_set_handler(drv_spec *s, const cJSON *h, char *why, size_t whylen) {
+static drv_err parse_handler(const cJSON *h, const drv_spec_field *f, drv_spec *s, char *why,
+                             size_t whylen) {
+    (void)f;
     char *t = cJSON_PrintUnformatted(h);
     if (!t) return DRV_ENOMEM;
     drv_http_cfg c;
@@ -319,9 +351,12 @@ static drv_err parse_hook(const cJSON *h, const char *name, char *out, size_t ca
     char *t = NULL;
     if (!cJSON_IsObject(h))
         FAIL("%s: expected an object such as {\"url\": \"https://...\", \"headers\": {...}}", name);
-    for (const cJSON *f = h->child; f; f = f->next)
-        if (!is_known(f->string, known))
-            FAIL("%s.%s: unknown field (expected url, headers, timeout_ms)", name, f->string);
+    for (const cJSON *x = h->child; x; x = x->next)
+        if (!is_known(x->string, known)) {
+            char list[64];
+            join_names(known, list, sizeof list);
+            FAIL("%s.%s: unknown field (expected %s)", name, x->string, list);
+        }
     const cJSON *url = cJSON_GetObjectItemCaseSensitive(h, "url");
     if (!url) FAIL("%s.url: missing (where to POST)", name);
     if (!cJSON_IsString(url) || strpbrk(url->valuestring, " \t\r\n") ||
@@ -362,6 +397,11 @@ out:
     cJSON_free(t);
     cJSON_Delete(c);
     return e;
+}
+
+static drv_err parse_hook_field(const cJSON *h, const drv_spec_field *f, drv_spec *s, char *why,
+                                size_t whylen) {
+    return parse_hook(h, f->name, (char *)s + f->off, f->cap, why, whylen);
 }
 
 /* JSON numbers are read as doubles, exact for whole numbers up to 2^53 only: "end":
@@ -441,25 +481,215 @@ static int inexact_number(const char *json, size_t len, char *why, size_t whylen
     return 0;
 }
 
+/* ---- the table --------------------------------------------------------------------------------
+ */
+
+#define NO_LIMIT DRV_RANGE_LIMIT
+
+const drv_spec_field drv_spec_fields[] = {
+    {"id", "id", "J", DRV_FIELD_STR, 0, 0, 0, 0, FIELD(id), CAP(id), "generated", NULL,
+     "job id (letters, digits, _ and -)", NULL, check_id},
+    {"source", NULL, NULL, DRV_FIELD_SOURCE, DRV_FIELD_REQUIRED, 0, 0, 0, 0, 0, "required",
+     "{\"type\": \"range\"|\"file\"|\"stdin\"|\"http\", ...}", "where the items come from",
+     parse_source, check_source},
+    {"partitions", "partitions", "P", DRV_FIELD_INT, 0, 8, 1, DRV_PARTITIONS_MAX, FIELD(partitions),
+     0, NULL, NULL, "partitions", NULL, NULL},
+    {"lease_ms", "lease-ms", "MS", DRV_FIELD_INT, 0, 30000, 100, 86400000, FIELD(lease_ms), 0, NULL,
+     NULL, "lease length before an item is handed out again", NULL, NULL},
+    {"max_attempts", "max-attempts", "N", DRV_FIELD_INT, 0, 5, 1, 1000, FIELD(max_attempts), 0,
+     NULL, NULL, "deliveries before an item is dead-lettered", NULL, NULL},
+    {"backoff_ms", "backoff-ms", "MS", DRV_FIELD_INT, 0, 1000, 0, 86400000, FIELD(backoff_ms), 0,
+     NULL, NULL, "first retry delay, doubled each attempt", NULL, NULL},
+    {"backoff_max_ms", "backoff-max-ms", "MS", DRV_FIELD_INT, DRV_FIELD_DEPENDENT, 300000, 0,
+     86400000, FIELD(backoff_max_ms), 0, NULL, NULL, "longest retry delay", NULL,
+     check_backoff_max},
+    {"window", "window", "N", DRV_FIELD_INT, 0, 5000, 1, 10000000, FIELD(window), 0, NULL, NULL,
+     "most pending items per partition in Redis", NULL, NULL},
+    {"max_item_bytes", "max-item-bytes", "N", DRV_FIELD_INT, 0, 1 << 20, 16, 64 << 20,
+     FIELD(max_item_bytes), 0, NULL, NULL, "largest item accepted", NULL, NULL},
+    {"handler", "handler", "JSON", DRV_FIELD_OBJECT, 0, 0, 0, 0, FIELD(handler), CAP(handler),
+     "none (workers run their command)", NULL, "an HTTP request per item, sent by the workers",
+     parse_handler, NULL},
+    {"rate.per_second", "rate", "R", DRV_FIELD_INT,
+     DRV_FIELD_OPTIONAL | DRV_FIELD_OMIT | DRV_FIELD_REQUIRED | DRV_FIELD_LIVE, 0, 1, DRV_RATE_MAX,
+     FIELD(rate_per_s), 0, "no limit", NULL, "items started per second across the fleet", NULL,
+     NULL},
+    {"rate.burst", "burst", "B", DRV_FIELD_INT, DRV_FIELD_DEPENDENT | DRV_FIELD_LIVE, 0, 1,
+     DRV_RATE_MAX, FIELD(rate_burst), 0, "R/10, at least 1", NULL,
+     "with --rate: items that may start at once", NULL, check_burst},
+    {"max_in_flight", "max-in-flight", "N", DRV_FIELD_INT,
+     DRV_FIELD_OPTIONAL | DRV_FIELD_OMIT | DRV_FIELD_LIVE, 0, 1, DRV_RATE_MAX, FIELD(max_in_flight),
+     0, "no cap", NULL, "items leased at once across every worker", NULL, NULL},
+    {"weight", "weight", "W", DRV_FIELD_INT, DRV_FIELD_OMIT | DRV_FIELD_LIVE, 1, 1, DRV_WEIGHT_MAX,
+     FIELD(weight), 0, NULL, NULL, "share of a worker serving several jobs", NULL, NULL},
+    {"on_complete", "on-complete", "JSON", DRV_FIELD_OBJECT, 0, 0, 0, 0, FIELD(on_complete),
+     CAP(on_complete), "none", NULL,
+     "{\"url\", \"headers\", \"timeout_ms\"}: POSTed a summary when the job ends", parse_hook_field,
+     NULL},
+    {"on_dead", "on-dead", "JSON", DRV_FIELD_OBJECT, 0, 0, 0, 0, FIELD(on_dead), CAP(on_dead),
+     "none", NULL, "the same shape, POSTed once the dead count exceeds --alert-dead-over",
+     parse_hook_field, NULL},
+    {"alert_dead_over", "alert-dead-over", "N", DRV_FIELD_INT, DRV_FIELD_OPTIONAL | DRV_FIELD_OMIT,
+     -1, 0, NO_LIMIT, FIELD(alert_dead_over), 0, "never", "0 or more",
+     "with --on-dead: the dead count that triggers it", NULL, check_alert},
+    {"ttl_after_done", "ttl-after-done", "S", DRV_FIELD_INT, DRV_FIELD_OMIT, 0, 0, 31536000,
+     FIELD(ttl_after_done), 0, "0 (keep)", "0 (keep) to 31536000 seconds",
+     "seconds a done job's keys live on once its on_complete is accepted", NULL, NULL},
+    {0},
+};
+
+const drv_spec_field *drv_spec_field_named(const char *name) {
+    for (const drv_spec_field *f = drv_spec_fields; f->name; f++)
+        if (strcmp(f->name, name) == 0) return f;
+    return NULL;
+}
+
+const drv_spec_field *drv_spec_field_by_flag(const char *flag) {
+    for (const drv_spec_field *f = drv_spec_fields; f->name; f++)
+        if (f->flag && strcmp(f->flag, flag) == 0) return f;
+    return NULL;
+}
+
+/* The length of a row's group ("rate" of "rate.burst"); 0 at the top level. */
+static size_t group_len(const drv_spec_field *f) {
+    const char *dot = strchr(f->name, '.');
+    return dot ? (size_t)(dot - f->name) : 0;
+}
+
+/* The name of a row within its object ("burst" of "rate.burst"). */
+static const char *leaf(const drv_spec_field *f) {
+    size_t g = group_len(f);
+    return g ? f->name + g + 1 : f->name;
+}
+
+/* The first segment of a row's name: the key it has in the top-level object. */
+static size_t top_len(const drv_spec_field *f) {
+    size_t g = group_len(f);
+    return g ? g : strlen(f->name);
+}
+
+void drv_spec_known_fields(const char *group, char *buf, size_t len) {
+    size_t o = 0, glen = strlen(group);
+    buf[0] = '\0';
+    const drv_spec_field *prev = NULL;
+    for (const drv_spec_field *f = drv_spec_fields; f->name && o < len; f++) {
+        const char *name;
+        size_t n;
+        if (!glen) {
+            /* "rate" once for its rows */
+            name = f->name, n = top_len(f);
+            if (prev && top_len(prev) == n && strncmp(prev->name, name, n) == 0) continue;
+            prev = f;
+        } else {
+            if (group_len(f) != glen || strncmp(f->name, group, glen) != 0) continue;
+            name = leaf(f), n = strlen(name);
+        }
+        o += (size_t)snprintf(buf + o, len - o, "%s%.*s", o ? ", " : "", (int)n, name);
+    }
+}
+
+/* 1 when 'key' names a field (or a group of fields) within 'group' ("" for the top level). */
+static int known_in(const char *group, const char *key) {
+    size_t glen = strlen(group), klen = strlen(key);
+    for (const drv_spec_field *f = drv_spec_fields; f->name; f++) {
+        if (!glen && top_len(f) == klen && strncmp(f->name, key, klen) == 0) return 1;
+        if (glen && group_len(f) == glen && strncmp(f->name, group, glen) == 0 &&
+            strcmp(leaf(f), key) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Refuses a field of 'obj' the table does not know, listing the ones it does. */
+static int refuse_unknown(const cJSON *obj, const char *group, char *why, size_t whylen) {
+    for (const cJSON *x = obj->child; x; x = x->next)
+        if (!known_in(group, x->string)) {
+            char list[512];
+            drv_spec_known_fields(group, list, sizeof list);
+            snprintf(why, whylen, "%s%s%s: unknown field (expected %s)", group, *group ? "." : "",
+                     x->string, list);
+            return -1;
+        }
+    return 0;
+}
+
+/* Reads one row's value from its object (present: 'v'). */
+static drv_err parse_field(const cJSON *obj, const cJSON *v, const drv_spec_field *f, drv_spec *s,
+                           char *why, size_t whylen) {
+    char *at = (char *)s + f->off;
+    switch (f->type) {
+    case DRV_FIELD_INT: {
+        int64_t x;
+        if (get_int(obj, leaf(f), f->name, &x, why, whylen)) return DRV_EINVAL;
+        /* A dependent field's bounds are its check's, in drv_spec_validate. */
+        if (!(f->flags & DRV_FIELD_DEPENDENT) && (x < f->min || x > f->max)) {
+            /* Given in JSON, the "none" default is not a value: leave the field out. */
+            char hint[96] = "";
+            size_t g = group_len(f);
+            if ((f->flags & DRV_FIELD_OPTIONAL) && g)
+                snprintf(hint, sizeof hint, " (leave \"%.*s\" out for %s)", (int)g, f->name,
+                         f->def_text);
+            else if (f->flags & DRV_FIELD_OPTIONAL)
+                snprintf(hint, sizeof hint, " (leave it out for %s)", f->def_text);
+            out_of_bounds(f, x, hint, why, whylen);
+            return DRV_EINVAL;
+        }
+        *(int64_t *)at = x;
+        return DRV_OK;
+    }
+    case DRV_FIELD_STR:
+        return get_str(obj, leaf(f), f->name, at, f->cap, why, whylen) ? DRV_EINVAL : DRV_OK;
+    case DRV_FIELD_OBJECT:
+    case DRV_FIELD_SOURCE:
+        return f->parse(v, f, s, why, whylen);
+    }
+    return DRV_EINVAL;
+}
+
+/* The object a row's value is in: the root, or its group's object ("rate"), NULL when that is
+ * not given. DRV_EINVAL when the group is not an object or holds an unknown field. */
+static drv_err field_object(const cJSON *root, const drv_spec_field *f, const cJSON **obj,
+                            char *why, size_t whylen) {
+    size_t g = group_len(f);
+    *obj = root;
+    if (!g) return DRV_OK;
+    char group[64];
+    snprintf(group, sizeof group, "%.*s", (int)g, f->name);
+    *obj = cJSON_GetObjectItemCaseSensitive(root, group);
+    if (!*obj) return DRV_OK;
+    if (!cJSON_IsObject(*obj)) {
+        char list[128];
+        drv_spec_known_fields(group, list, sizeof list);
+        snprintf(why, whylen, "%s: expected an object with %s", group, list);
+        return DRV_EINVAL;
+    }
+    return refuse_unknown(*obj, group, why, whylen) ? DRV_EINVAL : DRV_OK;
+}
+
+/* Reads every row of the table from the root object into s. */
+static drv_err parse_fields(const cJSON *root, drv_spec *s, char *why, size_t whylen) {
+    drv_err e;
+    if (refuse_unknown(root, "", why, whylen)) return DRV_EINVAL;
+    for (const drv_spec_field *f = drv_spec_fields; f->name; f++) {
+        const cJSON *obj;
+        if ((e = field_object(root, f, &obj, why, whylen))) return e;
+        if (!obj) continue;
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, leaf(f));
+        if (!v && (f->flags & DRV_FIELD_REQUIRED)) {
+            snprintf(why, whylen, "%s: missing (%s%s)", f->name, f->expect ? "expected " : "",
+                     f->expect ? f->expect : f->help);
+            return DRV_EINVAL;
+        }
+        if (v && (e = parse_field(obj, v, f, s, why, whylen))) return e;
+    }
+    /* A rate without a burst: a tenth of a second's worth. */
+    const cJSON *rate = cJSON_GetObjectItemCaseSensitive(root, "rate");
+    if (s->rate_per_s && !cJSON_HasObjectItem(rate, "burst"))
+        s->rate_burst = drv_spec_default_burst(s->rate_per_s);
+    return DRV_OK;
+}
+
 drv_err drv_spec_parse(const char *json, size_t len, drv_spec *out, char *why, size_t whylen) {
-    static const char *const known[] = {"id",
-                                        "source",
-                                        "partitions",
-                                        "lease_ms",
-                                        "max_attempts",
-                                        "backoff_ms",
-                                        "backoff_max_ms",
-                                        "window",
-                                        "max_item_bytes",
-                                        "handler",
-                                        "rate",
-                                        "max_in_flight",
-                                        "weight",
-                                        "on_complete",
-                                        "on_dead",
-                                        "alert_dead_over",
-                                        "ttl_after_done",
-                                        0};
     drv_err e = DRV_OK;
     drv_spec s;
     drv_spec_init(&s);
@@ -485,50 +715,7 @@ drv_err drv_spec_parse(const char *json, size_t len, drv_spec *out, char *why, s
         FAIL("malformed JSON at line %d, column %d", line, col);
     }
     if (!cJSON_IsObject(root)) FAIL("expected a JSON object at the top level");
-    for (const cJSON *f = root->child; f; f = f->next)
-        if (!is_known(f->string, known))
-            FAIL("%s: unknown field (expected id, source, partitions, lease_ms, max_attempts, "
-                 "backoff_ms, backoff_max_ms, window, max_item_bytes, handler, rate, "
-                 "max_in_flight, weight, on_complete, on_dead, alert_dead_over, "
-                 "ttl_after_done)",
-                 f->string);
-    if (get_str(root, "id", "id", s.id, sizeof s.id, why, whylen)) goto bad;
-    const cJSON *src = cJSON_GetObjectItemCaseSensitive(root, "source");
-    if (!src)
-        FAIL("source: missing (expected {\"type\": \"range\"|\"file\"|\"stdin\"|\"http\", ...})");
-    if ((e = parse_source(src, &s, why, whylen)) != DRV_OK) goto out;
-    if (get_int(root, "partitions", "partitions", &s.partitions, why, whylen) ||
-        get_int(root, "lease_ms", "lease_ms", &s.lease_ms, why, whylen) ||
-        get_int(root, "max_attempts", "max_attempts", &s.max_attempts, why, whylen) ||
-        get_int(root, "backoff_ms", "backoff_ms", &s.backoff_ms, why, whylen) ||
-        get_int(root, "backoff_max_ms", "backoff_max_ms", &s.backoff_max_ms, why, whylen) ||
-        get_int(root, "window", "window", &s.window, why, whylen) ||
-        get_int(root, "max_item_bytes", "max_item_bytes", &s.max_item_bytes, why, whylen) ||
-        get_int(root, "weight", "weight", &s.weight, why, whylen) ||
-        get_int(root, "alert_dead_over", "alert_dead_over", &s.alert_dead_over, why, whylen) ||
-        get_int(root, "ttl_after_done", "ttl_after_done", &s.ttl_after_done, why, whylen))
-        goto bad;
-    if (cJSON_HasObjectItem(root, "alert_dead_over") && s.alert_dead_over < 0)
-        FAIL("alert_dead_over: expected 0 or more, got %" PRId64, s.alert_dead_over);
-    const cJSON *oc = cJSON_GetObjectItemCaseSensitive(root, "on_complete");
-    if (oc && (e = parse_hook(oc, "on_complete", s.on_complete, sizeof s.on_complete, why,
-                              whylen)) != DRV_OK)
-        goto out;
-    const cJSON *od = cJSON_GetObjectItemCaseSensitive(root, "on_dead");
-    if (od && (e = parse_hook(od, "on_dead", s.on_dead, sizeof s.on_dead, why, whylen)) != DRV_OK)
-        goto out;
-    const cJSON *mif = cJSON_GetObjectItemCaseSensitive(root, "max_in_flight");
-    if (mif) {
-        if (get_int(root, "max_in_flight", "max_in_flight", &s.max_in_flight, why, whylen))
-            goto bad;
-        if (s.max_in_flight < 1)
-            FAIL("max_in_flight: expected 1 to %d, got %" PRId64 " (leave it out for no cap)",
-                 DRV_RATE_MAX, s.max_in_flight);
-    }
-    const cJSON *rate = cJSON_GetObjectItemCaseSensitive(root, "rate");
-    if (rate && (e = parse_rate(rate, &s, why, whylen)) != DRV_OK) goto out;
-    const cJSON *h = cJSON_GetObjectItemCaseSensitive(root, "handler");
-    if (h && (e = drv_spec_set_handler(&s, h, why, whylen)) != DRV_OK) goto out;
+    if ((e = parse_fields(root, &s, why, whylen)) != DRV_OK) goto out;
     if ((e = drv_spec_validate(&s, why, whylen)) != DRV_OK) goto out;
     *out = s;
     goto out;
@@ -539,6 +726,58 @@ out:
     return e;
 }
 
+drv_err drv_spec_set_text(drv_spec *s, const drv_spec_field *f, const char *text, char *why,
+                          size_t whylen) {
+    char *at = (char *)s + f->off;
+    const char *flag = f->flag ? f->flag : f->name;
+    switch (f->type) {
+    case DRV_FIELD_INT: {
+        long long v;
+        if (drv_parse_ll(text, INT64_MIN, INT64_MAX, &v) != 0) {
+            snprintf(why, whylen, "--%s: expected a whole number, got \"%s\"", flag, text);
+            return DRV_EINVAL;
+        }
+        *(int64_t *)at = v;
+        return DRV_OK;
+    }
+    case DRV_FIELD_STR:
+        if (strlen(text) >= f->cap) {
+            snprintf(why, whylen, "--%s: at most %zu characters", flag, f->cap - 1);
+            return DRV_EINVAL;
+        }
+        strcpy(at, text);
+        return DRV_OK;
+    case DRV_FIELD_OBJECT:
+    case DRV_FIELD_SOURCE: {
+        cJSON *v = cJSON_Parse(text);
+        if (!v) {
+            snprintf(why, whylen, "--%s: expected a JSON object, got \"%.64s\"", flag, text);
+            return DRV_EINVAL;
+        }
+        drv_err e = f->parse(v, f, s, why, whylen);
+        cJSON_Delete(v);
+        return e;
+    }
+    }
+    return DRV_EINVAL;
+}
+
+void drv_spec_field_help(const drv_spec_field *f, char *buf, size_t len) {
+    if (f->def_text)
+        snprintf(buf, len, "%s (default: %s)", f->help, f->def_text);
+    else
+        snprintf(buf, len, "%s (default %" PRId64 ")", f->help, f->def);
+}
+
+void drv_spec_field_opt(const drv_spec_field *f, const char **dst, char *help, size_t helplen,
+                        drv_opt *out) {
+    drv_spec_field_help(f, help, helplen);
+    *out = (drv_opt){f->flag, NULL, DRV_OPT_STR, NULL, f->metavar, help, 0, 0, dst};
+}
+
+/* ---- serialising ------------------------------------------------------------------------------
+ */
+
 /* cJSON prints numbers with 15 significant digits whenever that reads back within a relative
  * DBL_EPSILON, so 9007199254740991 would be stored as 9007199254740990. Whole numbers are
  * written exactly instead. */
@@ -548,11 +787,7 @@ static void add_int(cJSON *obj, const char *name, int64_t v) {
     cJSON_AddRawToObject(obj, name, num);
 }
 
-char *drv_spec_to_json(const drv_spec *s) {
-    cJSON *root = cJSON_CreateObject(), *src = cJSON_CreateObject();
-    char *txt = NULL;
-    if (!root || !src) goto out;
-    cJSON_AddStringToObject(root, "id", s->id);
+static void write_source(cJSON *src, const drv_spec *s) {
     cJSON_AddStringToObject(src, "type", drv_src_name(s->source));
     if (s->source == DRV_SRC_RANGE) {
         add_int(src, "start", s->range_start);
@@ -569,35 +804,69 @@ char *drv_spec_to_json(const drv_spec *s) {
         cJSON_AddStringToObject(src, "format", drv_fmt_name(s->format));
         if (s->id_field[0]) cJSON_AddStringToObject(src, "id_field", s->id_field);
     }
-    cJSON_AddItemToObject(root, "source", src);
-    src = NULL;
-    add_int(root, "partitions", s->partitions);
-    add_int(root, "lease_ms", s->lease_ms);
-    add_int(root, "max_attempts", s->max_attempts);
-    add_int(root, "backoff_ms", s->backoff_ms);
-    add_int(root, "backoff_max_ms", s->backoff_max_ms);
-    add_int(root, "window", s->window);
-    add_int(root, "max_item_bytes", s->max_item_bytes);
-    if (s->handler[0]) cJSON_AddRawToObject(root, "handler", s->handler);
-    if (s->rate_per_s) {
-        cJSON *rate = cJSON_AddObjectToObject(root, "rate");
-        if (!rate) goto out;
-        add_int(rate, "per_second", s->rate_per_s);
-        add_int(rate, "burst", s->rate_burst);
+}
+
+/* 1 when to_json writes the row: an omitted default or an empty object is left out. */
+static int written(const drv_spec *s, const drv_spec_field *f) {
+    if (f->type == DRV_FIELD_OBJECT) return ((const char *)s + f->off)[0] != '\0';
+    if (f->type == DRV_FIELD_INT && (f->flags & DRV_FIELD_OMIT))
+        return drv_spec_field_int(s, f) != f->def;
+    return 1;
+}
+
+/* Adds one row's value to 'obj'. 0, or -1 out of memory. */
+static int write_field(cJSON *obj, const drv_spec *s, const drv_spec_field *f) {
+    const char *at = (const char *)s + f->off;
+    switch (f->type) {
+    case DRV_FIELD_INT:
+        add_int(obj, leaf(f), drv_spec_field_int(s, f));
+        return 0;
+    case DRV_FIELD_STR:
+        return cJSON_AddStringToObject(obj, leaf(f), at) ? 0 : -1;
+    case DRV_FIELD_OBJECT:
+        return cJSON_AddRawToObject(obj, leaf(f), at) ? 0 : -1;
+    case DRV_FIELD_SOURCE: {
+        cJSON *src = cJSON_AddObjectToObject(obj, leaf(f));
+        if (!src) return -1;
+        write_source(src, s);
+        return 0;
     }
-    if (s->max_in_flight) add_int(root, "max_in_flight", s->max_in_flight);
-    if (s->weight != 1) add_int(root, "weight", s->weight);
-    if (s->on_complete[0]) cJSON_AddRawToObject(root, "on_complete", s->on_complete);
-    if (s->on_dead[0]) cJSON_AddRawToObject(root, "on_dead", s->on_dead);
-    if (s->alert_dead_over >= 0) add_int(root, "alert_dead_over", s->alert_dead_over);
-    if (s->ttl_after_done) add_int(root, "ttl_after_done", s->ttl_after_done);
+    }
+    return -1;
+}
+
+char *drv_spec_to_json(const drv_spec *s) {
+    cJSON *root = cJSON_CreateObject(), *group = NULL;
+    const drv_spec_field *head = NULL; /* the first row of the group being written */
+    char *txt = NULL;
+    if (!root) return NULL;
+    for (const drv_spec_field *f = drv_spec_fields; f->name; f++) {
+        size_t g = group_len(f);
+        cJSON *obj = root;
+        if (g) {
+            /* A group ("rate") is written when its first row is; its other rows go with it. */
+            if (!head || group_len(head) != g || strncmp(head->name, f->name, g) != 0) {
+                head = f;
+                group = NULL;
+                if (written(s, f)) {
+                    char name[64];
+                    snprintf(name, sizeof name, "%.*s", (int)g, f->name);
+                    if (!(group = cJSON_AddObjectToObject(root, name))) goto out;
+                }
+            }
+            if (!group) continue;
+            obj = group;
+        } else if (!written(s, f)) {
+            continue;
+        }
+        if (write_field(obj, s, f)) goto out;
+    }
     char *p = cJSON_PrintUnformatted(root);
     if (p) {
         txt = strdup(p);
         cJSON_free(p);
     }
 out:
-    cJSON_Delete(src);
     cJSON_Delete(root);
     return txt;
 }

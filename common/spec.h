@@ -1,6 +1,7 @@
 #ifndef DRV_SPEC_H
 #define DRV_SPEC_H
 
+#include "config.h"
 #include "err.h"
 
 #include <stddef.h>
@@ -60,6 +61,74 @@ typedef struct drv_spec {
 
 #define DRV_RATE_MAX   1000000
 #define DRV_WEIGHT_MAX 1000
+
+/* ---- the field table ------------------------------------------------------------------------
+ * One row per spec field drives everything a field needs: drv_spec_init (its default),
+ * drv_spec_parse (its JSON name, type and bounds, the list of known fields), drv_spec_validate
+ * (bounds, then the row's cross-field check), drv_spec_to_json (its place and whether it is left
+ * out at its default), drover submit's flags and their --help, and drover set's keys (rows
+ * marked live). A new field is one row here (and its member of drv_spec), as Redis's
+ * standardConfig table drives its config. */
+typedef enum drv_field_type {
+    DRV_FIELD_INT,    /* int64_t within min..max */
+    DRV_FIELD_STR,    /* char[cap]: a JSON string */
+    DRV_FIELD_OBJECT, /* char[cap]: an object kept as canonical JSON, read by the row's parse */
+    DRV_FIELD_SOURCE  /* the source object: several members, read by the row's parse; its flags
+                       * (--range, --file, --source -, --format, --id-field) are submit's own */
+} drv_field_type;
+
+enum {
+    DRV_FIELD_OPTIONAL = 1u << 0,  /* the default means "none": allowed, but not written in JSON */
+    DRV_FIELD_DEPENDENT = 1u << 1, /* bounds that depend on another field: the row's check */
+    DRV_FIELD_OMIT = 1u << 2,      /* to_json leaves it out at its default */
+    DRV_FIELD_REQUIRED = 1u << 3,  /* must be given (within its object, for "rate.burst") */
+    DRV_FIELD_LIVE = 1u << 4       /* drover set changes it on a running job */
+};
+
+struct cJSON;
+typedef struct drv_spec_field drv_spec_field;
+struct drv_spec_field {
+    const char *name;    /* JSON path: "partitions"; "rate.burst" is "burst" in the object "rate" */
+    const char *flag;    /* drover submit's flag without "--" (drover set's key with '_' for '-');
+                          * NULL for the source, whose flags are submit's own */
+    const char *metavar; /* the flag's value in --help */
+    drv_field_type type;
+    unsigned flags;        /* DRV_FIELD_* */
+    int64_t def, min, max; /* INT: the default and the bounds */
+    size_t off, cap;       /* where it lives in drv_spec; STR and OBJECT: its size */
+    const char *def_text;  /* the default as --help says it ("no cap"); NULL: def */
+    const char *expect;    /* what a message says is expected; NULL: "min to max" */
+    const char *help;      /* one line for --help */
+    /* OBJECT, SOURCE: reads the JSON value into the spec; DRV_EINVAL with why naming it. */
+    drv_err (*parse)(const struct cJSON *v, const drv_spec_field *f, drv_spec *s, char *why,
+                     size_t whylen);
+    /* Rules beyond the bounds (the field against others): 0, or -1 with why. */
+    int (*check)(const drv_spec *s, const drv_spec_field *f, char *why, size_t whylen);
+};
+
+/* The rows, in the order of the canonical JSON (the rows of a group such as "rate" adjacent,
+ * the first one deciding whether the group is written); ends with a row whose name is NULL. */
+extern const drv_spec_field drv_spec_fields[];
+
+/* The row of a JSON path ("weight", "rate.burst") or of a submit flag ("max-in-flight"); NULL
+ * when there is none. */
+const drv_spec_field *drv_spec_field_named(const char *name);
+const drv_spec_field *drv_spec_field_by_flag(const char *flag);
+/* An INT row's value in s. */
+int64_t drv_spec_field_int(const drv_spec *s, const drv_spec_field *f);
+/* Sets a row's value from a flag's text (INT: a whole number, bounds are validate's; STR: the
+ * text; OBJECT: JSON). DRV_EINVAL with why naming the flag. */
+drv_err drv_spec_set_text(drv_spec *s, const drv_spec_field *f, const char *text, char *why,
+                          size_t whylen);
+/* The row's --help line: its help and its default. */
+void drv_spec_field_help(const drv_spec_field *f, char *buf, size_t len);
+/* The row's drover submit flag: a string option into *dst (NULL when not given), its help
+ * written into 'help' (which the option points to). */
+void drv_spec_field_opt(const drv_spec_field *f, const char **dst, char *help, size_t helplen,
+                        drv_opt *out);
+/* The fields known within 'group' ("" for the top level, "rate" for its object), as
+ * "id, source, ...", for a message. */
+void drv_spec_known_fields(const char *group, char *buf, size_t len);
 
 /* The burst a rate gets when none is given: a tenth of a second's worth, at least 1. */
 int64_t drv_spec_default_burst(int64_t per_second);

@@ -11,51 +11,81 @@
 #include <string.h>
 
 #define SET_MAX_ARGS 8
+#define ROWS_MAX     32
 
-/* The changes asked for; -1: not given. */
+/* The changes asked for, by row of the spec table (common/spec.h): -1 when not given. Only the
+ * rows marked live are keys of drover set. */
 typedef struct set_args {
-    long long rate, burst, max_in_flight, weight;
+    long long val[ROWS_MAX];
 } set_args;
+
+/* A live row's key: its flag with '_' for '-' ("max_in_flight"). */
+static void key_of(const drv_spec_field *f, char *key, size_t len) {
+    snprintf(key, len, "%s", f->flag);
+    for (char *c = key; *c; c++)
+        if (*c == '-') *c = '_';
+}
+
+/* The smallest value drover set takes: 0 lifts a limit whose default is "none". */
+static long long key_min(const drv_spec_field *f) {
+    return (f->flags & DRV_FIELD_OPTIONAL) && f->def < f->min ? f->def : f->min;
+}
+
+/* The live row named by kv's KEY (len bytes), or -1. */
+static int find_key(const char *kv, size_t len) {
+    for (int r = 0; drv_spec_fields[r].name && r < ROWS_MAX; r++) {
+        char key[64];
+        if (!(drv_spec_fields[r].flags & DRV_FIELD_LIVE)) continue;
+        key_of(&drv_spec_fields[r], key, sizeof key);
+        if (strlen(key) == len && strncmp(kv, key, len) == 0) return r;
+    }
+    return -1;
+}
+
+/* "rate, burst, max_in_flight, weight", for a message. */
+static void live_keys(char *buf, size_t len) {
+    size_t o = 0;
+    buf[0] = '\0';
+    for (int r = 0; drv_spec_fields[r].name && r < ROWS_MAX && o < len; r++) {
+        char key[64];
+        if (!(drv_spec_fields[r].flags & DRV_FIELD_LIVE)) continue;
+        key_of(&drv_spec_fields[r], key, sizeof key);
+        o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ", " : "", key);
+    }
+}
+
+/* The row of a spec field. */
+static int row(const char *name) {
+    return (int)(drv_spec_field_named(name) - drv_spec_fields);
+}
 
 /* Parses KEY=VALUE arguments. Returns 0, or -1 after printing what is wrong. */
 static int parse_sets(char **kv, int n, set_args *a) {
-    *a = (set_args){-1, -1, -1, -1};
+    for (int r = 0; r < ROWS_MAX; r++)
+        a->val[r] = -1;
     for (int i = 0; i < n; i++) {
         const char *eq = strchr(kv[i], '=');
-        static const struct {
-            const char *key;
-            long long min, max;
-            size_t off;
-        } keys[] = {
-            {"rate", 0, DRV_RATE_MAX, offsetof(set_args, rate)},
-            {"burst", 1, DRV_RATE_MAX, offsetof(set_args, burst)},
-            {"max_in_flight", 0, DRV_RATE_MAX, offsetof(set_args, max_in_flight)},
-            {"weight", 1, DRV_WEIGHT_MAX, offsetof(set_args, weight)},
-        };
-        size_t k = 0, nk = sizeof keys / sizeof *keys;
-        for (; eq && k < nk; k++)
-            if (strlen(keys[k].key) == (size_t)(eq - kv[i]) &&
-                strncmp(kv[i], keys[k].key, (size_t)(eq - kv[i])) == 0)
-                break;
-        if (!eq || k == nk) {
-            fprintf(stderr,
-                    "error: \"%s\": expected KEY=VALUE with KEY one of rate, burst, "
-                    "max_in_flight, weight\n",
-                    kv[i]);
+        int r = eq ? find_key(kv[i], (size_t)(eq - kv[i])) : -1;
+        if (r < 0) {
+            char keys[256];
+            live_keys(keys, sizeof keys);
+            fprintf(stderr, "error: \"%s\": expected KEY=VALUE with KEY one of %s\n", kv[i], keys);
             return -1;
         }
-        long long *dst = (long long *)((char *)a + keys[k].off);
-        if (*dst != -1) {
-            fprintf(stderr, "error: %s: given twice\n", keys[k].key);
+        const drv_spec_field *f = &drv_spec_fields[r];
+        char key[64];
+        key_of(f, key, sizeof key);
+        if (a->val[r] != -1) {
+            fprintf(stderr, "error: %s: given twice\n", key);
             return -1;
         }
-        if (drv_parse_ll(eq + 1, keys[k].min, keys[k].max, dst) != 0) {
+        if (drv_parse_ll(eq + 1, key_min(f), f->max, &a->val[r]) != 0) {
             fprintf(stderr, "error: %s: expected a whole number from %lld to %lld, got \"%s\"\n",
-                    keys[k].key, keys[k].min, keys[k].max, eq + 1);
+                    key, key_min(f), (long long)f->max, eq + 1);
             return -1;
         }
     }
-    if (a->rate == 0 && a->burst != -1) {
+    if (a->val[row("rate.per_second")] == 0 && a->val[row("rate.burst")] != -1) {
         fprintf(stderr, "error: burst: rate=0 lifts the rate limit; a burst needs a rate\n");
         return -1;
     }
@@ -111,20 +141,16 @@ int cmd_set(int argc, char **argv) {
         goto out;
     }
     drv_spec *s = &job->spec;
-    if (a.rate >= 0) {
-        s->rate_per_s = a.rate;
-        s->rate_burst = a.rate ? drv_spec_default_burst(a.rate) : 0;
+    long long rate = a.val[row("rate.per_second")], burst = a.val[row("rate.burst")];
+    if (burst >= 0 && rate < 0 && !s->rate_per_s) {
+        fprintf(stderr, "error: burst: job %s has no rate limit; give rate= with it\n", pos[0]);
+        rc = EXIT_USAGE;
+        goto out;
     }
-    if (a.burst > 0) {
-        if (!s->rate_per_s) {
-            fprintf(stderr, "error: burst: job %s has no rate limit; give rate= with it\n", pos[0]);
-            rc = EXIT_USAGE;
-            goto out;
-        }
-        s->rate_burst = a.burst;
-    }
-    if (a.max_in_flight >= 0) s->max_in_flight = a.max_in_flight;
-    if (a.weight > 0) s->weight = a.weight;
+    for (int r = 0; drv_spec_fields[r].name && r < ROWS_MAX; r++)
+        if (a.val[r] >= 0) *(int64_t *)((char *)s + drv_spec_fields[r].off) = a.val[r];
+    /* A new rate without a burst gets the default burst; rate=0 lifts the limit. */
+    if (rate >= 0 && burst < 0) s->rate_burst = rate ? drv_spec_default_burst(rate) : 0;
     char why[512];
     if (drv_spec_validate(s, why, sizeof why) != DRV_OK) {
         fprintf(stderr, "error: %s\n", why);

@@ -2,6 +2,7 @@
 #include "coord.h"
 
 #include "backoff.h"
+#include "hook_retry.h"
 #include "callback.h"
 #include "cli.h"
 #include "clock.h"
@@ -63,11 +64,10 @@ typedef struct run_ctx {
     const char *prefix; /* of every key (named in messages) */
     long long lock_ttl_ms, progress_ms;
     int quiet;
-    int refresh;          /* re-read cursors from Redis before the next tick */
-    int running;          /* the job's state is running (as last mirrored) */
-    int remirror;         /* mirror the job's state into every partition again (a new one) */
-    int64_t outage_since; /* 0 while connected */
-    int64_t backoff_ms;
+    int refresh;        /* re-read cursors from Redis before the next tick */
+    int running;        /* the job's state is running (as last mirrored) */
+    int remirror;       /* mirror the job's state into every partition again (a new one) */
+    drv_backoff outage; /* a lost connection: its reconnects back off (common/backoff.h) */
     /* A transient trouble on a live connection (a refused write, state that does not parse
      * while running): backed off, said once per episode. */
     drv_backoff trouble;
@@ -79,7 +79,7 @@ typedef struct run_ctx {
     /* callbacks (callback.c): NULL when the spec has none */
     drv_hook *on_complete, *on_dead;
     long long cb_backoff_ms, cb_backoff_max_ms;
-    int64_t dead_next_try, dead_backoff; /* the on_dead alert while the job runs */
+    drv_hook_retry dead_retry; /* the on_dead alert while the job runs */
 } run_ctx;
 
 /* Sleeps up to ms, in slices, so a stop signal is answered within 50 ms even while waiting
@@ -92,25 +92,25 @@ static void nap(int64_t ms) {
     }
 }
 
-/* Reconnects with capped exponential backoff and jitter; logs once per outage. Returns 0
- * when connected, -1 when a stop signal arrived first. */
+/* Reconnects with capped exponential backoff and jitter (common/backoff.h); logs once per
+ * outage. The first try is at once. Returns 0 when connected, -1 when a stop signal arrived
+ * first. */
 static int recover_connection(run_ctx *c) {
     char why[512];
-    if (!c->outage_since) {
-        c->outage_since = drv_now_ms();
-        c->backoff_ms = 100;
+    int say;
+    /* The lost connection is the episode's first failure. */
+    (void)drv_backoff_fail(&c->outage, drv_now_ms(), &say);
+    if (say)
         drv_warn("redis lost at %s (%s); retrying with backoff", drv_queue_addr(c->q),
                  drv_queue_errstr(c->q));
-    }
     while (!stop_signal) {
+        int64_t fails, ms;
         if (drv_queue_reconnect(c->q, why, sizeof why) == DRV_OK) {
-            drv_info("redis reconnected after %" PRId64 " ms (%s)", drv_now_ms() - c->outage_since,
-                     drv_queue_addr(c->q));
-            c->outage_since = 0;
+            if (drv_backoff_ok(&c->outage, drv_now_ms(), &fails, &ms))
+                drv_info("redis reconnected after %" PRId64 " ms (%s)", ms, drv_queue_addr(c->q));
             return 0;
         }
-        nap(c->backoff_ms / 2 + (int64_t)drv_rand((uint64_t)c->backoff_ms / 2 + 1));
-        c->backoff_ms = c->backoff_ms * 2 > 5000 ? 5000 : c->backoff_ms * 2;
+        nap(drv_backoff_fail(&c->outage, drv_now_ms(), &say));
     }
     return -1;
 }
@@ -437,25 +437,30 @@ static drv_err open_hooks(run_ctx *c, char *why, size_t whylen) {
         e = drv_hook_open(c->job.spec.on_complete, "on_complete", &c->on_complete, why, whylen);
     if (!e && c->job.spec.on_dead[0])
         e = drv_hook_open(c->job.spec.on_dead, "on_dead", &c->on_dead, why, whylen);
-    c->dead_next_try = 0;
-    c->dead_backoff = c->cb_backoff_ms;
+    drv_hook_retry_init(&c->dead_retry, c->cb_backoff_ms, c->cb_backoff_max_ms);
     return e;
 }
 
 /* One attempt at a callback: re-reads the job (a mark already there, or a job deleted or
  * replaced, ends it), POSTs the summary, writes the mark after a 2xx. Returns 1 when the
- * callback needs nothing more (sent now or before, or no longer wanted), 0 to try again after
- * *next_try (backoff doubled in *backoff, Retry-After honoured), -1 on a fatal error. */
+ * callback needs nothing more (sent now or before, or no longer wanted), 0 to try again when
+ * 'retry' says (hook_retry.h: backoff doubled, Retry-After honoured), -1 on a fatal error. */
 static int hook_attempt(run_ctx *c, drv_hook *h, const char *event, const char *field,
-                        int64_t *next_try, int64_t *backoff) {
+                        drv_hook_retry *retry) {
     drv_job j;
     drv_err e = drv_queue_job_get(c->q, c->job.id, &j);
-    if (e == DRV_ENOJOB || (!e && j.created_ms != c->job.created_ms)) {
+    int sent = !e && (strcmp(field, "complete_sent") == 0 ? j.complete_sent : j.dead_alert_sent);
+    switch (drv_hook_next_step(e, e ? 0 : j.created_ms, c->job.created_ms, sent)) {
+    case DRV_HOOK_GIVE_UP:
         drv_warn("job %s was deleted or replaced; its %s callback is not sent", c->job.id, event);
         return 1;
+    case DRV_HOOK_ERROR:
+        return handle_err(c, e, "reading the job") ? -1 : 0;
+    case DRV_HOOK_DONE:
+        return 1;
+    case DRV_HOOK_POST:
+        break;
     }
-    if (e) return handle_err(c, e, "reading the job") ? -1 : 0;
-    if (strcmp(field, "complete_sent") == 0 ? j.complete_sent : j.dead_alert_sent) return 1;
     char *body = drv_hook_summary(c->q, &j, event, &e);
     if (!body) return handle_err(c, e, "summing up the job") ? -1 : 0;
     char key[160], why[512];
@@ -474,19 +479,17 @@ static int hook_attempt(run_ctx *c, drv_hook *h, const char *event, const char *
         return 1;
     }
     if (stop_signal) return 0;
-    int64_t wait = *backoff / 2 + (int64_t)drv_rand((uint64_t)*backoff / 2 + 1);
-    if (retry_after > wait) wait = retry_after < 3600000 ? retry_after : 3600000;
+    int64_t wait = drv_hook_retry_failed(retry, drv_now_ms(), retry_after, drv_rand(0));
     drv_warn("job %s: %s callback failed (%s); retrying in %.1f s", j.id, event, why,
              (double)wait / 1000.0);
-    *next_try = drv_now_ms() + wait;
-    *backoff = *backoff * 2 > c->cb_backoff_max_ms ? c->cb_backoff_max_ms : *backoff * 2;
     return 0;
 }
 
 /* Sends a callback, retrying until it is accepted, while keeping the lock. Returns 0 when
  * done with it, -1 on a stop signal, a lost lock or a fatal error. */
 static int hook_deliver(run_ctx *c, drv_hook *h, const char *event, const char *field) {
-    int64_t next_try = 0, backoff = c->cb_backoff_ms;
+    drv_hook_retry retry;
+    drv_hook_retry_init(&retry, c->cb_backoff_ms, c->cb_backoff_max_ms);
     while (!stop_signal) {
         if (pager_alive(c)) {
             if (!stop_signal)
@@ -494,12 +497,12 @@ static int hook_deliver(run_ctx *c, drv_hook *h, const char *event, const char *
                          c->job.id, event);
             return -1;
         }
-        int64_t now = drv_now_ms();
-        if (now < next_try) {
-            nap(next_try - now < 50 ? next_try - now : 50);
+        int64_t wait = drv_hook_retry_wait(&retry, drv_now_ms());
+        if (wait > 0) {
+            nap(wait < 50 ? wait : 50);
             continue;
         }
-        int r = hook_attempt(c, h, event, field, &next_try, &backoff);
+        int r = hook_attempt(c, h, event, field, &retry);
         if (r) return r > 0 ? 0 : -1;
     }
     return -1;
@@ -516,10 +519,9 @@ static int64_t dead_now(const run_ctx *c) {
 /* While the job runs: one attempt at the on_dead alert when it is due. Returns -1 on a fatal
  * error. */
 static int dead_alert_tick(run_ctx *c, int64_t now) {
-    if (!c->on_dead || c->job.dead_alert_sent || now < c->dead_next_try) return 0;
+    if (!c->on_dead || c->job.dead_alert_sent || !drv_hook_retry_due(&c->dead_retry, now)) return 0;
     if (dead_now(c) <= c->job.spec.alert_dead_over) return 0;
-    int r = hook_attempt(c, c->on_dead, "dead_over", "dead_alert_sent", &c->dead_next_try,
-                         &c->dead_backoff);
+    int r = hook_attempt(c, c->on_dead, "dead_over", "dead_alert_sent", &c->dead_retry);
     if (r > 0) c->job.dead_alert_sent = 1;
     return r < 0 ? -1 : 0;
 }
@@ -738,57 +740,68 @@ static int final_check(run_ctx *c) {
     return bad ? -1 : 0;
 }
 
-int cmd_run(int argc, char **argv) {
+/* drover run's command line. */
+typedef struct run_opts {
     drv_cli cli;
+    drv_redis_cfg cfg;
     long long tick_ms, linger_s;
-    const char *metrics_at = NULL;
+    const char *metrics_at;
     drv_metrics_addr maddr;
-    drv_metrics_srv *msrv = NULL;
-    run_ctx c;
-    memset(&c, 0, sizeof c);
+    char *id;
+} run_opts;
+
+/* Parses the command line into o and c's settings. -1 to go on, or the exit code. */
+static int run_parse(run_ctx *c, run_opts *o, int argc, char **argv) {
     const drv_opt opts[] = {
-        DRV_CLI_OPTS(&cli),
+        DRV_CLI_OPTS(&o->cli),
         {"lock-ttl-ms", "DROVER_LOCK_TTL_MS", DRV_OPT_INT, "5000", "MS",
          "a standby takes over this long after the active coordinator dies", 200, 600000,
-         &c.lock_ttl_ms},
+         &c->lock_ttl_ms},
         {"tick-ms", "DROVER_TICK_MS", DRV_OPT_INT, "20", "MS",
-         "pause between passes over the partitions", 1, 10000, &tick_ms},
+         "pause between passes over the partitions", 1, 10000, &o->tick_ms},
         {"progress-ms", "DROVER_PROGRESS_MS", DRV_OPT_INT, "2000", "MS",
-         "log progress (and store the rate) this often", 100, 3600000, &c.progress_ms},
-        {"quiet", NULL, DRV_OPT_BOOL, NULL, NULL, "no progress lines", 0, 0, &c.quiet},
+         "log progress (and store the rate) this often", 100, 3600000, &c->progress_ms},
+        {"quiet", NULL, DRV_OPT_BOOL, NULL, NULL, "no progress lines", 0, 0, &c->quiet},
         {"metrics-addr", "DROVER_METRICS_ADDR", DRV_OPT_STR, NULL, "HOST:PORT",
-         "serve Prometheus metrics at http://HOST:PORT/metrics (default: none)", 0, 0, &metrics_at},
+         "serve Prometheus metrics at http://HOST:PORT/metrics (default: none)", 0, 0,
+         &o->metrics_at},
         {"metrics-linger", "DROVER_METRICS_LINGER", DRV_OPT_INT, "0", "S",
-         "with --metrics-addr: keep serving this long after the job ends", 0, 86400, &linger_s},
+         "with --metrics-addr: keep serving this long after the job ends", 0, 86400, &o->linger_s},
         {"callback-backoff-ms", "DROVER_CALLBACK_BACKOFF_MS", DRV_OPT_INT, "1000", "MS",
          "first delay before a failed callback is sent again (doubles, with jitter)", 10, 600000,
-         &c.cb_backoff_ms},
+         &c->cb_backoff_ms},
         {"callback-backoff-max-ms", "DROVER_CALLBACK_BACKOFF_MAX_MS", DRV_OPT_INT, "60000", "MS",
-         "longest delay between callback attempts", 10, 3600000, &c.cb_backoff_max_ms},
+         "longest delay between callback attempts", 10, 3600000, &c->cb_backoff_max_ms},
         {0},
     };
-    char *id;
-    int rc = parse_job_args(opts, &doc, argc, argv, &id);
+    int rc = parse_job_args(opts, &doc, argc, argv, &o->id);
     if (rc != -1) return rc;
-    drv_redis_cfg cfg;
     char why[1024];
-    if (metrics_at && *metrics_at && drv_metrics_addr_parse(metrics_at, &maddr, why, sizeof why)) {
+    if (o->metrics_at && *o->metrics_at &&
+        drv_metrics_addr_parse(o->metrics_at, &o->maddr, why, sizeof why)) {
         fprintf(stderr, "error: --metrics-addr: %s\n", why);
         return EXIT_USAGE;
     }
-    if ((rc = drv_cli_check(&cli, &cfg))) return rc;
-    if ((rc = drv_cli_connect(&cli, &cfg, &c.q))) return rc;
-    c.prefix = cli.prefix;
-    drv_err e = drv_queue_job_get(c.q, id, &c.job);
+    if ((rc = drv_cli_check(&o->cli, &o->cfg))) return rc;
+    return -1;
+}
+
+/* Connects, reads the job, serves metrics, opens the source and the callbacks and takes the
+ * job's lock. -1 to go on, or the exit code (c->q may be open: the teardown closes it). */
+static int run_setup(run_ctx *c, run_opts *o, drv_metrics_srv **msrv) {
+    char why[1024];
+    int rc;
+    if ((rc = drv_cli_connect(&o->cli, &o->cfg, &c->q))) return rc;
+    c->prefix = o->cli.prefix;
+    drv_err e = drv_queue_job_get(c->q, o->id, &c->job);
     if (e) {
-        fprintf(stderr, "error: job %s: %s\n", id,
-                e == DRV_ENOJOB ? "no such job (see drover list)" : drv_queue_errstr(c.q));
-        drv_queue_close(c.q);
+        fprintf(stderr, "error: job %s: %s\n", o->id,
+                e == DRV_ENOJOB ? "no such job (see drover list)" : drv_queue_errstr(c->q));
         return 1;
     }
     char host[64] = "host";
     gethostname(host, sizeof host - 1);
-    snprintf(c.owner, sizeof c.owner, "%s:%d:%04x", host, (int)getpid(),
+    snprintf(c->owner, sizeof c->owner, "%s:%d:%04x", host, (int)getpid(),
              (unsigned)drv_rand(0x10000));
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -797,168 +810,217 @@ int cmd_run(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    rc = 1;
-    if (metrics_at && *metrics_at) {
-        /* Its own connection: the server thread never touches c.q. */
+    if (o->metrics_at && *o->metrics_at) {
+        /* Its own connection: the server thread never touches c->q. */
         drv_queue *mq;
-        if (drv_cli_connect(&cli, &cfg, &mq)) goto out;
-        if (drv_metrics_serve(&maddr, mq, &id, 1, &msrv, why, sizeof why)) {
+        if (drv_cli_connect(&o->cli, &o->cfg, &mq)) return 1;
+        if (drv_metrics_serve(&o->maddr, mq, &o->id, 1, msrv, why, sizeof why)) {
             fprintf(stderr, "error: --metrics-addr: %s\n", why);
-            goto out;
+            return 1;
         }
-        drv_info("job %s: serving metrics at http://%s/metrics", id, maddr.text);
+        drv_info("job %s: serving metrics at http://%s/metrics", o->id, o->maddr.text);
     }
-    c.st = calloc((size_t)c.job.partitions, sizeof *c.st);
-    if (!c.st) goto out;
-    if ((e = open_source(&c, why, sizeof why))) {
-        fprintf(stderr, "error: job %s: %s\n", id, why);
-        goto out;
+    c->st = calloc((size_t)c->job.partitions, sizeof *c->st);
+    if (!c->st) return 1;
+    if ((e = open_source(c, why, sizeof why))) {
+        fprintf(stderr, "error: job %s: %s\n", o->id, why);
+        return 1;
     }
-    if (c.cb_backoff_max_ms < c.cb_backoff_ms) c.cb_backoff_max_ms = c.cb_backoff_ms;
-    if ((e = open_hooks(&c, why, sizeof why))) {
+    if (c->cb_backoff_max_ms < c->cb_backoff_ms) c->cb_backoff_max_ms = c->cb_backoff_ms;
+    if ((e = open_hooks(c, why, sizeof why))) {
         /* Like a worker missing a handler's ${NAME}: a configuration error of this host. */
-        fprintf(stderr, "error: job %s: %s\n", id, why);
-        rc = e == DRV_EINVAL ? EXIT_USAGE : 1;
-        goto out;
+        fprintf(stderr, "error: job %s: %s\n", o->id, why);
+        return e == DRV_EINVAL ? EXIT_USAGE : 1;
     }
-    if (acquire_lock(&c)) goto out;
-    drv_info("job %s: coordinating %d partitions as %s", id, c.job.partitions, c.owner);
-    char mirrored[16] = "";
-    int64_t next_lock = 0, next_state = 0, next_report = 0, sleep_ms = tick_ms, missing_since = 0;
-    c.refresh = 1;
+    if (acquire_lock(c)) return 1;
+    drv_info("job %s: coordinating %d partitions as %s", o->id, c->job.partitions, c->owner);
+    return -1;
+}
+
+/* The loop's clocks and what it last saw. */
+typedef struct loop_state {
+    char mirrored[16]; /* the job state last mirrored into the partitions */
+    int64_t next_lock, next_state, next_report, sleep_ms, missing_since;
+} loop_state;
+
+/* What a step of the loop says: go on with this pass, start the next pass, or end with *rc. */
+enum { STEP_ON, STEP_AGAIN, STEP_END };
+
+/* Renews the job's lock when due; stands by when another coordinator took it. */
+static int renew_lock(run_ctx *c, loop_state *ls, int64_t now) {
+    if (now < ls->next_lock) return STEP_ON;
+    int held = 0;
+    drv_err e =
+        drv_queue_lock_job(c->q, c->job.id, c->job.created_ms, c->owner, c->lock_ttl_ms, &held);
+    if (e == DRV_ENOJOB) {
+        /* Deleted or replaced: nothing written; the state check below decides. */
+        ls->next_lock = now + 100;
+        ls->next_state = now;
+        held = 1;
+        e = DRV_OK;
+    }
+    if (e) return handle_err(c, e, "renewing the job lock") ? STEP_END : STEP_AGAIN;
+    if (!held) {
+        drv_warn("job %s: lost the coordinator lock (paused too long?); standing by", c->job.id);
+        if (acquire_lock(c)) return STEP_END;
+        c->refresh = 1;
+    }
+    ls->next_lock = now + c->lock_ttl_ms / 3;
+    c->lock_renewed_ms = now;
+    return STEP_ON;
+}
+
+/* Mirrors the job's state when due; a cancelled or done job ends the loop (*rc set). */
+static int check_state(run_ctx *c, loop_state *ls, int64_t now, int *rc) {
+    if (now < ls->next_state) return STEP_ON;
+    drv_err e = sync_state(c, ls->mirrored, sizeof ls->mirrored);
+    if (e) {
+        /* A --replace deletes the old keys before it writes the new ones: give it a moment
+         * before concluding the job is gone. */
+        if (e == DRV_ENOJOB && !ls->missing_since) ls->missing_since = now;
+        if (e == DRV_ENOJOB && now - ls->missing_since < 2000) {
+            ls->next_state = now + 100;
+            drv_sleep_ms(20);
+            return STEP_AGAIN;
+        }
+        if (e == DRV_ENOJOB) {
+            drv_error("job %s was deleted (its job hash is gone: a purge or FLUSHALL?); "
+                      "stopping without writing anything back",
+                      c->job.id);
+            return STEP_END;
+        }
+        return handle_err(c, e, "reading the job state") ? STEP_END : STEP_AGAIN;
+    }
+    ls->missing_since = 0;
+    if (strcmp(ls->mirrored, "cancelled") == 0) {
+        drv_info("job %s is cancelled; stopping", c->job.id);
+        *rc = finish_job(c, "cancelled") ? 1 : EXIT_CANCELLED;
+        return STEP_END;
+    }
+    if (strcmp(ls->mirrored, "done") == 0) {
+        drv_info("job %s is already done", c->job.id);
+        *rc = finish_job(c, "done") ? 1 : 0;
+        return STEP_END;
+    }
+    ls->next_state = now + 500;
+    return STEP_ON;
+}
+
+/* Every partition looks drained: the final counts, the final check, then done (*rc set). */
+static int settle_drained(run_ctx *c, loop_state *ls, int *rc) {
+    drv_part_stat t;
+    drv_err e;
+    if ((e = drv_queue_stats(c->q, c->job.id, c->job.partitions, c->st))) {
+        if (e != DRV_ENOJOB && handle_err(c, e, "reading the final counts")) return STEP_END;
+        return STEP_AGAIN;
+    }
+    char bad_why[512];
+    if (check_cursors(c, bad_why, sizeof bad_why)) {
+        if (trouble(c, "reading the final counts", bad_why)) return STEP_END;
+        c->refresh = 1;
+        return STEP_AGAIN;
+    }
+    int v = final_check(c);
+    if (v < 0) {
+        drv_error("job %s: not marking it done: what it was fed and what is settled "
+                  "disagree (above)",
+                  c->job.id);
+        return STEP_END;
+    }
+    if (v > 0) {
+        c->refresh = 1;
+        nap(ls->sleep_ms);
+        return STEP_AGAIN;
+    }
+    drv_part_stat_sum(c->st, c->job.partitions, &t);
+    if ((e = drv_queue_job_set_state(c->q, &c->job, "done"))) {
+        if (e == DRV_ENOJOB) {
+            ls->next_state = 0; /* deleted or replaced meanwhile: the state check decides */
+            return STEP_AGAIN;
+        }
+        return handle_err(c, e, "marking the job done") ? STEP_END : STEP_AGAIN;
+    }
+    report(c, drv_now_ms());
+    drv_info("job %s: done: %" PRId64 " processed, %" PRId64 " dead, %" PRId64 " duplicates",
+             c->job.id, t.done, t.dead, t.duplicates);
+    *rc = t.dead > 0 ? 1 : 0;
+    if (finish_job(c, "done")) *rc = 1; /* stopped first: 128+N in the teardown */
+    return STEP_END;
+}
+
+/* Passes over the partitions until the job ends or a signal stops it. Returns the exit code. */
+static int run_loop(run_ctx *c, const run_opts *o) {
+    loop_state ls;
+    memset(&ls, 0, sizeof ls);
+    ls.sleep_ms = o->tick_ms;
+    c->refresh = 1;
+    int rc = 1, step;
     while (!stop_signal) {
         int64_t now = drv_now_ms();
-        if (now >= next_lock) {
-            int held = 0;
-            e = drv_queue_lock_job(c.q, id, c.job.created_ms, c.owner, c.lock_ttl_ms, &held);
-            if (e == DRV_ENOJOB) {
-                /* Deleted or replaced: nothing written; the state check below decides. */
-                next_lock = now + 100;
-                next_state = now;
-                held = 1;
-                e = DRV_OK;
-            }
-            if (e) {
-                if (handle_err(&c, e, "renewing the job lock")) goto out;
-                continue;
-            }
-            if (!held) {
-                drv_warn("job %s: lost the coordinator lock (paused too long?); standing by", id);
-                if (acquire_lock(&c)) goto out;
-                c.refresh = 1;
-            }
-            next_lock = now + c.lock_ttl_ms / 3;
-            c.lock_renewed_ms = now;
-        }
-        if (now >= next_state) {
-            if ((e = sync_state(&c, mirrored, sizeof mirrored))) {
-                /* A --replace deletes the old keys before it writes the new ones: give it a
-                 * moment before concluding the job is gone. */
-                if (e == DRV_ENOJOB && !missing_since) missing_since = now;
-                if (e == DRV_ENOJOB && now - missing_since < 2000) {
-                    next_state = now + 100;
-                    drv_sleep_ms(20);
-                    continue;
-                }
-                if (e == DRV_ENOJOB) {
-                    drv_error("job %s was deleted (its job hash is gone: a purge or FLUSHALL?); "
-                              "stopping without writing anything back",
-                              id);
-                    goto out;
-                }
-                if (handle_err(&c, e, "reading the job state")) goto out;
-                continue;
-            }
-            missing_since = 0;
-            if (strcmp(mirrored, "cancelled") == 0) {
-                drv_info("job %s is cancelled; stopping", id);
-                rc = finish_job(&c, "cancelled") ? 1 : EXIT_CANCELLED;
-                goto out;
-            }
-            if (strcmp(mirrored, "done") == 0) {
-                drv_info("job %s is already done", id);
-                rc = finish_job(&c, "done") ? 1 : 0;
-                goto out;
-            }
-            next_state = now + 500;
-        }
+        if ((step = renew_lock(c, &ls, now)) == STEP_END) return rc;
+        if (step == STEP_AGAIN) continue;
+        if ((step = check_state(c, &ls, now, &rc)) == STEP_END) return rc;
+        if (step == STEP_AGAIN) continue;
         int64_t fed = 0;
         int fatal = 0;
-        c.troubled = 0;
-        int drained = tick(&c, &fed, &fatal);
-        if (fatal) goto out;
-        if (!c.refresh) c.started = 1;
-        trouble_cleared(&c);
-        if (drained && !c.refresh) {
-            drv_part_stat t;
-            if ((e = drv_queue_stats(c.q, id, c.job.partitions, c.st))) {
-                if (e != DRV_ENOJOB && handle_err(&c, e, "reading the final counts")) goto out;
-                continue;
-            }
-            char bad_why[512];
-            if (check_cursors(&c, bad_why, sizeof bad_why)) {
-                if (trouble(&c, "reading the final counts", bad_why)) goto out;
-                c.refresh = 1;
-                continue;
-            }
-            int v = final_check(&c);
-            if (v < 0) {
-                drv_error("job %s: not marking it done: what it was fed and what is settled "
-                          "disagree (above)",
-                          id);
-                goto out;
-            }
-            if (v > 0) {
-                c.refresh = 1;
-                nap(sleep_ms);
-                continue;
-            }
-            drv_part_stat_sum(c.st, c.job.partitions, &t);
-            if ((e = drv_queue_job_set_state(c.q, &c.job, "done"))) {
-                if (e == DRV_ENOJOB) {
-                    next_state = 0; /* deleted or replaced meanwhile: the state check decides */
-                    continue;
-                }
-                if (handle_err(&c, e, "marking the job done")) goto out;
-                continue;
-            }
-            report(&c, drv_now_ms());
-            drv_info("job %s: done: %" PRId64 " processed, %" PRId64 " dead, %" PRId64
-                     " duplicates",
-                     id, t.done, t.dead, t.duplicates);
-            rc = t.dead > 0 ? 1 : 0;
-            if (finish_job(&c, "done")) rc = 1; /* stopped first: 128+N below */
-            goto out;
+        c->troubled = 0;
+        int drained = tick(c, &fed, &fatal);
+        if (fatal) return rc;
+        if (!c->refresh) c->started = 1;
+        trouble_cleared(c);
+        if (drained && !c->refresh) {
+            if (settle_drained(c, &ls, &rc) == STEP_END) return rc;
+            continue;
         }
-        if (!c.refresh && dead_alert_tick(&c, now)) goto out;
-        if (now >= next_report) {
-            report(&c, now);
-            next_report = now + c.progress_ms;
+        if (!c->refresh && dead_alert_tick(c, now)) return rc;
+        if (now >= ls.next_report) {
+            report(c, now);
+            ls.next_report = now + c->progress_ms;
         }
         /* Feeding means workers are draining: come back soon. Idle: back off to 10 ticks. */
-        sleep_ms = fed > 0 ? tick_ms : (sleep_ms * 2 > tick_ms * 10 ? tick_ms * 10 : sleep_ms * 2);
-        nap(sleep_ms);
+        ls.sleep_ms = fed > 0
+                          ? o->tick_ms
+                          : (ls.sleep_ms * 2 > o->tick_ms * 10 ? o->tick_ms * 10 : ls.sleep_ms * 2);
+        nap(ls.sleep_ms);
     }
-out:
+    return rc;
+}
+
+/* Releases the lock, lingers for a last scrape, frees everything. Returns the exit code. */
+static int run_teardown(run_ctx *c, const run_opts *o, drv_metrics_srv *msrv, int rc) {
     /* A stop signal ends the loop, or a wait inside it (a reconnect, a standby): either way it
      * is not a failure of the job. */
     if (stop_signal && rc == 1) {
-        drv_info("job %s: stopped by signal %d; the job goes on when a coordinator runs again", id,
-                 (int)stop_signal);
+        drv_info("job %s: stopped by signal %d; the job goes on when a coordinator runs again",
+                 o->id, (int)stop_signal);
         rc = 128 + (int)stop_signal;
     }
-    if (!drv_queue_broken(c.q)) (void)drv_queue_unlock(c.q, id, c.owner);
-    if (msrv && linger_s > 0 && !stop_signal) {
+    if (c->q && c->owner[0] && !drv_queue_broken(c->q))
+        (void)drv_queue_unlock(c->q, o->id, c->owner);
+    if (msrv && o->linger_s > 0 && !stop_signal) {
         /* The lock is released already: a standby need not wait for this. */
-        drv_info("job %s: serving metrics for %lld s more (a signal stops it)", id, linger_s);
-        nap(linger_s * 1000);
+        drv_info("job %s: serving metrics for %lld s more (a signal stops it)", o->id, o->linger_s);
+        nap(o->linger_s * 1000);
     }
     drv_metrics_stop(msrv);
-    drv_feeder_free(c.feeder);
-    drv_pager_free(c.pager);
-    drv_hook_free(c.on_complete);
-    drv_hook_free(c.on_dead);
-    free(c.st);
-    drv_queue_close(c.q);
+    drv_feeder_free(c->feeder);
+    drv_pager_free(c->pager);
+    drv_hook_free(c->on_complete);
+    drv_hook_free(c->on_dead);
+    free(c->st);
+    drv_queue_close(c->q);
     return rc;
+}
+
+int cmd_run(int argc, char **argv) {
+    run_ctx c;
+    run_opts o;
+    memset(&c, 0, sizeof c);
+    memset(&o, 0, sizeof o);
+    int rc = run_parse(&c, &o, argc, argv);
+    if (rc != -1) return rc;
+    drv_metrics_srv *msrv = NULL;
+    rc = run_setup(&c, &o, &msrv);
+    if (rc == -1) rc = run_loop(&c, &o);
+    return run_teardown(&c, &o, msrv, rc);
 }

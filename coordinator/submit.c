@@ -80,263 +80,305 @@ static int read_file(const char *path, char **out, size_t *len) {
     return 0;
 }
 
-/* Applies a whole-number flag onto a spec field. */
-static int apply_int(const char *flag, const char *val, int64_t *field) {
-    long long v;
-    if (!val) return 0;
-    if (drv_parse_ll(val, INT64_MIN, INT64_MAX, &v) != 0) {
-        fprintf(stderr, "error: --%s: expected a whole number, got \"%s\"\n", flag, val);
+#define FIELDS_MAX 32
+
+/* What the command line asked for. The spec's own fields come from its table (common/spec.h):
+ * one flag per field, in vals[] by row. */
+typedef struct submit_args {
+    drv_cli cli;
+    drv_redis_cfg cfg;
+    const char *range, *file, *source, *format, *id_field;
+    const char *vals[FIELDS_MAX];
+    int replace, quiet;
+    char *pos[1];
+    int npos;
+} submit_args;
+
+/* The flags: connection, the spec table's fields (the source's own where its row is), then
+ * the command's. Returns how many options were written (with the terminating row). */
+static int build_opts(submit_args *a, drv_opt *opts, char (*help)[256]) {
+    const drv_opt cli[] = {DRV_CLI_OPTS(&a->cli)};
+    const drv_opt source[] = {
+        {"range", NULL, DRV_OPT_STR, NULL, "A..B", "integer ids A to B inclusive", 0, 0, &a->range},
+        {"file", NULL, DRV_OPT_STR, NULL, "PATH", "a file of items (- for standard input)", 0, 0,
+         &a->file},
+        {"source", NULL, DRV_OPT_STR, NULL, "-", "read items from standard input", 0, 0,
+         &a->source},
+        {"format", NULL, DRV_OPT_STR, NULL, "FMT", "lines (default), ndjson or csv", 0, 0,
+         &a->format},
+        {"id-field", NULL, DRV_OPT_STR, NULL, "F", "the NDJSON field or CSV column holding each id",
+         0, 0, &a->id_field},
+    };
+    const drv_opt own[] = {
+        {"replace", NULL, DRV_OPT_BOOL, NULL, NULL,
+         "replace an existing job of the same id (its keys are deleted)", 0, 0, &a->replace},
+        {"quiet", NULL, DRV_OPT_BOOL, NULL, NULL, "no progress on stderr", 0, 0, &a->quiet},
+        {0},
+    };
+    int n = 0;
+    for (size_t i = 0; i < sizeof cli / sizeof *cli; i++)
+        opts[n++] = cli[i];
+    for (int r = 0; drv_spec_fields[r].name && r < FIELDS_MAX; r++) {
+        const drv_spec_field *f = &drv_spec_fields[r];
+        if (f->type == DRV_FIELD_SOURCE)
+            for (size_t i = 0; i < sizeof source / sizeof *source; i++)
+                opts[n++] = source[i];
+        else if (f->flag)
+            drv_spec_field_opt(f, &a->vals[r], help[r], sizeof help[r], &opts[n++]);
+    }
+    for (size_t i = 0; i < sizeof own / sizeof *own; i++)
+        opts[n++] = own[i];
+    return n;
+}
+
+/* Parses the command line. -1 to go on, or the exit code. */
+static int parse_args(submit_args *a, int argc, char **argv) {
+    static char help[FIELDS_MAX][256];
+    drv_opt opts[FIELDS_MAX + 16];
+    memset(a, 0, sizeof *a);
+    build_opts(a, opts, help);
+    int rc = drv_opts_parse(opts, &doc, argc, argv, a->pos, 1, &a->npos, NULL, NULL);
+    if (rc != DRV_OPTS_OK) return rc == DRV_OPTS_HELP ? 0 : EXIT_USAGE;
+    if ((rc = drv_cli_check(&a->cli, &a->cfg))) return rc;
+    return -1;
+}
+
+/* The spec file given, if any, into *spec. 0, 1 when there is none, or -1 (said). */
+static int read_spec_file(const submit_args *a, drv_spec *spec, char *why, size_t whylen) {
+    if (a->npos != 1) return 1;
+    char *json;
+    size_t len;
+    if (read_file(a->pos[0], &json, &len) != 0) {
+        fprintf(stderr, "error: %s: cannot read the spec: %s\n", a->pos[0], strerror(errno));
         return -1;
     }
-    *field = v;
+    drv_err e = drv_spec_parse(json, len, spec, why, whylen);
+    free(json);
+    if (e != DRV_OK) {
+        fprintf(stderr, "error: %s: %s\n", a->pos[0], why);
+        return -1;
+    }
     return 0;
 }
 
-int cmd_submit(int argc, char **argv) {
-    drv_cli cli;
-    const char *id = NULL, *range = NULL, *file = NULL, *source = NULL, *format = NULL,
-               *id_field = NULL, *partitions = NULL, *lease = NULL, *attempts = NULL,
-               *window = NULL, *backoff = NULL, *backoff_max = NULL, *max_item = NULL, *rate = NULL,
-               *burst = NULL, *max_in_flight = NULL, *weight = NULL;
-    int replace = 0, quiet = 0;
-    const drv_opt opts[] = {
-        DRV_CLI_OPTS(&cli),
-        {"id", NULL, DRV_OPT_STR, NULL, "J",
-         "job id (letters, digits, _ and -; default: generated)", 0, 0, &id},
-        {"range", NULL, DRV_OPT_STR, NULL, "A..B", "integer ids A to B inclusive", 0, 0, &range},
-        {"file", NULL, DRV_OPT_STR, NULL, "PATH", "a file of items (- for standard input)", 0, 0,
-         &file},
-        {"source", NULL, DRV_OPT_STR, NULL, "-", "read items from standard input", 0, 0, &source},
-        {"format", NULL, DRV_OPT_STR, NULL, "FMT", "lines (default), ndjson or csv", 0, 0, &format},
-        {"id-field", NULL, DRV_OPT_STR, NULL, "F", "the NDJSON field or CSV column holding each id",
-         0, 0, &id_field},
-        {"partitions", NULL, DRV_OPT_STR, NULL, "P", "partitions (default 8)", 0, 0, &partitions},
-        {"lease-ms", NULL, DRV_OPT_STR, NULL, "MS",
-         "lease length before an item is handed out again (default 30000)", 0, 0, &lease},
-        {"max-attempts", NULL, DRV_OPT_STR, NULL, "N",
-         "deliveries before an item is dead-lettered (default 5)", 0, 0, &attempts},
-        {"backoff-ms", NULL, DRV_OPT_STR, NULL, "MS",
-         "first retry delay, doubled each attempt (default 1000)", 0, 0, &backoff},
-        {"backoff-max-ms", NULL, DRV_OPT_STR, NULL, "MS", "longest retry delay (default 300000)", 0,
-         0, &backoff_max},
-        {"window", NULL, DRV_OPT_STR, NULL, "N",
-         "most pending items per partition in Redis (default 5000)", 0, 0, &window},
-        {"max-item-bytes", NULL, DRV_OPT_STR, NULL, "N", "largest item accepted (default 1048576)",
-         0, 0, &max_item},
-        {"rate", NULL, DRV_OPT_STR, NULL, "R",
-         "items started per second by the whole fleet (default: no limit)", 0, 0, &rate},
-        {"burst", NULL, DRV_OPT_STR, NULL, "B", "with --rate: items that may start at once (R/10)",
-         0, 0, &burst},
-        {"max-in-flight", NULL, DRV_OPT_STR, NULL, "N",
-         "items leased at once across every worker (default: no cap)", 0, 0, &max_in_flight},
-        {"weight", NULL, DRV_OPT_STR, NULL, "W",
-         "share of a worker serving several jobs (default 1)", 0, 0, &weight},
-        {"replace", NULL, DRV_OPT_BOOL, NULL, NULL,
-         "replace an existing job of the same id (its keys are deleted)", 0, 0, &replace},
-        {"quiet", NULL, DRV_OPT_BOOL, NULL, NULL, "no progress on stderr", 0, 0, &quiet},
-        {0},
-    };
-    char *pos[1];
-    int npos;
-    int rc = drv_opts_parse(opts, &doc, argc, argv, pos, 1, &npos, NULL, NULL);
-    if (rc != DRV_OPTS_OK) return rc == DRV_OPTS_HELP ? 0 : EXIT_USAGE;
-    drv_redis_cfg cfg;
-    if ((rc = drv_cli_check(&cli, &cfg))) return rc;
-
-    drv_spec spec;
-    char why[1024];
-    drv_spec_init(&spec);
-    int have_source = 0;
-    if (npos == 1) {
-        char *json;
-        size_t len;
-        if (read_file(pos[0], &json, &len) != 0) {
-            fprintf(stderr, "error: %s: cannot read the spec: %s\n", pos[0], strerror(errno));
-            return EXIT_USAGE;
-        }
-        drv_err e = drv_spec_parse(json, len, &spec, why, sizeof why);
-        free(json);
-        if (e != DRV_OK) {
-            fprintf(stderr, "error: %s: %s\n", pos[0], why);
-            return EXIT_USAGE;
-        }
-        have_source = 1;
-    }
-    int nsrc = (range != NULL) + (file != NULL) + (source != NULL);
+/* --range, --file, --source -, --format and --id-field onto the spec. 0, or -1 (said). */
+static int apply_source_flags(const submit_args *a, drv_spec *spec, int have_source) {
+    int nsrc = (a->range != NULL) + (a->file != NULL) + (a->source != NULL);
     if (nsrc > 1) {
         fprintf(stderr, "error: give one source: --range, --file or --source -\n");
-        return EXIT_USAGE;
+        return -1;
     }
-    if (range) {
-        spec.source = DRV_SRC_RANGE;
-        if (drv_range_parse(range, &spec.range_start, &spec.range_end) != 0) {
+    if (a->range) {
+        spec->source = DRV_SRC_RANGE;
+        if (drv_range_parse(a->range, &spec->range_start, &spec->range_end) != 0) {
             fprintf(stderr, "error: --range: expected A..B with whole numbers, got \"%s\"\n",
-                    range);
-            return EXIT_USAGE;
+                    a->range);
+            return -1;
         }
         have_source = 1;
     }
-    if (source && strcmp(source, "-") != 0) {
+    if (a->source && strcmp(a->source, "-") != 0) {
         fprintf(stderr, "error: --source: only - (standard input) is a source here; use "
                         "--range or --file\n");
-        return EXIT_USAGE;
+        return -1;
     }
-    if (source || (file && strcmp(file, "-") == 0)) {
-        spec.source = DRV_SRC_STDIN;
-        spec.path[0] = '\0';
+    if (a->source || (a->file && strcmp(a->file, "-") == 0)) {
+        spec->source = DRV_SRC_STDIN;
+        spec->path[0] = '\0';
         have_source = 1;
-    } else if (file) {
-        spec.source = DRV_SRC_FILE;
-        if (strlen(file) >= sizeof spec.path) {
+    } else if (a->file) {
+        spec->source = DRV_SRC_FILE;
+        if (strlen(a->file) >= sizeof spec->path) {
             fprintf(stderr, "error: --file: path too long\n");
-            return EXIT_USAGE;
+            return -1;
         }
-        strcpy(spec.path, file);
+        strcpy(spec->path, a->file);
         have_source = 1;
     }
     if (!have_source) {
         fprintf(stderr, "error: no source: give a SPEC.json, --range A..B, --file PATH or "
                         "--source - (see drover submit --help)\n");
-        return EXIT_USAGE;
+        return -1;
     }
-    if (format && drv_fmt_parse(format, &spec.format) != 0) {
-        fprintf(stderr, "error: --format: expected lines, ndjson or csv, got \"%s\"\n", format);
-        return EXIT_USAGE;
+    if (a->format && drv_fmt_parse(a->format, &spec->format) != 0) {
+        fprintf(stderr, "error: --format: expected lines, ndjson or csv, got \"%s\"\n", a->format);
+        return -1;
     }
-    if (id_field) snprintf(spec.id_field, sizeof spec.id_field, "%s", id_field);
-    if (id) snprintf(spec.id, sizeof spec.id, "%.*s", (int)sizeof spec.id - 1, id);
-    if (id && strlen(id) >= sizeof spec.id) {
-        fprintf(stderr, "error: --id: at most 64 characters\n");
-        return EXIT_USAGE;
-    }
-    if (apply_int("partitions", partitions, &spec.partitions) ||
-        apply_int("lease-ms", lease, &spec.lease_ms) ||
-        apply_int("max-attempts", attempts, &spec.max_attempts) ||
-        apply_int("backoff-ms", backoff, &spec.backoff_ms) ||
-        apply_int("backoff-max-ms", backoff_max, &spec.backoff_max_ms) ||
-        apply_int("window", window, &spec.window) ||
-        apply_int("max-item-bytes", max_item, &spec.max_item_bytes) ||
-        apply_int("rate", rate, &spec.rate_per_s) || apply_int("burst", burst, &spec.rate_burst) ||
-        apply_int("max-in-flight", max_in_flight, &spec.max_in_flight) ||
-        apply_int("weight", weight, &spec.weight))
-        return EXIT_USAGE;
-    if (burst && !rate && !spec.rate_per_s) {
+    if (a->id_field) snprintf(spec->id_field, sizeof spec->id_field, "%s", a->id_field);
+    return 0;
+}
+
+/* The row index of a spec field. */
+static int row_of(const char *name) {
+    return (int)(drv_spec_field_named(name) - drv_spec_fields);
+}
+
+/* The spec table's flags onto the spec, then the burst a new rate implies. 0, or -1 (said). */
+static int apply_field_flags(const submit_args *a, drv_spec *spec, char *why, size_t whylen) {
+    for (int r = 0; drv_spec_fields[r].name && r < FIELDS_MAX; r++)
+        if (a->vals[r] && drv_spec_set_text(spec, &drv_spec_fields[r], a->vals[r], why, whylen)) {
+            fprintf(stderr, "error: %s\n", why);
+            return -1;
+        }
+    const char *rate = a->vals[row_of("rate.per_second")], *burst = a->vals[row_of("rate.burst")];
+    if (burst && !rate && !spec->rate_per_s) {
         fprintf(stderr, "error: --burst: only with --rate\n");
-        return EXIT_USAGE;
+        return -1;
     }
     /* A new rate without a burst gets the default burst; --rate 0 means no limit. */
     if (rate && !burst)
-        spec.rate_burst = spec.rate_per_s ? drv_spec_default_burst(spec.rate_per_s) : 0;
-    if (drv_spec_validate(&spec, why, sizeof why) != DRV_OK) {
+        spec->rate_burst = spec->rate_per_s ? drv_spec_default_burst(spec->rate_per_s) : 0;
+    return 0;
+}
+
+/* The spec from the file and the flags, validated, with an id. 0, or -1 (said). */
+static int build_spec(const submit_args *a, drv_spec *spec) {
+    char why[1024];
+    drv_spec_init(spec);
+    int r = read_spec_file(a, spec, why, sizeof why);
+    if (r < 0 || apply_source_flags(a, spec, r == 0) || apply_field_flags(a, spec, why, sizeof why))
+        return -1;
+    if (drv_spec_validate(spec, why, sizeof why) != DRV_OK) {
         fprintf(stderr, "error: %s\n", why);
-        return EXIT_USAGE;
+        return -1;
     }
-    if (!spec.id[0]) {
+    if (!spec->id[0]) {
         time_t t = time(NULL);
         struct tm tm;
         gmtime_r(&t, &tm);
         char stamp[32];
         strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
-        snprintf(spec.id, sizeof spec.id, "job-%s-%04x", stamp, (unsigned)drv_rand(0x10000));
+        snprintf(spec->id, sizeof spec->id, "job-%s-%04x", stamp, (unsigned)drv_rand(0x10000));
     }
+    return 0;
+}
 
-    /* Split the source before connecting: a bad file is a spec error and writes nothing. */
-    drv_part_init *parts = calloc((size_t)spec.partitions, sizeof *parts);
-    if (!parts) return 1;
-    char *fp = NULL, fp_size[24], fp_mtime[24], fp_inode[24];
-    int64_t total = -1;
-    if (spec.source == DRV_SRC_RANGE) {
-        split_range(&spec, parts);
-        total = spec.range_end - spec.range_start + 1;
-    } else if (spec.source == DRV_SRC_FILE) {
-        char abs[PATH_MAX];
-        if (!realpath(spec.path, abs)) {
-            fprintf(stderr, "error: %s: %s\n", spec.path, strerror(errno));
-            free(parts);
-            return EXIT_USAGE;
-        }
-        snprintf(spec.path, sizeof spec.path, "%s", abs);
-        drv_scan scan;
-        if (drv_scan_file(spec.path, &spec, &scan, why, sizeof why, quiet ? NULL : scan_progress)) {
-            fprintf(stderr, "error: %s\n", why);
-            free(parts);
-            return EXIT_USAGE;
-        }
-        if (scan.total == 0) {
-            fprintf(stderr, "error: %s: no items in the file\n", spec.path);
-            drv_scan_free(&scan);
-            free(parts);
-            return EXIT_USAGE;
-        }
-        for (int p = 0; p < spec.partitions; p++) {
-            parts[p].start = scan.start[p];
-            parts[p].end = scan.end[p];
-            parts[p].exhausted = scan.start[p] >= scan.end[p];
-            snprintf(parts[p].cursor, sizeof parts[p].cursor, "%" PRId64, scan.start[p]);
-        }
-        total = scan.total;
-        /* The file's fingerprint, written with the job: drover run refuses to feed a file that
-         * no longer matches it (README: Semantics). */
-        fp = calloc((size_t)spec.partitions * 17 + 1, 1);
-        if (fp) {
-            snprintf(fp_size, sizeof fp_size, "%" PRId64, scan.size);
-            snprintf(fp_mtime, sizeof fp_mtime, "%" PRId64, scan.mtime_ns);
-            snprintf(fp_inode, sizeof fp_inode, "%" PRId64, scan.inode);
-            for (int p = 0; p < spec.partitions; p++)
-                snprintf(fp + 17 * p, 18, "%016" PRIx64 "%s", scan.hash[p],
-                         p + 1 < spec.partitions ? "," : "");
-        }
+/* The source split into partitions, and a file's fingerprint (README: Semantics). */
+typedef struct split {
+    drv_part_init *parts;
+    int64_t total; /* -1: not known until fed */
+    char *fp;      /* a file's per-partition hashes, NULL for other sources */
+    char fp_size[24], fp_mtime[24], fp_inode[24];
+} split;
+
+static void split_free(split *sp) {
+    free(sp->parts);
+    free(sp->fp);
+}
+
+/* Scans a file source into partitions of whole records and takes its fingerprint. 0, or an
+ * exit code (said). */
+static int split_file(drv_spec *spec, int quiet, split *sp) {
+    char why[1024], abs[PATH_MAX];
+    if (!realpath(spec->path, abs)) {
+        fprintf(stderr, "error: %s: %s\n", spec->path, strerror(errno));
+        return EXIT_USAGE;
+    }
+    snprintf(spec->path, sizeof spec->path, "%s", abs);
+    drv_scan scan;
+    if (drv_scan_file(spec->path, spec, &scan, why, sizeof why, quiet ? NULL : scan_progress)) {
+        fprintf(stderr, "error: %s\n", why);
+        return EXIT_USAGE;
+    }
+    if (scan.total == 0) {
+        fprintf(stderr, "error: %s: no items in the file\n", spec->path);
         drv_scan_free(&scan);
-        if (!fp) {
-            free(parts);
-            return 1;
-        }
-    } else {
-        for (int p = 0; p < spec.partitions; p++) {
-            parts[p].end = -1;
-            strcpy(parts[p].cursor, "0");
-        }
+        return EXIT_USAGE;
     }
+    for (int p = 0; p < spec->partitions; p++) {
+        sp->parts[p].start = scan.start[p];
+        sp->parts[p].end = scan.end[p];
+        sp->parts[p].exhausted = scan.start[p] >= scan.end[p];
+        snprintf(sp->parts[p].cursor, sizeof sp->parts[p].cursor, "%" PRId64, scan.start[p]);
+    }
+    sp->total = scan.total;
+    /* The file's fingerprint, written with the job: drover run refuses to feed a file that
+     * no longer matches it (README: Semantics). */
+    sp->fp = calloc((size_t)spec->partitions * 17 + 1, 1);
+    if (sp->fp) {
+        snprintf(sp->fp_size, sizeof sp->fp_size, "%" PRId64, scan.size);
+        snprintf(sp->fp_mtime, sizeof sp->fp_mtime, "%" PRId64, scan.mtime_ns);
+        snprintf(sp->fp_inode, sizeof sp->fp_inode, "%" PRId64, scan.inode);
+        for (int p = 0; p < spec->partitions; p++)
+            snprintf(sp->fp + 17 * p, 18, "%016" PRIx64 "%s", scan.hash[p],
+                     p + 1 < spec->partitions ? "," : "");
+    }
+    drv_scan_free(&scan);
+    return sp->fp ? 0 : 1;
+}
 
-    drv_queue *q;
-    if ((rc = drv_cli_connect(&cli, &cfg, &q))) {
-        free(parts);
-        free(fp);
-        return rc;
+/* Splits the source before connecting: a bad file is a spec error and writes nothing. 0, or an
+ * exit code (said); *sp is freed by the caller either way. */
+static int split_source(drv_spec *spec, int quiet, split *sp) {
+    memset(sp, 0, sizeof *sp);
+    sp->total = -1;
+    if (!(sp->parts = calloc((size_t)spec->partitions, sizeof *sp->parts))) return 1;
+    if (spec->source == DRV_SRC_RANGE) {
+        split_range(spec, sp->parts);
+        sp->total = spec->range_end - spec->range_start + 1;
+        return 0;
     }
+    if (spec->source == DRV_SRC_FILE) return split_file(spec, quiet, sp);
+    for (int p = 0; p < spec->partitions; p++) {
+        sp->parts[p].end = -1;
+        strcpy(sp->parts[p].cursor, "0");
+    }
+    return 0;
+}
+
+/* Writes the job into Redis. 0, or an exit code (said). */
+static int register_job(drv_queue *q, const drv_spec *spec, const split *sp, int replace) {
     /* A file's fingerprint goes in before the job is visible: no coordinator can open it
      * without one. */
-    const char *kv[] = {"src_size",   fp_size,     "src_mtime_ns",
-                        fp_mtime,     "src_inode", fp_inode,
-                        "src_hashes", fp,          NULL};
-    drv_err e = drv_queue_job_create_noted(q, &spec, total, parts, replace, fp ? kv : NULL);
-    free(parts);
-    free(fp);
+    const char *kv[] = {"src_size",   sp->fp_size,  "src_mtime_ns", sp->fp_mtime, "src_inode",
+                        sp->fp_inode, "src_hashes", sp->fp,         NULL};
+    drv_err e =
+        drv_queue_job_create_noted(q, spec, sp->total, sp->parts, replace, sp->fp ? kv : NULL);
     if (e == DRV_EEXIST) {
-        fprintf(stderr, "error: job %s already exists (use --replace to start it over)\n", spec.id);
-        drv_queue_close(q);
+        fprintf(stderr, "error: job %s already exists (use --replace to start it over)\n",
+                spec->id);
         return EXIT_USAGE;
     }
     if (e != DRV_OK) {
-        fprintf(stderr, "error: registering job %s at %s: %s\n", spec.id, drv_queue_addr(q),
+        fprintf(stderr, "error: registering job %s at %s: %s\n", spec->id, drv_queue_addr(q),
                 e == DRV_EIO || e == DRV_EREPLY ? drv_queue_errstr(q) : drv_strerror(e));
-        drv_queue_close(q);
         return 1;
     }
-    printf("%s\n", spec.id);
-    fflush(stdout);
-    rc = 0;
-    if (spec.source == DRV_SRC_STDIN) {
-        drv_job job;
-        if ((e = drv_queue_job_get(q, spec.id, &job)) == DRV_OK)
-            e = drv_feed_stream(q, &job, stdin, quiet, why, sizeof why);
-        else
-            snprintf(why, sizeof why, "%s", drv_strerror(e));
-        if (e != DRV_OK) {
-            fprintf(stderr, "error: feeding job %s from standard input: %s\n", spec.id, why);
-            rc = 1;
-        }
+    return 0;
+}
+
+/* The loop of a stdin job: feeds standard input until it ends. 0, or 1 (said). */
+static int feed_stdin(drv_queue *q, const drv_spec *spec, int quiet) {
+    char why[1024];
+    drv_job job;
+    drv_err e;
+    if ((e = drv_queue_job_get(q, spec->id, &job)) == DRV_OK)
+        e = drv_feed_stream(q, &job, stdin, quiet, why, sizeof why);
+    else
+        snprintf(why, sizeof why, "%s", drv_strerror(e));
+    if (e != DRV_OK) {
+        fprintf(stderr, "error: feeding job %s from standard input: %s\n", spec->id, why);
+        return 1;
     }
-    drv_queue_close(q);
+    return 0;
+}
+
+int cmd_submit(int argc, char **argv) {
+    submit_args a;
+    int rc = parse_args(&a, argc, argv);
+    if (rc >= 0) return rc;
+    drv_spec spec;
+    if (build_spec(&a, &spec)) return EXIT_USAGE;
+    split sp;
+    drv_queue *q = NULL;
+    if (!(rc = split_source(&spec, a.quiet, &sp)) && !(rc = drv_cli_connect(&a.cli, &a.cfg, &q)))
+        rc = register_job(q, &spec, &sp, a.replace);
+    split_free(&sp);
+    if (!rc) {
+        printf("%s\n", spec.id);
+        fflush(stdout);
+        if (spec.source == DRV_SRC_STDIN) rc = feed_stdin(q, &spec, a.quiet);
+    }
+    if (q) drv_queue_close(q);
     return rc;
 }

@@ -650,8 +650,156 @@ static void spec_bad_callbacks_are_refused_naming_the_field(void **state) {
     expect_error("{" RANGE_1_2 ",\"ttl_after_done\":31536001}", "ttl_after_done: expected");
 }
 
+/* ---- the field table ---------------------------------------------------------------------- */
+
+/* A valid spec every row's test starts from: a range, and what the dependent fields need (a
+ * rate for a burst, an on_dead for its threshold and the other way round). */
+static void table_base(drv_spec *s) {
+    char why[512];
+    drv_spec_init(s);
+    s->range_start = 1, s->range_end = 100;
+    s->rate_per_s = 10, s->rate_burst = 1;
+    assert_int_equal(drv_spec_set_text(s, drv_spec_field_named("on_dead"),
+                                       "{\"url\":\"http://x/\"}", why, sizeof why),
+                     DRV_OK);
+    s->alert_dead_over = 0;
+    if (drv_spec_validate(s, why, sizeof why) != DRV_OK) fail_msg("base spec: %s", why);
+}
+
+/* A valid value for the row other than its default, as a flag's text. */
+static void sample(const drv_spec_field *f, char *buf, size_t len) {
+    if (f->type == DRV_FIELD_INT)
+        snprintf(buf, len, "%lld", (long long)(f->def < f->max ? f->def + 1 : f->def - 1));
+    else if (strcmp(f->name, "handler") == 0)
+        snprintf(buf, len, "{\"type\":\"http\",\"url\":\"http://h/{id}\"}");
+    else if (f->type == DRV_FIELD_OBJECT)
+        snprintf(buf, len, "{\"url\":\"https://cb/%s\",\"timeout_ms\":500}", f->name);
+    else
+        snprintf(buf, len, "job_%s", f->name);
+}
+
+static void spec_every_field_round_trips_through_json(void **state) {
+    (void)state;
+    for (const drv_spec_field *f = drv_spec_fields; f->name; f++) {
+        if (f->type == DRV_FIELD_SOURCE) continue; /* its own tests above */
+        drv_spec a, b;
+        char text[256], why[512];
+        table_base(&a);
+        sample(f, text, sizeof text);
+        if (drv_spec_set_text(&a, f, text, why, sizeof why) != DRV_OK)
+            fail_msg("%s = %s: %s", f->name, text, why);
+        if (drv_spec_validate(&a, why, sizeof why) != DRV_OK)
+            fail_msg("%s = %s: %s", f->name, text, why);
+        char *json = drv_spec_to_json(&a);
+        assert_non_null(json);
+        if (parse(json, &b, why, sizeof why) != DRV_OK) fail_msg("%s: %s", json, why);
+        if (f->type == DRV_FIELD_INT)
+            assert_int_equal(drv_spec_field_int(&a, f), drv_spec_field_int(&b, f));
+        else
+            assert_string_equal((const char *)&a + f->off, (const char *)&b + f->off);
+        /* The canonical JSON is a fixed point. */
+        char *again = drv_spec_to_json(&b);
+        assert_string_equal(json, again);
+        free(again);
+        free(json);
+    }
+}
+
+/* Puts v into the row's place of a JSON spec that is otherwise valid. */
+static void json_with(const drv_spec_field *f, long long v, char *buf, size_t len) {
+    const char *dot = strchr(f->name, '.');
+    const char *extra =
+        strcmp(f->name, "alert_dead_over") == 0 ? ",\"on_dead\":{\"url\":\"http://x/\"}" : "";
+    if (dot && strcmp(dot, ".per_second") == 0)
+        snprintf(buf, len, "{" RANGE_1_2 ",\"%.*s\":{\"per_second\":%lld}}", (int)(dot - f->name),
+                 f->name, v);
+    else if (dot)
+        snprintf(buf, len, "{" RANGE_1_2 ",\"%.*s\":{\"per_second\":10,\"%s\":%lld}}",
+                 (int)(dot - f->name), f->name, dot + 1, v);
+    else
+        snprintf(buf, len, "{" RANGE_1_2 "%s,\"%s\":%lld}", extra, f->name, v);
+}
+
+static void spec_every_bound_is_refused_naming_the_field(void **state) {
+    (void)state;
+    for (const drv_spec_field *f = drv_spec_fields; f->name; f++) {
+        if (f->type != DRV_FIELD_INT) continue;
+        long long outside[] = {(long long)f->min - 1, (long long)f->max + 1};
+        for (int i = 0; i < 2; i++) {
+            if (outside[i] > 9007199254740992LL) continue; /* not exact in JSON: its own test */
+            char json[512], why[512];
+            json_with(f, outside[i], json, sizeof json);
+            expect_error(json, f->name);
+            /* validate too, as after drover submit's flags or drover set */
+            drv_spec s;
+            long long v = outside[i];
+            if ((f->flags & DRV_FIELD_OPTIONAL) && v == f->def) v--; /* the default is "none" */
+            table_base(&s);
+            *(int64_t *)((char *)&s + f->off) = v;
+            assert_int_equal(drv_spec_validate(&s, why, sizeof why), DRV_EINVAL);
+            if (!strstr(why, f->name)) fail_msg("%s = %lld: \"%s\"", f->name, v, why);
+        }
+    }
+}
+
+static void spec_every_field_has_a_submit_flag_in_help(void **state) {
+    (void)state;
+    for (const drv_spec_field *f = drv_spec_fields; f->name; f++) {
+        if (f->type == DRV_FIELD_SOURCE) continue; /* --range, --file, --source: submit's own */
+        if (!f->flag) fail_msg("%s: no submit flag", f->name);
+        assert_ptr_equal(drv_spec_field_by_flag(f->flag), f);
+        const char *val = NULL;
+        char help[256], flag[64];
+        drv_opt opts[2] = {{0}, {0}};
+        drv_spec_field_opt(f, &val, help, sizeof help, &opts[0]);
+        char *out = NULL;
+        size_t outlen = 0;
+        FILE *mem = open_memstream(&out, &outlen);
+        assert_non_null(mem);
+        drv_cmd_doc doc = {"drover submit", "", NULL};
+        drv_opts_help(opts, &doc, mem);
+        fclose(mem);
+        snprintf(flag, sizeof flag, "--%s %s", f->flag, f->metavar);
+        if (!strstr(out, flag)) fail_msg("%s: \"%s\" not in --help:\n%s", f->name, flag, out);
+        if (!strstr(out, f->help)) fail_msg("%s: its help not in --help:\n%s", f->name, out);
+        if (!strstr(out, "default")) fail_msg("%s: no default in --help:\n%s", f->name, out);
+        free(out);
+        /* The flag sets what the row says. */
+        char text[256], arg[300];
+        sample(f, text, sizeof text);
+        snprintf(arg, sizeof arg, "--%s=%s", f->flag, text);
+        char *argv[] = {"submit", arg, NULL};
+        char *pos[1];
+        int npos;
+        assert_int_equal(drv_opts_parse(opts, &doc, 2, argv, pos, 1, &npos, NULL, NULL),
+                         DRV_OPTS_OK);
+        assert_non_null(val);
+        assert_string_equal(val, text);
+    }
+}
+
+static void spec_unknown_field_lists_every_field_of_the_table(void **state) {
+    (void)state;
+    drv_spec s;
+    char why[1024] = "";
+    assert_int_equal(parse("{" RANGE_1_2 ",\"nope\":1}", &s, why, sizeof why), DRV_EINVAL);
+    for (const drv_spec_field *f = drv_spec_fields; f->name; f++) {
+        char top[64];
+        snprintf(top, sizeof top, "%.*s", (int)strcspn(f->name, "."), f->name);
+        if (!strstr(why, top)) fail_msg("\"%s\" does not list %s", why, top);
+    }
+    assert_int_equal(
+        parse("{" RANGE_1_2 ",\"rate\":{\"per_second\":1,\"x\":1}}", &s, why, sizeof why),
+        DRV_EINVAL);
+    assert_non_null(strstr(why, "rate.x: unknown field (expected per_second, burst)"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(spec_every_field_round_trips_through_json),
+        cmocka_unit_test(spec_every_bound_is_refused_naming_the_field),
+        cmocka_unit_test(spec_every_field_has_a_submit_flag_in_help),
+        cmocka_unit_test(spec_unknown_field_lists_every_field_of_the_table),
         cmocka_unit_test(spec_callbacks_parse_and_survive_a_round_trip),
         cmocka_unit_test(spec_without_callbacks_has_none),
         cmocka_unit_test(spec_bad_callbacks_are_refused_naming_the_field),
