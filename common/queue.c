@@ -55,8 +55,12 @@ const char *drv_queue_errstr(const drv_queue *q) {
 }
 
 const char *drv_queue_strerror(const drv_queue *q, drv_err e) {
-    if (e == DRV_OK) return drv_strerror(e);
-    const char *text = q ? drv_conn_errstr(q->conn) : "";
+    /* The failures whose text says more than their code (Redis's words, the address, the key
+     * and field); every path returning one of them sets the text. The others (DRV_ENOJOB,
+     * DRV_EPAUSED, ...) say all there is, and a script's "DRV_NOJOB KEY" is not for people. */
+    int texted =
+        e == DRV_EIO || e == DRV_EREPLY || e == DRV_EFULL || e == DRV_ECORRUPT || e == DRV_EINVAL;
+    const char *text = q && texted ? drv_conn_errstr(q->conn) : "";
     return text[0] ? text : drv_strerror(e);
 }
 
@@ -182,13 +186,18 @@ drv_err drvq_time(drv_queue *q, int64_t *ms) {
 
 drv_err drvq_drain(drv_queue *q, int n) {
     drv_err first = DRV_OK;
+    char text[512] = ""; /* the first failure's: later replies may fail too */
     for (int i = 0; i < n; i++) {
         redisReply *r = NULL;
         drv_err e = drv_conn_reply(q->conn, &r);
         if (r) freeReplyObject(r);
         if (e == DRV_EIO) return e;
-        if (e && !first) first = e;
+        if (e && !first) {
+            first = e;
+            snprintf(text, sizeof text, "%s", drv_conn_errstr(q->conn));
+        }
     }
+    if (first) drv_conn_set_errstr(q->conn, text);
     return first;
 }
 

@@ -217,7 +217,10 @@ static drv_err read_ackclaim(drv_queue *q, const redisReply *r, void *ud) {
 drv_err drv_queue_ackclaim(drv_queue *q, const char *job, int p, const char *worker, int max,
                            const drv_ref *refs, const drv_bytes *resp, size_t n,
                            drv_ack_result *ack, drv_claim *out) {
-    if (n > CHUNK) return DRV_EINVAL;
+    if (n > CHUNK) {
+        drv_conn_set_errstr(q->conn, "ackclaim: more than 1000 acks in one call");
+        return DRV_EINVAL;
+    }
     const char **args = malloc(sizeof *args * (2 + ACK_ARGS(n)));
     size_t *lens = malloc(sizeof *lens * (2 + ACK_ARGS(n)));
     num_t *nums = malloc(sizeof *nums * ACK_ARGS(n));

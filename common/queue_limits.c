@@ -116,7 +116,12 @@ drv_err drv_queue_limits_set(drv_queue *q, const drv_spec *spec) {
     freeReplyObject(r);
     goto out;
 discard:
-    if (e != DRV_EIO && drv_conn_cmdf(q->conn, &r, "DISCARD") == DRV_OK) freeReplyObject(r);
+    if (e != DRV_EIO) {
+        char text[512]; /* the failure's, not DISCARD's */
+        snprintf(text, sizeof text, "%s", drv_conn_errstr(q->conn));
+        if (drv_conn_cmdf(q->conn, &r, "DISCARD") == DRV_OK) freeReplyObject(r);
+        drv_conn_set_errstr(q->conn, text);
+    }
 out:
     free(json);
     return e;

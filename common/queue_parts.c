@@ -105,6 +105,7 @@ drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat
             if ((e = drv_conn_append(q->conn, 2, c[i], NULL))) return e;
     }
     drv_err first = DRV_OK;
+    char first_text[512] = ""; /* the first failure's: later replies may fail too */
     for (int p = 0; p < nparts; p++) {
         drv_part_stat *s = &out[p];
         drv_part_keys k;
@@ -117,7 +118,10 @@ drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat
             e = drv_conn_reply(q->conn, &r);
             if (e == DRV_EIO) return e;
             if (e) {
-                if (!first) first = drvq_wrongtype(q, e, k.ptr[key_of[i]]);
+                if (!first) {
+                    first = drvq_wrongtype(q, e, k.ptr[key_of[i]]);
+                    snprintf(first_text, sizeof first_text, "%s", drv_conn_errstr(q->conn));
+                }
                 continue;
             }
             if (i == 0 && drvq_is_array(r, 0)) {
@@ -146,16 +150,19 @@ drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat
                                     &s->cooldown_until)) ||
                     (ce = drvq_hnum(q, r, sk, "cooldowns", 0, 0, INT64_MAX, &s->cooldowns)) ||
                     (ce = drvq_hnum(q, r, sk, "split_from", -1, -1, DRV_PARTITIONS_MAX - 1, &sf))) {
-                    if (!first)
+                    if (!first) {
                         first = ce;
-                    else
+                        snprintf(first_text, sizeof first_text, "%s", drv_conn_errstr(q->conn));
+                    } else
                         drv_conn_set_errstr(q->conn, kept);
                 }
                 s->exhausted = ex != 0;
                 s->split_from = (int)sf;
                 const char *cur = drvq_hfield(r, "cursor");
-                if (cur && strlen(cur) >= sizeof s->cursor && !first)
+                if (cur && strlen(cur) >= sizeof s->cursor && !first) {
                     first = drvq_corrupt(q, sk, "cursor", "longer than 31 bytes");
+                    snprintf(first_text, sizeof first_text, "%s", drv_conn_errstr(q->conn));
+                }
                 snprintf(s->cursor, sizeof s->cursor, "%s", cur ? cur : "");
             } else if (i == 1) {
                 s->pending = drvq_int(r);
@@ -167,13 +174,17 @@ drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat
             freeReplyObject(r);
         }
     }
+    if (first) drv_conn_set_errstr(q->conn, first_text);
     return first;
 }
 
 drv_err drv_queue_feed(drv_queue *q, const char *job, int p, const char *expect, const char *next,
                        int exhausted, const drv_feed_item *items, size_t n,
                        int64_t *pending_after) {
-    if (n > CHUNK) return DRV_EINVAL;
+    if (n > CHUNK) {
+        drv_conn_set_errstr(q->conn, "feed: more than 1000 items in one call");
+        return DRV_EINVAL;
+    }
     int with_payload = n > 0 && items[0].payload != NULL;
     size_t nargs = 4 + n * (with_payload ? 2 : 1);
     const char **args = malloc(nargs * sizeof *args);

@@ -42,7 +42,7 @@ static int open_job(int argc, char **argv, const drv_cmd_doc *doc, int with_json
         if (e == DRV_ENOJOB)
             fprintf(stderr, "error: no job %s (see drover list)\n", id);
         else
-            fprintf(stderr, "error: job %s: %s\n", id, drv_queue_errstr(c->q));
+            fprintf(stderr, "error: job %s: %s\n", id, drv_queue_strerror(c->q, e));
         drv_queue_close(c->q);
         return 1;
     }
@@ -67,7 +67,7 @@ static int transition(int argc, char **argv, const drv_cmd_doc *doc, const char 
     }
     drv_err e = drv_queue_job_set_state(c.q, &c.job, to);
     if (e) {
-        fprintf(stderr, "error: job %s: %s\n", c.job.id, drv_queue_errstr(c.q));
+        fprintf(stderr, "error: job %s: %s\n", c.job.id, drv_queue_strerror(c.q, e));
         rc = 1;
     } else {
         printf("job %s: %s\n", c.job.id, to);
@@ -110,8 +110,9 @@ typedef void (*pair_fn)(const char *id, size_t idlen, const char *v, size_t vlen
 static int print_each(job_cmd *c, drv_err (*each)(drv_queue *, const char *, int, pair_fn, void *),
                       pair_fn print) {
     for (int p = 0; p < c->job.partitions; p++) {
-        if (each(c->q, c->job.id, p, print, c)) {
-            fprintf(stderr, "error: job %s: %s\n", c->job.id, drv_queue_errstr(c->q));
+        drv_err e = each(c->q, c->job.id, p, print, c);
+        if (e) {
+            fprintf(stderr, "error: job %s: %s\n", c->job.id, drv_queue_strerror(c->q, e));
             return 1;
         }
     }
@@ -177,7 +178,7 @@ int cmd_retry(int argc, char **argv) {
     if (!e && total > 0 && strcmp(c.job.state, "done") == 0)
         e = drv_queue_job_set_state(c.q, &c.job, "running");
     if (e) {
-        fprintf(stderr, "error: job %s: %s\n", c.job.id, drv_queue_errstr(c.q));
+        fprintf(stderr, "error: job %s: %s\n", c.job.id, drv_queue_strerror(c.q, e));
         drv_queue_close(c.q);
         return 1;
     }
@@ -283,7 +284,7 @@ int cmd_purge(int argc, char **argv) {
     drv_job job;
     drv_err e = drv_queue_job_get(q, id, &job);
     if (e && e != DRV_ENOJOB) {
-        fprintf(stderr, "error: job %s: %s\n", id, drv_queue_errstr(q));
+        fprintf(stderr, "error: job %s: %s\n", id, drv_queue_strerror(q, e));
         drv_queue_close(q);
         return 1;
     }
@@ -303,7 +304,8 @@ int cmd_purge(int argc, char **argv) {
         return 1;
     }
     if ((e && e != DRV_ENOJOB) || e2) {
-        fprintf(stderr, "error: purging job %s: %s\n", id, drv_queue_errstr(q));
+        fprintf(stderr, "error: purging job %s: %s\n", id,
+                drv_queue_strerror(q, e && e != DRV_ENOJOB ? e : e2));
         drv_queue_close(q);
         return 1;
     }

@@ -100,7 +100,7 @@ static int recover_connection(run_ctx *c) {
         c->outage_since = drv_now_ms();
         c->backoff_ms = 100;
         drv_warn("redis lost at %s (%s); retrying with backoff", drv_queue_addr(c->q),
-                 drv_queue_errstr(c->q));
+                 drv_queue_strerror(c->q, DRV_EIO));
     }
     while (!stop_signal) {
         if (drv_queue_reconnect(c->q, why, sizeof why) == DRV_OK) {
@@ -141,10 +141,9 @@ static void trouble_cleared(run_ctx *c) {
  * else, and corrupt state at the start, is fatal. */
 static int handle_err(run_ctx *c, drv_err e, const char *what) {
     if (e == DRV_EIO) return recover_connection(c);
-    if (e == DRV_EFULL) return trouble(c, what, drv_queue_errstr(c->q));
-    if (e == DRV_ECORRUPT && c->started) return trouble(c, what, drv_queue_errstr(c->q));
-    drv_error("%s: %s", what,
-              e == DRV_EREPLY || e == DRV_ECORRUPT ? drv_queue_errstr(c->q) : drv_strerror(e));
+    if (e == DRV_EFULL) return trouble(c, what, drv_queue_strerror(c->q, e));
+    if (e == DRV_ECORRUPT && c->started) return trouble(c, what, drv_queue_strerror(c->q, e));
+    drv_error("%s: %s", what, drv_queue_strerror(c->q, e));
     return -1;
 }
 
@@ -248,7 +247,7 @@ static drv_err load_fingerprint(run_ctx *c, char *why, size_t whylen) {
     for (int i = 0; i < 4 && !e; i++)
         e = drv_queue_job_field(c->q, c->job.id, names[i], &v[i]);
     if (e) {
-        snprintf(why, whylen, "%s", drv_queue_errstr(c->q));
+        snprintf(why, whylen, "%s", drv_queue_strerror(c->q, e));
         goto out;
     }
     if (!v[0] && !v[1] && !v[2] && !v[3]) {
@@ -782,7 +781,7 @@ int cmd_run(int argc, char **argv) {
     drv_err e = drv_queue_job_get(c.q, id, &c.job);
     if (e) {
         fprintf(stderr, "error: job %s: %s\n", id,
-                e == DRV_ENOJOB ? "no such job (see drover list)" : drv_queue_errstr(c.q));
+                e == DRV_ENOJOB ? "no such job (see drover list)" : drv_queue_strerror(c.q, e));
         drv_queue_close(c.q);
         return 1;
     }

@@ -260,10 +260,9 @@ static int fail_job(drv_queue *q, const char *id, drv_err e) {
     if (e == DRV_ENOJOB)
         fprintf(stderr, "error: no job %s (see drover list)\n", id);
     else if (e == DRV_ECORRUPT)
-        fprintf(stderr, "error: job %s is broken: %s\n", id, drv_queue_errstr(q));
+        fprintf(stderr, "error: job %s is broken: %s\n", id, drv_queue_strerror(q, e));
     else
-        fprintf(stderr, "error: job %s: %s\n", id,
-                e == DRV_EIO || e == DRV_EREPLY ? drv_queue_errstr(q) : drv_strerror(e));
+        fprintf(stderr, "error: job %s: %s\n", id, drv_queue_strerror(q, e));
     return 1;
 }
 
@@ -335,7 +334,7 @@ int cmd_list(int argc, char **argv) {
     size_t n;
     drv_err e = drv_queue_job_list(q, &ids, &n);
     if (e) {
-        fprintf(stderr, "error: listing jobs: %s\n", drv_queue_errstr(q));
+        fprintf(stderr, "error: listing jobs: %s\n", drv_queue_strerror(q, e));
         drv_queue_close(q);
         return 1;
     }
@@ -351,11 +350,11 @@ int cmd_list(int argc, char **argv) {
                 cJSON *o = cJSON_CreateObject();
                 cJSON_AddStringToObject(o, "id", ids[i]);
                 cJSON_AddStringToObject(o, "state", "broken");
-                cJSON_AddStringToObject(o, "error", drv_queue_errstr(q));
+                cJSON_AddStringToObject(o, "error", drv_queue_strerror(q, le));
                 print_json(o);
             } else {
                 printf("%-32s %-9s %12s %12s %8s  %s\n", ids[i], "broken", "?", "?", "?",
-                       drv_queue_errstr(q));
+                       drv_queue_strerror(q, le));
             }
         } else if (le == DRV_OK) {
             if (json) {

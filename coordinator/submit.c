@@ -319,7 +319,7 @@ int cmd_submit(int argc, char **argv) {
     }
     if (e != DRV_OK) {
         fprintf(stderr, "error: registering job %s at %s: %s\n", spec.id, drv_queue_addr(q),
-                e == DRV_EIO || e == DRV_EREPLY ? drv_queue_errstr(q) : drv_strerror(e));
+                drv_queue_strerror(q, e));
         drv_queue_close(q);
         return 1;
     }
