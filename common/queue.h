@@ -13,6 +13,7 @@
  * to print for e. */
 
 #include "err.h"
+#include "job_state.h"
 #include "spec.h"
 #include "keys.h"
 #include "url.h"
@@ -42,7 +43,8 @@ int drv_prefix_valid(const char *prefix);
 
 typedef struct drv_job {
     char id[DRV_JOB_ID_MAX + 1];
-    char state[16]; /* running, paused, cancelled, done */
+    drv_job_state st; /* what code compares */
+    char state[16];   /* its name as Redis holds it: running, paused, cancelled, done */
     int partitions;
     int64_t total; /* -1 until known */
     int64_t created_ms, finished_ms;
@@ -121,7 +123,8 @@ drv_err drv_queue_lock_job(drv_queue *q, const char *job, int64_t created_ms, co
 drv_err drv_queue_unlock(drv_queue *q, const char *job, const char *owner);
 
 typedef struct drv_part_stat {
-    char state[16];
+    drv_job_state st; /* the job's state mirrored here; DRV_JOB_MISSING without a state hash */
+    char state[16];   /* its name ("missing" without a state hash) */
     int64_t pending, leased, retrying, dead;                           /* sizes now */
     int64_t fed, done, failed, duplicates, expired, skipped, released; /* counters */
     int64_t copies; /* held acks of an id done already (lua/_lib.lua ack_items) */

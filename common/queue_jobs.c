@@ -324,11 +324,8 @@ drv_err drv_queue_job_get(drv_queue *q, const char *job, drv_job *out) {
         freeReplyObject(r);
         return drvq_corrupt(q, jk, "created_ms", "missing");
     }
-    static const char *const states[] = {"creating", "running", "paused", "cancelled", "done"};
-    size_t si = 0;
-    while (si < sizeof states / sizeof *states && strcmp(states[si], state) != 0)
-        si++;
-    if (si == sizeof states / sizeof *states) {
+    j.st = drv_job_state_parse(state);
+    if (j.st == DRV_JOB_UNKNOWN || j.st == DRV_JOB_MISSING) {
         char what[96];
         snprintf(what, sizeof what, "unknown state \"%.40s\"", state);
         freeReplyObject(r);
@@ -369,7 +366,7 @@ drv_err drv_queue_job_set_state(drv_queue *q, const drv_job *job, const char *st
     drv_key_job(jk, sizeof jk, q->prefix, job->id, "job");
     redisReply *r;
     drv_err e;
-    int finished = strcmp(state, "done") == 0 || strcmp(state, "cancelled") == 0;
+    int finished = drv_job_state_finished(drv_job_state_parse(state));
     /* Partitions first: the scripts honour them, and a crash between the two leaves the job
      * hash (what operators and the coordinator read) to be set again. With created_ms, none is
      * written back once gone (lua/mirror.lua), nor the job hash (below). */

@@ -125,8 +125,10 @@ drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat
                 continue;
             }
             if (i == 0 && drvq_is_array(r, 0)) {
+                const char *state = drvq_hfield(r, "state");
+                s->st = state ? drv_job_state_parse(state) : DRV_JOB_MISSING;
                 snprintf(s->state, sizeof s->state, "%s",
-                         drvq_hfield(r, "state") ? drvq_hfield(r, "state") : "missing");
+                         state ? state : drv_job_state_name(DRV_JOB_MISSING));
                 /* Counters never go below 0; a field that is not a whole number in its bounds
                  * is named (the first one), the rest of the partitions are still read. */
                 int64_t ex = 0, sf = -1;

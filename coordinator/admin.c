@@ -163,7 +163,7 @@ int cmd_retry(int argc, char **argv) {
     job_cmd c;
     int rc = open_job(argc, argv, &doc, 0, &c);
     if (rc >= 0) return rc;
-    if (strcmp(c.job.state, "cancelled") == 0) {
+    if (c.job.st == DRV_JOB_CANCELLED) {
         fprintf(stderr, "error: job %s is cancelled\n", c.job.id);
         drv_queue_close(c.q);
         return 1;
@@ -175,7 +175,7 @@ int cmd_retry(int argc, char **argv) {
         e = drv_queue_revive(c.q, c.job.id, p, &n);
         total += n;
     }
-    if (!e && total > 0 && strcmp(c.job.state, "done") == 0)
+    if (!e && total > 0 && c.job.st == DRV_JOB_DONE)
         e = drv_queue_job_set_state(c.q, &c.job, "running");
     if (e) {
         fprintf(stderr, "error: job %s: %s\n", c.job.id, drv_queue_strerror(c.q, e));
@@ -183,7 +183,7 @@ int cmd_retry(int argc, char **argv) {
         return 1;
     }
     printf("job %s: %" PRId64 " dead items back to pending\n", c.job.id, total);
-    if (total > 0 && strcmp(c.job.state, "done") == 0)
+    if (total > 0 && c.job.st == DRV_JOB_DONE)
         printf("the job was done: run `drover run %s` to finish it\n", c.job.id);
     drv_queue_close(c.q);
     return 0;
@@ -288,7 +288,7 @@ int cmd_purge(int argc, char **argv) {
         drv_queue_close(q);
         return 1;
     }
-    if (!e && !force && strcmp(job.state, "done") != 0 && strcmp(job.state, "cancelled") != 0) {
+    if (!e && !force && !drv_job_state_finished(job.st)) {
         fprintf(stderr,
                 "error: job %s is %s; purge a job once it is done or cancelled (or --force)\n", id,
                 job.state);

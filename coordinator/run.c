@@ -155,7 +155,7 @@ static int check_cursors(const run_ctx *c, char *why, size_t whylen) {
         long long cur;
         int64_t lo = 0, hi = INT64_MAX;
         if (c->job.spec.source == DRV_SRC_HTTP) continue; /* "K" or "K/n": feed_http.c */
-        if (strcmp(s->state, "missing") == 0) continue;   /* a deleted job: the state check */
+        if (s->st == DRV_JOB_MISSING) continue;           /* a deleted job: the state check */
         /* Bounds first (submit keeps range ids within +-2^53, file offsets from 0). */
         const int64_t lim = (int64_t)1 << 53;
         int64_t blo = c->job.spec.source == DRV_SRC_RANGE ? -lim : 0;
@@ -542,7 +542,7 @@ static int finish_job(run_ctx *c, const char *state) {
     if (c->on_complete && !j.complete_sent &&
         hook_deliver(c, c->on_complete, "complete", "complete_sent"))
         return -1;
-    if (strcmp(state, "done") == 0 && j.spec.ttl_after_done > 0 && !j.expires_ms) {
+    if (drv_job_state_parse(state) == DRV_JOB_DONE && j.spec.ttl_after_done > 0 && !j.expires_ms) {
         int64_t at = 0;
         while ((e = drv_queue_job_expire(c->q, &j, j.spec.ttl_after_done * 1000, &at)))
             if (handle_err(c, e, "setting the job's keys to expire")) return -1;
@@ -635,8 +635,7 @@ static drv_err sync_state(run_ctx *c, char *mirrored, size_t len) {
         c->remirror = 0;
     }
     if (strcmp(now.state, mirrored) != 0) {
-        if (strcmp(now.state, "running") == 0 || strcmp(now.state, "paused") == 0 ||
-            strcmp(now.state, "cancelled") == 0) {
+        if (now.st == DRV_JOB_RUNNING || now.st == DRV_JOB_PAUSED || now.st == DRV_JOB_CANCELLED) {
             /* Only the partitions: the job hash has it, maybe newer than 'now' by now. */
             if ((e = drv_queue_job_mirror_state(c->q, &now, now.state))) return e;
             if (mirrored[0]) drv_info("job %s: %s", c->job.id, now.state);

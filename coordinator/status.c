@@ -50,7 +50,7 @@ static drv_err load_view(drv_queue *q, const char *id, job_view *v) {
 
 static double eta_seconds(const job_view *v) {
     double rate = (double)v->job.rate_milli / 1000.0;
-    if (v->job.total < 0 || rate <= 0 || strcmp(v->job.state, "running") != 0) return -1;
+    if (v->job.total < 0 || rate <= 0 || v->job.st != DRV_JOB_RUNNING) return -1;
     double left = (double)(v->job.total - v->t.done - v->t.dead);
     return left > 0 ? left / rate : 0;
 }
@@ -296,7 +296,7 @@ int cmd_status(int argc, char **argv) {
         } else
             print_line(&v);
         fflush(stdout);
-        if (strcmp(v.job.state, "done") == 0 || strcmp(v.job.state, "cancelled") == 0) break;
+        if (drv_job_state_finished(v.job.st)) break;
         drv_sleep_ms(interval_ms);
         free(v.st);
         e = load_view(q, id, &v);
@@ -422,8 +422,8 @@ int cmd_wait(int argc, char **argv) {
             break;
         } else {
             said_lost = 0;
-            if (strcmp(v.job.state, "done") == 0 || strcmp(v.job.state, "cancelled") == 0) {
-                rc = strcmp(v.job.state, "cancelled") == 0 ? EXIT_CANCELLED : v.t.dead ? 1 : 0;
+            if (drv_job_state_finished(v.job.st)) {
+                rc = v.job.st == DRV_JOB_CANCELLED ? EXIT_CANCELLED : v.t.dead ? 1 : 0;
                 if (!json)
                     fprintf(stderr, "job %s: %s: %" PRId64 " done, %" PRId64 " dead\n", v.job.id,
                             v.job.state, v.t.done, v.t.dead);

@@ -406,7 +406,7 @@ static void job_missing(wstate *w, int ji, int64_t now) {
         return;
     }
     x->gone = 1;
-    if (strcmp(x->state, "done") == 0 || strcmp(x->state, "cancelled") == 0) {
+    if (drv_job_state_finished(drv_job_state_parse(x->state))) {
         drv_info("job %s is gone (deleted or expired after it was %s)", x->id, x->state);
         return;
     }
@@ -472,7 +472,7 @@ static void update_job(wstate *w, const drv_job *j, int64_t now) {
     x->limited = j->spec.rate_per_s > 0 || j->spec.max_in_flight > 0;
     x->weight = j->spec.weight > 0 ? j->spec.weight : 1;
     x->seen = 1;
-    x->active = strcmp(j->state, "running") == 0 && !x->unusable;
+    x->active = j->st == DRV_JOB_RUNNING && !x->unusable;
     if (x->active && x->skip_until > now) x->skip_until = 0;
 }
 
