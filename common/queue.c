@@ -106,8 +106,10 @@ drv_err drvq_bad_reply(drv_queue *q, const char *what, const redisReply *r) {
     return DRV_EREPLY;
 }
 
+/* The callers pass fixed lists shorter than DRVQ_ARGS_MAX (job_note_if: at most 32); one that
+ * did not would lose its last arguments, which the script then refuses. */
 void drvq_arg(drvq_args *a, const char *s) {
-    if (a->n >= DRVQ_ARGS_MAX) return; /* the callers' fixed lists fit; see DRVQ_ARGS_MAX */
+    if (a->n >= DRVQ_ARGS_MAX) return;
     a->v[a->n] = s;
     a->len[a->n++] = strlen(s);
 }
@@ -140,7 +142,11 @@ drv_err drvq_script(drv_queue *q, const drvq_call *c) {
         drv_keys_part(&pk, q->prefix, c->job, c->part);
         keys = pk.ptr, klens = pk.len, nkeys = DRV_PART_NKEYS;
     } else if (!klens) {
-        for (int i = 0; i < nkeys && i < 8; i++)
+        if (nkeys > 8) { /* no script takes more than the partition keys */
+            drv_conn_set_errstr(q->conn, "too many keys for a script call");
+            return DRV_EINVAL;
+        }
+        for (int i = 0; i < nkeys; i++)
             lens[i] = strlen(keys[i]);
         klens = lens;
     }
@@ -148,12 +154,13 @@ drv_err drvq_script(drv_queue *q, const drvq_call *c) {
     drv_err e = drv_conn_script(q->conn, c->script, nkeys, (const char **)keys, klens, c->nargs,
                                 (const char **)c->args, c->lens, &r);
     if (e) return e;
-    char what[64];
-    snprintf(what, sizeof what, "lua/%s.lua", c->script);
-    if (!shape_ok(c, r))
+    if (!shape_ok(c, r)) {
+        char what[64];
+        snprintf(what, sizeof what, "lua/%s.lua", c->script);
         e = drvq_bad_reply(q, what, r);
-    else if (c->read)
+    } else if (c->read) {
         e = c->read(q, r, c->out);
+    }
     freeReplyObject(r);
     return e;
 }
