@@ -31,6 +31,12 @@ static void set_err(drv_conn *c, const char *fmt, ...) {
     va_end(ap);
 }
 
+/* A call that succeeded: no error text left over from an earlier one (hiredis's convention:
+ * the text is that of the last call, and empty after a success). */
+static void clear_err(drv_conn *c) {
+    c->err[0] = '\0';
+}
+
 static void mark_broken(drv_conn *c) {
     if (c->ctx) {
         const char *why = c->ctx->err ? c->ctx->errstr : "connection lost";
@@ -251,9 +257,10 @@ void drv_conn_close(drv_conn *c) {
 }
 
 drv_err drv_conn_reconnect(drv_conn *c, char *why, size_t whylen) {
-    if (c->ctx || (c->cl && !c->cl_broken)) return DRV_OK;
-    drv_err e = do_connect(c);
+    drv_err e = DRV_OK;
+    if (!(c->ctx || (c->cl && !c->cl_broken))) e = do_connect(c);
     if (e != DRV_OK && why) snprintf(why, whylen, "%s", c->err);
+    if (e == DRV_OK) clear_err(c);
     return e;
 }
 
@@ -355,7 +362,10 @@ static drv_err cluster_cmdv(drv_conn *c, redisReply **out, const char *fmt, va_l
     if (c->cl_broken) return DRV_EIO;
     char *cmd = NULL;
     int len = redisvFormatCommand(&cmd, fmt, ap);
-    if (len < 0) return DRV_ENOMEM;
+    if (len < 0) {
+        set_err(c, "out of memory formatting \"%s\"", fmt);
+        return DRV_ENOMEM;
+    }
     const char *argv[64];
     size_t lens[64];
     int argc = resp_to_argv(cmd, len, argv, lens, 64);
@@ -370,38 +380,57 @@ static drv_err cluster_cmdv(drv_conn *c, redisReply **out, const char *fmt, va_l
     return e;
 }
 
-drv_err drv_conn_cmd(drv_conn *c, int argc, const char **argv, const size_t *lens,
-                     redisReply **out) {
+static drv_err cmd_argv(drv_conn *c, int argc, const char **argv, const size_t *lens,
+                        redisReply **out) {
     if (c->cl) return cluster_cmd(c, argc, argv, lens, out);
     if (!c->ctx) return DRV_EIO;
     return check_reply(c, redisCommandArgv(c->ctx, argc, argv, lens), out);
 }
 
+drv_err drv_conn_cmd(drv_conn *c, int argc, const char **argv, const size_t *lens,
+                     redisReply **out) {
+    drv_err e = cmd_argv(c, argc, argv, lens, out);
+    if (e == DRV_OK) clear_err(c);
+    return e;
+}
+
 drv_err drv_conn_cmdf(drv_conn *c, redisReply **out, const char *fmt, ...) {
     va_list ap;
+    drv_err e;
     if (c->cl) {
         va_start(ap, fmt);
-        drv_err e = cluster_cmdv(c, out, fmt, ap);
+        e = cluster_cmdv(c, out, fmt, ap);
         va_end(ap);
-        return e;
+    } else if (!c->ctx) {
+        e = DRV_EIO;
+    } else {
+        va_start(ap, fmt);
+        redisReply *r = redisvCommand(c->ctx, fmt, ap);
+        va_end(ap);
+        e = check_reply(c, r, out);
     }
-    if (!c->ctx) return DRV_EIO;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(c->ctx, fmt, ap);
-    va_end(ap);
-    return check_reply(c, r, out);
+    if (e == DRV_OK) clear_err(c);
+    return e;
 }
 
 drv_err drv_conn_append(drv_conn *c, int argc, const char **argv, const size_t *lens) {
     if (c->cl) {
         if (c->cl_broken) return DRV_EIO;
-        return drv_cluster_append(c->cl, argc, argv, lens) == 0 ? DRV_OK : DRV_ENOMEM;
+        if (drv_cluster_append(c->cl, argc, argv, lens) != 0) {
+            set_err(c, "out of memory queueing a command");
+            return DRV_ENOMEM;
+        }
+        clear_err(c);
+        return DRV_OK;
     }
     if (!c->ctx) return DRV_EIO;
     if (redisAppendCommandArgv(c->ctx, argc, argv, lens) != REDIS_OK) {
         mark_broken(c);
         return DRV_EIO;
     }
+    /* A pipeline starts with no error; its replies (drv_conn_reply) set one, never clear it,
+     * so the first failure among them keeps its text while the rest are read. */
+    clear_err(c);
     return DRV_OK;
 }
 
@@ -453,6 +482,7 @@ drv_err drv_conn_script(drv_conn *c, const char *name, int nkeys, const char **k
         if (!argv || !lens) {
             free(argv);
             free(lens);
+            set_err(c, "out of memory calling script %s", name);
             return DRV_ENOMEM;
         }
     }
@@ -467,7 +497,7 @@ drv_err drv_conn_script(drv_conn *c, const char *name, int nkeys, const char **k
     drv_err e;
     for (int attempt = 0;; attempt++) {
         argv[1] = c->sha[si], lens[1] = 40;
-        e = drv_conn_cmd(c, argc, argv, lens, out);
+        e = cmd_argv(c, argc, argv, lens, out);
         if (e == DRV_EREPLY && strncmp(c->err, "NOSCRIPT", 8) == 0 && attempt == 0) {
             drv_debug("script %s not in the Redis script cache, loading it again", name);
             if ((e = load_script(c, si)) != DRV_OK) break;
@@ -476,6 +506,7 @@ drv_err drv_conn_script(drv_conn *c, const char *name, int nkeys, const char **k
         break;
     }
     if (e == DRV_EREPLY) e = script_error(c->err);
+    if (e == DRV_OK) clear_err(c);
     if (argv != stack_argv) {
         free(argv);
         free(lens);

@@ -32,7 +32,10 @@ drv_err drv_conn_reconnect(drv_conn *c, char *why, size_t whylen);
 int drv_conn_broken(const drv_conn *c);
 /* Borrowed: valid until drv_conn_close(). "redis://host:port/db" without the password. */
 const char *drv_conn_addr(const drv_conn *c);
-/* The last error text (connection or reply). Borrowed; overwritten by the next call. */
+/* The error text of the last call (connection or reply), "" after a call that succeeded
+ * (drv_conn_reply, reading a pipeline, sets it and never clears it: the first failure of the
+ * pipeline keeps its text until the next command or append). Borrowed; overwritten by the
+ * next call. */
 const char *drv_conn_errstr(const drv_conn *c);
 /* Replaces the error text (a caller that found a reply it cannot use names what was wrong). */
 void drv_conn_set_errstr(drv_conn *c, const char *text);

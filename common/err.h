@@ -1,14 +1,22 @@
 #ifndef DRV_ERR_H
 #define DRV_ERR_H
 
-/* Every fallible function in drover returns a drv_err. Results go through out-parameters,
- * which are left untouched on failure. */
+/* Every fallible function in drover returns a drv_err. Results go through out-parameters; after
+ * a failure the caller does not read them (some are partly written) unless the function's
+ * comment says what they hold then.
+ *
+ * The message for a failure: a module that holds a connection keeps the text of its last
+ * call, as hiredis does (every failure sets it, a success clears it), and gives callers the
+ * message with one function: drv_queue_strerror(q, e) (queue.h). Functions without such a
+ * handle write the message into a caller's 'why' buffer where they have more to say than the
+ * code; otherwise drv_strerror(e) is the message. */
 typedef enum drv_err {
     DRV_OK = 0,
     DRV_ENOMEM,     /* allocation failed */
     DRV_EINVAL,     /* bad input: a spec, a flag, a URL */
     DRV_EIO,        /* a connection or file failed; retrying may help */
-    DRV_EREPLY,     /* Redis answered with an error on a healthy connection */
+    DRV_EREPLY,     /* Redis answered with an error on a healthy connection, or with a reply
+                     * drover cannot use */
     DRV_ENOJOB,     /* the job (or partition) does not exist */
     DRV_EEXIST,     /* the job already exists */
     DRV_EPAUSED,    /* the job is paused */

@@ -38,3 +38,22 @@ size_t drv_key_global(char *buf, size_t len, const char *prefix, const char *nam
     int n = snprintf(buf, len, "%s%s", prefix, name);
     return n < 0 ? 0 : (size_t)n < len ? (size_t)n : len - 1;
 }
+
+size_t drv_key_jobs(char *buf, size_t len, const char *prefix) {
+    return drv_key_global(buf, len, prefix, "jobs");
+}
+
+size_t drv_key_workers(char *buf, size_t len, const char *prefix) {
+    return drv_key_global(buf, len, prefix, "{workers}");
+}
+
+size_t drv_key_worker(char *buf, size_t len, const char *prefix, const char *worker) {
+    int n = snprintf(buf, len, "%s{workers}:%.160s", prefix, worker);
+    return n < 0 ? 0 : (size_t)n < len ? (size_t)n : len - 1;
+}
+
+size_t drv_key_done_bucket(char *buf, size_t len, const drv_part_keys *k, long long bucket) {
+    /* drv_part_key_names[4] is "done" */
+    int n = snprintf(buf, len, "%s:%lld", k->ptr[4], bucket);
+    return n < 0 ? 0 : (size_t)n < len ? (size_t)n : len - 1;
+}

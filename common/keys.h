@@ -13,13 +13,16 @@
  *   PREFIX{JOB}:lock          STRING coordinator id holding the job (with a TTL)
  *   PREFIX{JOB}:limits        HASH  fleet-wide rate bucket, in-flight cap and per-worker counts
  *   PREFIX{JOB.P}:NAME        the partition keys, NAME one of drv_part_key_names
+ *   PREFIX{JOB.P}:done:B      bucket B of a string-id partition's done record
  *
  * A partition's keys share the hash tag {JOB.P}, so every script runs on one slot. Job ids
  * are letters, digits, '_' and '-' (at most 64) and can never break a hash tag. */
 
 #define DRV_JOB_ID_MAX 64
 #define DRV_KEY_MAX    192
-#define DRV_PART_NKEYS 11
+/* A worker's hash: the prefix, "{workers}:" and an id of at most 160 bytes. */
+#define DRV_WORKER_KEY_MAX (DRV_KEY_MAX + 180)
+#define DRV_PART_NKEYS     11
 /* Ids per bucket of a string-id done record that submit sizes it for (DONE_LOAD in
  * lua/_lib.lua: the buckets split once they hold more). */
 #define DRV_DONE_BUCKET_IDS 48
@@ -40,5 +43,15 @@ void drv_keys_part(drv_part_keys *k, const char *prefix, const char *job, int pa
 size_t drv_key_job(char *buf, size_t len, const char *prefix, const char *job, const char *name);
 /* "PREFIXNAME" for NAME in jobs, {workers}, {workers}:ID. Returns the length. */
 size_t drv_key_global(char *buf, size_t len, const char *prefix, const char *name);
+/* "PREFIXjobs": every job by creation time. Returns the length. */
+size_t drv_key_jobs(char *buf, size_t len, const char *prefix);
+/* "PREFIX{workers}": the worker registry. Returns the length. */
+size_t drv_key_workers(char *buf, size_t len, const char *prefix);
+/* "PREFIX{workers}:ID": worker ID's last heartbeat (ID cut at 160 bytes; len at least
+ * DRV_WORKER_KEY_MAX). Returns the length. */
+size_t drv_key_worker(char *buf, size_t len, const char *prefix, const char *worker);
+/* "PREFIX{JOB.P}:done:B": bucket B of partition k's string-id done record (lua/_lib.lua);
+ * len at least DRV_KEY_MAX + 24. Returns the length. */
+size_t drv_key_done_bucket(char *buf, size_t len, const drv_part_keys *k, long long bucket);
 
 #endif

@@ -1,14 +1,19 @@
 #ifndef DRV_QUEUE_H
 #define DRV_QUEUE_H
 
-/* The job queue in Redis: every read and write both programs make. Only this module, conn.c
- * and keys.c know key names or hiredis; coordinator/ and worker/ call these functions.
+/* The job queue in Redis: every read and write both programs make. Only the queue_*.c files,
+ * conn.c and keys.c know key names or hiredis; coordinator/ and worker/ call these functions.
  *
- * Errors: DRV_EIO means the connection broke (the caller reconnects with backoff via
- * drv_queue_reconnect and decides whether to repeat); DRV_EREPLY a Redis error, with the text
- * in drv_queue_errstr(); DRV_ENOJOB, DRV_EPAUSED, DRV_ECANCELLED, DRV_ECURSOR as named. */
+ * Errors (hiredis's convention): every call that fails returns a drv_err and leaves its text,
+ * and a call that succeeds clears the text. DRV_EIO means the connection broke (the caller
+ * reconnects with backoff via drv_queue_reconnect and decides whether to repeat); DRV_EREPLY a
+ * Redis error or a reply drover cannot use; DRV_EFULL a refusal for now (OOM, LOADING, ...);
+ * DRV_ECORRUPT state drover did not write (the text names the key and field); DRV_ENOJOB,
+ * DRV_EPAUSED, DRV_ECANCELLED, DRV_ECURSOR as named. drv_queue_strerror(q, e) is the message
+ * to print for e. */
 
 #include "err.h"
+#include "job_state.h"
 #include "spec.h"
 #include "keys.h"
 #include "url.h"
@@ -24,8 +29,13 @@ drv_err drv_queue_open(const drv_redis_cfg *cfg, const char *prefix, drv_queue *
 void drv_queue_close(drv_queue *q); /* NULL is a no-op */
 drv_err drv_queue_reconnect(drv_queue *q, char *why, size_t whylen);
 int drv_queue_broken(const drv_queue *q);
-const char *drv_queue_errstr(const drv_queue *q); /* borrowed */
-const char *drv_queue_addr(const drv_queue *q);   /* borrowed, without the password */
+/* The message for e, a failure this queue's last call returned: the queue's text when that
+ * call left one (Redis's error, the key and field of corrupt state, the address of a lost
+ * connection), else drv_strerror(e). Borrowed; valid until the next call on q. */
+const char *drv_queue_strerror(const drv_queue *q, drv_err e);
+/* The last call's error text, "" after a success. Borrowed. Prefer drv_queue_strerror. */
+const char *drv_queue_errstr(const drv_queue *q);
+const char *drv_queue_addr(const drv_queue *q); /* borrowed, without the password */
 /* 1 if 'prefix' is usable (at most 64 bytes, no '{', '}' or white space). */
 int drv_prefix_valid(const char *prefix);
 
@@ -33,7 +43,8 @@ int drv_prefix_valid(const char *prefix);
 
 typedef struct drv_job {
     char id[DRV_JOB_ID_MAX + 1];
-    char state[16]; /* running, paused, cancelled, done */
+    drv_job_state st; /* what code compares */
+    char state[16];   /* its name as Redis holds it: running, paused, cancelled, done */
     int partitions;
     int64_t total; /* -1 until known */
     int64_t created_ms, finished_ms;
@@ -112,7 +123,8 @@ drv_err drv_queue_lock_job(drv_queue *q, const char *job, int64_t created_ms, co
 drv_err drv_queue_unlock(drv_queue *q, const char *job, const char *owner);
 
 typedef struct drv_part_stat {
-    char state[16];
+    drv_job_state st; /* the job's state mirrored here; DRV_JOB_MISSING without a state hash */
+    char state[16];   /* its name ("missing" without a state hash) */
     int64_t pending, leased, retrying, dead;                           /* sizes now */
     int64_t fed, done, failed, duplicates, expired, skipped, released; /* counters */
     int64_t copies; /* held acks of an id done already (lua/_lib.lua ack_items) */

@@ -42,7 +42,7 @@ static int open_job(int argc, char **argv, const drv_cmd_doc *doc, int with_json
         if (e == DRV_ENOJOB)
             fprintf(stderr, "error: no job %s (see drover list)\n", id);
         else
-            fprintf(stderr, "error: job %s: %s\n", id, drv_queue_errstr(c->q));
+            fprintf(stderr, "error: job %s: %s\n", id, drv_queue_strerror(c->q, e));
         drv_queue_close(c->q);
         return 1;
     }
@@ -67,7 +67,7 @@ static int transition(int argc, char **argv, const drv_cmd_doc *doc, const char 
     }
     drv_err e = drv_queue_job_set_state(c.q, &c.job, to);
     if (e) {
-        fprintf(stderr, "error: job %s: %s\n", c.job.id, drv_queue_errstr(c.q));
+        fprintf(stderr, "error: job %s: %s\n", c.job.id, drv_queue_strerror(c.q, e));
         rc = 1;
     } else {
         printf("job %s: %s\n", c.job.id, to);
@@ -110,8 +110,9 @@ typedef void (*pair_fn)(const char *id, size_t idlen, const char *v, size_t vlen
 static int print_each(job_cmd *c, drv_err (*each)(drv_queue *, const char *, int, pair_fn, void *),
                       pair_fn print) {
     for (int p = 0; p < c->job.partitions; p++) {
-        if (each(c->q, c->job.id, p, print, c)) {
-            fprintf(stderr, "error: job %s: %s\n", c->job.id, drv_queue_errstr(c->q));
+        drv_err e = each(c->q, c->job.id, p, print, c);
+        if (e) {
+            fprintf(stderr, "error: job %s: %s\n", c->job.id, drv_queue_strerror(c->q, e));
             return 1;
         }
     }
@@ -162,7 +163,7 @@ int cmd_retry(int argc, char **argv) {
     job_cmd c;
     int rc = open_job(argc, argv, &doc, 0, &c);
     if (rc >= 0) return rc;
-    if (strcmp(c.job.state, "cancelled") == 0) {
+    if (c.job.st == DRV_JOB_CANCELLED) {
         fprintf(stderr, "error: job %s is cancelled\n", c.job.id);
         drv_queue_close(c.q);
         return 1;
@@ -174,15 +175,15 @@ int cmd_retry(int argc, char **argv) {
         e = drv_queue_revive(c.q, c.job.id, p, &n);
         total += n;
     }
-    if (!e && total > 0 && strcmp(c.job.state, "done") == 0)
+    if (!e && total > 0 && c.job.st == DRV_JOB_DONE)
         e = drv_queue_job_set_state(c.q, &c.job, "running");
     if (e) {
-        fprintf(stderr, "error: job %s: %s\n", c.job.id, drv_queue_errstr(c.q));
+        fprintf(stderr, "error: job %s: %s\n", c.job.id, drv_queue_strerror(c.q, e));
         drv_queue_close(c.q);
         return 1;
     }
     printf("job %s: %" PRId64 " dead items back to pending\n", c.job.id, total);
-    if (total > 0 && strcmp(c.job.state, "done") == 0)
+    if (total > 0 && c.job.st == DRV_JOB_DONE)
         printf("the job was done: run `drover run %s` to finish it\n", c.job.id);
     drv_queue_close(c.q);
     return 0;
@@ -283,11 +284,11 @@ int cmd_purge(int argc, char **argv) {
     drv_job job;
     drv_err e = drv_queue_job_get(q, id, &job);
     if (e && e != DRV_ENOJOB) {
-        fprintf(stderr, "error: job %s: %s\n", id, drv_queue_errstr(q));
+        fprintf(stderr, "error: job %s: %s\n", id, drv_queue_strerror(q, e));
         drv_queue_close(q);
         return 1;
     }
-    if (!e && !force && strcmp(job.state, "done") != 0 && strcmp(job.state, "cancelled") != 0) {
+    if (!e && !force && !drv_job_state_finished(job.st)) {
         fprintf(stderr,
                 "error: job %s is %s; purge a job once it is done or cancelled (or --force)\n", id,
                 job.state);
@@ -303,7 +304,8 @@ int cmd_purge(int argc, char **argv) {
         return 1;
     }
     if ((e && e != DRV_ENOJOB) || e2) {
-        fprintf(stderr, "error: purging job %s: %s\n", id, drv_queue_errstr(q));
+        fprintf(stderr, "error: purging job %s: %s\n", id,
+                drv_queue_strerror(q, e && e != DRV_ENOJOB ? e : e2));
         drv_queue_close(q);
         return 1;
     }

@@ -332,7 +332,7 @@ static drv_err stream_flush(drv_queue *q, const drv_job *job, int p, stream_part
         drv_part_stat st;
         drv_err e = drv_queue_reap(q, job->id, p, &st);
         if (e) {
-            snprintf(why, whylen, "%s", drv_queue_errstr(q));
+            snprintf(why, whylen, "%s", drv_queue_strerror(q, e));
             return e;
         }
         sp->pending = st.pending;
@@ -347,8 +347,7 @@ static drv_err stream_flush(drv_queue *q, const drv_job *job, int p, stream_part
     snprintf(next, sizeof next, "%" PRId64, sp->count + (int64_t)sp->n);
     drv_err e = drv_queue_feed(q, job->id, p, expect, next, last, items, sp->n, &sp->pending);
     if (e) {
-        snprintf(why, whylen, "feeding partition %d: %s", p,
-                 e == DRV_EIO || e == DRV_EREPLY ? drv_queue_errstr(q) : drv_strerror(e));
+        snprintf(why, whylen, "feeding partition %d: %s", p, drv_queue_strerror(q, e));
         return e;
     }
     sp->count += (int64_t)sp->n;
@@ -370,7 +369,7 @@ drv_err drv_feed_stream(drv_queue *q, const drv_job *job, FILE *in, int quiet, c
     drv_part_stat *st = calloc((size_t)P, sizeof *st);
     if (!sp || !items || !st) goto out;
     if ((e = drv_queue_stats(q, job->id, P, st))) {
-        snprintf(why, whylen, "%s", drv_queue_errstr(q));
+        snprintf(why, whylen, "%s", drv_queue_strerror(q, e));
         goto out;
     }
     for (int p = 0; p < P; p++) {
@@ -453,7 +452,7 @@ drv_err drv_feed_stream(drv_queue *q, const drv_job *job, FILE *in, int quiet, c
         snprintf(t, sizeof t, "%" PRId64, fed_all);
         const char *kv[] = {"total", t, NULL};
         if ((e = drv_queue_job_note_if(q, job->id, job->created_ms, kv))) {
-            snprintf(why, whylen, "%s", drv_queue_errstr(q));
+            snprintf(why, whylen, "%s", drv_queue_strerror(q, e));
             goto out;
         }
         if (!quiet)

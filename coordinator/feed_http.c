@@ -352,9 +352,7 @@ static drv_err feed_page(drv_pager *pg, drv_queue *q, drv_part_stat *st, const c
                 e = drv_queue_feed(q, pg->job->id, p, expect, next, end && last, chunk, (size_t)m,
                                    &st[p].pending);
                 if (e) {
-                    snprintf(why, whylen, "feeding partition %d: %s", p,
-                             e == DRV_EIO || e == DRV_EREPLY ? drv_queue_errstr(q)
-                                                             : drv_strerror(e));
+                    snprintf(why, whylen, "feeding partition %d: %s", p, drv_queue_strerror(q, e));
                     break;
                 }
                 memcpy(st[p].cursor, next, sizeof next);
@@ -470,7 +468,7 @@ drv_err drv_pager_step(drv_pager *pg, drv_queue *q, drv_part_stat *st, int64_t *
     }
     free(now);
     if ((e = drv_queue_job_note_if(q, job->id, job->created_ms, kv))) {
-        snprintf(why, whylen, "%s", drv_queue_errstr(q));
+        snprintf(why, whylen, "%s", drv_queue_strerror(q, e));
         free(nu);
         goto out;
     }

@@ -136,7 +136,7 @@ int cmd_set(int argc, char **argv) {
         if (e == DRV_ENOJOB)
             fprintf(stderr, "error: no job %s (see drover list)\n", pos[0]);
         else
-            fprintf(stderr, "error: job %s: %s\n", pos[0], drv_queue_errstr(q));
+            fprintf(stderr, "error: job %s: %s\n", pos[0], drv_queue_strerror(q, e));
         rc = 1;
         goto out;
     }
@@ -158,8 +158,7 @@ int cmd_set(int argc, char **argv) {
         goto out;
     }
     if ((e = drv_queue_limits_set(q, s)) != DRV_OK) {
-        fprintf(stderr, "error: job %s: %s\n", pos[0],
-                e == DRV_ENOMEM ? drv_strerror(e) : drv_queue_errstr(q));
+        fprintf(stderr, "error: job %s: %s\n", pos[0], drv_queue_strerror(q, e));
         rc = 1;
         goto out;
     }

@@ -319,7 +319,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (drv_queue_broken(s->q) && drv_queue_reconnect(s->q, why, sizeof why) != DRV_OK) break;
         e = render_buf(s->q, s->jobs, s->njobs, &buf, &len, NULL, why, sizeof why);
         if (e == DRV_EIO || e == DRV_EREPLY)
-            snprintf(why, sizeof why, "%s", drv_queue_errstr(s->q));
+            snprintf(why, sizeof why, "%s", drv_queue_strerror(s->q, e));
     }
     if (e) {
         char text[700];
@@ -481,7 +481,7 @@ int cmd_metrics(int argc, char **argv) {
     drv_err e = render_buf(q, pos, npos, &buf, &len, &missing, why, sizeof why);
     rc = 1;
     if (e == DRV_EIO || e == DRV_EREPLY)
-        fprintf(stderr, "error: reading metrics: %s\n", drv_queue_errstr(q));
+        fprintf(stderr, "error: reading metrics: %s\n", drv_queue_strerror(q, e));
     else if (e)
         fprintf(stderr, "error: reading metrics: %s\n", why[0] ? why : drv_strerror(e));
     else if (missing)

@@ -14,7 +14,7 @@
  * of them. Every family has its HELP and TYPE lines, and label values are escaped.
  * A named job that does not exist is skipped; *missing (when not NULL) counts them and 'why'
  * names the first. On failure the caller discards what was written (render into a buffer);
- * DRV_EIO and DRV_EREPLY leave the reason in drv_queue_errstr(q). */
+ * drv_queue_strerror(q, e) is the reason. */
 drv_err drv_metrics_render(drv_queue *q, char *const *jobs, int njobs, FILE *out, int *missing,
                            char *why, size_t whylen);
 

@@ -37,7 +37,7 @@ drv_err drv_rebalance_resume(drv_queue *q, const drv_job *job, int *count) {
     if ((e = drv_queue_stats(q, job->id, n + 1, all))) goto out;
     const drv_part_stat *s = &all[n];
     int from = s->split_from;
-    if (strcmp(s->state, "missing") == 0) {
+    if (s->st == DRV_JOB_MISSING) {
         /* no split in flight */
     } else if (from < 0 || from >= n) {
         drv_warn("job %s: partition %d exists beyond the partition count without a valid "

@@ -102,7 +102,7 @@ static int recover_connection(run_ctx *c) {
     (void)drv_backoff_fail(&c->outage, drv_now_ms(), &say);
     if (say)
         drv_warn("redis lost at %s (%s); retrying with backoff", drv_queue_addr(c->q),
-                 drv_queue_errstr(c->q));
+                 drv_queue_strerror(c->q, DRV_EIO));
     while (!stop_signal) {
         int64_t fails, ms;
         if (drv_queue_reconnect(c->q, why, sizeof why) == DRV_OK) {
@@ -141,10 +141,9 @@ static void trouble_cleared(run_ctx *c) {
  * else, and corrupt state at the start, is fatal. */
 static int handle_err(run_ctx *c, drv_err e, const char *what) {
     if (e == DRV_EIO) return recover_connection(c);
-    if (e == DRV_EFULL) return trouble(c, what, drv_queue_errstr(c->q));
-    if (e == DRV_ECORRUPT && c->started) return trouble(c, what, drv_queue_errstr(c->q));
-    drv_error("%s: %s", what,
-              e == DRV_EREPLY || e == DRV_ECORRUPT ? drv_queue_errstr(c->q) : drv_strerror(e));
+    if (e == DRV_EFULL) return trouble(c, what, drv_queue_strerror(c->q, e));
+    if (e == DRV_ECORRUPT && c->started) return trouble(c, what, drv_queue_strerror(c->q, e));
+    drv_error("%s: %s", what, drv_queue_strerror(c->q, e));
     return -1;
 }
 
@@ -156,7 +155,7 @@ static int check_cursors(const run_ctx *c, char *why, size_t whylen) {
         long long cur;
         int64_t lo = 0, hi = INT64_MAX;
         if (c->job.spec.source == DRV_SRC_HTTP) continue; /* "K" or "K/n": feed_http.c */
-        if (strcmp(s->state, "missing") == 0) continue;   /* a deleted job: the state check */
+        if (s->st == DRV_JOB_MISSING) continue;           /* a deleted job: the state check */
         /* Bounds first (submit keeps range ids within +-2^53, file offsets from 0). */
         const int64_t lim = (int64_t)1 << 53;
         int64_t blo = c->job.spec.source == DRV_SRC_RANGE ? -lim : 0;
@@ -248,7 +247,7 @@ static drv_err load_fingerprint(run_ctx *c, char *why, size_t whylen) {
     for (int i = 0; i < 4 && !e; i++)
         e = drv_queue_job_field(c->q, c->job.id, names[i], &v[i]);
     if (e) {
-        snprintf(why, whylen, "%s", drv_queue_errstr(c->q));
+        snprintf(why, whylen, "%s", drv_queue_strerror(c->q, e));
         goto out;
     }
     if (!v[0] && !v[1] && !v[2] && !v[3]) {
@@ -545,7 +544,7 @@ static int finish_job(run_ctx *c, const char *state) {
     if (c->on_complete && !j.complete_sent &&
         hook_deliver(c, c->on_complete, "complete", "complete_sent"))
         return -1;
-    if (strcmp(state, "done") == 0 && j.spec.ttl_after_done > 0 && !j.expires_ms) {
+    if (drv_job_state_parse(state) == DRV_JOB_DONE && j.spec.ttl_after_done > 0 && !j.expires_ms) {
         int64_t at = 0;
         while ((e = drv_queue_job_expire(c->q, &j, j.spec.ttl_after_done * 1000, &at)))
             if (handle_err(c, e, "setting the job's keys to expire")) return -1;
@@ -638,8 +637,7 @@ static drv_err sync_state(run_ctx *c, char *mirrored, size_t len) {
         c->remirror = 0;
     }
     if (strcmp(now.state, mirrored) != 0) {
-        if (strcmp(now.state, "running") == 0 || strcmp(now.state, "paused") == 0 ||
-            strcmp(now.state, "cancelled") == 0) {
+        if (now.st == DRV_JOB_RUNNING || now.st == DRV_JOB_PAUSED || now.st == DRV_JOB_CANCELLED) {
             /* Only the partitions: the job hash has it, maybe newer than 'now' by now. */
             if ((e = drv_queue_job_mirror_state(c->q, &now, now.state))) return e;
             if (mirrored[0]) drv_info("job %s: %s", c->job.id, now.state);
@@ -796,7 +794,7 @@ static int run_setup(run_ctx *c, run_opts *o, drv_metrics_srv **msrv) {
     drv_err e = drv_queue_job_get(c->q, o->id, &c->job);
     if (e) {
         fprintf(stderr, "error: job %s: %s\n", o->id,
-                e == DRV_ENOJOB ? "no such job (see drover list)" : drv_queue_errstr(c->q));
+                e == DRV_ENOJOB ? "no such job (see drover list)" : drv_queue_strerror(c->q, e));
         return 1;
     }
     char host[64] = "host";

@@ -50,7 +50,7 @@ static drv_err load_view(drv_queue *q, const char *id, job_view *v) {
 
 static double eta_seconds(const job_view *v) {
     double rate = (double)v->job.rate_milli / 1000.0;
-    if (v->job.total < 0 || rate <= 0 || strcmp(v->job.state, "running") != 0) return -1;
+    if (v->job.total < 0 || rate <= 0 || v->job.st != DRV_JOB_RUNNING) return -1;
     double left = (double)(v->job.total - v->t.done - v->t.dead);
     return left > 0 ? left / rate : 0;
 }
@@ -260,10 +260,9 @@ static int fail_job(drv_queue *q, const char *id, drv_err e) {
     if (e == DRV_ENOJOB)
         fprintf(stderr, "error: no job %s (see drover list)\n", id);
     else if (e == DRV_ECORRUPT)
-        fprintf(stderr, "error: job %s is broken: %s\n", id, drv_queue_errstr(q));
+        fprintf(stderr, "error: job %s is broken: %s\n", id, drv_queue_strerror(q, e));
     else
-        fprintf(stderr, "error: job %s: %s\n", id,
-                e == DRV_EIO || e == DRV_EREPLY ? drv_queue_errstr(q) : drv_strerror(e));
+        fprintf(stderr, "error: job %s: %s\n", id, drv_queue_strerror(q, e));
     return 1;
 }
 
@@ -297,7 +296,7 @@ int cmd_status(int argc, char **argv) {
         } else
             print_line(&v);
         fflush(stdout);
-        if (strcmp(v.job.state, "done") == 0 || strcmp(v.job.state, "cancelled") == 0) break;
+        if (drv_job_state_finished(v.job.st)) break;
         drv_sleep_ms(interval_ms);
         free(v.st);
         e = load_view(q, id, &v);
@@ -335,7 +334,7 @@ int cmd_list(int argc, char **argv) {
     size_t n;
     drv_err e = drv_queue_job_list(q, &ids, &n);
     if (e) {
-        fprintf(stderr, "error: listing jobs: %s\n", drv_queue_errstr(q));
+        fprintf(stderr, "error: listing jobs: %s\n", drv_queue_strerror(q, e));
         drv_queue_close(q);
         return 1;
     }
@@ -351,11 +350,11 @@ int cmd_list(int argc, char **argv) {
                 cJSON *o = cJSON_CreateObject();
                 cJSON_AddStringToObject(o, "id", ids[i]);
                 cJSON_AddStringToObject(o, "state", "broken");
-                cJSON_AddStringToObject(o, "error", drv_queue_errstr(q));
+                cJSON_AddStringToObject(o, "error", drv_queue_strerror(q, le));
                 print_json(o);
             } else {
                 printf("%-32s %-9s %12s %12s %8s  %s\n", ids[i], "broken", "?", "?", "?",
-                       drv_queue_errstr(q));
+                       drv_queue_strerror(q, le));
             }
         } else if (le == DRV_OK) {
             if (json) {
@@ -423,8 +422,8 @@ int cmd_wait(int argc, char **argv) {
             break;
         } else {
             said_lost = 0;
-            if (strcmp(v.job.state, "done") == 0 || strcmp(v.job.state, "cancelled") == 0) {
-                rc = strcmp(v.job.state, "cancelled") == 0 ? EXIT_CANCELLED : v.t.dead ? 1 : 0;
+            if (drv_job_state_finished(v.job.st)) {
+                rc = v.job.st == DRV_JOB_CANCELLED ? EXIT_CANCELLED : v.t.dead ? 1 : 0;
                 if (!json)
                     fprintf(stderr, "job %s: %s: %" PRId64 " done, %" PRId64 " dead\n", v.job.id,
                             v.job.state, v.t.done, v.t.dead);

@@ -341,7 +341,7 @@ static int register_job(drv_queue *q, const drv_spec *spec, const split *sp, int
     }
     if (e != DRV_OK) {
         fprintf(stderr, "error: registering job %s at %s: %s\n", spec->id, drv_queue_addr(q),
-                e == DRV_EIO || e == DRV_EREPLY ? drv_queue_errstr(q) : drv_strerror(e));
+                drv_queue_strerror(q, e));
         return 1;
     }
     return 0;

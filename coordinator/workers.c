@@ -56,8 +56,7 @@ int cmd_workers(int argc, char **argv) {
     int64_t now;
     drv_err e = drv_queue_workers(q, &w, &n, &now);
     if (e) {
-        fprintf(stderr, "error: listing workers: %s\n",
-                e == DRV_EIO || e == DRV_EREPLY ? drv_queue_errstr(q) : drv_strerror(e));
+        fprintf(stderr, "error: listing workers: %s\n", drv_queue_strerror(q, e));
         drv_queue_close(q);
         return 1;
     }
@@ -120,7 +119,7 @@ int cmd_drain(int argc, char **argv) {
         fprintf(stderr, "error: no worker %s (see drover workers)\n", pos[0]);
         rc = 1;
     } else if (e) {
-        fprintf(stderr, "error: worker %s: %s\n", pos[0], drv_queue_errstr(q));
+        fprintf(stderr, "error: worker %s: %s\n", pos[0], drv_queue_strerror(q, e));
         rc = 1;
     } else {
         printf("worker %s: asked to drain; it finishes what it runs and exits\n", pos[0]);

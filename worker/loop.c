@@ -136,14 +136,13 @@ static int redis_failed(wstate *w, drv_err e, const char *what, drv_backoff *b, 
         if (say)
             drv_warn("redis at %s refuses writes (%s): %s (repeating, backing off; items keep "
                      "running and their results are kept until it takes writes again)",
-                     drv_queue_addr(w->q), what, drv_queue_errstr(w->q));
+                     drv_queue_addr(w->q), what, drv_queue_strerror(w->q, e));
         if (until) *until = w->full_until;
         return 1;
     }
     if (e != DRV_EIO) {
         char err[700];
-        snprintf(err, sizeof err, "%s",
-                 e == DRV_EREPLY || e == DRV_ECORRUPT ? drv_queue_errstr(w->q) : drv_strerror(e));
+        snprintf(err, sizeof err, "%s", drv_queue_strerror(w->q, e));
         int64_t ms = b ? drv_backoff_fail_log(b, now, what, err) : 1000;
         if (!b) drv_error("%s: %s", what, err);
         if (until) *until = now + ms;
@@ -161,7 +160,7 @@ static int redis_failed(wstate *w, drv_err e, const char *what, drv_backoff *b, 
             w->next_reconnect = w->outage_since;
             drv_warn("redis lost at %s while %s (%s); items keep running, their results are "
                      "kept until it is back",
-                     drv_queue_addr(w->q), what, drv_queue_errstr(w->q));
+                     drv_queue_addr(w->q), what, drv_queue_strerror(w->q, e));
         }
         return 1;
     }
@@ -233,7 +232,7 @@ static void try_reconnect(wstate *w, int64_t now) {
                      now - w->outage_since, before - w->nres);
             return;
         }
-        snprintf(why, sizeof why, "%s", drv_queue_errstr(w->q)); /* lost again at once */
+        snprintf(why, sizeof why, "%s", drv_queue_strerror(w->q, DRV_EIO)); /* lost again */
     }
     drv_debug("redis still unreachable: %s", why);
     w->next_reconnect =
@@ -407,7 +406,7 @@ static void job_missing(wstate *w, int ji, int64_t now) {
         return;
     }
     x->gone = 1;
-    if (strcmp(x->state, "done") == 0 || strcmp(x->state, "cancelled") == 0) {
+    if (drv_job_state_finished(drv_job_state_parse(x->state))) {
         drv_info("job %s is gone (deleted or expired after it was %s)", x->id, x->state);
         return;
     }
@@ -473,7 +472,7 @@ static void update_job(wstate *w, const drv_job *j, int64_t now) {
     x->limited = j->spec.rate_per_s > 0 || j->spec.max_in_flight > 0;
     x->weight = j->spec.weight > 0 ? j->spec.weight : 1;
     x->seen = 1;
-    x->active = strcmp(j->state, "running") == 0 && !x->unusable;
+    x->active = j->st == DRV_JOB_RUNNING && !x->unusable;
     if (x->active && x->skip_until > now) x->skip_until = 0;
 }
 
@@ -501,7 +500,7 @@ static void discover(wstate *w, int64_t now) {
         } else if (e == DRV_OK) {
             update_job(w, &j, now);
         } else if (e == DRV_ECORRUPT) {
-            job_broken(w, id, drv_queue_errstr(w->q), now);
+            job_broken(w, id, drv_queue_strerror(w->q, e), now);
         } else if (e != DRV_ENOJOB) {
             int64_t until = 0;
             redis_failed(w, e, "reading a job", &w->disc_bo, &until);
