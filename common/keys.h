@@ -1,6 +1,8 @@
 #ifndef DRV_KEYS_H
 #define DRV_KEYS_H
 
+#include "drv_shared.h" /* generated from common/shared.def: DRV_PART_NKEYS, DRV_K_*, ... */
+
 #include <stddef.h>
 
 /* Every Redis key drover uses is spelled in keys.c, and only there. The layout (README.md,
@@ -19,12 +21,9 @@
 
 #define DRV_JOB_ID_MAX 64
 #define DRV_KEY_MAX    192
-#define DRV_PART_NKEYS 11
-/* Ids per bucket of a string-id done record that submit sizes it for (DONE_LOAD in
- * lua/_lib.lua: the buckets split once they hold more). */
-#define DRV_DONE_BUCKET_IDS 48
 
-/* The partition keys in the order every partition script takes them (lua/_lib.lua). */
+/* The partition keys in the order every partition script takes them (DRV_PART_KEY_NAMES of
+ * common/shared.def; the scripts' K_* come from the same list). */
 extern const char *const drv_part_key_names[DRV_PART_NKEYS];
 
 typedef struct drv_part_keys {

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK 1000 /* the scripts' BATCH_MAX */
+#define CHUNK DRV_BATCH_MAX /* the most one script call takes (common/shared.def) */
 
 struct drv_queue {
     drv_conn *conn;
@@ -372,7 +372,7 @@ drv_err drv_queue_job_create_noted(drv_queue *q, const drv_spec *spec, int64_t t
      * string id's record. */
     num_t buckets = "1";
     if (total > 0) {
-        int64_t nb = total / spec->partitions / DRV_DONE_BUCKET_IDS;
+        int64_t nb = total / spec->partitions / DRV_DONE_LOAD;
         snprintf(buckets, sizeof buckets, "%" PRId64, nb > 1 ? nb : 1);
     }
     for (int p = 0; p < spec->partitions; p++) {
