@@ -395,7 +395,7 @@ static int tick(run_ctx *c, int64_t *fed_total, int *fatal) {
                 if (e != DRV_ENOJOB && handle_err(c, e, "reaping")) *fatal = 1;
                 return 0;
             }
-            if (s->recovered < 1000) break;
+            if (s->recovered < DRV_BATCH_MAX) break;
         }
         if (!s->exhausted && c->feeder && s->pending < c->job.spec.window * 3 / 4) {
             e = drv_feeder_fill(c->feeder, c->q, p, s, c->job.spec.window - s->pending, fed_total,

@@ -5,7 +5,7 @@
 -- marked done once, whoever acks it.
 --
 -- KEYS:    the partition keys (see common/shared.def).
--- ARGV[1]  n, the number of items (at most 1000)
+-- ARGV[1]  n, the number of items (at most BATCH_MAX, common/shared.def)
 -- ARGV:    then the n ids; r; r runs of a token and a count (the next count ids were leased
 --          under that token); then, for jobs that keep responses, n responses, kept in the
 --          results hash for the items this call marks done

@@ -8,7 +8,7 @@
 -- was permanent or this was its last attempt (max_attempts).
 --
 -- KEYS:    the partition keys (see common/shared.def).
--- ARGV:    groups of five, at most 1000 groups:
+-- ARGV:    groups of five, at most BATCH_MAX groups:
 --          id, token, permanent ("1" = dead at once), retry_after_ms (a floor for the delay,
 --          "0" for none), error (JSON text, stored as is)
 -- Jitter comes from math.random, seeded per call from Redis TIME and the call's tokens and
