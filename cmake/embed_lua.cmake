@@ -1,8 +1,179 @@
-# Generates a C file holding every lua/NAME.lua (NAME not starting with '_') prefixed by
-# lua/_lib.lua, as byte arrays, plus a table the script registry walks.
+# Generates a C file holding every lua/NAME.lua (NAME not starting with '_') as a byte array,
+# each preceded by the includes it names, plus a table the script registry walks.
+#
+#   cmake -DLUA_DIR=lua -DOUT=scripts_gen.c [-DDEF=common/shared.def] -P cmake/embed_lua.cmake
+#
+# A file names what it uses with lines `-- @include NAME`: lua/lib/NAME.lua, or `shared`, the
+# constants of DEF (cmake/shared_defs.cmake). Includes name theirs the same way. A script gets
+# each include it needs once, after the ones that include names (a Lua local function sees only
+# the locals defined above it), so a script loads only the helpers it uses. Refused, with the
+# file and what is wrong, so that a mistake is a build error rather than a script that fails
+# with "attempt to access nonexistent global" on some path at run time:
+#   - an include that does not exist (file:line), a malformed @include line, a cycle;
+#   - a file using a name (a top-level local) of an include it does not reach through its
+#     @include lines;
+#   - a name defined by two includes, or by a script and an include it reaches;
+#   - an @include of which the file uses no name (it would only cost bytes and run time).
+cmake_minimum_required(VERSION 3.18) # run by cmake -P: the policies of the project
+include(${CMAKE_CURRENT_LIST_DIR}/shared_defs.cmake)
+
+set(ID "[A-Za-z_][A-Za-z0-9_]*")
+
+# lua_scan(KEY WHAT TEXT): records for KEY (an include's name, or "script:NAME") its text, its
+# @include names in order (each checked to exist, else a fatal error naming WHAT and the line),
+# its top-level locals and the identifiers its code uses.
+function(lua_scan key what text)
+  set(t "\n${text}")
+  string(REGEX MATCHALL "\n--[ \t]*@include[^\n]*" lines "${t}")
+  set(incs "")
+  foreach(m IN LISTS lines)
+    string(FIND "${t}" "${m}" pos)
+    string(SUBSTRING "${t}" 0 ${pos} before)
+    string(REGEX REPLACE "[^\n]" "" nl "${before}")
+    string(LENGTH "${nl}" lineno)
+    math(EXPR lineno "${lineno} + 1")
+    if(NOT m MATCHES "^\n-- @include ([a-z][a-z0-9_]*)[ \t]*$")
+      string(STRIP "${m}" m)
+      message(FATAL_ERROR "${what}:${lineno}: malformed include '${m}' (expected -- @include NAME)")
+    endif()
+    set(inc ${CMAKE_MATCH_1})
+    if(NOT (inc STREQUAL "shared" AND DEF) AND NOT EXISTS ${LUA_DIR}/lib/${inc}.lua)
+      message(FATAL_ERROR "${what}:${lineno}: unknown include '${inc}' (no lua/lib/${inc}.lua)")
+    endif()
+    if(NOT inc IN_LIST incs)
+      list(APPEND incs ${inc})
+    endif()
+  endforeach()
+
+  set(defs "")
+  string(REGEX MATCHALL "\nlocal function ${ID}" fdefs "${t}")
+  foreach(d IN LISTS fdefs)
+    string(REGEX REPLACE "^\nlocal function " "" d "${d}")
+    list(APPEND defs ${d})
+  endforeach()
+  string(REGEX MATCHALL "\nlocal ${ID}(, ${ID})*" vdefs "${t}")
+  foreach(d IN LISTS vdefs)
+    if(NOT d MATCHES "^\nlocal function")
+      string(REGEX REPLACE "^\nlocal " "" d "${d}")
+      string(REPLACE ", " ";" d "${d}")
+      list(APPEND defs ${d})
+    endif()
+  endforeach()
+
+  # The identifiers of the code: comments, strings and fields (x.name, x:name) left out.
+  string(REGEX REPLACE "--[^\n]*" "" code "${text}")
+  string(REGEX REPLACE "'[^'\n]*'" "" code "${code}")
+  string(REGEX REPLACE "\"[^\"\n]*\"" "" code "${code}")
+  string(REGEX REPLACE "([^.])[.:]${ID}" "\\1" code "${code}")
+  string(REGEX MATCHALL "${ID}" uses "${code}")
+  list(REMOVE_DUPLICATES uses)
+
+  set_property(GLOBAL PROPERTY LUA_${key}_SRC "${text}")
+  set_property(GLOBAL PROPERTY LUA_${key}_WHAT "${what}")
+  set_property(GLOBAL PROPERTY LUA_${key}_INCS "${incs}")
+  set_property(GLOBAL PROPERTY LUA_${key}_DEFS "${defs}")
+  set_property(GLOBAL PROPERTY LUA_${key}_USES "${uses}")
+endfunction()
+
+# lua_visit(NAME CHAIN): appends NAME to the global LUA_ORDER after the includes it names
+# (depth first), each once; CHAIN is the includes being visited, to report a cycle.
+function(lua_visit name chain)
+  get_property(order GLOBAL PROPERTY LUA_ORDER)
+  if(name IN_LIST order)
+    return()
+  endif()
+  if(name IN_LIST chain)
+    list(APPEND chain ${name})
+    list(JOIN chain " -> " chain)
+    message(FATAL_ERROR "lua/lib: include cycle: ${chain}")
+  endif()
+  get_property(incs GLOBAL PROPERTY LUA_${name}_INCS)
+  foreach(inc IN LISTS incs)
+    lua_visit(${inc} "${chain};${name}")
+  endforeach()
+  set_property(GLOBAL APPEND PROPERTY LUA_ORDER ${name})
+endfunction()
+
+# lua_closure(KEY OUT): the includes KEY reaches, in the order they are to be emitted.
+function(lua_closure key out)
+  set_property(GLOBAL PROPERTY LUA_ORDER "")
+  get_property(incs GLOBAL PROPERTY LUA_${key}_INCS)
+  foreach(inc IN LISTS incs)
+    lua_visit(${inc} "${key}")
+  endforeach()
+  get_property(order GLOBAL PROPERTY LUA_ORDER)
+  set(${out} "${order}" PARENT_SCOPE)
+endfunction()
+
+# lua_check(KEY CLOSURE): the rules on names above, for the file KEY reaching CLOSURE.
+function(lua_check key closure)
+  get_property(what GLOBAL PROPERTY LUA_${key}_WHAT)
+  get_property(uses GLOBAL PROPERTY LUA_${key}_USES)
+  get_property(defs GLOBAL PROPERTY LUA_${key}_DEFS)
+  get_property(incs GLOBAL PROPERTY LUA_${key}_INCS)
+  foreach(d IN LISTS defs)
+    get_property(owner GLOBAL PROPERTY LUA_SYM_${d})
+    if(owner AND NOT owner STREQUAL key AND owner IN_LIST closure)
+      message(FATAL_ERROR "${what}: defines '${d}', which its include '${owner}' defines")
+    endif()
+  endforeach()
+  foreach(u IN LISTS uses)
+    get_property(owner GLOBAL PROPERTY LUA_SYM_${u})
+    if(owner AND NOT owner STREQUAL key AND NOT owner IN_LIST closure AND NOT u IN_LIST defs)
+      message(FATAL_ERROR "${what}: uses '${u}' of include '${owner}' without including it "
+                          "(add -- @include ${owner})")
+    endif()
+  endforeach()
+  foreach(inc IN LISTS incs)
+    get_property(idefs GLOBAL PROPERTY LUA_${inc}_DEFS)
+    set(used 0)
+    foreach(d IN LISTS idefs)
+      if(d IN_LIST uses)
+        set(used 1)
+        break()
+      endif()
+    endforeach()
+    if(NOT used)
+      message(FATAL_ERROR "${what}: includes '${inc}' but uses none of its names")
+    endif()
+  endforeach()
+endfunction()
+
+# Every include first, so the checks know every name an include defines.
+file(GLOB libs ${LUA_DIR}/lib/*.lua)
+list(SORT libs)
+set(lib_names "")
+if(DEF)
+  drv_shared_lua(${DEF} shared)
+  lua_scan(shared "common/shared.def (include shared)" "${shared}")
+  list(APPEND lib_names shared)
+endif()
+foreach(path ${libs})
+  get_filename_component(name ${path} NAME_WE)
+  if(NOT name MATCHES "^[a-z][a-z0-9_]*$" OR (name STREQUAL "shared" AND DEF))
+    message(FATAL_ERROR "lua/lib/${name}.lua: an include's name is [a-z][a-z0-9_]*, not shared")
+  endif()
+  file(READ ${path} src)
+  lua_scan(${name} "lua/lib/${name}.lua" "${src}")
+  list(APPEND lib_names ${name})
+endforeach()
+foreach(name IN LISTS lib_names)
+  get_property(defs GLOBAL PROPERTY LUA_${name}_DEFS)
+  foreach(d IN LISTS defs)
+    get_property(owner GLOBAL PROPERTY LUA_SYM_${d})
+    if(owner)
+      message(FATAL_ERROR "lua/lib: '${d}' is defined by both '${owner}' and '${name}'")
+    endif()
+    set_property(GLOBAL PROPERTY LUA_SYM_${d} ${name})
+  endforeach()
+endforeach()
+foreach(name IN LISTS lib_names)
+  lua_closure(${name} closure)
+  lua_check(${name} "${closure}")
+endforeach()
+
 file(GLOB scripts ${LUA_DIR}/*.lua)
 list(SORT scripts)
-file(READ ${LUA_DIR}/_lib.lua lib)
 set(body "/* Generated by cmake/embed_lua.cmake from lua/. Do not edit. */\n#include \"scripts.h\"\n\n")
 set(table "")
 foreach(path ${scripts})
@@ -12,12 +183,22 @@ foreach(path ${scripts})
     continue()
   endif()
   file(READ ${path} src)
-  set(src "${lib}\n${src}")
-  string(LENGTH "${src}" len)
+  lua_scan(script:${name} "lua/${name}.lua" "${src}")
+  lua_closure(script:${name} closure)
+  lua_check(script:${name} "${closure}")
+  set(all "")
+  foreach(inc IN LISTS closure)
+    get_property(text GLOBAL PROPERTY LUA_${inc}_SRC)
+    string(APPEND all "${text}\n")
+  endforeach()
+  string(APPEND all "${src}")
+  string(LENGTH "${all}" len)
   # Hex-encode so any byte survives, then turn pairs into C initialisers.
-  file(WRITE ${OUT}.tmp "${src}")
+  file(WRITE ${OUT}.tmp "${all}")
   file(READ ${OUT}.tmp hex HEX)
   string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
+  list(JOIN closure " " inc_list)
+  string(APPEND body "/* ${name}: ${inc_list} */\n")
   string(APPEND body "static const char lua_${name}[] = {${hex}0x00};\n")
   string(APPEND table "    {\"${name}\", lua_${name}, ${len}},\n")
 endforeach()

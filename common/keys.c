@@ -3,10 +3,10 @@
 #include <stdio.h>
 #include <string.h>
 
-const char *const drv_part_key_names[DRV_PART_NKEYS] = {
-    "state", "pending", "leased", "owner", "done",    "tries",
-    "retry", "dead",    "errors", "items", "results",
-};
+const char *const drv_part_key_names[DRV_PART_NKEYS] = {DRV_PART_KEY_NAMES};
+
+/* drv_queue_feed refuses a chunk over DRV_BATCH_MAX: the feeders' chunk must fit. */
+_Static_assert(DRV_FEED_CHUNK <= DRV_BATCH_MAX, "FEED_CHUNK over BATCH_MAX in common/shared.def");
 
 int drv_job_id_valid(const char *id) {
     size_t n = strlen(id);

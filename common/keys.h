@@ -1,6 +1,8 @@
 #ifndef DRV_KEYS_H
 #define DRV_KEYS_H
 
+#include "drv_shared.h" /* generated from common/shared.def: DRV_PART_NKEYS, DRV_K_*, ... */
+
 #include <stddef.h>
 
 /* Every Redis key drover uses is spelled in keys.c, and only there. The layout (README.md,
@@ -22,12 +24,9 @@
 #define DRV_KEY_MAX    192
 /* A worker's hash: the prefix, "{workers}:" and an id of at most 160 bytes. */
 #define DRV_WORKER_KEY_MAX (DRV_KEY_MAX + 180)
-#define DRV_PART_NKEYS     11
-/* Ids per bucket of a string-id done record that submit sizes it for (DONE_LOAD in
- * lua/_lib.lua: the buckets split once they hold more). */
-#define DRV_DONE_BUCKET_IDS 48
 
-/* The partition keys in the order every partition script takes them (lua/_lib.lua). */
+/* The partition keys in the order every partition script takes them (DRV_PART_KEY_NAMES of
+ * common/shared.def; the scripts' K_* come from the same list). */
 extern const char *const drv_part_key_names[DRV_PART_NKEYS];
 
 typedef struct drv_part_keys {
@@ -50,7 +49,7 @@ size_t drv_key_workers(char *buf, size_t len, const char *prefix);
 /* "PREFIX{workers}:ID": worker ID's last heartbeat (ID cut at 160 bytes; len at least
  * DRV_WORKER_KEY_MAX). Returns the length. */
 size_t drv_key_worker(char *buf, size_t len, const char *prefix, const char *worker);
-/* "PREFIX{JOB.P}:done:B": bucket B of partition k's string-id done record (lua/_lib.lua);
+/* "PREFIX{JOB.P}:done:B": bucket B of partition k's string-id done record (lua/lib/done.lua);
  * len at least DRV_KEY_MAX + 24. Returns the length. */
 size_t drv_key_done_bucket(char *buf, size_t len, const drv_part_keys *k, long long bucket);
 

@@ -209,7 +209,7 @@ drv_err drvq_drain(drv_queue *q, int n) {
 }
 
 /* Sends CMD BUCKET [ARG] for each bucket of partition k's string-id done record
- * (PREFIX{J.p}:done:B for B below the state hash's done_buckets; lua/_lib.lua), pipelined and
+ * (PREFIX{J.p}:done:B for B below the state hash's done_buckets; lua/lib/done.lua), pipelined and
  * read back a thousand at a time. Their count is read first: the caller deletes or expires the
  * state hash after them. A partition without buckets (a range, or a job from before them) has
  * nothing to do. */

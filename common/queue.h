@@ -127,7 +127,7 @@ typedef struct drv_part_stat {
     char state[16];   /* its name ("missing" without a state hash) */
     int64_t pending, leased, retrying, dead;                           /* sizes now */
     int64_t fed, done, failed, duplicates, expired, skipped, released; /* counters */
-    int64_t copies; /* held acks of an id done already (lua/_lib.lua ack_items) */
+    int64_t copies; /* held acks of an id done already (lua/lib/ack.lua ack_items) */
     int64_t start, end;
     char cursor[32];
     int exhausted;

@@ -10,7 +10,7 @@
 
 #include <hiredis/hiredis.h>
 
-#define CHUNK 1000 /* the scripts' BATCH_MAX */
+#define CHUNK DRV_BATCH_MAX /* the most one script call takes (common/shared.def) */
 
 struct drv_queue {
     drv_conn *conn;

@@ -208,12 +208,12 @@ drv_err drv_queue_job_create_noted(drv_queue *q, const drv_spec *spec, int64_t t
     /* 2. partition state hashes, pipelined */
     int payloads = spec->source != DRV_SRC_RANGE && spec->format != DRV_FMT_LINES;
     /* Buckets of a string-id done record, sized for the ids a partition is expected to get when
-     * the total is known (a file). Otherwise they split as ids come (lua/_lib.lua), which costs
+     * the total is known (a file). Otherwise they split as ids come (lua/lib/done.lua), which costs
      * Redis about 3 us of CPU per id over a job (BENCHMARKS.md), more than the rest of a
      * string id's record. */
     num_t buckets = "1";
     if (total > 0) {
-        int64_t nb = total / spec->partitions / DRV_DONE_BUCKET_IDS;
+        int64_t nb = total / spec->partitions / DRV_DONE_LOAD;
         snprintf(buckets, sizeof buckets, "%" PRId64, nb > 1 ? nb : 1);
     }
     for (int p = 0; p < spec->partitions; p++) {
@@ -238,7 +238,7 @@ drv_err drv_queue_job_create_noted(drv_queue *q, const drv_spec *spec, int64_t t
                               "max_item_bytes", v[8],
                               /* Range partitions keep the done record as a bitmap whose bit 0
                                * is their first id, other sources in hashed buckets, one to
-                               * start with (lua/_lib.lua done_has/done_add). */
+                               * start with (lua/lib/done.lua done_has/done_add). */
                               "done_base", v[5]};
         int argc = (int)(sizeof argv / sizeof *argv);
         if (spec->source != DRV_SRC_RANGE) {

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define FEED_CHUNK 1000
+#define FEED_CHUNK DRV_FEED_CHUNK /* common/shared.def */
 
 /* Per partition: an open reader positioned at 'pos' (file sources only). */
 typedef struct part_src {

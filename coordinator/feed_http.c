@@ -27,7 +27,7 @@
 
 #define PAGE_MAX       (64u << 20) /* bytes of one listing page */
 #define PAGE_TIMEOUT   30000
-#define FEED_CHUNK     1000
+#define FEED_CHUNK     DRV_FEED_CHUNK /* common/shared.def */
 #define BACKOFF_MAX_MS 30000
 
 struct drv_pager {

@@ -394,7 +394,7 @@ static int tick(run_ctx *c, int64_t *fed_total, int *fatal) {
                 if (e != DRV_ENOJOB && handle_err(c, e, "reaping")) *fatal = 1;
                 return 0;
             }
-            if (s->recovered < 1000) break;
+            if (s->recovered < DRV_BATCH_MAX) break;
         }
         if (!s->exhausted && c->feeder && s->pending < c->job.spec.window * 3 / 4) {
             e = drv_feeder_fill(c->feeder, c->q, p, s, c->job.spec.window - s->pending, fed_total,
@@ -690,7 +690,7 @@ static int final_check(run_ctx *c) {
         }
         /* Every item fed settles as done, dead, skipped (popped when done already), a
          * duplicate (a late ack) or a copy (a held ack of an id done already: the second copy
-         * of an id a file, stdin or HTTP source lists twice; lua/_lib.lua ack_items). */
+         * of an id a file, stdin or HTTP source lists twice; lua/lib/ack.lua ack_items). */
         int64_t settled = s->done + s->dead + s->skipped + s->duplicates + s->copies;
         int64_t short_by = s->fed - settled;
         if (short_by > 0) {

@@ -1,8 +1,11 @@
+-- @include part
+-- @include fields
+-- @include ack
 -- ack.lua: record items as processed in the done record (the idempotency record): an item is
 -- marked done once, whoever acks it.
 --
--- KEYS:    the partition keys (see _lib.lua).
--- ARGV[1]  n, the number of items (at most 1000)
+-- KEYS:    the partition keys (see common/shared.def).
+-- ARGV[1]  n, the number of items (at most BATCH_MAX, common/shared.def)
 -- ARGV:    then the n ids; r; r runs of a token and a count (the next count ids were leased
 --          under that token); then, for jobs that keep responses, n responses, kept in the
 --          results hash for the items this call marks done

@@ -1,10 +1,16 @@
+-- @include shared
+-- @include core
+-- @include part
+-- @include fields
+-- @include ack
+-- @include claim
 -- ackclaim.lua: a worker's results for a partition and its next claim from it in one call
 -- (one round trip per batch): ack.lua's ack, then claim.lua's claim, atomically.
 --
--- KEYS:    the partition keys (see _lib.lua).
+-- KEYS:    the partition keys (see common/shared.def).
 -- ARGV[1]  worker id
--- ARGV[2]  most items to lease (as claim.lua: capped at 1000; below 1 leases nothing)
--- ARGV[3]  n, the number of items acked (0 to 1000)
+-- ARGV[2]  most items to lease (as claim.lua: capped at BATCH_MAX; below 1 leases nothing)
+-- ARGV[3]  n, the number of items acked (0 to BATCH_MAX)
 -- ARGV:    then the n ids, the runs of tokens and, for jobs that keep responses, n responses
 --          (as ack.lua from its ARGV[1])
 -- Returns: {acked, duplicates, unknown, status, now_ms, token, deadline_ms, count, lease,

@@ -1,3 +1,4 @@
+-- @include core
 -- admit.lua: may this worker claim more of this job now, and how many? The fleet-wide limits of one
 -- job, shared by every worker on every host: a token bucket for the rate (refilled by Redis TIME:
 -- docs/ARCHITECTURE.md, invariant 5) and a cap on items leased at once (max_in_flight). Claims run

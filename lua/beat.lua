@@ -1,3 +1,4 @@
+-- @include core
 -- beat.lua: a worker's heartbeat. Records it in the registry of workers (drover workers) and
 -- tells the worker whether an operator asked it to drain (drover drain).
 --

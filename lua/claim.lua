@@ -1,10 +1,14 @@
+-- @include shared
+-- @include part
+-- @include fields
+-- @include claim
 -- claim.lua: lease up to N items of one partition to a worker. Recovers expired leases and
 -- due retries first, so a dead coordinator never stalls the fleet. Items already in the
 -- done record are dropped, not handed out (docs/ARCHITECTURE.md, invariant 2).
 --
--- KEYS:    the partition keys (see _lib.lua).
+-- KEYS:    the partition keys (see common/shared.def).
 -- ARGV[1]  worker id
--- ARGV[2]  most items to lease (capped at 1000; below 1 leases nothing)
+-- ARGV[2]  most items to lease (capped at BATCH_MAX; below 1 leases nothing)
 -- Returns: {now_ms, token, deadline_ms, count, lease, k, index1, attempt1, ..., indexk,
 --          attemptk, payload1, ..., payloadcount}: lease is the lease record as stored in
 --          owner, {"worker":...,"ids":[id1, ..., idcount]} (JSON: one string, however many

@@ -1,9 +1,12 @@
+-- @include shared
+-- @include core
+-- @include part
 -- cooldown.lua: pause claims of one partition for a while, because the API the job calls
 -- asked the fleet to slow down (HTTP 429 or 503). A worker that sees such an answer calls
 -- this on every partition of the job, so every worker's next claim honours it (claim.lua
 -- returns no items until then). A cool-down only ever grows; it needs no clearing.
 --
--- KEYS:    the partition keys (see _lib.lua).
+-- KEYS:    the partition keys (see common/shared.def).
 -- ARGV[1]  milliseconds from now (Redis time)
 -- ARGV[2]  optional: the end itself (ms, Redis time) instead, so that every partition of the
 --          job gets the same end as the first

@@ -1,8 +1,12 @@
+-- @include shared
+-- @include core
+-- @include part
+-- @include lease
 -- extend.lua: push the deadline of the leases holding items the caller still holds to
 -- now + lease_ms (a lease, one claim's items, is extended as a whole).
 --
--- KEYS:    the partition keys (see _lib.lua).
--- ARGV:    id1, token1, id2, token2, ... (at most 1000 pairs)
+-- KEYS:    the partition keys (see common/shared.def).
+-- ARGV:    id1, token1, id2, token2, ... (at most BATCH_MAX pairs)
 -- Returns: {deadline_ms, lost_id1, lost_id2, ...}: the ids whose lease was lost (expired and
 --          recovered, or re-leased), so the worker can say so.
 -- Errors:  DRV_NOJOB; DRV_CORRUPT KEY: WHAT (nothing written).

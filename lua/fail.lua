@@ -1,9 +1,14 @@
+-- @include shared
+-- @include core
+-- @include part
+-- @include lease
+-- @include done
 -- fail.lua: record failed attempts. An item the caller still holds is scheduled for a retry
 -- with capped exponential backoff and full jitter, or dead-lettered with its error when it
 -- was permanent or this was its last attempt (max_attempts).
 --
--- KEYS:    the partition keys (see _lib.lua).
--- ARGV:    groups of five, at most 1000 groups:
+-- KEYS:    the partition keys (see common/shared.def).
+-- ARGV:    groups of five, at most BATCH_MAX groups:
 --          id, token, permanent ("1" = dead at once), retry_after_ms (a floor for the delay,
 --          "0" for none), error (JSON text, stored as is)
 -- Jitter comes from math.random, seeded per call from Redis TIME and the call's tokens and

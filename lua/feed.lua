@@ -1,7 +1,10 @@
+-- @include shared
+-- @include core
+-- @include part
 -- feed.lua: append a chunk of items to a partition and advance its source cursor, in one atomic
 -- step (docs/ARCHITECTURE.md, invariant 3), so a restarted coordinator neither skips nor re-feeds.
 --
--- KEYS:    the partition keys (see _lib.lua).
+-- KEYS:    the partition keys (see common/shared.def).
 -- ARGV[1]  cursor the caller read the chunk from (compare-and-set guard)
 -- ARGV[2]  cursor after the chunk
 -- ARGV[3]  "1" when the chunk ends the partition's source, else "0"

@@ -1,3 +1,4 @@
+-- @include core
 -- lock.lua: take or renew a job's coordinator lock (one active coordinator per job; others
 -- wait as standbys and take over when the lock expires).
 --

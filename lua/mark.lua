@@ -1,3 +1,4 @@
+-- @include core
 -- mark.lua: record that a job's callback was accepted (complete_sent, dead_alert_sent), once,
 -- and only on the job it was sent for: a job replaced (new created_ms) or deleted meanwhile is
 -- left alone, so a late mark never recreates a purged job hash. With ARGV[1] empty it writes

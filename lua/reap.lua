@@ -1,7 +1,11 @@
+-- @include shared
+-- @include core
+-- @include part
+-- @include recover
 -- reap.lua: the coordinator's periodic pass over a partition: recover expired leases and due
 -- retries (as claim does, for partitions no worker is claiming from), then report.
 --
--- KEYS:    the partition keys (see _lib.lua).
+-- KEYS:    the partition keys (see common/shared.def).
 -- ARGV:    none.
 -- Returns: {pending, leased, retrying, dead, expired_recovered, retries_recovered, exhausted}
 --          read in the same atomic step, so "everything drained" is never a torn read.

@@ -1,8 +1,12 @@
+-- @include shared
+-- @include core
+-- @include part
+-- @include lease
 -- release.lua: hand back leased items a worker never started (a draining worker), to the
 -- front of pending, without counting a delivery.
 --
--- KEYS:    the partition keys (see _lib.lua).
--- ARGV:    id1, token1, id2, token2, ... (at most 1000 pairs)
+-- KEYS:    the partition keys (see common/shared.def).
+-- ARGV:    id1, token1, id2, token2, ... (at most BATCH_MAX pairs)
 -- Returns: the number of items released (items no longer held are skipped).
 -- Errors:  DRV_NOJOB; DRV_CORRUPT KEY: WHAT (nothing written: everything is read and checked
 --          first).

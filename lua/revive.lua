@@ -1,7 +1,11 @@
+-- @include shared
+-- @include core
+-- @include part
 -- revive.lua: move dead items back to pending with a fresh attempt count (drover retry).
 --
--- KEYS:    the partition keys (see _lib.lua).
--- ARGV:    ids to revive (at most 1000); ids not in the dead hash are skipped.
+-- KEYS:    the partition keys (see common/shared.def).
+-- ARGV:    ids to revive (at most BATCH_MAX, common/shared.def); ids not in the dead hash
+--          are skipped.
 -- Returns: the number revived. A partition marked done is set running again.
 -- Errors:  DRV_NOJOB; DRV_CORRUPT KEY: WHAT (nothing written).
 local s = part_state('state', 'dead')

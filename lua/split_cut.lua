@@ -1,9 +1,11 @@
+-- @include shared
+-- @include part
 -- split_cut.lua: step 2 of splitting a partition: shrink the source partition's range so the
 -- new partition (created by split_new.lua, first id ARGV[3]) owns the rest. A compare-and-set
 -- on the end and the cursor, so ids already fed are never handed to the new partition and a
 -- cut is never applied twice.
 --
--- KEYS:    the source partition's keys (see _lib.lua).
+-- KEYS:    the source partition's keys (see common/shared.def).
 -- ARGV[1]  its end as the caller read it (must still be the end)
 -- ARGV[2]  its new end (the new partition's start - 1)
 -- ARGV[3]  the new partition's start: the cursor may not be past it now, and feed.lua never

@@ -1,3 +1,4 @@
+-- @include core
 -- split_grow.lua: step 3 of splitting a partition: raise the job's partition count so the new
 -- partition becomes visible to workers, drover status and the coordinator's done check.
 --

@@ -1,9 +1,10 @@
+-- @include shared
 -- split_new.lua: step 1 of splitting a partition (rebalancing, README "Rebalancing"): create
 -- the state hash of the new partition that will take the rest of another partition's range.
 -- The new partition is invisible until step 3 (split_grow.lua) raises the job's partition
 -- count, so nothing claims or feeds it before then.
 --
--- KEYS:    the new partition's keys (see _lib.lua).
+-- KEYS:    the new partition's keys (see common/shared.def).
 -- ARGV:    field, value, field, value, ... for its state hash: start, end, cursor, exhausted,
 --          split_from, state, the config fields and zeroed counters.
 -- Returns: 1.

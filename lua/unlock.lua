@@ -1,3 +1,4 @@
+-- @include core
 -- unlock.lua: drop a job's coordinator lock if the caller holds it.
 --
 -- KEYS[1]  the job's lock key, {JOB}:lock

@@ -844,7 +844,7 @@ static int acks_waiting(const wstate *w, int ji, int64_t now) {
 }
 
 /* Claims up to n items of job ji's partition p, sending the partition's waiting acks (up to
- * 1000) in the same script call (lua/ackclaim.lua): one round trip per batch. Acks it
+ * DRV_BATCH_MAX) in the same script call (lua/ackclaim.lua): one round trip per batch. Acks it
  * recorded leave the results; errors are those of drv_queue_claim. */
 static drv_err ack_claim(wstate *w, int ji, int p, int n, drv_claim *c) {
     const char *jid = w->jobs[ji].id;
@@ -852,7 +852,7 @@ static drv_err ack_claim(wstate *w, int ji, int p, int n, drv_claim *c) {
     for (int i = 0; i < w->nres; i++)
         na += w->res[i].job == ji && w->res[i].part == p && w->res[i].out.ok;
     if (na == 0) return drv_queue_claim(w->q, jid, p, w->cfg->id, n, c);
-    if (na > 1000) na = 1000;
+    if (na > DRV_BATCH_MAX) na = DRV_BATCH_MAX;
     drv_ref *acks = malloc(sizeof *acks * (size_t)na);
     drv_bytes *resp = malloc(sizeof *resp * (size_t)na);
     int *ia = malloc(sizeof *ia * (size_t)na);

@@ -86,7 +86,8 @@ int main(int argc, char **argv) {
         {"concurrency", "DROVER_CONCURRENCY", DRV_OPT_INT, "4", "N", "items running at once", 1,
          4096, &conc},
         {"batch", "DROVER_BATCH", DRV_OPT_INT, NULL, "K",
-         "items per claim call (default: the concurrency, at most 1000)", 0, 1000, &batch},
+         "items per claim call (default: the concurrency, at most " DRV_BATCH_MAX_STR ")", 0,
+         DRV_BATCH_MAX, &batch},
         {"grace", "DROVER_GRACE", DRV_OPT_INT, "30", "S",
          "seconds running items get to finish after SIGTERM", 0, 86400, &grace},
         {"timeout-ms", "DROVER_TIMEOUT_MS", DRV_OPT_INT, "600000", "MS",
@@ -246,7 +247,7 @@ int main(int argc, char **argv) {
     cfg.id = id ? id : wid;
     cfg.job = job;
     cfg.concurrency = (int)conc;
-    cfg.batch = batch ? (int)batch : (int)(conc < 1000 ? conc : 1000);
+    cfg.batch = batch ? (int)batch : (int)(conc < DRV_BATCH_MAX ? conc : DRV_BATCH_MAX);
     cfg.grace_ms = grace * 1000;
     cfg.idle_ms = idle;
     cfg.stats_ms = stats;

@@ -57,7 +57,7 @@ for p in 7 8 9 10 11 12; do R SET "drover:{core.$p}:pending" x >/dev/null; done
 [ -z "$(keys_anywhere 'drover:{core*')" ] || fail "stray keys are left"
 say "purge on the cluster: every partition and stray key gone from every master"
 # String ids: each partition's done record is HASH buckets its scripts create and split without
-# declaring them (lua/_lib.lua); the hash tag keeps them on the partition's master.
+# declaring them (lua/lib/done.lua); the hash tag keeps them on the partition's master.
 seq -f 'user-%05g' 1 4000 >"$TMP/users.txt"
 "$DROVER" submit --id str --file "$TMP/users.txt" --partitions 8 --quiet >/dev/null
 bg coord "$DROVER" run str

@@ -166,7 +166,7 @@ static inline long long done_base_of(const char *job, int p) {
 }
 
 /* The bucket key of ARGV[1] (KEYS: state, done), written from README's description rather than
- * taken from lua/_lib.lua: h = the first 32 bits of the id's SHA-1, T the power of two with
+ * taken from lua/lib/done.lua: h = the first 32 bits of the id's SHA-1, T the power of two with
  * T <= N < 2T; bucket h mod 2T, or h mod T when that is N or more. */
 #define DONE_BUCKET_LUA                                                                            \
     "local n = tonumber(redis.call('HGET', KEYS[1], 'done_buckets')) "                             \
@@ -220,7 +220,7 @@ static inline void mark_done(const char *job, int p, const char *id) {
 }
 
 /* ---- leases: one per claim; leased maps its token to its deadline, owner maps the token to
- * {"worker":"W","ids":[...]} (lua/_lib.lua) ------------------------------------------------ */
+ * {"worker":"W","ids":[...]} (lua/lib/lease.lua) ------------------------------------------------ */
 
 /* {token, worker, deadline} of the lease holding ARGV[1], or {}. */
 #define LEASE_FIND_LUA                                                                             \

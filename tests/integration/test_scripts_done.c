@@ -1,4 +1,4 @@
-/* The done record (lua/_lib.lua done_has/done_add) against a real redis-server: a bitmap for
+/* The done record (lua/lib/done.lua done_has/done_add) against a real redis-server: a bitmap for
  * range partitions (bit id - done_base, done_base = the partition's first id), hashed buckets of
  * ids for the other sources (a SET for jobs from before buckets). Through the queue API: claim,
  * ack, fail and lease recovery. */

@@ -259,7 +259,7 @@ static void revive_handles_more_dead_items_than_one_script_call(void **state) {
     assert_int_equal(rint_("HLEN drover:{j.0}:dead"), 0);
 }
 
-/* Runs lua/NAME.lua (with _lib.lua) by EVAL on the partition keys of job j, partition p,
+/* Runs lua/NAME.lua (with its includes) by EVAL on the partition keys of job j, partition p,
  * as a hand-written redis-cli call would. Caller frees the reply. */
 static redisReply *eval_part(const char *name, const char *job, int p, int nargs,
                              const char *const *args) {
@@ -490,7 +490,7 @@ static void every_partition_key_shares_one_hash_tag(void **state) {
             }
         }
     }
-    /* The order the scripts take them in (lua/_lib.lua). */
+    /* The order the scripts take them in (common/shared.def). */
     static const char *const order[DRV_PART_NKEYS] = {
         "state", "pending", "leased", "owner", "done",    "tries",
         "retry", "dead",    "errors", "items", "results",

@@ -90,7 +90,7 @@ R() {
 
 # lease_ids KEYS [WORKER]: the ids the leases of one partition hold (KEYS: drover:{JOB.P}), of
 # WORKER only when given, one a line. A lease is one claim: owner maps its token to
-# {"worker":...,"ids":[...]} (lua/_lib.lua).
+# {"worker":...,"ids":[...]} (lua/lib/lease.lua).
 LEASE_IDS_LUA="local out = {}
 for _, v in ipairs(redis.call('HVALS', KEYS[1])) do
     local l = cjson.decode(v)
