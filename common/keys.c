@@ -54,6 +54,6 @@ size_t drv_key_worker(char *buf, size_t len, const char *prefix, const char *wor
 
 size_t drv_key_done_bucket(char *buf, size_t len, const drv_part_keys *k, long long bucket) {
     /* drv_part_key_names[4] is "done" */
-    int n = snprintf(buf, len, "%s:%lld", k->ptr[4], bucket);
+    int n = snprintf(buf, len, "%s:%lld", k->ptr[DRV_K_DONE], bucket);
     return n < 0 ? 0 : (size_t)n < len ? (size_t)n : len - 1;
 }

@@ -215,7 +215,7 @@ drv_err drvq_drain(drv_queue *q, int n) {
  * nothing to do. */
 drv_err drvq_each_bucket(drv_queue *q, const drv_part_keys *k, const char *cmd, const char *arg) {
     redisReply *r;
-    drv_err e = drv_conn_cmdf(q->conn, &r, "HGET %s done_buckets", k->ptr[0]);
+    drv_err e = drv_conn_cmdf(q->conn, &r, "HGET %s done_buckets", k->ptr[DRV_K_STATE]);
     if (e) return e;
     int64_t nb = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
     freeReplyObject(r);

@@ -51,7 +51,7 @@ drv_err drv_queue_dead_each(drv_queue *q, const char *job, int p,
                                        void *ud),
                             void *ud) {
     struct pair_each d = {fn, ud};
-    return scan_hash(q, job, p, 7, pair_page, &d);
+    return scan_hash(q, job, p, DRV_K_DEAD, pair_page, &d);
 }
 
 drv_err drv_queue_dead_first(drv_queue *q, const char *job, int nparts, int max,
@@ -63,7 +63,7 @@ drv_err drv_queue_dead_first(drv_queue *q, const char *job, int nparts, int max,
         drv_part_keys k;
         drv_keys_part(&k, q->prefix, job, p);
         redisReply *r;
-        drv_err e = drv_conn_cmdf(q->conn, &r, "HSCAN %s 0 COUNT %d", k.ptr[7], max);
+        drv_err e = drv_conn_cmdf(q->conn, &r, "HSCAN %s 0 COUNT %d", k.ptr[DRV_K_DEAD], max);
         if (e) return e;
         if (!drvq_is_array(r, 2) || r->element[1]->type != REDIS_REPLY_ARRAY) {
             e = drvq_bad_reply(q, "HSCAN", r);
@@ -84,7 +84,7 @@ drv_err drv_queue_results_each(drv_queue *q, const char *job, int p,
                                           size_t rlen, void *ud),
                                void *ud) {
     struct pair_each d = {fn, ud};
-    return scan_hash(q, job, p, 10, pair_page, &d);
+    return scan_hash(q, job, p, DRV_K_RESULTS, pair_page, &d);
 }
 
 struct revive_ctx {
@@ -122,7 +122,7 @@ static drv_err revive_page(drv_queue *q, redisReply *kv, void *ud) {
 
 drv_err drv_queue_revive(drv_queue *q, const char *job, int p, int64_t *revived) {
     struct revive_ctx c = {job, p, 0};
-    drv_err e = scan_hash(q, job, p, 7, revive_page, &c);
+    drv_err e = scan_hash(q, job, p, DRV_K_DEAD, revive_page, &c);
     if (revived && !e) *revived = c.revived;
     return e;
 }

@@ -229,7 +229,7 @@ drv_err drv_queue_job_create_noted(drv_queue *q, const drv_spec *spec, int64_t t
         snprintf(v[5], sizeof v[5], "%" PRId64, parts[p].start);
         snprintf(v[6], sizeof v[6], "%" PRId64, parts[p].end);
         snprintf(v[7], sizeof v[7], "%d", parts[p].exhausted);
-        const char *argv[] = {"HSET", k.ptr[0], "state", "running", "lease_ms", v[0],
+        const char *argv[] = {"HSET", k.ptr[DRV_K_STATE], "state", "running", "lease_ms", v[0],
                               "max_attempts", v[1], "backoff_ms", v[2], "backoff_max_ms", v[3],
                               "payloads", v[4], "start", v[5], "end", v[6], "cursor",
                               parts[p].cursor, "exhausted", v[7], "fed", "0", "done", "0", "failed",
@@ -374,7 +374,7 @@ drv_err drv_queue_job_set_state(drv_queue *q, const drv_job *job, const char *st
     for (int p = 0; !job->created_ms && p < job->partitions; p++) {
         drv_part_keys k;
         drv_keys_part(&k, q->prefix, job->id, p);
-        const char *argv[] = {"HSET", k.ptr[0], "state", state};
+        const char *argv[] = {"HSET", k.ptr[DRV_K_STATE], "state", state};
         if ((e = drv_conn_append(q->conn, 4, argv, NULL))) return e;
     }
     if (!job->created_ms && (e = drvq_drain(q, job->partitions))) return e;

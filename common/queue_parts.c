@@ -14,16 +14,16 @@ drv_err drv_queue_range_settled(drv_queue *q, const char *job, int p, int64_t st
     drv_part_keys k;
     drv_keys_part(&k, q->prefix, job, p);
     redisReply *r;
-    drv_err e = drv_conn_cmdf(q->conn, &r, "HGET %s done_base", k.ptr[0]);
-    if (e) return drvq_wrongtype(q, e, k.ptr[0]);
+    drv_err e = drv_conn_cmdf(q->conn, &r, "HGET %s done_base", k.ptr[DRV_K_STATE]);
+    if (e) return drvq_wrongtype(q, e, k.ptr[DRV_K_STATE]);
     int bitmap = r->type == REDIS_REPLY_STRING;
     freeReplyObject(r);
     if (!bitmap) {
         *done = *dead = -1;
         return DRV_OK;
     }
-    if ((e = drv_conn_cmdf(q->conn, &r, "BITCOUNT %s", k.ptr[4])))
-        return drvq_wrongtype(q, e, k.ptr[4]);
+    if ((e = drv_conn_cmdf(q->conn, &r, "BITCOUNT %s", k.ptr[DRV_K_DONE])))
+        return drvq_wrongtype(q, e, k.ptr[DRV_K_DONE]);
     int64_t nd = drvq_int(r);
     freeReplyObject(r);
     /* The dead hash may hold ids that are not of this range (dead-lettered at claim): only
@@ -31,8 +31,8 @@ drv_err drv_queue_range_settled(drv_queue *q, const char *job, int p, int64_t st
     int64_t nx = 0;
     char cursor[32] = "0";
     do {
-        if ((e = drv_conn_cmdf(q->conn, &r, "HSCAN %s %s COUNT 1000", k.ptr[7], cursor)))
-            return drvq_wrongtype(q, e, k.ptr[7]);
+        if ((e = drv_conn_cmdf(q->conn, &r, "HSCAN %s %s COUNT 1000", k.ptr[DRV_K_DEAD], cursor)))
+            return drvq_wrongtype(q, e, k.ptr[DRV_K_DEAD]);
         if (!drvq_is_array(r, 2) || r->element[0]->type != REDIS_REPLY_STRING ||
             r->element[1]->type != REDIS_REPLY_ARRAY) {
             e = drvq_bad_reply(q, "HSCAN", r);
@@ -99,8 +99,10 @@ drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat
         drv_part_keys k;
         drv_keys_part(&k, q->prefix, job, p);
         /* leased: the state hash counts the ids the partition's leases hold. */
-        const char *c[4][2] = {
-            {"HGETALL", k.ptr[0]}, {"LLEN", k.ptr[1]}, {"ZCARD", k.ptr[6]}, {"HLEN", k.ptr[7]}};
+        const char *c[4][2] = {{"HGETALL", k.ptr[DRV_K_STATE]},
+                               {"LLEN", k.ptr[DRV_K_PENDING]},
+                               {"ZCARD", k.ptr[DRV_K_RETRY]},
+                               {"HLEN", k.ptr[DRV_K_DEAD]}};
         for (int i = 0; i < 4; i++)
             if ((e = drv_conn_append(q->conn, 2, c[i], NULL))) return e;
     }
@@ -133,7 +135,7 @@ drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat
                  * is named (the first one), the rest of the partitions are still read. */
                 int64_t ex = 0, sf = -1;
                 drv_err ce;
-                const char *sk = k.ptr[0];
+                const char *sk = k.ptr[DRV_K_STATE];
                 char kept[512]; /* the first error's text stays the one reported */
                 snprintf(kept, sizeof kept, "%s", drv_conn_errstr(q->conn));
                 if ((ce = drvq_hnum(q, r, sk, "fed", 0, 0, INT64_MAX, &s->fed)) ||
