@@ -13,8 +13,13 @@ for j in keep big strs; do
     bg "run-$j" "$DROVER" run "$j"
     c=$LAST_PID
     bg "w-$j" "$WORKER" --job "$j" --handler noop --exit-when-done
+    w=$LAST_PID
     wait_exit 60 "$c"
     [ "$EXIT_CODE" -eq 0 ] || fail "drover run $j exited $EXIT_CODE"
+    # The worker too: on its way out it unregisters ({workers}), which would change DBSIZE
+    # between the two reads below.
+    wait_exit 60 "$w"
+    [ "$EXIT_CODE" -eq 0 ] || fail "worker of $j exited $EXIT_CODE"
 done
 [ "$(done_count big 0)" -gt 1000 ] || fail "big has no done set to purge"
 keep_keys=$(R --scan --pattern 'drover:{keep*' | sort)
