@@ -1,6 +1,6 @@
 /* drover-worker: claims items from Redis and, for each, sends the job's HTTP request or runs
  * a command (or nothing). */
-#include "worker.h"
+#include "handlers.h"
 
 #include "cli.h"
 #include "clock.h"
@@ -73,12 +73,14 @@ int main(int argc, char **argv) {
     drv_cli cli;
     worker_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
-    const char *id = NULL, *job = NULL, *handler = NULL, *allow = NULL, *health_file = NULL,
+    const char *id = NULL, *job = NULL, *handler_name = NULL, *allow = NULL, *health_file = NULL,
                *ack_log = NULL, *allow_env = NULL, *pass_env = NULL;
     long long conc, batch = 0, grace, timeout, idle, stats, vanish, host_conns, max_age,
                     stdin_batch;
     /* batch has no default: 0 = conc */
-    int exit_when_done = 0, no_stdin = 0, version = 0, health = 0;
+    int exit_when_done = 0, no_stdin = 0, version = 0, health = 0, noop = 0;
+    exec_cfg exec;
+    memset(&exec, 0, sizeof exec);
     const drv_opt opts[] = {
         DRV_CLI_OPTS(&cli),
         {"job", "DROVER_JOB_ID", DRV_OPT_STR, NULL, "J",
@@ -94,7 +96,7 @@ int main(int argc, char **argv) {
          604800000, &timeout},
         {"handler", "DROVER_HANDLER", DRV_OPT_STR, "auto", "H",
          "auto (the job's HTTP handler, else CMD) or noop (do nothing: for measuring)", 0, 0,
-         &handler},
+         &handler_name},
         {"http-allow", "DROVER_HTTP_ALLOW", DRV_OPT_STR, NULL, "HOST[:PORT][,...]",
          "send HTTP requests only to these hosts and ports (default: any); HOST alone: its "
          "scheme's default port only; HOST:* any port; others are refused",
@@ -168,24 +170,22 @@ int main(int argc, char **argv) {
     }
     drv_redis_cfg rcfg;
     if ((rc = drv_cli_check(&cli, &rcfg))) return rc;
-    if (strcmp(handler, "noop") == 0) {
-        cfg.handler = HANDLER_NOOP;
+    if (strcmp(handler_name, "noop") == 0) {
+        noop = 1;
         if (nrest > 0) {
             fprintf(stderr, "error: --handler noop runs no command; drop the -- CMD\n");
             return 2;
         }
-    } else if (strcmp(handler, "auto") == 0 || strcmp(handler, "exec") == 0) {
-        cfg.handler = HANDLER_EXEC;
-    } else {
-        fprintf(stderr, "error: --handler: expected auto or noop, got \"%s\"\n", handler);
+    } else if (strcmp(handler_name, "auto") != 0 && strcmp(handler_name, "exec") != 0) {
+        fprintf(stderr, "error: --handler: expected auto or noop, got \"%s\"\n", handler_name);
         return 2;
     }
-    if (cfg.handler == HANDLER_EXEC && nrest > 0) {
-        cfg.exec.argv = rest;
-        cfg.exec.argc = nrest;
-        cfg.exec.timeout_ms = timeout;
-        cfg.exec.use_stdin = !no_stdin;
-        cfg.exec.stdin_batch = (int)stdin_batch;
+    if (!noop && nrest > 0) {
+        exec.argv = rest;
+        exec.argc = nrest;
+        exec.timeout_ms = timeout;
+        exec.use_stdin = !no_stdin;
+        exec.stdin_batch = (int)stdin_batch;
         if (stdin_batch > 0 && no_stdin) {
             fprintf(stderr, "error: --stdin-batch gives CMD its items on stdin; drop --no-stdin\n");
             return 2;
@@ -199,7 +199,7 @@ int main(int argc, char **argv) {
                 return 2;
             }
         char cwhy[512];
-        if (exec_check_cmd(&cfg.exec, cwhy, sizeof cwhy) != 0) {
+        if (exec_check_cmd(&exec, cwhy, sizeof cwhy) != 0) {
             fprintf(stderr, "error: %s\n", cwhy);
             return 2;
         }
@@ -223,7 +223,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "error: %s\n", why);
         return 2;
     }
-    cfg.exec.pass_env = pass_env;
+    exec.pass_env = pass_env;
     if (job && !drv_job_id_valid(job)) {
         fprintf(stderr, "error: --job: not a valid job id: \"%s\"\n", job);
         return 2;
@@ -246,7 +246,10 @@ int main(int argc, char **argv) {
     cfg.id = id ? id : wid;
     cfg.job = job;
     cfg.concurrency = (int)conc;
-    cfg.batch = batch ? (int)batch : (int)(conc < 1000 ? conc : 1000);
+    /* --concurrency counts processes: a --stdin-batch process holds up to K items. */
+    long long slots = exec.argv && stdin_batch > 0 ? conc * stdin_batch : conc;
+    cfg.slots = (int)slots;
+    cfg.batch = batch ? (int)batch : (int)(slots < 1000 ? slots : 1000);
     cfg.grace_ms = grace * 1000;
     cfg.idle_ms = idle;
     cfg.stats_ms = stats;
@@ -264,7 +267,20 @@ int main(int argc, char **argv) {
         curl_global_cleanup();
         return rc;
     }
-    rc = worker_run(&cfg, q);
+    /* The worker's own handler runs its command (or nothing, for noop); the specs' HTTP
+     * handlers run in the HTTP handler (not with noop: that measures coordination alone). */
+    cfg.own = noop        ? noop_handler_new()
+              : exec.argv ? exec_handler_new(&exec, cfg.id, cfg.concurrency)
+                          : NULL;
+    cfg.spec = noop ? NULL : http_handler_new(cfg.id, cfg.concurrency, cfg.max_host_conns, allow);
+    if ((!cfg.own && (noop || exec.argv)) || (!noop && !cfg.spec)) {
+        fprintf(stderr, "error: cannot set up the worker's handlers: out of memory\n");
+        rc = 1;
+    } else {
+        rc = worker_run(&cfg, q);
+    }
+    if (cfg.own) cfg.own->ops->free(cfg.own);
+    if (cfg.spec) cfg.spec->ops->free(cfg.spec);
     drv_queue_close(q);
     if (cfg.ack_log >= 0) close(cfg.ack_log);
     curl_global_cleanup();
