@@ -1303,8 +1303,8 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
     }
     int rc = 0, draining = 0, seen_signals = 0, drain_asked = 0;
     int64_t grace_end = 0;
-    drv_info("worker %s: serving %s with %d at a time, %d per claim", cfg->id,
-             cfg->job ? cfg->job : "every running job", cfg->concurrency, cfg->batch);
+    drv_info("worker %s: serving %s with %d at a time (--concurrency %d), %d per claim", cfg->id,
+             cfg->job ? cfg->job : "every running job", cfg->slots, cfg->concurrency, cfg->batch);
     for (;;) {
         int64_t now = drv_now_ms();
         int start_drain = drain_asked == 1;

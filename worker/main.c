@@ -31,9 +31,11 @@ static const drv_cmd_doc doc = {
     "Other jobs run CMD once per item, never through a shell:\n"
     "{id} and {item} inside any ARG are replaced by the item's id and the item itself (for\n"
     "NDJSON and CSV sources the record as JSON). The item is also written to CMD's stdin, and\n"
-    "DROVER_JOB, DROVER_ITEM_ID and DROVER_ATTEMPT are set in its environment. Exit status 0\n"
-    "marks the item done; anything else is a failure, retried with backoff until the job's\n"
-    "max_attempts, with the tail of CMD's stderr kept as the error. CMD's stdout is the\n"
+    "DROVER_JOB, DROVER_ITEM_ID, DROVER_ATTEMPT and DROVER_LEASE_TOKEN (higher for each later\n"
+    "lease of the item: a handler can fence stale writers with it, README) are set in its\n"
+    "environment. Exit status 0 marks the item done; anything else is a failure, retried with\n"
+    "backoff until the job's max_attempts, with the tail of CMD's stderr kept as the error. CMD's "
+    "stdout is the\n"
     "worker's stdout. The command comes only from this command line: nothing read from Redis\n"
     "can make a worker run a program. CMD does not inherit the worker's Redis settings\n"
     "(DROVER_REDIS_URL, DROVER_PREFIX, DROVER_CONNECT_TIMEOUT_MS, DROVER_COMMAND_TIMEOUT_MS):\n"
@@ -44,7 +46,10 @@ static const drv_cmd_doc doc = {
     "its stdin one per line with DROVER_BATCH_SIZE set; its stdout carries one result line per\n"
     "item, in order: \"ok\" marks the item done, any other line fails it with that text; an\n"
     "item without a line fails with \"no result\" (exit 0) or with the exit status, signal or\n"
-    "timeout.\n\n"
+    "timeout. DROVER_LEASE_TOKEN holds the items' lease tokens, space-separated, in line order.\n"
+    "With --stdin-batch, --concurrency counts processes: N batches at once, up to N x K items.\n\n"
+    "Handler processes run in their own process group and are SIGKILLed when the worker dies\n"
+    "(PR_SET_PDEATHSIG): a killed worker leaves none running.\n\n"
     "SIGTERM or SIGINT drains: no more claims, unstarted items are handed back at once, running\n"
     "items get --grace seconds to finish, then the worker exits 0. A second signal exits at "
     "once.\n\n"
@@ -85,10 +90,12 @@ int main(int argc, char **argv) {
         DRV_CLI_OPTS(&cli),
         {"job", "DROVER_JOB_ID", DRV_OPT_STR, NULL, "J",
          "serve only job J (default: every running job)", 0, 0, &job},
-        {"concurrency", "DROVER_CONCURRENCY", DRV_OPT_INT, "4", "N", "items running at once", 1,
+        {"concurrency", "DROVER_CONCURRENCY", DRV_OPT_INT, "4", "N",
+         "handler processes (or HTTP requests) at once: N items, or N x K with --stdin-batch K", 1,
          4096, &conc},
         {"batch", "DROVER_BATCH", DRV_OPT_INT, NULL, "K",
-         "items per claim call (default: the concurrency, at most 1000)", 0, 1000, &batch},
+         "items per claim call (default: the items that may run at once, at most 1000)", 0, 1000,
+         &batch},
         {"grace", "DROVER_GRACE", DRV_OPT_INT, "30", "S",
          "seconds running items get to finish after SIGTERM", 0, 86400, &grace},
         {"timeout-ms", "DROVER_TIMEOUT_MS", DRV_OPT_INT, "600000", "MS",
