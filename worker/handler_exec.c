@@ -99,67 +99,61 @@ static int nonblock_cloexec(int fd) {
                : 0;
 }
 
-/* The child's side of spawn(): its own process group, killed with the worker (no orphans:
- * PR_SET_PDEATHSIG, then getppid() against the parent recorded before fork(), for a worker
- * that died before the prctl), the signals the worker catches or ignores back to their
- * defaults, then the pipes and exec. Only async-signal-safe calls. An exec that fails writes
- * its errno to err_fd (close-on-exec, so a successful exec closes it without a word). */
-static void child(char **argv, char **envp, int in_fd, int out_fd, int stderr_fd, int err_fd,
-                  pid_t parent) {
+/* The child's side of spawn(), between vfork() and exec: its own process group, killed with
+ * the worker (no orphans: PR_SET_PDEATHSIG, then getppid() against the parent recorded before
+ * vfork, for a worker that died before the prctl), the signals the worker catches or ignores
+ * back to their defaults, then the pipes and exec. It shares the worker's memory until the
+ * exec, so it only makes system calls; a failure leaves its errno in *failed (the parent's). */
+static __attribute__((noinline)) void child(char **argv, char **envp, int in_fd, int out_fd,
+                                            int stderr_fd, pid_t parent, volatile int *failed) {
     setpgid(0, 0);
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) {
+        *failed = ESRCH;
+        _exit(127);
+    }
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
     int sigs[] = {SIGPIPE, SIGTERM, SIGINT, SIGCHLD};
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
-        signal(sigs[i], SIG_DFL);
+        sigaction(sigs[i], &dfl, NULL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     if (in_fd < 0) in_fd = open("/dev/null", O_RDONLY);
     if (in_fd < 0 || dup2(in_fd, 0) < 0 || (out_fd >= 0 && dup2(out_fd, 1) < 0) ||
         dup2(stderr_fd, 2) < 0)
-        goto failed;
-    /* The Redis socket and every other fd stay the worker's (err_fd is already close-on-exec). */
-    if (close_range(3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
-        for (int fd = 3; fd < 1024; fd++)
-            if (fd != err_fd) close(fd);
+        goto fail;
+    /* The Redis socket and every other fd stay the worker's. */
+    close_range(3U, ~0U, CLOSE_RANGE_CLOEXEC);
     execvpe(argv[0], argv, envp);
-failed:;
-    int e = errno;
-    ssize_t w = write(err_fd, &e, sizeof e);
-    (void)w;
+fail:
+    *failed = errno ? errno : EIO;
     _exit(127);
 }
 
-/* fork()s and execs argv (the child's fds as child() takes them). Returns the pid, or -1
- * with errno set (the command could not be run: exec failed, or no process). */
+/* vfork()s and execs argv (the child's fds as child() takes them), as posix_spawn does (no
+ * copy of the worker's memory), but with the death signal set. Returns the pid, or -1 with
+ * errno set when the command could not be run (exec failed, or no process). */
 static pid_t spawn(char **argv, char **envp, int in_fd, int out_fd, int stderr_fd) {
-    int ep[2];
-    if (pipe2(ep, O_CLOEXEC) != 0) return -1;
+    volatile int failed = 0;
     /* No signal handler of the worker's runs in the child before its exec. */
     sigset_t all, old;
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &old);
     pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) child(argv, envp, in_fd, out_fd, stderr_fd, ep[1], parent);
+    pid_t pid = vfork();
+    if (pid == 0) child(argv, envp, in_fd, out_fd, stderr_fd, parent, &failed);
     int saved = errno;
     sigprocmask(SIG_SETMASK, &old, NULL);
-    close(ep[1]);
     if (pid < 0) {
-        close(ep[0]);
         errno = saved;
         return -1;
     }
-    setpgid(pid, pid); /* as the child does: whichever runs first, the group exists */
-    int e = 0;
-    ssize_t r;
-    while ((r = read(ep[0], &e, sizeof e)) < 0 && errno == EINTR) {
-    }
-    close(ep[0]);
-    if (r == (ssize_t)sizeof e) { /* exec failed: reap the child, report why */
+    if (failed) { /* the child is gone: reap it, report why */
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
         }
-        errno = e;
+        errno = failed;
         return -1;
     }
     return pid;

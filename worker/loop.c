@@ -6,6 +6,7 @@
 #include "backoff.h"
 #include "clock.h"
 #include "log.h"
+#include "policy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -52,7 +53,6 @@ typedef struct wjob {
     int64_t unused;      /* granted, not found by claims: refunded at the next admit */
     int64_t reported;    /* what Redis was last told this worker may hold of the job */
     int64_t last_admit;  /* local ms of the last admit call */
-    unsigned pass;       /* claim_once pass that last tried this job */
     int stint;           /* claims in a row from one partition, carrying its acks */
 } wjob;
 
@@ -79,7 +79,7 @@ typedef struct wstate {
     drv_queue *q;
     wjob *jobs;
     int njobs, rr_job;
-    unsigned pass; /* claim_once passes, to try each job once per pass */
+    policy_job *pjobs; /* claim_once's view of the jobs (njobs entries) */
     held *held;
     int nheld, cap_held, running;
     result *res;
@@ -89,9 +89,10 @@ typedef struct wstate {
     int reconnecting;   /* sending what the outage kept: a failure is the same outage */
     int health_warned;  /* the health file could not be written (logged once) */
     int ack_log_warned; /* the ack log could not be written (logged once) */
-    int64_t outage_since, next_reconnect, backoff_ms;
-    drv_backoff full;   /* Redis refuses writes (OOM, MISCONF, ...): one episode, said once */
-    int64_t full_until; /* send no writes before */
+    int64_t outage_since, next_reconnect;
+    drv_backoff reconnect_bo; /* reconnect attempts in this outage (its start is said once) */
+    drv_backoff full;         /* Redis refuses writes (OOM, MISCONF, ...): one episode, said once */
+    int64_t full_until;       /* send no writes before */
     drv_backoff disc_bo, beat_bo; /* discovery, heartbeats failing (said once) */
     drv_backoff start_bo;         /* handlers that cannot be started (fork failing) */
     int64_t start_until;          /* start no item before */
@@ -160,7 +161,7 @@ static int redis_failed(wstate *w, drv_err e, const char *what, drv_backoff *b, 
         if (w->connected) {
             w->connected = 0;
             w->outage_since = drv_now_ms();
-            w->backoff_ms = 100;
+            memset(&w->reconnect_bo, 0, sizeof w->reconnect_bo);
             w->next_reconnect = w->outage_since;
             drv_warn("redis lost at %s while %s (%s); items keep running, their results are "
                      "kept until it is back",
@@ -218,8 +219,9 @@ static void job_ok(wjob *j) {
 
 static void flush_results(wstate *w);
 
-/* Tries again once the backoff (100 ms doubling to 5 s, with jitter) is over; on success sends
- * the results buffered during the outage at once. Logs once per outage, not per attempt. */
+/* Tries again once the backoff (common/backoff.h: 50 ms doubling to 5 s, with jitter) is over;
+ * on success sends the results buffered during the outage at once. Logs once per outage, not
+ * per attempt. */
 static void try_reconnect(wstate *w, int64_t now) {
     char why[512];
     if (now < w->next_reconnect) return;
@@ -232,6 +234,8 @@ static void try_reconnect(wstate *w, int64_t now) {
         flush_results(w);
         w->reconnecting = 0;
         if (w->connected) {
+            int64_t tries, ms;
+            drv_backoff_ok(&w->reconnect_bo, now, &tries, &ms);
             drv_info("redis reconnected after %" PRId64 " ms, flushed %d results",
                      now - w->outage_since, before - w->nres);
             return;
@@ -239,9 +243,9 @@ static void try_reconnect(wstate *w, int64_t now) {
         snprintf(why, sizeof why, "%s", drv_queue_errstr(w->q)); /* lost again at once */
     }
     drv_debug("redis still unreachable: %s", why);
-    w->next_reconnect =
-        drv_now_ms() + w->backoff_ms / 2 + (int64_t)drv_rand((uint64_t)w->backoff_ms / 2 + 1);
-    w->backoff_ms = w->backoff_ms * 2 > 5000 ? 5000 : w->backoff_ms * 2;
+    int say; /* the outage was said when it began */
+    int64_t t = drv_now_ms();
+    w->next_reconnect = t + drv_backoff_fail(&w->reconnect_bo, t, &say);
 }
 
 /* ---- jobs ------------------------------------------------------------------------------------ */
@@ -581,8 +585,7 @@ static int64_t admit(wstate *w, int ji, int64_t now, int64_t n) {
     j->reported = mine + a.granted;
     j->last_admit = now;
     if (a.granted > 0) return a.granted;
-    /* The rate says when; a full in-flight cap frees up as the fleet's items finish. */
-    j->admit_until = now + (a.wait_ms > 0 ? a.wait_ms : 20 + (int64_t)drv_rand(30));
+    j->admit_until = now + policy_admit_retry_ms(a.wait_ms, (int64_t)drv_rand(30));
     return 0;
 }
 
@@ -591,28 +594,22 @@ static int64_t admit(wstate *w, int ji, int64_t now, int64_t n) {
  * holds no slots), at most up to its weighted share while it is under it. Returns items
  * claimed, 0 when no job had any, -1 on a lost connection. */
 static int claim_once(wstate *w, int64_t now, int want) {
-    int64_t wsum = 0;
-    for (int i = 0; i < w->njobs; i++)
-        if (has_work(&w->jobs[i], now)) wsum += w->jobs[i].weight;
+    if (!w->njobs) return 0;
+    policy_job *pj = realloc(w->pjobs, sizeof *pj * (size_t)w->njobs);
+    if (!pj) return 0;
+    w->pjobs = pj;
+    for (int i = 0; i < w->njobs; i++) {
+        int work = has_work(&w->jobs[i], now);
+        pj[i] = (policy_job){work, 0, w->jobs[i].weight, work ? job_held(w, i) : 0};
+    }
+    int64_t wsum = policy_weight_sum(pj, w->njobs);
     if (!wsum) return 0;
-    unsigned pass = ++w->pass;
     for (int tried = 0; tried < w->njobs; tried++) {
-        int ji = -1;
-        int64_t best_held = 0;
-        for (int k = 0; k < w->njobs; k++) {
-            int i = (w->rr_job + k) % w->njobs;
-            wjob *x = &w->jobs[i];
-            if (x->pass == pass || !has_work(x, now)) continue;
-            int64_t h = job_held(w, i);
-            /* h / weight < best_held / best weight, without division. */
-            if (ji < 0 || h * w->jobs[ji].weight < best_held * x->weight) ji = i, best_held = h;
-        }
+        int ji = policy_pick_job(pj, w->njobs, w->rr_job);
         if (ji < 0) break;
+        pj[ji].tried = 1;
         wjob *j = &w->jobs[ji];
-        j->pass = pass;
-        int64_t fair = (int64_t)w->cap_held * j->weight / wsum, n = want;
-        if (best_held < fair && fair - best_held < n) n = fair - best_held;
-        if (n < 1) n = 1;
+        int64_t n = policy_claim_size(want, w->cap_held, &pj[ji], wsum);
         if (j->limited) {
             n = admit(w, ji, now, n);
             if (n < 0) return -1;
@@ -685,11 +682,9 @@ static void report_limits(wstate *w, int64_t now, int force) {
     for (int i = 0; i < w->njobs && w->connected; i++) {
         wjob *j = &w->jobs[i];
         if ((!j->limited && !j->reported) || (!force && now < j->report_until)) continue;
-        int64_t mine = job_held(w, i), since = now - j->last_admit;
-        int due = force ? j->reported || j->unused
-                        : ((mine != j->reported || j->unused) && since >= 100) ||
-                              (j->reported && since >= j->lease_ms / 3);
-        if (!due) continue;
+        int64_t mine = job_held(w, i);
+        policy_report r = {mine, j->reported, j->unused, j->last_admit, j->lease_ms};
+        if (!policy_report_due(&r, now, force)) continue;
         drv_admit a;
         drv_err e = drv_queue_admit(w->q, j->id, w->cfg->id, 0, mine, j->unused, &a);
         if (e) {
@@ -708,10 +703,8 @@ static int64_t report_due_in(const wstate *w, int64_t now, int64_t cap) {
     for (int i = 0; i < w->njobs; i++) {
         const wjob *j = &w->jobs[i];
         if (!j->limited && !j->reported) continue;
-        int64_t at = -1;
-        if (j->unused || job_held(w, i) != j->reported) at = j->last_admit + 100;
-        if (j->reported && (at < 0 || j->last_admit + j->lease_ms / 3 < at))
-            at = j->last_admit + j->lease_ms / 3;
+        policy_report r = {job_held(w, i), j->reported, j->unused, j->last_admit, j->lease_ms};
+        int64_t at = policy_report_at(&r);
         if (at >= 0 && at < j->report_until) at = j->report_until;
         if (at >= 0 && at - now < cap) cap = at > now ? at - now : 0;
     }
@@ -1370,11 +1363,9 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
                 int got = claim_once(&w, now, cfg->batch);
                 if (got <= 0) break;
             }
-            int64_t fat = flush_at(&w, now);
-            int want_flush =
-                fat >= 0 && fat <= now &&
-                (w.nres >= cfg->batch || draining || w.running == 0 || now - w.oldest_res >= 20);
-            if (w.connected && want_flush) flush_results(&w);
+            policy_flush f = {w.nres,   cfg->batch,   w.running,
+                              draining, w.oldest_res, flush_at(&w, now)};
+            if (w.connected && policy_flush_now(&f, now)) flush_results(&w);
             if (w.connected) report_limits(&w, now, 0);
         }
         /* Handlers that finish at once (noop) make room for more in the same turn. */
@@ -1441,14 +1432,10 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
         if (w.connected && now < w.full_until && w.full_until - now < timeout)
             timeout = w.full_until - now; /* writes refused: try again after the backoff */
         if (w.nres && !w.connected) timeout = timeout < 20 ? timeout : 20;
-        int64_t fat = w.nres && w.connected ? flush_at(&w, now) : -1;
-        if (fat >= 0) {
-            /* Results go out at once in a batch or with nothing running, else within 20 ms;
-             * not before Redis takes writes again or their partition's backoff is over. */
-            int64_t d = w.nres >= cfg->batch || w.running == 0 ? 0 : 20;
-            if (fat - now > d) d = fat - now;
-            if (d < timeout) timeout = d;
-        }
+        policy_flush f = {w.nres,   cfg->batch,   w.running,
+                          draining, w.oldest_res, w.nres && w.connected ? flush_at(&w, now) : -1};
+        int64_t fd = policy_flush_wait(&f, now);
+        if (fd >= 0 && fd < timeout) timeout = fd;
         if (!idle_claims && w.nheld < cfg->slots && any_active(&w)) {
             /* Something may be claimable soon: the earliest partition back-off. */
             int64_t soonest = now + cfg->idle_ms;
@@ -1510,6 +1497,7 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
     }
     free(w.retired);
     free(w.jobs);
+    free(w.pjobs);
     free(w.held);
     free(w.hitems);
     free(w.hidx);
