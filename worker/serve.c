@@ -74,6 +74,7 @@ typedef struct serve_proc {
     int64_t taken; /* items this process was given */
     int exited, status;
     int garbled;    /* wrote a bad line: nothing it writes after that is believed */
+    int stopping;   /* killed by serve_kill_all: its items are handed back */
     int64_t eof_ms; /* when its stdout reached EOF before its exit was reported, else 0 */
     int64_t started_ms, exit_ms, retire_ms, restart_at;
     char reason[512]; /* why drover killed it, "" if it did not */
@@ -320,7 +321,7 @@ static int proc_spawn(serve_pool *p, serve_proc *s, int64_t now, char *why, size
     s->out_fd = out[0];
     s->err_fd = err[0];
     s->state = P_RUN;
-    s->exited = s->status = s->garbled = 0;
+    s->exited = s->status = s->garbled = s->stopping = 0;
     s->eof_ms = 0;
     s->started_ms = now;
     s->exit_ms = s->retire_ms = 0;
@@ -841,11 +842,12 @@ static void proc_down(serve_pool *p, serve_proc *s, int64_t now) {
         if (!it->id) continue;
         drv_outcome o;
         memset(&o, 0, sizeof o);
-        if (it->start_off >= s->written) {
-            /* It never saw a byte of the item: not the item's fault, no attempt spent. */
+        if (it->start_off >= s->written || s->stopping) {
+            /* It never saw a byte of the item, or the worker is stopping: not the item's
+             * fault, no attempt spent. */
             o.retryable_local = 1;
             char m[700];
-            snprintf(m, sizeof m, "%s before the item was sent", what);
+            snprintf(m, sizeof m, "%s%s", what, s->stopping ? "" : " before the item was sent");
             set_error(&o, m, NULL);
         } else {
             fail_record(p, s, what, 1, it->attempt, &o);
@@ -1033,8 +1035,12 @@ int serve_inflight(const serve_pool *p) {
 
 void serve_kill_all(serve_pool *p) {
     p->draining = 1; /* the end: nothing restarts */
-    for (int j = 0; j < p->cfg.procs; j++)
-        doom(&p->procs[j], "handler process %d killed: the worker is stopping", j);
+    for (int j = 0; j < p->cfg.procs; j++) {
+        serve_proc *s = &p->procs[j];
+        if (s->state == P_DOWN) continue;
+        if (!s->reason[0]) s->stopping = 1; /* a process killed for a reason keeps it */
+        doom(s, "handler process %d killed: the worker is stopping", j);
+    }
 }
 
 void serve_free(serve_pool *p) {

@@ -307,6 +307,22 @@ static void test_drain_with_items_in_flight(void **state) {
     serve_free(h.pool);
 }
 
+static void test_kill_all_hands_back(void **state) {
+    (void)state;
+    harness h;
+    open_pool(&h, "script", NULL, 1, 2, 0, 0, 0);
+    start_item(&h, 0, "hang1", NULL);
+    start_item(&h, 1, "hang2", NULL);
+    serve_kill_all(h.pool); /* the grace is over */
+    pump_until(&h, all_down, 0, 10000, "the kill");
+    for (int i = 0; i < 2; i++) {
+        expect_error(&h.res[i], "the worker is stopping");
+        assert_true(h.res[i].out.retryable_local); /* handed back, no attempt spent */
+    }
+    assert_int_equal(serve_spawned(h.pool), 1); /* and nothing restarted */
+    serve_free(h.pool);
+}
+
 static void test_never_reads_stdin(void **state) {
     (void)state;
     harness h;
@@ -396,6 +412,7 @@ int main(void) {
         cmocka_unit_test(test_timeout),
         cmocka_unit_test(test_recycle),
         cmocka_unit_test(test_drain_with_items_in_flight),
+        cmocka_unit_test(test_kill_all_hands_back),
         cmocka_unit_test(test_never_reads_stdin),
         cmocka_unit_test(test_huge_items),
         cmocka_unit_test(test_stdout_before_first_item),
