@@ -37,7 +37,7 @@ run_example() {
     json=$("$DROVER" status "$job" --json)
     [ "$(echo "$json" | json_num done)" -eq $N ] || fail "$name: done is not $N: $json"
     [ "$(echo "$json" | json_num dead)" -eq 2 ] || fail "$name: dead is not 2: $json"
-    [ "$(echo "$json" | json_num failed)" -eq 2 ] ||
+    [ "$(echo "$json" | json_num failed_attempts)" -eq 2 ] ||
         fail "$name: the refused items were tried more than once: $json"
     all_done_ids "$job" 2 | sort >"$TMP/done-$name"
     seq 1 $N | sed 's/^/i/' | sort | cmp -s - "$TMP/done-$name" || fail "$name: done ids differ"
