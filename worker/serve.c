@@ -271,6 +271,17 @@ fail:;
     _exit(127);
 }
 
+/* Moves a pipe end off fds 0-2 (a worker started with one of them closed), so the child's
+ * dup2 onto 0, 1 and 2 cannot overwrite another end. */
+static int lift_fd(int *fd) {
+    if (*fd > 2) return 0;
+    int nfd = fcntl(*fd, F_DUPFD_CLOEXEC, 3);
+    if (nfd < 0) return -1;
+    close(*fd);
+    *fd = nfd;
+    return 0;
+}
+
 /* Starts slot s's process. Returns 0, or -1 with 'why'. */
 static int proc_spawn(serve_pool *p, serve_proc *s, int64_t now, char *why, size_t whylen) {
     int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1};
@@ -279,7 +290,8 @@ static int proc_spawn(serve_pool *p, serve_proc *s, int64_t now, char *why, size
     p->env[p->nenv] = idx;
     p->env[p->nenv + 1] = NULL;
     if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) ||
-        pipe2(rep, O_CLOEXEC)) {
+        pipe2(rep, O_CLOEXEC) || lift_fd(&in[0]) || lift_fd(&in[1]) || lift_fd(&out[0]) ||
+        lift_fd(&out[1]) || lift_fd(&err[0]) || lift_fd(&err[1]) || lift_fd(&rep[1])) {
         snprintf(why, whylen, "pipe: %s", strerror(errno));
         goto fail;
     }
@@ -492,10 +504,14 @@ static int put_json_str(serve_proc *s, const char *v, size_t n) {
  * sources), else as a string. */
 static int put_item(serve_proc *s, const char *v, size_t n) {
     if (!memchr(v, '\n', n) && !memchr(v, '\r', n)) {
-        cJSON *j = cJSON_ParseWithLength(v, n);
+        const char *end = NULL;
+        cJSON *j = cJSON_ParseWithLengthOpts(v, n, &end, 0);
         int json = j != NULL;
         cJSON_Delete(j);
-        if (json) return queue_bytes(s, v, n);
+        /* One value and nothing after it but blanks: "{...} junk" goes as a string. */
+        while (json && end < v + n && (*end == ' ' || *end == '\t'))
+            end++;
+        if (json && end == v + n) return queue_bytes(s, v, n);
     }
     return put_json_str(s, v, n);
 }

@@ -355,7 +355,7 @@ static void test_never_reads_stdin(void **state) {
 static void test_huge_items(void **state) {
     (void)state;
     harness h;
-    open_pool(&h, "echo", NULL, 1, 2, 0, 0, DRV_KEEP_RESPONSE_MAX);
+    open_pool(&h, "echo", NULL, 1, 3, 0, 0, DRV_KEEP_RESPONSE_MAX);
     size_t big = 1000000;
     char *item = malloc(big + 3);
     memset(item, 'y', big + 2);
@@ -363,12 +363,14 @@ static void test_huge_items(void **state) {
     item[big + 2] = '\0';
     start_item(&h, 0, "h1", item);
     start_item(&h, 1, "h2", "not json: sent as a string");
-    pump_until(&h, got_n, 2, 20000, "the echoes");
+    start_item(&h, 2, "h3", "{\"a\":1} junk");
+    pump_until(&h, got_n, 3, 20000, "the echoes");
     assert_true(h.res[0].out.ok);
     assert_int_equal(h.res[0].out.resplen, big); /* a string result is kept as its text */
     assert_memory_equal(h.res[0].out.response, item + 1, big);
     assert_true(h.res[1].out.ok);
     assert_int_equal(h.res[1].out.resplen, strlen("not json: sent as a string"));
+    assert_int_equal(h.res[2].out.resplen, strlen("{\"a\":1} junk")); /* a string, not JSON */
     free(item);
     close_pool(&h);
 }
