@@ -3,7 +3,8 @@
   script     each item does what its id starts with: crash (stderr line, exit 3), bad (a line
              that is not protocol), hang (never answered), fail (error, retry false), later
              (error, retry_after_ms 1500), slow (answered after 0.2 s); anything else: ok with
-             result {"pid", "len" of the item's text, "attempt"}
+             result {"pid", "len" of the item's text, "attempt",
+             "token", "job", "deadline": 1 when the line had deadline_ms}
   echo       ok with the item itself as the result
   reverse K  holds K items, then answers them newest first
   chatty     writes "hello" to stdout before reading anything, then as script
@@ -62,4 +63,6 @@ for line in sys.stdin:
         item = m.get("item")
         size = len(item) if isinstance(item, str) else len(json.dumps(item)) if item else 0
         send({"id": iid, "ok": True, "extra": "ignored",
-              "result": {"pid": os.getpid(), "len": size, "attempt": m["attempt"]}})
+              "result": {"pid": os.getpid(), "len": size, "attempt": m["attempt"],
+                         "token": m["lease_token"], "job": m["job"],
+                         "deadline": int("deadline_ms" in m)}})

@@ -168,6 +168,8 @@ static void test_ok_and_errors(void **state) {
     assert_true(h.res[0].out.ok);
     assert_int_equal(result_field(&h.res[0], "len"), 0); /* no "item" for an id-only item */
     assert_int_equal(result_field(&h.res[0], "attempt"), 1);
+    assert_int_equal(result_field(&h.res[0], "token"), 7);    /* lease_token */
+    assert_int_equal(result_field(&h.res[0], "deadline"), 0); /* no timeout, no deadline_ms */
     expect_error(&h.res[1], "no such row");
     assert_true(h.res[1].out.permanent);
     expect_error(&h.res[2], "rate limited");
@@ -254,7 +256,7 @@ static void test_bad_line(void **state) {
 static void test_timeout(void **state) {
     (void)state;
     harness h;
-    open_pool(&h, "script", NULL, 1, 1, 0, 300, 0);
+    open_pool(&h, "script", NULL, 1, 1, 0, 300, 4096);
     int64_t t0 = drv_now_ms();
     start_item(&h, 0, "hang1", NULL);
     pump_until(&h, got_n, 1, 10000, "the timeout");
@@ -263,6 +265,7 @@ static void test_timeout(void **state) {
     start_when_free(&h, 1, "ok2");
     pump_until(&h, got_n, 2, 10000, "the next item");
     assert_true(h.res[1].out.ok);
+    assert_int_equal(result_field(&h.res[1], "deadline"), 1); /* deadline_ms was sent */
     assert_int_equal(serve_spawned(h.pool), 2);
     close_pool(&h);
 }
