@@ -30,6 +30,7 @@ extern char **environ;
 #define WBUF_SOFT                                                                                  \
     (1u << 20)                        /* unsent stdin bytes past which a process takes no          \
                                        * new item (one item may go past it) */
+#define FLUSH_NOW        (64u << 10)  /* queued stdin bytes written at once by serve_start */
 #define WBUF_KEEP        (256u << 10) /* stdin buffer kept after it empties */
 #define DRAIN_AFTER_EXIT 200          /* ms to read what an exited process left in its pipes */
 #define RETIRE_KILL_MS   10000        /* a replaced process gets this long to exit */
@@ -599,7 +600,9 @@ int serve_start(serve_pool *p, const char *job, const drv_lease *l, int attempt,
         s->state = P_RETIRE;
         s->retire_ms = 0;
     }
-    flush_in(p, s);
+    /* The write waits for serve_pollfds, just before the worker's poll: the items a claim
+     * brought go out in one write per process. A big backlog goes now. */
+    if (s->wlen - s->woff >= FLUSH_NOW) flush_in(p, s);
     return 0;
 oom:
     free(it->id);
@@ -616,6 +619,7 @@ int serve_pollfds(serve_pool *p, struct pollfd *fds, int cap) {
         serve_proc *s = &p->procs[i];
         if (s->out_fd >= 0 && n < cap) fds[n++] = (struct pollfd){s->out_fd, POLLIN, 0};
         if (s->err_fd >= 0 && n < cap) fds[n++] = (struct pollfd){s->err_fd, POLLIN, 0};
+        if (s->in_fd >= 0 && s->woff < s->wlen) flush_in(p, s);
         if (s->in_fd >= 0 && s->woff < s->wlen && n < cap)
             fds[n++] = (struct pollfd){s->in_fd, POLLOUT, 0};
     }

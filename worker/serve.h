@@ -45,7 +45,8 @@ int serve_capacity(const serve_pool *p);
  * -1 with 'out' filled (retryable_local: no process free) when it cannot be taken. */
 int serve_start(serve_pool *p, const char *job, const drv_lease *l, int attempt, void *tag,
                 drv_outcome *out);
-/* Fills fds (at most cap) with the pipes to wait on; returns how many. */
+/* Writes what serve_start queued (as far as the pipes take it), then fills fds (at most cap)
+ * with the pipes to wait on; returns how many. Call it before every poll. */
 int serve_pollfds(serve_pool *p, struct pollfd *fds, int cap);
 /* Services the pipes that poll() marked, then the timers (item timeouts, restarts, processes
  * that exited). 'now' is drv_now_ms(). Call it after every poll, with n 0 when none. */
