@@ -1,5 +1,5 @@
-/* The one interface every item handler of the worker implements (exec, stdin-batch, http,
- * noop): the loop (loop.c) claims, acks and extends leases and hands items to a handler
+/* The one interface every item handler of the worker implements (exec, stdin-batch, serve,
+ * http, noop): the loop (loop.c) claims, acks and extends leases and hands items to a handler
  * through these operations only, so it knows no handler by name. Named handlers.h, not
  * handler.h: that would shadow common/handler.h (the spec's HTTP handler) on the include path. */
 #ifndef DRV_WORKER_HANDLERS_H
@@ -33,7 +33,8 @@ typedef struct handler_ops {
     int (*pollfds)(handler *h, struct pollfd *fds, int cap);
     /* Milliseconds until it needs attention without I/O (a timeout, an outcome ready), or -1. */
     int64_t (*next_deadline)(const handler *h, int64_t now);
-    /* Services its fds after the wait (the entries its pollfds added, in order). */
+    /* Called after every wait: services its fds (the entries its pollfds added, in order; n 0
+     * when the wait timed out or failed) and its timers. */
     void (*service)(handler *h, const struct pollfd *fds, int n, int64_t now);
     /* A finished item: returns 1 with its tag and outcome (out->response becomes the
      * caller's), 0 when none. */
@@ -68,5 +69,10 @@ handler *http_handler_new(const char *worker, int concurrency, int max_host_conn
                           const char *allow);
 /* Does nothing and reports ok (for measuring the coordination alone). */
 handler *noop_handler_new(void);
+/* --serve N: N long-lived processes of the command, fed items over the line protocol
+ * (serve.c, docs/handler-protocol.md). NULL with 'why' when they cannot be started. */
+struct serve_cfg;
+handler *serve_handler_new(const struct serve_cfg *cfg, const char *worker, char *why,
+                           size_t whylen);
 
 #endif

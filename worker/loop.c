@@ -1463,15 +1463,13 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
         if (draining && grace_end - now < timeout) timeout = grace_end > now ? grace_end - now : 0;
         int pr = waiter ? waiter->ops->wait(waiter, fds, nf, (int)timeout)
                         : poll(fds, (nfds_t)nf, (int)timeout);
-        if (pr > 0) {
-            if (fds[0].revents) {
-                char buf[64];
-                while (read(sig_pipe[0], buf, sizeof buf) > 0) {
-                }
+        if (pr > 0 && fds[0].revents) {
+            char buf[64];
+            while (read(sig_pipe[0], buf, sizeof buf) > 0) {
             }
-            for (int k = 0; k < w.nhs; k++)
-                w.hs[k]->ops->service(w.hs[k], &fds[first[k]], count[k], drv_now_ms());
         }
+        for (int k = 0; k < w.nhs; k++) /* also after a timeout: a handler's timers run there */
+            w.hs[k]->ops->service(w.hs[k], &fds[first[k]], pr > 0 ? count[k] : 0, drv_now_ms());
         reap_children(&w);
         collect(&w, drv_now_ms());
     }

@@ -1,6 +1,7 @@
 /* drover-worker: claims items from Redis and, for each, sends the job's HTTP request or runs
  * a command (or nothing). */
 #include "handlers.h"
+#include "serve.h"
 
 #include "cli.h"
 #include "clock.h"
@@ -50,6 +51,14 @@ static const drv_cmd_doc doc = {
     "With --stdin-batch, --concurrency counts processes: N batches at once, up to N x K items.\n\n"
     "Handler processes run in their own process group and are SIGKILLed when the worker dies\n"
     "(PR_SET_PDEATHSIG): a killed worker leaves none running.\n\n"
+    "--serve N starts N long-lived copies of CMD (never through a shell) and feeds them items\n"
+    "over a line protocol (docs/handler-protocol.md): one JSON object per item on its stdin,\n"
+    "one JSON answer per item on its stdout, in any order, so a handler keeps its interpreter\n"
+    "and database connection warm. --serve-inflight K lets one process hold K items at once.\n"
+    "--serve N sets --concurrency to N: the worker runs up to N x K items. A process that exits,\n"
+    "crashes, writes a line that is not protocol or passes --timeout-ms fails its items and is\n"
+    "restarted with backoff; --serve-max-items M replaces it after M items. On SIGTERM the\n"
+    "processes get --grace to answer, then their stdin closes and their group is killed.\n\n"
     "SIGTERM or SIGINT drains: no more claims, unstarted items are handed back at once, running\n"
     "items get --grace seconds to finish, then the worker exits 0. A second signal exits at "
     "once.\n\n"
@@ -81,7 +90,7 @@ int main(int argc, char **argv) {
     const char *id = NULL, *job = NULL, *handler_name = NULL, *allow = NULL, *health_file = NULL,
                *ack_log = NULL, *allow_env = NULL, *pass_env = NULL;
     long long conc, batch = 0, grace, timeout, idle, stats, vanish, host_conns, max_age,
-                    stdin_batch;
+                    stdin_batch, serve_n, serve_inflight, serve_max;
     /* batch has no default: 0 = conc */
     int exit_when_done = 0, no_stdin = 0, version = 0, health = 0, noop = 0;
     exec_cfg exec;
@@ -91,8 +100,9 @@ int main(int argc, char **argv) {
         {"job", "DROVER_JOB_ID", DRV_OPT_STR, NULL, "J",
          "serve only job J (default: every running job)", 0, 0, &job},
         {"concurrency", "DROVER_CONCURRENCY", DRV_OPT_INT, "4", "N",
-         "handler processes (or HTTP requests) at once: N items, or N x K with --stdin-batch K", 1,
-         4096, &conc},
+         "handler processes (or HTTP requests) at once: N items, N x K with --stdin-batch K; "
+         "--serve N sets it",
+         1, 4096, &conc},
         {"batch", "DROVER_BATCH", DRV_OPT_INT, NULL, "K",
          "items per claim call (default: the items that may run at once, at most 1000)", 0, 1000,
          &batch},
@@ -125,6 +135,17 @@ int main(int argc, char **argv) {
          "line per item, in order: ok, or anything else as the failure (README: The worker's "
          "command). 0: one process per item",
          0, 1000, &stdin_batch},
+        {"serve", "DROVER_SERVE", DRV_OPT_INT, "0", "N",
+         "run N long-lived copies of CMD fed items over the line protocol "
+         "(docs/handler-protocol.md); sets --concurrency to N. 0: a process per item",
+         0, 4096, &serve_n},
+        {"serve-inflight", "DROVER_SERVE_INFLIGHT", DRV_OPT_INT, "1", "K",
+         "--serve: items one process holds at once (for handlers with their own concurrency); "
+         "the worker runs up to N x K items",
+         1, 100000, &serve_inflight},
+        {"serve-max-items", "DROVER_SERVE_MAX_ITEMS", DRV_OPT_INT, "0", "M",
+         "--serve: replace a process after M items (leaky handlers); 0: never", 0, 1000000000,
+         &serve_max},
         {"id", "DROVER_WORKER_ID", DRV_OPT_STR, NULL, "ID",
          "worker id in leases and logs (default: host:pid)", 0, 0, &id},
         {"idle-ms", "DROVER_IDLE_MS", DRV_OPT_INT, "100", "MS",
@@ -177,6 +198,10 @@ int main(int argc, char **argv) {
     }
     drv_redis_cfg rcfg;
     if ((rc = drv_cli_check(&cli, &rcfg))) return rc;
+    if (serve_n > 0 && nrest == 0) {
+        fprintf(stderr, "error: --serve N runs a command: add -- CMD [ARG...]\n");
+        return 2;
+    }
     if (strcmp(handler_name, "noop") == 0) {
         noop = 1;
         if (nrest > 0) {
@@ -193,6 +218,22 @@ int main(int argc, char **argv) {
         exec.timeout_ms = timeout;
         exec.use_stdin = !no_stdin;
         exec.stdin_batch = (int)stdin_batch;
+        if (serve_n > 0 && stdin_batch > 0) {
+            fprintf(stderr, "error: --serve and --stdin-batch are two ways to run CMD; pick one\n");
+            return 2;
+        }
+        if (serve_n > 0 && no_stdin) {
+            fprintf(stderr, "error: --serve gives CMD its items on stdin; drop --no-stdin\n");
+            return 2;
+        }
+        for (int i = 0; serve_n > 0 && i < nrest; i++)
+            if (strstr(rest[i], "{id}") || strstr(rest[i], "{item}")) {
+                fprintf(stderr,
+                        "error: --serve: CMD gets its items on stdin, so \"%s\" cannot hold "
+                        "{id} or {item}\n",
+                        rest[i]);
+                return 2;
+            }
         if (stdin_batch > 0 && no_stdin) {
             fprintf(stderr, "error: --stdin-batch gives CMD its items on stdin; drop --no-stdin\n");
             return 2;
@@ -252,9 +293,17 @@ int main(int argc, char **argv) {
     snprintf(wid, sizeof wid, "%s:%d", host, (int)getpid());
     cfg.id = id ? id : wid;
     cfg.job = job;
+    /* --concurrency counts processes: a --stdin-batch process holds up to K items, a --serve
+     * process up to --serve-inflight; --serve N is the process count. */
+    if (serve_n > 0) conc = serve_n;
     cfg.concurrency = (int)conc;
-    /* --concurrency counts processes: a --stdin-batch process holds up to K items. */
-    long long slots = exec.argv && stdin_batch > 0 ? conc * stdin_batch : conc;
+    long long slots = exec.argv && stdin_batch > 0 ? conc * stdin_batch
+                      : serve_n > 0                ? conc * serve_inflight
+                                                   : conc;
+    if (slots > 1000000) {
+        fprintf(stderr, "error: %lld items at once is too many (at most 1000000)\n", slots);
+        return 2;
+    }
     cfg.slots = (int)slots;
     cfg.batch = batch ? (int)batch : (int)(slots < 1000 ? slots : 1000);
     cfg.grace_ms = grace * 1000;
@@ -276,11 +325,20 @@ int main(int argc, char **argv) {
     }
     /* The worker's own handler runs its command (or nothing, for noop); the specs' HTTP
      * handlers run in the HTTP handler (not with noop: that measures coordination alone). */
-    cfg.own = noop        ? noop_handler_new()
-              : exec.argv ? exec_handler_new(&exec, cfg.id, cfg.concurrency)
-                          : NULL;
+    serve_cfg scfg = {exec.argv, exec.argc,       (int)serve_n, (int)serve_inflight,
+                      serve_max, exec.timeout_ms, pass_env,     0};
+    char swhy[512] = "out of memory";
+    if (serve_n > 0)
+        cfg.own = serve_handler_new(&scfg, cfg.id, swhy, sizeof swhy);
+    else
+        cfg.own = noop        ? noop_handler_new()
+                  : exec.argv ? exec_handler_new(&exec, cfg.id, cfg.concurrency)
+                              : NULL;
     cfg.spec = noop ? NULL : http_handler_new(cfg.id, cfg.concurrency, cfg.max_host_conns, allow);
-    if ((!cfg.own && (noop || exec.argv)) || (!noop && !cfg.spec)) {
+    if (serve_n > 0 && !cfg.own) {
+        fprintf(stderr, "error: --serve: %s\n", swhy);
+        rc = 2;
+    } else if ((!cfg.own && (noop || exec.argv)) || (!noop && !cfg.spec)) {
         fprintf(stderr, "error: cannot set up the worker's handlers: out of memory\n");
         rc = 1;
     } else {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A SIGKILLed worker leaves no handler running: its handler processes (one per item, and a
-# --stdin-batch's) get PR_SET_PDEATHSIG(SIGKILL), so they die with it instead of writing on while
+# A SIGKILLed worker leaves no handler running: its handler processes (one per item, a
+# --stdin-batch's, and --serve's) get PR_SET_PDEATHSIG(SIGKILL), so they die with it instead of writing on while
 # their items' leases expire and the items run again elsewhere. The handler records its pid and
 # its DROVER_LEASE_TOKEN, then waits; the test kills the worker with SIGKILL and polls (with a
 # deadline) until every recorded pid is gone. Processes are checked by the recorded pids only.
@@ -30,7 +30,7 @@ run_and_kill() {
     shift 2
     "$DROVER" submit --id "$job" --range 1..4 --partitions 1 --lease-ms 60000 --quiet >/dev/null
     bg "c-$job" "$DROVER" run "$job"
-    bg "w-$job" "$WORKER" --job "$job" --stats-ms 0 "$@" -- "$TMP/handler.sh"
+    bg "w-$job" "$WORKER" --job "$job" --stats-ms 0 "$@" -- "${HANDLER:-$TMP/handler.sh}"
     local w=$LAST_PID
     wait_for "$want handlers of $job to start" 30 bash -c "[ \$(wc -l <'$TMP/handlers.$job') -ge $want ]"
     local pids p
@@ -54,5 +54,10 @@ awk '{ for (i = 2; i <= NF; i++) if ($i !~ /^[0-9]+$/) bad = 1 } NF != 5 { bad =
      END { exit bad }' "$TMP/handlers.batch" ||
     fail "the batch's DROVER_LEASE_TOKEN is not 4 tokens: $(cat "$TMP/handlers.batch")"
 [ "$(status_num batch leased)" -eq 4 ] || fail "the killed batch does not hold the 4 items"
+
+# --serve 2: two long-lived processes (they see EOF on stdin too, but never read it here).
+printf '#!/bin/sh\necho "$$" >>"%s/handlers.serve"\nexec sleep 300\n' "$TMP" >"$TMP/serve.sh"
+chmod +x "$TMP/serve.sh"
+HANDLER="$TMP/serve.sh" run_and_kill serve 2 --serve 2
 
 echo "PASS: a SIGKILLed worker leaves no handler process running"
