@@ -101,7 +101,7 @@ struct serve_pool {
     int64_t log_window, log_lines, log_dropped;
 };
 
-/* ---- small helpers ------------------------------------------------------------------------- */
+/* ---- small helpers --------------------------------------------------------------------------- */
 
 static void set_error(drv_outcome *out, const char *msg, const char *detail) {
     cJSON *o = cJSON_CreateObject();
@@ -360,8 +360,7 @@ fail:
     return -1;
 }
 
-/* ---- the pool ----------------------------------------------------------------------------------
- */
+/* ---- the pool -------------------------------------------------------------------------------- */
 
 static int build_env(serve_pool *p, const char *pass_env) {
     size_t n = 0;
@@ -376,6 +375,8 @@ static int build_env(serve_pool *p, const char *pass_env) {
             !strncmp(environ[i], "DROVER_ITEM_ID=", 15) ||
             !strncmp(environ[i], "DROVER_ATTEMPT=", 15) ||
             !strncmp(environ[i], "DROVER_SERVE_INDEX=", 19) ||
+            !strncmp(environ[i], "DROVER_LEASE_TOKEN=", 19) ||
+            !strncmp(environ[i], "DROVER_BATCH_SIZE=", 18) ||
             !drv_env_for_child(environ[i], pass_env))
             continue;
         if (!(p->env[p->nenv] = strdup(environ[i]))) return -1;
@@ -438,6 +439,16 @@ int serve_pool_new(const serve_cfg *cfg, const char *worker_id, serve_pool **out
 oom:
     snprintf(why, whylen, "out of memory");
 fail:
+    /* The processes already started go with their zombies: nothing is left behind. */
+    for (int i = 0; p && p->procs && i < cfg->procs; i++) {
+        serve_proc *s = &p->procs[i];
+        if (s->state == P_DOWN || s->pid <= 0) continue;
+        kill_group(s);
+        int status;
+        while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        s->state = P_DOWN;
+    }
     serve_free(p);
     return -1;
 }
@@ -626,8 +637,7 @@ int serve_pollfds(serve_pool *p, struct pollfd *fds, int cap) {
     return n;
 }
 
-/* ---- reading answers ---------------------------------------------------------------------------
- */
+/* ---- reading answers ------------------------------------------------------------------------- */
 
 static void bad_line(serve_proc *s, const char *what, const char *line, size_t len) {
     if (s->state == P_DOOMED) return; /* already going: one reason is enough */
@@ -779,8 +789,7 @@ static void read_out(serve_pool *p, serve_proc *s) {
     }
 }
 
-/* ---- stderr ------------------------------------------------------------------------------------
- */
+/* ---- stderr ---------------------------------------------------------------------------------- */
 
 static void log_stderr_line(serve_pool *p, serve_proc *s, int64_t now) {
     if (now - p->log_window >= LOG_WINDOW_MS) {
@@ -833,8 +842,7 @@ static void read_err(serve_pool *p, serve_proc *s) {
     }
 }
 
-/* ---- timers and exits
- * ---------------------------------------------------------------------------- */
+/* ---- timers and exits ------------------------------------------------------------------------ */
 
 static void describe_exit(const serve_proc *s, char *what, size_t n) {
     if (s->reason[0])
