@@ -9,6 +9,7 @@
   reverse K  holds K items, then answers them newest first
   chatty     writes "hello" to stdout before reading anything, then as script
   noread     never reads stdin
+  closeout   closes its stdout after the version line, then reads on
 It checks the protocol's first line and exits 0 at the end of stdin."""
 import json
 import os
@@ -32,6 +33,12 @@ if mode == "chatty":
 hello = json.loads(sys.stdin.readline())
 if hello.get("drover") != "handler-protocol" or hello.get("version") != 1:
     sys.exit(2)
+
+if mode == "closeout":
+    os.close(1)
+    for line in sys.stdin:
+        pass
+    sys.exit(0)
 
 held = []
 for line in sys.stdin:

@@ -392,6 +392,17 @@ static void test_stdout_before_first_item(void **state) {
     close_pool(&h);
 }
 
+static void test_stdout_closed(void **state) {
+    (void)state;
+    harness h;
+    open_pool(&h, "closeout", NULL, 1, 1, 0, 0, 0);
+    start_item(&h, 0, "x1", NULL);
+    pump_until(&h, got_n, 1, 10000, "the outcome");
+    expect_error(&h.res[0], "closed its stdout");
+    pump_until(&h, spawned_n, 2, 10000, "a restart");
+    close_pool(&h);
+}
+
 static void test_bad_command(void **state) {
     (void)state;
     char *argv[] = {"/nonexistent/handler", NULL};
@@ -421,6 +432,7 @@ int main(void) {
         cmocka_unit_test(test_never_reads_stdin),
         cmocka_unit_test(test_huge_items),
         cmocka_unit_test(test_stdout_before_first_item),
+        cmocka_unit_test(test_stdout_closed),
         cmocka_unit_test(test_bad_command),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
