@@ -34,6 +34,7 @@ extern char **environ;
 #define WBUF_KEEP        (256u << 10) /* stdin buffer kept after it empties */
 #define DRAIN_AFTER_EXIT 200          /* ms to read what an exited process left in its pipes */
 #define RETIRE_KILL_MS   10000        /* a replaced process gets this long to exit */
+#define SHUTDOWN_WAIT_MS 1000         /* serve_free: how long processes get to exit at EOF */
 #define STABLE_MS        10000        /* a process up this long ends a crash loop */
 #define LOG_LINE_MAX     400          /* bytes of one stderr line logged */
 #define LOG_WINDOW_MS    10000        /* stderr lines logged: at most LOG_WINDOW_LINES per */
@@ -1071,11 +1072,62 @@ void serve_kill_all(serve_pool *p) {
     }
 }
 
+/* 1 while s is a process the worker has not reaped and that has not exited (an exited one is
+ * left a zombie, so its process group id stays reserved until shutdown kills the group). */
+static int running_unreaped(const serve_proc *s) {
+    if (s->state == P_DOWN || s->exited || s->pid <= 0) return 0;
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    return !(waitid(P_PID, (id_t)s->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+             si.si_pid == s->pid);
+}
+
+/* The end of the pool: every process gets EOF on stdin and up to SHUTDOWN_WAIT_MS to exit
+ * (a handler closing its connection), reading what it still writes; then every process group
+ * left is SIGKILLed (grandchildren too) and the processes the worker has not reaped are. */
+static void shutdown_procs(serve_pool *p) {
+    int n = p->cfg.procs;
+    struct pollfd *fds = calloc((size_t)n * 2 + 1, sizeof *fds);
+    for (int j = 0; j < n; j++)
+        close_fd(&p->procs[j].in_fd);
+    int64_t end = drv_now_ms() + SHUTDOWN_WAIT_MS;
+    while (fds) {
+        int nf = 0, alive = 0;
+        for (int j = 0; j < n; j++) {
+            serve_proc *s = &p->procs[j];
+            if (!running_unreaped(s)) continue;
+            alive++;
+            if (s->out_fd >= 0) fds[nf++] = (struct pollfd){s->out_fd, POLLIN, 0};
+            if (s->err_fd >= 0) fds[nf++] = (struct pollfd){s->err_fd, POLLIN, 0};
+        }
+        int64_t now = drv_now_ms();
+        if (!alive || now >= end) break;
+        /* An exit closes the pipes, which wakes the poll; a process that closed them earlier
+         * is checked again every 50 ms. */
+        int r = poll(fds, (nfds_t)nf, end - now < 50 ? (int)(end - now) : 50);
+        for (int i = 0; r > 0 && i < nf; i++)
+            for (int j = 0; fds[i].revents && j < n; j++) {
+                if (fds[i].fd == p->procs[j].out_fd) read_out(p, &p->procs[j]);
+                if (fds[i].fd == p->procs[j].err_fd) read_err(p, &p->procs[j]);
+            }
+    }
+    free(fds);
+    for (int j = 0; j < n; j++) {
+        serve_proc *s = &p->procs[j];
+        if (s->state == P_DOWN || s->exited || s->pid <= 0) continue;
+        kill(-s->pid, SIGKILL);
+        int status;
+        while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        s->exited = 1;
+    }
+}
+
 void serve_free(serve_pool *p) {
     if (!p) return;
+    if (p->procs) shutdown_procs(p);
     for (int j = 0; p->procs && j < p->cfg.procs; j++) {
         serve_proc *s = &p->procs[j];
-        if (s->state != P_DOWN) kill_group(s);
         close_fd(&s->in_fd);
         close_fd(&s->out_fd);
         close_fd(&s->err_fd);

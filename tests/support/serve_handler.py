@@ -10,6 +10,8 @@
   chatty     writes "hello" to stdout before reading anything, then as script
   noread     never reads stdin
   closeout   closes its stdout after the version line, then reads on
+  sleep S    answers each item ok after S seconds (one at a time); writes "started ID" to the
+             file $SERVE_LOG when it gets an item, and "EOF" when its stdin ends
 It checks the protocol's first line and exits 0 at the end of stdin."""
 import json
 import os
@@ -38,6 +40,17 @@ if mode == "closeout":
     os.close(1)
     for line in sys.stdin:
         pass
+    sys.exit(0)
+
+if mode == "sleep":
+    log = open(os.environ["SERVE_LOG"], "a")
+    for line in sys.stdin:
+        iid = json.loads(line)["id"]
+        log.write("started %s\n" % iid)
+        log.flush()
+        time.sleep(float(sys.argv[2]))
+        send({"id": iid, "ok": True})
+    log.write("EOF\n")
     sys.exit(0)
 
 held = []
