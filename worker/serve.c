@@ -1126,6 +1126,10 @@ static void shutdown_procs(serve_pool *p) {
 void serve_free(serve_pool *p) {
     if (!p) return;
     if (p->procs) shutdown_procs(p);
+    if (p->log_dropped)
+        drv_warn("serve: %" PRId64 " stderr lines of handler processes not logged (more than %d "
+                 "in %d s)",
+                 p->log_dropped, LOG_WINDOW_LINES, LOG_WINDOW_MS / 1000);
     for (int j = 0; p->procs && j < p->cfg.procs; j++) {
         serve_proc *s = &p->procs[j];
         close_fd(&s->in_fd);

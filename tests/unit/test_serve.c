@@ -432,6 +432,18 @@ static void test_free_gives_eof(void **state) {
     if (!strstr(buf, "started e1\nEOF\n")) fail_msg("the handler's log: %s", buf);
 }
 
+static void test_noisy_stderr(void **state) {
+    (void)state;
+    harness h;
+    /* More stderr than a pipe holds: read as it comes (and logged, rate-limited), never
+     * blocking the handler. */
+    open_pool(&h, "noisy", NULL, 1, 1, 0, 0, 0);
+    start_item(&h, 0, "n1", NULL);
+    pump_until(&h, got_n, 1, 20000, "the answer after the noise");
+    assert_true(h.res[0].out.ok);
+    close_pool(&h);
+}
+
 static void test_bad_command(void **state) {
     (void)state;
     char *argv[] = {"/nonexistent/handler", NULL};
@@ -463,6 +475,7 @@ int main(void) {
         cmocka_unit_test(test_stdout_before_first_item),
         cmocka_unit_test(test_stdout_closed),
         cmocka_unit_test(test_free_gives_eof),
+        cmocka_unit_test(test_noisy_stderr),
         cmocka_unit_test(test_bad_command),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
