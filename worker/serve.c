@@ -34,6 +34,7 @@ extern char **environ;
 #define WBUF_KEEP        (256u << 10) /* stdin buffer kept after it empties */
 #define DRAIN_AFTER_EXIT 200          /* ms to read what an exited process left in its pipes */
 #define RETIRE_KILL_MS   10000        /* a replaced process gets this long to exit */
+#define SHUTDOWN_WAIT_MS 1000         /* serve_free: how long processes get to exit at EOF */
 #define STABLE_MS        10000        /* a process up this long ends a crash loop */
 #define LOG_LINE_MAX     400          /* bytes of one stderr line logged */
 #define LOG_WINDOW_MS    10000        /* stderr lines logged: at most LOG_WINDOW_LINES per */
@@ -101,7 +102,7 @@ struct serve_pool {
     int64_t log_window, log_lines, log_dropped;
 };
 
-/* ---- small helpers ------------------------------------------------------------------------- */
+/* ---- small helpers --------------------------------------------------------------------------- */
 
 static void set_error(drv_outcome *out, const char *msg, const char *detail) {
     cJSON *o = cJSON_CreateObject();
@@ -360,8 +361,7 @@ fail:
     return -1;
 }
 
-/* ---- the pool ----------------------------------------------------------------------------------
- */
+/* ---- the pool -------------------------------------------------------------------------------- */
 
 static int build_env(serve_pool *p, const char *pass_env) {
     size_t n = 0;
@@ -376,6 +376,8 @@ static int build_env(serve_pool *p, const char *pass_env) {
             !strncmp(environ[i], "DROVER_ITEM_ID=", 15) ||
             !strncmp(environ[i], "DROVER_ATTEMPT=", 15) ||
             !strncmp(environ[i], "DROVER_SERVE_INDEX=", 19) ||
+            !strncmp(environ[i], "DROVER_LEASE_TOKEN=", 19) ||
+            !strncmp(environ[i], "DROVER_BATCH_SIZE=", 18) ||
             !drv_env_for_child(environ[i], pass_env))
             continue;
         if (!(p->env[p->nenv] = strdup(environ[i]))) return -1;
@@ -438,6 +440,16 @@ int serve_pool_new(const serve_cfg *cfg, const char *worker_id, serve_pool **out
 oom:
     snprintf(why, whylen, "out of memory");
 fail:
+    /* The processes already started go with their zombies: nothing is left behind. */
+    for (int i = 0; p && p->procs && i < cfg->procs; i++) {
+        serve_proc *s = &p->procs[i];
+        if (s->state == P_DOWN || s->pid <= 0) continue;
+        kill_group(s);
+        int status;
+        while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        s->state = P_DOWN;
+    }
     serve_free(p);
     return -1;
 }
@@ -626,8 +638,7 @@ int serve_pollfds(serve_pool *p, struct pollfd *fds, int cap) {
     return n;
 }
 
-/* ---- reading answers ---------------------------------------------------------------------------
- */
+/* ---- reading answers ------------------------------------------------------------------------- */
 
 static void bad_line(serve_proc *s, const char *what, const char *line, size_t len) {
     if (s->state == P_DOOMED) return; /* already going: one reason is enough */
@@ -779,8 +790,7 @@ static void read_out(serve_pool *p, serve_proc *s) {
     }
 }
 
-/* ---- stderr ------------------------------------------------------------------------------------
- */
+/* ---- stderr ---------------------------------------------------------------------------------- */
 
 static void log_stderr_line(serve_pool *p, serve_proc *s, int64_t now) {
     if (now - p->log_window >= LOG_WINDOW_MS) {
@@ -833,8 +843,7 @@ static void read_err(serve_pool *p, serve_proc *s) {
     }
 }
 
-/* ---- timers and exits
- * ---------------------------------------------------------------------------- */
+/* ---- timers and exits ------------------------------------------------------------------------ */
 
 static void describe_exit(const serve_proc *s, char *what, size_t n) {
     if (s->reason[0])
@@ -1063,11 +1072,66 @@ void serve_kill_all(serve_pool *p) {
     }
 }
 
+/* 1 while s is a process the worker has not reaped and that has not exited (an exited one is
+ * left a zombie, so its process group id stays reserved until shutdown kills the group). */
+static int running_unreaped(const serve_proc *s) {
+    if (s->state == P_DOWN || s->exited || s->pid <= 0) return 0;
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    return !(waitid(P_PID, (id_t)s->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+             si.si_pid == s->pid);
+}
+
+/* The end of the pool: every process gets EOF on stdin and up to SHUTDOWN_WAIT_MS to exit
+ * (a handler closing its connection), reading what it still writes; then every process group
+ * left is SIGKILLed (grandchildren too) and the processes the worker has not reaped are. */
+static void shutdown_procs(serve_pool *p) {
+    int n = p->cfg.procs;
+    struct pollfd *fds = calloc((size_t)n * 2 + 1, sizeof *fds);
+    for (int j = 0; j < n; j++)
+        close_fd(&p->procs[j].in_fd);
+    int64_t end = drv_now_ms() + SHUTDOWN_WAIT_MS;
+    while (fds) {
+        int nf = 0, alive = 0;
+        for (int j = 0; j < n; j++) {
+            serve_proc *s = &p->procs[j];
+            if (!running_unreaped(s)) continue;
+            alive++;
+            if (s->out_fd >= 0) fds[nf++] = (struct pollfd){s->out_fd, POLLIN, 0};
+            if (s->err_fd >= 0) fds[nf++] = (struct pollfd){s->err_fd, POLLIN, 0};
+        }
+        int64_t now = drv_now_ms();
+        if (!alive || now >= end) break;
+        /* An exit closes the pipes, which wakes the poll; a process that closed them earlier
+         * is checked again every 50 ms. */
+        int r = poll(fds, (nfds_t)nf, end - now < 50 ? (int)(end - now) : 50);
+        for (int i = 0; r > 0 && i < nf; i++)
+            for (int j = 0; fds[i].revents && j < n; j++) {
+                if (fds[i].fd == p->procs[j].out_fd) read_out(p, &p->procs[j]);
+                if (fds[i].fd == p->procs[j].err_fd) read_err(p, &p->procs[j]);
+            }
+    }
+    free(fds);
+    for (int j = 0; j < n; j++) {
+        serve_proc *s = &p->procs[j];
+        if (s->state == P_DOWN || s->exited || s->pid <= 0) continue;
+        kill(-s->pid, SIGKILL);
+        int status;
+        while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        s->exited = 1;
+    }
+}
+
 void serve_free(serve_pool *p) {
     if (!p) return;
+    if (p->procs) shutdown_procs(p);
+    if (p->log_dropped)
+        drv_warn("serve: %" PRId64 " stderr lines of handler processes not logged (more than %d "
+                 "in %d s)",
+                 p->log_dropped, LOG_WINDOW_LINES, LOG_WINDOW_MS / 1000);
     for (int j = 0; p->procs && j < p->cfg.procs; j++) {
         serve_proc *s = &p->procs[j];
-        if (s->state != P_DOWN) kill_group(s);
         close_fd(&s->in_fd);
         close_fd(&s->out_fd);
         close_fd(&s->err_fd);

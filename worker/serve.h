@@ -65,7 +65,10 @@ void serve_drain(serve_pool *p);
 int serve_inflight(const serve_pool *p);
 /* SIGKILLs every process group; the items they held fail once their exits are reported. */
 void serve_kill_all(serve_pool *p);
-/* SIGKILLs what still runs and frees the pool (exits are not waited for). NULL is a no-op. */
+/* Closes every process's stdin and gives the processes up to 1 s to exit (a handler that
+ * finishes at EOF, closing its connection), then SIGKILLs every process group left, reaps the
+ * processes the worker has not reaped (by their pids, never waitpid(-1)) and frees the pool.
+ * Outcomes not taken are dropped. NULL is a no-op. */
 void serve_free(serve_pool *p);
 
 /* For tests and logs: processes up now, and processes started since the pool began (the

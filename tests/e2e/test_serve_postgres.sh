@@ -22,7 +22,7 @@ Q "CREATE TABLE items (id bigint PRIMARY KEY, done boolean NOT NULL DEFAULT fals
    INSERT INTO items (id) SELECT generate_series(1, $N);"
 
 start_redis
-"$DROVER" submit --id pg --range 1..$N --partitions 4 --lease-ms 3000 --max-attempts 5 \
+"$DROVER" submit --id pg --range 1..$N --partitions 4 --lease-ms 5000 --max-attempts 5 \
     --backoff-ms 10 --backoff-max-ms 100 --quiet >/dev/null
 bg coord "$DROVER" run pg
 coord=$LAST_PID

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by tests/e2e/test_serve_postgres.sh and bench/handlers.sh: a PostgreSQL server of
 # the caller's own (Debian postgresql), in DIR, on a free loopback port with its unix socket in
 # DIR, no fsync; stopped by its PID. PostgreSQL refuses to run as root: then it runs as the
@@ -14,7 +15,7 @@ pg_bin() {
 # pg_start DIR: initdb and start; exports PGHOST, PGPORT, PGUSER, PGDATABASE for psql and libpq
 # (and sets PG_PID). Returns 1 with the reason on stderr when the server does not start.
 pg_start() {
-    local dir=$1 as=() try i
+    local dir=$1 as=()
     pg_bin || { echo "no PostgreSQL server installed" >&2; return 1; }
     mkdir -p "$dir"
     if [ "$(id -u)" -eq 0 ]; then
@@ -24,13 +25,13 @@ pg_start() {
     fi
     "${as[@]}" "$PGBIN/initdb" -D "$dir/data" -U drover -A trust --no-sync -E UTF8 \
         >"$dir.initdb.log" 2>&1 || { tail -5 "$dir.initdb.log" >&2; return 1; }
-    for try in $(seq 20); do
+    for _ in $(seq 20); do
         PGPORT=$((20000 + RANDOM % 40000))
         "${as[@]}" "$PGBIN/postgres" -D "$dir/data" -p "$PGPORT" -k "$dir" \
             -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
             -c full_page_writes=off -c max_connections=100 >"$dir.log" 2>&1 &
         PG_PID=$!
-        for i in $(seq 200); do
+        for _ in $(seq 200); do
             "$PGBIN/pg_isready" -q -h "$dir" -p "$PGPORT" && break
             kill -0 "$PG_PID" 2>/dev/null || break
             sleep 0.05
@@ -49,8 +50,7 @@ pg_start() {
 pg_stop() {
     [ -n "$PG_PID" ] || return 0
     kill -INT "$PG_PID" 2>/dev/null || true
-    local i
-    for i in $(seq 200); do
+    for _ in $(seq 200); do
         kill -0 "$PG_PID" 2>/dev/null || break
         sleep 0.05
     done

@@ -9,6 +9,10 @@
   reverse K  holds K items, then answers them newest first
   chatty     writes "hello" to stdout before reading anything, then as script
   noread     never reads stdin
+  noisy      writes 5000 lines (250 KB) to stderr first, then as script
+  closeout   closes its stdout after the version line, then reads on
+  sleep S    answers each item ok after S seconds (one at a time); writes "started ID" to the
+             file $SERVE_LOG when it gets an item, and "EOF" when its stdin ends
 It checks the protocol's first line and exits 0 at the end of stdin."""
 import json
 import os
@@ -28,10 +32,31 @@ if mode == "noread":
         time.sleep(3600)
 if mode == "chatty":
     print("hello", flush=True)
+if mode == "noisy":
+    for i in range(5000):
+        sys.stderr.write("noise line %05d: more than a pipe holds in all\n" % i)
+    sys.stderr.flush()
 
 hello = json.loads(sys.stdin.readline())
 if hello.get("drover") != "handler-protocol" or hello.get("version") != 1:
     sys.exit(2)
+
+if mode == "closeout":
+    os.close(1)
+    for line in sys.stdin:
+        pass
+    sys.exit(0)
+
+if mode == "sleep":
+    log = open(os.environ["SERVE_LOG"], "a")
+    for line in sys.stdin:
+        iid = json.loads(line)["id"]
+        log.write("started %s\n" % iid)
+        log.flush()
+        time.sleep(float(sys.argv[2]))
+        send({"id": iid, "ok": True})
+    log.write("EOF\n")
+    sys.exit(0)
 
 held = []
 for line in sys.stdin:

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #define PY "/usr/bin/python3"
 
@@ -392,6 +393,57 @@ static void test_stdout_before_first_item(void **state) {
     close_pool(&h);
 }
 
+static void test_stdout_closed(void **state) {
+    (void)state;
+    harness h;
+    open_pool(&h, "closeout", NULL, 1, 1, 0, 0, 0);
+    start_item(&h, 0, "x1", NULL);
+    pump_until(&h, got_n, 1, 10000, "the outcome");
+    expect_error(&h.res[0], "closed its stdout");
+    pump_until(&h, spawned_n, 2, 10000, "a restart");
+    close_pool(&h);
+}
+
+static void test_free_gives_eof(void **state) {
+    (void)state;
+    char log[] = "/tmp/drover-serve-test-XXXXXX";
+    int fd = mkstemp(log);
+    assert_true(fd >= 0);
+    close(fd);
+    setenv("SERVE_LOG", log, 1); /* before the pool: its processes get the environment then */
+    harness h;
+    open_pool(&h, "sleep", "0", 1, 1, 0, 0, 0);
+    start_item(&h, 0, "e1", NULL);
+    pump_until(&h, got_n, 1, 10000, "the answer");
+    assert_true(h.res[0].out.ok);
+    pid_t pid = serve_pid(h.pool, 0);
+    assert_true(pid > 0);
+    serve_free(h.pool); /* EOF first: the handler ends by itself, and is reaped */
+    assert_int_equal(waitpid(pid, NULL, WNOHANG), -1);
+    assert_int_equal(errno, ECHILD);
+    FILE *f = fopen(log, "r");
+    assert_non_null(f);
+    char buf[256] = "";
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    unlink(log);
+    unsetenv("SERVE_LOG");
+    if (!strstr(buf, "started e1\nEOF\n")) fail_msg("the handler's log: %s", buf);
+}
+
+static void test_noisy_stderr(void **state) {
+    (void)state;
+    harness h;
+    /* More stderr than a pipe holds: read as it comes (and logged, rate-limited), never
+     * blocking the handler. */
+    open_pool(&h, "noisy", NULL, 1, 1, 0, 0, 0);
+    start_item(&h, 0, "n1", NULL);
+    pump_until(&h, got_n, 1, 20000, "the answer after the noise");
+    assert_true(h.res[0].out.ok);
+    close_pool(&h);
+}
+
 static void test_bad_command(void **state) {
     (void)state;
     char *argv[] = {"/nonexistent/handler", NULL};
@@ -421,6 +473,9 @@ int main(void) {
         cmocka_unit_test(test_never_reads_stdin),
         cmocka_unit_test(test_huge_items),
         cmocka_unit_test(test_stdout_before_first_item),
+        cmocka_unit_test(test_stdout_closed),
+        cmocka_unit_test(test_free_gives_eof),
+        cmocka_unit_test(test_noisy_stderr),
         cmocka_unit_test(test_bad_command),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
