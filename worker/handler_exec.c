@@ -1,6 +1,7 @@
-/* The command handler: one process per item, started without a shell. */
-#define _GNU_SOURCE /* posix_spawn_file_actions_addclosefrom_np */
-#include "worker.h"
+/* The command handler: one process per item, or one per --stdin-batch of items, started
+ * without a shell; it implements handlers.h. */
+#define _GNU_SOURCE /* execvpe, pipe2, close_range */
+#include "handlers.h"
 
 #include "cli.h"
 #include "clock.h"
@@ -10,12 +11,14 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +27,8 @@ extern char **environ;
 #define ERR_TAIL            512    /* bytes of stderr kept with the error */
 #define ARG_MAX_BYTES       131072 /* Linux's MAX_ARG_STRLEN for one argv element */
 #define DRAIN_AFTER_EXIT_MS 200
+
+typedef struct exec_proc exec_proc;
 
 struct exec_proc {
     pid_t pid;
@@ -45,6 +50,8 @@ struct exec_proc {
 };
 
 #define RESULT_MAX 400 /* bytes kept of one result line */
+
+static void exec_free(exec_proc *p);
 
 int exec_check_cmd(const exec_cfg *cfg, char *why, size_t whylen) {
     const char *cmd = cfg->argv[0];
@@ -92,6 +99,78 @@ static int nonblock_cloexec(int fd) {
                : 0;
 }
 
+/* The child's side of spawn(), between vfork() and exec: its own process group, killed with
+ * the worker (no orphans: PR_SET_PDEATHSIG, then getppid() against the parent recorded before
+ * vfork, for a worker that died before the prctl), the signals the worker catches or ignores
+ * back to their defaults, then the pipes and exec. It shares the worker's memory until the
+ * exec, so it only makes system calls; a failure leaves its errno in *failed (the parent's). */
+static __attribute__((noinline)) void child(char **argv, char **envp, int in_fd, int out_fd,
+                                            int stderr_fd, pid_t parent, volatile int *failed) {
+    setpgid(0, 0);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) {
+        *failed = ESRCH;
+        _exit(127);
+    }
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    int sigs[] = {SIGPIPE, SIGTERM, SIGINT, SIGCHLD};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+        sigaction(sigs[i], &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (in_fd < 0) in_fd = open("/dev/null", O_RDONLY);
+    if (in_fd < 0 || dup2(in_fd, 0) < 0 || (out_fd >= 0 && dup2(out_fd, 1) < 0) ||
+        dup2(stderr_fd, 2) < 0)
+        goto fail;
+    /* The Redis socket and every other fd stay the worker's. */
+    close_range(3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    execvpe(argv[0], argv, envp);
+fail:
+    *failed = errno ? errno : EIO;
+    _exit(127);
+}
+
+/* vfork()s and execs argv (the child's fds as child() takes them), as posix_spawn does (no
+ * copy of the worker's memory), but with the death signal set. Returns the pid, or -1 with
+ * errno set when the command could not be run (exec failed, or no process). */
+static pid_t spawn(char **argv, char **envp, int in_fd, int out_fd, int stderr_fd) {
+    volatile int failed = 0;
+    /* No signal handler of the worker's runs in the child before its exec. */
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, &old);
+    pid_t parent = getpid();
+    pid_t pid = vfork();
+    if (pid == 0) child(argv, envp, in_fd, out_fd, stderr_fd, parent, &failed);
+    int saved = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        errno = saved;
+        return -1;
+    }
+    if (failed) { /* the child is gone: reap it, report why */
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+        errno = failed;
+        return -1;
+    }
+    return pid;
+}
+
+/* DROVER_LEASE_TOKEN: the item's lease token, or a batch's tokens, space-separated in the
+ * order of its stdin lines. */
+static char *lease_tokens(const drv_lease *const *ls, int n) {
+    int k = n ? n : 1;
+    char *s = malloc((size_t)k * 21 + sizeof "DROVER_LEASE_TOKEN=");
+    if (!s) return NULL;
+    size_t off = (size_t)sprintf(s, "DROVER_LEASE_TOKEN=");
+    for (int i = 0; i < k; i++)
+        off += (size_t)sprintf(s + off, "%s%" PRId64, i ? " " : "", ls[i]->token);
+    return s;
+}
+
 /* Starts the command for one item (n 0: ls[0] alone, the item in argv and the environment) or
  * for a batch of n items on stdin (--stdin-batch: one per line, results read from stdout). */
 static int spawn_items(const exec_cfg *cfg, const char *job, const drv_lease *const *ls, int n,
@@ -104,11 +183,9 @@ static int spawn_items(const exec_cfg *cfg, const char *job, const drv_lease *co
     size_t nenv = 0;
     while (environ[nenv])
         nenv++;
-    char **envp = calloc(nenv + 5, sizeof *envp);
-    char *extra[4] = {0};
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    int fa_ok = 0, attr_ok = 0;
+    char **envp = calloc(nenv + 6, sizeof *envp);
+    char *extra[5] = {0};
+    int rc = -1;
     if (!p || !argv || !envp) goto resource;
     p->in_fd = p->err_fd = p->out_fd = -1;
     if (n > 0) {
@@ -135,11 +212,11 @@ static int spawn_items(const exec_cfg *cfg, const char *job, const drv_lease *co
         argv[i] = b.data; /* owned by argv now */
     }
     /* A batch has no one item id or attempt: DROVER_BATCH_SIZE says how many lines come (and
-     * extra[2] stays NULL, the end of the environment). */
-    if (asprintf(&extra[0], "DROVER_JOB=%s", job) < 0 ||
-        (n ? asprintf(&extra[1], "DROVER_BATCH_SIZE=%d", n)
-           : asprintf(&extra[1], "DROVER_ITEM_ID=%s", l->id)) < 0 ||
-        (!n && asprintf(&extra[2], "DROVER_ATTEMPT=%d", l->attempt) < 0))
+     * extra[3] stays NULL, the end of the environment). */
+    if (asprintf(&extra[0], "DROVER_JOB=%s", job) < 0 || !(extra[1] = lease_tokens(ls, n)) ||
+        (n ? asprintf(&extra[2], "DROVER_BATCH_SIZE=%d", n)
+           : asprintf(&extra[2], "DROVER_ITEM_ID=%s", l->id)) < 0 ||
+        (!n && asprintf(&extra[3], "DROVER_ATTEMPT=%d", l->attempt) < 0))
         goto resource;
     /* Our values replace any inherited DROVER_JOB etc. The worker's own Redis settings (its
      * URL may hold a password) stay with it: a handler is not a worker. */
@@ -147,9 +224,11 @@ static int spawn_items(const exec_cfg *cfg, const char *job, const drv_lease *co
     for (size_t i = 0; i < nenv; i++)
         if (strncmp(environ[i], "DROVER_JOB=", 11) && strncmp(environ[i], "DROVER_ITEM_ID=", 15) &&
             strncmp(environ[i], "DROVER_ATTEMPT=", 15) &&
+            strncmp(environ[i], "DROVER_LEASE_TOKEN=", 19) &&
+            strncmp(environ[i], "DROVER_BATCH_SIZE=", 18) &&
             drv_env_for_child(environ[i], cfg->pass_env))
             envp[k++] = environ[i];
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         envp[k++] = extra[i];
     if (pipe(errp) != 0 || nonblock_cloexec(errp[0]) != 0 ||
         fcntl(errp[1], F_SETFD, FD_CLOEXEC) != 0)
@@ -162,38 +241,10 @@ static int spawn_items(const exec_cfg *cfg, const char *job, const drv_lease *co
     if (n && (pipe(outp) != 0 || nonblock_cloexec(outp[0]) != 0 ||
               fcntl(outp[1], F_SETFD, FD_CLOEXEC) != 0))
         goto resource;
-    if (posix_spawn_file_actions_init(&fa) != 0) goto resource;
-    fa_ok = 1;
-    if (cfg->use_stdin || n)
-        posix_spawn_file_actions_adddup2(&fa, inp[0], 0);
-    else
-        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    if (n) posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-    posix_spawn_file_actions_addclosefrom_np(&fa, 3); /* the Redis socket stays ours */
-#endif
-    if (posix_spawnattr_init(&attr) != 0) goto resource;
-    attr_ok = 1;
-    sigset_t none, dfl;
-    sigemptyset(&none);
-    sigemptyset(&dfl);
-    sigaddset(&dfl, SIGPIPE);
-    sigaddset(&dfl, SIGTERM);
-    sigaddset(&dfl, SIGINT);
-    sigaddset(&dfl, SIGCHLD);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &dfl);
     /* Its own process group: a timeout kills the whole tree, and a Ctrl-C at the worker's
      * terminal does not reach items that are draining. */
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETSIGDEF);
-    int rc = posix_spawnp(&p->pid, argv[0], &fa, &attr, argv, envp);
-    if (rc != 0) {
-        errno = rc;
-        goto resource;
-    }
+    p->pid = spawn(argv, envp, cfg->use_stdin || n ? inp[0] : -1, n ? outp[1] : -1, errp[1]);
+    if (p->pid < 0) goto resource;
     close(errp[1]);
     errp[1] = -1;
     p->err_fd = errp[0];
@@ -253,29 +304,17 @@ cleanup:
     if (outp[1] >= 0) close(outp[1]);
     if (inp[0] >= 0) close(inp[0]);
     if (errp[1] >= 0) close(errp[1]);
-    if (fa_ok) posix_spawn_file_actions_destroy(&fa);
-    if (attr_ok) posix_spawnattr_destroy(&attr);
     for (int i = 0; argv && i < cfg->argc; i++)
         free(argv[i]);
     free(argv);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         free(extra[i]);
     free(envp);
     if (p) exec_free(p);
     return rc;
 }
 
-int exec_start(const exec_cfg *cfg, const char *job, const drv_lease *l, exec_proc **proc,
-               drv_outcome *out) {
-    return spawn_items(cfg, job, &l, 0, proc, out);
-}
-
-int exec_start_batch(const exec_cfg *cfg, const char *job, const drv_lease *const *ls, int n,
-                     exec_proc **proc, drv_outcome *out) {
-    return spawn_items(cfg, job, ls, n, proc, out);
-}
-
-int exec_pollfds(exec_proc *p, struct pollfd *fds) {
+static int exec_pollfds(exec_proc *p, struct pollfd *fds) {
     int n = 0;
     if (p->out_fd >= 0) fds[n++] = (struct pollfd){p->out_fd, POLLIN, 0};
     if (p->err_fd >= 0) fds[n++] = (struct pollfd){p->err_fd, POLLIN, 0};
@@ -348,7 +387,7 @@ static void write_in(exec_proc *p) {
     p->in_fd = -1;
 }
 
-void exec_service(exec_proc *p, const struct pollfd *fds, int n) {
+static void exec_service(exec_proc *p, const struct pollfd *fds, int n) {
     for (int i = 0; i < n; i++) {
         if (!fds[i].revents) continue;
         if (fds[i].fd == p->err_fd)
@@ -360,21 +399,21 @@ void exec_service(exec_proc *p, const struct pollfd *fds, int n) {
     }
 }
 
-void exec_exited(exec_proc *p, int status) {
+static void exec_exited(exec_proc *p, int status) {
     p->exited = 1;
     p->status = status;
     p->exit_ms = drv_now_ms();
 }
 
-pid_t exec_pid(const exec_proc *p) {
+static pid_t exec_pid(const exec_proc *p) {
     return p->pid;
 }
 
-void exec_kill(exec_proc *p) {
+static void exec_kill(exec_proc *p) {
     if (!p->exited && p->pid > 0) kill(-p->pid, SIGKILL);
 }
 
-int64_t exec_next_deadline(const exec_proc *p, int64_t now) {
+static int64_t exec_next_deadline(const exec_proc *p, int64_t now) {
     int64_t d = -1;
     if (p->deadline_ms && !p->timed_out) d = p->deadline_ms > now ? p->deadline_ms - now : 0;
     if (p->exited) {
@@ -385,7 +424,7 @@ int64_t exec_next_deadline(const exec_proc *p, int64_t now) {
     return d;
 }
 
-int exec_finished(exec_proc *p, int64_t now) {
+static int exec_finished(exec_proc *p, int64_t now) {
     if (p->deadline_ms && !p->timed_out && !p->exited && now >= p->deadline_ms) {
         p->timed_out = 1;
         exec_kill(p);
@@ -401,17 +440,12 @@ int exec_finished(exec_proc *p, int64_t now) {
     return 1;
 }
 
-int exec_done(exec_proc *p, int64_t now, const char *worker, int attempt, drv_outcome *out) {
-    if (!exec_finished(p, now)) return 0;
-    exec_outcome(p, -1, worker, attempt, out);
-    return 1;
-}
-
 /* A failure's error record: {"error": what, "attempt", "worker"[, "stderr"]}. */
 static void fail_record(exec_proc *p, const char *what, int with_tail, const char *worker,
                         int attempt, drv_outcome *out);
 
-void exec_outcome(exec_proc *p, int slot, const char *worker, int attempt, drv_outcome *out) {
+static void exec_outcome(exec_proc *p, int slot, const char *worker, int attempt,
+                         drv_outcome *out) {
     memset(out, 0, sizeof *out);
     if (slot >= 0 && slot < p->nitems && p->lines[slot]) {
         /* The batch protocol: "ok", or anything else is the failure's message. */
@@ -472,11 +506,7 @@ static void fail_record(exec_proc *p, const char *what, int with_tail, const cha
     cJSON_Delete(o);
 }
 
-int exec_items(const exec_proc *p) {
-    return p->nitems;
-}
-
-void exec_free(exec_proc *p) {
+static void exec_free(exec_proc *p) {
     if (!p) return;
     if (p->out_fd >= 0) close(p->out_fd);
     for (int i = 0; p->lines && i < p->nitems; i++)
@@ -487,4 +517,199 @@ void exec_free(exec_proc *p) {
     if (p->err_fd >= 0) close(p->err_fd);
     free(p->in_data);
     free(p);
+}
+
+/* ---- the handler (handlers.h) ---------------------------------------------------------------- */
+
+/* One process and the items it runs: one, or a --stdin-batch's (slot N: stdin line N). */
+typedef struct erun {
+    exec_proc *p;
+    int n, nfds, emitted, finished;
+    uint64_t *tags;
+    int *attempts;
+} erun;
+
+typedef struct exec_handler {
+    handler base;
+    const exec_cfg *cfg;
+    const char *worker;
+    int procs; /* processes at once (--concurrency) */
+    erun *runs;
+    int nruns, draining;
+} exec_handler;
+
+static int per_proc(const exec_handler *x) {
+    return x->cfg->stdin_batch > 0 ? x->cfg->stdin_batch : 1;
+}
+
+static int eh_capacity(const handler *h) {
+    const exec_handler *x = (const exec_handler *)h;
+    return x->draining ? 0 : (x->procs - x->nruns) * per_proc(x);
+}
+
+static int eh_start(handler *h, const char *job, const drv_http_cfg *http, const hitem *items,
+                    int n, drv_outcome *out) {
+    (void)http;
+    exec_handler *x = (exec_handler *)h;
+    int k = n < per_proc(x) ? n : per_proc(x);
+    const drv_lease **ls = malloc(sizeof *ls * (size_t)k);
+    erun r = {0};
+    r.n = k;
+    r.tags = malloc(sizeof *r.tags * (size_t)k);
+    r.attempts = malloc(sizeof *r.attempts * (size_t)k);
+    if (!ls || !r.tags || !r.attempts || x->nruns == x->procs) {
+        memset(out, 0, sizeof *out);
+        out->retryable_local = 1;
+        set_error(out, "could not start the command", "out of memory");
+        k = -1;
+    } else {
+        for (int i = 0; i < k; i++) {
+            ls[i] = items[i].l;
+            r.tags[i] = items[i].tag;
+            r.attempts[i] = items[i].l->attempt;
+        }
+        if (spawn_items(x->cfg, job, ls, x->cfg->stdin_batch > 0 ? k : 0, &r.p, out) != 0) k = -1;
+    }
+    free(ls);
+    if (k < 0) {
+        free(r.tags);
+        free(r.attempts);
+        return -1;
+    }
+    x->runs[x->nruns++] = r;
+    return k;
+}
+
+static int eh_pollfds(handler *h, struct pollfd *fds, int cap) {
+    exec_handler *x = (exec_handler *)h;
+    int nf = 0;
+    for (int i = 0; i < x->nruns; i++) {
+        erun *r = &x->runs[i];
+        r->nfds = 0;
+        if (cap - nf < 3) continue;
+        r->nfds = exec_pollfds(r->p, &fds[nf]);
+        nf += r->nfds;
+    }
+    return nf;
+}
+
+static void eh_service(handler *h, const struct pollfd *fds, int n, int64_t now) {
+    (void)now;
+    exec_handler *x = (exec_handler *)h;
+    int off = 0;
+    for (int i = 0; i < x->nruns && off < n; i++) {
+        erun *r = &x->runs[i];
+        exec_service(r->p, &fds[off], r->nfds);
+        off += r->nfds;
+    }
+}
+
+static int64_t eh_next_deadline(const handler *h, int64_t now) {
+    const exec_handler *x = (const exec_handler *)h;
+    int64_t d = -1;
+    for (int i = 0; i < x->nruns; i++) {
+        int64_t t = x->runs[i].finished ? 0 : exec_next_deadline(x->runs[i].p, now);
+        if (t >= 0 && (d < 0 || t < d)) d = t;
+    }
+    return d;
+}
+
+static void run_free(erun *r) {
+    exec_free(r->p);
+    free(r->tags);
+    free(r->attempts);
+}
+
+static int eh_take_done(handler *h, int64_t now, uint64_t *tag, drv_outcome *out) {
+    exec_handler *x = (exec_handler *)h;
+    for (int i = 0; i < x->nruns; i++) {
+        erun *r = &x->runs[i];
+        if (!r->finished && !(r->finished = exec_finished(r->p, now))) continue;
+        int slot = r->emitted++;
+        *tag = r->tags[slot];
+        exec_outcome(r->p, x->cfg->stdin_batch > 0 ? slot : -1, x->worker, r->attempts[slot], out);
+        if (r->emitted == r->n) {
+            run_free(r);
+            x->runs[i] = x->runs[--x->nruns];
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static int eh_child_exited(handler *h, pid_t pid, int status) {
+    exec_handler *x = (exec_handler *)h;
+    for (int i = 0; i < x->nruns; i++)
+        if (exec_pid(x->runs[i].p) == pid) {
+            exec_exited(x->runs[i].p, status);
+            return 1;
+        }
+    return 0;
+}
+
+/* Waits for a process that was killed or is exiting (not one that exited already: reaped). */
+static void reap(exec_proc *p) {
+    if (p->exited) return;
+    int status;
+    while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR) {
+    }
+}
+
+static void eh_abandon(handler *h) {
+    exec_handler *x = (exec_handler *)h;
+    for (int i = 0; i < x->nruns; i++) {
+        exec_kill(x->runs[i].p);
+        reap(x->runs[i].p);
+        run_free(&x->runs[i]);
+    }
+    x->nruns = 0;
+}
+
+static void eh_kill_all(handler *h) {
+    exec_handler *x = (exec_handler *)h;
+    for (int i = 0; i < x->nruns; i++)
+        exec_kill(x->runs[i].p);
+}
+
+static void eh_drain(handler *h) {
+    ((exec_handler *)h)->draining = 1;
+}
+
+static void eh_free(handler *h) {
+    exec_handler *x = (exec_handler *)h;
+    if (!x) return;
+    for (int i = 0; i < x->nruns; i++) {
+        reap(x->runs[i].p);
+        run_free(&x->runs[i]);
+    }
+    free(x->runs);
+    free(x);
+}
+
+static const handler_ops exec_ops = {
+    .name = "command",
+    .capacity = eh_capacity,
+    .start = eh_start,
+    .pollfds = eh_pollfds,
+    .next_deadline = eh_next_deadline,
+    .service = eh_service,
+    .take_done = eh_take_done,
+    .child_exited = eh_child_exited,
+    .abandon = eh_abandon,
+    .kill_all = eh_kill_all,
+    .drain = eh_drain,
+    .free = eh_free,
+};
+
+handler *exec_handler_new(const exec_cfg *cfg, const char *worker, int procs) {
+    exec_handler *x = calloc(1, sizeof *x);
+    if (!x || !(x->runs = calloc((size_t)procs, sizeof *x->runs))) {
+        free(x);
+        return NULL;
+    }
+    x->base.ops = &exec_ops;
+    x->cfg = cfg;
+    x->worker = worker;
+    x->procs = procs;
+    return &x->base;
 }

@@ -3,7 +3,7 @@
  * connections alive and caches DNS across requests; HTTP/2 multiplexes where the server
  * offers it. Redirects are followed here, not by libcurl, so each hop is checked against
  * --http-allow. */
-#include "worker.h"
+#include "handlers.h"
 
 #include "clock.h"
 #include "log.h"
@@ -454,4 +454,151 @@ void http_outcome(http_req *r, const char *worker, int attempt, drv_outcome *out
     snprintf(out->error, sizeof out->error, "%s", t ? t : "{\"error\":\"failed\"}");
     cJSON_free(t);
     cJSON_Delete(o);
+}
+
+/* ---- the handler (handlers.h) ---------------------------------------------------------------- */
+
+typedef struct hreq {
+    http_req *r;
+    uint64_t tag;
+    int attempt;
+} hreq;
+
+typedef struct http_handler {
+    handler base;
+    http_engine *e;
+    const char *worker;
+    int max; /* requests in flight at most (--concurrency) */
+    hreq *reqs;
+    int n, draining;
+} http_handler;
+
+static int hh_capacity(const handler *h) {
+    const http_handler *x = (const http_handler *)h;
+    return x->draining ? 0 : x->max - x->n;
+}
+
+static int hh_start(handler *h, const char *job, const drv_http_cfg *c, const hitem *items, int n,
+                    drv_outcome *out) {
+    (void)job;
+    (void)n;
+    http_handler *x = (http_handler *)h;
+    http_req *r;
+    if (http_start(x->e, c, items[0].l, &r, out) != 0) return -1;
+    x->reqs[x->n++] = (hreq){r, items[0].tag, items[0].l->attempt};
+    return 1;
+}
+
+static int hh_pollfds(handler *h, struct pollfd *fds, int cap) {
+    (void)h;
+    (void)fds;
+    (void)cap;
+    return 0; /* libcurl's sockets are waited on in hh_wait */
+}
+
+static int64_t hh_next_deadline(const handler *h, int64_t now) {
+    (void)now;
+    return ((const http_handler *)h)->e->done ? 0 : -1;
+}
+
+static void hh_service(handler *h, const struct pollfd *fds, int n, int64_t now) {
+    (void)h;
+    (void)fds;
+    (void)n;
+    (void)now;
+}
+
+static int hh_take_done(handler *h, int64_t now, uint64_t *tag, drv_outcome *out) {
+    (void)now;
+    http_handler *x = (http_handler *)h;
+    http_req *r;
+    while ((r = http_take_done(x->e)) != NULL) {
+        int i = 0;
+        while (i < x->n && x->reqs[i].r != r)
+            i++;
+        if (i == x->n) { /* cannot happen: every request is one of reqs */
+            http_req_free(NULL, r);
+            continue;
+        }
+        http_outcome(r, x->worker, x->reqs[i].attempt, out);
+        http_req_free(NULL, r);
+        *tag = x->reqs[i].tag;
+        x->reqs[i] = x->reqs[--x->n];
+        return 1;
+    }
+    return 0;
+}
+
+static int hh_child_exited(handler *h, pid_t pid, int status) {
+    (void)h;
+    (void)pid;
+    (void)status;
+    return 0;
+}
+
+static void hh_abandon(handler *h) {
+    http_handler *x = (http_handler *)h;
+    for (int i = 0; i < x->n; i++)
+        http_cancel(x->e, x->reqs[i].r);
+    x->n = 0;
+}
+
+static void hh_kill_all(handler *h) {
+    (void)h;
+}
+
+static void hh_drain(handler *h) {
+    ((http_handler *)h)->draining = 1;
+}
+
+static void hh_free(handler *h) {
+    http_handler *x = (http_handler *)h;
+    if (!x) return;
+    hh_abandon(h);
+    http_engine_free(x->e);
+    free(x->reqs);
+    free(x);
+}
+
+static int hh_wait(handler *h, struct pollfd *fds, int nfds, int timeout_ms) {
+    return http_wait(((http_handler *)h)->e, fds, nfds, timeout_ms);
+}
+
+static int hh_check_job(const handler *h, const drv_http_cfg *c, char *why, size_t whylen) {
+    return http_check_job(((const http_handler *)h)->e, c, why, whylen);
+}
+
+static const handler_ops http_ops = {
+    .name = "HTTP handler",
+    .capacity = hh_capacity,
+    .start = hh_start,
+    .pollfds = hh_pollfds,
+    .next_deadline = hh_next_deadline,
+    .service = hh_service,
+    .take_done = hh_take_done,
+    .child_exited = hh_child_exited,
+    .abandon = hh_abandon,
+    .kill_all = hh_kill_all,
+    .drain = hh_drain,
+    .free = hh_free,
+    .wait = hh_wait,
+    .check_job = hh_check_job,
+};
+
+handler *http_handler_new(const char *worker, int concurrency, int max_host_conns,
+                          const char *allow) {
+    http_handler *x = calloc(1, sizeof *x);
+    if (!x) return NULL;
+    x->e = http_engine_new(concurrency, max_host_conns, allow);
+    x->reqs = calloc((size_t)concurrency, sizeof *x->reqs);
+    if (!x->e || !x->reqs) {
+        http_engine_free(x->e);
+        free(x->reqs);
+        free(x);
+        return NULL;
+    }
+    x->base.ops = &http_ops;
+    x->worker = worker;
+    x->max = concurrency;
+    return &x->base;
 }

@@ -1,11 +1,12 @@
 /* The worker's event loop: claim in batches, run items, ack in batches, extend leases, drain
  * on a signal. One thread: children are watched with poll() on their pipes and a self-pipe
  * for signals, so a thousand items in flight cost no threads. */
-#include "worker.h"
+#include "handlers.h"
 
 #include "backoff.h"
 #include "clock.h"
 #include "log.h"
+#include "policy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -52,21 +53,19 @@ typedef struct wjob {
     int64_t unused;      /* granted, not found by claims: refunded at the next admit */
     int64_t reported;    /* what Redis was last told this worker may hold of the job */
     int64_t last_admit;  /* local ms of the last admit call */
-    unsigned pass;       /* claim_once pass that last tried this job */
     int stint;           /* claims in a row from one partition, carrying its acks */
 } wjob;
 
 typedef struct held {
     drv_lease l;
     int job, part;
-    exec_proc *proc; /* command running (shared by a --stdin-batch's items), or */
-    int slot;        /* the item's line in its batch process */
-    http_req *req;   /* request in flight; both NULL while queued (claimed, not started) */
-    int stale;       /* of a job since replaced: its result is dropped, never sent */
+    int started;  /* given to a handler (0: queued, claimed and not started) */
+    uint64_t tag; /* its name in the handler's take_done() */
+    int stale;    /* of a job since replaced: its result is dropped, never sent */
 } held;
 
 static int started(const held *h) {
-    return h->proc || h->req;
+    return h->started;
 }
 
 typedef struct result {
@@ -80,7 +79,7 @@ typedef struct wstate {
     drv_queue *q;
     wjob *jobs;
     int njobs, rr_job;
-    unsigned pass; /* claim_once passes, to try each job once per pass */
+    policy_job *pjobs; /* claim_once's view of the jobs (njobs entries) */
     held *held;
     int nheld, cap_held, running;
     result *res;
@@ -90,9 +89,10 @@ typedef struct wstate {
     int reconnecting;   /* sending what the outage kept: a failure is the same outage */
     int health_warned;  /* the health file could not be written (logged once) */
     int ack_log_warned; /* the ack log could not be written (logged once) */
-    int64_t outage_since, next_reconnect, backoff_ms;
-    drv_backoff full;   /* Redis refuses writes (OOM, MISCONF, ...): one episode, said once */
-    int64_t full_until; /* send no writes before */
+    int64_t outage_since, next_reconnect;
+    drv_backoff reconnect_bo; /* reconnect attempts in this outage (its start is said once) */
+    drv_backoff full;         /* Redis refuses writes (OOM, MISCONF, ...): one episode, said once */
+    int64_t full_until;       /* send no writes before */
     drv_backoff disc_bo, beat_bo; /* discovery, heartbeats failing (said once) */
     drv_backoff start_bo;         /* handlers that cannot be started (fork failing) */
     int64_t start_until;          /* start no item before */
@@ -101,8 +101,12 @@ typedef struct wstate {
     int64_t next_discover, next_extend, next_beat, next_stats, redis_now;
     int64_t n_ok, n_failed, n_lost;
     int discovered_any;
-    int fatal; /* exit code for a problem found after start (a job this worker cannot do) */
-    http_engine *http;
+    int fatal;      /* exit code for a problem found after start (a job this worker cannot do) */
+    handler *hs[2]; /* the worker's own handler and the specs' (those not NULL) */
+    int nhs;
+    uint64_t next_tag;
+    hitem *hitems; /* start_items' scratch: cap_held entries */
+    int *hidx;
     drv_http_cfg **retired; /* handlers of replaced jobs, freed at exit */
     int nretired;
 } wstate;
@@ -156,7 +160,7 @@ static int redis_failed(wstate *w, drv_err e, const char *what, drv_backoff *b, 
         if (w->connected) {
             w->connected = 0;
             w->outage_since = drv_now_ms();
-            w->backoff_ms = 100;
+            memset(&w->reconnect_bo, 0, sizeof w->reconnect_bo);
             w->next_reconnect = w->outage_since;
             drv_warn("redis lost at %s while %s (%s); items keep running, their results are "
                      "kept until it is back",
@@ -214,8 +218,9 @@ static void job_ok(wjob *j) {
 
 static void flush_results(wstate *w);
 
-/* Tries again once the backoff (100 ms doubling to 5 s, with jitter) is over; on success sends
- * the results buffered during the outage at once. Logs once per outage, not per attempt. */
+/* Tries again once the backoff (common/backoff.h: 50 ms doubling to 5 s, with jitter) is over;
+ * on success sends the results buffered during the outage at once. Logs once per outage, not
+ * per attempt. */
 static void try_reconnect(wstate *w, int64_t now) {
     char why[512];
     if (now < w->next_reconnect) return;
@@ -228,6 +233,8 @@ static void try_reconnect(wstate *w, int64_t now) {
         flush_results(w);
         w->reconnecting = 0;
         if (w->connected) {
+            int64_t tries, ms;
+            drv_backoff_ok(&w->reconnect_bo, now, &tries, &ms);
             drv_info("redis reconnected after %" PRId64 " ms, flushed %d results",
                      now - w->outage_since, before - w->nres);
             return;
@@ -235,9 +242,9 @@ static void try_reconnect(wstate *w, int64_t now) {
         snprintf(why, sizeof why, "%s", drv_queue_strerror(w->q, DRV_EIO)); /* lost again */
     }
     drv_debug("redis still unreachable: %s", why);
-    w->next_reconnect =
-        drv_now_ms() + w->backoff_ms / 2 + (int64_t)drv_rand((uint64_t)w->backoff_ms / 2 + 1);
-    w->backoff_ms = w->backoff_ms * 2 > 5000 ? 5000 : w->backoff_ms * 2;
+    int say; /* the outage was said when it began */
+    int64_t t = drv_now_ms();
+    w->next_reconnect = t + drv_backoff_fail(&w->reconnect_bo, t, &say);
 }
 
 /* ---- jobs ------------------------------------------------------------------------------------ */
@@ -260,7 +267,7 @@ static void drop_old_version(wstate *w, int ji) {
         held *h = &w->held[i];
         if (h->job != ji || h->stale) continue;
         nheld++;
-        if (h->proc || h->req) {
+        if (h->started) {
             h->stale = 1;
             continue;
         }
@@ -271,6 +278,12 @@ static void drop_old_version(wstate *w, int ji) {
         drv_warn("job %s was replaced: %d results and %d items of the old job are dropped "
                  "(they belong to no lease of the new one)",
                  w->jobs[ji].id, nres, nheld);
+}
+
+/* The handler that runs job x's items: the spec's (HTTP) when its spec names one, else the
+ * worker's own. */
+static handler *handler_of(const wstate *w, const wjob *x) {
+    return x->http ? w->cfg->spec : w->cfg->own;
 }
 
 static wjob *find_job(wstate *w, const char *id) {
@@ -335,7 +348,7 @@ static int set_handler(wstate *w, wjob *x, const drv_job *j) {
     x->unusable = 0;
     x->backoff_ms = j->spec.backoff_ms;
     x->backoff_max_ms = j->spec.backoff_max_ms;
-    if (w->cfg->handler == HANDLER_NOOP) return 0;
+    if (!w->cfg->spec) return 0; /* specs' handlers ignored: the worker's own runs every job */
     if (j->spec.handler[0]) {
         drv_http_cfg *c = calloc(1, sizeof *c);
         drv_err e =
@@ -346,9 +359,11 @@ static int set_handler(wstate *w, wjob *x, const drv_job *j) {
         else
             free(c);
         if (!e) e = drv_http_cfg_resolve_env(c, why, sizeof why);
-        if (!e && http_check_job(w->http, c, why, sizeof why) != 0) e = DRV_EINVAL;
+        if (!e && w->cfg->spec->ops->check_job &&
+            w->cfg->spec->ops->check_job(w->cfg->spec, c, why, sizeof why) != 0)
+            e = DRV_EINVAL;
         if (e && !why[0]) snprintf(why, sizeof why, "%s", drv_strerror(e));
-    } else if (!w->cfg->exec.argv) {
+    } else if (!w->cfg->own) {
         snprintf(why, sizeof why,
                  "its spec has no \"handler\" and this worker was started "
                  "without a command (-- CMD ...)");
@@ -433,9 +448,7 @@ static void update_job(wstate *w, const drv_job *j, int64_t now) {
         x->created_ms = j->created_ms;
         if (set_handler(w, x, j) == 0)
             drv_info("serving job %s (%d partitions, %s)", j->id, j->partitions,
-                     w->cfg->handler == HANDLER_NOOP ? "no-op"
-                     : x->http                       ? "HTTP handler"
-                                                     : "command");
+                     handler_of(w, x)->ops->name);
     } else if (x->created_ms != j->created_ms) {
         /* Replaced (drover submit --replace): its handler may be another. Requests in flight
          * keep the old one until they end. A --job worker follows the new job. */
@@ -571,8 +584,7 @@ static int64_t admit(wstate *w, int ji, int64_t now, int64_t n) {
     j->reported = mine + a.granted;
     j->last_admit = now;
     if (a.granted > 0) return a.granted;
-    /* The rate says when; a full in-flight cap frees up as the fleet's items finish. */
-    j->admit_until = now + (a.wait_ms > 0 ? a.wait_ms : 20 + (int64_t)drv_rand(30));
+    j->admit_until = now + policy_admit_retry_ms(a.wait_ms, (int64_t)drv_rand(30));
     return 0;
 }
 
@@ -581,28 +593,22 @@ static int64_t admit(wstate *w, int ji, int64_t now, int64_t n) {
  * holds no slots), at most up to its weighted share while it is under it. Returns items
  * claimed, 0 when no job had any, -1 on a lost connection. */
 static int claim_once(wstate *w, int64_t now, int want) {
-    int64_t wsum = 0;
-    for (int i = 0; i < w->njobs; i++)
-        if (has_work(&w->jobs[i], now)) wsum += w->jobs[i].weight;
+    if (!w->njobs) return 0;
+    policy_job *pj = realloc(w->pjobs, sizeof *pj * (size_t)w->njobs);
+    if (!pj) return 0;
+    w->pjobs = pj;
+    for (int i = 0; i < w->njobs; i++) {
+        int work = has_work(&w->jobs[i], now);
+        pj[i] = (policy_job){work, 0, w->jobs[i].weight, work ? job_held(w, i) : 0};
+    }
+    int64_t wsum = policy_weight_sum(pj, w->njobs);
     if (!wsum) return 0;
-    unsigned pass = ++w->pass;
     for (int tried = 0; tried < w->njobs; tried++) {
-        int ji = -1;
-        int64_t best_held = 0;
-        for (int k = 0; k < w->njobs; k++) {
-            int i = (w->rr_job + k) % w->njobs;
-            wjob *x = &w->jobs[i];
-            if (x->pass == pass || !has_work(x, now)) continue;
-            int64_t h = job_held(w, i);
-            /* h / weight < best_held / best weight, without division. */
-            if (ji < 0 || h * w->jobs[ji].weight < best_held * x->weight) ji = i, best_held = h;
-        }
+        int ji = policy_pick_job(pj, w->njobs, w->rr_job);
         if (ji < 0) break;
+        pj[ji].tried = 1;
         wjob *j = &w->jobs[ji];
-        j->pass = pass;
-        int64_t fair = (int64_t)w->cap_held * j->weight / wsum, n = want;
-        if (best_held < fair && fair - best_held < n) n = fair - best_held;
-        if (n < 1) n = 1;
+        int64_t n = policy_claim_size(want, w->cap_held, &pj[ji], wsum);
         if (j->limited) {
             n = admit(w, ji, now, n);
             if (n < 0) return -1;
@@ -651,9 +657,8 @@ static int claim_once(wstate *w, int64_t now, int want) {
                 h->l = c.items[i];
                 h->job = ji;
                 h->part = p;
-                h->slot = 0;
-                h->proc = NULL;
-                h->req = NULL;
+                h->started = 0;
+                h->tag = 0;
                 h->stale = 0;
             }
             free(c.items);
@@ -676,11 +681,9 @@ static void report_limits(wstate *w, int64_t now, int force) {
     for (int i = 0; i < w->njobs && w->connected; i++) {
         wjob *j = &w->jobs[i];
         if ((!j->limited && !j->reported) || (!force && now < j->report_until)) continue;
-        int64_t mine = job_held(w, i), since = now - j->last_admit;
-        int due = force ? j->reported || j->unused
-                        : ((mine != j->reported || j->unused) && since >= 100) ||
-                              (j->reported && since >= j->lease_ms / 3);
-        if (!due) continue;
+        int64_t mine = job_held(w, i);
+        policy_report r = {mine, j->reported, j->unused, j->last_admit, j->lease_ms};
+        if (!policy_report_due(&r, now, force)) continue;
         drv_admit a;
         drv_err e = drv_queue_admit(w->q, j->id, w->cfg->id, 0, mine, j->unused, &a);
         if (e) {
@@ -699,10 +702,8 @@ static int64_t report_due_in(const wstate *w, int64_t now, int64_t cap) {
     for (int i = 0; i < w->njobs; i++) {
         const wjob *j = &w->jobs[i];
         if (!j->limited && !j->reported) continue;
-        int64_t at = -1;
-        if (j->unused || job_held(w, i) != j->reported) at = j->last_admit + 100;
-        if (j->reported && (at < 0 || j->last_admit + j->lease_ms / 3 < at))
-            at = j->last_admit + j->lease_ms / 3;
+        policy_report r = {job_held(w, i), j->reported, j->unused, j->last_admit, j->lease_ms};
+        int64_t at = policy_report_at(&r);
         if (at >= 0 && at < j->report_until) at = j->report_until;
         if (at >= 0 && at - now < cap) cap = at > now ? at - now : 0;
     }
@@ -843,52 +844,64 @@ static int acks_waiting(const wstate *w, int ji, int64_t now) {
     return -1;
 }
 
+/* The one ack path, for a flush and for a claim. Sends the acks of results ia[0..n) (all ok, of
+ * job ji's partition p): with claim_n > 0 in one script call with a claim of up to claim_n
+ * items (lua/ackclaim.lua, *c filled), else alone. Acks Redis recorded (the answer OK, or
+ * PAUSED or CANCELLED from a claim: the acks went in before the claim was refused) are marked
+ * recorded and written to the ack log. ENOJOB (the job was deleted under this worker): nothing
+ * can be recorded, so they are marked recorded too, counted as dropped and not logged. Other
+ * errors leave them for the next try. Returns the call's error. */
+static drv_err send_acks(wstate *w, int ji, int p, const int *ia, int n, int claim_n,
+                         drv_claim *c) {
+    const char *jid = w->jobs[ji].id;
+    drv_ref *acks = n ? malloc(sizeof *acks * (size_t)n) : NULL;
+    drv_bytes *resp = n ? malloc(sizeof *resp * (size_t)n) : NULL;
+    if (!acks || !resp) {
+        free(acks);
+        free(resp);
+        /* Without acks (or the memory for them) a claim goes alone; the acks go with a flush. */
+        return claim_n ? drv_queue_claim(w->q, jid, p, w->cfg->id, claim_n, c)
+               : n     ? DRV_ENOMEM
+                       : DRV_OK;
+    }
+    int keep = 0;
+    for (int k = 0; k < n; k++) {
+        const result *r = &w->res[ia[k]];
+        resp[k] = (drv_bytes){r->out.response, r->out.resplen};
+        keep |= r->out.response != NULL;
+        acks[k] = (drv_ref){r->l.id, r->l.idlen, r->l.token};
+    }
+    drv_ack_result a = {0};
+    drv_err e = claim_n ? drv_queue_ackclaim(w->q, jid, p, w->cfg->id, claim_n, acks,
+                                             keep ? resp : NULL, (size_t)n, &a, c)
+                        : drv_queue_ack_keep(w->q, jid, p, acks, keep ? resp : NULL, (size_t)n, &a);
+    int recorded = e == DRV_OK || e == DRV_EPAUSED || e == DRV_ECANCELLED;
+    if (recorded || e == DRV_ENOJOB) mark_recorded(w, ia, n);
+    if (e == DRV_ENOJOB) w->jobs[ji].dropped += n;
+    if (recorded) write_ack_log(w, jid, acks, n);
+    if (recorded && a.duplicates)
+        drv_warn("job %s partition %d: %" PRId64 " acks came after the lease was lost "
+                 "(counted as duplicates)",
+                 jid, p, a.duplicates);
+    if (e == DRV_OK) writes_ok(w);
+    free(acks);
+    free(resp);
+    return e;
+}
+
 /* Claims up to n items of job ji's partition p, sending the partition's waiting acks (up to
  * DRV_BATCH_MAX) in the same script call (lua/ackclaim.lua): one round trip per batch. Acks it
  * recorded leave the results; errors are those of drv_queue_claim. */
 static drv_err ack_claim(wstate *w, int ji, int p, int n, drv_claim *c) {
-    const char *jid = w->jobs[ji].id;
-    int na = 0, keep = 0;
+    int *ia = malloc(sizeof *ia * (size_t)(w->nres ? w->nres : 1));
+    if (!ia) return drv_queue_claim(w->q, w->jobs[ji].id, p, w->cfg->id, n, c);
+    int na = 0;
     for (int i = 0; i < w->nres; i++)
-        na += w->res[i].job == ji && w->res[i].part == p && w->res[i].out.ok;
-    if (na == 0) return drv_queue_claim(w->q, jid, p, w->cfg->id, n, c);
+        if (w->res[i].job == ji && w->res[i].part == p && w->res[i].out.ok) ia[na++] = i;
     if (na > DRV_BATCH_MAX) na = DRV_BATCH_MAX;
-    drv_ref *acks = malloc(sizeof *acks * (size_t)na);
-    drv_bytes *resp = malloc(sizeof *resp * (size_t)na);
-    int *ia = malloc(sizeof *ia * (size_t)na);
-    if (!acks || !resp || !ia) {
-        free(acks);
-        free(resp);
-        free(ia);
-        return drv_queue_claim(w->q, jid, p, w->cfg->id, n, c); /* the acks go with a flush */
-    }
-    int k = 0;
-    for (int i = 0; i < w->nres && k < na; i++) {
-        result *r = &w->res[i];
-        if (r->job != ji || r->part != p || !r->out.ok) continue;
-        ia[k] = i;
-        resp[k] = (drv_bytes){r->out.response, r->out.resplen};
-        keep |= r->out.response != NULL;
-        acks[k++] = (drv_ref){r->l.id, r->l.idlen, r->l.token};
-    }
-    drv_ack_result a = {0};
-    drv_err e = drv_queue_ackclaim(w->q, jid, p, w->cfg->id, n, acks, keep ? resp : NULL,
-                                   (size_t)na, &a, c);
-    if (e == DRV_OK || e == DRV_EPAUSED || e == DRV_ECANCELLED || e == DRV_ENOJOB) {
-        /* Recorded (or the job was deleted under us: nothing to record). */
-        mark_recorded(w, ia, na);
-        if (e == DRV_ENOJOB) w->jobs[ji].dropped += na;
-        if (e != DRV_ENOJOB) write_ack_log(w, jid, acks, na);
-        drop_recorded(w);
-        if (e == DRV_OK) writes_ok(w);
-    }
-    if ((e == DRV_OK || e == DRV_EPAUSED || e == DRV_ECANCELLED) && a.duplicates)
-        drv_warn("job %s partition %d: %" PRId64 " acks came after the lease was lost "
-                 "(counted as duplicates)",
-                 jid, p, a.duplicates);
-    free(acks);
-    free(resp);
+    drv_err e = send_acks(w, ji, p, ia, na, n, c);
     free(ia);
+    if (na) drop_recorded(w);
     return e;
 }
 
@@ -899,15 +912,12 @@ static int flush_group(wstate *w, int job, int part, int *idx, int n) {
     int64_t now = drv_now_ms();
     /* Refused writes, or the partition backing off: the results wait (nothing is dropped). */
     if (!w->connected || now < w->full_until || now < w->jobs[job].pbo_until[part]) return 0;
-    drv_ref *acks = malloc(sizeof *acks * (size_t)n);
-    drv_bytes *resp = malloc(sizeof *resp * (size_t)n);
-    int keep = 0;
     drv_failure *fails = malloc(sizeof *fails * (size_t)n);
     drv_ref *back = malloc(sizeof *back * (size_t)n);
     int *ia = malloc(sizeof *ia * (size_t)n), *ifl = malloc(sizeof *ifl * (size_t)n),
         *ib = malloc(sizeof *ib * (size_t)n);
     int na = 0, nf = 0, nb = 0, rc = 0;
-    if (!acks || !resp || !fails || !back || !ia || !ifl || !ib) {
+    if (!fails || !back || !ia || !ifl || !ib) {
         rc = -1;
         goto out;
     }
@@ -915,10 +925,7 @@ static int flush_group(wstate *w, int job, int part, int *idx, int n) {
         result *r = &w->res[idx[k]];
         drv_ref ref = {r->l.id, r->l.idlen, r->l.token};
         if (r->out.ok) {
-            ia[na] = idx[k];
-            resp[na] = (drv_bytes){r->out.response, r->out.resplen};
-            keep |= r->out.response != NULL;
-            acks[na++] = ref;
+            ia[na++] = idx[k];
         } else if (r->out.retryable_local) {
             ib[nb] = idx[k];
             back[nb++] = ref;
@@ -929,17 +936,7 @@ static int flush_group(wstate *w, int job, int part, int *idx, int n) {
         }
     }
     const char *jid = w->jobs[job].id;
-    drv_err e = DRV_OK;
-    if (na) {
-        drv_ack_result a;
-        e = drv_queue_ack_keep(w->q, jid, part, acks, keep ? resp : NULL, (size_t)na, &a);
-        if (!e) mark_recorded(w, ia, na);
-        if (!e) write_ack_log(w, jid, acks, na);
-        if (!e && a.duplicates)
-            drv_warn("job %s partition %d: %" PRId64 " acks came after the lease was lost "
-                     "(counted as duplicates)",
-                     jid, part, a.duplicates);
-    }
+    drv_err e = na ? send_acks(w, job, part, ia, na, 0, NULL) : DRV_OK;
     if (!e && nf) {
         drv_fail_result f;
         e = drv_queue_fail(w->q, jid, part, fails, (size_t)nf, &f);
@@ -953,8 +950,12 @@ static int flush_group(wstate *w, int job, int part, int *idx, int n) {
         if (!e) mark_recorded(w, ib, nb);
     }
     if (e == DRV_ENOJOB) {
-        mark_recorded(w, idx, n); /* the job was deleted under us: nothing to record */
-        w->jobs[job].dropped += n;
+        /* The job was deleted under us: nothing to record (send_acks counted its own). */
+        for (int k = 0; k < n; k++)
+            if (w->res[idx[k]].job >= 0) {
+                w->res[idx[k]].job = -1;
+                w->jobs[job].dropped++;
+            }
     } else if (e) {
         part_failed(w, job, part, e, "recording results"); /* the others' results go on */
     } else {
@@ -962,8 +963,6 @@ static int flush_group(wstate *w, int job, int part, int *idx, int n) {
         writes_ok(w);
     }
 out:
-    free(acks);
-    free(resp);
     free(fails);
     free(back);
     free(ia);
@@ -1077,41 +1076,6 @@ static void release_queued(wstate *w) {
 
 /* ---- running items --------------------------------------------------------------------------- */
 
-/* --stdin-batch: starts one process for held[i] and up to K-1 more unstarted items of its
- * job (within --concurrency). Returns 1 when started, 0 when it could not (out filled, only
- * held[i] tried: it then goes the way a single item's failure to start goes). */
-static int start_batch(wstate *w, int i, drv_outcome *out) {
-    int k = w->cfg->exec.stdin_batch, room = w->cfg->concurrency - w->running;
-    if (k > room) k = room;
-    int *idx = malloc(sizeof *idx * (size_t)k);
-    const drv_lease **ls = malloc(sizeof *ls * (size_t)k);
-    int n = 0;
-    if (idx && ls)
-        for (int m = i; m < w->nheld && n < k; m++) {
-            held *x = &w->held[m];
-            if (started(x) || x->job != w->held[i].job) continue;
-            idx[n] = m;
-            ls[n++] = &x->l;
-        }
-    exec_proc *p = NULL;
-    int rc = 0;
-    if (n == 0) {
-        memset(out, 0, sizeof *out);
-        out->retryable_local = 1;
-        snprintf(out->error, sizeof out->error, "{\"error\":\"out of memory\"}");
-    } else if (exec_start_batch(&w->cfg->exec, w->jobs[w->held[i].job].id, ls, n, &p, out) == 0) {
-        for (int m = 0; m < n; m++) {
-            w->held[idx[m]].proc = p;
-            w->held[idx[m]].slot = m;
-        }
-        w->running += n;
-        rc = 1;
-    }
-    free(idx);
-    free(ls);
-    return rc;
-}
-
 /* A handler could not be started for a local reason (fork failed, out of memory): the item
  * goes back, and starting waits for a backoff, said once per episode. */
 static void start_failed(wstate *w, const wjob *j, const held *h, const drv_outcome *out,
@@ -1121,89 +1085,55 @@ static void start_failed(wstate *w, const wjob *j, const held *h, const drv_outc
     w->start_until = now + drv_backoff_fail_log(&w->start_bo, now, "starting items", err);
 }
 
-static void start_items(wstate *w, int64_t now) {
-    if (now < w->start_until) return;
-    for (int i = 0; i < w->nheld && w->running < w->cfg->concurrency && now >= w->start_until;
-         i++) {
+/* Gives queued items to their handlers, within --concurrency's items and what each handler
+ * takes now: held[i] and the next queued items of its job go in one start() call (a
+ * --stdin-batch process takes several). An item that cannot start gets its outcome at once.
+ * Returns how many started. */
+static int start_items(wstate *w, int64_t now) {
+    int total = 0;
+    if (now < w->start_until) return 0;
+    for (int i = 0; i < w->nheld && w->running < w->cfg->slots && now >= w->start_until; i++) {
         held *h = &w->held[i];
         wjob *j = &w->jobs[h->job];
         if (started(h) || j->cool_until > now) continue;
+        handler *hd = handler_of(w, j);
+        int room = hd->ops->capacity(hd);
+        if (room > w->cfg->slots - w->running) room = w->cfg->slots - w->running;
+        if (room <= 0) continue;
+        int n = 0;
+        for (int m = i; m < w->nheld && n < room; m++) {
+            held *x = &w->held[m];
+            if (started(x) || x->job != h->job) continue;
+            x->tag = ++w->next_tag;
+            w->hitems[n] = (hitem){&x->l, x->tag};
+            w->hidx[n++] = m;
+        }
         drv_outcome out;
-        h->slot = 0;
-        if (w->cfg->handler != HANDLER_NOOP && !j->http && w->cfg->exec.stdin_batch > 0) {
-            if (start_batch(w, i, &out)) {
-                if (w->start_bo.fails) drv_backoff_ok_log(&w->start_bo, now, "starting items");
-                continue;
-            }
-            if (out.retryable_local) start_failed(w, j, h, &out, now);
-        } else if (w->cfg->handler == HANDLER_NOOP) {
-            memset(&out, 0, sizeof out);
-            out.ok = 1;
-        } else if (j->http ? http_start(w->http, j->http, &h->l, &h->req, &out) == 0
-                           : exec_start(&w->cfg->exec, j->id, &h->l, &h->proc, &out) == 0) {
-            w->running++;
+        int k = hd->ops->start(hd, j->id, j->http, w->hitems, n, &out);
+        if (k > 0) {
+            for (int m = 0; m < k; m++)
+                w->held[w->hidx[m]].started = 1;
+            w->running += k;
+            total += k;
             if (w->start_bo.fails) drv_backoff_ok_log(&w->start_bo, now, "starting items");
             continue;
-        } else if (out.retryable_local) {
-            start_failed(w, j, h, &out, now);
         }
+        if (out.retryable_local) start_failed(w, j, h, &out, now);
         add_result(w, h, &out);
         w->held[i] = w->held[--w->nheld];
         i--;
     }
+    return total;
 }
 
+/* Children that exited go to the handler that started them. */
 static void reap_children(wstate *w) {
     for (;;) {
         int status;
         pid_t pid = waitpid(-1, &status, WNOHANG);
         if (pid <= 0) return;
-        for (int i = 0; i < w->nheld; i++)
-            if (w->held[i].proc && exec_pid(w->held[i].proc) == pid) {
-                exec_exited(w->held[i].proc, status);
-                break;
-            }
-    }
-}
-
-/* A finished batch process: each of its items gets its result line's outcome. */
-static void finish_batch(wstate *w, exec_proc *p) {
-    for (int i = w->nheld - 1; i >= 0; i--) {
-        held *h = &w->held[i];
-        if (h->proc != p) continue;
-        drv_outcome out;
-        exec_outcome(p, h->slot, w->cfg->id, h->l.attempt, &out);
-        if (!out.ok)
-            drv_info("job %s item %s attempt %d failed: %s", w->jobs[h->job].id, h->l.id,
-                     h->l.attempt, out.error);
-        h->proc = NULL;
-        w->running--;
-        add_result(w, h, &out);
-        w->held[i] = w->held[--w->nheld];
-    }
-    exec_free(p);
-}
-
-static void finish_items(wstate *w, int64_t now) {
-    for (int i = 0; i < w->nheld; i++) {
-        held *h = &w->held[i];
-        drv_outcome out;
-        if (h->proc && exec_items(h->proc)) {
-            if (h->slot != 0 || !exec_finished(h->proc, now)) continue;
-            finish_batch(w, h->proc);
-            i = -1; /* the array changed */
-            continue;
-        }
-        if (!h->proc || !exec_done(h->proc, now, w->cfg->id, h->l.attempt, &out)) continue;
-        if (!out.ok)
-            drv_info("job %s item %s attempt %d failed: %s", w->jobs[h->job].id, h->l.id,
-                     h->l.attempt, out.error);
-        exec_free(h->proc);
-        h->proc = NULL;
-        w->running--;
-        add_result(w, h, &out);
-        w->held[i] = w->held[--w->nheld];
-        i--;
+        for (int k = 0; k < w->nhs; k++)
+            if (w->hs[k]->ops->child_exited(w->hs[k], pid, status)) break;
     }
 }
 
@@ -1227,74 +1157,62 @@ static void start_cooldown(wstate *w, int ji, int64_t retry_after_ms, int64_t no
     if (e && e != DRV_ENOJOB) job_failed(w, j, e, "starting a cool-down of", NULL);
 }
 
-static void finish_requests(wstate *w, int64_t now) {
-    http_req *r;
-    while (w->http && (r = http_take_done(w->http)) != NULL) {
-        int i = 0;
-        while (i < w->nheld && w->held[i].req != r)
-            i++;
-        if (i == w->nheld) { /* cannot happen: every request belongs to a held item */
-            http_req_free(NULL, r);
-            continue;
-        }
-        held *h = &w->held[i];
-        drv_outcome out;
-        http_outcome(r, w->cfg->id, h->l.attempt, &out);
-        http_req_free(NULL, r);
-        h->req = NULL;
-        w->running--;
-        if (out.ok)
-            w->jobs[h->job].n_cool = 0;
-        else
-            drv_info("job %s item %s attempt %d failed: %s", w->jobs[h->job].id, h->l.id,
-                     h->l.attempt, out.error);
-        if (out.cooldown) start_cooldown(w, h->job, out.retry_after_ms, now);
-        add_result(w, h, &out);
-        w->held[i] = w->held[--w->nheld];
-    }
-}
-
-/* Running item i (its process already reaped, or its request cancelled) goes back to
- * Redis as a local, retryable failure and leaves the held array. */
-static void hand_back_running(wstate *w, int i) {
+/* Running item i finished with 'out': its result is buffered, it leaves the held array. */
+static void finish_item(wstate *w, int i, drv_outcome *out, int64_t now) {
     held *h = &w->held[i];
-    h->proc = NULL;
-    h->req = NULL;
+    if (out->ok)
+        w->jobs[h->job].n_cool = 0;
+    else
+        drv_info("job %s item %s attempt %d failed: %s", w->jobs[h->job].id, h->l.id, h->l.attempt,
+                 out->error);
+    if (out->cooldown) start_cooldown(w, h->job, out->retry_after_ms, now);
     w->running--;
-    drv_outcome out;
-    memset(&out, 0, sizeof out);
-    out.retryable_local = 1;
-    add_result(w, h, &out);
+    add_result(w, h, out);
     w->held[i] = w->held[--w->nheld];
 }
 
-/* Gives up on running items at the end of the grace period: their processes are killed and
- * the items handed back (it was not their fault). */
+/* Takes the handlers' finished items. Returns how many. */
+static int collect(wstate *w, int64_t now) {
+    int n = 0;
+    for (int k = 0; k < w->nhs; k++) {
+        handler *hd = w->hs[k];
+        uint64_t tag;
+        drv_outcome out;
+        while (hd->ops->take_done(hd, now, &tag, &out)) {
+            int i = 0;
+            while (i < w->nheld && !(w->held[i].started && w->held[i].tag == tag))
+                i++;
+            if (i == w->nheld) { /* cannot happen: every item a handler runs is held */
+                free(out.response);
+                continue;
+            }
+            finish_item(w, i, &out, now);
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Gives up on running items at the end of the grace period: the handlers stop them and the
+ * items are handed back (it was not their fault). */
 static void abandon_running(wstate *w) {
+    for (int k = 0; k < w->nhs; k++)
+        w->hs[k]->ops->abandon(w->hs[k]);
     for (int i = 0; i < w->nheld; i++) {
         held *h = &w->held[i];
         if (!started(h)) continue;
-        if (h->proc) {
-            /* A process, with one item or a --stdin-batch's several: all of them are handed
-             * back, the process killed and freed once. */
-            exec_proc *p = h->proc;
-            exec_kill(p);
-            int status;
-            waitpid(exec_pid(p), &status, 0);
-            for (int m = w->nheld - 1; m >= 0; m--)
-                if (w->held[m].proc == p) hand_back_running(w, m);
-            exec_free(p);
-            i = -1; /* the array changed */
-            continue;
-        }
-        http_cancel(w->http, h->req);
-        hand_back_running(w, i--);
+        w->running--;
+        drv_outcome out;
+        memset(&out, 0, sizeof out);
+        out.retryable_local = 1;
+        add_result(w, h, &out);
+        w->held[i--] = w->held[--w->nheld];
     }
 }
 
 static void kill_all(wstate *w) {
-    for (int i = 0; i < w->nheld; i++)
-        if (w->held[i].proc) exec_kill(w->held[i].proc);
+    for (int k = 0; k < w->nhs; k++)
+        w->hs[k]->ops->kill_all(w->hs[k]);
 }
 
 /* ---- the loop
@@ -1355,25 +1273,30 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
     w.cfg = cfg;
     w.q = q;
     w.connected = 1;
-    w.cap_held = cfg->concurrency + cfg->batch;
+    w.cap_held = cfg->slots + cfg->batch;
     w.held = calloc((size_t)w.cap_held, sizeof *w.held);
-    struct pollfd *fds = calloc((size_t)cfg->concurrency * 3 + 1, sizeof *fds);
-    int *owner = calloc((size_t)cfg->concurrency * 3 + 1, sizeof *owner);
-    if (cfg->handler != HANDLER_NOOP)
-        w.http = http_engine_new(cfg->concurrency, cfg->max_host_conns, cfg->http_allow);
-    if (!w.held || !fds || !owner || (cfg->handler != HANDLER_NOOP && !w.http) ||
-        setup_signals() != 0) {
+    w.hitems = calloc((size_t)w.cap_held, sizeof *w.hitems);
+    w.hidx = calloc((size_t)w.cap_held, sizeof *w.hidx);
+    /* Handler processes have up to 3 pipes each; the first entry is the signal pipe. */
+    int fdcap = cfg->concurrency * 3 + 1;
+    struct pollfd *fds = calloc((size_t)fdcap, sizeof *fds);
+    if (cfg->own) w.hs[w.nhs++] = cfg->own;
+    if (cfg->spec) w.hs[w.nhs++] = cfg->spec;
+    handler *waiter = NULL; /* the handler that waits on the fds (libcurl), or poll() */
+    for (int k = 0; k < w.nhs; k++)
+        if (w.hs[k]->ops->wait) waiter = w.hs[k];
+    if (!w.held || !w.hitems || !w.hidx || !fds || setup_signals() != 0) {
         drv_error("cannot set up the worker: %s", strerror(errno));
         free(w.held);
+        free(w.hitems);
+        free(w.hidx);
         free(fds);
-        free(owner);
-        http_engine_free(w.http);
         return 1;
     }
     int rc = 0, draining = 0, seen_signals = 0, drain_asked = 0;
     int64_t grace_end = 0;
-    drv_info("worker %s: serving %s with %d at a time, %d per claim", cfg->id,
-             cfg->job ? cfg->job : "every running job", cfg->concurrency, cfg->batch);
+    drv_info("worker %s: serving %s with %d at a time (--concurrency %d), %d per claim", cfg->id,
+             cfg->job ? cfg->job : "every running job", cfg->slots, cfg->concurrency, cfg->batch);
     for (;;) {
         int64_t now = drv_now_ms();
         int start_drain = drain_asked == 1;
@@ -1395,6 +1318,8 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
             drv_info("draining: no more claims; %d running items get %.1f s to finish", w.running,
                      (double)cfg->grace_ms / 1000.0);
             release_queued(&w);
+            for (int k = 0; k < w.nhs; k++)
+                if (w.hs[k]->ops->drain) w.hs[k]->ops->drain(w.hs[k]);
         }
         if (!w.connected) try_reconnect(&w, now);
         if (w.connected) {
@@ -1432,19 +1357,19 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
              * Results that could not be sent (an outage) hold leases too: with as many
              * unsent as the worker may hold, it claims nothing until they are recorded. */
             while (w.connected && now >= w.full_until && !draining &&
-                   w.nheld - w.running < cfg->concurrency && w.nheld + cfg->batch <= w.cap_held &&
+                   w.nheld - w.running < cfg->slots && w.nheld + cfg->batch <= w.cap_held &&
                    w.nres < w.cap_held) {
                 int got = claim_once(&w, now, cfg->batch);
                 if (got <= 0) break;
             }
-            int64_t fat = flush_at(&w, now);
-            int want_flush =
-                fat >= 0 && fat <= now &&
-                (w.nres >= cfg->batch || draining || w.running == 0 || now - w.oldest_res >= 20);
-            if (w.connected && want_flush) flush_results(&w);
+            policy_flush f = {w.nres,   cfg->batch,   w.running,
+                              draining, w.oldest_res, flush_at(&w, now)};
+            if (w.connected && policy_flush_now(&f, now)) flush_results(&w);
             if (w.connected) report_limits(&w, now, 0);
         }
-        start_items(&w, now);
+        /* Handlers that finish at once (noop) make room for more in the same turn. */
+        while (start_items(&w, now) > 0 && collect(&w, now) > 0) {
+        }
         if (cfg->stats_ms && now >= w.next_stats) {
             if (w.next_stats) log_stats(&w);
             w.next_stats = now + cfg->stats_ms;
@@ -1491,34 +1416,26 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
             break;
         }
         /* Wait for a child, a signal, or the next thing due. */
-        int nf = 0;
-        fds[nf] = (struct pollfd){sig_pipe[0], POLLIN, 0};
-        owner[nf++] = -1;
+        int nf = 0, first[2], count[2];
+        fds[nf++] = (struct pollfd){sig_pipe[0], POLLIN, 0};
         int64_t timeout = cfg->idle_ms;
-        for (int i = 0; i < w.nheld; i++) {
-            /* A batch's process is polled once, through its first item. */
-            if (!w.held[i].proc || w.held[i].slot != 0) continue;
-            int k = exec_pollfds(w.held[i].proc, &fds[nf]);
-            for (int m = 0; m < k; m++)
-                owner[nf + m] = i;
-            nf += k;
-            int64_t d = exec_next_deadline(w.held[i].proc, now);
+        for (int k = 0; k < w.nhs; k++) {
+            first[k] = nf;
+            count[k] = w.hs[k]->ops->pollfds(w.hs[k], &fds[nf], fdcap - nf);
+            nf += count[k];
+            int64_t d = w.hs[k]->ops->next_deadline(w.hs[k], now);
             if (d >= 0 && d < timeout) timeout = d;
         }
-        int idle_claims = w.nheld - w.running >= cfg->concurrency || draining || !w.connected ||
-                          now < w.full_until;
+        int idle_claims =
+            w.nheld - w.running >= cfg->slots || draining || !w.connected || now < w.full_until;
         if (w.connected && now < w.full_until && w.full_until - now < timeout)
             timeout = w.full_until - now; /* writes refused: try again after the backoff */
         if (w.nres && !w.connected) timeout = timeout < 20 ? timeout : 20;
-        int64_t fat = w.nres && w.connected ? flush_at(&w, now) : -1;
-        if (fat >= 0) {
-            /* Results go out at once in a batch or with nothing running, else within 20 ms;
-             * not before Redis takes writes again or their partition's backoff is over. */
-            int64_t d = w.nres >= cfg->batch || w.running == 0 ? 0 : 20;
-            if (fat - now > d) d = fat - now;
-            if (d < timeout) timeout = d;
-        }
-        if (!idle_claims && w.nheld < cfg->concurrency && any_active(&w)) {
+        policy_flush f = {w.nres,   cfg->batch,   w.running,
+                          draining, w.oldest_res, w.nres && w.connected ? flush_at(&w, now) : -1};
+        int64_t fd = policy_flush_wait(&f, now);
+        if (fd >= 0 && fd < timeout) timeout = fd;
+        if (!idle_claims && w.nheld < cfg->slots && any_active(&w)) {
             /* Something may be claimable soon: the earliest partition back-off. */
             int64_t soonest = now + cfg->idle_ms;
             for (int j = 0; j < w.njobs; j++) {
@@ -1543,25 +1460,17 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
         if (!w.connected && w.next_reconnect - now < timeout)
             timeout = w.next_reconnect > now ? w.next_reconnect - now : 0;
         if (draining && grace_end - now < timeout) timeout = grace_end > now ? grace_end - now : 0;
-        int pr =
-            w.http ? http_wait(w.http, fds, nf, (int)timeout) : poll(fds, (nfds_t)nf, (int)timeout);
-        if (pr > 0) {
-            if (fds[0].revents) {
-                char buf[64];
-                while (read(sig_pipe[0], buf, sizeof buf) > 0) {
-                }
-            }
-            for (int i = 1; i < nf;) {
-                int h = owner[i], k = i;
-                while (k < nf && owner[k] == h)
-                    k++;
-                exec_service(w.held[h].proc, &fds[i], k - i);
-                i = k;
+        int pr = waiter ? waiter->ops->wait(waiter, fds, nf, (int)timeout)
+                        : poll(fds, (nfds_t)nf, (int)timeout);
+        if (pr > 0 && fds[0].revents) {
+            char buf[64];
+            while (read(sig_pipe[0], buf, sizeof buf) > 0) {
             }
         }
+        for (int k = 0; k < w.nhs; k++) /* also after a timeout: a handler's timers run there */
+            w.hs[k]->ops->service(w.hs[k], &fds[first[k]], pr > 0 ? count[k] : 0, drv_now_ms());
         reap_children(&w);
-        finish_items(&w, drv_now_ms());
-        finish_requests(&w, drv_now_ms());
+        collect(&w, drv_now_ms());
     }
     if (w.connected && w.nres) flush_results(&w);
     if (w.connected) report_limits(&w, drv_now_ms(), 1); /* its slots go back at once */
@@ -1569,15 +1478,8 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
     log_stats(&w);
     /* A clean exit leaves the registry; a crashed worker stays and shows as lost. */
     if (w.connected && rc != 130) (void)drv_queue_worker_gone(q, cfg->id);
-    for (int i = 0; i < w.nheld; i++) {
-        if (w.held[i].proc && w.held[i].slot == 0) {
-            int status;
-            waitpid(exec_pid(w.held[i].proc), &status, 0);
-            exec_free(w.held[i].proc);
-        }
-        if (w.held[i].req) http_cancel(w.http, w.held[i].req);
+    for (int i = 0; i < w.nheld; i++) /* the handlers (main's) reap what still runs */
         drv_lease_clear(&w.held[i].l);
-    }
     for (int i = 0; i < w.nres; i++)
         result_clear(&w.res[i]);
     for (int i = 0; i < w.njobs; i++) {
@@ -1591,11 +1493,12 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
         free(w.retired[i]);
     }
     free(w.retired);
-    http_engine_free(w.http);
     free(w.jobs);
+    free(w.pjobs);
     free(w.held);
+    free(w.hitems);
+    free(w.hidx);
     free(w.res);
     free(fds);
-    free(owner);
     return rc;
 }

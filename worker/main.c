@@ -1,6 +1,7 @@
 /* drover-worker: claims items from Redis and, for each, sends the job's HTTP request or runs
  * a command (or nothing). */
-#include "worker.h"
+#include "handlers.h"
+#include "serve.h"
 
 #include "cli.h"
 #include "clock.h"
@@ -31,9 +32,11 @@ static const drv_cmd_doc doc = {
     "Other jobs run CMD once per item, never through a shell:\n"
     "{id} and {item} inside any ARG are replaced by the item's id and the item itself (for\n"
     "NDJSON and CSV sources the record as JSON). The item is also written to CMD's stdin, and\n"
-    "DROVER_JOB, DROVER_ITEM_ID and DROVER_ATTEMPT are set in its environment. Exit status 0\n"
-    "marks the item done; anything else is a failure, retried with backoff until the job's\n"
-    "max_attempts, with the tail of CMD's stderr kept as the error. CMD's stdout is the\n"
+    "DROVER_JOB, DROVER_ITEM_ID, DROVER_ATTEMPT and DROVER_LEASE_TOKEN (higher for each later\n"
+    "lease of the item: a handler can fence stale writers with it, README) are set in its\n"
+    "environment. Exit status 0 marks the item done; anything else is a failure, retried with\n"
+    "backoff until the job's max_attempts, with the tail of CMD's stderr kept as the error. CMD's "
+    "stdout is the\n"
     "worker's stdout. The command comes only from this command line: nothing read from Redis\n"
     "can make a worker run a program. CMD does not inherit the worker's Redis settings\n"
     "(DROVER_REDIS_URL, DROVER_PREFIX, DROVER_CONNECT_TIMEOUT_MS, DROVER_COMMAND_TIMEOUT_MS):\n"
@@ -44,7 +47,18 @@ static const drv_cmd_doc doc = {
     "its stdin one per line with DROVER_BATCH_SIZE set; its stdout carries one result line per\n"
     "item, in order: \"ok\" marks the item done, any other line fails it with that text; an\n"
     "item without a line fails with \"no result\" (exit 0) or with the exit status, signal or\n"
-    "timeout.\n\n"
+    "timeout. DROVER_LEASE_TOKEN holds the items' lease tokens, space-separated, in line order.\n"
+    "With --stdin-batch, --concurrency counts processes: N batches at once, up to N x K items.\n\n"
+    "Handler processes run in their own process group and are SIGKILLed when the worker dies\n"
+    "(PR_SET_PDEATHSIG): a killed worker leaves none running.\n\n"
+    "--serve N starts N long-lived copies of CMD (never through a shell) and feeds them items\n"
+    "over a line protocol (docs/handler-protocol.md): one JSON object per item on its stdin,\n"
+    "one JSON answer per item on its stdout, in any order, so a handler keeps its interpreter\n"
+    "and database connection warm. --serve-inflight K lets one process hold K items at once.\n"
+    "--serve N sets --concurrency to N: the worker runs up to N x K items. A process that exits,\n"
+    "crashes, writes a line that is not protocol or passes --timeout-ms fails its items and is\n"
+    "restarted with backoff; --serve-max-items M replaces it after M items. On SIGTERM the\n"
+    "processes get --grace to answer, then their stdin closes and their group is killed.\n\n"
     "SIGTERM or SIGINT drains: no more claims, unstarted items are handed back at once, running\n"
     "items get --grace seconds to finish, then the worker exits 0. A second signal exits at "
     "once.\n\n"
@@ -73,21 +87,26 @@ int main(int argc, char **argv) {
     drv_cli cli;
     worker_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
-    const char *id = NULL, *job = NULL, *handler = NULL, *allow = NULL, *health_file = NULL,
+    const char *id = NULL, *job = NULL, *handler_name = NULL, *allow = NULL, *health_file = NULL,
                *ack_log = NULL, *allow_env = NULL, *pass_env = NULL;
     long long conc, batch = 0, grace, timeout, idle, stats, vanish, host_conns, max_age,
-                    stdin_batch;
+                    stdin_batch, serve_n, serve_inflight, serve_max;
     /* batch has no default: 0 = conc */
-    int exit_when_done = 0, no_stdin = 0, version = 0, health = 0;
+    int exit_when_done = 0, no_stdin = 0, version = 0, health = 0, noop = 0;
+    exec_cfg exec;
+    memset(&exec, 0, sizeof exec);
     const drv_opt opts[] = {
         DRV_CLI_OPTS(&cli),
         {"job", "DROVER_JOB_ID", DRV_OPT_STR, NULL, "J",
          "serve only job J (default: every running job)", 0, 0, &job},
-        {"concurrency", "DROVER_CONCURRENCY", DRV_OPT_INT, "4", "N", "items running at once", 1,
-         4096, &conc},
+        {"concurrency", "DROVER_CONCURRENCY", DRV_OPT_INT, "4", "N",
+         "handler processes (or HTTP requests) at once: N items, N x K with --stdin-batch K; "
+         "--serve N sets it",
+         1, 4096, &conc},
         {"batch", "DROVER_BATCH", DRV_OPT_INT, NULL, "K",
-         "items per claim call (default: the concurrency, at most " DRV_BATCH_MAX_STR ")", 0,
-         DRV_BATCH_MAX, &batch},
+         "items per claim call (default: the items that may run at once, at most " DRV_BATCH_MAX_STR
+         ")",
+         0, DRV_BATCH_MAX, &batch},
         {"grace", "DROVER_GRACE", DRV_OPT_INT, "30", "S",
          "seconds running items get to finish after SIGTERM", 0, 86400, &grace},
         {"timeout-ms", "DROVER_TIMEOUT_MS", DRV_OPT_INT, "600000", "MS",
@@ -95,7 +114,7 @@ int main(int argc, char **argv) {
          604800000, &timeout},
         {"handler", "DROVER_HANDLER", DRV_OPT_STR, "auto", "H",
          "auto (the job's HTTP handler, else CMD) or noop (do nothing: for measuring)", 0, 0,
-         &handler},
+         &handler_name},
         {"http-allow", "DROVER_HTTP_ALLOW", DRV_OPT_STR, NULL, "HOST[:PORT][,...]",
          "send HTTP requests only to these hosts and ports (default: any); HOST alone: its "
          "scheme's default port only; HOST:* any port; others are refused",
@@ -117,6 +136,17 @@ int main(int argc, char **argv) {
          "line per item, in order: ok, or anything else as the failure (README: The worker's "
          "command). 0: one process per item",
          0, 1000, &stdin_batch},
+        {"serve", "DROVER_SERVE", DRV_OPT_INT, "0", "N",
+         "run N long-lived copies of CMD fed items over the line protocol "
+         "(docs/handler-protocol.md); sets --concurrency to N. 0: a process per item",
+         0, 4096, &serve_n},
+        {"serve-inflight", "DROVER_SERVE_INFLIGHT", DRV_OPT_INT, "1", "K",
+         "--serve: items one process holds at once (for handlers with their own concurrency); "
+         "the worker runs up to N x K items",
+         1, 100000, &serve_inflight},
+        {"serve-max-items", "DROVER_SERVE_MAX_ITEMS", DRV_OPT_INT, "0", "M",
+         "--serve: replace a process after M items (leaky handlers); 0: never", 0, 1000000000,
+         &serve_max},
         {"id", "DROVER_WORKER_ID", DRV_OPT_STR, NULL, "ID",
          "worker id in leases and logs (default: host:pid)", 0, 0, &id},
         {"idle-ms", "DROVER_IDLE_MS", DRV_OPT_INT, "100", "MS",
@@ -169,24 +199,42 @@ int main(int argc, char **argv) {
     }
     drv_redis_cfg rcfg;
     if ((rc = drv_cli_check(&cli, &rcfg))) return rc;
-    if (strcmp(handler, "noop") == 0) {
-        cfg.handler = HANDLER_NOOP;
+    if (serve_n > 0 && nrest == 0) {
+        fprintf(stderr, "error: --serve N runs a command: add -- CMD [ARG...]\n");
+        return 2;
+    }
+    if (strcmp(handler_name, "noop") == 0) {
+        noop = 1;
         if (nrest > 0) {
             fprintf(stderr, "error: --handler noop runs no command; drop the -- CMD\n");
             return 2;
         }
-    } else if (strcmp(handler, "auto") == 0 || strcmp(handler, "exec") == 0) {
-        cfg.handler = HANDLER_EXEC;
-    } else {
-        fprintf(stderr, "error: --handler: expected auto or noop, got \"%s\"\n", handler);
+    } else if (strcmp(handler_name, "auto") != 0 && strcmp(handler_name, "exec") != 0) {
+        fprintf(stderr, "error: --handler: expected auto or noop, got \"%s\"\n", handler_name);
         return 2;
     }
-    if (cfg.handler == HANDLER_EXEC && nrest > 0) {
-        cfg.exec.argv = rest;
-        cfg.exec.argc = nrest;
-        cfg.exec.timeout_ms = timeout;
-        cfg.exec.use_stdin = !no_stdin;
-        cfg.exec.stdin_batch = (int)stdin_batch;
+    if (!noop && nrest > 0) {
+        exec.argv = rest;
+        exec.argc = nrest;
+        exec.timeout_ms = timeout;
+        exec.use_stdin = !no_stdin;
+        exec.stdin_batch = (int)stdin_batch;
+        if (serve_n > 0 && stdin_batch > 0) {
+            fprintf(stderr, "error: --serve and --stdin-batch are two ways to run CMD; pick one\n");
+            return 2;
+        }
+        if (serve_n > 0 && no_stdin) {
+            fprintf(stderr, "error: --serve gives CMD its items on stdin; drop --no-stdin\n");
+            return 2;
+        }
+        for (int i = 0; serve_n > 0 && i < nrest; i++)
+            if (strstr(rest[i], "{id}") || strstr(rest[i], "{item}")) {
+                fprintf(stderr,
+                        "error: --serve: CMD gets its items on stdin, so \"%s\" cannot hold "
+                        "{id} or {item}\n",
+                        rest[i]);
+                return 2;
+            }
         if (stdin_batch > 0 && no_stdin) {
             fprintf(stderr, "error: --stdin-batch gives CMD its items on stdin; drop --no-stdin\n");
             return 2;
@@ -200,7 +248,7 @@ int main(int argc, char **argv) {
                 return 2;
             }
         char cwhy[512];
-        if (exec_check_cmd(&cfg.exec, cwhy, sizeof cwhy) != 0) {
+        if (exec_check_cmd(&exec, cwhy, sizeof cwhy) != 0) {
             fprintf(stderr, "error: %s\n", cwhy);
             return 2;
         }
@@ -224,7 +272,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "error: %s\n", why);
         return 2;
     }
-    cfg.exec.pass_env = pass_env;
+    exec.pass_env = pass_env;
     if (job && !drv_job_id_valid(job)) {
         fprintf(stderr, "error: --job: not a valid job id: \"%s\"\n", job);
         return 2;
@@ -246,8 +294,19 @@ int main(int argc, char **argv) {
     snprintf(wid, sizeof wid, "%s:%d", host, (int)getpid());
     cfg.id = id ? id : wid;
     cfg.job = job;
+    /* --concurrency counts processes: a --stdin-batch process holds up to K items, a --serve
+     * process up to --serve-inflight; --serve N is the process count. */
+    if (serve_n > 0) conc = serve_n;
     cfg.concurrency = (int)conc;
-    cfg.batch = batch ? (int)batch : (int)(conc < DRV_BATCH_MAX ? conc : DRV_BATCH_MAX);
+    long long slots = exec.argv && stdin_batch > 0 ? conc * stdin_batch
+                      : serve_n > 0                ? conc * serve_inflight
+                                                   : conc;
+    if (slots > 1000000) {
+        fprintf(stderr, "error: %lld items at once is too many (at most 1000000)\n", slots);
+        return 2;
+    }
+    cfg.slots = (int)slots;
+    cfg.batch = batch ? (int)batch : (int)(slots < DRV_BATCH_MAX ? slots : DRV_BATCH_MAX);
     cfg.grace_ms = grace * 1000;
     cfg.idle_ms = idle;
     cfg.stats_ms = stats;
@@ -265,7 +324,29 @@ int main(int argc, char **argv) {
         curl_global_cleanup();
         return rc;
     }
-    rc = worker_run(&cfg, q);
+    /* The worker's own handler runs its command (or nothing, for noop); the specs' HTTP
+     * handlers run in the HTTP handler (not with noop: that measures coordination alone). */
+    serve_cfg scfg = {exec.argv, exec.argc,       (int)serve_n, (int)serve_inflight,
+                      serve_max, exec.timeout_ms, pass_env,     0};
+    char swhy[512] = "out of memory";
+    if (serve_n > 0)
+        cfg.own = serve_handler_new(&scfg, cfg.id, swhy, sizeof swhy);
+    else
+        cfg.own = noop        ? noop_handler_new()
+                  : exec.argv ? exec_handler_new(&exec, cfg.id, cfg.concurrency)
+                              : NULL;
+    cfg.spec = noop ? NULL : http_handler_new(cfg.id, cfg.concurrency, cfg.max_host_conns, allow);
+    if (serve_n > 0 && !cfg.own) {
+        fprintf(stderr, "error: --serve: %s\n", swhy);
+        rc = 2;
+    } else if ((!cfg.own && (noop || exec.argv)) || (!noop && !cfg.spec)) {
+        fprintf(stderr, "error: cannot set up the worker's handlers: out of memory\n");
+        rc = 1;
+    } else {
+        rc = worker_run(&cfg, q);
+    }
+    if (cfg.own) cfg.own->ops->free(cfg.own);
+    if (cfg.spec) cfg.spec->ops->free(cfg.spec);
     drv_queue_close(q);
     if (cfg.ack_log >= 0) close(cfg.ack_log);
     curl_global_cleanup();

@@ -60,61 +60,29 @@ typedef struct exec_cfg {
     const char *pass_env; /* drv_conn_env names the child gets anyway (--pass-env), or NULL */
 } exec_cfg;
 
-typedef struct exec_proc exec_proc;
-
 /* Checks that argv[0] can be run (on PATH or a path). Returns 0 or -1 with a message. */
 int exec_check_cmd(const exec_cfg *cfg, char *why, size_t whylen);
-/* Starts the command for one item in a new process group, never through a shell. On a
- * failure to start, returns -1 and fills 'out' (retryable_local for resource errors,
- * permanent for an item that cannot be passed in argv). */
-int exec_start(const exec_cfg *cfg, const char *job, const drv_lease *l, exec_proc **proc,
-               drv_outcome *out);
-/* Starts the command once for ls[0..n) (--stdin-batch): the items go to its stdin one per
- * line, line N of its stdout is item N's result ("ok", or anything else: the failure's
- * message). No templates in argv; DROVER_JOB and DROVER_BATCH_SIZE are set. */
-int exec_start_batch(const exec_cfg *cfg, const char *job, const drv_lease *const *ls, int n,
-                     exec_proc **proc, drv_outcome *out);
-/* The items of a batch process, 0 for a single item's. */
-int exec_items(const exec_proc *p);
-/* 1 when the process is finished (exited and its pipes drained, or timed out and killed). */
-int exec_finished(exec_proc *p, int64_t now);
-/* The outcome of a finished process: slot -1 for a single item (exit status), else item
- * 'slot' of a batch: its result line; without one, "no result" when the process exited 0,
- * else the exit status, signal or timeout (with the tail of stderr). */
-void exec_outcome(exec_proc *p, int slot, const char *worker, int attempt, drv_outcome *out);
-/* Adds the process's pipes to fds (at most 3 entries); returns how many. */
-int exec_pollfds(exec_proc *p, struct pollfd *fds);
-/* Services the pipes after poll() (the entries exec_pollfds added). */
-void exec_service(exec_proc *p, const struct pollfd *fds, int n);
-/* Records the exit status waitpid() reported for p. */
-void exec_exited(exec_proc *p, int status);
-pid_t exec_pid(const exec_proc *p);
-/* 1 when the item is finished (exited and its stderr drained, or timed out and killed), with
- * the outcome filled in. 'now' is drv_now_ms(). */
-int exec_done(exec_proc *p, int64_t now, const char *worker, int attempt, drv_outcome *out);
-/* Milliseconds until this process needs attention without I/O (timeout), or -1. */
-int64_t exec_next_deadline(const exec_proc *p, int64_t now);
-/* SIGKILLs the process group (a hung handler, or a worker giving up). */
-void exec_kill(exec_proc *p);
-void exec_free(exec_proc *p);
 
 /* ---- the loop (loop.c) ----------------------------------------------------------------------- */
 
-typedef enum worker_handler { HANDLER_EXEC, HANDLER_NOOP } worker_handler;
+typedef struct handler handler; /* handlers.h */
 
 typedef struct worker_cfg {
     const char *id;   /* worker id, "host:pid" by default */
     const char *job;  /* NULL: every running job */
-    int concurrency;  /* items running at once */
+    int concurrency;  /* handler processes (or HTTP requests) at once: --concurrency */
+    int slots;        /* items running at once: concurrency x items per process */
     int batch;        /* items per claim call */
     int64_t grace_ms; /* drain time on SIGTERM */
     int exit_when_done;
-    int64_t idle_ms;   /* longest wait when there is nothing to claim */
-    int64_t stats_ms;  /* progress line interval, 0 for none */
-    int64_t vanish_ms; /* a running job missing this long was deleted under the worker */
-    worker_handler handler;
-    exec_cfg exec;           /* argv NULL: no command (jobs need an HTTP handler in their spec) */
-    int max_host_conns;      /* HTTP: connections per host, 0 for no cap beyond concurrency */
+    int64_t idle_ms;    /* longest wait when there is nothing to claim */
+    int64_t stats_ms;   /* progress line interval, 0 for none */
+    int64_t vanish_ms;  /* a running job missing this long was deleted under the worker */
+    handler *own;       /* the worker's own handler (its command, or noop); NULL: no command (jobs
+                         * need an HTTP handler in their spec) */
+    handler *spec;      /* runs the handler a job's spec names (HTTP); NULL: specs' handlers are
+                         * ignored, every job is the worker's own (--handler noop) */
+    int max_host_conns; /* HTTP: connections per host, 0 for no cap beyond concurrency */
     const char *http_allow;  /* HTTP: "HOST[:PORT][,...]" requests may go to, NULL for any */
     const char *health_file; /* rewritten after each heartbeat Redis answered, NULL for none */
     int ack_log;             /* fd (O_APPEND) for "JOB ID" lines of recorded acks, -1 for none */

@@ -3,7 +3,8 @@
 # result line per item on stdout ("ok", anything else is the failure's message). A real shell
 # script handler: an item it reports failed ends dead with its line as the error; a crash in
 # the middle of a batch fails the items without a result line (with the signal), a batch that
-# stops early fails the rest with "no result"; both succeed on their retry. Bad flag
+# stops early fails the rest with "no result"; both succeed on their retry. --concurrency counts
+# processes: --concurrency 1 --stdin-batch 3 holds 3 items in one process. Bad flag
 # combinations are refused with exit 2.
 source "$DROVER_SRC_DIR/tests/support/e2e.sh"
 start_redis
@@ -52,7 +53,7 @@ EOF
 chmod +x "$TMP/batch.sh"
 bg coord "$DROVER" run sb
 coord=$LAST_PID
-bg w1 "$WORKER" --job sb --stdin-batch 5 --concurrency 10 --batch 10 --stats-ms 0 \
+bg w1 "$WORKER" --job sb --stdin-batch 5 --concurrency 2 --batch 10 --stats-ms 0 \
     --exit-when-done -- "$TMP/batch.sh"
 w1=$LAST_PID
 wait_exit 120 "$coord"
@@ -84,7 +85,7 @@ printf '#!/bin/sh\nsleep 300 &\necho $! >"%s/grandchild"\nwait\n' "$TMP" >"$TMP/
 chmod +x "$TMP/hang.sh"
 bg coord2 "$DROVER" run hang
 coord2=$LAST_PID
-bg w2 "$WORKER" --job hang --stdin-batch 3 --concurrency 3 --timeout-ms 500 --stats-ms 0 \
+bg w2 "$WORKER" --job hang --stdin-batch 3 --concurrency 1 --timeout-ms 500 --stats-ms 0 \
     --exit-when-done -- "$TMP/hang.sh"
 w2=$LAST_PID
 wait_exit 60 "$coord2"
@@ -100,7 +101,7 @@ wait_for "the grandchild killed with the group" 10 bash -c "! kill -0 $gc 2>/dev
 printf '#!/bin/sh\necho started >"%s/grace-started"\nexec sleep 300\n' "$TMP" >"$TMP/grace.sh"
 chmod +x "$TMP/grace.sh"
 bg coord3 "$DROVER" run grace
-bg w3 "$WORKER" --job grace --stdin-batch 3 --concurrency 3 --grace 1 --stats-ms 0 \
+bg w3 "$WORKER" --job grace --stdin-batch 3 --concurrency 1 --grace 1 --stats-ms 0 \
     -- "$TMP/grace.sh"
 w3=$LAST_PID
 wait_for "the batch to start" 20 test -s "$TMP/grace-started"
