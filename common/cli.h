@@ -2,6 +2,7 @@
 #define DRV_CLI_H
 
 #include "config.h"
+#include "env.h"
 #include "queue.h"
 
 /* Options every command of both programs takes. */
@@ -51,22 +52,6 @@ typedef struct drv_cli {
             "give up waiting for a Redis reply after this long", 1, 600000,                        \
             &(c)->command_timeout_ms                                                               \
     }
-
-/* The environment variables drover reads to reach Redis (NULL-terminated): DROVER_REDIS_URL
- * (which may hold a password), DROVER_PREFIX, DROVER_CONNECT_TIMEOUT_MS and
- * DROVER_COMMAND_TIMEOUT_MS. A handler's child process never inherits them, unless the
- * worker gives one back with --pass-env. */
-extern const char *const drv_conn_env[];
-
-/* 1 when 'name' (n bytes) is one of drv_conn_env. */
-int drv_conn_env_is(const char *name, size_t n);
-
-/* 1 when the environment entry "NAME=VALUE" may go to a handler's child: it is not one of
- * drv_conn_env, or its NAME is in 'pass' ("NAME[,NAME]", NULL for none). */
-int drv_env_for_child(const char *entry, const char *pass);
-
-/* Checks a --pass-env list: names of drv_conn_env separated by commas. 0, or -1 with 'why'. */
-int drv_pass_env_check(const char *pass, char *why, size_t whylen);
 
 /* Hides the password of every --redis URL in argv (up to a "--") from `ps`: the bytes the
  * kernel shows are overwritten with '*', and argv[i] points to a private copy holding the

@@ -1,6 +1,6 @@
 #include "handler.h"
 
-#include "cli.h"
+#include "env.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
