@@ -57,8 +57,9 @@ static const drv_cmd_doc doc = {
     "and database connection warm. --serve-inflight K lets one process hold K items at once.\n"
     "--serve N sets --concurrency to N: the worker runs up to N x K items. A process that exits,\n"
     "crashes, writes a line that is not protocol or passes --timeout-ms fails its items and is\n"
-    "restarted with backoff; --serve-max-items M replaces it after M items. On SIGTERM the\n"
-    "processes get --grace to answer, then their stdin closes and their group is killed.\n\n"
+    "restarted with backoff; --serve-max-items M replaces it after M items. On SIGTERM a\n"
+    "process that holds no items gets EOF on stdin at once; the others get --grace to answer,\n"
+    "then their groups are killed and what they held is handed back.\n\n"
     "SIGTERM or SIGINT drains: no more claims, unstarted items are handed back at once, running\n"
     "items get --grace seconds to finish, then the worker exits 0. A second signal exits at "
     "once.\n\n"
@@ -199,6 +200,10 @@ int main(int argc, char **argv) {
     }
     drv_redis_cfg rcfg;
     if ((rc = drv_cli_check(&cli, &rcfg))) return rc;
+    if (serve_n == 0 && (serve_inflight != 1 || serve_max != 0)) {
+        fprintf(stderr, "error: --serve-inflight and --serve-max-items go with --serve N\n");
+        return 2;
+    }
     if (serve_n > 0 && nrest == 0) {
         fprintf(stderr, "error: --serve N runs a command: add -- CMD [ARG...]\n");
         return 2;
