@@ -511,7 +511,7 @@ const drv_spec_field drv_spec_fields[] = {
      "none (workers run their command)", NULL, "an HTTP request per item, sent by the workers",
      parse_handler, NULL},
     {"keep_results", "keep-results", "BYTES", DRV_FIELD_INT, DRV_FIELD_OMIT, 0, 0,
-     DRV_KEEP_RESPONSE_MAX, FIELD(keep_results), 0, "0 (none)", NULL,
+     DRV_KEEP_RESPONSE_MAX, FIELD(keep_results), 0, "none", NULL,
      "bytes of each ok --serve \"result\" kept for drover results", NULL, NULL},
     {"rate.per_second", "rate", "R", DRV_FIELD_INT,
      DRV_FIELD_OPTIONAL | DRV_FIELD_OMIT | DRV_FIELD_REQUIRED | DRV_FIELD_LIVE, 0, 1, DRV_RATE_MAX,
