@@ -46,6 +46,10 @@ typedef struct drv_spec {
     int64_t window; /* high-water mark of each pending list */
     int64_t max_item_bytes;
     char handler[DRV_HANDLER_JSON_MAX]; /* canonical JSON of an HTTP handler, "" for none */
+    /* Bytes of each ok item's result that the worker's own handler reports (a --serve
+     * answer's "result") kept in the job's results hash; 0 keeps none. A spec HTTP handler
+     * keeps its responses by its own keep_response instead. */
+    int64_t keep_results;
     /* Fleet-wide limits (lua/admit.lua), changeable live with drover set: */
     int64_t rate_per_s;    /* items started per second across the fleet, 0 for no limit */
     int64_t rate_burst;    /* token bucket size; set whenever rate_per_s is */

@@ -224,12 +224,26 @@ static void print_result(const char *id, size_t idlen, const char *resp, size_t 
     putchar('\n');
 }
 
+/* Whether a job keeps responses: results its workers' own handlers report (keep_results) or
+ * its HTTP handler's responses (the handler's keep_response). */
+static int job_keeps(const drv_spec *s) {
+    if (s->keep_results > 0) return 1;
+    drv_http_cfg h;
+    if (!s->handler[0] || drv_http_cfg_parse(s->handler, strlen(s->handler), &h, NULL, 0) != DRV_OK)
+        return 0;
+    int keeps = h.keep_response > 0;
+    drv_http_cfg_free(&h);
+    return keeps;
+}
+
 int cmd_results(int argc, char **argv) {
     static const drv_cmd_doc doc = {
         "drover results JOB [--json]",
-        "Streams the responses JOB's HTTP handler kept (\"keep_response\": N in the spec keeps\n"
-        "the first N bytes of each ok response), one per line: the id, a tab, and the response\n"
-        "with backslash, tab, newline and carriage return written as \\\\, \\t, \\n and \\r.\n"
+        "Streams the responses JOB kept, one per line: the id, a tab, and the response with\n"
+        "backslash, tab, newline and carriage return written as \\\\, \\t, \\n and \\r. A job\n"
+        "keeps the first N bytes of each ok response of its HTTP handler (\"keep_response\": N\n"
+        "in the spec's handler), or of each ok \"result\" its workers' --serve handlers answer\n"
+        "(\"keep_results\": N in the spec, drover submit --keep-results N).\n"
         "--json prints one {\"id\", \"response\"} object per line. Items come partition by\n"
         "partition, in no particular order; an item's response is there once it is done.",
         "  drover results rescore > scores.tsv\n"
@@ -237,18 +251,10 @@ int cmd_results(int argc, char **argv) {
     job_cmd c;
     int rc = open_job(argc, argv, &doc, 1, &c);
     if (rc >= 0) return rc;
-    drv_http_cfg h;
-    int keeps =
-        c.job.spec.handler[0] &&
-        drv_http_cfg_parse(c.job.spec.handler, strlen(c.job.spec.handler), &h, NULL, 0) == DRV_OK;
-    if (keeps) {
-        keeps = h.keep_response > 0;
-        drv_http_cfg_free(&h);
-    }
-    if (!keeps) {
+    if (!job_keeps(&c.job.spec)) {
         fprintf(stderr,
-                "error: job %s keeps no responses (its spec needs an HTTP handler with "
-                "\"keep_response\": N)\n",
+                "error: job %s keeps no responses (its spec needs \"keep_results\": N, from "
+                "drover submit --keep-results N, or an HTTP handler with \"keep_response\": N)\n",
                 c.job.id);
         drv_queue_close(c.q);
         return 1;

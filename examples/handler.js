@@ -11,8 +11,8 @@ const readline = require("readline");
 
 class Permanent extends Error {} // an item that can never succeed: dead at once
 
-// Your work for one item (item is undefined when the id is the item). Return the result to
-// keep, throw Permanent to give up on the item, anything else to have it retried.
+// Your work for one item (item is undefined when the id is the item). Return its result (kept
+// with drover submit --keep-results BYTES), throw Permanent to give up, anything else to retry.
 async function handle(id, item) {
   if (id.startsWith("bad")) throw new Permanent(`refusing ${id}`);
   return { length: id.length };

@@ -14,8 +14,9 @@ class Permanent(Exception):
 
 
 def handle(item_id, item):
-    """Your work for one item (item is None when the id is the item). Return the result to
-    keep, raise Permanent to give up on the item, any other exception to have it retried."""
+    """Your work for one item (item is None when the id is the item). Return its result (kept
+    when the job is submitted with --keep-results BYTES: drover results prints it), raise
+    Permanent to give up on the item, any other exception to have it retried."""
     if item_id.startswith("bad"):
         raise Permanent("refusing %s" % item_id)
     return {"length": len(item_id)}

@@ -9,8 +9,8 @@ require "json"
 
 class Permanent < StandardError; end # an item that can never succeed: dead at once
 
-# Your work for one item (item is nil when the id is the item). Return the result to keep,
-# raise Permanent to give up on the item, anything else to have it retried.
+# Your work for one item (item is nil when the id is the item). Return its result (kept with
+# drover submit --keep-results BYTES), raise Permanent to give up, anything else to retry it.
 def handle(id, _item)
   raise Permanent, "refusing #{id}" if id.start_with?("bad")
 

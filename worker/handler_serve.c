@@ -25,13 +25,20 @@ static int sh_capacity(const handler *h) {
     return serve_capacity(pool_of(h));
 }
 
-/* One item per call: the pool puts each on its least busy process. */
+/* Every item it can take in one call (the loop hands over up to the capacity): the pool puts
+ * each on its least busy process. A later item that does not fit is left to the loop. */
 static int sh_start(handler *h, const char *job, const drv_http_cfg *http, const hitem *items,
                     int n, drv_outcome *out) {
     (void)http;
-    (void)n;
-    void *tag = (void *)(uintptr_t)items[0].tag;
-    return serve_start(pool_of(h), job, items[0].l, items[0].l->attempt, tag, out) == 0 ? 1 : -1;
+    serve_pool *p = pool_of(h);
+    int room = serve_capacity(p);
+    if (n > room) n = room > 0 ? room : 1; /* none free: items[0]'s refusal says why */
+    for (int i = 0; i < n; i++) {
+        void *tag = (void *)(uintptr_t)items[i].tag;
+        if (serve_start(p, job, items[i].l, items[i].l->attempt, items[i].keep, tag, out) != 0)
+            return i > 0 ? i : -1;
+    }
+    return n;
 }
 
 static int sh_pollfds(handler *h, struct pollfd *fds, int cap) {

@@ -49,6 +49,7 @@ typedef struct wjob {
     /* Fleet-wide limits (lua/admit.lua) and the share of this worker's capacity. */
     int limited;         /* the spec has a rate or max_in_flight: admit before claiming */
     int64_t weight;      /* share of this worker's slots beside other jobs with work */
+    int64_t keep;        /* the spec's keep_results: bytes of a handler's result kept */
     int64_t admit_until; /* the limits said wait: no claim before this (local ms) */
     int64_t unused;      /* granted, not found by claims: refunded at the next admit */
     int64_t reported;    /* what Redis was last told this worker may hold of the job */
@@ -484,6 +485,7 @@ static void update_job(wstate *w, const drv_job *j, int64_t now) {
     x->lease_ms = j->spec.lease_ms;
     x->limited = j->spec.rate_per_s > 0 || j->spec.max_in_flight > 0;
     x->weight = j->spec.weight > 0 ? j->spec.weight : 1;
+    x->keep = j->spec.keep_results;
     x->seen = 1;
     x->active = j->st == DRV_JOB_RUNNING && !x->unusable;
     if (x->active && x->skip_until > now) x->skip_until = 0;
@@ -1105,7 +1107,7 @@ static int start_items(wstate *w, int64_t now) {
             held *x = &w->held[m];
             if (started(x) || x->job != h->job) continue;
             x->tag = ++w->next_tag;
-            w->hitems[n] = (hitem){&x->l, x->tag};
+            w->hitems[n] = (hitem){&x->l, x->tag, j->keep};
             w->hidx[n++] = m;
         }
         drv_outcome out;

@@ -332,7 +332,7 @@ int main(int argc, char **argv) {
     /* The worker's own handler runs its command (or nothing, for noop); the specs' HTTP
      * handlers run in the HTTP handler (not with noop: that measures coordination alone). */
     serve_cfg scfg = {exec.argv, exec.argc,       (int)serve_n, (int)serve_inflight,
-                      serve_max, exec.timeout_ms, pass_env,     0};
+                      serve_max, exec.timeout_ms, pass_env};
     char swhy[512] = "out of memory";
     if (serve_n > 0)
         cfg.own = serve_handler_new(&scfg, cfg.id, swhy, sizeof swhy);

@@ -45,6 +45,7 @@ typedef struct serve_item {
     void *tag;
     char *id, *job;
     int attempt;
+    int64_t keep;                    /* bytes of its "result" kept, 0 for none */
     int64_t started_ms, deadline_ms; /* monotonic; deadline 0: none */
     uint64_t start_off;              /* where its line begins in the stdin stream */
 } serve_item;
@@ -397,8 +398,7 @@ int serve_pool_new(const serve_cfg *cfg, const char *worker_id, serve_pool **out
         snprintf(why, whylen, "--serve: %d processes (1 to 10000)", cfg->procs);
         return -1;
     }
-    if (cfg->inflight < 0 || cfg->inflight > 100000 || cfg->max_items < 0 || cfg->timeout_ms < 0 ||
-        cfg->keep_response < 0) {
+    if (cfg->inflight < 0 || cfg->inflight > 100000 || cfg->max_items < 0 || cfg->timeout_ms < 0) {
         snprintf(why, whylen, "--serve: a setting is out of range");
         return -1;
     }
@@ -406,7 +406,6 @@ int serve_pool_new(const serve_cfg *cfg, const char *worker_id, serve_pool **out
     if (!p) goto oom;
     p->cfg = *cfg;
     if (p->cfg.inflight == 0) p->cfg.inflight = 1;
-    if (p->cfg.keep_response > DRV_KEEP_RESPONSE_MAX) p->cfg.keep_response = DRV_KEEP_RESPONSE_MAX;
     p->cfg.argv = calloc((size_t)cfg->argc + 1, sizeof *p->cfg.argv);
     if (!p->cfg.argv) goto oom;
     for (int i = 0; i < cfg->argc; i++)
@@ -555,8 +554,8 @@ static void flush_in(serve_pool *p, serve_proc *s) {
     }
 }
 
-int serve_start(serve_pool *p, const char *job, const drv_lease *l, int attempt, void *tag,
-                drv_outcome *out) {
+int serve_start(serve_pool *p, const char *job, const drv_lease *l, int attempt, int64_t keep,
+                void *tag, drv_outcome *out) {
     memset(out, 0, sizeof *out);
     serve_proc *best = NULL;
     int best_free = 0;
@@ -582,6 +581,7 @@ int serve_start(serve_pool *p, const char *job, const drv_lease *l, int attempt,
     if (!it->id || !it->job) goto oom;
     it->tag = tag;
     it->attempt = attempt;
+    it->keep = keep < 0 ? 0 : keep > DRV_KEEP_RESPONSE_MAX ? DRV_KEEP_RESPONSE_MAX : keep;
     it->started_ms = drv_now_ms();
     it->deadline_ms = p->cfg.timeout_ms > 0 ? it->started_ms + p->cfg.timeout_ms : 0;
     it->start_off = s->queued;
@@ -674,12 +674,12 @@ static void answer(serve_pool *p, serve_proc *s, int k, cJSON *msg) {
     if (cJSON_IsTrue(ok) && (!err || cJSON_IsNull(err))) {
         o.ok = 1;
         cJSON *res = cJSON_GetObjectItemCaseSensitive(msg, "result");
-        if (p->cfg.keep_response > 0 && res) {
+        if (it->keep > 0 && res) {
             char *txt = cJSON_IsString(res) ? NULL : cJSON_PrintUnformatted(res);
             const char *v = cJSON_IsString(res) ? res->valuestring : txt;
             if (v) {
                 size_t n = strlen(v);
-                if (n > (size_t)p->cfg.keep_response) n = (size_t)p->cfg.keep_response;
+                if (n > (size_t)it->keep) n = (size_t)it->keep;
                 o.response = malloc(n ? n : 1);
                 if (o.response) {
                     memcpy(o.response, v, n);

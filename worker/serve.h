@@ -24,12 +24,11 @@
 typedef struct serve_cfg {
     char **argv; /* the command after "--" (copied); argv[0] is looked up on PATH once */
     int argc;
-    int procs;             /* N processes */
-    int inflight;          /* items one process may hold at once; 0 means 1 */
-    int64_t max_items;     /* a process is replaced after this many items; 0 never */
-    int64_t timeout_ms;    /* an item not answered by then fails and its process is killed */
-    const char *pass_env;  /* drv_conn_env names the processes get anyway, or NULL */
-    int64_t keep_response; /* bytes of an answer's "result" kept, 0 for none */
+    int procs;            /* N processes */
+    int inflight;         /* items one process may hold at once; 0 means 1 */
+    int64_t max_items;    /* a process is replaced after this many items; 0 never */
+    int64_t timeout_ms;   /* an item not answered by then fails and its process is killed */
+    const char *pass_env; /* drv_conn_env names the processes get anyway, or NULL */
 } serve_cfg;
 
 typedef struct serve_pool serve_pool;
@@ -42,9 +41,11 @@ int serve_pool_new(const serve_cfg *cfg, const char *worker_id, serve_pool **out
  * replaced, and not behind on their stdin. 0 while draining. */
 int serve_capacity(const serve_pool *p);
 /* Hands one item to the least busy process. 0: queued ('tag' comes back with its outcome);
- * -1 with 'out' filled (retryable_local: no process free) when it cannot be taken. */
-int serve_start(serve_pool *p, const char *job, const drv_lease *l, int attempt, void *tag,
-                drv_outcome *out);
+ * -1 with 'out' filled (retryable_local: no process free) when it cannot be taken. 'keep':
+ * bytes of its answer's "result" kept in the outcome's response (its job's keep_results,
+ * at most DRV_KEEP_RESPONSE_MAX), 0 for none. */
+int serve_start(serve_pool *p, const char *job, const drv_lease *l, int attempt, int64_t keep,
+                void *tag, drv_outcome *out);
 /* Writes what serve_start queued (as far as the pipes take it), then fills fds (at most cap)
  * with the pipes to wait on; returns how many. Call it before every poll. */
 int serve_pollfds(serve_pool *p, struct pollfd *fds, int cap);

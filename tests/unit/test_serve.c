@@ -35,6 +35,7 @@ typedef struct result {
 
 typedef struct harness {
     serve_pool *pool;
+    int64_t keep;       /* each item's: bytes of its "result" kept */
     result res[MAXRES]; /* by tag: tags are (void *)(intptr_t)(index + 1) */
     int ngot;
 } harness;
@@ -43,7 +44,8 @@ static void open_pool(harness *h, const char *mode, const char *arg, int procs, 
                       int64_t max_items, int64_t timeout_ms, int64_t keep) {
     memset(h, 0, sizeof *h);
     char *argv[] = {PY, SERVE_HANDLER, (char *)mode, (char *)arg, NULL};
-    serve_cfg cfg = {argv, arg ? 4 : 3, procs, inflight, max_items, timeout_ms, NULL, keep};
+    serve_cfg cfg = {argv, arg ? 4 : 3, procs, inflight, max_items, timeout_ms, NULL};
+    h->keep = keep;
     char why[512] = "";
     if (serve_pool_new(&cfg, "test-worker", &h->pool, why, sizeof why) != 0)
         fail_msg("serve_pool_new: %s", why);
@@ -115,7 +117,7 @@ static int all_down(harness *h, intptr_t unused) {
 static void start_item(harness *h, int tag, const char *id, const char *payload) {
     drv_lease l = {(char *)id, strlen(id), (char *)payload, payload ? strlen(payload) : 0, 1, 7};
     drv_outcome o;
-    if (serve_start(h->pool, "job1", &l, 1, (void *)(intptr_t)(tag + 1), &o) != 0)
+    if (serve_start(h->pool, "job1", &l, 1, h->keep, (void *)(intptr_t)(tag + 1), &o) != 0)
         fail_msg("serve_start %s: %s", id, o.error);
 }
 
@@ -302,7 +304,7 @@ static void test_drain_with_items_in_flight(void **state) {
     assert_int_equal(serve_capacity(h.pool), 0);
     drv_lease l = {"x", 1, NULL, 0, 1, 1};
     drv_outcome o;
-    assert_int_equal(serve_start(h.pool, "job1", &l, 1, NULL, &o), -1);
+    assert_int_equal(serve_start(h.pool, "job1", &l, 1, 0, NULL, &o), -1);
     assert_true(o.retryable_local);
     /* Answers are still collected; then stdin closes and the processes exit by themselves. */
     pump_until(&h, all_down, 0, 10000, "the drain");
@@ -379,6 +381,33 @@ static void test_huge_items(void **state) {
     close_pool(&h);
 }
 
+/* Each item keeps its own job's bytes of "result" (keep_results): 0 keeps nothing, N cuts
+ * the JSON text (or a string's text) to N bytes, whatever the pool's other items keep. */
+static void test_keep_per_item(void **state) {
+    (void)state;
+    harness h;
+    open_pool(&h, "echo", NULL, 1, 4, 0, 0, 0);
+    const char *obj = "{\"a\": [1, 2, 3]}";
+    start_item(&h, 0, "k0", obj); /* keep 0 */
+    h.keep = 5;
+    start_item(&h, 1, "k1", obj);
+    start_item(&h, 2, "k2", "\"hello world\"");
+    h.keep = 1000;
+    start_item(&h, 3, "k3", obj);
+    pump_until(&h, got_n, 4, 10000, "four answers");
+    for (int i = 0; i < 4; i++)
+        assert_true(h.res[i].out.ok);
+    assert_null(h.res[0].out.response);
+    assert_int_equal(h.res[0].out.resplen, 0);
+    assert_int_equal(h.res[1].out.resplen, 5);
+    assert_memory_equal(h.res[1].out.response, "{\"a\":", 5); /* JSON text, cut */
+    assert_int_equal(h.res[2].out.resplen, 5);
+    assert_memory_equal(h.res[2].out.response, "hello", 5); /* a string: its text */
+    assert_int_equal(h.res[3].out.resplen, strlen("{\"a\":[1,2,3]}"));
+    assert_memory_equal(h.res[3].out.response, "{\"a\":[1,2,3]}", strlen("{\"a\":[1,2,3]}"));
+    close_pool(&h);
+}
+
 static void test_stdout_before_first_item(void **state) {
     (void)state;
     harness h;
@@ -447,7 +476,7 @@ static void test_noisy_stderr(void **state) {
 static void test_bad_command(void **state) {
     (void)state;
     char *argv[] = {"/nonexistent/handler", NULL};
-    serve_cfg cfg = {argv, 1, 2, 1, 0, 0, NULL, 0};
+    serve_cfg cfg = {argv, 1, 2, 1, 0, 0, NULL};
     serve_pool *p = NULL;
     char why[512] = "";
     assert_int_equal(serve_pool_new(&cfg, "w", &p, why, sizeof why), -1);
@@ -472,6 +501,7 @@ int main(void) {
         cmocka_unit_test(test_kill_all_hands_back),
         cmocka_unit_test(test_never_reads_stdin),
         cmocka_unit_test(test_huge_items),
+        cmocka_unit_test(test_keep_per_item),
         cmocka_unit_test(test_stdout_before_first_item),
         cmocka_unit_test(test_stdout_closed),
         cmocka_unit_test(test_free_gives_eof),

@@ -61,6 +61,7 @@ static void assert_spec_equal(const drv_spec *a, const drv_spec *b) {
     assert_int_equal(a->rate_burst, b->rate_burst);
     assert_int_equal(a->max_in_flight, b->max_in_flight);
     assert_int_equal(a->weight, b->weight);
+    assert_int_equal(a->keep_results, b->keep_results);
 }
 
 /* ---- valid specs --------------------------------------------------------------------------- */
@@ -617,6 +618,31 @@ static void spec_without_callbacks_has_none(void **state) {
     free(json);
 }
 
+/* keep_results: none by default (and then not in the JSON), up to 1 MiB, back from the JSON. */
+static void spec_keep_results_parses_and_round_trips(void **state) {
+    (void)state;
+    drv_spec s, back;
+    expect_ok("{" RANGE_1_2 "}", &s);
+    assert_int_equal(s.keep_results, 0);
+    char *json = drv_spec_to_json(&s);
+    assert_non_null(json);
+    assert_null(strstr(json, "keep_results"));
+    free(json);
+    expect_ok("{" RANGE_1_2 ",\"keep_results\":4096}", &s);
+    assert_int_equal(s.keep_results, 4096);
+    json = drv_spec_to_json(&s);
+    assert_non_null(json);
+    assert_non_null(strstr(json, "\"keep_results\":4096"));
+    expect_ok(json, &back);
+    assert_spec_equal(&s, &back);
+    free(json);
+    expect_ok("{" RANGE_1_2 ",\"keep_results\":1048576}", &s);
+    expect_error("{" RANGE_1_2 ",\"keep_results\":1048577}",
+                 "keep_results: expected 0 to 1048576, got 1048577");
+    expect_error("{" RANGE_1_2 ",\"keep_results\":-1}", "keep_results: expected 0 to 1048576");
+    assert_non_null(drv_spec_field_by_flag("keep-results"));
+}
+
 static void spec_bad_callbacks_are_refused_naming_the_field(void **state) {
     (void)state;
     expect_error("{" RANGE_1_2 ",\"on_complete\":\"https://x\"}",
@@ -835,6 +861,7 @@ int main(void) {
         cmocka_unit_test(spec_round_trip_keeps_large_range_bounds_exact),
         cmocka_unit_test(spec_to_json_is_what_was_given),
         cmocka_unit_test(spec_limits_default_to_none_and_weight_one),
+        cmocka_unit_test(spec_keep_results_parses_and_round_trips),
         cmocka_unit_test(spec_rate_burst_defaults_to_a_tenth_of_a_second),
         cmocka_unit_test(spec_bad_limits_are_named),
         cmocka_unit_test(spec_validate_refuses_a_burst_without_a_rate),
