@@ -3,6 +3,7 @@
  * and body for that item without crashing; a rendered header never holds CR or LF, and a
  * rendered URL holds no byte a URL cannot carry raw. */
 #include "handler.h"
+#include "spec.h"
 
 #include <stdint.h>
 #include <stdio.h>
