@@ -530,9 +530,42 @@ static void flush_in(serve_pool *p, serve_proc *s) {
     }
 }
 
+/* Whether s[0..n) is well-formed UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF): what a handler reading its stdin as text can decode. */
+static int utf8_valid(const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        unsigned c = u[i];
+        size_t len = c < 0x80                 ? 1
+                     : c >= 0xC2 && c <= 0xDF ? 2
+                     : c >= 0xE0 && c <= 0xEF ? 3
+                     : c >= 0xF0 && c <= 0xF4 ? 4
+                                              : 0;
+        if (!len || n - i < len) return 0;
+        for (size_t k = 1; k < len; k++)
+            if ((u[i + k] & 0xC0) != 0x80) return 0;
+        if (len == 3 && ((c == 0xE0 && u[i + 1] < 0xA0) || (c == 0xED && u[i + 1] > 0x9F)))
+            return 0; /* overlong, surrogate */
+        if (len == 4 && ((c == 0xF0 && u[i + 1] < 0x90) || (c == 0xF4 && u[i + 1] > 0x8F)))
+            return 0; /* overlong, past U+10FFFF */
+        i += len;
+    }
+    return 1;
+}
+
 int serve_start(serve_pool *p, const char *job, const drv_lease *l, int attempt, void *tag,
                 drv_outcome *out) {
     memset(out, 0, sizeof *out);
+    /* Sent as it is, such an item would make a text-mode handler (the Python example) fail
+     * to decode its stdin and exit, failing every item its process holds. */
+    if (!utf8_valid(l->id, l->idlen) || (l->payload && !utf8_valid(l->payload, l->plen))) {
+        out->permanent = 1;
+        set_error(out,
+                  "not valid UTF-8: the --serve line protocol carries JSON text; per-item exec "
+                  "takes any bytes",
+                  utf8_valid(l->id, l->idlen) ? "item" : "id");
+        return -1;
+    }
     serve_proc *best = NULL;
     int best_free = 0;
     for (int i = 0; i < p->cfg.procs; i++) {
