@@ -664,10 +664,13 @@ static void eh_drain(handler *h) {
     ((exec_handler *)h)->draining = 1;
 }
 
+/* After a fatal break children may still run: killed first, or the wait below would last
+ * until they finish (up to --timeout-ms), or forever. */
 static void eh_free(handler *h) {
     exec_handler *x = (exec_handler *)h;
     if (!x) return;
     for (int i = 0; i < x->nruns; i++) {
+        exec_kill(x->runs[i].p);
         reap(x->runs[i].p);
         run_free(&x->runs[i]);
     }
