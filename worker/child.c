@@ -37,19 +37,23 @@ static int place(int fd, int target) {
     return dup2(fd, target) < 0 ? -1 : 0;
 }
 
-static void cloexec_from_3(void) {
-    if (close_range(3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
-    /* Older kernels: every fd up to the limit. Closing instead would also close the report
-     * pipe --serve uses to learn that exec failed. */
+void drv_fds_cloexec_scan(int from) {
     struct rlimit rl;
     long max = FD_SCAN_MAX;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
         rl.rlim_cur < (rlim_t)FD_SCAN_MAX)
         max = (long)rl.rlim_cur;
-    for (long fd = 3; fd < max; fd++) {
+    for (long fd = from; fd < max; fd++) {
         int fl = fcntl((int)fd, F_GETFD);
         if (fl >= 0 && !(fl & FD_CLOEXEC)) fcntl((int)fd, F_SETFD, fl | FD_CLOEXEC);
     }
+}
+
+static void cloexec_from_3(void) {
+    if (close_range(3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
+    /* Older kernels (before 5.11): every fd up to the limit. Closing instead would also close
+     * the report pipe --serve uses to learn that exec failed. */
+    drv_fds_cloexec_scan(3);
 }
 
 int drv_child_setup(pid_t parent, int in, int out, int err) {
