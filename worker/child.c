@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* Fallback bound for a kernel without close_range (CLOSE_RANGE_CLOEXEC is Linux 5.11). */
@@ -37,16 +38,43 @@ static int place(int fd, int target) {
     return dup2(fd, target) < 0 ? -1 : 0;
 }
 
+static void mark_cloexec(int fd) {
+    int fl = fcntl(fd, F_GETFD);
+    if (fl >= 0 && !(fl & FD_CLOEXEC)) fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+}
+
+/* The open fds from /proc/self/fd, read with getdents64 into a stack buffer (no malloc, no
+ * opendir). Returns 0, or -1 when /proc cannot be read. */
+static int cloexec_listed(int from) {
+    int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0) return -1;
+    char buf[4096];
+    long n;
+    while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+        for (long off = 0; off < n;) {
+            const char *name = buf + off + 19; /* d_ino 8, d_off 8, d_reclen 2, d_type 1 */
+            unsigned short reclen;
+            memcpy(&reclen, buf + off + 16, sizeof reclen);
+            off += reclen;
+            int fd = 0, digits = 0;
+            for (; *name >= '0' && *name <= '9'; name++, digits++)
+                fd = fd * 10 + (*name - '0');
+            if (digits && !*name && fd >= from && fd != dir) mark_cloexec(fd);
+        }
+    }
+    close(dir);
+    return n < 0 ? -1 : 0;
+}
+
 void drv_fds_cloexec_scan(int from) {
+    if (cloexec_listed(from) == 0) return;
     struct rlimit rl;
     long max = FD_SCAN_MAX;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
         rl.rlim_cur < (rlim_t)FD_SCAN_MAX)
         max = (long)rl.rlim_cur;
-    for (long fd = from; fd < max; fd++) {
-        int fl = fcntl((int)fd, F_GETFD);
-        if (fl >= 0 && !(fl & FD_CLOEXEC)) fcntl((int)fd, F_SETFD, fl | FD_CLOEXEC);
-    }
+    for (long fd = from; fd < max; fd++) /* no /proc: every fd up to the limit */
+        mark_cloexec((int)fd);
 }
 
 static void cloexec_from_3(void) {

@@ -20,7 +20,8 @@ int drv_fd_lift(int *fd);
 int drv_child_setup(pid_t parent, int in, int out, int err);
 
 /* drv_child_setup's fallback where close_range(CLOSE_RANGE_CLOEXEC) fails (Linux before
- * 5.11): marks every fd from 'from' up to RLIMIT_NOFILE close-on-exec, one fcntl each. */
+ * 5.11): marks every fd from 'from' up close-on-exec, those /proc/self/fd lists (without
+ * /proc: every fd up to RLIMIT_NOFILE, one fcntl each). */
 void drv_fds_cloexec_scan(int from);
 
 #endif

@@ -134,6 +134,9 @@ static pid_t spawn(char **argv, char **envp, int in_fd, int out_fd, int stderr_f
         errno = saved;
         return -1;
     }
+    /* Also from this side (the classic pair): where vfork acts as fork (valgrind), a kill of
+     * the group could otherwise come before the child's own setpgid and miss it. */
+    setpgid(pid, pid);
     if (failed) { /* the child is gone: reap it, report why */
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
         }
