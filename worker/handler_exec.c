@@ -1,8 +1,9 @@
 /* The command handler: one process per item, or one per --stdin-batch of items, started
  * without a shell; it implements handlers.h. */
-#define _GNU_SOURCE /* execvpe, pipe2, close_range */
+#define _GNU_SOURCE /* execvpe */
 #include "handlers.h"
 
+#include "child.h"
 #include "cli.h"
 #include "clock.h"
 #include "log.h"
@@ -99,36 +100,19 @@ static int nonblock_cloexec(int fd) {
                : 0;
 }
 
-/* The child's side of spawn(), between vfork() and exec: its own process group, killed with
- * the worker (no orphans: PR_SET_PDEATHSIG, then getppid() against the parent recorded before
- * vfork, for a worker that died before the prctl), the signals the worker catches or ignores
- * back to their defaults, then the pipes and exec. It shares the worker's memory until the
- * exec, so it only makes system calls; a failure leaves its errno in *failed (the parent's). */
-static __attribute__((noinline)) void child(char **argv, char **envp, int in_fd, int out_fd,
-                                            int stderr_fd, pid_t parent, volatile int *failed) {
-    setpgid(0, 0);
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) {
-        *failed = ESRCH;
-        _exit(127);
+/* The child's side of spawn(), between vfork() and exec: drv_child_setup (own process group,
+ * death signal, default signals, fds 0-2 and nothing else), then the exec. It shares the
+ * worker's memory until the exec, so it only makes system calls and never returns; a failure
+ * leaves its errno in *failed (the parent's). */
+static __attribute__((noinline, noreturn)) void child(char **argv, char **envp, int in_fd,
+                                                      int out_fd, int stderr_fd, pid_t parent,
+                                                      volatile int *failed) {
+    int e = drv_child_setup(parent, in_fd, out_fd, stderr_fd);
+    if (e == 0) {
+        execvpe(argv[0], argv, envp);
+        e = errno ? errno : EIO;
     }
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    int sigs[] = {SIGPIPE, SIGTERM, SIGINT, SIGCHLD};
-    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
-        sigaction(sigs[i], &dfl, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    if (in_fd < 0) in_fd = open("/dev/null", O_RDONLY);
-    if (in_fd < 0 || dup2(in_fd, 0) < 0 || (out_fd >= 0 && dup2(out_fd, 1) < 0) ||
-        dup2(stderr_fd, 2) < 0)
-        goto fail;
-    /* The Redis socket and every other fd stay the worker's. */
-    close_range(3U, ~0U, CLOSE_RANGE_CLOEXEC);
-    execvpe(argv[0], argv, envp);
-fail:
-    *failed = errno ? errno : EIO;
+    *failed = e;
     _exit(127);
 }
 
@@ -150,6 +134,9 @@ static pid_t spawn(char **argv, char **envp, int in_fd, int out_fd, int stderr_f
         errno = saved;
         return -1;
     }
+    /* Also from this side (the classic pair): where vfork acts as fork (valgrind), a kill of
+     * the group could otherwise come before the child's own setpgid and miss it. */
+    setpgid(pid, pid);
     if (failed) { /* the child is gone: reap it, report why */
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
         }
@@ -241,6 +228,11 @@ static int spawn_items(const exec_cfg *cfg, const char *job, const drv_lease *co
     if (n && (pipe(outp) != 0 || nonblock_cloexec(outp[0]) != 0 ||
               fcntl(outp[1], F_SETFD, FD_CLOEXEC) != 0))
         goto resource;
+    /* A worker started with fd 0, 1 or 2 closed gets pipe ends there: moved up, they can
+     * neither take the place of its own stderr nor be overwritten in the child. */
+    int *ends[] = {&errp[0], &errp[1], &inp[0], &inp[1], &outp[0], &outp[1]};
+    for (size_t i = 0; i < sizeof ends / sizeof *ends; i++)
+        if (drv_fd_lift(ends[i]) != 0) goto resource;
     /* Its own process group: a timeout kills the whole tree, and a Ctrl-C at the worker's
      * terminal does not reach items that are draining. */
     p->pid = spawn(argv, envp, cfg->use_stdin || n ? inp[0] : -1, n ? outp[1] : -1, errp[1]);
@@ -675,10 +667,13 @@ static void eh_drain(handler *h) {
     ((exec_handler *)h)->draining = 1;
 }
 
+/* After a fatal break children may still run: killed first, or the wait below would last
+ * until they finish (up to --timeout-ms), or forever. */
 static void eh_free(handler *h) {
     exec_handler *x = (exec_handler *)h;
     if (!x) return;
     for (int i = 0; i < x->nruns; i++) {
+        exec_kill(x->runs[i].p);
         reap(x->runs[i].p);
         run_free(&x->runs[i]);
     }

@@ -66,7 +66,8 @@ static int sh_child_exited(handler *h, pid_t pid, int status) {
 }
 
 /* The grace period is over: the processes are killed and reaped here, and the outcomes their
- * exits give the items are dropped (the loop hands every running item back). */
+ * exits give the items are dropped (the loop hands every running item back; answers already
+ * written were collected by the loop's last non-blocking round just before). */
 static void sh_abandon(handler *h) {
     serve_handler *x = (serve_handler *)h;
     serve_kill_all(x->pool);

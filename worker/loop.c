@@ -1195,6 +1195,24 @@ static int collect(wstate *w, int64_t now) {
     return n;
 }
 
+/* One round that does not wait (poll with timeout 0): answers a handler has already written
+ * (a --serve process that finished item A and hangs on B) are recorded, rather than read and
+ * thrown away when the grace period ends and the processes are killed, which would hand A
+ * back to run again. */
+static void collect_answered(wstate *w, struct pollfd *fds, int fdcap, handler *waiter) {
+    int nf = 0, first[2], count[2];
+    for (int k = 0; k < w->nhs; k++) {
+        first[k] = nf;
+        count[k] = w->hs[k]->ops->pollfds(w->hs[k], &fds[nf], fdcap - nf);
+        nf += count[k];
+    }
+    int pr = waiter ? waiter->ops->wait(waiter, fds, nf, 0) : poll(fds, (nfds_t)nf, 0);
+    for (int k = 0; k < w->nhs; k++)
+        w->hs[k]->ops->service(w->hs[k], &fds[first[k]], pr > 0 ? count[k] : 0, drv_now_ms());
+    reap_children(w);
+    collect(w, drv_now_ms());
+}
+
 /* Gives up on running items at the end of the grace period: the handlers stop them and the
  * items are handed back (it was not their fault). */
 static void abandon_running(wstate *w) {
@@ -1385,9 +1403,13 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
                 break;
             }
             if (now >= grace_end && w.running) {
-                drv_warn("grace period over: stopping %d running items and handing them back",
-                         w.running);
-                abandon_running(&w);
+                collect_answered(&w, fds, fdcap, waiter);
+                if (w.running) {
+                    drv_warn("grace period over: stopping %d running items and handing them "
+                             "back",
+                             w.running);
+                    abandon_running(&w);
+                }
                 flush_results(&w);
                 grace_end = now + 2000; /* last chance for the flush */
             } else if (now >= grace_end && w.nres) {

@@ -1,10 +1,11 @@
 /* Serve mode: long-lived handler processes fed items over a line protocol
  * (docs/handler-protocol.md). One serve_proc per process slot; a slot's process is replaced
  * when it crashes (with backoff), misbehaves, times out an item or has done --serve-max-items. */
-#define _GNU_SOURCE /* pipe2, close_range */
+#define _GNU_SOURCE /* pipe2 */
 #include "serve.h"
 
 #include "backoff.h"
+#include "child.h"
 #include "cli.h"
 #include "clock.h"
 #include "log.h"
@@ -244,45 +245,18 @@ static void close_fd(int *fd) {
     *fd = -1;
 }
 
-/* In the child between fork and exec: only async-signal-safe calls. */
+/* In the child between fork and exec: only async-signal-safe calls. The report pipe is
+ * close-on-exec: exec success closes it, a failure writes its errno there. */
 static void child_exec(const serve_pool *p, char **envp, pid_t parent, int in, int out, int err,
                        int report) {
-    /* Dies with the worker even when the worker is SIGKILLed; if the worker is already gone
-     * (the parent changed before prctl took effect), go now. */
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);
-    setpgid(0, 0); /* its own group: a kill reaches its children too */
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    int sigs[] = {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-        sigaction(sigs[i], &dfl, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) goto fail;
-    /* The Redis socket and every other descriptor of the worker stay with the worker. The
-     * report pipe is close-on-exec already: exec success closes it. */
-    if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
-        for (int fd = 3; fd < 1024; fd++)
-            if (fd != report) fcntl(fd, F_SETFD, FD_CLOEXEC);
-    execve(p->path, p->cfg.argv, envp);
-fail:;
-    int e = errno;
+    int e = drv_child_setup(parent, in, out, err);
+    if (e == 0) {
+        execve(p->path, p->cfg.argv, envp);
+        e = errno;
+    }
     ssize_t w = write(report, &e, sizeof e);
     (void)w;
     _exit(127);
-}
-
-/* Moves a pipe end off fds 0-2 (a worker started with one of them closed), so the child's
- * dup2 onto 0, 1 and 2 cannot overwrite another end. */
-static int lift_fd(int *fd) {
-    if (*fd > 2) return 0;
-    int nfd = fcntl(*fd, F_DUPFD_CLOEXEC, 3);
-    if (nfd < 0) return -1;
-    close(*fd);
-    *fd = nfd;
-    return 0;
 }
 
 /* Starts slot s's process. Returns 0, or -1 with 'why'. */
@@ -293,8 +267,9 @@ static int proc_spawn(serve_pool *p, serve_proc *s, int64_t now, char *why, size
     p->env[p->nenv] = idx;
     p->env[p->nenv + 1] = NULL;
     if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) ||
-        pipe2(rep, O_CLOEXEC) || lift_fd(&in[0]) || lift_fd(&in[1]) || lift_fd(&out[0]) ||
-        lift_fd(&out[1]) || lift_fd(&err[0]) || lift_fd(&err[1]) || lift_fd(&rep[1])) {
+        pipe2(rep, O_CLOEXEC) || drv_fd_lift(&in[0]) || drv_fd_lift(&in[1]) ||
+        drv_fd_lift(&out[0]) || drv_fd_lift(&out[1]) || drv_fd_lift(&err[0]) ||
+        drv_fd_lift(&err[1]) || drv_fd_lift(&rep[1])) {
         snprintf(why, whylen, "pipe: %s", strerror(errno));
         goto fail;
     }
@@ -554,9 +529,42 @@ static void flush_in(serve_pool *p, serve_proc *s) {
     }
 }
 
+/* Whether s[0..n) is well-formed UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF): what a handler reading its stdin as text can decode. */
+static int utf8_valid(const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        unsigned c = u[i];
+        size_t len = c < 0x80                 ? 1
+                     : c >= 0xC2 && c <= 0xDF ? 2
+                     : c >= 0xE0 && c <= 0xEF ? 3
+                     : c >= 0xF0 && c <= 0xF4 ? 4
+                                              : 0;
+        if (!len || n - i < len) return 0;
+        for (size_t k = 1; k < len; k++)
+            if ((u[i + k] & 0xC0) != 0x80) return 0;
+        if (len == 3 && ((c == 0xE0 && u[i + 1] < 0xA0) || (c == 0xED && u[i + 1] > 0x9F)))
+            return 0; /* overlong, surrogate */
+        if (len == 4 && ((c == 0xF0 && u[i + 1] < 0x90) || (c == 0xF4 && u[i + 1] > 0x8F)))
+            return 0; /* overlong, past U+10FFFF */
+        i += len;
+    }
+    return 1;
+}
+
 int serve_start(serve_pool *p, const char *job, const drv_lease *l, int attempt, int64_t keep,
                 void *tag, drv_outcome *out) {
     memset(out, 0, sizeof *out);
+    /* Sent as it is, such an item would make a text-mode handler (the Python example) fail
+     * to decode its stdin and exit, failing every item its process holds. */
+    if (!utf8_valid(l->id, l->idlen) || (l->payload && !utf8_valid(l->payload, l->plen))) {
+        out->permanent = 1;
+        set_error(out,
+                  "not valid UTF-8: the --serve line protocol carries JSON text; per-item exec "
+                  "takes any bytes",
+                  utf8_valid(l->id, l->idlen) ? "item" : "id");
+        return -1;
+    }
     serve_proc *best = NULL;
     int best_free = 0;
     for (int i = 0; i < p->cfg.procs; i++) {

@@ -475,6 +475,39 @@ static void test_noisy_stderr(void **state) {
     close_pool(&h);
 }
 
+/* An id or payload that is not UTF-8 would kill a text-mode handler (and every item its
+ * process holds): refused before it reaches a process, as a permanent failure; valid
+ * multi-byte UTF-8 goes through to the same process. */
+static void test_invalid_utf8_refused(void **state) {
+    (void)state;
+    harness h;
+    open_pool(&h, "script", NULL, 1, 1, 0, 0, 0);
+    const char *bad[][2] = {
+        {"bad\xff", NULL},          {"ok", "x\xc3"},        /* stray byte, cut sequence */
+        {"\xc0\xaf", NULL},         {"\xed\xa0\x80", NULL}, /* overlong, surrogate */
+        {"\xf4\x90\x80\x80", NULL}, {"ok", "{\"a\":\"\xe2\x82\"}"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        drv_lease l = {(char *)bad[i][0],
+                       strlen(bad[i][0]),
+                       (char *)bad[i][1],
+                       bad[i][1] ? strlen(bad[i][1]) : 0,
+                       1,
+                       7};
+        drv_outcome o;
+        assert_int_equal(serve_start(h.pool, "job1", &l, 1, NULL, &o), -1);
+        assert_true(o.permanent);
+        assert_false(o.retryable_local);
+        assert_non_null(strstr(o.error, "not valid UTF-8"));
+    }
+    assert_int_equal(serve_inflight(h.pool), 0);
+    start_item(&h, 0, "caf\xc3\xa9-\xf0\x9f\x98\x80", "{\"name\":\"\xe2\x82\xac\"}");
+    pump_until(&h, got_n, 1, 10000, "the UTF-8 item's answer");
+    assert_true(h.res[0].out.ok);
+    assert_int_equal(serve_spawned(h.pool), 1); /* never restarted */
+    close_pool(&h);
+}
+
 static void test_bad_command(void **state) {
     (void)state;
     char *argv[] = {"/nonexistent/handler", NULL};
@@ -494,6 +527,7 @@ int main(void) {
     signal(SIGPIPE, SIG_IGN); /* as the worker does */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ok_and_errors),
+        cmocka_unit_test(test_invalid_utf8_refused),
         cmocka_unit_test(test_out_of_order_inflight),
         cmocka_unit_test(test_crash_mid_item),
         cmocka_unit_test(test_bad_line),
