@@ -495,7 +495,7 @@ static void test_invalid_utf8_refused(void **state) {
                        1,
                        7};
         drv_outcome o;
-        assert_int_equal(serve_start(h.pool, "job1", &l, 1, NULL, &o), -1);
+        assert_int_equal(serve_start(h.pool, "job1", &l, 1, 0, NULL, &o), -1);
         assert_true(o.permanent);
         assert_false(o.retryable_local);
         assert_non_null(strstr(o.error, "not valid UTF-8"));
