@@ -83,16 +83,6 @@ int exec_check_cmd(const exec_cfg *cfg, char *why, size_t whylen) {
     return -1;
 }
 
-static void set_error(drv_outcome *out, const char *msg, const char *detail) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "error", msg);
-    if (detail) cJSON_AddStringToObject(o, "detail", detail);
-    char *t = cJSON_PrintUnformatted(o);
-    snprintf(out->error, sizeof out->error, "%s", t ? t : "{\"error\":\"out of memory\"}");
-    cJSON_free(t);
-    cJSON_Delete(o);
-}
-
 static int nonblock_cloexec(int fd) {
     int fl = fcntl(fd, F_GETFL);
     return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0
@@ -190,10 +180,10 @@ static int spawn_items(const exec_cfg *cfg, const char *job, const drv_lease *co
         if (e != DRV_OK) {
             drv_buf_free(&b);
             out->permanent = 1;
-            set_error(out,
-                      e == DRV_ETOOBIG ? "item too large for a command argument (use stdin)"
-                                       : "item holds a NUL byte and cannot be an argument",
-                      cfg->argv[i]);
+            drv_outcome_error(out,
+                              e == DRV_ETOOBIG ? "item too large for a command argument (use stdin)"
+                                               : "item holds a NUL byte and cannot be an argument",
+                              cfg->argv[i]);
             goto fail;
         }
         argv[i] = b.data; /* owned by argv now */
@@ -286,7 +276,7 @@ static int spawn_items(const exec_cfg *cfg, const char *job, const drv_lease *co
     goto cleanup;
 resource:
     out->retryable_local = 1;
-    set_error(out, "could not start the command", strerror(errno));
+    drv_outcome_error(out, "could not start the command", strerror(errno));
 fail:
     rc = -1;
     if (inp[1] >= 0) close(inp[1]);
@@ -552,7 +542,7 @@ static int eh_start(handler *h, const char *job, const drv_http_cfg *http, const
     if (!ls || !r.tags || !r.attempts || x->nruns == x->procs) {
         memset(out, 0, sizeof *out);
         out->retryable_local = 1;
-        set_error(out, "could not start the command", "out of memory");
+        drv_outcome_error(out, "could not start the command", "out of memory");
         k = -1;
     } else {
         for (int i = 0; i < k; i++) {

@@ -190,15 +190,6 @@ void http_req_free(http_engine *e, http_req *r) {
     free(r);
 }
 
-static void outcome_error(drv_outcome *out, const char *msg) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "error", msg);
-    char *t = cJSON_PrintUnformatted(o);
-    snprintf(out->error, sizeof out->error, "%s", t ? t : "{\"error\":\"out of memory\"}");
-    cJSON_free(t);
-    cJSON_Delete(o);
-}
-
 int http_start(http_engine *e, const drv_http_cfg *c, const drv_lease *l, http_req **out,
                drv_outcome *o) {
     memset(o, 0, sizeof *o);
@@ -232,13 +223,13 @@ int http_start(http_engine *e, const drv_http_cfg *c, const drv_lease *l, http_r
     if (err == DRV_ENOMEM) goto resource;
     if (err) {
         o->permanent = 1;
-        outcome_error(o, why);
+        drv_outcome_error(o, why, NULL);
         http_req_free(NULL, r);
         return -1;
     }
     if (!allowed(e, r->url.data, why, sizeof why)) {
         o->permanent = 1;
-        outcome_error(o, why);
+        drv_outcome_error(o, why, NULL);
         http_req_free(NULL, r);
         return -1;
     }
@@ -285,7 +276,7 @@ int http_start(http_engine *e, const drv_http_cfg *c, const drv_lease *l, http_r
     return 0;
 resource:
     o->retryable_local = 1;
-    outcome_error(o, "could not set up the request (out of memory)");
+    drv_outcome_error(o, "could not set up the request (out of memory)", NULL);
     http_req_free(NULL, r);
     return -1;
 }

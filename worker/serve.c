@@ -106,16 +106,6 @@ struct serve_pool {
 
 /* ---- small helpers --------------------------------------------------------------------------- */
 
-static void set_error(drv_outcome *out, const char *msg, const char *detail) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "error", msg);
-    if (detail) cJSON_AddStringToObject(o, "detail", detail);
-    char *t = cJSON_PrintUnformatted(o);
-    snprintf(out->error, sizeof out->error, "%s", t ? t : "{\"error\":\"out of memory\"}");
-    cJSON_free(t);
-    cJSON_Delete(o);
-}
-
 /* A failure's record: {"error", "attempt", "worker", "process"[, "stderr"]}; the tail goes
  * first and then the message is cut when it does not fit. */
 static void fail_record(const serve_pool *p, const serve_proc *s, const char *what, int with_tail,
@@ -559,10 +549,11 @@ int serve_start(serve_pool *p, const char *job, const drv_lease *l, int attempt,
      * to decode its stdin and exit, failing every item its process holds. */
     if (!utf8_valid(l->id, l->idlen) || (l->payload && !utf8_valid(l->payload, l->plen))) {
         out->permanent = 1;
-        set_error(out,
-                  "not valid UTF-8: the --serve line protocol carries JSON text; per-item exec "
-                  "takes any bytes",
-                  utf8_valid(l->id, l->idlen) ? "item" : "id");
+        drv_outcome_error(
+            out,
+            "not valid UTF-8: the --serve line protocol carries JSON text; per-item exec "
+            "takes any bytes",
+            utf8_valid(l->id, l->idlen) ? "item" : "id");
         return -1;
     }
     serve_proc *best = NULL;
@@ -576,7 +567,7 @@ int serve_start(serve_pool *p, const char *job, const drv_lease *l, int attempt,
     }
     if (!best) {
         out->retryable_local = 1;
-        set_error(out, "no handler process free", p->draining ? "draining" : NULL);
+        drv_outcome_error(out, "no handler process free", p->draining ? "draining" : NULL);
         return -1;
     }
     serve_proc *s = best;
@@ -629,7 +620,7 @@ oom:
     free(it->job);
     memset(it, 0, sizeof *it);
     out->retryable_local = 1;
-    set_error(out, "could not hand the item to a handler process", "out of memory");
+    drv_outcome_error(out, "could not hand the item to a handler process", "out of memory");
     return -1;
 }
 
@@ -885,7 +876,7 @@ static void proc_down(serve_pool *p, serve_proc *s, int64_t now) {
             o.retryable_local = 1;
             char m[700];
             snprintf(m, sizeof m, "%s%s", what, s->stopping ? "" : " before the item was sent");
-            set_error(&o, m, NULL);
+            drv_outcome_error(&o, m, NULL);
         } else {
             fail_record(p, s, what, 1, it->attempt, &o);
         }

@@ -20,6 +20,9 @@ typedef struct drv_outcome {
     char error[2048]; /* JSON object text */
 } drv_outcome;
 
+/* Fills out->error with {"error": msg, "detail": detail} (detail NULL: left out). */
+void drv_outcome_error(drv_outcome *out, const char *msg, const char *detail);
+
 /* ---- the HTTP handler (handler_http.c) ------------------------------------------------------- */
 
 typedef struct http_engine http_engine;
