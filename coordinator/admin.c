@@ -49,25 +49,35 @@ static int open_job(int argc, char **argv, const drv_cmd_doc *doc, int with_json
     return -1;
 }
 
+drv_err drv_admin_transition(drv_queue *q, const drv_job *job, const char *from, const char *to,
+                             char *why, size_t whylen) {
+    char padded[64], allowed[64];
+    snprintf(padded, sizeof padded, " %s ", job->state);
+    snprintf(allowed, sizeof allowed, " %s ", from);
+    if (!strstr(allowed, padded)) {
+        snprintf(why, whylen, "job %s is %s; this applies to a job that is %s", job->id, job->state,
+                 from);
+        return DRV_EINVAL;
+    }
+    drv_err e = drv_queue_job_set_state(q, job, to);
+    if (e) snprintf(why, whylen, "job %s: %s", job->id, drv_queue_strerror(q, e));
+    return e;
+}
+
 /* Moves the job from one of 'from' (space-separated) to 'to'. */
 static int transition(int argc, char **argv, const drv_cmd_doc *doc, const char *from,
                       const char *to) {
     job_cmd c;
     int rc = open_job(argc, argv, doc, 0, &c);
     if (rc >= 0) return rc;
-    char padded[64];
-    snprintf(padded, sizeof padded, " %s ", c.job.state);
-    char allowed[64];
-    snprintf(allowed, sizeof allowed, " %s ", from);
-    if (!strstr(allowed, padded)) {
+    char why[600];
+    drv_err e = drv_admin_transition(c.q, &c.job, from, to, why, sizeof why);
+    if (e == DRV_EINVAL) {
         fprintf(stderr, "error: job %s is %s; %s applies to a job that is %s\n", c.job.id,
                 c.job.state, argv[0], from);
-        drv_queue_close(c.q);
-        return 1;
-    }
-    drv_err e = drv_queue_job_set_state(c.q, &c.job, to);
-    if (e) {
-        fprintf(stderr, "error: job %s: %s\n", c.job.id, drv_queue_strerror(c.q, e));
+        rc = 1;
+    } else if (e) {
+        fprintf(stderr, "error: %s\n", why);
         rc = 1;
     } else {
         printf("job %s: %s\n", c.job.id, to);
@@ -154,6 +164,25 @@ int cmd_dead(int argc, char **argv) {
     return rc;
 }
 
+drv_err drv_admin_retry(drv_queue *q, const drv_job *job, int64_t *revived, char *why,
+                        size_t whylen) {
+    *revived = 0;
+    if (job->st == DRV_JOB_CANCELLED) {
+        snprintf(why, whylen, "job %s is cancelled", job->id);
+        return DRV_EINVAL;
+    }
+    drv_err e = DRV_OK;
+    for (int p = 0; p < job->partitions && !e; p++) {
+        int64_t n = 0;
+        e = drv_queue_revive(q, job->id, p, &n);
+        *revived += n;
+    }
+    if (!e && *revived > 0 && job->st == DRV_JOB_DONE)
+        e = drv_queue_job_set_state(q, job, "running");
+    if (e) snprintf(why, whylen, "job %s: %s", job->id, drv_queue_strerror(q, e));
+    return e;
+}
+
 int cmd_retry(int argc, char **argv) {
     static const drv_cmd_doc doc = {
         "drover retry JOB",
@@ -163,22 +192,11 @@ int cmd_retry(int argc, char **argv) {
     job_cmd c;
     int rc = open_job(argc, argv, &doc, 0, &c);
     if (rc >= 0) return rc;
-    if (c.job.st == DRV_JOB_CANCELLED) {
-        fprintf(stderr, "error: job %s is cancelled\n", c.job.id);
-        drv_queue_close(c.q);
-        return 1;
-    }
     int64_t total = 0;
-    drv_err e = DRV_OK;
-    for (int p = 0; p < c.job.partitions && !e; p++) {
-        int64_t n = 0;
-        e = drv_queue_revive(c.q, c.job.id, p, &n);
-        total += n;
-    }
-    if (!e && total > 0 && c.job.st == DRV_JOB_DONE)
-        e = drv_queue_job_set_state(c.q, &c.job, "running");
+    char why[600];
+    drv_err e = drv_admin_retry(c.q, &c.job, &total, why, sizeof why);
     if (e) {
-        fprintf(stderr, "error: job %s: %s\n", c.job.id, drv_queue_strerror(c.q, e));
+        fprintf(stderr, "error: %s\n", why);
         drv_queue_close(c.q);
         return 1;
     }
@@ -264,6 +282,42 @@ int cmd_results(int argc, char **argv) {
     return rc;
 }
 
+drv_err drv_admin_purge(drv_queue *q, const char *id, int force, int64_t *swept, char *why,
+                        size_t whylen) {
+    *swept = 0;
+    drv_job *job = malloc(sizeof *job); /* a whole spec: not for a server thread's stack */
+    if (!job) {
+        snprintf(why, whylen, "out of memory");
+        return DRV_ENOMEM;
+    }
+    drv_err e = drv_queue_job_get(q, id, job);
+    if (e && e != DRV_ENOJOB) {
+        snprintf(why, whylen, "job %s: %s", id, drv_queue_strerror(q, e));
+        goto out;
+    }
+    if (!e && !force && !drv_job_state_finished(job->st)) {
+        snprintf(why, whylen, "job %s is %s; purge a job once it is done or cancelled (or --force)",
+                 id, job->state);
+        e = DRV_EINVAL;
+        goto out;
+    }
+    if (!e) e = drv_queue_job_delete(q, id);
+    drv_err e2 = e ? e : drv_queue_job_sweep(q, id, swept);
+    if (e == DRV_ENOJOB && (e2 = drv_queue_job_sweep(q, id, swept)) == DRV_OK && !*swept) {
+        snprintf(why, whylen, "no job %s (see drover list)", id);
+        goto out;
+    }
+    if ((e && e != DRV_ENOJOB) || e2) {
+        e = e && e != DRV_ENOJOB ? e : e2;
+        snprintf(why, whylen, "purging job %s: %s", id, drv_queue_strerror(q, e));
+        goto out;
+    }
+    e = DRV_OK;
+out:
+    free(job);
+    return e;
+}
+
 int cmd_purge(int argc, char **argv) {
     static const drv_cmd_doc doc = {
         "drover purge JOB [--force]",
@@ -287,31 +341,10 @@ int cmd_purge(int argc, char **argv) {
     drv_redis_cfg cfg;
     drv_queue *q;
     if ((rc = drv_cli_check(&cli, &cfg)) || (rc = drv_cli_connect(&cli, &cfg, &q))) return rc;
-    drv_job job;
-    drv_err e = drv_queue_job_get(q, id, &job);
-    if (e && e != DRV_ENOJOB) {
-        fprintf(stderr, "error: job %s: %s\n", id, drv_queue_strerror(q, e));
-        drv_queue_close(q);
-        return 1;
-    }
-    if (!e && !force && !drv_job_state_finished(job.st)) {
-        fprintf(stderr,
-                "error: job %s is %s; purge a job once it is done or cancelled (or --force)\n", id,
-                job.state);
-        drv_queue_close(q);
-        return 1;
-    }
     int64_t swept = 0;
-    if (!e) e = drv_queue_job_delete(q, id);
-    drv_err e2 = e ? e : drv_queue_job_sweep(q, id, &swept);
-    if (e == DRV_ENOJOB && (e2 = drv_queue_job_sweep(q, id, &swept)) == DRV_OK && !swept) {
-        fprintf(stderr, "error: no job %s (see drover list)\n", id);
-        drv_queue_close(q);
-        return 1;
-    }
-    if ((e && e != DRV_ENOJOB) || e2) {
-        fprintf(stderr, "error: purging job %s: %s\n", id,
-                drv_queue_strerror(q, e && e != DRV_ENOJOB ? e : e2));
+    char why[600];
+    if (drv_admin_purge(q, id, force, &swept, why, sizeof why) != DRV_OK) {
+        fprintf(stderr, "error: %s\n", why);
         drv_queue_close(q);
         return 1;
     }

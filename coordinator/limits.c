@@ -92,6 +92,43 @@ static int parse_sets(char **kv, int n, set_args *a) {
     return 0;
 }
 
+/* Makes the changes of 'a' the job's (its spec and limits hash). DRV_EINVAL when the
+ * changes do not make a valid spec, with the reason in 'why'. */
+static drv_err apply_sets(drv_queue *q, drv_job *job, const set_args *a, char *why, size_t whylen) {
+    drv_spec *s = &job->spec;
+    long long rate = a->val[row("rate.per_second")], burst = a->val[row("rate.burst")];
+    if (burst >= 0 && rate < 0 && !s->rate_per_s) {
+        snprintf(why, whylen, "burst: job %s has no rate limit; give rate= with it", job->id);
+        return DRV_EINVAL;
+    }
+    for (int r = 0; drv_spec_fields[r].name && r < ROWS_MAX; r++)
+        if (a->val[r] >= 0) *(int64_t *)((char *)s + drv_spec_fields[r].off) = a->val[r];
+    /* A new rate without a burst gets the default burst; rate=0 lifts the limit. */
+    if (rate >= 0 && burst < 0) s->rate_burst = rate ? drv_spec_default_burst(rate) : 0;
+    if (drv_spec_validate(s, why, whylen) != DRV_OK) return DRV_EINVAL;
+    drv_err e = drv_queue_limits_set(q, s);
+    if (e) snprintf(why, whylen, "job %s: %s", job->id, drv_queue_strerror(q, e));
+    return e;
+}
+
+drv_err drv_admin_set_limits(drv_queue *q, drv_job *job, long long rate, long long max_in_flight,
+                             char *why, size_t whylen) {
+    set_args a;
+    for (int r = 0; r < ROWS_MAX; r++)
+        a.val[r] = -1;
+    a.val[row("rate.per_second")] = rate;
+    a.val[row("max_in_flight")] = max_in_flight;
+    for (int r = 0; r < ROWS_MAX && drv_spec_fields[r].name; r++) {
+        const drv_spec_field *f = &drv_spec_fields[r];
+        if (a.val[r] != -1 && (a.val[r] < key_min(f) || a.val[r] > f->max)) {
+            snprintf(why, whylen, "%s: expected a whole number from %lld to %lld", f->flag,
+                     key_min(f), (long long)f->max);
+            return DRV_EINVAL;
+        }
+    }
+    return apply_sets(q, job, &a, why, whylen);
+}
+
 int cmd_set(int argc, char **argv) {
     static const drv_cmd_doc doc = {
         "drover set JOB KEY=VALUE...",
@@ -140,28 +177,13 @@ int cmd_set(int argc, char **argv) {
         rc = 1;
         goto out;
     }
-    drv_spec *s = &job->spec;
-    long long rate = a.val[row("rate.per_second")], burst = a.val[row("rate.burst")];
-    if (burst >= 0 && rate < 0 && !s->rate_per_s) {
-        fprintf(stderr, "error: burst: job %s has no rate limit; give rate= with it\n", pos[0]);
-        rc = EXIT_USAGE;
-        goto out;
-    }
-    for (int r = 0; drv_spec_fields[r].name && r < ROWS_MAX; r++)
-        if (a.val[r] >= 0) *(int64_t *)((char *)s + drv_spec_fields[r].off) = a.val[r];
-    /* A new rate without a burst gets the default burst; rate=0 lifts the limit. */
-    if (rate >= 0 && burst < 0) s->rate_burst = rate ? drv_spec_default_burst(rate) : 0;
     char why[512];
-    if (drv_spec_validate(s, why, sizeof why) != DRV_OK) {
+    if ((e = apply_sets(q, job, &a, why, sizeof why)) != DRV_OK) {
         fprintf(stderr, "error: %s\n", why);
-        rc = EXIT_USAGE;
+        rc = e == DRV_EINVAL ? EXIT_USAGE : 1;
         goto out;
     }
-    if ((e = drv_queue_limits_set(q, s)) != DRV_OK) {
-        fprintf(stderr, "error: job %s: %s\n", pos[0], drv_queue_strerror(q, e));
-        rc = 1;
-        goto out;
-    }
+    const drv_spec *s = &job->spec;
     printf("job %s: ", pos[0]);
     if (s->rate_per_s)
         printf("rate %" PRId64 "/s (burst %" PRId64 ")", s->rate_per_s, s->rate_burst);

@@ -28,6 +28,7 @@ static const struct {
     {"drain", cmd_drain, "ask one worker to finish what it runs and exit"},
     {"purge", cmd_purge, "delete a finished job's keys without blocking Redis"},
     {"metrics", cmd_metrics, "print Prometheus metrics of jobs and workers"},
+    {"web", cmd_web, "serve a dashboard of jobs and workers (and steer them, with a token)"},
 };
 
 int parse_job_args(const drv_opt *opts, const drv_cmd_doc *doc, int argc, char **argv, char **job) {

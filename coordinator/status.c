@@ -160,6 +160,14 @@ static cJSON *view_json(const job_view *v, int with_parts) {
     return o;
 }
 
+drv_err drv_status_json(drv_queue *q, const char *id, int with_parts, cJSON **out) {
+    job_view v;
+    drv_err e = load_view(q, id, &v);
+    if (!e && !(*out = view_json(&v, with_parts))) e = DRV_ENOMEM;
+    free(v.st);
+    return e;
+}
+
 static void print_json(cJSON *o) {
     char *txt = cJSON_PrintUnformatted(o);
     if (txt) puts(txt);

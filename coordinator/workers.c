@@ -35,6 +35,27 @@ static const char *state_of(const drv_worker_info *w, int64_t now) {
     return now - w->beat_ms > w->lease_ms ? "lost" : w->state[0] ? w->state : "running";
 }
 
+cJSON *drv_worker_json(const drv_worker_info *x, int64_t now) {
+    double age = (double)(now - x->beat_ms) / 1000.0;
+    double up = x->started_ms ? (double)(now - x->started_ms) / 1000.0 : 0;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", x->id);
+    cJSON_AddStringToObject(o, "state", state_of(x, now));
+    cJSON_AddNumberToObject(o, "age_s", age);
+    cJSON_AddNumberToObject(o, "in_flight", (double)x->in_flight);
+    cJSON_AddNumberToObject(o, "queued", (double)x->queued);
+    cJSON_AddNumberToObject(o, "done", (double)x->done);
+    cJSON_AddNumberToObject(o, "failed", (double)x->failed);
+    cJSON_AddStringToObject(o, "jobs", x->jobs);
+    cJSON_AddStringToObject(o, "host", x->host);
+    cJSON_AddNumberToObject(o, "pid", (double)x->pid);
+    cJSON_AddStringToObject(o, "version", x->version);
+    cJSON_AddNumberToObject(o, "lease_ms", (double)x->lease_ms);
+    cJSON_AddNumberToObject(o, "started_ms", (double)x->started_ms);
+    cJSON_AddNumberToObject(o, "uptime_s", up);
+    return o;
+}
+
 int cmd_workers(int argc, char **argv) {
     static const drv_cmd_doc doc = {
         "drover workers [--json]",
@@ -70,21 +91,7 @@ int cmd_workers(int argc, char **argv) {
         double age = (double)(now - x->beat_ms) / 1000.0;
         double up = x->started_ms ? (double)(now - x->started_ms) / 1000.0 : 0;
         if (json) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "id", x->id);
-            cJSON_AddStringToObject(o, "state", state_of(x, now));
-            cJSON_AddNumberToObject(o, "age_s", age);
-            cJSON_AddNumberToObject(o, "in_flight", (double)x->in_flight);
-            cJSON_AddNumberToObject(o, "queued", (double)x->queued);
-            cJSON_AddNumberToObject(o, "done", (double)x->done);
-            cJSON_AddNumberToObject(o, "failed", (double)x->failed);
-            cJSON_AddStringToObject(o, "jobs", x->jobs);
-            cJSON_AddStringToObject(o, "host", x->host);
-            cJSON_AddNumberToObject(o, "pid", (double)x->pid);
-            cJSON_AddStringToObject(o, "version", x->version);
-            cJSON_AddNumberToObject(o, "lease_ms", (double)x->lease_ms);
-            cJSON_AddNumberToObject(o, "started_ms", (double)x->started_ms);
-            cJSON_AddNumberToObject(o, "uptime_s", up);
+            cJSON *o = drv_worker_json(x, now);
             char *t = cJSON_PrintUnformatted(o);
             if (t) puts(t);
             cJSON_free(t);
