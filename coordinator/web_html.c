@@ -359,8 +359,10 @@ static void dead_items(FILE *f, const char *id, const cJSON *dead, double total_
     cJSON_ArrayForEach(d, dead) {
         fputs("<tr><td class=id>", f);
         web_esc(f, str(d, "id"));
-        fputs("</td><td>", f);
-        web_esc(f, dead_error(d));
+        fputs("</td><td class=id>", f); /* the whole record, as drover dead prints it */
+        char *rec = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(d, "error"));
+        web_esc(f, rec ? rec : "");
+        cJSON_free(rec);
         fputs("</td></tr>", f);
     }
     fputs("</tbody></table></div></section>", f);
