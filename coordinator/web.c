@@ -289,11 +289,13 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, const cJSON *o) {
     return send_buf(conn, MHD_HTTP_OK, buf, strlen(buf), "application/json", NULL);
 }
 
-/* 303 to url (already safe to put in a header: ids are [A-Za-z0-9_-]) with msg as ?msg=. */
+/* 303 to url (already safe to put in a header: ids are [A-Za-z0-9_-]) with msg (if any) as
+ * ?msg=. */
 static enum MHD_Result see_other(struct MHD_Connection *conn, const char *url, const char *msg,
                                  const char *cookie) {
     char loc[1024];
-    size_t o = (size_t)snprintf(loc, sizeof loc, "%s?msg=", url);
+    size_t o = (size_t)snprintf(loc, sizeof loc, msg ? "%s?msg=" : "%s", url);
+    if (!msg) msg = "";
     for (const unsigned char *s = (const unsigned char *)msg; *s && o + 4 < sizeof loc; s++) {
         if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
             strchr("-_.", *s))
@@ -487,13 +489,16 @@ static enum MHD_Result get_page(struct MHD_Connection *conn, web *w, const char 
     if (strncmp(url, "/static/", 8) == 0) {
         for (const drv_web_asset *x = drv_web_assets; x->name; x++) {
             if (strcmp(url + 8, x->name) != 0) continue;
-            const char *type = strstr(x->name, ".js") ? "text/javascript; charset=utf-8"
-                                                      : "text/css; charset=utf-8";
+            const char *type = strstr(x->name, ".js")    ? "text/javascript; charset=utf-8"
+                               : strstr(x->name, ".svg") ? "image/svg+xml"
+                                                         : "text/css; charset=utf-8";
             char *buf = malloc(x->len ? x->len : 1);
             if (!buf) return MHD_NO;
             memcpy(buf, x->data, x->len);
             return send_buf(conn, MHD_HTTP_OK, buf, x->len, type, "max-age=300");
         }
+    } else if (strcmp(url, "/favicon.ico") == 0) { /* what browsers ask for unprompted */
+        return see_other(conn, "/static/favicon.svg", NULL, NULL);
     } else if (strcmp(url, "/api/jobs") == 0) {
         if ((e = snapshot(w, "jobs", &a))) return redis_down(conn, w, e, c);
         return send_json(conn, a);

@@ -78,6 +78,7 @@ static void head(FILE *f, const char *page, const char *title, const char *key, 
           f);
     web_esc(f, title);
     fputs("</title><link rel=stylesheet href=\"/static/app.css\">"
+          "<link rel=icon href=\"/static/favicon.svg\">"
           "<script src=\"/static/app.js\" defer></script></head>",
           f);
     fprintf(f, "<body data-page=%s", page);
