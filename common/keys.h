@@ -14,6 +14,7 @@
  *   PREFIX{JOB}:job           HASH  spec, state, partitions, total, timestamps, rate
  *   PREFIX{JOB}:lock          STRING coordinator id holding the job (with a TTL)
  *   PREFIX{JOB}:limits        HASH  fleet-wide rate bucket, in-flight cap and per-worker counts
+ *   PREFIX{JOB}:history       LIST  progress samples for drover web's chart, newest first, capped
  *   PREFIX{JOB.P}:NAME        the partition keys, NAME one of drv_part_key_names
  *   PREFIX{JOB.P}:done:B      bucket B of a string-id partition's done record
  *
@@ -38,7 +39,7 @@ typedef struct drv_part_keys {
 /* 1 if 'id' is a valid job id. */
 int drv_job_id_valid(const char *id);
 void drv_keys_part(drv_part_keys *k, const char *prefix, const char *job, int part);
-/* "PREFIX{JOB}:NAME" for NAME in job, lock, limits. Returns the length. */
+/* "PREFIX{JOB}:NAME" for NAME in job, lock, limits, history. Returns the length. */
 size_t drv_key_job(char *buf, size_t len, const char *prefix, const char *job, const char *name);
 /* "PREFIXNAME" for NAME in jobs, {workers}, {workers}:ID. Returns the length. */
 size_t drv_key_global(char *buf, size_t len, const char *prefix, const char *name);

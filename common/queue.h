@@ -340,6 +340,23 @@ drv_err drv_queue_limits_get(drv_queue *q, const char *job, drv_limits *out);
  * rate or cap at their next admit call, a new weight at their next job discovery. */
 drv_err drv_queue_limits_set(drv_queue *q, const drv_spec *spec);
 
+/* ---- history --------------------------------------------------------------------------------- */
+
+/* One point of a job's progress, as drover run samples it (PREFIX{J}:history). */
+typedef struct drv_history_sample {
+    int64_t at_ms; /* Redis-independent wall clock of the coordinator */
+    int64_t done, dead;
+    int64_t rate_milli; /* items/s x 1000 over the minute before */
+} drv_history_sample;
+
+#define DRV_HISTORY_MAX 8640 /* a day of samples at drover run's default, one per 10 s */
+
+/* Adds a sample, newest first, keeping the last DRV_HISTORY_MAX (LPUSH, LTRIM). */
+drv_err drv_queue_history_add(drv_queue *q, const char *job, const drv_history_sample *s);
+/* The newest 'max' samples, oldest first. Caller frees *out. */
+drv_err drv_queue_history(drv_queue *q, const char *job, int max, drv_history_sample **out,
+                          size_t *n);
+
 /* Moves every dead item of partition p back to pending with fresh attempts. */
 drv_err drv_queue_revive(drv_queue *q, const char *job, int p, int64_t *revived);
 

@@ -12,10 +12,11 @@
 /* ---- jobs ------------------------------------------------------------------------------------ */
 
 drv_err drv_queue_job_delete(drv_queue *q, const char *job) {
-    char jk[DRV_KEY_MAX], lk[DRV_KEY_MAX], mk[DRV_KEY_MAX], jobs[DRV_KEY_MAX];
+    char jk[DRV_KEY_MAX], lk[DRV_KEY_MAX], mk[DRV_KEY_MAX], hk[DRV_KEY_MAX], jobs[DRV_KEY_MAX];
     drv_key_job(jk, sizeof jk, q->prefix, job, "job");
     drv_key_job(lk, sizeof lk, q->prefix, job, "lock");
     drv_key_job(mk, sizeof mk, q->prefix, job, "limits");
+    drv_key_job(hk, sizeof hk, q->prefix, job, "history");
     drv_key_jobs(jobs, sizeof jobs, q->prefix);
     redisReply *r;
     drv_err e = drv_conn_cmdf(q->conn, &r, "ZREM %s %s", jobs, job);
@@ -42,7 +43,7 @@ drv_err drv_queue_job_delete(drv_queue *q, const char *job) {
     }
     if ((e = drvq_drain(q, nparts))) return e;
     /* The job hash goes last: it holds the partition count a retried delete needs. */
-    if ((e = drv_conn_cmdf(q->conn, &r, "UNLINK %s %s %s", lk, mk, jk))) return e;
+    if ((e = drv_conn_cmdf(q->conn, &r, "UNLINK %s %s %s %s", lk, mk, hk, jk))) return e;
     freeReplyObject(r);
     return DRV_OK;
 }
@@ -99,6 +100,9 @@ drv_err drv_queue_job_expire(drv_queue *q, const drv_job *job, int64_t ttl_ms,
     char mk[DRV_KEY_MAX];
     drv_key_job(mk, sizeof mk, q->prefix, job->id, "limits");
     const char *pm[] = {"PEXPIRE", mk, ttl};
+    if ((e = drv_conn_cmd(q->conn, 3, pm, NULL, &r))) return e;
+    freeReplyObject(r);
+    drv_key_job(mk, sizeof mk, q->prefix, job->id, "history");
     if ((e = drv_conn_cmd(q->conn, 3, pm, NULL, &r))) return e;
     freeReplyObject(r);
     const char *px[] = {"PEXPIRE", jk, ttl};

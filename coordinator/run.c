@@ -62,7 +62,7 @@ typedef struct run_ctx {
     drv_part_stat *st;
     char owner[128];
     const char *prefix; /* of every key (named in messages) */
-    long long lock_ttl_ms, progress_ms;
+    long long lock_ttl_ms, progress_ms, history_ms;
     int quiet;
     int refresh;        /* re-read cursors from Redis before the next tick */
     int running;        /* the job's state is running (as last mirrored) */
@@ -75,6 +75,7 @@ typedef struct run_ctx {
     int started;  /* the first full pass read valid state: corrupt state is waited out now */
     /* rate: done counts sampled at most once a second over the last minute */
     int64_t sample_ms[RATE_SAMPLES], sample_done[RATE_SAMPLES];
+    int64_t history_at; /* when the last history sample was written (drv_now_ms) */
     int nsamples;
     /* callbacks (callback.c): NULL when the spec has none */
     drv_hook *on_complete, *on_dead;
@@ -207,6 +208,11 @@ static void report(run_ctx *c, int64_t now) {
     snprintf(rs, sizeof rs, "%.1f", rate);
     const char *kv[] = {"rate", rs, NULL};
     (void)drv_queue_job_note_if(c->q, c->job.id, c->job.created_ms, kv);
+    if (!c->history_at || now - c->history_at >= c->history_ms) {
+        /* drover web's chart: a missed sample is a gap in it, nothing more. */
+        drv_history_sample hs = {drv_wall_ms(), t.done, t.dead, (int64_t)(rate * 1000.0)};
+        if (drv_queue_history_add(c->q, c->job.id, &hs) == DRV_OK) c->history_at = now;
+    }
     if (c->quiet) return;
     char eta[32] = "?";
     int64_t total = c->job.total >= 0 ? c->job.total : -1;
@@ -759,6 +765,10 @@ static int run_parse(run_ctx *c, run_opts *o, int argc, char **argv) {
          "pause between passes over the partitions", 1, 10000, &o->tick_ms},
         {"progress-ms", "DROVER_PROGRESS_MS", DRV_OPT_INT, "2000", "MS",
          "log progress (and store the rate) this often", 100, 3600000, &c->progress_ms},
+        {"history-ms", "DROVER_HISTORY_MS", DRV_OPT_INT, "10000", "MS",
+         "add a sample to the job's history (drover web's chart; the last 8640 kept) at most "
+         "this often; samples are taken with the progress",
+         100, 3600000, &c->history_ms},
         {"quiet", NULL, DRV_OPT_BOOL, NULL, NULL, "no progress lines", 0, 0, &c->quiet},
         {"metrics-addr", "DROVER_METRICS_ADDR", DRV_OPT_STR, NULL, "HOST:PORT",
          "serve Prometheus metrics at http://HOST:PORT/metrics (default: none)", 0, 0,
@@ -938,6 +948,7 @@ static int settle_drained(run_ctx *c, loop_state *ls, int *rc) {
         }
         return handle_err(c, e, "marking the job done") ? STEP_END : STEP_AGAIN;
     }
+    c->history_at = 0; /* the history's last sample is the job's end */
     report(c, drv_now_ms());
     drv_info("job %s: done: %" PRId64 " processed, %" PRId64 " dead, %" PRId64 " duplicates",
              c->job.id, t.done, t.dead, t.duplicates);

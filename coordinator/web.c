@@ -198,8 +198,27 @@ static drv_err read_dead(drv_queue *q, const char *id, cJSON **out) {
     return DRV_OK;
 }
 
-/* A snapshot by key ("jobs", "workers", "job:ID", "dead:ID"): from the cache when under a
- * second old, else read (one reconnect when the connection broke). The cache owns it. */
+static drv_err read_history(drv_queue *q, const char *id, cJSON **out) {
+    drv_history_sample *h;
+    size_t n;
+    drv_err e = drv_queue_history(q, id, DRV_HISTORY_MAX, &h, &n);
+    if (e) return e;
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; arr && i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "at_ms", (double)h[i].at_ms);
+        cJSON_AddNumberToObject(o, "done", (double)h[i].done);
+        cJSON_AddNumberToObject(o, "dead", (double)h[i].dead);
+        cJSON_AddNumberToObject(o, "rate", (double)h[i].rate_milli / 1000.0);
+        cJSON_AddItemToArray(arr, o);
+    }
+    free(h);
+    *out = arr;
+    return arr ? DRV_OK : DRV_ENOMEM;
+}
+
+/* A snapshot by key ("jobs", "workers", "job:ID", "dead:ID", "hist:ID"): from the cache when under
+ * a second old, else read (one reconnect when the connection broke). The cache owns it. */
 static drv_err snapshot(web *w, const char *key, const cJSON **out) {
     cached *c = cache_find(w, key);
     if (c) {
@@ -220,6 +239,8 @@ static drv_err snapshot(web *w, const char *key, const cJSON **out) {
             e = read_workers(w->q, &val);
         else if (strncmp(key, "job:", 4) == 0)
             e = drv_status_json(w->q, key + 4, 1, &val);
+        else if (strncmp(key, "hist:", 5) == 0)
+            e = read_history(w->q, key + 5, &val);
         else
             e = read_dead(w->q, key + 5, &val);
     }
@@ -505,6 +526,13 @@ static enum MHD_Result get_page(struct MHD_Connection *conn, web *w, const char 
     } else if (strcmp(url, "/api/workers") == 0) {
         if ((e = snapshot(w, "workers", &a))) return redis_down(conn, w, e, c);
         return send_json(conn, a);
+    } else if (job_path(url, "/api/jobs/", id, act) == 0 && strcmp(act, "history") == 0) {
+        snprintf(key, sizeof key, "job:%s", id); /* a job that exists, else 404 */
+        if ((e = snapshot(w, key, &a)) == DRV_ENOJOB)
+            return note(conn, MHD_HTTP_NOT_FOUND, "No such job", "There is no such job.", c);
+        snprintf(key, sizeof key, "hist:%s", id);
+        if (e || (e = snapshot(w, key, &b))) return redis_down(conn, w, e, c);
+        return send_json(conn, b);
     } else if (job_path(url, "/api/jobs/", id, act) == 0 && !act[0]) {
         snprintf(key, sizeof key, "job:%s", id);
         if ((e = snapshot(w, key, &a)) == DRV_ENOJOB)
@@ -532,8 +560,11 @@ static enum MHD_Result get_page(struct MHD_Connection *conn, web *w, const char 
         snprintf(key, sizeof key, "dead:%s", id);
         if ((e = snapshot(w, "workers", &b)) || (e = snapshot(w, key, &d)))
             return redis_down(conn, w, e, c);
+        const cJSON *h = NULL;
+        snprintf(key, sizeof key, "hist:%s", id);
+        if ((e = snapshot(w, key, &h))) return redis_down(conn, w, e, c);
         if (page_open(&p)) return MHD_NO;
-        web_html_job(p.f, a, b, d, c);
+        web_html_job(p.f, a, b, d, h, c);
         return page_send(conn, MHD_HTTP_OK, &p);
     }
     return note(conn, MHD_HTTP_NOT_FOUND, "Not found", "There is no such page.", c);

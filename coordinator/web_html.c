@@ -369,8 +369,52 @@ static void dead_items(FILE *f, const char *id, const cJSON *dead, double total_
     fputs("</tbody></table></div></section>", f);
 }
 
+/* One line of the chart: the samples' k scaled to the box (x: time, y: 0 to the largest). */
+static void chart_line(FILE *f, const cJSON *h, const char *k, const char *cls) {
+    int n = cJSON_GetArraySize(h);
+    double t0 = num(cJSON_GetArrayItem(h, 0), "at_ms"),
+           t1 = num(cJSON_GetArrayItem(h, n - 1), "at_ms");
+    double top = 0;
+    const cJSON *s;
+    cJSON_ArrayForEach(s, h) if (num(s, k) > top) top = num(s, k);
+    if (top <= 0) top = 1;
+    fprintf(f, "<polyline class=%s points=\"", cls);
+    cJSON_ArrayForEach(s, h) {
+        double x = t1 > t0 ? 300.0 * (num(s, "at_ms") - t0) / (t1 - t0) : 0;
+        fprintf(f, "%.1f,%.1f ", x, 78.0 - 76.0 * num(s, k) / top);
+    }
+    fprintf(f, "\"/>");
+}
+
+/* Done and rate over the job's history, drawn here so that it shows without JavaScript. */
+static void chart(FILE *f, const cJSON *h) {
+    int n = cJSON_GetArraySize(h);
+    if (n < 2) {
+        fputs("<p>The chart needs two samples of history (drover run writes one every 10 s).</p>",
+              f);
+        return;
+    }
+    double span =
+        (num(cJSON_GetArrayItem(h, n - 1), "at_ms") - num(cJSON_GetArrayItem(h, 0), "at_ms")) /
+        1000.0;
+    double top_rate = 0, top_done = num(cJSON_GetArrayItem(h, n - 1), "done");
+    const cJSON *s;
+    cJSON_ArrayForEach(s, h) if (num(s, "rate") > top_rate) top_rate = num(s, "rate");
+    fputs("<figure id=chart><svg viewBox=\"0 0 300 80\" preserveAspectRatio=none role=img "
+          "aria-label=\"done and rate over time\">",
+          f);
+    chart_line(f, h, "done", "done");
+    chart_line(f, h, "rate", "rate");
+    fprintf(f,
+            "</svg><figcaption><span class=done>done</span> (up to %.0f) and "
+            "<span class=rate>rate</span> (up to %.1f/s) over the last ",
+            top_done, top_rate);
+    duration(f, span);
+    fprintf(f, ", %d samples</figcaption></figure>", n);
+}
+
 void web_html_job(FILE *f, const cJSON *job, const cJSON *workers, const cJSON *dead,
-                  const web_ctx *c) {
+                  const cJSON *history, const web_ctx *c) {
     const char *id = str(job, "id");
     char title[128];
     snprintf(title, sizeof title, "Job %s", id);
@@ -403,11 +447,9 @@ void web_html_job(FILE *f, const cJSON *job, const cJSON *workers, const cJSON *
     fputs("</td></tr><tr><th>Source</th><td>", f);
     web_esc(f, str(job, "source"));
     fputs("</td></tr></tbody></table>", f);
-    /* The chart: drawn by app.js from the samples it polls (an empty box without JS). */
-    fputs("<figure id=chart hidden><svg viewBox=\"0 0 300 80\" role=img "
-          "aria-label=\"rate over time\"></svg><figcaption>Rate (items/s) since this page "
-          "opened</figcaption></figure></section>",
-          f);
+    fputs("</section><section><h2>History</h2>", f);
+    chart(f, history);
+    fputs("</section>", f);
     if (c->csrf) job_actions(f, id, c);
 
     fputs("<section><h2>Partitions</h2><div class=scroll><table id=parts><thead><tr>"

@@ -1,12 +1,11 @@
 // drover web: refreshes the numbers of the page it is on from the JSON endpoints, once a second
-// at most, and draws the job page's rate chart. The server renders every table, so the page
-// reads without this; nothing here writes HTML (textContent only), so data stays text.
+// at most. The server renders every table and the job's chart, so the page reads without this;
+// nothing here writes HTML (textContent only), so data stays text.
 'use strict';
 (function () {
   const body = document.body;
   const page = body.dataset.page;
   const every = 1000;
-  const samples = []; // [time ms, rate] for the chart, since the page opened
 
   function fmtCount(v) { return v === null || v === undefined ? '-' : String(Math.round(v)); }
   function fmtDur(s) {
@@ -32,26 +31,6 @@
       else el.textContent = fmtCount(v);
     });
   }
-  function chart(o) {
-    const fig = document.getElementById('chart');
-    if (!fig) return;
-    samples.push([Date.now(), o.rate]);
-    if (samples.length > 600) samples.shift();
-    if (samples.length < 2) return;
-    fig.hidden = false;
-    const svg = fig.querySelector('svg');
-    const t0 = samples[0][0], t1 = samples[samples.length - 1][0];
-    const top = Math.max(1, ...samples.map(function (s) { return s[1]; }));
-    const pts = samples.map(function (s) {
-      return (300 * (s[0] - t0) / Math.max(1, t1 - t0)).toFixed(1) + ',' + (78 - 76 * s[1] / top).toFixed(1);
-    }).join(' ');
-    let line = svg.querySelector('polyline');
-    if (!line) {
-      line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
-      svg.appendChild(line);
-    }
-    line.setAttribute('points', pts);
-  }
   function refresh(data) {
     if (page === 'jobs') {
       data.forEach(function (o) {
@@ -61,7 +40,6 @@
       });
     } else if (page === 'job') {
       fill(document.getElementById('summary'), data);
-      chart(data);
     } else if (page === 'workers') {
       data.workers.forEach(function (o) {
         document.querySelectorAll('tr[data-worker]').forEach(function (tr) {

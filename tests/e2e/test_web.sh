@@ -11,7 +11,7 @@ EVIL='<script>alert(1)</script>'
 { seq 1 200; echo "$EVIL"; } >"$TMP/items"
 "$DROVER" submit --id wj --file "$TMP/items" --partitions 2 --max-attempts 1 --quiet >/dev/null
 printf '#!/bin/sh\ncase "$1" in "<"*) echo "bad <b>item</b>" >&2; exit 3;; esac\n' >"$TMP/h.sh"
-bg coord "$DROVER" run wj
+bg coord "$DROVER" run wj --progress-ms 200 --history-ms 200
 bg w1 "$WORKER" --job wj --id w1 --concurrency 4 --exit-when-done --no-stdin -- sh "$TMP/h.sh" {id}
 w1=$LAST_PID
 bg wait "$DROVER" wait wj --timeout 60 --progress-ms 0
@@ -53,11 +53,12 @@ expect() { # expect CODE curl-args...
 }
 
 # ---- routes
-for r in / /workers /jobs/wj /api/jobs /api/jobs/wj /api/workers /static/app.js /static/app.css \
+for r in / /workers /jobs/wj /api/jobs /api/jobs/wj /api/jobs/wj/history /api/workers \
+    /static/app.js /static/app.css /static/favicon.svg \
     "/?state=done&find=w&sort=dead"; do
     expect 200 "$U$r"
 done
-for r in /nope /jobs/no-such-job /api/jobs/no-such-job "/jobs/bad%21id" /static/nope.js /jobs/wj/x/y; do
+for r in /nope /jobs/no-such-job /api/jobs/no-such-job /api/jobs/no-such-job/history "/jobs/bad%21id" /static/nope.js /jobs/wj/x/y; do
     expect 404 "$U$r"
 done
 expect 405 -X DELETE "$U/"
@@ -95,6 +96,19 @@ grep -q 'data-job="wj"' <(curl -s "$U/") || fail "the jobs page does not list wj
 grep -q 'Sign in' "$TMP/job.html" || fail "a page of a server with a token offers no sign-in"
 ! grep -q 'name=csrf' "$TMP/job.html" || fail "action forms shown before signing in"
 say "escaping: ids and errors from Redis are text"
+
+# ---- history: drover run sampled the job; the page charts it on the server
+curl -s "$U/api/jobs/wj/history" | python3 -c '
+import json, sys
+h = json.load(sys.stdin)
+assert len(h) >= 2, h
+assert all(a["at_ms"] < b["at_ms"] and a["done"] <= b["done"] for a, b in zip(h, h[1:])), h
+assert h[-1]["done"] == 200 and h[-1]["dead"] == 1, h[-1]
+assert any(s["rate"] > 0 for s in h), h' || fail "history: $(curl -s "$U/api/jobs/wj/history")"
+[ "$(R LLEN 'drover:{wj}:history')" -ge 2 ] || fail "no drover:{wj}:history list"
+grep -q '<figure id=chart><svg .*<polyline class=done points="[0-9]' "$TMP/job.html" ||
+    fail "the job page has no chart"
+say "history: samples oldest first, ending at the job's end; an SVG chart on the page"
 
 # ---- --json parity: the page's JSON is drover status --json (neither job is moving)
 for j in wj idle; do
