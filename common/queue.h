@@ -359,5 +359,11 @@ drv_err drv_queue_history(drv_queue *q, const char *job, int max, drv_history_sa
 
 /* Moves every dead item of partition p back to pending with fresh attempts. */
 drv_err drv_queue_revive(drv_queue *q, const char *job, int p, int64_t *revived);
+/* The same for the dead items whose error record's "error" text holds 'match' only. */
+drv_err drv_queue_revive_matching(drv_queue *q, const char *job, int p, const char *match,
+                                  int64_t *revived);
+/* The same for the ids named (those not dead in partition p are skipped). */
+drv_err drv_queue_revive_ids(drv_queue *q, const char *job, int p, const char *const *ids, size_t n,
+                             int64_t *revived);
 
 #endif

@@ -2,6 +2,8 @@
  * reply) and reviving dead items. */
 #include "queue_int.h"
 
+#include <cjson/cJSON.h>
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,18 +92,22 @@ drv_err drv_queue_results_each(drv_queue *q, const char *job, int p,
 struct revive_ctx {
     const char *job;
     int p;
+    const char *match; /* only the items whose error holds this (NULL: all) */
     int64_t revived;
 };
 
-static drv_err revive_page(drv_queue *q, redisReply *kv, void *ud) {
-    struct revive_ctx *c = ud;
-    size_t n = kv->elements / 2;
-    if (n == 0) return DRV_OK;
-    const char **args = malloc(n * sizeof *args);
-    size_t *lens = malloc(n * sizeof *lens);
-    drv_err e = args && lens ? DRV_OK : DRV_ENOMEM;
-    for (size_t i = 0; i < n && !e; i++)
-        args[i] = kv->element[2 * i]->str, lens[i] = kv->element[2 * i]->len;
+/* 1 if the dead item's error record (JSON) has an "error" text holding 'match'. */
+static int error_matches(const redisReply *err, const char *match) {
+    cJSON *o = cJSON_ParseWithLength(err->str, err->len);
+    const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "error"));
+    int yes = text && strstr(text, match) != NULL;
+    cJSON_Delete(o);
+    return yes;
+}
+
+static drv_err revive_args(drv_queue *q, struct revive_ctx *c, const char **args,
+                           const size_t *lens, size_t n) {
+    drv_err e = DRV_OK;
     for (size_t off = 0; off < n && !e; off += CHUNK) {
         size_t m = n - off < CHUNK ? n - off : CHUNK;
         e = drvq_script(q, &(drvq_call){.script = "revive",
@@ -113,6 +119,21 @@ static drv_err revive_page(drv_queue *q, redisReply *kv, void *ud) {
                                         .read = drvq_add_int,
                                         .out = &c->revived});
     }
+    return e;
+}
+
+static drv_err revive_page(drv_queue *q, redisReply *kv, void *ud) {
+    struct revive_ctx *c = ud;
+    size_t n = kv->elements / 2, k = 0;
+    if (n == 0) return DRV_OK;
+    const char **args = malloc(n * sizeof *args);
+    size_t *lens = malloc(n * sizeof *lens);
+    drv_err e = args && lens ? DRV_OK : DRV_ENOMEM;
+    for (size_t i = 0; i < n && !e; i++) {
+        if (c->match && !error_matches(kv->element[2 * i + 1], c->match)) continue;
+        args[k] = kv->element[2 * i]->str, lens[k++] = kv->element[2 * i]->len;
+    }
+    if (!e) e = revive_args(q, c, args, lens, k);
     free(args);
     free(lens);
     return e;
@@ -121,8 +142,26 @@ static drv_err revive_page(drv_queue *q, redisReply *kv, void *ud) {
 /* ---- reviving ------------------------------------------------------------------------------- */
 
 drv_err drv_queue_revive(drv_queue *q, const char *job, int p, int64_t *revived) {
-    struct revive_ctx c = {job, p, 0};
+    return drv_queue_revive_matching(q, job, p, NULL, revived);
+}
+
+drv_err drv_queue_revive_matching(drv_queue *q, const char *job, int p, const char *match,
+                                  int64_t *revived) {
+    struct revive_ctx c = {job, p, match, 0};
     drv_err e = scan_hash(q, job, p, DRV_K_DEAD, revive_page, &c);
+    if (revived && !e) *revived = c.revived;
+    return e;
+}
+
+drv_err drv_queue_revive_ids(drv_queue *q, const char *job, int p, const char *const *ids, size_t n,
+                             int64_t *revived) {
+    struct revive_ctx c = {job, p, NULL, 0};
+    size_t *lens = malloc((n ? n : 1) * sizeof *lens);
+    if (!lens) return DRV_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        lens[i] = strlen(ids[i]);
+    drv_err e = revive_args(q, &c, (const char **)ids, lens, n);
+    free(lens);
     if (revived && !e) *revived = c.revived;
     return e;
 }

@@ -164,8 +164,8 @@ int cmd_dead(int argc, char **argv) {
     return rc;
 }
 
-drv_err drv_admin_retry(drv_queue *q, const drv_job *job, int64_t *revived, char *why,
-                        size_t whylen) {
+drv_err drv_admin_retry(drv_queue *q, const drv_job *job, const char *const *ids, size_t nids,
+                        const char *match, int64_t *revived, char *why, size_t whylen) {
     *revived = 0;
     if (job->st == DRV_JOB_CANCELLED) {
         snprintf(why, whylen, "job %s is cancelled", job->id);
@@ -174,7 +174,10 @@ drv_err drv_admin_retry(drv_queue *q, const drv_job *job, int64_t *revived, char
     drv_err e = DRV_OK;
     for (int p = 0; p < job->partitions && !e; p++) {
         int64_t n = 0;
-        e = drv_queue_revive(q, job->id, p, &n);
+        if (ids) /* an id is dead in one partition: the others skip it */
+            e = drv_queue_revive_ids(q, job->id, p, ids, nids, &n);
+        else
+            e = drv_queue_revive_matching(q, job->id, p, match, &n);
         *revived += n;
     }
     if (!e && *revived > 0 && job->st == DRV_JOB_DONE)
@@ -185,26 +188,52 @@ drv_err drv_admin_retry(drv_queue *q, const drv_job *job, int64_t *revived, char
 
 int cmd_retry(int argc, char **argv) {
     static const drv_cmd_doc doc = {
-        "drover retry JOB",
-        "Moves JOB's dead items back to pending with fresh attempts. A job that was done runs\n"
-        "again: start its coordinator (drover run JOB) to finish it.",
-        "  drover retry backfill && drover run backfill"};
-    job_cmd c;
-    int rc = open_job(argc, argv, &doc, 0, &c);
-    if (rc >= 0) return rc;
-    int64_t total = 0;
+        "drover retry JOB [--match TEXT]",
+        "Moves JOB's dead items back to pending with fresh attempts: all of them, or with\n"
+        "--match those whose last error's \"error\" text holds TEXT (as drover dead shows it).\n"
+        "A job that was done runs again: start its coordinator (drover run JOB) to finish it.",
+        "  drover retry backfill && drover run backfill\n"
+        "  drover retry backfill --match 'status 503'"};
+    drv_cli cli;
+    const char *match = NULL;
+    const drv_opt opts[] = {
+        DRV_CLI_OPTS(&cli),
+        {"match", NULL, DRV_OPT_STR, NULL, "TEXT", "only the dead items whose error holds TEXT", 0,
+         0, &match},
+        {0},
+    };
+    char *id;
+    int rc = parse_job_args(opts, &doc, argc, argv, &id);
+    if (rc != -1) return rc;
+    if (match && !match[0]) {
+        fprintf(stderr, "error: --match needs some text (leave it out to retry every dead item)\n");
+        return EXIT_USAGE;
+    }
+    drv_redis_cfg cfg;
+    drv_queue *q;
+    if ((rc = drv_cli_check(&cli, &cfg)) || (rc = drv_cli_connect(&cli, &cfg, &q))) return rc;
+    drv_job *job = malloc(sizeof *job);
+    drv_err e = job ? drv_queue_job_get(q, id, job) : DRV_ENOMEM;
     char why[600];
-    drv_err e = drv_admin_retry(c.q, &c.job, &total, why, sizeof why);
+    int64_t total = 0;
+    if (e == DRV_ENOJOB)
+        snprintf(why, sizeof why, "no job %s (see drover list)", id);
+    else if (e)
+        snprintf(why, sizeof why, "job %s: %s", id, drv_queue_strerror(q, e));
+    else
+        e = drv_admin_retry(q, job, NULL, 0, match, &total, why, sizeof why);
     if (e) {
         fprintf(stderr, "error: %s\n", why);
-        drv_queue_close(c.q);
-        return 1;
+        rc = 1;
+    } else {
+        printf("job %s: %" PRId64 " dead items back to pending\n", id, total);
+        if (total > 0 && job->st == DRV_JOB_DONE)
+            printf("the job was done: run `drover run %s` to finish it\n", id);
+        rc = 0;
     }
-    printf("job %s: %" PRId64 " dead items back to pending\n", c.job.id, total);
-    if (total > 0 && c.job.st == DRV_JOB_DONE)
-        printf("the job was done: run `drover run %s` to finish it\n", c.job.id);
-    drv_queue_close(c.q);
-    return 0;
+    free(job);
+    drv_queue_close(q);
+    return rc;
 }
 
 /* id TAB response, with \\, tab, newline and CR escaped so each item stays one line. */

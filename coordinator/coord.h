@@ -46,9 +46,10 @@ struct cJSON *drv_worker_json(const drv_worker_info *w, int64_t now_ms);
  * what went wrong in a sentence; DRV_EINVAL: refused as asked (the job's state, a value). */
 drv_err drv_admin_transition(drv_queue *q, const drv_job *job, const char *from, const char *to,
                              char *why, size_t whylen);
-/* Moves every dead item back to pending; a done job runs again. */
-drv_err drv_admin_retry(drv_queue *q, const drv_job *job, int64_t *revived, char *why,
-                        size_t whylen);
+/* Moves dead items back to pending: the ids[0..nids) when ids is not NULL, else those whose
+ * error holds match when it is not NULL, else all. A done job runs again. */
+drv_err drv_admin_retry(drv_queue *q, const drv_job *job, const char *const *ids, size_t nids,
+                        const char *match, int64_t *revived, char *why, size_t whylen);
 /* Deletes a finished job's keys (force: also a running one). */
 drv_err drv_admin_purge(drv_queue *q, const char *id, int force, int64_t *swept, char *why,
                         size_t whylen);

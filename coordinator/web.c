@@ -65,7 +65,9 @@ typedef struct req {
     size_t body;
     int too_big;
     char csrf[FIELD_MAX], token[FIELD_MAX], rate[FIELD_MAX], mif[FIELD_MAX], worker[FIELD_MAX],
-        force[FIELD_MAX];
+        force[FIELD_MAX], match[FIELD_MAX];
+    char *ids[DEAD_SHOWN]; /* the dead items ticked ("id" fields) */
+    size_t nids;
 } req;
 
 /* ---- small helpers --------------------------------------------------------------------------- */
@@ -405,7 +407,8 @@ static enum MHD_Result job_action(struct MHD_Connection *conn, web *w, const cha
         snprintf(done, sizeof done, "job %s: cancelled", id);
     } else if (strcmp(act, "retry") == 0) {
         int64_t n = 0;
-        e = drv_admin_retry(w->q, job, &n, why, sizeof why);
+        e = drv_admin_retry(w->q, job, r->nids ? (const char *const *)r->ids : NULL, r->nids,
+                            r->match[0] ? r->match : NULL, &n, why, sizeof why);
         snprintf(done, sizeof done, "job %s: %lld dead items back to pending%s", id, (long long)n,
                  n > 0 && job->st == DRV_JOB_DONE ? "; the job was done: start drover run" : "");
     } else if (strcmp(act, "set") == 0) {
@@ -456,7 +459,23 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
                                 const char *data, uint64_t off, size_t size) {
     (void)kind, (void)filename, (void)type, (void)enc;
     req *r = cls;
+    if (strcmp(key, "id") == 0) { /* repeated: one per ticked item, maybe in pieces */
+        if (off == 0) {
+            if (r->nids == DEAD_SHOWN || !(r->ids[r->nids] = calloc(1, FIELD_MAX))) {
+                r->too_big = 1;
+                return MHD_YES;
+            }
+            r->nids++;
+        }
+        if (!r->nids || off + size >= FIELD_MAX) {
+            r->too_big = 1;
+            return MHD_YES;
+        }
+        memcpy(r->ids[r->nids - 1] + off, data, size);
+        return MHD_YES;
+    }
     char *dst = strcmp(key, "csrf") == 0            ? r->csrf
+                : strcmp(key, "match") == 0         ? r->match
                 : strcmp(key, "token") == 0         ? r->token
                 : strcmp(key, "rate") == 0          ? r->rate
                 : strcmp(key, "max_in_flight") == 0 ? r->mif
@@ -479,6 +498,8 @@ static void on_done(void *cls, struct MHD_Connection *conn, void **req_cls,
     req *r = *req_cls;
     if (!r) return;
     if (r->pp) MHD_destroy_post_processor(r->pp);
+    for (size_t i = 0; i < r->nids; i++)
+        free(r->ids[i]);
     free(r);
     *req_cls = NULL;
 }

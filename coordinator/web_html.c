@@ -352,13 +352,24 @@ static void dead_items(FILE *f, const char *id, const cJSON *dead, double total_
     if (c->csrf) {
         form_open(f, "/jobs/%s/retry", id, c);
         fputs("<button>Retry all dead items</button></form>", f);
+        form_open(f, "/jobs/%s/retry", id, c);
+        fputs("<label>Error holds <input name=match required></label> "
+              "<button>Retry matching</button></form>",
+              f);
+        form_open(f, "/jobs/%s/retry", id, c); /* the ticked rows of the table below */
     }
-    fputs("<div class=scroll><table id=dead><thead><tr><th>Item</th><th>Last error</th>"
-          "</tr></thead><tbody>",
-          f);
+    fputs("<div class=scroll><table id=dead><thead><tr>", f);
+    if (c->csrf) fputs("<th></th>", f);
+    fputs("<th>Item</th><th>Last error</th></tr></thead><tbody>", f);
     const cJSON *d;
     cJSON_ArrayForEach(d, dead) {
-        fputs("<tr><td class=id>", f);
+        fputs("<tr>", f);
+        if (c->csrf) {
+            fputs("<td><input type=checkbox name=id value=\"", f);
+            web_esc(f, str(d, "id"));
+            fputs("\"></td>", f);
+        }
+        fputs("<td class=id>", f);
         web_esc(f, str(d, "id"));
         fputs("</td><td class=id>", f); /* the whole record, as drover dead prints it */
         char *rec = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(d, "error"));
@@ -366,7 +377,9 @@ static void dead_items(FILE *f, const char *id, const cJSON *dead, double total_
         cJSON_free(rec);
         fputs("</td></tr>", f);
     }
-    fputs("</tbody></table></div></section>", f);
+    fputs("</tbody></table></div>", f);
+    if (c->csrf) fputs("<button>Retry the ticked items</button></form>", f);
+    fputs("</section>", f);
 }
 
 /* One line of the chart: the samples' k scaled to the box (x: time, y: 0 to the largest). */

@@ -153,8 +153,17 @@ state_is idle paused || fail "pause from the web did not pause idle"
 [ "$(act -d rate=-3 "$U/jobs/idle/set")" = 409 ] || fail "a negative rate was not refused"
 [ "$(act -d rate=1000000000000 "$U/jobs/idle/set")" = 409 ] || fail "a huge rate was not refused"
 [ "$(act -d worker=no-such-worker "$U/workers/drain")" = 404 ] || fail "drain of no worker"
-[ "$(act "$U/jobs/wj/retry")" = 303 ] || fail "retry"
-[ "$(status_num wj dead)" = 0 ] && state_is wj running || fail "retry from the web: $("$DROVER" status wj)"
+curl -s -b "$TMP/jar" "$U/jobs/wj" | grep -qF '<input type=checkbox name=id value="&lt;script&gt;' ||
+    fail "no tick box for the dead item"
+[ "$(act -d match=no-error-says-this "$U/jobs/wj/retry")" = 303 ] || fail "retry matching"
+[ "$(status_num wj dead)" = 1 ] || fail "retry of the items matching nothing revived some"
+[ "$(act -d id=not-dead --data-urlencode "id=$EVIL" "$U/jobs/wj/retry")" = 303 ] || fail "retry ticked"
+[ "$(status_num wj dead)" = 0 ] && state_is wj running || fail "retry ticked: $("$DROVER" status wj)"
+"$DROVER" pause wj >/dev/null
+R HSET 'drover:{wj.0}:dead' again '{"error":"exit status 3","attempt":1}' >/dev/null
+R HINCRBY 'drover:{wj.0}:state' dead 1 >/dev/null
+"$DROVER" retry wj --match 'no such' | grep -q ': 0 dead items back' || fail "drover retry --match"
+"$DROVER" retry wj --match 'status 3' | grep -q ': 1 dead items back' || fail "drover retry --match"
 [ "$(act "$U/jobs/idle/purge")" = 409 ] || fail "purge of a running job without force"
 [ "$(act "$U/jobs/idle/cancel")" = 303 ] && state_is idle cancelled || fail "cancel"
 curl -s -b "$TMP/jar" "$U/jobs/idle" | grep -q 'class=msg' || true
@@ -163,7 +172,7 @@ curl -s -b "$TMP/jar" "$U/jobs/idle" | grep -q 'class=msg' || true
 expect 404 "$U/jobs/idle"
 [ "$(act "$U/logout")" = 303 ] || fail "logout"
 expect 403 -b "$TMP/jar" -d "csrf=$CSRF" "$U/jobs/wj/pause"
-say "actions: pause, resume, set, drain, retry, cancel, purge, logout; refusals 409/404"
+say "actions: pause, resume, set, drain, retry (matching, ticked; and drover retry --match), cancel, purge, logout; refusals 409/404"
 
 # ---- a client that connects and sends nothing holds no one up
 python3 - "$U" <<'PY' || fail "a silent client held up another"
