@@ -320,6 +320,12 @@ drv_err drv_queue_dead_first(drv_queue *q, const char *job, int nparts, int max,
                              void (*fn)(const char *id, size_t idlen, const char *err,
                                         size_t errlen, void *ud),
                              void *ud);
+/* One page of the job's dead items, from partition *p at HSCAN cursor 'cursor' ("0": its
+ * start) on: fn is called for about 'max' items (HSCAN's COUNT is a hint: a small hash comes
+ * whole), and *p and cursor are left where the next page starts (*p == nparts: the end). */
+drv_err drv_queue_dead_page(
+    drv_queue *q, const char *job, int nparts, int max, int *p, char cursor[32],
+    void (*fn)(const char *id, size_t idlen, const char *err, size_t errlen, void *ud), void *ud);
 /* Calls fn for each kept response of partition p (HSCAN, in batches). */
 drv_err drv_queue_results_each(drv_queue *q, const char *job, int p,
                                void (*fn)(const char *id, size_t idlen, const char *resp,

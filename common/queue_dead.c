@@ -56,6 +56,36 @@ drv_err drv_queue_dead_each(drv_queue *q, const char *job, int p,
     return scan_hash(q, job, p, DRV_K_DEAD, pair_page, &d);
 }
 
+drv_err drv_queue_dead_page(
+    drv_queue *q, const char *job, int nparts, int max, int *p, char cursor[32],
+    void (*fn)(const char *id, size_t idlen, const char *err, size_t errlen, void *ud), void *ud) {
+    struct pair_each d = {fn, ud};
+    int got = 0;
+    while (*p < nparts && got < max) {
+        drv_part_keys k;
+        drv_keys_part(&k, q->prefix, job, *p);
+        redisReply *r;
+        drv_err e = drv_conn_cmdf(q->conn, &r, "HSCAN %s %s COUNT %d", k.ptr[DRV_K_DEAD], cursor,
+                                  max - got);
+        if (e) return e;
+        if (!drvq_is_array(r, 2) || r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            e = drvq_bad_reply(q, "HSCAN", r);
+            freeReplyObject(r);
+            return e;
+        }
+        got += (int)(r->element[1]->elements / 2);
+        pair_page(q, r->element[1], &d);
+        if (strcmp(r->element[0]->str, "0") == 0) {
+            ++*p, snprintf(cursor, 32, "0");
+        } else {
+            snprintf(cursor, 32, "%s", r->element[0]->str);
+        }
+        freeReplyObject(r);
+    }
+    return DRV_OK;
+}
+
 drv_err drv_queue_dead_first(drv_queue *q, const char *job, int nparts, int max,
                              void (*fn)(const char *id, size_t idlen, const char *err,
                                         size_t errlen, void *ud),

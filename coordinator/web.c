@@ -40,7 +40,7 @@
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 typedef struct cached {
-    char key[DRV_JOB_ID_MAX + 16];
+    char key[DRV_JOB_ID_MAX + 64];
     cJSON *val;
     int64_t at; /* drv_now_ms when read; 0: empty slot */
 } cached;
@@ -186,17 +186,31 @@ static void add_dead(const char *id, size_t idlen, const char *err, size_t errle
     free(idz);
 }
 
-static drv_err read_dead(drv_queue *q, const char *id, cJSON **out) {
-    int parts = 0;
+/* key: "ID P CURSOR": a page of dead items from partition P at HSCAN cursor CURSOR, as
+ * {"items": [{"id", "error"}], "next": {"p", "cursor"} or null at the end}. */
+static drv_err read_dead(drv_queue *q, const char *key, cJSON **out) {
+    char id[DRV_JOB_ID_MAX + 1], cursor[32];
+    int p = 0, parts = 0;
+    if (sscanf(key, "%64s %d %31s", id, &p, cursor) != 3) return DRV_EINVAL;
     drv_err e = drv_queue_job_partitions(q, id, &parts);
     if (e) return e;
-    cJSON *arr = cJSON_CreateArray();
-    if (!arr) return DRV_ENOMEM;
-    if ((e = drv_queue_dead_first(q, id, parts, DEAD_SHOWN, add_dead, arr))) {
-        cJSON_Delete(arr);
+    cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "items");
+    if (!arr) {
+        cJSON_Delete(o);
+        return DRV_ENOMEM;
+    }
+    if ((e = drv_queue_dead_page(q, id, parts, DEAD_SHOWN, &p, cursor, add_dead, arr))) {
+        cJSON_Delete(o);
         return e;
     }
-    *out = arr;
+    if (p < parts) {
+        cJSON *next = cJSON_AddObjectToObject(o, "next");
+        cJSON_AddNumberToObject(next, "p", p);
+        cJSON_AddStringToObject(next, "cursor", cursor);
+    } else {
+        cJSON_AddNullToObject(o, "next");
+    }
+    *out = o;
     return DRV_OK;
 }
 
@@ -523,7 +537,7 @@ static int job_path(const char *url, const char *base, char *id, char *act) {
 }
 
 static enum MHD_Result get_page(struct MHD_Connection *conn, web *w, const char *url, web_ctx *c) {
-    char id[DRV_JOB_ID_MAX + 1], act[16], key[DRV_JOB_ID_MAX + 16];
+    char id[DRV_JOB_ID_MAX + 1], act[16], key[DRV_JOB_ID_MAX + 64];
     const cJSON *a = NULL, *b = NULL, *d = NULL;
     drv_err e;
     page p;
@@ -578,7 +592,14 @@ static enum MHD_Result get_page(struct MHD_Connection *conn, web *w, const char 
         if ((e = snapshot(w, key, &a)) == DRV_ENOJOB)
             return note(conn, MHD_HTTP_NOT_FOUND, "No such job", "There is no such job.", c);
         if (e) return redis_down(conn, w, e, c);
-        snprintf(key, sizeof key, "dead:%s", id);
+        /* The page of dead items asked for: ?dp=PARTITION&dc=CURSOR (the start without). */
+        const char *dp = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "dp");
+        const char *dc = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "dc");
+        long long part = 0, cur = 0;
+        if ((dp && drv_parse_ll(dp, 0, 1 << 20, &part)) ||
+            (dc && drv_parse_ll(dc, 0, 9223372036854775807LL, &cur)))
+            return note(conn, MHD_HTTP_BAD_REQUEST, "Bad page", "dp and dc are numbers.", c);
+        snprintf(key, sizeof key, "dead:%s %lld %lld", id, part, cur);
         if ((e = snapshot(w, "workers", &b)) || (e = snapshot(w, key, &d)))
             return redis_down(conn, w, e, c);
         const cJSON *h = NULL;

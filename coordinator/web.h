@@ -22,9 +22,9 @@ void web_esc(FILE *f, const char *s);
 
 /* jobs: an array of drover list --json objects. */
 void web_html_jobs(FILE *f, const cJSON *jobs, const web_ctx *c);
-/* job: drover status JOB --json; workers: {"now_ms", "workers": [...]}; dead: an array of
- * {"id", "error"} (the first dead items); history: an array of {"at_ms", "done", "dead",
- * "rate"}, oldest first (PREFIX{J}:history). */
+/* job: drover status JOB --json; workers: {"now_ms", "workers": [...]}; dead: a page of dead
+ * items, {"items": [{"id", "error"}], "next": {"p", "cursor"} or null}; history: an array of
+ * {"at_ms", "done", "dead", "rate"}, oldest first (PREFIX{J}:history). */
 void web_html_job(FILE *f, const cJSON *job, const cJSON *workers, const cJSON *dead,
                   const cJSON *history, const web_ctx *c);
 void web_html_workers(FILE *f, const cJSON *workers, const web_ctx *c);

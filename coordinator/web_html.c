@@ -323,8 +323,10 @@ static const char *dead_error(const cJSON *d) {
     return s ? s : "(no error text)";
 }
 
-static void dead_items(FILE *f, const char *id, const cJSON *dead, double total_dead,
+static void dead_items(FILE *f, const char *id, const cJSON *page, double total_dead,
                        const web_ctx *c) {
+    const cJSON *dead = cJSON_GetObjectItemCaseSensitive(page, "items");
+    const cJSON *next = cJSON_GetObjectItemCaseSensitive(page, "next");
     int n = cJSON_GetArraySize(dead);
     fputs("<section><h2>Errors</h2>", f);
     if (!n) {
@@ -347,7 +349,8 @@ static void dead_items(FILE *f, const char *id, const cJSON *dead, double total_
         fprintf(f, "</td><td class=n>%d</td></tr>", k);
     }
     fputs("</tbody></table>", f);
-    fprintf(f, "<p>Counted over the first %d of %.0f dead items.</p></section>", n, total_dead);
+    fprintf(f, "<p>Counted over the %d dead items of this page (of %.0f).</p></section>", n,
+            total_dead);
     fputs("<section><h2>Dead items</h2>", f);
     if (c->csrf) {
         form_open(f, "/jobs/%s/retry", id, c);
@@ -379,6 +382,17 @@ static void dead_items(FILE *f, const char *id, const cJSON *dead, double total_
     }
     fputs("</tbody></table></div>", f);
     if (c->csrf) fputs("<button>Retry the ticked items</button></form>", f);
+    fputs("<p class=pages><a href=\"/jobs/", f);
+    web_esc(f, id);
+    fputs("\">First page</a>", f);
+    if (cJSON_IsObject(next)) {
+        fputs(" <a rel=next href=\"/jobs/", f);
+        web_esc(f, id);
+        fprintf(f, "?dp=%.0f&amp;dc=", num(next, "p"));
+        web_esc(f, str(next, "cursor"));
+        fputs("\">Next page</a>", f);
+    }
+    fputs("</p>", f);
     fputs("</section>", f);
 }
 
