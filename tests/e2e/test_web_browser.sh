@@ -3,7 +3,8 @@
 # (installed here, pinned, into the git-ignored build dir), against a real redis-server and a
 # running job. The jobs page shows the job and its progress moves; a dead item whose id is
 # <script>alert(1)</script> shows as text; pause from the page pauses the job (drover status
-# says so); an action without the token is refused. Screenshots of each page go to
+# says so); drain from the workers page drains the worker; an action without the token is
+# refused. Screenshots of each page go to
 # $DROVER_BIN_DIR/web-artifacts/ (named in the output), with the time to first render and the
 # bytes of each page.
 source "$DROVER_SRC_DIR/tests/support/e2e.sh"

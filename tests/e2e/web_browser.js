@@ -89,6 +89,14 @@ async function until(what, secs, fn) {
   check(status('br').state === 'paused', 'pause from the page: drover status says paused');
   await visit('job-paused', '/jobs/br');
 
+  // Drain the worker from the workers page: it leaves the registry once it has stopped.
+  await page.goto(url + '/workers');
+  await Promise.all([page.waitForNavigation(), page.click('tr[data-worker="w-br"] button')]);
+  check((await page.locator('p.msg').textContent()) === 'worker w-br: asked to drain', 'drain: the page says so');
+  const workers = () => execFileSync(drover, ['workers', '--json'], { encoding: 'utf8' });
+  await until('w-br to drain and leave', 20, async () => !workers().includes('"id":"w-br"'));
+  check(true, 'drain from the page: w-br finished and left drover workers');
+
   // A phone's width.
   await page.setViewportSize({ width: 375, height: 740 });
   await visit('jobs-phone', '/');
