@@ -729,15 +729,18 @@ int cmd_web(int argc, char **argv) {
         "drover web [--addr HOST:PORT] [--token-file FILE]",
         "Serves a dashboard of every job and worker at http://HOST:PORT/ (127.0.0.1:8080 by\n"
         "default; loopback only unless told otherwise): the jobs with their progress, rate, ETA,\n"
-        "dead items and limits; one job's partitions, workers, errors grouped by message and\n"
-        "first dead items; the workers with their heartbeats. Pages read without JavaScript;\n"
-        "with it they refresh themselves every second. Every number is drover status --json's,\n"
-        "and /api/jobs, /api/jobs/JOB and /api/workers serve those objects as JSON. What is\n"
-        "read from Redis serves every viewer for a second, so many viewers cost what one does.\n"
-        "Actions (pause, resume, cancel, set rate and max_in_flight, retry dead items, purge,\n"
-        "drain a worker) need the token (--token-file, or DROVER_WEB_TOKEN; 16 to 256\n"
-        "characters): the page asks for it once and keeps a session cookie. Without a token\n"
-        "the server is read-only. Stops on SIGINT or SIGTERM.",
+        "dead items and limits; one job's chart of done and rate over the last day (drover run\n"
+        "--history-ms), partitions, workers, errors grouped by message and dead items, 100 a\n"
+        "page; the workers with their heartbeats. Pages read without JavaScript; with it they\n"
+        "refresh themselves every second. Every number is drover status --json's, and\n"
+        "/api/jobs, /api/jobs/JOB, /api/jobs/JOB/history and /api/workers serve them as JSON.\n"
+        "What is read from Redis serves every viewer for a second, so many viewers cost what\n"
+        "one does.\n"
+        "Actions (pause, resume, cancel, set rate and max_in_flight, retry dead items: all,\n"
+        "those whose error matches or those ticked, purge, drain a worker) need the token\n"
+        "(--token-file, or DROVER_WEB_TOKEN; 16 to 256 characters): the page asks for it once\n"
+        "and keeps a session cookie. Without a token the server is read-only. Stops on SIGINT\n"
+        "or SIGTERM.",
         "  drover web\n"
         "  DROVER_WEB_TOKEN=$(cat /etc/drover/web-token) drover web --addr 127.0.0.1:9000"};
     drv_cli cli;
