@@ -88,6 +88,15 @@ drv_err drv_queue_job_set_state(drv_queue *q, const drv_job *job, const char *st
  * (lua/mark.lua): DRV_ENOJOB, nothing written, once it was deleted or replaced. */
 drv_err drv_queue_job_note_if(drv_queue *q, const char *job, int64_t created_ms,
                               const char *const *kv);
+/* The HTTP source's staged page, PREFIX{J}:page (a JSON string: the page number, the next
+ * page's URL and the page's items), written before any partition takes an item of it, so a
+ * restart feeds from it instead of fetching the page again. _staged: *text malloc'd, NULL
+ * when there is none. _done: note_if's write and the page's deletion in one step. */
+drv_err drv_queue_page_stage(drv_queue *q, const char *job, const char *text, size_t len);
+drv_err drv_queue_page_staged(drv_queue *q, const char *job, char **text);
+drv_err drv_queue_page_drop(drv_queue *q, const char *job);
+drv_err drv_queue_page_done(drv_queue *q, const char *job, int64_t created_ms,
+                            const char *const *kv);
 /* One field of the job hash, as written: *out is malloc'd, NULL when the field is absent. */
 drv_err drv_queue_job_field(drv_queue *q, const char *job, const char *field, char **out);
 /* Writes 'state' into each partition's state hash that exists (lua/mirror.lua), not the job

@@ -12,9 +12,10 @@
 /* ---- jobs ------------------------------------------------------------------------------------ */
 
 drv_err drv_queue_job_delete(drv_queue *q, const char *job) {
-    char jk[DRV_KEY_MAX], lk[DRV_KEY_MAX], mk[DRV_KEY_MAX], jobs[DRV_KEY_MAX];
+    char jk[DRV_KEY_MAX], lk[DRV_KEY_MAX], mk[DRV_KEY_MAX], pk[DRV_KEY_MAX], jobs[DRV_KEY_MAX];
     drv_key_job(jk, sizeof jk, q->prefix, job, "job");
     drv_key_job(lk, sizeof lk, q->prefix, job, "lock");
+    drv_key_job(pk, sizeof pk, q->prefix, job, "page");
     drv_key_job(mk, sizeof mk, q->prefix, job, "limits");
     drv_key_jobs(jobs, sizeof jobs, q->prefix);
     redisReply *r;
@@ -42,7 +43,7 @@ drv_err drv_queue_job_delete(drv_queue *q, const char *job) {
     }
     if ((e = drvq_drain(q, nparts))) return e;
     /* The job hash goes last: it holds the partition count a retried delete needs. */
-    if ((e = drv_conn_cmdf(q->conn, &r, "UNLINK %s %s %s", lk, mk, jk))) return e;
+    if ((e = drv_conn_cmdf(q->conn, &r, "UNLINK %s %s %s %s", lk, mk, pk, jk))) return e;
     freeReplyObject(r);
     return DRV_OK;
 }
@@ -413,19 +414,20 @@ drv_err drv_queue_job_mirror_state(drv_queue *q, const drv_job *job, const char 
     return DRV_OK;
 }
 
-drv_err drv_queue_job_note_if(drv_queue *q, const char *job, int64_t created_ms,
-                              const char *const *kv) {
-    char jk[DRV_KEY_MAX];
+static drv_err note_if(drv_queue *q, const char *job, int64_t created_ms, const char *const *kv,
+                       int drop_page) {
+    char jk[DRV_KEY_MAX], pk[DRV_KEY_MAX];
     drv_key_job(jk, sizeof jk, q->prefix, job, "job");
+    drv_key_job(pk, sizeof pk, q->prefix, job, "page");
     drvq_args a = {0};
     drvq_arg(&a, "");
     drvq_arg_i64(&a, created_ms);
     for (; kv[0] && kv[1] && a.n < 32; kv += 2)
         drvq_arg(&a, kv[0]), drvq_arg(&a, kv[1]);
-    const char *keys[] = {jk};
+    const char *keys[] = {jk, pk};
     int64_t wrote = 0;
     drv_err e = drvq_script(q, &(drvq_call){.script = "mark",
-                                            .nkeys = 1,
+                                            .nkeys = drop_page ? 2 : 1,
                                             .keys = keys,
                                             .nargs = a.n,
                                             .args = a.v,
@@ -434,6 +436,50 @@ drv_err drv_queue_job_note_if(drv_queue *q, const char *job, int64_t created_ms,
                                             .out = &wrote});
     if (e) return e;
     return wrote ? DRV_OK : DRV_ENOJOB;
+}
+
+drv_err drv_queue_job_note_if(drv_queue *q, const char *job, int64_t created_ms,
+                              const char *const *kv) {
+    return note_if(q, job, created_ms, kv, 0);
+}
+
+drv_err drv_queue_page_done(drv_queue *q, const char *job, int64_t created_ms,
+                            const char *const *kv) {
+    return note_if(q, job, created_ms, kv, 1);
+}
+
+drv_err drv_queue_page_stage(drv_queue *q, const char *job, const char *text, size_t len) {
+    char pk[DRV_KEY_MAX];
+    drv_key_job(pk, sizeof pk, q->prefix, job, "page");
+    const char *argv[] = {"SET", pk, text};
+    size_t lens[] = {3, strlen(pk), len};
+    redisReply *r;
+    drv_err e = drv_conn_cmd(q->conn, 3, argv, lens, &r);
+    if (e) return e;
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
+drv_err drv_queue_page_staged(drv_queue *q, const char *job, char **text) {
+    char pk[DRV_KEY_MAX];
+    drv_key_job(pk, sizeof pk, q->prefix, job, "page");
+    redisReply *r;
+    drv_err e = drv_conn_cmdf(q->conn, &r, "GET %s", pk);
+    if (e) return drvq_wrongtype(q, e, pk);
+    *text = NULL;
+    if (r->type == REDIS_REPLY_STRING && !(*text = strdup(r->str))) e = DRV_ENOMEM;
+    freeReplyObject(r);
+    return e;
+}
+
+drv_err drv_queue_page_drop(drv_queue *q, const char *job) {
+    char pk[DRV_KEY_MAX];
+    drv_key_job(pk, sizeof pk, q->prefix, job, "page");
+    redisReply *r;
+    drv_err e = drv_conn_cmdf(q->conn, &r, "UNLINK %s", pk);
+    if (e) return e;
+    freeReplyObject(r);
+    return DRV_OK;
 }
 
 drv_err drv_queue_job_field(drv_queue *q, const char *job, const char *field, char **out) {
