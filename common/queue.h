@@ -97,6 +97,12 @@ drv_err drv_queue_page_staged(drv_queue *q, const char *job, char **text);
 drv_err drv_queue_page_drop(drv_queue *q, const char *job);
 drv_err drv_queue_page_done(drv_queue *q, const char *job, int64_t created_ms,
                             const char *const *kv);
+/* The stdin feeder's heartbeat in the job hash: "feeder" (running or done) and
+ * "feeder_beat_ms" (Redis time), written only while it is the job created at created_ms. */
+drv_err drv_queue_feeder_beat(drv_queue *q, const char *job, int64_t created_ms, const char *state);
+/* The feeder's state ("" when no feeder ever beat) and the age of its last beat (Redis time;
+ * -1 without one). */
+drv_err drv_queue_feeder_get(drv_queue *q, const char *job, char state[16], int64_t *age_ms);
 /* One field of the job hash, as written: *out is malloc'd, NULL when the field is absent. */
 drv_err drv_queue_job_field(drv_queue *q, const char *job, const char *field, char **out);
 /* Writes 'state' into each partition's state hash that exists (lua/mirror.lua), not the job

@@ -448,6 +448,37 @@ drv_err drv_queue_page_done(drv_queue *q, const char *job, int64_t created_ms,
     return note_if(q, job, created_ms, kv, 1);
 }
 
+drv_err drv_queue_feeder_beat(drv_queue *q, const char *job, int64_t created_ms,
+                              const char *state) {
+    int64_t now;
+    drv_err e = drvq_time(q, &now);
+    if (e) return e;
+    num_t at;
+    snprintf(at, sizeof at, "%" PRId64, now);
+    const char *kv[] = {"feeder", state, "feeder_beat_ms", at, NULL};
+    return note_if(q, job, created_ms, kv, 0);
+}
+
+drv_err drv_queue_feeder_get(drv_queue *q, const char *job, char state[16], int64_t *age_ms) {
+    char jk[DRV_KEY_MAX];
+    drv_key_job(jk, sizeof jk, q->prefix, job, "job");
+    state[0] = '\0';
+    *age_ms = -1;
+    int64_t now;
+    drv_err e = drvq_time(q, &now);
+    if (e) return e;
+    redisReply *r;
+    if ((e = drv_conn_cmdf(q->conn, &r, "HMGET %s feeder feeder_beat_ms", jk)))
+        return drvq_wrongtype(q, e, jk);
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+        if (r->element[0]->type == REDIS_REPLY_STRING)
+            snprintf(state, 16, "%s", r->element[0]->str);
+        if (r->element[1]->type == REDIS_REPLY_STRING) *age_ms = now - atoll(r->element[1]->str);
+    }
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
 drv_err drv_queue_page_stage(drv_queue *q, const char *job, const char *text, size_t len) {
     char pk[DRV_KEY_MAX];
     drv_key_job(pk, sizeof pk, q->prefix, job, "page");

@@ -32,7 +32,12 @@ int cmd_set(int argc, char **argv);
  * error it printed, naming the command. */
 int parse_job_args(const drv_opt *opts, const drv_cmd_doc *doc, int argc, char **argv, char **job);
 
-#define EXIT_USAGE     2
+#define EXIT_USAGE 2
+
+/* The stdin feeder's heartbeat (submit --source -): written this often, and a beat older than
+ * FEEDER_LOST_MS is a feeder gone (drover status, drover run). */
+#define FEEDER_BEAT_MS 2000
+#define FEEDER_LOST_MS 10000
 #define EXIT_TIMEOUT   3
 #define EXIT_CANCELLED 4
 

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +23,11 @@ static const drv_cmd_doc doc = {
     "Validates a job, splits its source into partitions and registers it in Redis, then prints\n"
     "the job id alone on stdout. A spec file and flags can be combined: flags win. Nothing is\n"
     "written to Redis when the spec is wrong (exit 2). With --source - the items are read from\n"
-    "standard input and fed as they come (this command runs until the input ends); an\n"
-    "interrupted stdin feed cannot resume from its cursor: pipe the input again into a new\n"
-    "submit with --replace, or feed the same id again (done items are skipped at claim).",
+    "standard input and fed as they come (this command runs until the input ends). An\n"
+    "interrupted stdin feed resumes: pipe the same input, in the same order, into the same\n"
+    "command (same id, no --replace); the records fed before are read again, checked and\n"
+    "skipped, and input that differs from what was fed is refused (exit 2) naming the record.\n"
+    "While it feeds, the job hash holds its heartbeat (drover status: \"feeder lost N s ago\").",
     "  drover submit --id backfill --range 1..10000000 --partitions 16\n"
     "  drover submit --id rescore --file users.csv --format csv --id-field user_id\n"
     "  psql -Atc 'select id from invoices' | drover submit --id inv --source -\n"
@@ -326,6 +329,30 @@ static int split_source(drv_spec *spec, int quiet, split *sp) {
     return 0;
 }
 
+/* A stdin job that exists already: its feed resumes when it is the same kind of job (the
+ * partitions and format decide where each record goes). 0, or an exit code (said). */
+static int resume_stdin(drv_queue *q, const drv_spec *spec) {
+    drv_job job;
+    drv_err e = drv_queue_job_get(q, spec->id, &job);
+    if (e) {
+        fprintf(stderr, "error: job %s: %s\n", spec->id, drv_queue_strerror(q, e));
+        return 1;
+    }
+    const drv_spec *o = &job.spec;
+    if (o->source != DRV_SRC_STDIN || o->format != spec->format ||
+        strcmp(o->id_field, spec->id_field) != 0 || job.partitions != spec->partitions) {
+        fprintf(stderr,
+                "error: job %s already exists with another source (%s source, %d partitions, "
+                "format %s); use --replace to start it over\n",
+                spec->id, drv_src_name(o->source), job.partitions, drv_fmt_name(o->format));
+        return EXIT_USAGE;
+    }
+    /* A feeder still running is not refused here: the cursors' compare-and-set stops one of
+     * the two (DRV_CURSOR) before it feeds anything twice. */
+    drv_info("job %s exists: resuming its feed from standard input", spec->id);
+    return 0;
+}
+
 /* Writes the job into Redis. 0, or an exit code (said). */
 static int register_job(drv_queue *q, const drv_spec *spec, const split *sp, int replace) {
     /* A file's fingerprint goes in before the job is visible: no coordinator can open it
@@ -334,6 +361,7 @@ static int register_job(drv_queue *q, const drv_spec *spec, const split *sp, int
                         sp->fp_inode, "src_hashes", sp->fp,         NULL};
     drv_err e =
         drv_queue_job_create_noted(q, spec, sp->total, sp->parts, replace, sp->fp ? kv : NULL);
+    if (e == DRV_EEXIST && spec->source == DRV_SRC_STDIN) return resume_stdin(q, spec);
     if (e == DRV_EEXIST) {
         fprintf(stderr, "error: job %s already exists (use --replace to start it over)\n",
                 spec->id);
@@ -347,19 +375,71 @@ static int register_job(drv_queue *q, const drv_spec *spec, const split *sp, int
     return 0;
 }
 
-/* The loop of a stdin job: feeds standard input until it ends. 0, or 1 (said). */
-static int feed_stdin(drv_queue *q, const drv_spec *spec, int quiet) {
+/* The stdin feeder's heartbeat: a thread with its own connection writes it every
+ * FEEDER_BEAT_MS, whatever the feed is doing (blocked on a slow pipe, waiting for room under
+ * the window), and stops with the process, so a beat older than FEEDER_LOST_MS means the
+ * feeder is gone. */
+typedef struct beat_ctx {
+    const drv_cli *cli;
+    const drv_redis_cfg *cfg;
+    const drv_job *job;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+} beat_ctx;
+
+static void *beat_main(void *ud) {
+    beat_ctx *b = ud;
+    drv_queue *q = NULL;
+    char why[600];
+    pthread_mutex_lock(&b->mu);
+    while (!b->stop) {
+        pthread_mutex_unlock(&b->mu);
+        if (!q && drv_queue_open(b->cfg, b->cli->prefix, &q, why, sizeof why) != DRV_OK) q = NULL;
+        if (q) (void)drv_queue_feeder_beat(q, b->job->id, b->job->created_ms, "running");
+        pthread_mutex_lock(&b->mu);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += FEEDER_BEAT_MS / 1000;
+        while (!b->stop && pthread_cond_timedwait(&b->cv, &b->mu, &until) == 0) {
+        }
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (q) drv_queue_close(q);
+    return NULL;
+}
+
+/* The loop of a stdin job: feeds standard input until it ends. 0, or an exit code (said). */
+static int feed_stdin(drv_queue *q, const submit_args *a, const drv_spec *spec, int quiet) {
     char why[1024];
     drv_job job;
     drv_err e;
-    if ((e = drv_queue_job_get(q, spec->id, &job)) == DRV_OK)
-        e = drv_feed_stream(q, &job, stdin, quiet, why, sizeof why);
-    else
-        snprintf(why, sizeof why, "%s", drv_strerror(e));
-    if (e != DRV_OK) {
-        fprintf(stderr, "error: feeding job %s from standard input: %s\n", spec->id, why);
+    int differs = 0;
+    if ((e = drv_queue_job_get(q, spec->id, &job)) != DRV_OK) {
+        fprintf(stderr, "error: feeding job %s from standard input: %s\n", spec->id,
+                drv_strerror(e));
         return 1;
     }
+    beat_ctx b = {.cli = &a->cli, .cfg = &a->cfg, .job = &job};
+    pthread_mutex_init(&b.mu, NULL);
+    pthread_cond_init(&b.cv, NULL);
+    pthread_t th;
+    int beating = pthread_create(&th, NULL, beat_main, &b) == 0;
+    e = drv_feed_stream(q, &job, stdin, quiet, &differs, why, sizeof why);
+    if (beating) {
+        pthread_mutex_lock(&b.mu);
+        b.stop = 1;
+        pthread_cond_signal(&b.cv);
+        pthread_mutex_unlock(&b.mu);
+        pthread_join(th, NULL);
+    }
+    pthread_cond_destroy(&b.cv);
+    pthread_mutex_destroy(&b.mu);
+    if (e != DRV_OK) {
+        fprintf(stderr, "error: feeding job %s from standard input: %s\n", spec->id, why);
+        return differs ? EXIT_USAGE : 1;
+    }
+    (void)drv_queue_feeder_beat(q, job.id, job.created_ms, "done");
     return 0;
 }
 
@@ -377,7 +457,7 @@ int cmd_submit(int argc, char **argv) {
     if (!rc) {
         printf("%s\n", spec.id);
         fflush(stdout);
-        if (spec.source == DRV_SRC_STDIN) rc = feed_stdin(q, &spec, a.quiet);
+        if (spec.source == DRV_SRC_STDIN) rc = feed_stdin(q, &a, &spec, a.quiet);
     }
     if (q) drv_queue_close(q);
     return rc;
