@@ -97,6 +97,13 @@ drv_err drv_queue_page_staged(drv_queue *q, const char *job, char **text);
 drv_err drv_queue_page_drop(drv_queue *q, const char *job);
 drv_err drv_queue_page_done(drv_queue *q, const char *job, int64_t created_ms,
                             const char *const *kv);
+/* A file job's repeated ids kept first-wins (submit --dedupe first): the byte offsets of the
+ * records not to feed, PREFIX{J}:skip (a ZSET, score = member = the offset). _write adds n of
+ * them; _range reads up to cap of those in [from, to) in order; _count says how many there are. */
+drv_err drv_queue_skip_write(drv_queue *q, const char *job, const int64_t *at, int64_t n);
+drv_err drv_queue_skip_range(drv_queue *q, const char *job, int64_t from, int64_t to, int64_t *out,
+                             size_t cap, size_t *n);
+drv_err drv_queue_skip_count(drv_queue *q, const char *job, int64_t *n);
 /* The stdin feeder's heartbeat in the job hash: "feeder" (running or done) and
  * "feeder_beat_ms" (Redis time), written only while it is the job created at created_ms. */
 drv_err drv_queue_feeder_beat(drv_queue *q, const char *job, int64_t created_ms, const char *state);

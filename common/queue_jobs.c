@@ -12,7 +12,9 @@
 /* ---- jobs ------------------------------------------------------------------------------------ */
 
 drv_err drv_queue_job_delete(drv_queue *q, const char *job) {
-    char jk[DRV_KEY_MAX], lk[DRV_KEY_MAX], mk[DRV_KEY_MAX], pk[DRV_KEY_MAX], jobs[DRV_KEY_MAX];
+    char jk[DRV_KEY_MAX], lk[DRV_KEY_MAX], mk[DRV_KEY_MAX], pk[DRV_KEY_MAX], sk[DRV_KEY_MAX],
+        jobs[DRV_KEY_MAX];
+    drv_key_job(sk, sizeof sk, q->prefix, job, "skip");
     drv_key_job(jk, sizeof jk, q->prefix, job, "job");
     drv_key_job(lk, sizeof lk, q->prefix, job, "lock");
     drv_key_job(pk, sizeof pk, q->prefix, job, "page");
@@ -43,7 +45,7 @@ drv_err drv_queue_job_delete(drv_queue *q, const char *job) {
     }
     if ((e = drvq_drain(q, nparts))) return e;
     /* The job hash goes last: it holds the partition count a retried delete needs. */
-    if ((e = drv_conn_cmdf(q->conn, &r, "UNLINK %s %s %s %s", lk, mk, pk, jk))) return e;
+    if ((e = drv_conn_cmdf(q->conn, &r, "UNLINK %s %s %s %s %s", lk, mk, pk, sk, jk))) return e;
     freeReplyObject(r);
     return DRV_OK;
 }
@@ -446,6 +448,59 @@ drv_err drv_queue_job_note_if(drv_queue *q, const char *job, int64_t created_ms,
 drv_err drv_queue_page_done(drv_queue *q, const char *job, int64_t created_ms,
                             const char *const *kv) {
     return note_if(q, job, created_ms, kv, 1);
+}
+
+drv_err drv_queue_skip_write(drv_queue *q, const char *job, const int64_t *at, int64_t n) {
+    char sk[DRV_KEY_MAX];
+    drv_key_job(sk, sizeof sk, q->prefix, job, "skip");
+    drv_err e = DRV_OK;
+    for (int64_t i = 0; i < n && !e;) {
+        /* ZADD key score member ..., a few thousand at a time, pipelined. */
+        int batch = 0;
+        for (; i < n && batch < 64 && !e; batch++) {
+            const char *argv[2 + 2 * 64];
+            size_t lens[2 + 2 * 64];
+            num_t v[64];
+            int argc = 0;
+            argv[argc] = "ZADD", lens[argc++] = 4;
+            argv[argc] = sk, lens[argc++] = strlen(sk);
+            for (int k = 0; k < 64 && i < n; k++, i++) {
+                snprintf(v[k], sizeof v[k], "%" PRId64, at[i]);
+                argv[argc] = v[k], lens[argc++] = strlen(v[k]);
+                argv[argc] = v[k], lens[argc++] = strlen(v[k]);
+            }
+            e = drv_conn_append(q->conn, argc, argv, lens);
+        }
+        if (!e) e = drvq_drain(q, batch);
+    }
+    return e;
+}
+
+drv_err drv_queue_skip_range(drv_queue *q, const char *job, int64_t from, int64_t to, int64_t *out,
+                             size_t cap, size_t *n) {
+    char sk[DRV_KEY_MAX];
+    drv_key_job(sk, sizeof sk, q->prefix, job, "skip");
+    redisReply *r;
+    *n = 0;
+    drv_err e = drv_conn_cmdf(q->conn, &r, "ZRANGEBYSCORE %s %lld (%lld LIMIT 0 %lld", sk,
+                              (long long)from, (long long)to, (long long)cap);
+    if (e) return drvq_wrongtype(q, e, sk);
+    if (r->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i < r->elements && *n < cap; i++)
+            if (r->element[i]->type == REDIS_REPLY_STRING) out[(*n)++] = atoll(r->element[i]->str);
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
+drv_err drv_queue_skip_count(drv_queue *q, const char *job, int64_t *n) {
+    char sk[DRV_KEY_MAX];
+    drv_key_job(sk, sizeof sk, q->prefix, job, "skip");
+    redisReply *r;
+    drv_err e = drv_conn_cmdf(q->conn, &r, "ZCARD %s", sk);
+    if (e) return drvq_wrongtype(q, e, sk);
+    *n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    freeReplyObject(r);
+    return DRV_OK;
 }
 
 drv_err drv_queue_feeder_beat(drv_queue *q, const char *job, int64_t created_ms,

@@ -16,11 +16,18 @@
 #define FEED_CHUNK DRV_FEED_CHUNK /* common/shared.def */
 
 /* Per partition: an open reader positioned at 'pos' (file sources only). */
+#define SKIP_WINDOW 1024
+
 typedef struct part_src {
     FILE *f;
     drv_reader *r;
     int64_t pos;  /* byte offset the reader will read next; -1 when not open */
     int verified; /* its records matched the hash taken at submit (this process) */
+    /* Repeats to pass over (submit --dedupe first): a window of PREFIX{J}:skip from where the
+     * reader is, reloaded when used up if it was full. */
+    int64_t skip[SKIP_WINDOW];
+    size_t nskip, iskip;
+    int skip_loaded, skip_more;
 } part_src;
 
 struct drv_feeder {
@@ -34,6 +41,7 @@ struct drv_feeder {
     int64_t fp_size, fp_mtime_ns, fp_inode;
     uint64_t *fp_hash;
     int fp_n;
+    int64_t dupes; /* repeats kept first-wins (the job hash's "dupes"); -1: not read yet */
 };
 
 static void close_part(part_src *ps) {
@@ -42,6 +50,56 @@ static void close_part(part_src *ps) {
     ps->r = NULL;
     ps->f = NULL;
     ps->pos = -1;
+    ps->skip_loaded = 0;
+}
+
+/* Whether the record at byte 'at' of partition p is a repeat to pass over. 0 or 1; -1 with
+ * 'why' when Redis cannot say. */
+static int skip_record(drv_feeder *f, drv_queue *q, int p, const drv_part_stat *st, int64_t at,
+                       char *why, size_t whylen) {
+    part_src *ps = &f->parts[p];
+    if (f->dupes <= 0) return 0;
+    for (;;) {
+        while (ps->iskip < ps->nskip && ps->skip[ps->iskip] < at)
+            ps->iskip++;
+        if (ps->iskip < ps->nskip) return ps->skip[ps->iskip] == at ? (ps->iskip++, 1) : 0;
+        if (ps->skip_loaded && !ps->skip_more) return 0;
+        drv_err e =
+            drv_queue_skip_range(q, f->job->id, at, st->end, ps->skip, SKIP_WINDOW, &ps->nskip);
+        if (e) {
+            snprintf(why, whylen, "reading the repeats to pass over: %s", drv_queue_strerror(q, e));
+            return -1;
+        }
+        ps->iskip = 0;
+        ps->skip_loaded = 1;
+        ps->skip_more = ps->nskip == SKIP_WINDOW;
+        if (!ps->nskip) return 0;
+    }
+}
+
+/* A file job whose repeated ids are kept first-wins: its list of repeats must be whole before
+ * anything is fed (submit writes it right after the job). */
+static drv_err check_dupes(drv_feeder *f, drv_queue *q, char *why, size_t whylen) {
+    if (f->dupes >= 0) return DRV_OK;
+    char *v = NULL;
+    int64_t have = 0;
+    drv_err e = drv_queue_job_field(q, f->job->id, "dupes", &v);
+    int64_t want = v ? atoll(v) : 0;
+    free(v);
+    if (!e && want > 0) e = drv_queue_skip_count(q, f->job->id, &have);
+    if (e) {
+        snprintf(why, whylen, "%s", drv_queue_strerror(q, e));
+        return e;
+    }
+    if (want > 0 && have != want) {
+        snprintf(why, whylen,
+                 "the job's list of repeated ids to pass over holds %" PRId64 " of %" PRId64
+                 " (was its submit stopped while writing it? submit again with --replace)",
+                 have, want);
+        return DRV_EINVAL;
+    }
+    f->dupes = want;
+    return DRV_OK;
 }
 
 void drv_feeder_free(drv_feeder *f) {
@@ -65,6 +123,7 @@ drv_err drv_feeder_open(const drv_job *job, drv_feeder **out, char *why, size_t 
     drv_feeder *f = calloc(1, sizeof *f);
     if (!f) return DRV_ENOMEM;
     f->job = job;
+    f->dupes = -1;
     f->parts = calloc((size_t)job->partitions, sizeof *f->parts);
     f->ids = calloc(FEED_CHUNK, sizeof *f->ids);
     f->payloads = calloc(FEED_CHUNK, sizeof *f->payloads);
@@ -113,7 +172,7 @@ drv_err drv_feeder_grow(drv_feeder *f, int nparts) {
     part_src *np = realloc(f->parts, sizeof *np * (size_t)nparts);
     if (!np) return DRV_ENOMEM;
     for (int p = f->nparts; p < nparts; p++)
-        np[p] = (part_src){NULL, NULL, -1, 0};
+        np[p] = (part_src){.pos = -1};
     f->parts = np;
     f->nparts = nparts;
     return DRV_OK;
@@ -234,7 +293,8 @@ static drv_err fill_file(drv_feeder *f, drv_queue *q, int p, drv_part_stat *st, 
     part_src *ps = &f->parts[p];
     int64_t cur = strtoll(st->cursor, NULL, 10);
     drv_err e;
-    if ((e = check_stat(f, why, whylen)) || (e = check_hash(f, p, st, why, whylen))) {
+    if ((e = check_stat(f, why, whylen)) || (e = check_hash(f, p, st, why, whylen)) ||
+        (e = check_dupes(f, q, why, whylen))) {
         close_part(ps);
         return e;
     }
@@ -259,6 +319,12 @@ static drv_err fill_file(drv_feeder *f, drv_queue *q, int p, drv_part_stat *st, 
                 end = 1;
                 break;
             }
+            int skip = skip_record(f, q, p, st, at, why, whylen);
+            if (skip < 0) {
+                close_part(ps);
+                return DRV_EIO;
+            }
+            if (skip) continue; /* a repeat: the cursor passes it with the chunk */
             if (drv_extract_item(f->x, rec, len, &f->ids[n], &f->payloads[n], msg, sizeof msg)) {
                 snprintf(why, whylen, "%s: byte %" PRId64 ": %s (the file changed since submit?)",
                          f->job->spec.path, at, msg);

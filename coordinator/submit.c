@@ -262,11 +262,39 @@ typedef struct split {
     int64_t total; /* -1: not known until fed */
     char *fp;      /* a file's per-partition hashes, NULL for other sources */
     char fp_size[24], fp_mtime[24], fp_inode[24];
+    drv_dupes_report dupes; /* a file's repeated ids (kept first-wins: dupes.skip) */
+    char ndupes[24];
 } split;
 
 static void split_free(split *sp) {
     free(sp->parts);
     free(sp->fp);
+    drv_dupes_report_free(&sp->dupes);
+}
+
+/* Repeated ids in a file: refused with the first few named (exit 2), or, with dedupe
+ * "first", kept once each: the repeats' offsets go to Redis for the feeder to pass over. */
+static int check_dupes(const drv_spec *spec, drv_dupes *ids, split *sp, int64_t data_start) {
+    char why[1024];
+    if (drv_dupes_find(ids, spec->path, spec, data_start, &sp->dupes, why, sizeof why)) {
+        fprintf(stderr, "error: %s\n", why);
+        return 1;
+    }
+    drv_dupes_report *r = &sp->dupes;
+    snprintf(sp->ndupes, sizeof sp->ndupes, "%" PRId64, r->count);
+    if (!r->count || !strcmp(spec->dedupe, "first")) return 0;
+    fprintf(stderr,
+            "error: %s: %" PRId64 " records repeat an id of an earlier record (one id, one item: "
+            "--dedupe first keeps the first of each):\n",
+            spec->path, r->count);
+    for (int i = 0; i < r->nshown; i++)
+        fprintf(stderr,
+                "  id \"%s\": record %" PRId64 " (line %" PRId64 ") repeats record %" PRId64
+                " (line %" PRId64 ")\n",
+                r->shown[i].id, r->shown[i].rec, r->shown[i].line, r->shown[i].first_rec,
+                r->shown[i].first_line);
+    if (r->count > r->nshown) fprintf(stderr, "  ... and %" PRId64 " more\n", r->count - r->nshown);
+    return EXIT_USAGE;
 }
 
 /* Scans a file source into partitions of whole records and takes its fingerprint. 0, or an
@@ -279,9 +307,22 @@ static int split_file(drv_spec *spec, int quiet, split *sp) {
     }
     snprintf(spec->path, sizeof spec->path, "%s", abs);
     drv_scan scan;
-    if (drv_scan_file(spec->path, spec, &scan, why, sizeof why, quiet ? NULL : scan_progress)) {
+    drv_dupes *ids = NULL;
+    if (drv_dupes_new(&ids)) {
+        fprintf(stderr, "error: out of memory\n");
+        return 1;
+    }
+    if (drv_scan_file_ids(spec->path, spec, &scan, why, sizeof why, quiet ? NULL : scan_progress,
+                          ids)) {
         fprintf(stderr, "error: %s\n", why);
+        drv_dupes_free(ids);
         return EXIT_USAGE;
+    }
+    int rc = check_dupes(spec, ids, sp, scan.data_start);
+    drv_dupes_free(ids);
+    if (rc) {
+        drv_scan_free(&scan);
+        return rc;
     }
     if (scan.total == 0) {
         fprintf(stderr, "error: %s: no items in the file\n", spec->path);
@@ -294,7 +335,7 @@ static int split_file(drv_spec *spec, int quiet, split *sp) {
         sp->parts[p].exhausted = scan.start[p] >= scan.end[p];
         snprintf(sp->parts[p].cursor, sizeof sp->parts[p].cursor, "%" PRId64, scan.start[p]);
     }
-    sp->total = scan.total;
+    sp->total = scan.total - sp->dupes.count;
     /* The file's fingerprint, written with the job: drover run refuses to feed a file that
      * no longer matches it (README: Semantics). */
     sp->fp = calloc((size_t)spec->partitions * 17 + 1, 1);
@@ -358,7 +399,8 @@ static int register_job(drv_queue *q, const drv_spec *spec, const split *sp, int
     /* A file's fingerprint goes in before the job is visible: no coordinator can open it
      * without one. */
     const char *kv[] = {"src_size",   sp->fp_size,  "src_mtime_ns", sp->fp_mtime, "src_inode",
-                        sp->fp_inode, "src_hashes", sp->fp,         NULL};
+                        sp->fp_inode, "src_hashes", sp->fp,         "dupes",      sp->ndupes,
+                        NULL};
     drv_err e =
         drv_queue_job_create_noted(q, spec, sp->total, sp->parts, replace, sp->fp ? kv : NULL);
     if (e == DRV_EEXIST && spec->source == DRV_SRC_STDIN) return resume_stdin(q, spec);
@@ -367,11 +409,18 @@ static int register_job(drv_queue *q, const drv_spec *spec, const split *sp, int
                 spec->id);
         return EXIT_USAGE;
     }
+    /* The repeats to pass over, right after the job: the job hash's "dupes" tells a
+     * coordinator how many to expect before it feeds. */
+    if (e == DRV_OK && sp->dupes.count)
+        e = drv_queue_skip_write(q, spec->id, sp->dupes.skip, sp->dupes.count);
     if (e != DRV_OK) {
         fprintf(stderr, "error: registering job %s at %s: %s\n", spec->id, drv_queue_addr(q),
                 drv_queue_strerror(q, e));
         return 1;
     }
+    if (sp->dupes.count)
+        drv_info("job %s: %" PRId64 " records repeat an earlier id: the first of each is kept",
+                 spec->id, sp->dupes.count);
     return 0;
 }
 
