@@ -99,10 +99,14 @@ drv_err drv_queue_job_expire(drv_queue *q, const drv_job *job, int64_t ttl_ms,
     }
     /* The limits hash, then the job hash last: while it lives, drover purge can find the
      * partitions. */
-    char mk[DRV_KEY_MAX];
+    char mk[DRV_KEY_MAX], sk[DRV_KEY_MAX];
     drv_key_job(mk, sizeof mk, q->prefix, job->id, "limits");
+    drv_key_job(sk, sizeof sk, q->prefix, job->id, "skip"); /* --dedupe first's repeats */
     const char *pm[] = {"PEXPIRE", mk, ttl};
     if ((e = drv_conn_cmd(q->conn, 3, pm, NULL, &r))) return e;
+    freeReplyObject(r);
+    const char *ps[] = {"PEXPIRE", sk, ttl};
+    if ((e = drv_conn_cmd(q->conn, 3, ps, NULL, &r))) return e;
     freeReplyObject(r);
     const char *px[] = {"PEXPIRE", jk, ttl};
     if ((e = drv_conn_cmd(q->conn, 3, px, NULL, &r))) return e;
