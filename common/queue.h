@@ -88,6 +88,28 @@ drv_err drv_queue_job_set_state(drv_queue *q, const drv_job *job, const char *st
  * (lua/mark.lua): DRV_ENOJOB, nothing written, once it was deleted or replaced. */
 drv_err drv_queue_job_note_if(drv_queue *q, const char *job, int64_t created_ms,
                               const char *const *kv);
+/* The HTTP source's staged page, PREFIX{J}:page (a JSON string: the page number, the next
+ * page's URL and the page's items), written before any partition takes an item of it, so a
+ * restart feeds from it instead of fetching the page again. _staged: *text malloc'd, NULL
+ * when there is none. _done: note_if's write and the page's deletion in one step. */
+drv_err drv_queue_page_stage(drv_queue *q, const char *job, const char *text, size_t len);
+drv_err drv_queue_page_staged(drv_queue *q, const char *job, char **text);
+drv_err drv_queue_page_drop(drv_queue *q, const char *job);
+drv_err drv_queue_page_done(drv_queue *q, const char *job, int64_t created_ms,
+                            const char *const *kv);
+/* A file job's repeated ids kept first-wins (submit --dedupe first): the byte offsets of the
+ * records not to feed, PREFIX{J}:skip (a ZSET, score = member = the offset). _write adds n of
+ * them; _range reads up to cap of those in [from, to) in order; _count says how many there are. */
+drv_err drv_queue_skip_write(drv_queue *q, const char *job, const int64_t *at, int64_t n);
+drv_err drv_queue_skip_range(drv_queue *q, const char *job, int64_t from, int64_t to, int64_t *out,
+                             size_t cap, size_t *n);
+drv_err drv_queue_skip_count(drv_queue *q, const char *job, int64_t *n);
+/* The stdin feeder's heartbeat in the job hash: "feeder" (running or done) and
+ * "feeder_beat_ms" (Redis time), written only while it is the job created at created_ms. */
+drv_err drv_queue_feeder_beat(drv_queue *q, const char *job, int64_t created_ms, const char *state);
+/* The feeder's state ("" when no feeder ever beat) and the age of its last beat (Redis time;
+ * -1 without one). */
+drv_err drv_queue_feeder_get(drv_queue *q, const char *job, char state[16], int64_t *age_ms);
 /* One field of the job hash, as written: *out is malloc'd, NULL when the field is absent. */
 drv_err drv_queue_job_field(drv_queue *q, const char *job, const char *field, char **out);
 /* Writes 'state' into each partition's state hash that exists (lua/mirror.lua), not the job

@@ -12,9 +12,12 @@
 /* ---- jobs ------------------------------------------------------------------------------------ */
 
 drv_err drv_queue_job_delete(drv_queue *q, const char *job) {
-    char jk[DRV_KEY_MAX], lk[DRV_KEY_MAX], mk[DRV_KEY_MAX], hk[DRV_KEY_MAX], jobs[DRV_KEY_MAX];
+    char jk[DRV_KEY_MAX], lk[DRV_KEY_MAX], mk[DRV_KEY_MAX], pk[DRV_KEY_MAX], sk[DRV_KEY_MAX],
+        hk[DRV_KEY_MAX], jobs[DRV_KEY_MAX];
+    drv_key_job(sk, sizeof sk, q->prefix, job, "skip");
     drv_key_job(jk, sizeof jk, q->prefix, job, "job");
     drv_key_job(lk, sizeof lk, q->prefix, job, "lock");
+    drv_key_job(pk, sizeof pk, q->prefix, job, "page");
     drv_key_job(mk, sizeof mk, q->prefix, job, "limits");
     drv_key_job(hk, sizeof hk, q->prefix, job, "history");
     drv_key_jobs(jobs, sizeof jobs, q->prefix);
@@ -43,7 +46,8 @@ drv_err drv_queue_job_delete(drv_queue *q, const char *job) {
     }
     if ((e = drvq_drain(q, nparts))) return e;
     /* The job hash goes last: it holds the partition count a retried delete needs. */
-    if ((e = drv_conn_cmdf(q->conn, &r, "UNLINK %s %s %s %s", lk, mk, hk, jk))) return e;
+    if ((e = drv_conn_cmdf(q->conn, &r, "UNLINK %s %s %s %s %s %s", lk, mk, hk, pk, sk, jk)))
+        return e;
     freeReplyObject(r);
     return DRV_OK;
 }
@@ -97,13 +101,17 @@ drv_err drv_queue_job_expire(drv_queue *q, const drv_job *job, int64_t ttl_ms,
     }
     /* The limits hash, then the job hash last: while it lives, drover purge can find the
      * partitions. */
-    char mk[DRV_KEY_MAX];
+    char mk[DRV_KEY_MAX], sk[DRV_KEY_MAX];
     drv_key_job(mk, sizeof mk, q->prefix, job->id, "limits");
+    drv_key_job(sk, sizeof sk, q->prefix, job->id, "skip"); /* --dedupe first's repeats */
     const char *pm[] = {"PEXPIRE", mk, ttl};
     if ((e = drv_conn_cmd(q->conn, 3, pm, NULL, &r))) return e;
     freeReplyObject(r);
     drv_key_job(mk, sizeof mk, q->prefix, job->id, "history");
     if ((e = drv_conn_cmd(q->conn, 3, pm, NULL, &r))) return e;
+    freeReplyObject(r);
+    const char *ps[] = {"PEXPIRE", sk, ttl};
+    if ((e = drv_conn_cmd(q->conn, 3, ps, NULL, &r))) return e;
     freeReplyObject(r);
     const char *px[] = {"PEXPIRE", jk, ttl};
     if ((e = drv_conn_cmd(q->conn, 3, px, NULL, &r))) return e;
@@ -417,19 +425,20 @@ drv_err drv_queue_job_mirror_state(drv_queue *q, const drv_job *job, const char 
     return DRV_OK;
 }
 
-drv_err drv_queue_job_note_if(drv_queue *q, const char *job, int64_t created_ms,
-                              const char *const *kv) {
-    char jk[DRV_KEY_MAX];
+static drv_err note_if(drv_queue *q, const char *job, int64_t created_ms, const char *const *kv,
+                       int drop_page) {
+    char jk[DRV_KEY_MAX], pk[DRV_KEY_MAX];
     drv_key_job(jk, sizeof jk, q->prefix, job, "job");
+    drv_key_job(pk, sizeof pk, q->prefix, job, "page");
     drvq_args a = {0};
     drvq_arg(&a, "");
     drvq_arg_i64(&a, created_ms);
     for (; kv[0] && kv[1] && a.n < 32; kv += 2)
         drvq_arg(&a, kv[0]), drvq_arg(&a, kv[1]);
-    const char *keys[] = {jk};
+    const char *keys[] = {jk, pk};
     int64_t wrote = 0;
     drv_err e = drvq_script(q, &(drvq_call){.script = "mark",
-                                            .nkeys = 1,
+                                            .nkeys = drop_page ? 2 : 1,
                                             .keys = keys,
                                             .nargs = a.n,
                                             .args = a.v,
@@ -438,6 +447,134 @@ drv_err drv_queue_job_note_if(drv_queue *q, const char *job, int64_t created_ms,
                                             .out = &wrote});
     if (e) return e;
     return wrote ? DRV_OK : DRV_ENOJOB;
+}
+
+drv_err drv_queue_job_note_if(drv_queue *q, const char *job, int64_t created_ms,
+                              const char *const *kv) {
+    return note_if(q, job, created_ms, kv, 0);
+}
+
+drv_err drv_queue_page_done(drv_queue *q, const char *job, int64_t created_ms,
+                            const char *const *kv) {
+    return note_if(q, job, created_ms, kv, 1);
+}
+
+drv_err drv_queue_skip_write(drv_queue *q, const char *job, const int64_t *at, int64_t n) {
+    char sk[DRV_KEY_MAX];
+    drv_key_job(sk, sizeof sk, q->prefix, job, "skip");
+    drv_err e = DRV_OK;
+    for (int64_t i = 0; i < n && !e;) {
+        /* ZADD key score member ..., a few thousand at a time, pipelined. */
+        int batch = 0;
+        for (; i < n && batch < 64 && !e; batch++) {
+            const char *argv[2 + 2 * 64];
+            size_t lens[2 + 2 * 64];
+            num_t v[64];
+            int argc = 0;
+            argv[argc] = "ZADD", lens[argc++] = 4;
+            argv[argc] = sk, lens[argc++] = strlen(sk);
+            for (int k = 0; k < 64 && i < n; k++, i++) {
+                snprintf(v[k], sizeof v[k], "%" PRId64, at[i]);
+                argv[argc] = v[k], lens[argc++] = strlen(v[k]);
+                argv[argc] = v[k], lens[argc++] = strlen(v[k]);
+            }
+            e = drv_conn_append(q->conn, argc, argv, lens);
+        }
+        if (!e) e = drvq_drain(q, batch);
+    }
+    return e;
+}
+
+drv_err drv_queue_skip_range(drv_queue *q, const char *job, int64_t from, int64_t to, int64_t *out,
+                             size_t cap, size_t *n) {
+    char sk[DRV_KEY_MAX];
+    drv_key_job(sk, sizeof sk, q->prefix, job, "skip");
+    redisReply *r;
+    *n = 0;
+    drv_err e = drv_conn_cmdf(q->conn, &r, "ZRANGEBYSCORE %s %lld (%lld LIMIT 0 %lld", sk,
+                              (long long)from, (long long)to, (long long)cap);
+    if (e) return drvq_wrongtype(q, e, sk);
+    if (r->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i < r->elements && *n < cap; i++)
+            if (r->element[i]->type == REDIS_REPLY_STRING) out[(*n)++] = atoll(r->element[i]->str);
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
+drv_err drv_queue_skip_count(drv_queue *q, const char *job, int64_t *n) {
+    char sk[DRV_KEY_MAX];
+    drv_key_job(sk, sizeof sk, q->prefix, job, "skip");
+    redisReply *r;
+    drv_err e = drv_conn_cmdf(q->conn, &r, "ZCARD %s", sk);
+    if (e) return drvq_wrongtype(q, e, sk);
+    *n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
+drv_err drv_queue_feeder_beat(drv_queue *q, const char *job, int64_t created_ms,
+                              const char *state) {
+    int64_t now;
+    drv_err e = drvq_time(q, &now);
+    if (e) return e;
+    num_t at;
+    snprintf(at, sizeof at, "%" PRId64, now);
+    const char *kv[] = {"feeder", state, "feeder_beat_ms", at, NULL};
+    return note_if(q, job, created_ms, kv, 0);
+}
+
+drv_err drv_queue_feeder_get(drv_queue *q, const char *job, char state[16], int64_t *age_ms) {
+    char jk[DRV_KEY_MAX];
+    drv_key_job(jk, sizeof jk, q->prefix, job, "job");
+    state[0] = '\0';
+    *age_ms = -1;
+    int64_t now;
+    drv_err e = drvq_time(q, &now);
+    if (e) return e;
+    redisReply *r;
+    if ((e = drv_conn_cmdf(q->conn, &r, "HMGET %s feeder feeder_beat_ms", jk)))
+        return drvq_wrongtype(q, e, jk);
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+        if (r->element[0]->type == REDIS_REPLY_STRING)
+            snprintf(state, 16, "%s", r->element[0]->str);
+        if (r->element[1]->type == REDIS_REPLY_STRING) *age_ms = now - atoll(r->element[1]->str);
+    }
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
+drv_err drv_queue_page_stage(drv_queue *q, const char *job, const char *text, size_t len) {
+    char pk[DRV_KEY_MAX];
+    drv_key_job(pk, sizeof pk, q->prefix, job, "page");
+    const char *argv[] = {"SET", pk, text};
+    size_t lens[] = {3, strlen(pk), len};
+    redisReply *r;
+    drv_err e = drv_conn_cmd(q->conn, 3, argv, lens, &r);
+    if (e) return e;
+    freeReplyObject(r);
+    return DRV_OK;
+}
+
+drv_err drv_queue_page_staged(drv_queue *q, const char *job, char **text) {
+    char pk[DRV_KEY_MAX];
+    drv_key_job(pk, sizeof pk, q->prefix, job, "page");
+    redisReply *r;
+    drv_err e = drv_conn_cmdf(q->conn, &r, "GET %s", pk);
+    if (e) return drvq_wrongtype(q, e, pk);
+    *text = NULL;
+    if (r->type == REDIS_REPLY_STRING && !(*text = strdup(r->str))) e = DRV_ENOMEM;
+    freeReplyObject(r);
+    return e;
+}
+
+drv_err drv_queue_page_drop(drv_queue *q, const char *job) {
+    char pk[DRV_KEY_MAX];
+    drv_key_job(pk, sizeof pk, q->prefix, job, "page");
+    redisReply *r;
+    drv_err e = drv_conn_cmdf(q->conn, &r, "UNLINK %s", pk);
+    if (e) return e;
+    freeReplyObject(r);
+    return DRV_OK;
 }
 
 drv_err drv_queue_job_field(drv_queue *q, const char *job, const char *field, char **out) {

@@ -487,6 +487,12 @@ int drv_csv_read_header(FILE *f, size_t max_bytes, drv_buf *hdr, int64_t *data_s
 
 drv_err drv_scan_file(const char *path, const drv_spec *spec, drv_scan *out, char *why,
                       size_t whylen, void (*progress)(int64_t done, int64_t size)) {
+    return drv_scan_file_ids(path, spec, out, why, whylen, progress, NULL);
+}
+
+drv_err drv_scan_file_ids(const char *path, const drv_spec *spec, drv_scan *out, char *why,
+                          size_t whylen, void (*progress)(int64_t done, int64_t size),
+                          drv_dupes *ids) {
     drv_err e = DRV_EINVAL;
     drv_scan s = {0};
     drv_reader *r = NULL;
@@ -560,6 +566,13 @@ drv_err drv_scan_file(const char *path, const drv_spec *spec, drv_scan *out, cha
         if (drv_extract_item(x, rec, len, &id, &payload, msg, sizeof msg)) {
             snprintf(why, whylen, "%s: record %" PRId64 " (byte %" PRId64 "): %s", path, recno, at,
                      msg);
+            goto out;
+        }
+        drv_err de = ids ? drv_dupes_add(ids, id.data, id.len, recno, at) : DRV_OK;
+        if (de != DRV_OK) {
+            snprintf(why, whylen, "%s: keeping the ids to find repeats: %s", path,
+                     de == DRV_ENOMEM ? "out of memory" : "cannot write a temporary file (TMPDIR)");
+            e = de;
             goto out;
         }
         s.total++;

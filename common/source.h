@@ -2,6 +2,7 @@
 #define DRV_SOURCE_H
 
 #include "buf.h"
+#include "dupes.h"
 #include "err.h"
 #include "hash.h"
 #include "spec.h"
@@ -69,6 +70,11 @@ typedef struct drv_scan {
 /* 'progress' (may be NULL) is called about once a second with the bytes read so far. */
 drv_err drv_scan_file(const char *path, const drv_spec *spec, drv_scan *out, char *why,
                       size_t whylen, void (*progress)(int64_t done, int64_t size));
+/* The same, handing every record's id (with its record number and offset) to 'ids' as well,
+ * to find repeated ids (dupes.h). */
+drv_err drv_scan_file_ids(const char *path, const drv_spec *spec, drv_scan *out, char *why,
+                          size_t whylen, void (*progress)(int64_t done, int64_t size),
+                          drv_dupes *ids);
 void drv_scan_free(drv_scan *s);
 
 /* drv_rec_hash, the fingerprint of a partition's records, is in hash.h. */

@@ -481,6 +481,22 @@ static int inexact_number(const char *json, size_t len, char *why, size_t whylen
     return 0;
 }
 
+static int check_dedupe(const drv_spec *s, const drv_spec_field *f, char *why, size_t whylen) {
+    (void)f;
+    if (!s->dedupe[0] || !strcmp(s->dedupe, "refuse")) return 0;
+    if (strcmp(s->dedupe, "first") != 0) {
+        snprintf(why, whylen, "dedupe: expected \"refuse\" or \"first\", got \"%s\"", s->dedupe);
+        return -1;
+    }
+    if (s->source != DRV_SRC_FILE) {
+        snprintf(why, whylen,
+                 "dedupe: only a file source is checked for repeated ids at submit "
+                 "(stdin and HTTP repeats are skipped at claim)");
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- the table --------------------------------------------------------------------------------
  */
 
@@ -507,6 +523,10 @@ const drv_spec_field drv_spec_fields[] = {
      "most pending items per partition in Redis", NULL, NULL},
     {"max_item_bytes", "max-item-bytes", "N", DRV_FIELD_INT, 0, 1 << 20, 16, 64 << 20,
      FIELD(max_item_bytes), 0, NULL, NULL, "largest item accepted", NULL, NULL},
+    {"dedupe", "dedupe", "MODE", DRV_FIELD_STR, DRV_FIELD_OMIT, 0, 0, 0, FIELD(dedupe), CAP(dedupe),
+     "refuse", "\"refuse\" or \"first\"",
+     "a file's repeated ids: refused at submit, or \"first\" keeps the first of each", NULL,
+     check_dedupe},
     {"handler", "handler", "JSON", DRV_FIELD_OBJECT, 0, 0, 0, 0, FIELD(handler), CAP(handler),
      "none (workers run their command)", NULL, "an HTTP request per item, sent by the workers",
      parse_handler, NULL},
@@ -814,6 +834,8 @@ static int written(const drv_spec *s, const drv_spec_field *f) {
     if (f->type == DRV_FIELD_OBJECT) return ((const char *)s + f->off)[0] != '\0';
     if (f->type == DRV_FIELD_INT && (f->flags & DRV_FIELD_OMIT))
         return drv_spec_field_int(s, f) != f->def;
+    if (f->type == DRV_FIELD_STR && (f->flags & DRV_FIELD_OMIT))
+        return ((const char *)s + f->off)[0] != '\0';
     return 1;
 }
 

@@ -38,6 +38,7 @@ typedef struct drv_spec {
     char next_path[256];    /* http: dotted JSON path to the next page's token or URL */
     char next_param[64];    /* http: query parameter that carries a token ("cursor") */
     char src_headers[4096]; /* http: JSON object of request headers, ${NAME} allowed */
+    char dedupe[8];         /* file: repeated ids "" (refused at submit) or "first" (kept once) */
     int64_t partitions;
     int64_t lease_ms;
     int64_t max_attempts;

@@ -57,7 +57,11 @@ drv_err drv_admin_purge(drv_queue *q, const char *id, int force, int64_t *swept,
 drv_err drv_admin_set_limits(drv_queue *q, drv_job *job, long long rate, long long max_in_flight,
                              char *why, size_t whylen);
 
-#define EXIT_USAGE     2
+#define EXIT_USAGE 2
+/* The stdin feeder's heartbeat (submit --source -): written this often, and a beat older than
+ * FEEDER_LOST_MS is a feeder gone (drover status, drover run). */
+#define FEEDER_BEAT_MS 2000
+#define FEEDER_LOST_MS 10000
 #define EXIT_TIMEOUT   3
 #define EXIT_CANCELLED 4
 

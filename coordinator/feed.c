@@ -16,11 +16,18 @@
 #define FEED_CHUNK DRV_FEED_CHUNK /* common/shared.def */
 
 /* Per partition: an open reader positioned at 'pos' (file sources only). */
+#define SKIP_WINDOW 1024
+
 typedef struct part_src {
     FILE *f;
     drv_reader *r;
     int64_t pos;  /* byte offset the reader will read next; -1 when not open */
     int verified; /* its records matched the hash taken at submit (this process) */
+    /* Repeats to pass over (submit --dedupe first): a window of PREFIX{J}:skip from where the
+     * reader is, reloaded when used up if it was full. */
+    int64_t skip[SKIP_WINDOW];
+    size_t nskip, iskip;
+    int skip_loaded, skip_more;
 } part_src;
 
 struct drv_feeder {
@@ -34,6 +41,7 @@ struct drv_feeder {
     int64_t fp_size, fp_mtime_ns, fp_inode;
     uint64_t *fp_hash;
     int fp_n;
+    int64_t dupes; /* repeats kept first-wins (the job hash's "dupes"); -1: not read yet */
 };
 
 static void close_part(part_src *ps) {
@@ -42,6 +50,56 @@ static void close_part(part_src *ps) {
     ps->r = NULL;
     ps->f = NULL;
     ps->pos = -1;
+    ps->skip_loaded = 0;
+}
+
+/* Whether the record at byte 'at' of partition p is a repeat to pass over. 0 or 1; -1 with
+ * 'why' when Redis cannot say. */
+static int skip_record(drv_feeder *f, drv_queue *q, int p, const drv_part_stat *st, int64_t at,
+                       char *why, size_t whylen) {
+    part_src *ps = &f->parts[p];
+    if (f->dupes <= 0) return 0;
+    for (;;) {
+        while (ps->iskip < ps->nskip && ps->skip[ps->iskip] < at)
+            ps->iskip++;
+        if (ps->iskip < ps->nskip) return ps->skip[ps->iskip] == at ? (ps->iskip++, 1) : 0;
+        if (ps->skip_loaded && !ps->skip_more) return 0;
+        drv_err e =
+            drv_queue_skip_range(q, f->job->id, at, st->end, ps->skip, SKIP_WINDOW, &ps->nskip);
+        if (e) {
+            snprintf(why, whylen, "reading the repeats to pass over: %s", drv_queue_strerror(q, e));
+            return -1;
+        }
+        ps->iskip = 0;
+        ps->skip_loaded = 1;
+        ps->skip_more = ps->nskip == SKIP_WINDOW;
+        if (!ps->nskip) return 0;
+    }
+}
+
+/* A file job whose repeated ids are kept first-wins: its list of repeats must be whole before
+ * anything is fed (submit writes it right after the job). */
+static drv_err check_dupes(drv_feeder *f, drv_queue *q, char *why, size_t whylen) {
+    if (f->dupes >= 0) return DRV_OK;
+    char *v = NULL;
+    int64_t have = 0;
+    drv_err e = drv_queue_job_field(q, f->job->id, "dupes", &v);
+    int64_t want = v ? atoll(v) : 0;
+    free(v);
+    if (!e && want > 0) e = drv_queue_skip_count(q, f->job->id, &have);
+    if (e) {
+        snprintf(why, whylen, "%s", drv_queue_strerror(q, e));
+        return e;
+    }
+    if (want > 0 && have != want) {
+        snprintf(why, whylen,
+                 "the job's list of repeated ids to pass over holds %" PRId64 " of %" PRId64
+                 " (was its submit stopped while writing it? submit again with --replace)",
+                 have, want);
+        return DRV_EINVAL;
+    }
+    f->dupes = want;
+    return DRV_OK;
 }
 
 void drv_feeder_free(drv_feeder *f) {
@@ -65,6 +123,7 @@ drv_err drv_feeder_open(const drv_job *job, drv_feeder **out, char *why, size_t 
     drv_feeder *f = calloc(1, sizeof *f);
     if (!f) return DRV_ENOMEM;
     f->job = job;
+    f->dupes = -1;
     f->parts = calloc((size_t)job->partitions, sizeof *f->parts);
     f->ids = calloc(FEED_CHUNK, sizeof *f->ids);
     f->payloads = calloc(FEED_CHUNK, sizeof *f->payloads);
@@ -113,7 +172,7 @@ drv_err drv_feeder_grow(drv_feeder *f, int nparts) {
     part_src *np = realloc(f->parts, sizeof *np * (size_t)nparts);
     if (!np) return DRV_ENOMEM;
     for (int p = f->nparts; p < nparts; p++)
-        np[p] = (part_src){NULL, NULL, -1, 0};
+        np[p] = (part_src){.pos = -1};
     f->parts = np;
     f->nparts = nparts;
     return DRV_OK;
@@ -234,7 +293,8 @@ static drv_err fill_file(drv_feeder *f, drv_queue *q, int p, drv_part_stat *st, 
     part_src *ps = &f->parts[p];
     int64_t cur = strtoll(st->cursor, NULL, 10);
     drv_err e;
-    if ((e = check_stat(f, why, whylen)) || (e = check_hash(f, p, st, why, whylen))) {
+    if ((e = check_stat(f, why, whylen)) || (e = check_hash(f, p, st, why, whylen)) ||
+        (e = check_dupes(f, q, why, whylen))) {
         close_part(ps);
         return e;
     }
@@ -259,6 +319,12 @@ static drv_err fill_file(drv_feeder *f, drv_queue *q, int p, drv_part_stat *st, 
                 end = 1;
                 break;
             }
+            int skip = skip_record(f, q, p, st, at, why, whylen);
+            if (skip < 0) {
+                close_part(ps);
+                return DRV_EIO;
+            }
+            if (skip) continue; /* a repeat: the cursor passes it with the chunk */
             if (drv_extract_item(f->x, rec, len, &f->ids[n], &f->payloads[n], msg, sizeof msg)) {
                 snprintf(why, whylen, "%s: byte %" PRId64 ": %s (the file changed since submit?)",
                          f->job->spec.path, at, msg);
@@ -316,14 +382,43 @@ drv_err drv_feeder_fill(drv_feeder *f, drv_queue *q, int p, drv_part_stat *st, i
 
 /* ---- standard input -------------------------------------------------------------------------- */
 
+/* A partition's share of standard input. Its cursor is "N:H": the first N records of the
+ * input that land in this partition are fed, and H (16 hex digits) is drv_rec_hash over them,
+ * in order ("0" before any). Fed again with the same input, a feeder skips those N by position
+ * and checks H once it has read them, so a resumed feed neither feeds twice nor takes other
+ * input for the same. (A cursor "N" without H, from before the hash, is resumed unchecked.) */
 typedef struct stream_part {
     drv_buf *ids, *payloads;
     size_t n, bytes;
-    int64_t count; /* the cursor: items fed so far */
+    int64_t count; /* records fed so far (the cursor's N) */
+    char cur[64];  /* the cursor as it is in Redis (the compare-and-set's guard) */
+    int64_t skip;  /* records fed before this feeder started: read again, not fed */
+    int64_t seen;  /* records of this partition read so far */
+    uint64_t h;    /* drv_rec_hash of the records read so far (fed, skipped or buffered) */
+    uint64_t want; /* the cursor's H: the hash of the first 'skip' records */
+    int has_want;
     int64_t pending;
 } stream_part;
 
 #define STREAM_FLUSH_BYTES (4u << 20)
+
+/* Reads a stdin cursor "N" or "N:H" into the partition. -1 if it is neither. */
+static int stream_cursor(stream_part *sp, const char *cur) {
+    char *end;
+    errno = 0;
+    long long n = strtoll(cur, &end, 10);
+    if (errno || n < 0 || end == cur) return -1;
+    sp->count = sp->skip = n;
+    sp->h = DRV_REC_HASH_INIT;
+    snprintf(sp->cur, sizeof sp->cur, "%s", cur);
+    if (*end == '\0') return 0;
+    char *hend;
+    if (*end != ':' || strlen(end + 1) != 16) return -1;
+    sp->want = strtoull(end + 1, &hend, 16);
+    if (*hend) return -1;
+    sp->has_want = 1;
+    return 0;
+}
 
 /* Waits until partition p's pending list is under the window, then feeds its buffer. */
 static drv_err stream_flush(drv_queue *q, const drv_job *job, int p, stream_part *sp, int last,
@@ -342,21 +437,25 @@ static drv_err stream_flush(drv_queue *q, const drv_job *job, int p, stream_part
         items[i] = (drv_feed_item){sp->ids[i].data, sp->ids[i].len,
                                    sp->payloads ? sp->payloads[i].data : NULL,
                                    sp->payloads ? sp->payloads[i].len : 0};
-    char expect[32], next[32];
-    snprintf(expect, sizeof expect, "%" PRId64, sp->count);
-    snprintf(next, sizeof next, "%" PRId64, sp->count + (int64_t)sp->n);
-    drv_err e = drv_queue_feed(q, job->id, p, expect, next, last, items, sp->n, &sp->pending);
+    char next[64];
+    int64_t count = sp->count + (int64_t)sp->n;
+    if (count)
+        snprintf(next, sizeof next, "%" PRId64 ":%016" PRIx64, count, sp->h);
+    else
+        snprintf(next, sizeof next, "0");
+    drv_err e = drv_queue_feed(q, job->id, p, sp->cur, next, last, items, sp->n, &sp->pending);
     if (e) {
         snprintf(why, whylen, "feeding partition %d: %s", p, drv_queue_strerror(q, e));
         return e;
     }
-    sp->count += (int64_t)sp->n;
+    sp->count = count;
+    memcpy(sp->cur, next, sizeof next);
     sp->n = sp->bytes = 0;
     return DRV_OK;
 }
 
-drv_err drv_feed_stream(drv_queue *q, const drv_job *job, FILE *in, int quiet, char *why,
-                        size_t whylen) {
+drv_err drv_feed_stream(drv_queue *q, const drv_job *job, FILE *in, int quiet, int *differs,
+                        char *why, size_t whylen) {
     int P = job->partitions;
     int payload = job->spec.format != DRV_FMT_LINES;
     drv_err e = DRV_ENOMEM;
@@ -364,6 +463,8 @@ drv_err drv_feed_stream(drv_queue *q, const drv_job *job, FILE *in, int quiet, c
     drv_extract *x = NULL;
     drv_buf hdr;
     drv_buf_init(&hdr, (size_t)job->spec.max_item_bytes);
+    int64_t resumed = 0, skipped = 0;
+    *differs = 0;
     stream_part *sp = calloc((size_t)P, sizeof *sp);
     drv_feed_item *items = calloc(FEED_CHUNK, sizeof *items);
     drv_part_stat *st = calloc((size_t)P, sizeof *st);
@@ -380,9 +481,19 @@ drv_err drv_feed_stream(drv_queue *q, const drv_job *job, FILE *in, int quiet, c
             drv_buf_init(&sp[p].ids[i], DRV_ID_BYTES_MAX);
             if (payload) drv_buf_init(&sp[p].payloads[i], (size_t)job->spec.max_item_bytes * 2);
         }
-        sp[p].count = strtoll(st[p].cursor, NULL, 10);
+        if (stream_cursor(&sp[p], st[p].cursor) != 0) {
+            snprintf(why, whylen, "partition %d: cursor \"%s\" is not a stdin cursor (N or N:HASH)",
+                     p, st[p].cursor);
+            e = DRV_ECORRUPT;
+            goto out;
+        }
         sp[p].pending = st[p].pending;
+        resumed += sp[p].skip;
     }
+    if (resumed && !quiet)
+        drv_info("job %s: %" PRId64 " records were fed before: reading them again to check and "
+                 "skip them",
+                 job->id, resumed);
     int64_t header_end = 0;
     if (job->spec.format == DRV_FMT_CSV &&
         drv_csv_read_header(in, (size_t)job->spec.max_item_bytes, &hdr, &header_end, why, whylen) !=
@@ -421,6 +532,29 @@ drv_err drv_feed_stream(drv_queue *q, const drv_job *job, FILE *in, int quiet, c
         }
         int p = drv_partition_of(id.data, id.len, P);
         stream_part *s = &sp[p];
+        total++;
+        s->h = drv_rec_hash(s->h, rec, len);
+        if (s->seen++ < s->skip) {
+            /* Fed before: checked against the cursor's hash once all of them are read. */
+            skipped++;
+            if (s->seen == s->skip && s->has_want && s->h != s->want) {
+                snprintf(why, whylen,
+                         "standard input is not what was fed to job %s before: partition %d was "
+                         "fed %" PRId64 " records, and this input's first %" PRId64
+                         " for it differ (a record changed, moved or was added at or before "
+                         "record %" PRId64 ", byte %" PRId64 ", id \"%.*s\"); feed the same "
+                         "input in the same order, or submit with --replace to start over",
+                         job->id, p, s->skip, s->skip, total, at, (int)id.len, id.data);
+                *differs = 1;
+                drv_buf_free(&id);
+                drv_buf_free(&pl);
+                e = DRV_EINVAL;
+                goto out;
+            }
+            drv_buf_free(&id);
+            drv_buf_free(&pl);
+            continue;
+        }
         /* Swap the filled buffers into the partition's slot: no copy. */
         drv_buf tmp = s->ids[s->n];
         s->ids[s->n] = id;
@@ -434,12 +568,24 @@ drv_err drv_feed_stream(drv_queue *q, const drv_job *job, FILE *in, int quiet, c
         }
         s->bytes += len;
         s->n++;
-        total++;
         if (s->n == FEED_CHUNK || s->bytes >= STREAM_FLUSH_BYTES)
             if ((e = stream_flush(q, job, p, s, 0, items, why, whylen))) goto out;
         if (!quiet && drv_now_ms() - last_report >= 2000) {
             last_report = drv_now_ms();
             drv_info("job %s: %" PRId64 " items read from standard input", job->id, total);
+        }
+    }
+    for (int p = 0; p < P; p++) {
+        if (sp[p].seen < sp[p].skip) {
+            snprintf(why, whylen,
+                     "standard input is not what was fed to job %s before: it ended after %" PRId64
+                     " records, but partition %d had been fed %" PRId64 " and this input has "
+                     "only %" PRId64 " for it; feed the same input, or submit with --replace to "
+                     "start over",
+                     job->id, total, p, sp[p].skip, sp[p].seen);
+            *differs = 1;
+            e = DRV_EINVAL;
+            goto out;
         }
     }
     for (int p = 0; p < P; p++)
@@ -456,7 +602,9 @@ drv_err drv_feed_stream(drv_queue *q, const drv_job *job, FILE *in, int quiet, c
             goto out;
         }
         if (!quiet)
-            drv_info("job %s: standard input ended after %" PRId64 " items", job->id, total);
+            drv_info("job %s: standard input ended after %" PRId64 " items (%" PRId64
+                     " of them fed before, skipped)",
+                     job->id, total, skipped);
     }
 out:
     if (e == DRV_ENOMEM) snprintf(why, whylen, "out of memory");

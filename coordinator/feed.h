@@ -32,9 +32,12 @@ drv_err drv_feeder_fill(drv_feeder *f, drv_queue *q, int p, drv_part_stat *st, i
 
 /* The stdin source: reads records from 'in', hash-partitions them by id, feeds them (keeping
  * each pending list under the window) and marks every partition exhausted at the end.
+ * Resumes a job fed before: each partition's first records, as many as its cursor says were
+ * fed, are read again and skipped, and checked against the cursor's hash; input that differs
+ * is refused (DRV_EINVAL with *differs set and 'why' naming the record where it showed).
  * Prints progress to stderr unless 'quiet'. Returns DRV_OK or an error with 'why'. */
-drv_err drv_feed_stream(drv_queue *q, const drv_job *job, FILE *in, int quiet, char *why,
-                        size_t whylen);
+drv_err drv_feed_stream(drv_queue *q, const drv_job *job, FILE *in, int quiet, int *differs,
+                        char *why, size_t whylen);
 
 /* The paginated HTTP source (feed_http.c). 'alive' is called during a long fetch: it renews
  * the coordinator's lock and returns nonzero to abandon the fetch (a stop signal). */

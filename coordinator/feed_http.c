@@ -2,11 +2,14 @@
  * each page's items, hash-partitioned by id, as it arrives.
  *
  * Where it is: the job hash holds "page" (pages fed so far) and "page_url" (the URL of the
- * next one). Each partition's cursor says how far it got into the current page: "K" (page K
- * not begun) or "K/n" (its first n items of page K fed). Every chunk lands with its cursor in
- * one feed.lua call, and the job hash moves to page K+1 only after every partition has, so a
- * coordinator killed anywhere fetches page K again and feeds each item exactly once (given
- * the API lists the same page the same way). */
+ * next one). A fetched page is staged in Redis (PREFIX{J}:page: its number, the next page's
+ * URL and its items) before any partition takes an item of it. Each partition's cursor says
+ * how far it got into that page: "K" (page K not begun) or "K/n" (its first n items of page K
+ * fed). Every chunk lands with its cursor in one feed.lua call, and the job hash moves to page
+ * K+1 only after every partition has, dropping the staged page in the same step. So a
+ * coordinator killed anywhere feeds the rest of page K from the staged copy, never from a
+ * fetch of it again: a listing that changed meanwhile (the job deleting what it lists) cannot
+ * shift items under the partitions' offsets. */
 #include "feed.h"
 
 #include "clock.h"
@@ -19,6 +22,7 @@
 #include <curl/curl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +45,7 @@ struct drv_pager {
     int total_noted;
     drv_pager_alive alive;
     void *alive_ud;
+    int64_t kill_page; /* test hook: DROVER_TEST_KILL_AFTER_PAGE (-1: none) */
 };
 
 void drv_pager_free(drv_pager *pg) {
@@ -102,6 +107,10 @@ drv_err drv_pager_open(const drv_job *job, drv_pager_alive alive, void *ud, drv_
         return e;
     }
     pg->backoff_ms = 1000;
+    /* A test hook, read only here: SIGKILL this coordinator right after its first partition
+     * write of page K, so a test can stop it between the partitions of one page. */
+    const char *kill = getenv("DROVER_TEST_KILL_AFTER_PAGE");
+    pg->kill_page = kill && *kill ? strtoll(kill, NULL, 10) : -1;
     *out = pg;
     return DRV_OK;
 }
@@ -287,15 +296,34 @@ static int64_t cursor_offset(const char *cur, int64_t page) {
     return 0;
 }
 
-static drv_err feed_page(drv_pager *pg, drv_queue *q, drv_part_stat *st, const cJSON *items,
-                         int last, int64_t *fed, char *why, size_t whylen) {
+/* A page's items, read and checked whole before any of it is staged or fed. */
+typedef struct page_items {
+    int n;
+    char **ids;
+    char **payloads; /* NULL for an item that is not an object */
+    int *part;
+} page_items;
+
+static void page_items_free(page_items *pi) {
+    for (int k = 0; k < pi->n; k++) {
+        free(pi->ids ? pi->ids[k] : NULL);
+        cJSON_free(pi->payloads ? pi->payloads[k] : NULL);
+    }
+    free(pi->part);
+    free(pi->ids);
+    free(pi->payloads);
+    memset(pi, 0, sizeof *pi);
+}
+
+static drv_err page_read(drv_pager *pg, const cJSON *items, page_items *pi, char *why,
+                         size_t whylen) {
     const drv_spec *s = &pg->job->spec;
     int P = pg->job->partitions, n = cJSON_GetArraySize(items);
-    int *part = calloc((size_t)(n ? n : 1), sizeof *part);
-    char **ids = calloc((size_t)(n ? n : 1), sizeof *ids);
-    char **payloads = calloc((size_t)(n ? n : 1), sizeof *payloads);
-    drv_feed_item *chunk = calloc(FEED_CHUNK, sizeof *chunk);
-    drv_err e = part && ids && payloads && chunk ? DRV_OK : DRV_ENOMEM;
+    pi->n = n;
+    pi->part = calloc((size_t)(n ? n : 1), sizeof *pi->part);
+    pi->ids = calloc((size_t)(n ? n : 1), sizeof *pi->ids);
+    pi->payloads = calloc((size_t)(n ? n : 1), sizeof *pi->payloads);
+    drv_err e = pi->part && pi->ids && pi->payloads ? DRV_OK : DRV_ENOMEM;
     int i = 0;
     for (const cJSON *it = items->child; it && !e; it = it->next, i++) {
         char id[DRV_ID_BYTES_MAX + 1];
@@ -307,17 +335,26 @@ static drv_err feed_page(drv_pager *pg, drv_queue *q, drv_part_stat *st, const c
             e = DRV_EINVAL;
             break;
         }
-        ids[i] = strdup(id);
-        if (cJSON_IsObject(it)) payloads[i] = cJSON_PrintUnformatted(it);
-        if (!ids[i] || (cJSON_IsObject(it) && !payloads[i]))
+        pi->ids[i] = strdup(id);
+        if (cJSON_IsObject(it)) pi->payloads[i] = cJSON_PrintUnformatted(it);
+        if (!pi->ids[i] || (cJSON_IsObject(it) && !pi->payloads[i]))
             e = DRV_ENOMEM;
-        else if (payloads[i] && strlen(payloads[i]) > (size_t)s->max_item_bytes) {
+        else if (pi->payloads[i] && strlen(pi->payloads[i]) > (size_t)s->max_item_bytes) {
             snprintf(why, whylen, "page %" PRId64 ", item %s: over max_item_bytes (%" PRId64 ")",
                      pg->page, id, s->max_item_bytes);
             e = DRV_EINVAL;
         }
-        part[i] = drv_partition_of(id, strlen(id), P);
+        pi->part[i] = drv_partition_of(id, strlen(id), P);
     }
+    if (e == DRV_ENOMEM) snprintf(why, whylen, "out of memory");
+    return e;
+}
+
+static drv_err feed_page(drv_pager *pg, drv_queue *q, drv_part_stat *st, const page_items *pi,
+                         int last, int64_t *fed, char *why, size_t whylen) {
+    int P = pg->job->partitions, n = pi->n;
+    drv_feed_item *chunk = calloc(FEED_CHUNK, sizeof *chunk);
+    drv_err e = chunk ? DRV_OK : DRV_ENOMEM;
     for (int p = 0; p < P && !e; p++) {
         int64_t off = cursor_offset(st[p].cursor, pg->page);
         if (off < 0) continue; /* fed before a restart */
@@ -326,10 +363,10 @@ static drv_err feed_page(drv_pager *pg, drv_queue *q, drv_part_stat *st, const c
         for (int k = 0; k <= n && !e; k++) {
             int end = k == n;
             if (!end) {
-                if (part[k] != p) continue;
+                if (pi->part[k] != p) continue;
                 if (seen++ < off) continue;
-                chunk[m++] = (drv_feed_item){ids[k], strlen(ids[k]), payloads[k],
-                                             payloads[k] ? strlen(payloads[k]) : 0};
+                chunk[m++] = (drv_feed_item){pi->ids[k], strlen(pi->ids[k]), pi->payloads[k],
+                                             pi->payloads[k] ? strlen(pi->payloads[k]) : 0};
             }
             if (m == FEED_CHUNK || end) {
                 char expect[32], next[32];
@@ -355,6 +392,12 @@ static drv_err feed_page(drv_pager *pg, drv_queue *q, drv_part_stat *st, const c
                     snprintf(why, whylen, "feeding partition %d: %s", p, drv_queue_strerror(q, e));
                     break;
                 }
+                if (pg->page == pg->kill_page) {
+                    drv_warn("job %s: DROVER_TEST_KILL_AFTER_PAGE=%" PRId64
+                             ": killing myself after feeding partition %d",
+                             pg->job->id, pg->page, p);
+                    raise(SIGKILL);
+                }
                 memcpy(st[p].cursor, next, sizeof next);
                 st[p].exhausted = end && last;
                 *fed += m;
@@ -363,16 +406,63 @@ static drv_err feed_page(drv_pager *pg, drv_queue *q, drv_part_stat *st, const c
             }
         }
     }
-    for (int k = 0; k < n; k++) {
-        free(ids ? ids[k] : NULL);
-        cJSON_free(payloads ? payloads[k] : NULL);
-    }
-    free(part);
-    free(ids);
-    free(payloads);
     free(chunk);
     if (e == DRV_ENOMEM) snprintf(why, whylen, "out of memory");
     return e;
+}
+
+/* Stages page K in Redis before any partition takes an item of it: {"page": K, "next": URL or
+ * "" for the last, "items": the page's items as listed}. */
+static drv_err stage_page(drv_pager *pg, drv_queue *q, const cJSON *items, const char *nu,
+                          char *why, size_t whylen) {
+    cJSON *o = cJSON_CreateObject();
+    drv_err e = DRV_ENOMEM;
+    if (o && cJSON_AddNumberToObject(o, "page", (double)pg->page) &&
+        cJSON_AddStringToObject(o, "next", nu ? nu : "") &&
+        cJSON_AddItemReferenceToObject(o, "items", (cJSON *)items)) {
+        char *text = cJSON_PrintUnformatted(o);
+        if (text) {
+            e = drv_queue_page_stage(q, pg->job->id, text, strlen(text));
+            if (e)
+                snprintf(why, whylen, "staging page %" PRId64 ": %s", pg->page,
+                         drv_queue_strerror(q, e));
+            cJSON_free(text);
+        }
+    }
+    cJSON_Delete(o);
+    if (e == DRV_ENOMEM) snprintf(why, whylen, "out of memory");
+    return e;
+}
+
+/* The staged page, if it is page K: DRV_OK with *doc (NULL when there is none, or an older
+ * one, left by a coordinator that died between moving the job on and dropping it). */
+static drv_err staged_page(drv_pager *pg, drv_queue *q, cJSON **doc, char *why, size_t whylen) {
+    char *text = NULL;
+    *doc = NULL;
+    drv_err e = drv_queue_page_staged(q, pg->job->id, &text);
+    if (e) {
+        snprintf(why, whylen, "reading the staged page: %s", drv_queue_strerror(q, e));
+        return e;
+    }
+    if (!text) return DRV_OK;
+    cJSON *d = cJSON_Parse(text);
+    free(text);
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(d, "page");
+    const cJSON *nx = cJSON_GetObjectItemCaseSensitive(d, "next");
+    if (!cJSON_IsNumber(k) || !cJSON_IsString(nx) ||
+        !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(d, "items")) ||
+        (int64_t)k->valuedouble > pg->page) {
+        snprintf(why, whylen, "{%s}:page: not a staged page %" PRId64 " (damaged?)", pg->job->id,
+                 pg->page);
+        cJSON_Delete(d);
+        return DRV_EINVAL;
+    }
+    if ((int64_t)k->valuedouble < pg->page) {
+        cJSON_Delete(d);
+        return drv_queue_page_drop(q, pg->job->id);
+    }
+    *doc = d;
+    return DRV_OK;
 }
 
 drv_err drv_pager_step(drv_pager *pg, drv_queue *q, drv_part_stat *st, int64_t *fed, char *why,
@@ -401,57 +491,79 @@ drv_err drv_pager_step(drv_pager *pg, drv_queue *q, drv_part_stat *st, int64_t *
         }
         free(now);
     }
-    if (all_done || drv_now_ms() < pg->next_try_ms) return DRV_OK;
+    if (all_done) return DRV_OK;
+    cJSON *doc = NULL;
+    char *nu = NULL;
+    page_items pi = {0};
     page_buf b;
     memset(&b, 0, sizeof b);
     drv_buf_init(&b.body, PAGE_MAX);
-    int64_t retry_ms = 0;
-    drv_err e = fetch(pg, &b, &retry_ms, why, whylen);
-    cJSON *doc = NULL;
-    if (e == DRV_EIO) {
-        int64_t wait = retry_ms > 0 ? retry_ms : pg->backoff_ms;
-        if (wait > BACKOFF_MAX_MS * 10) wait = BACKOFF_MAX_MS * 10;
-        pg->next_try_ms = drv_now_ms() + wait;
-        pg->backoff_ms = pg->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : pg->backoff_ms * 2;
-        if (!pg->failing++)
-            drv_warn("job %s: listing %s failed (%s); retrying with backoff", job->id, pg->url,
-                     why);
-        drv_buf_free(&b.body);
-        return DRV_OK;
-    }
+    const cJSON *items;
+    int last;
+    drv_err e = staged_page(pg, q, &doc, why, whylen);
     if (e) goto out;
-    if (pg->failing) drv_info("job %s: the listing answers again", job->id);
-    pg->failing = 0;
-    pg->backoff_ms = 1000;
-    doc = cJSON_ParseWithLength(b.body.data ? b.body.data : "", b.body.len);
-    if (!doc) {
-        snprintf(why, whylen, "page %" PRId64 " (%s): not JSON", pg->page, pg->url);
-        e = DRV_EINVAL;
-        goto out;
+    if (doc) {
+        /* A coordinator stopped inside this page: the rest of it comes from the staged copy. */
+        items = cJSON_GetObjectItemCaseSensitive(doc, "items");
+        const char *nx = cJSON_GetObjectItemCaseSensitive(doc, "next")->valuestring;
+        last = nx[0] == '\0';
+        if (!last && !(nu = strdup(nx))) {
+            e = DRV_ENOMEM;
+            goto out;
+        }
+        if ((e = page_read(pg, items, &pi, why, whylen))) goto out;
+        drv_debug("job %s: page %" PRId64 " from its staged copy", job->id, pg->page);
+    } else {
+        if (drv_now_ms() < pg->next_try_ms) goto out;
+        int64_t retry_ms = 0;
+        e = fetch(pg, &b, &retry_ms, why, whylen);
+        if (e == DRV_EIO) {
+            int64_t wait = retry_ms > 0 ? retry_ms : pg->backoff_ms;
+            if (wait > BACKOFF_MAX_MS * 10) wait = BACKOFF_MAX_MS * 10;
+            pg->next_try_ms = drv_now_ms() + wait;
+            pg->backoff_ms =
+                pg->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : pg->backoff_ms * 2;
+            if (!pg->failing++)
+                drv_warn("job %s: listing %s failed (%s); retrying with backoff", job->id, pg->url,
+                         why);
+            e = DRV_OK;
+            goto out;
+        }
+        if (e) goto out;
+        if (pg->failing) drv_info("job %s: the listing answers again", job->id);
+        pg->failing = 0;
+        pg->backoff_ms = 1000;
+        doc = cJSON_ParseWithLength(b.body.data ? b.body.data : "", b.body.len);
+        if (!doc) {
+            snprintf(why, whylen, "page %" PRId64 " (%s): not JSON", pg->page, pg->url);
+            e = DRV_EINVAL;
+            goto out;
+        }
+        items = at_path(doc, job->spec.items_path);
+        if (!cJSON_IsArray(items)) {
+            snprintf(why, whylen, "page %" PRId64 " (%s): no array at \"%s\"", pg->page, pg->url,
+                     job->spec.items_path[0] ? job->spec.items_path : "(the whole body)");
+            e = DRV_EINVAL;
+            goto out;
+        }
+        const cJSON *nv = job->spec.next_path[0] ? at_path(doc, job->spec.next_path) : NULL;
+        char token[4096] = "";
+        if (cJSON_IsString(nv))
+            snprintf(token, sizeof token, "%s", nv->valuestring);
+        else if (cJSON_IsNumber(nv))
+            id_text(nv, token, sizeof token);
+        last = token[0] == '\0';
+        nu = last ? NULL : next_url(pg, token, why, whylen);
+        if (!last && !nu) {
+            e = DRV_EINVAL;
+            goto out;
+        }
+        /* Checked whole before it is staged: a bad page stops the job with nothing fed. */
+        if ((e = page_read(pg, items, &pi, why, whylen)) ||
+            (e = stage_page(pg, q, items, nu, why, whylen)))
+            goto out;
     }
-    const cJSON *items = at_path(doc, job->spec.items_path);
-    if (!cJSON_IsArray(items)) {
-        snprintf(why, whylen, "page %" PRId64 " (%s): no array at \"%s\"", pg->page, pg->url,
-                 job->spec.items_path[0] ? job->spec.items_path : "(the whole body)");
-        e = DRV_EINVAL;
-        goto out;
-    }
-    const cJSON *nv = job->spec.next_path[0] ? at_path(doc, job->spec.next_path) : NULL;
-    char token[4096] = "";
-    if (cJSON_IsString(nv))
-        snprintf(token, sizeof token, "%s", nv->valuestring);
-    else if (cJSON_IsNumber(nv))
-        id_text(nv, token, sizeof token);
-    int last = token[0] == '\0';
-    char *nu = last ? NULL : next_url(pg, token, why, whylen);
-    if (!last && !nu) {
-        e = DRV_EINVAL;
-        goto out;
-    }
-    if ((e = feed_page(pg, q, st, items, last, fed, why, whylen))) {
-        free(nu);
-        goto out;
-    }
+    if ((e = feed_page(pg, q, st, &pi, last, fed, why, whylen))) goto out;
     /* Every partition has page K: the job moves to K+1. */
     char pk[24];
     snprintf(pk, sizeof pk, "%" PRId64, pg->page + 1);
@@ -467,17 +579,20 @@ drv_err drv_pager_step(drv_pager *pg, drv_queue *q, drv_part_stat *st, int64_t *
         pg->total_noted = 1;
     }
     free(now);
-    if ((e = drv_queue_job_note_if(q, job->id, job->created_ms, kv))) {
+    /* The job hash moves to K+1 and the staged page goes in one step (lua/mark.lua). */
+    if ((e = drv_queue_page_done(q, job->id, job->created_ms, kv))) {
         snprintf(why, whylen, "%s", drv_queue_strerror(q, e));
-        free(nu);
         goto out;
     }
-    drv_debug("job %s: page %" PRId64 " fed (%d items)%s", job->id, pg->page,
-              cJSON_GetArraySize(items), last ? ", the last" : "");
+    drv_debug("job %s: page %" PRId64 " fed (%d items)%s", job->id, pg->page, pi.n,
+              last ? ", the last" : "");
     pg->page++;
     free(pg->url);
     pg->url = nu ? nu : strdup("");
+    nu = NULL;
 out:
+    free(nu);
+    page_items_free(&pi);
     cJSON_Delete(doc);
     drv_buf_free(&b.body);
     return e;

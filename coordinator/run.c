@@ -64,10 +64,11 @@ typedef struct run_ctx {
     const char *prefix; /* of every key (named in messages) */
     long long lock_ttl_ms, progress_ms, history_ms;
     int quiet;
-    int refresh;        /* re-read cursors from Redis before the next tick */
-    int running;        /* the job's state is running (as last mirrored) */
-    int remirror;       /* mirror the job's state into every partition again (a new one) */
-    drv_backoff outage; /* a lost connection: its reconnects back off (common/backoff.h) */
+    int refresh;          /* re-read cursors from Redis before the next tick */
+    int feeder_lost_said; /* stdin: "feeder lost" logged for this episode */
+    int running;          /* the job's state is running (as last mirrored) */
+    int remirror;         /* mirror the job's state into every partition again (a new one) */
+    drv_backoff outage;   /* a lost connection: its reconnects back off (common/backoff.h) */
     /* A transient trouble on a live connection (a refused write, state that does not parse
      * while running): backed off, said once per episode. */
     drv_backoff trouble;
@@ -170,7 +171,14 @@ static int check_cursors(const run_ctx *c, char *why, size_t whylen) {
         }
         if (c->job.spec.source == DRV_SRC_RANGE) lo = s->start, hi = s->end + 1;
         if (c->job.spec.source == DRV_SRC_FILE) lo = s->start, hi = s->end;
-        if (hi < lo || drv_parse_ll(s->cursor, lo, hi, &cur) != 0) {
+        /* stdin: "N" or "N:H", H the 16-hex-digit hash of the records fed (feed.c). */
+        char num[32];
+        size_t nl = strcspn(s->cursor, ":");
+        const char *h = s->cursor + nl;
+        int hash_ok = !*h || (c->job.spec.source == DRV_SRC_STDIN && strlen(h) == 17 &&
+                              strspn(h + 1, "0123456789abcdef") == 16);
+        snprintf(num, sizeof num, "%.*s", (int)(nl < sizeof num ? nl : sizeof num - 1), s->cursor);
+        if (hi < lo || !hash_ok || drv_parse_ll(num, lo, hi, &cur) != 0) {
             snprintf(why, whylen,
                      "%s{%s.%d}:state: field cursor: expected a whole number from %" PRId64
                      " to %" PRId64 ", got \"%s\"",
@@ -179,6 +187,24 @@ static int check_cursors(const run_ctx *c, char *why, size_t whylen) {
         }
     }
     return 0;
+}
+
+/* A stdin job whose feeder stopped without finishing: said once per episode (the job waits
+ * for the rest of its input, which only a new feeder brings). */
+static void feeder_check(run_ctx *c) {
+    char state[16];
+    int64_t age;
+    if (c->job.spec.source != DRV_SRC_STDIN || c->job.total >= 0 ||
+        drv_queue_feeder_get(c->q, c->job.id, state, &age) != DRV_OK)
+        return;
+    int lost = !strcmp(state, "running") && age >= FEEDER_LOST_MS;
+    if (lost && !c->feeder_lost_said)
+        drv_warn("job %s: feeder lost %" PRId64 " s ago: its standard input stopped before the "
+                 "end; pipe the same input into drover submit --id %s --source - again to resume",
+                 c->job.id, age / 1000, c->job.id);
+    else if (!lost && c->feeder_lost_said)
+        drv_info("job %s: a feeder is back", c->job.id);
+    c->feeder_lost_said = lost;
 }
 
 static void report(run_ctx *c, int64_t now) {
@@ -213,6 +239,7 @@ static void report(run_ctx *c, int64_t now) {
         drv_history_sample hs = {drv_wall_ms(), t.done, t.dead, (int64_t)(rate * 1000.0)};
         if (drv_queue_history_add(c->q, c->job.id, &hs) == DRV_OK) c->history_at = now;
     }
+    feeder_check(c);
     if (c->quiet) return;
     char eta[32] = "?";
     int64_t total = c->job.total >= 0 ? c->job.total : -1;
@@ -220,10 +247,14 @@ static void report(run_ctx *c, int64_t now) {
         snprintf(eta, sizeof eta, "%.0fs", (double)(total - t.done - t.dead) / rate);
     char tot[32] = "?";
     if (total >= 0) snprintf(tot, sizeof tot, "%" PRId64, total);
-    drv_info("job %s: done %" PRId64 "/%s (%.1f%%) pending %" PRId64 " leased %" PRId64
-             " retrying %" PRId64 " dead %" PRId64 " duplicates %" PRId64 " rate %.0f/s eta %s",
-             c->job.id, t.done, tot, total > 0 ? 100.0 * (double)t.done / (double)total : 0.0,
-             t.pending, t.leased, t.retrying, t.dead, t.duplicates, rate, eta);
+    /* Without a total there is no fraction: the counts and the rate say how it goes. */
+    char pct[32] = "";
+    if (total > 0) snprintf(pct, sizeof pct, " (%.1f%%)", 100.0 * (double)t.done / (double)total);
+    drv_info("job %s: done %" PRId64 "/%s%s fed %" PRId64 " pending %" PRId64 " leased %" PRId64
+             " retrying %" PRId64 " dead %" PRId64 " duplicates %" PRId64 " skipped %" PRId64
+             " rate %.0f/s eta %s",
+             c->job.id, t.done, tot, pct, t.fed, t.pending, t.leased, t.retrying, t.dead,
+             t.duplicates, t.skipped, rate, eta);
 }
 
 /* During a long page fetch: keeps the lock, and gives up on a stop signal or a lost lock. */

@@ -35,7 +35,15 @@ typedef struct job_view {
     drv_part_stat *st;
     drv_part_stat t; /* totals */
     drv_limits lim;  /* the fleet-wide limits as Redis holds them */
+    char feeder[16]; /* stdin: the feeder's state ("" none), and its last beat's age (-1) */
+    int64_t feeder_age_ms;
 } job_view;
+
+/* A stdin job's feeder that stopped without finishing: its beat is old and it never said done. */
+static int feeder_lost(const job_view *v) {
+    return v->job.spec.source == DRV_SRC_STDIN && !strcmp(v->feeder, "running") &&
+           v->feeder_age_ms >= FEEDER_LOST_MS && !drv_job_state_finished(v->job.st);
+}
 
 static drv_err load_view(drv_queue *q, const char *id, job_view *v) {
     memset(v, 0, sizeof *v);
@@ -45,6 +53,10 @@ static drv_err load_view(drv_queue *q, const char *id, job_view *v) {
     if (!v->st) return DRV_ENOMEM;
     if ((e = drv_queue_stats(q, id, v->job.partitions, v->st))) return e;
     drv_part_stat_sum(v->st, v->job.partitions, &v->t);
+    v->feeder_age_ms = -1;
+    if (v->job.spec.source == DRV_SRC_STDIN &&
+        (e = drv_queue_feeder_get(q, id, v->feeder, &v->feeder_age_ms)))
+        return e;
     return drv_queue_limits_get(q, id, &v->lim);
 }
 
@@ -86,6 +98,17 @@ static cJSON *view_json(const job_view *v, int with_parts) {
     cJSON_AddNumberToObject(o, "expired_leases", (double)v->t.expired);
     cJSON_AddNumberToObject(o, "skipped_done", (double)v->t.skipped);
     cJSON_AddNumberToObject(o, "rate", (double)j->rate_milli / 1000.0);
+    if (j->spec.source == DRV_SRC_STDIN) {
+        cJSON *f = cJSON_AddObjectToObject(o, "feeder");
+        if (v->feeder[0])
+            cJSON_AddStringToObject(f, "state", feeder_lost(v) ? "lost" : v->feeder);
+        else
+            cJSON_AddNullToObject(f, "state");
+        if (v->feeder_age_ms >= 0)
+            cJSON_AddNumberToObject(f, "beat_age_ms", (double)v->feeder_age_ms);
+        else
+            cJSON_AddNullToObject(f, "beat_age_ms");
+    }
     cJSON_AddNumberToObject(o, "cooldowns", (double)v->t.cooldowns);
     if (v->t.cooldown_until)
         cJSON_AddNumberToObject(o, "cooldown_until_ms", (double)v->t.cooldown_until);
@@ -180,7 +203,11 @@ static void progress_bar(const job_view *v, char *buf, size_t len) {
     enum { W = 40 };
     const drv_job *j = &v->job;
     if (j->total <= 0) {
-        snprintf(buf, len, "[%*s] total not known yet", W, "");
+        /* No fraction to show: the counts and the rate say how it goes. */
+        snprintf(buf, len,
+                 "%" PRId64 " done, %" PRId64 " dead of %" PRId64
+                 " fed so far, %.1f/s (total not known yet)",
+                 v->t.done, v->t.dead, v->t.fed, (double)j->rate_milli / 1000.0);
         return;
     }
     double f = (double)(v->t.done + v->t.dead) / (double)j->total;
@@ -212,12 +239,18 @@ static void print_human(const job_view *v) {
     if (j->total >= 0) snprintf(total, sizeof total, "%" PRId64, j->total);
     double e = eta_seconds(v);
     if (e >= 0) snprintf(eta, sizeof eta, "%.0fs", e);
-    double pct = j->total > 0 ? 100.0 * (double)v->t.done / (double)j->total : 0;
+    char pct[32] = "";
+    if (j->total > 0)
+        snprintf(pct, sizeof pct, " (%.1f%%)", 100.0 * (double)v->t.done / (double)j->total);
     printf("job %s: %s (%s source, %d partitions)\n", j->id, j->state, drv_src_name(j->spec.source),
            j->partitions);
     printf("  created %s, finished %s\n", created, finished);
-    printf("  total %s  fed %" PRId64 "  done %" PRId64 " (%.1f%%)\n", total, v->t.fed, v->t.done,
-           pct);
+    printf("  total %s  fed %" PRId64 "  done %" PRId64 "%s  skipped %" PRId64 "\n", total,
+           v->t.fed, v->t.done, pct, v->t.skipped);
+    if (feeder_lost(v))
+        printf("  feeder lost %" PRId64 " s ago: its standard input stopped before the end; pipe "
+               "the same input into drover submit --id %s --source - again to resume\n",
+               v->feeder_age_ms / 1000, j->id);
     printf("  pending %" PRId64 "  leased %" PRId64 "  retrying %" PRId64 "  dead %" PRId64
            "  duplicates %" PRId64 "\n",
            v->t.pending, v->t.leased, v->t.retrying, v->t.dead, v->t.duplicates);

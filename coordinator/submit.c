@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +23,11 @@ static const drv_cmd_doc doc = {
     "Validates a job, splits its source into partitions and registers it in Redis, then prints\n"
     "the job id alone on stdout. A spec file and flags can be combined: flags win. Nothing is\n"
     "written to Redis when the spec is wrong (exit 2). With --source - the items are read from\n"
-    "standard input and fed as they come (this command runs until the input ends); an\n"
-    "interrupted stdin feed cannot resume from its cursor: pipe the input again into a new\n"
-    "submit with --replace, or feed the same id again (done items are skipped at claim).",
+    "standard input and fed as they come (this command runs until the input ends). An\n"
+    "interrupted stdin feed resumes: pipe the same input, in the same order, into the same\n"
+    "command (same id, no --replace); the records fed before are read again, checked and\n"
+    "skipped, and input that differs from what was fed is refused (exit 2) naming the record.\n"
+    "While it feeds, the job hash holds its heartbeat (drover status: \"feeder lost N s ago\").",
     "  drover submit --id backfill --range 1..10000000 --partitions 16\n"
     "  drover submit --id rescore --file users.csv --format csv --id-field user_id\n"
     "  psql -Atc 'select id from invoices' | drover submit --id inv --source -\n"
@@ -259,11 +262,39 @@ typedef struct split {
     int64_t total; /* -1: not known until fed */
     char *fp;      /* a file's per-partition hashes, NULL for other sources */
     char fp_size[24], fp_mtime[24], fp_inode[24];
+    drv_dupes_report dupes; /* a file's repeated ids (kept first-wins: dupes.skip) */
+    char ndupes[24];
 } split;
 
 static void split_free(split *sp) {
     free(sp->parts);
     free(sp->fp);
+    drv_dupes_report_free(&sp->dupes);
+}
+
+/* Repeated ids in a file: refused with the first few named (exit 2), or, with dedupe
+ * "first", kept once each: the repeats' offsets go to Redis for the feeder to pass over. */
+static int check_dupes(const drv_spec *spec, drv_dupes *ids, split *sp, int64_t data_start) {
+    char why[1024];
+    if (drv_dupes_find(ids, spec->path, spec, data_start, &sp->dupes, why, sizeof why)) {
+        fprintf(stderr, "error: %s\n", why);
+        return 1;
+    }
+    drv_dupes_report *r = &sp->dupes;
+    snprintf(sp->ndupes, sizeof sp->ndupes, "%" PRId64, r->count);
+    if (!r->count || !strcmp(spec->dedupe, "first")) return 0;
+    fprintf(stderr,
+            "error: %s: %" PRId64 " records repeat an id of an earlier record (one id, one item: "
+            "--dedupe first keeps the first of each):\n",
+            spec->path, r->count);
+    for (int i = 0; i < r->nshown; i++)
+        fprintf(stderr,
+                "  id \"%s\": record %" PRId64 " (line %" PRId64 ") repeats record %" PRId64
+                " (line %" PRId64 ")\n",
+                r->shown[i].id, r->shown[i].rec, r->shown[i].line, r->shown[i].first_rec,
+                r->shown[i].first_line);
+    if (r->count > r->nshown) fprintf(stderr, "  ... and %" PRId64 " more\n", r->count - r->nshown);
+    return EXIT_USAGE;
 }
 
 /* Scans a file source into partitions of whole records and takes its fingerprint. 0, or an
@@ -276,9 +307,22 @@ static int split_file(drv_spec *spec, int quiet, split *sp) {
     }
     snprintf(spec->path, sizeof spec->path, "%s", abs);
     drv_scan scan;
-    if (drv_scan_file(spec->path, spec, &scan, why, sizeof why, quiet ? NULL : scan_progress)) {
+    drv_dupes *ids = NULL;
+    if (drv_dupes_new(&ids)) {
+        fprintf(stderr, "error: out of memory\n");
+        return 1;
+    }
+    if (drv_scan_file_ids(spec->path, spec, &scan, why, sizeof why, quiet ? NULL : scan_progress,
+                          ids)) {
         fprintf(stderr, "error: %s\n", why);
+        drv_dupes_free(ids);
         return EXIT_USAGE;
+    }
+    int rc = check_dupes(spec, ids, sp, scan.data_start);
+    drv_dupes_free(ids);
+    if (rc) {
+        drv_scan_free(&scan);
+        return rc;
     }
     if (scan.total == 0) {
         fprintf(stderr, "error: %s: no items in the file\n", spec->path);
@@ -291,7 +335,7 @@ static int split_file(drv_spec *spec, int quiet, split *sp) {
         sp->parts[p].exhausted = scan.start[p] >= scan.end[p];
         snprintf(sp->parts[p].cursor, sizeof sp->parts[p].cursor, "%" PRId64, scan.start[p]);
     }
-    sp->total = scan.total;
+    sp->total = scan.total - sp->dupes.count;
     /* The file's fingerprint, written with the job: drover run refuses to feed a file that
      * no longer matches it (README: Semantics). */
     sp->fp = calloc((size_t)spec->partitions * 17 + 1, 1);
@@ -326,40 +370,125 @@ static int split_source(drv_spec *spec, int quiet, split *sp) {
     return 0;
 }
 
+/* A stdin job that exists already: its feed resumes when it is the same kind of job (the
+ * partitions and format decide where each record goes). 0, or an exit code (said). */
+static int resume_stdin(drv_queue *q, const drv_spec *spec) {
+    drv_job job;
+    drv_err e = drv_queue_job_get(q, spec->id, &job);
+    if (e) {
+        fprintf(stderr, "error: job %s: %s\n", spec->id, drv_queue_strerror(q, e));
+        return 1;
+    }
+    const drv_spec *o = &job.spec;
+    if (o->source != DRV_SRC_STDIN || o->format != spec->format ||
+        strcmp(o->id_field, spec->id_field) != 0 || job.partitions != spec->partitions) {
+        fprintf(stderr,
+                "error: job %s already exists with another source (%s source, %d partitions, "
+                "format %s); use --replace to start it over\n",
+                spec->id, drv_src_name(o->source), job.partitions, drv_fmt_name(o->format));
+        return EXIT_USAGE;
+    }
+    /* A feeder still running is not refused here: the cursors' compare-and-set stops one of
+     * the two (DRV_CURSOR) before it feeds anything twice. */
+    drv_info("job %s exists: resuming its feed from standard input", spec->id);
+    return 0;
+}
+
 /* Writes the job into Redis. 0, or an exit code (said). */
 static int register_job(drv_queue *q, const drv_spec *spec, const split *sp, int replace) {
     /* A file's fingerprint goes in before the job is visible: no coordinator can open it
      * without one. */
     const char *kv[] = {"src_size",   sp->fp_size,  "src_mtime_ns", sp->fp_mtime, "src_inode",
-                        sp->fp_inode, "src_hashes", sp->fp,         NULL};
+                        sp->fp_inode, "src_hashes", sp->fp,         "dupes",      sp->ndupes,
+                        NULL};
     drv_err e =
         drv_queue_job_create_noted(q, spec, sp->total, sp->parts, replace, sp->fp ? kv : NULL);
+    if (e == DRV_EEXIST && spec->source == DRV_SRC_STDIN) return resume_stdin(q, spec);
     if (e == DRV_EEXIST) {
         fprintf(stderr, "error: job %s already exists (use --replace to start it over)\n",
                 spec->id);
         return EXIT_USAGE;
     }
+    /* The repeats to pass over, right after the job: the job hash's "dupes" tells a
+     * coordinator how many to expect before it feeds. */
+    if (e == DRV_OK && sp->dupes.count)
+        e = drv_queue_skip_write(q, spec->id, sp->dupes.skip, sp->dupes.count);
     if (e != DRV_OK) {
         fprintf(stderr, "error: registering job %s at %s: %s\n", spec->id, drv_queue_addr(q),
                 drv_queue_strerror(q, e));
         return 1;
     }
+    if (sp->dupes.count)
+        drv_info("job %s: %" PRId64 " records repeat an earlier id: the first of each is kept",
+                 spec->id, sp->dupes.count);
     return 0;
 }
 
-/* The loop of a stdin job: feeds standard input until it ends. 0, or 1 (said). */
-static int feed_stdin(drv_queue *q, const drv_spec *spec, int quiet) {
+/* The stdin feeder's heartbeat: a thread with its own connection writes it every
+ * FEEDER_BEAT_MS, whatever the feed is doing (blocked on a slow pipe, waiting for room under
+ * the window), and stops with the process, so a beat older than FEEDER_LOST_MS means the
+ * feeder is gone. */
+typedef struct beat_ctx {
+    const drv_cli *cli;
+    const drv_redis_cfg *cfg;
+    const drv_job *job;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+} beat_ctx;
+
+static void *beat_main(void *ud) {
+    beat_ctx *b = ud;
+    drv_queue *q = NULL;
+    char why[600];
+    pthread_mutex_lock(&b->mu);
+    while (!b->stop) {
+        pthread_mutex_unlock(&b->mu);
+        if (!q && drv_queue_open(b->cfg, b->cli->prefix, &q, why, sizeof why) != DRV_OK) q = NULL;
+        if (q) (void)drv_queue_feeder_beat(q, b->job->id, b->job->created_ms, "running");
+        pthread_mutex_lock(&b->mu);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += FEEDER_BEAT_MS / 1000;
+        while (!b->stop && pthread_cond_timedwait(&b->cv, &b->mu, &until) == 0) {
+        }
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (q) drv_queue_close(q);
+    return NULL;
+}
+
+/* The loop of a stdin job: feeds standard input until it ends. 0, or an exit code (said). */
+static int feed_stdin(drv_queue *q, const submit_args *a, const drv_spec *spec, int quiet) {
     char why[1024];
     drv_job job;
     drv_err e;
-    if ((e = drv_queue_job_get(q, spec->id, &job)) == DRV_OK)
-        e = drv_feed_stream(q, &job, stdin, quiet, why, sizeof why);
-    else
-        snprintf(why, sizeof why, "%s", drv_strerror(e));
-    if (e != DRV_OK) {
-        fprintf(stderr, "error: feeding job %s from standard input: %s\n", spec->id, why);
+    int differs = 0;
+    if ((e = drv_queue_job_get(q, spec->id, &job)) != DRV_OK) {
+        fprintf(stderr, "error: feeding job %s from standard input: %s\n", spec->id,
+                drv_strerror(e));
         return 1;
     }
+    beat_ctx b = {.cli = &a->cli, .cfg = &a->cfg, .job = &job};
+    pthread_mutex_init(&b.mu, NULL);
+    pthread_cond_init(&b.cv, NULL);
+    pthread_t th;
+    int beating = pthread_create(&th, NULL, beat_main, &b) == 0;
+    e = drv_feed_stream(q, &job, stdin, quiet, &differs, why, sizeof why);
+    if (beating) {
+        pthread_mutex_lock(&b.mu);
+        b.stop = 1;
+        pthread_cond_signal(&b.cv);
+        pthread_mutex_unlock(&b.mu);
+        pthread_join(th, NULL);
+    }
+    pthread_cond_destroy(&b.cv);
+    pthread_mutex_destroy(&b.mu);
+    if (e != DRV_OK) {
+        fprintf(stderr, "error: feeding job %s from standard input: %s\n", spec->id, why);
+        return differs ? EXIT_USAGE : 1;
+    }
+    (void)drv_queue_feeder_beat(q, job.id, job.created_ms, "done");
     return 0;
 }
 
@@ -377,7 +506,7 @@ int cmd_submit(int argc, char **argv) {
     if (!rc) {
         printf("%s\n", spec.id);
         fflush(stdout);
-        if (spec.source == DRV_SRC_STDIN) rc = feed_stdin(q, &spec, a.quiet);
+        if (spec.source == DRV_SRC_STDIN) rc = feed_stdin(q, &a, &spec, a.quiet);
     }
     if (q) drv_queue_close(q);
     return rc;

@@ -5,6 +5,8 @@
 -- the field/value pairs ARGV[3..] under the same guard (the coordinator's rate, a state).
 --
 -- KEYS[1]  the job hash, {JOB}:job
+-- KEYS[2]  (optional, with ARGV[1] "") a key deleted with the write: the HTTP source's staged
+--          page, dropped in the same step that moves the job hash past it
 -- ARGV[1]  the field to set (complete_sent or dead_alert_sent), or "" to write ARGV[3..]
 -- ARGV[2]  the job's created_ms as the caller read it
 -- ARGV[3..] with ARGV[1] "": field, value, field, value, ...
@@ -17,6 +19,9 @@ end
 if ARGV[1] == '' then
     if #ARGV >= 4 then
         redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+    end
+    if KEYS[2] then
+        redis.call('DEL', KEYS[2])
     end
     return 1
 end

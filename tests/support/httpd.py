@@ -38,6 +38,13 @@ Behaviour ("..." is any further path, used to make paths unique per item):
                                   "meta": {"next": "K+1" or null}}
   /list-url/NPAGES/PER?page=K    the same, "next" a relative URL
   /list-bad/...                  200 "not json" (Content-Type: application/json)
+  /store/N/PER?after=ID          a listing that shrinks: of the ids s000001..sN (N of them,
+                                 zero-padded to 6 digits) not yet deleted, the first PER after ID
+                                 (all from the start without after=): {"items": [{"id": ID,
+                                 "n": K}], "next": the last id, or null once none are left after it}
+  DELETE /store/N/ID             deletes ID from store N: 200, or 404 if it is gone already
+  /store-offset/N/PER?offset=K   the same store listed by offset (next: K+PER): what a listing
+                                 that shrinks under its consumer does to offsets
   /hook/N/...                    records the request (headers, body, answer) for /_bodies; 500
                                  for the first N requests to this path, then 200
   /hook-ra/N/SECS/...            the same with 503 and Retry-After: SECS for the first N
@@ -65,6 +72,7 @@ HOLD = {"from": None}
 ACTIVE = {"now": 0, "peak": 0}
 BODIES = {}
 HOOKMODE = {}
+STORES = {}  # N -> set of the ids deleted so far
 RELEASE = threading.Event()
 VERBOSE = False
 
@@ -75,6 +83,7 @@ def reset():
         LOG.clear()
         BODIES.clear()
         HOOKMODE.clear()
+        STORES.clear()
         HOLD["from"] = None
         RELEASE.clear()
         ACTIVE["peak"] = ACTIVE["now"]
@@ -278,6 +287,31 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 BODIES.setdefault(path, []).append(rec)
             return self.send(code, "hook %d" % code, headers=hdrs)
+        if kind in ("store", "store-offset"):
+            n = int(seg[1])
+            if self.command == "DELETE":
+                sid = seg[2]
+                with LOCK:  # (send() takes LOCK too: answer after it is released)
+                    gone = STORES.setdefault(n, set())
+                    ok = sid not in gone and sid.startswith("s") and 1 <= int(sid[1:]) <= n
+                    if ok:
+                        gone.add(sid)
+                return self.send(200, "deleted") if ok else self.send(404, "no such item")
+            with LOCK:
+                gone = STORES.setdefault(n, set())
+                left = ["s%06d" % i for i in range(1, n + 1) if "s%06d" % i not in gone]
+            per = int(seg[2])
+            if kind == "store":
+                after = query.get("after", [""])[0]
+                page = [x for x in left if x > after][:per]
+                more = page and page[-1] < left[-1]
+                nxt = page[-1] if more else None
+            else:
+                off = int(query.get("offset", ["0"])[0])
+                page = left[off:off + per]
+                nxt = str(off + per) if off + per < len(left) else None
+            doc = {"items": [{"id": x, "n": int(x[1:])} for x in page], "next": nxt}
+            return self.send(200, json.dumps(doc), "application/json")
         if kind == "list-bad":
             return self.send(200, "not json", "application/json")
         return self.send(404, "not found")

@@ -700,6 +700,8 @@ static void sample(const drv_spec_field *f, char *buf, size_t len) {
         snprintf(buf, len, "{\"type\":\"http\",\"url\":\"http://h/{id}\"}");
     else if (f->type == DRV_FIELD_OBJECT)
         snprintf(buf, len, "{\"url\":\"https://cb/%s\",\"timeout_ms\":500}", f->name);
+    else if (strcmp(f->name, "dedupe") == 0)
+        snprintf(buf, len, "refuse"); /* "first" is for file sources, and the base is a range */
     else
         snprintf(buf, len, "job_%s", f->name);
 }
