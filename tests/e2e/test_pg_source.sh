@@ -9,7 +9,9 @@
 #    the gaps and past the max at submit, into the open last partition) and deleted ahead of
 #    them; the coordinator is SIGKILLed mid-feed three times. The done record equals the rows
 #    of the table that meet the condition at the end, id for id, and an item is the row's JSON.
-# 3. A uuid key (hash partitions, keyset within each): the done record equals the table.
+# 3. The server stopped mid-feed: the coordinator says so once, backs off, and feeds every row
+#    once after it is back.
+# 4. A uuid key (hash partitions, keyset within each): the done record equals the table.
 source "$DROVER_SRC_DIR/tests/support/e2e.sh"
 source "$DROVER_SRC_DIR/tests/support/postgres.sh"
 if ! pg_bin; then
@@ -44,6 +46,13 @@ refused() { # refused WORDS -- SUBMIT ARGS: exit 2 and stderr holds WORDS
     say "refused: $(head -1 "$TMP/err")"
 }
 PG='${DATABASE_URL}'
+# fed_at_least JOB PARTITIONS N: the partitions' fed counters add up to N or more (redis-cli:
+# cheap enough to poll on a loaded machine).
+fed_at_least() {
+    local sum=0 p
+    for p in $(seq 0 $(($2 - 1))); do sum=$((sum + $(R HGET "drover:{$1.$p}:state" fed))); done
+    [ "$sum" -ge "$3" ]
+}
 refused "source.dsn: cannot connect" -- --postgres "host=127.0.0.1 port=1 dbname=x" \
     --table inv --key id
 refused "source.dsn: holds a password" -- --postgres "host=$PGHOST password=hunter2" \
@@ -67,7 +76,7 @@ grep -q 'allow_seqscan' <<<"$(R HGET 'drover:{seq}:job' spec)" || fail "allow_se
 J=inv
 P=4
 "$DROVER" submit --id $J --postgres "$PG" --table inv --key id --where 'fee_fixed = false' \
-    --columns id,email --partitions $P --window 2000 --lease-ms 5000 --quiet >/dev/null
+    --columns id,email --partitions $P --window 2000 --lease-ms 5000 --rate 15000 --quiet >/dev/null
 spec=$(R HGET "drover:{$J}:job" spec)
 grep -qF '"dsn":"${DATABASE_URL}"' <<<"$spec" || fail "the DSN is not kept as given: $spec"
 grep -q "$PGPORT" <<<"$spec" && fail "the resolved DSN reached Redis: $spec"
@@ -75,8 +84,7 @@ grep -q "$PGPORT" <<<"$spec" && fail "the resolved DSN reached Redis: $spec"
 # every cursor.
 bg coord1 "$DROVER" run $J --lock-ttl-ms 1000 --progress-ms 100000
 coord=$LAST_PID
-wait_for "a window in each partition" 30 bash -c "[ \$(\"$DROVER\" status $J --json |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)[\"fed\"])') -ge $((P * 2000)) ]"
+wait_for "a window in each partition" 30 fed_at_least $J $P $((P * 2000))
 # Partition k covers about 100000k..100000(k+1) and has fed its first ~4000 ids: the second
 # half of each is ahead of its cursor.
 Q "INSERT INTO inv SELECT 2 * i + 1, 'gap' || i || '@example.com', false
@@ -88,11 +96,11 @@ Q "INSERT INTO inv SELECT 2 * i + 1, 'gap' || i || '@example.com', false
 bg w1 "$WORKER" --job $J --id w1 --handler noop --concurrency 64 --batch 200 --stats-ms 0 \
     --exit-when-done
 w1=$LAST_PID
-# Killed mid-feed three times, each a fifth further on.
+# Killed mid-feed three times, each a fifth further on (the rate limit keeps the job from
+# ending between two polls: a fifth of it takes 2.4 s at least).
 for k in 1 2 3; do
-    wait_for "fed $((k * N / 5))" 60 bash -c "[ \$(\"$DROVER\" status $J --json |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)[\"fed\"])') -ge $((k * N / 5)) ]"
-    kill -9 "$coord"
+    wait_for "fed $((k * N / 5))" 60 fed_at_least $J $P $((k * N / 5))
+    kill -9 "$coord" 2>/dev/null || fail "coordinator $k exited early: $(tail -3 "$TMP/coord$k.log")"
     wait "$coord" 2>/dev/null || true
     say "SIGKILLed the coordinator at fed $(status_num $J fed)"
     bg "coord$((k + 1))" "$DROVER" run $J --lock-ttl-ms 1000 --progress-ms 100000
@@ -130,7 +138,32 @@ printf '%s\n' '2 {"id" : 2, "email" : "u1@example.com"}' '4 {"id" : 4, "email" :
     '6 {"id" : 6, "email" : "u3@example.com"}' | cmp - "$TMP/items.sorted" ||
     fail "the items are not the rows: $(cat "$TMP/items")"
 
-# --- 3. a uuid key: hash partitions ----------------------------------------------------------
+# --- 3. the database goes away mid-feed: said once, waited out with backoff, resumed ------
+"$DROVER" submit --id out --postgres "$PG" --table inv --key id --where 'id <= 20000' \
+    --partitions 2 --window 500 --quiet >/dev/null
+bg c4 "$DROVER" run out --lock-ttl-ms 1000 --progress-ms 100000
+c4=$LAST_PID
+# (Its rows are all in partition 0: the keys' slices were cut at submit of a 400k-key table.)
+wait_for "a window of out fed" 30 fed_at_least out 2 500
+pg_stop
+bg w4 "$WORKER" --job out --id w4 --handler noop --stats-ms 0 --exit-when-done
+w4=$LAST_PID
+wait_for "the coordinator to say the source fails" 30 grep -q 'postgres source failing' \
+    "$TMP/c4.log"
+sleep 2 # several retries (50 ms to 5 s apart) go by: still one line
+[ "$(grep -c 'postgres source failing' "$TMP/c4.log")" -eq 1 ] ||
+    fail "the outage was not said exactly once: $(grep -c 'failing' "$TMP/c4.log")"
+kill -0 "$c4" || fail "the coordinator died with the database"
+pg_restart || fail "PostgreSQL did not come back"
+wait_exit 60 "$c4"
+[ "$EXIT_CODE" -eq 0 ] || fail "the out coordinator exited $EXIT_CODE"
+wait_exit 30 "$w4"
+grep -q 'postgres source ok again' "$TMP/c4.log" || fail "the recovery was not said"
+[ "$(status_num out done)" -eq 10000 ] || fail "out: done $(status_num out done), not 10000"
+[ "$(status_num out fed)" -eq 10000 ] || fail "out: fed $(status_num out fed), not 10000"
+say "the database stopped mid-feed: said once, every row fed once after it came back"
+
+# --- 4. a uuid key: hash partitions ----------------------------------------------------------
 Q "CREATE TABLE acct (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), n int);
    INSERT INTO acct (n) SELECT generate_series(1, 5000); ANALYZE acct;"
 "$DROVER" submit --id acct --postgres "$PG" --table acct --key id --partitions 3 --window 500 \
@@ -138,8 +171,7 @@ Q "CREATE TABLE acct (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), n int);
 [ "$(R HGET 'drover:{acct.0}:state' cursor)" = "" ] || fail "a text key's first cursor is not empty"
 bg c2 "$DROVER" run acct --lock-ttl-ms 1000 --progress-ms 100000
 c2=$LAST_PID
-wait_for "some of acct fed" 30 bash -c "[ \$(\"$DROVER\" status acct --json |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)[\"fed\"])') -ge 1500 ]"
+wait_for "some of acct fed" 30 fed_at_least acct 3 1500
 kill -9 "$c2"
 wait "$c2" 2>/dev/null || true
 bg c3 "$DROVER" run acct --lock-ttl-ms 1000 --progress-ms 100000
