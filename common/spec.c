@@ -265,7 +265,7 @@ static drv_err parse_source(const cJSON *src, const drv_spec_field *f, drv_spec 
     static const char *const known[] = {
         "type",  "start",   "end",           "path",     "format", "id_field", "url",
         "items", "next",    "next_param",    "headers",  "dsn",    "table",    "key",
-        "where", "columns", "allow_seqscan", "key_type", 0};
+        "where", "columns", "allow_seqscan", "key_type", "query",  0};
     drv_err e = DRV_OK;
     char type[16] = "", fmt[16] = "";
     if (!cJSON_IsObject(src)) FAIL("source: expected an object such as {\"type\": \"range\", ...}");
@@ -330,8 +330,8 @@ static drv_err parse_source(const cJSON *src, const drv_spec_field *f, drv_spec 
         FAIL("source.type: expected range, file, stdin, http or postgres, got \"%s\"", type);
     }
     if (s->source != DRV_SRC_PG)
-        for (const char *k = "dsn\0table\0key\0where\0columns\0allow_seqscan\0key_type\0"; *k;
-             k += strlen(k) + 1)
+        for (const char *k = "dsn\0table\0key\0where\0columns\0allow_seqscan\0key_type\0query\0";
+             *k; k += strlen(k) + 1)
             if (cJSON_HasObjectItem(src, k))
                 FAIL("source.%s: only a postgres source has it (this one is %s)", k, type);
 out:

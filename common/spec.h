@@ -44,6 +44,7 @@ typedef struct drv_spec {
     char pg_key[64];          /* postgres: the key column (an integer or a text/uuid column) */
     char pg_key_type[8];      /* postgres: "int" or "text", found by submit ("" before) */
     char pg_where[4096];      /* postgres: an SQL condition rows must meet ("" for all) */
+    char pg_query[8192];      /* postgres: a SELECT whose first column is the key, not a table */
     char pg_columns[4096];    /* postgres: the item's columns, "a,b" ("" for every column) */
     int64_t pg_allow_seqscan; /* postgres: 1 feeds a key with no index (a scan per page) */
     int64_t partitions;

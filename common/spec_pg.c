@@ -66,7 +66,8 @@ drv_err drv_spec_pg_parse(const cJSON *src, drv_spec *s, char *why, size_t whyle
         get_text(src, "table", s->pg_table, sizeof s->pg_table, why, whylen) ||
         get_text(src, "key", s->pg_key, sizeof s->pg_key, why, whylen) ||
         get_text(src, "where", s->pg_where, sizeof s->pg_where, why, whylen) ||
-        get_text(src, "key_type", s->pg_key_type, sizeof s->pg_key_type, why, whylen))
+        get_text(src, "key_type", s->pg_key_type, sizeof s->pg_key_type, why, whylen) ||
+        get_text(src, "query", s->pg_query, sizeof s->pg_query, why, whylen))
         return DRV_EINVAL;
     const cJSON *cols = cJSON_GetObjectItemCaseSensitive(src, "columns");
     if (cols) {
@@ -106,8 +107,11 @@ drv_err drv_spec_pg_parse(const cJSON *src, drv_spec *s, char *why, size_t whyle
 
 void drv_spec_pg_write(cJSON *src, const drv_spec *s) {
     cJSON_AddStringToObject(src, "dsn", s->pg_dsn);
-    cJSON_AddStringToObject(src, "table", s->pg_table);
-    cJSON_AddStringToObject(src, "key", s->pg_key);
+    if (s->pg_query[0])
+        cJSON_AddStringToObject(src, "query", s->pg_query);
+    else
+        cJSON_AddStringToObject(src, "table", s->pg_table);
+    if (s->pg_key[0]) cJSON_AddStringToObject(src, "key", s->pg_key);
     if (s->pg_key_type[0]) cJSON_AddStringToObject(src, "key_type", s->pg_key_type);
     if (s->pg_where[0]) cJSON_AddStringToObject(src, "where", s->pg_where);
     if (s->pg_columns[0]) {
@@ -130,11 +134,13 @@ int drv_spec_pg_check(const drv_spec *s, char *why, size_t whylen) {
                  "\"${DATABASE_URL}\")");
         return -1;
     }
-    if (!s->pg_table[0]) {
-        snprintf(why, whylen, "source.table: missing (the table to walk)");
+    if (!s->pg_table[0] == !s->pg_query[0]) {
+        snprintf(why, whylen, "source.table: %s",
+                 s->pg_query[0] ? "give a table or a query, not both"
+                                : "missing (the table to walk, or a \"query\")");
         return -1;
     }
-    if (!s->pg_key[0]) {
+    if (!s->pg_key[0] && !s->pg_query[0]) {
         snprintf(why, whylen,
                  "source.key: missing (an indexed integer, text or uuid column "
                  "whose values are unique)");

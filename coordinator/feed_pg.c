@@ -126,16 +126,24 @@ static PGconn *connect_ro(const char *dsn, char *why, size_t whylen) {
 
 /* What a page query needs, found in the catalog. */
 typedef struct pg_names {
-    char table[600]; /* the table as SQL, quoted as needed (regclass::text) */
-    char *key;       /* the key column, quoted */
-    char *item;      /* the item's JSON expression */
+    char table[600];   /* the table as SQL, quoted as needed (regclass::text); "" for a query */
+    char *from;        /* a query source: "(query)" */
+    char key_name[64]; /* a query source: its first column, unquoted */
+    char *key;         /* the key column, quoted */
+    char *item;        /* the item's JSON expression */
     int is_text;
 } pg_names;
 
 static void names_free(pg_names *n) {
     PQfreemem(n->key);
     free(n->item);
-    n->key = n->item = NULL;
+    free(n->from);
+    n->key = n->item = n->from = NULL;
+}
+
+/* What a page reads FROM: the table, or the query in parentheses. */
+static const char *from_of(const pg_names *n) {
+    return n->from ? n->from : n->table;
 }
 
 /* The first row's first value of a one-parameter-list query, or NULL (no row, or an error in
@@ -162,6 +170,91 @@ static char *query_one(PGconn *c, const char *sql, int n, const char *const *par
     return v;
 }
 
+/* The item's JSON expression: the whole row, or the columns named (known to exist). NULL out
+ * of memory. */
+static char *item_expr(PGconn *c, const char *columns) {
+    size_t cap = 64 + strlen(columns) * 8;
+    char *item = malloc(cap);
+    if (!item || !columns[0]) {
+        if (item) snprintf(item, cap, "row_to_json(t)::text");
+        return item;
+    }
+    size_t o = (size_t)snprintf(item, cap, "json_build_object(");
+    for (const char *p = columns; *p;) {
+        size_t k = strcspn(p, ",");
+        char *lit = PQescapeLiteral(c, p, k), *id = PQescapeIdentifier(c, p, k);
+        if (lit && id && o + strlen(lit) + strlen(id) + 8 < cap)
+            o += (size_t)snprintf(item + o, cap - o, "%s%s, t.%s", o > 18 ? ", " : "", lit, id);
+        PQfreemem(lit);
+        PQfreemem(id);
+        p += k + (p[k] == ',');
+    }
+    snprintf(item + o, cap - o, ")::text");
+    return item;
+}
+
+/* A query source: its first column is the key (an integer or text-like type), the columns
+ * named must be among its columns; the page query reads FROM (query) t. 0, or -1 with why. */
+static int find_query_names(PGconn *c, const drv_spec *s, pg_names *n, char *why, size_t whylen) {
+    size_t qlen = strlen(s->pg_query);
+    char *sql = malloc(qlen + 64);
+    if (!sql) return snprintf(why, whylen, "out of memory"), -1;
+    snprintf(sql, qlen + 64, "SELECT * FROM (%s) t LIMIT 0", s->pg_query);
+    PGresult *r = PQprepare(c, "", sql, 0, NULL);
+    free(sql);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (ok) {
+        PQclear(r);
+        r = PQdescribePrepared(c, "");
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    }
+    if (!ok) {
+        snprintf(why, whylen, "source.query: %s", pg_msg(r, c));
+        why[strcspn(why, "\n")] = '\0';
+        PQclear(r);
+        return -1;
+    }
+    Oid t = PQnfields(r) > 0 ? PQftype(r, 0) : 0;
+    const char *key = PQnfields(r) > 0 ? PQfname(r, 0) : "";
+    int is_int = t == 20 || t == 21 || t == 23;                   /* int8, int2, int4 */
+    int is_text = t == 25 || t == 1043 || t == 1042 || t == 2950; /* text, varchar, bpchar, uuid */
+    int rc = -1;
+    if (!is_int && !is_text)
+        snprintf(why, whylen,
+                 "source.query: its first column \"%s\" (the key) is of type oid %u: expected "
+                 "an integer, text or uuid",
+                 key, (unsigned)t);
+    else if (s->pg_key[0] && strcmp(s->pg_key, key))
+        snprintf(why, whylen, "source.key: \"%s\", but the query's first column is \"%s\"",
+                 s->pg_key, key);
+    else
+        rc = 0;
+    for (const char *p = s->pg_columns; !rc && *p;) {
+        size_t k = strcspn(p, ",");
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)k, p);
+        int found = 0;
+        for (int i = 0; i < PQnfields(r); i++)
+            found |= strcmp(PQfname(r, i), name) == 0;
+        if (!found) {
+            snprintf(why, whylen, "source.columns: no column \"%s\" in the query", name);
+            rc = -1;
+        }
+        p += k + (p[k] == ',');
+    }
+    if (!rc) {
+        n->is_text = is_text;
+        n->key = PQescapeIdentifier(c, key, strlen(key));
+        n->item = item_expr(c, s->pg_columns);
+        n->from = malloc(qlen + 3);
+        if (n->from) snprintf(n->from, qlen + 3, "(%s)", s->pg_query);
+        if (!n->key || !n->item || !n->from) snprintf(why, whylen, "out of memory"), rc = -1;
+        snprintf(n->key_name, sizeof n->key_name, "%s", key);
+    }
+    PQclear(r);
+    return rc;
+}
+
 /* The table and the key's and columns' attributes. Fills n. 0, or -1 with why naming the
  * spec field that is wrong. */
 static int find_names(PGconn *c, const drv_spec *s, pg_names *n, char *why, size_t whylen) {
@@ -169,6 +262,7 @@ static int find_names(PGconn *c, const drv_spec *s, pg_names *n, char *why, size
     char msg[512];
     const char *tp[] = {s->pg_table};
     memset(n, 0, sizeof *n);
+    if (s->pg_query[0]) return find_query_names(c, s, n, why, whylen);
     char *t = query_one(c, "SELECT to_regclass($1)::text", 1, tp, &err, msg, sizeof msg);
     if (!t) {
         snprintf(why, whylen, "source.table: no table \"%s\" in the database%s%s", s->pg_table,
@@ -202,18 +296,7 @@ static int find_names(PGconn *c, const drv_spec *s, pg_names *n, char *why, size
     n->is_text = strcmp(kt, "text") == 0;
     free(kt);
     n->key = PQescapeIdentifier(c, s->pg_key, strlen(s->pg_key));
-    /* The item: the whole row, or the columns named. */
-    size_t cap = 64 + strlen(s->pg_columns) * 8 + 64;
-    n->item = malloc(cap);
-    if (!n->key || !n->item) {
-        snprintf(why, whylen, "out of memory");
-        return -1;
-    }
-    if (!s->pg_columns[0]) {
-        snprintf(n->item, cap, "row_to_json(t)::text");
-        return 0;
-    }
-    size_t o = (size_t)snprintf(n->item, cap, "json_build_object(");
+    /* The columns named exist; the item is them, or the whole row. */
     for (const char *p = s->pg_columns; *p;) {
         size_t k = strcspn(p, ",");
         char name[64];
@@ -226,14 +309,11 @@ static int find_names(PGconn *c, const drv_spec *s, pg_names *n, char *why, size
             return -1;
         }
         free(has);
-        char *lit = PQescapeLiteral(c, name, strlen(name));
-        char *id = PQescapeIdentifier(c, name, strlen(name));
-        if (lit && id && o + strlen(lit) + strlen(id) + 8 < cap)
-            o += (size_t)snprintf(n->item + o, cap - o, "%s%s, t.%s", o > 18 ? ", " : "", lit, id);
-        PQfreemem(lit);
-        PQfreemem(id);
     }
-    snprintf(n->item + o, cap - o, ")::text");
+    if (!n->key || !(n->item = item_expr(c, s->pg_columns))) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
     return 0;
 }
 
@@ -253,7 +333,7 @@ static void page_sql(const pg_names *n, const drv_spec *s, int first, char *sql,
                  first ? "" : n->key, first ? "" : " > $4");
     }
     snprintf(sql, cap, "SELECT t.%s::text, %s FROM %s t WHERE %s%s%s%s ORDER BY t.%s LIMIT $3",
-             n->key, n->item, n->table, cond, s->pg_where[0] ? " AND (" : "", s->pg_where,
+             n->key, n->item, from_of(n), cond, s->pg_where[0] ? " AND (" : "", s->pg_where,
              s->pg_where[0] ? ")" : "", n->key);
 }
 
@@ -263,6 +343,7 @@ static void page_sql(const pg_names *n, const drv_spec *s, int first, char *sql,
  * and keyset pages skip no row (a key shared by two rows could straddle a page's end). 0, or -1
  * with why. */
 static int check_index(PGconn *c, const drv_spec *s, const pg_names *n, char *why, size_t whylen) {
+    if (n->from) return 0; /* a query: check_page reads its plan */
     const char *p[] = {n->table, s->pg_key};
     int err;
     char msg[512];
@@ -305,8 +386,24 @@ static int check_page(PGconn *c, const drv_spec *s, const pg_names *n, char *why
     PGresult *r = PQexecParams(c, ex, 3, NULL, p, NULL, NULL, 0);
     int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     if (!ok) {
-        snprintf(why, whylen, "%s: %s", s->pg_where[0] ? "source.where" : "source", pg_msg(r, c));
+        snprintf(why, whylen, "%s: %s",
+                 s->pg_where[0]   ? "source.where"
+                 : s->pg_query[0] ? "source.query"
+                                  : "source",
+                 pg_msg(r, c));
         why[strcspn(why, "\n")] = '\0';
+    }
+    /* A query's key has no catalog entry to check: its page's plan says whether a page scans
+     * a whole table. */
+    for (int i = 0; ok && n->from && !s->pg_allow_seqscan && i < PQntuples(r); i++) {
+        const char *seq = strstr(PQgetvalue(r, i, 0), "Seq Scan on ");
+        if (seq) {
+            snprintf(why, whylen,
+                     "source.query: a page would scan a whole table (%.120s): order it by an "
+                     "indexed key, or pass --allow-seqscan",
+                     seq);
+            ok = 0;
+        }
     }
     PQclear(r);
     return ok ? 0 : -1;
@@ -315,10 +412,13 @@ static int check_page(PGconn *c, const drv_spec *s, const pg_names *n, char *why
 /* An integer key's min..max cut into P slices, the last one open. 0, or -1 with why. */
 static int split_int(PGconn *c, const drv_spec *s, const pg_names *n, drv_part_init *parts,
                      char *why, size_t whylen) {
-    char sql[1024];
-    snprintf(sql, sizeof sql, "SELECT min(t.%s)::bigint, max(t.%s)::bigint FROM %s t", n->key,
-             n->key, n->table);
+    size_t cap = strlen(from_of(n)) + 256;
+    char *sql = malloc(cap);
+    if (!sql) return snprintf(why, whylen, "out of memory"), -1;
+    snprintf(sql, cap, "SELECT min(t.%s)::bigint, max(t.%s)::bigint FROM %s t", n->key, n->key,
+             from_of(n));
     PGresult *r = PQexec(c, sql);
+    free(sql);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         snprintf(why, whylen, "source: reading the key's range: %s", pg_msg(r, c));
         why[strcspn(why, "\n")] = '\0';
@@ -371,6 +471,7 @@ int drv_pg_split(drv_spec *s, drv_part_init *parts) {
         check_page(c, s, &n, why, sizeof why))
         goto out;
     snprintf(s->pg_key_type, sizeof s->pg_key_type, "%s", n.is_text ? "text" : "int");
+    if (n.from) snprintf(s->pg_key, sizeof s->pg_key, "%s", n.key_name); /* a query's */
     if (n.is_text) {
         for (int p = 0; p < s->partitions; p++)
             parts[p] = (drv_part_init){0, 0, "", 0};

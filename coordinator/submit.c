@@ -96,7 +96,7 @@ typedef struct submit_args {
     drv_cli cli;
     drv_redis_cfg cfg;
     const char *range, *file, *source, *format, *id_field;
-    const char *pg_dsn, *pg_table, *pg_key, *pg_where, *pg_columns;
+    const char *pg_dsn, *pg_table, *pg_key, *pg_where, *pg_columns, *pg_query;
     int pg_allow_seqscan;
     const char *vals[FIELDS_MAX];
     int replace, quiet;
@@ -123,6 +123,9 @@ static int build_opts(submit_args *a, drv_opt *opts, char (*help)[256]) {
          "password)",
          0, 0, &a->pg_dsn},
         {"table", NULL, DRV_OPT_STR, NULL, "T", "with --postgres: the table", 0, 0, &a->pg_table},
+        {"query", NULL, DRV_OPT_STR, NULL, "SQL",
+         "with --postgres, instead of --table: a SELECT whose first column is the (unique) key", 0,
+         0, &a->pg_query},
         {"key", NULL, DRV_OPT_STR, NULL, "K",
          "with --postgres: its unique key column (integer, text or uuid), each item's id", 0, 0,
          &a->pg_key},
@@ -188,14 +191,15 @@ static int read_spec_file(const submit_args *a, drv_spec *spec, char *why, size_
 
 /* --postgres and its flags onto the spec. 0, or -1 (said). */
 static int apply_pg_flags(const submit_args *a, drv_spec *spec, int *have_source) {
-    const char *const *own[] = {&a->pg_table, &a->pg_key, &a->pg_where, &a->pg_columns};
+    const char *const *own[] = {&a->pg_table, &a->pg_key, &a->pg_where, &a->pg_columns,
+                                &a->pg_query};
     int any = a->pg_allow_seqscan;
     for (size_t i = 0; i < sizeof own / sizeof *own; i++)
         any |= *own[i] != NULL;
     if (!a->pg_dsn && !(any && spec->source == DRV_SRC_PG)) {
         if (!any) return 0;
-        fprintf(stderr, "error: --table, --key, --where, --columns and --allow-seqscan go with "
-                        "--postgres\n");
+        fprintf(stderr, "error: --table, --query, --key, --where, --columns and --allow-seqscan go "
+                        "with --postgres\n");
         return -1;
     }
     struct {
@@ -205,11 +209,14 @@ static int apply_pg_flags(const submit_args *a, drv_spec *spec, int *have_source
     } str[] = {{"postgres", a->pg_dsn, spec->pg_dsn, sizeof spec->pg_dsn},
                {"table", a->pg_table, spec->pg_table, sizeof spec->pg_table},
                {"key", a->pg_key, spec->pg_key, sizeof spec->pg_key},
-               {"where", a->pg_where, spec->pg_where, sizeof spec->pg_where}};
+               {"where", a->pg_where, spec->pg_where, sizeof spec->pg_where},
+               {"query", a->pg_query, spec->pg_query, sizeof spec->pg_query}};
     if (spec->source != DRV_SRC_PG) {
         spec->source = DRV_SRC_PG;
         spec->pg_where[0] = spec->pg_columns[0] = '\0';
     }
+    if (a->pg_table) spec->pg_query[0] = '\0';
+    if (a->pg_query) spec->pg_table[0] = '\0';
     for (size_t i = 0; i < sizeof str / sizeof *str; i++) {
         if (!str[i].val) continue;
         if (strlen(str[i].val) >= str[i].cap) {

@@ -66,6 +66,11 @@ refused 'source.columns: no column "emial"' -- --postgres "$PG" --table inv --ke
 refused 'source.key: no btree index on noidx(id)' -- --postgres "$PG" --table noidx --key id
 refused 'is indexed but not unique' -- --postgres "$PG" --table dup --key id
 refused 'source.where: ' -- --postgres "$PG" --table inv --key id --where 'no_such_col = 1'
+refused 'source.query: its first column "id" (the key) is of type' -- --postgres "$PG" \
+    --query 'SELECT id FROM money'
+refused 'source.query: a page would scan a whole table (Seq Scan on noidx' -- \
+    --postgres "$PG" --query 'SELECT id, x FROM noidx'
+refused 'source.query: ' -- --postgres "$PG" --query 'SELECT FROM nothing here'
 [ -z "$(R KEYS 'drover:*')" ] || fail "a refused submit wrote to Redis: $(R KEYS 'drover:*')"
 "$DROVER" submit --id seq --postgres "$PG" --table noidx --key id --allow-seqscan --quiet \
     >/dev/null || fail "--allow-seqscan was refused"
@@ -162,6 +167,19 @@ grep -q 'postgres source ok again' "$TMP/c4.log" || fail "the recovery was not s
 [ "$(status_num out done)" -eq 10000 ] || fail "out: done $(status_num out done), not 10000"
 [ "$(status_num out fed)" -eq 10000 ] || fail "out: fed $(status_num out fed), not 10000"
 say "the database stopped mid-feed: said once, every row fed once after it came back"
+
+# A query instead of a table: its first column is the key.
+"$DROVER" submit --id q --postgres "$PG" --query 'SELECT id, email FROM inv WHERE id < 1000' \
+    --partitions 2 --quiet >/dev/null
+grep -q '"key":"id"' <<<"$(R HGET 'drover:{q}:job' spec)" || fail "the query's key is not noted"
+bg c5 "$DROVER" run q
+c5=$LAST_PID
+"$WORKER" --job q --id w5 --handler noop --stats-ms 0 --exit-when-done >/dev/null 2>&1
+wait_exit 30 "$c5"
+[ "$EXIT_CODE" -eq 0 ] || fail "the q coordinator exited $EXIT_CODE"
+Q "SELECT id FROM inv WHERE id < 1000" | sort >"$TMP/q.expected"
+all_done_ids q 2 | cmp -s - "$TMP/q.expected" || fail "q: the done record is not the query's rows"
+say "a query source: every row of the query fed once"
 
 # --- 4. a uuid key: hash partitions ----------------------------------------------------------
 Q "CREATE TABLE acct (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), n int);

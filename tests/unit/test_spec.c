@@ -265,6 +265,14 @@ static void spec_postgres_round_trips_and_names_what_is_wrong(void **state) {
     expect_error("{\"source\":{\"type\":\"postgres\",\"dsn\":\"x\",\"table\":\"t\",\"key\":"
                  "\"id\",\"path\":\"/x\"}}",
                  "source.path: not a field of a postgres source");
+    expect_error("{\"source\":{\"type\":\"postgres\",\"dsn\":\"x\",\"table\":\"t\",\"query\":"
+                 "\"SELECT 1\"}}",
+                 "source.table: give a table or a query, not both");
+    /* A query needs no key: submit notes its first column. */
+    const char *q =
+        "{\"source\":{\"type\":\"postgres\",\"dsn\":\"x\",\"query\":\"SELECT id FROM t\"}}";
+    assert_int_equal(drv_spec_parse(q, strlen(q), &s, why, sizeof why), DRV_OK);
+    assert_string_equal(s.pg_query, "SELECT id FROM t");
     expect_error("{\"source\":{\"type\":\"range\",\"start\":1,\"end\":2,\"table\":\"t\"}}",
                  "source.table: only a postgres source has it");
 }
