@@ -144,6 +144,10 @@ drv_err drv_queue_lock_job(drv_queue *q, const char *job, int64_t created_ms, co
                            int64_t ttl_ms, int *held);
 drv_err drv_queue_unlock(drv_queue *q, const char *job, const char *owner);
 
+/* The longest cursor a partition's state hash may hold, with its NUL: a postgres source's text
+ * key (">" and the key itself, an id of at most DRV_ID_BYTES_MAX bytes). */
+#define DRV_CURSOR_MAX (DRV_ID_BYTES_MAX + 2)
+
 typedef struct drv_part_stat {
     drv_job_state st; /* the job's state mirrored here; DRV_JOB_MISSING without a state hash */
     char state[16];   /* its name ("missing" without a state hash) */
@@ -151,7 +155,7 @@ typedef struct drv_part_stat {
     int64_t fed, done, failed, duplicates, expired, skipped, released; /* counters */
     int64_t copies; /* held acks of an id done already (lua/lib/ack.lua ack_items) */
     int64_t start, end;
-    char cursor[32];
+    char cursor[DRV_CURSOR_MAX]; /* a postgres text key's cursor holds a key */
     int exhausted;
     int64_t recovered;      /* reap only: expired leases and due retries moved to pending */
     int64_t cooldown_until; /* a fleet cool-down (Redis ms), 0 for none; the sum has the latest */

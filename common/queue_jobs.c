@@ -218,7 +218,8 @@ drv_err drv_queue_job_create_noted(drv_queue *q, const drv_spec *spec, int64_t t
     if (e) return e;
     freeReplyObject(r);
     /* 2. partition state hashes, pipelined */
-    int payloads = spec->source != DRV_SRC_RANGE && spec->format != DRV_FMT_LINES;
+    int payloads = spec->source == DRV_SRC_PG ||
+                   (spec->source != DRV_SRC_RANGE && spec->format != DRV_FMT_LINES);
     /* Buckets of a string-id done record, sized for the ids a partition is expected to get when
      * the total is known (a file). Otherwise they split as ids come (lua/lib/done.lua), which costs
      * Redis about 3 us of CPU per id over a job (BENCHMARKS.md), more than the rest of a

@@ -164,7 +164,7 @@ drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat
                 s->split_from = (int)sf;
                 const char *cur = drvq_hfield(r, "cursor");
                 if (cur && strlen(cur) >= sizeof s->cursor && !first) {
-                    first = drvq_corrupt(q, sk, "cursor", "longer than 31 bytes");
+                    first = drvq_corrupt(q, sk, "cursor", "longer than 1025 bytes");
                     snprintf(first_text, sizeof first_text, "%s", drv_conn_errstr(q->conn));
                 }
                 snprintf(s->cursor, sizeof s->cursor, "%s", cur ? cur : "");

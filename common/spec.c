@@ -53,6 +53,7 @@ const char *drv_src_name(drv_src_type t) {
     return t == DRV_SRC_FILE    ? "file"
            : t == DRV_SRC_STDIN ? "stdin"
            : t == DRV_SRC_HTTP  ? "http"
+           : t == DRV_SRC_PG    ? "postgres"
                                 : "range";
 }
 
@@ -168,6 +169,9 @@ static int check_source(const drv_spec *s, const drv_spec_field *f, char *why, s
             FAIL("source.url: expected an http:// or https:// URL");
         if (!s->next_param[0]) FAIL("source.next_param: expected a query parameter name");
         break;
+    case DRV_SRC_PG:
+        if (drv_spec_pg_check(s, why, whylen)) return -1;
+        break;
     }
 out:
     return e ? -1 : 0;
@@ -258,9 +262,10 @@ static int get_str(const cJSON *obj, const char *name, const char *path, char *o
 static drv_err parse_source(const cJSON *src, const drv_spec_field *f, drv_spec *s, char *why,
                             size_t whylen) {
     (void)f;
-    static const char *const known[] = {"type",   "start",      "end",     "path",
-                                        "format", "id_field",   "url",     "items",
-                                        "next",   "next_param", "headers", 0};
+    static const char *const known[] = {
+        "type",  "start",   "end",           "path",     "format", "id_field", "url",
+        "items", "next",    "next_param",    "headers",  "dsn",    "table",    "key",
+        "where", "columns", "allow_seqscan", "key_type", "query",  0};
     drv_err e = DRV_OK;
     char type[16] = "", fmt[16] = "";
     if (!cJSON_IsObject(src)) FAIL("source: expected an object such as {\"type\": \"range\", ...}");
@@ -319,9 +324,16 @@ static drv_err parse_source(const cJSON *src, const drv_spec_field *f, drv_spec 
         }
         for (const char *k = "start\0end\0path\0format\0"; *k; k += strlen(k) + 1)
             if (cJSON_HasObjectItem(src, k)) FAIL("source.%s: not a field of an http source", k);
+    } else if (strcmp(type, "postgres") == 0) {
+        if ((e = drv_spec_pg_parse(src, s, why, whylen))) goto out;
     } else {
-        FAIL("source.type: expected range, file, stdin or http, got \"%s\"", type);
+        FAIL("source.type: expected range, file, stdin, http or postgres, got \"%s\"", type);
     }
+    if (s->source != DRV_SRC_PG)
+        for (const char *k = "dsn\0table\0key\0where\0columns\0allow_seqscan\0key_type\0query\0";
+             *k; k += strlen(k) + 1)
+            if (cJSON_HasObjectItem(src, k))
+                FAIL("source.%s: only a postgres source has it (this one is %s)", k, type);
 out:
     return e;
 }
@@ -506,8 +518,8 @@ const drv_spec_field drv_spec_fields[] = {
     {"id", "id", "J", DRV_FIELD_STR, 0, 0, 0, 0, FIELD(id), CAP(id), "generated", NULL,
      "job id (letters, digits, _ and -)", NULL, check_id},
     {"source", NULL, NULL, DRV_FIELD_SOURCE, DRV_FIELD_REQUIRED, 0, 0, 0, 0, 0, "required",
-     "{\"type\": \"range\"|\"file\"|\"stdin\"|\"http\", ...}", "where the items come from",
-     parse_source, check_source},
+     "{\"type\": \"range\"|\"file\"|\"stdin\"|\"http\"|\"postgres\", ...}",
+     "where the items come from", parse_source, check_source},
     {"partitions", "partitions", "P", DRV_FIELD_INT, 0, 8, 1, DRV_PARTITIONS_MAX, FIELD(partitions),
      0, NULL, NULL, "partitions", NULL, NULL},
     {"lease_ms", "lease-ms", "MS", DRV_FIELD_INT, 0, 30000, 100, 86400000, FIELD(lease_ms), 0, NULL,
@@ -822,6 +834,8 @@ static void write_source(cJSON *src, const drv_spec *s) {
         cJSON_AddStringToObject(src, "next_param", s->next_param);
         if (s->id_field[0]) cJSON_AddStringToObject(src, "id_field", s->id_field);
         if (s->src_headers[0]) cJSON_AddRawToObject(src, "headers", s->src_headers);
+    } else if (s->source == DRV_SRC_PG) {
+        drv_spec_pg_write(src, s);
     } else {
         if (s->source == DRV_SRC_FILE) cJSON_AddStringToObject(src, "path", s->path);
         cJSON_AddStringToObject(src, "format", drv_fmt_name(s->format));

@@ -14,7 +14,8 @@ typedef enum drv_src_type {
     DRV_SRC_RANGE = 0,
     DRV_SRC_FILE,
     DRV_SRC_STDIN,
-    DRV_SRC_HTTP
+    DRV_SRC_HTTP,
+    DRV_SRC_PG /* a PostgreSQL table walked by key (coordinator/feed_pg.c) */
 } drv_src_type;
 typedef enum drv_fmt { DRV_FMT_LINES = 0, DRV_FMT_NDJSON, DRV_FMT_CSV } drv_fmt;
 
@@ -28,17 +29,25 @@ typedef enum drv_fmt { DRV_FMT_LINES = 0, DRV_FMT_NDJSON, DRV_FMT_CSV } drv_fmt;
 typedef struct drv_spec {
     char id[65]; /* job id; "" = generate one */
     drv_src_type source;
-    int64_t range_start;    /* range: first id */
-    int64_t range_end;      /* range: last id (inclusive) */
-    char path[4096];        /* file: path as given */
-    drv_fmt format;         /* file, stdin */
-    char id_field[256];     /* ndjson: field; csv: header column; http: field. "" = lines */
-    char url[4096];         /* http: the first page */
-    char items_path[256];   /* http: dotted JSON path to the array of items ("" = the body) */
-    char next_path[256];    /* http: dotted JSON path to the next page's token or URL */
-    char next_param[64];    /* http: query parameter that carries a token ("cursor") */
-    char src_headers[4096]; /* http: JSON object of request headers, ${NAME} allowed */
-    char dedupe[8];         /* file: repeated ids "" (refused at submit) or "first" (kept once) */
+    int64_t range_start;      /* range: first id */
+    int64_t range_end;        /* range: last id (inclusive) */
+    char path[4096];          /* file: path as given */
+    drv_fmt format;           /* file, stdin */
+    char id_field[256];       /* ndjson: field; csv: header column; http: field. "" = lines */
+    char url[4096];           /* http: the first page */
+    char items_path[256];     /* http: dotted JSON path to the array of items ("" = the body) */
+    char next_path[256];      /* http: dotted JSON path to the next page's token or URL */
+    char next_param[64];      /* http: query parameter that carries a token ("cursor") */
+    char src_headers[4096];   /* http: JSON object of request headers, ${NAME} allowed */
+    char pg_dsn[1024];        /* postgres: libpq DSN, ${NAME} allowed; never a literal password */
+    char pg_table[256];       /* postgres: the table, as SQL names it ("invoices", "s.t") */
+    char pg_key[64];          /* postgres: the key column (an integer or a text/uuid column) */
+    char pg_key_type[8];      /* postgres: "int" or "text", found by submit ("" before) */
+    char pg_where[4096];      /* postgres: an SQL condition rows must meet ("" for all) */
+    char pg_query[8192];      /* postgres: a SELECT whose first column is the key, not a table */
+    char pg_columns[4096];    /* postgres: the item's columns, "a,b" ("" for every column) */
+    int64_t pg_allow_seqscan; /* postgres: 1 feeds a key with no index (a scan per page) */
+    char dedupe[8];           /* file: repeated ids "" (refused at submit) or "first" (kept once) */
     int64_t partitions;
     int64_t lease_ms;
     int64_t max_attempts;
@@ -156,6 +165,15 @@ const char *drv_fmt_name(drv_fmt f);
 /* Returns 0 and sets *out for "lines", "ndjson" or "csv"; -1 otherwise. */
 int drv_fmt_parse(const char *s, drv_fmt *out);
 const char *drv_src_name(drv_src_type t);
+
+/* The postgres source's members (spec_pg.c): read from the source object (type known), written
+ * back, and checked. */
+drv_err drv_spec_pg_parse(const struct cJSON *src, drv_spec *s, char *why, size_t whylen);
+void drv_spec_pg_write(struct cJSON *src, const drv_spec *s);
+int drv_spec_pg_check(const drv_spec *s, char *why, size_t whylen);
+/* Sets the columns from "a,b" (a flag) or checks them: names without spaces, at most 50. 0 or -1.
+ */
+int drv_spec_pg_columns(drv_spec *s, const char *list, char *why, size_t whylen);
 
 /* Parses "A..B" (inclusive, A <= B, 64-bit signed). Returns 0 or -1. */
 int drv_range_parse(const char *s, int64_t *a, int64_t *b);

@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "hash.h"
 #include "log.h"
+#include "pg.h"
 #include "source.h"
 
 #include <errno.h>
@@ -42,6 +43,7 @@ struct drv_feeder {
     uint64_t *fp_hash;
     int fp_n;
     int64_t dupes; /* repeats kept first-wins (the job hash's "dupes"); -1: not read yet */
+    drv_pgsrc *pg; /* a postgres source (feed_pg.c) */
 };
 
 static void close_part(part_src *ps) {
@@ -111,6 +113,7 @@ void drv_feeder_free(drv_feeder *f) {
         drv_buf_free(&f->payloads[i]);
     }
     drv_extract_free(f->x);
+    drv_pg_free(f->pg);
     free(f->fp_hash);
     free(f->parts);
     free(f->ids);
@@ -135,6 +138,13 @@ drv_err drv_feeder_open(const drv_job *job, drv_feeder **out, char *why, size_t 
     for (int i = 0; i < FEED_CHUNK; i++) {
         drv_buf_init(&f->ids[i], DRV_ID_BYTES_MAX);
         drv_buf_init(&f->payloads[i], (size_t)job->spec.max_item_bytes * 2);
+    }
+    if (job->spec.source == DRV_SRC_PG) {
+        drv_err e = drv_pg_open(job, &f->pg, why, whylen);
+        if (e) {
+            drv_feeder_free(f);
+            return e;
+        }
     }
     if (job->spec.source == DRV_SRC_FILE) {
         drv_buf hdr;
@@ -373,6 +383,8 @@ drv_err drv_feeder_fill(drv_feeder *f, drv_queue *q, int p, drv_part_stat *st, i
         return fill_range(f, q, p, st, want, fed);
     case DRV_SRC_FILE:
         return fill_file(f, q, p, st, want, fed, why, whylen);
+    case DRV_SRC_PG:
+        return drv_pg_fill(f->pg, q, p, st, want, fed, why, whylen);
     case DRV_SRC_STDIN: /* fed by the submitting process */
     case DRV_SRC_HTTP:  /* fed a page at a time (feed_http.c) */
         return DRV_OK;

@@ -157,6 +157,7 @@ static int check_cursors(const run_ctx *c, char *why, size_t whylen) {
         long long cur;
         int64_t lo = 0, hi = INT64_MAX;
         if (c->job.spec.source == DRV_SRC_HTTP) continue; /* "K" or "K/n": feed_http.c */
+        if (c->job.spec.source == DRV_SRC_PG) continue;   /* a key: feed_pg.c reads it */
         if (s->st == DRV_JOB_MISSING) continue;           /* a deleted job: the state check */
         /* Bounds first (submit keeps range ids within +-2^53, file offsets from 0). */
         const int64_t lim = (int64_t)1 << 53;
@@ -181,7 +182,7 @@ static int check_cursors(const run_ctx *c, char *why, size_t whylen) {
         if (hi < lo || !hash_ok || drv_parse_ll(num, lo, hi, &cur) != 0) {
             snprintf(why, whylen,
                      "%s{%s.%d}:state: field cursor: expected a whole number from %" PRId64
-                     " to %" PRId64 ", got \"%s\"",
+                     " to %" PRId64 ", got \"%.40s\"",
                      c->prefix, c->job.id, p, lo, hi, s->cursor);
             return -1;
         }
@@ -763,6 +764,16 @@ static int final_check(run_ctx *c) {
                      ", dead %" PRId64 ", skipped %" PRId64 ") of %" PRId64 " fed",
                      j.id, p, s->done + s->dead + s->skipped, s->done, s->dead, s->skipped, s->fed);
         }
+    }
+    if (j.total < 0 && j.spec.source == DRV_SRC_PG && !bad) {
+        /* A table's rows are counted as they are walked: every partition is exhausted and
+         * settled, so what was fed is the total. */
+        char t[24];
+        snprintf(t, sizeof t, "%" PRId64, fed);
+        const char *kv[] = {"total", t, NULL};
+        if ((e = drv_queue_job_note_if(c->q, j.id, j.created_ms, kv)))
+            return e != DRV_ENOJOB && handle_err(c, e, "noting the total") ? -1 : 1;
+        j.total = c->job.total = fed;
     }
     if (j.total < 0) {
         /* stdin and HTTP note their total after the last chunk: it comes. */

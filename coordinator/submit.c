@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "clock.h"
 #include "log.h"
+#include "pg.h"
 #include "source.h"
 
 #include <errno.h>
@@ -19,7 +20,8 @@
 #include <unistd.h>
 
 static const drv_cmd_doc doc = {
-    "drover submit [SPEC.json] [--id J] (--range A..B | --file PATH | --source -) [OPTIONS]",
+    "drover submit [SPEC.json] [--id J] (--range A..B | --file PATH | --source - |\n"
+    "              --postgres DSN --table T --key K) [OPTIONS]",
     "Validates a job, splits its source into partitions and registers it in Redis, then prints\n"
     "the job id alone on stdout. A spec file and flags can be combined: flags win. Nothing is\n"
     "written to Redis when the spec is wrong (exit 2). With --source - the items are read from\n"
@@ -27,9 +29,15 @@ static const drv_cmd_doc doc = {
     "interrupted stdin feed resumes: pipe the same input, in the same order, into the same\n"
     "command (same id, no --replace); the records fed before are read again, checked and\n"
     "skipped, and input that differs from what was fed is refused (exit 2) naming the record.\n"
-    "While it feeds, the job hash holds its heartbeat (drover status: \"feeder lost N s ago\").",
+    "While it feeds, the job hash holds its heartbeat (drover status: \"feeder lost N s ago\").\n"
+    "With --postgres the table is checked first (it, its key and columns exist, the key has a\n"
+    "unique index, the --where condition plans) and the coordinator walks it by key, each row\n"
+    "an item (its JSON), resuming after the last key fed; give the DSN as \"${NAME}\" so its\n"
+    "password stays in the environment of submit and drover run, never in Redis.",
     "  drover submit --id backfill --range 1..10000000 --partitions 16\n"
     "  drover submit --id rescore --file users.csv --format csv --id-field user_id\n"
+    "  drover submit --id inv --postgres '${DATABASE_URL}' --table invoices --key id \\\n"
+    "      --where 'fee_fixed = false' --columns id,email\n"
     "  psql -Atc 'select id from invoices' | drover submit --id inv --source -\n"
     "  drover submit job.json --replace\n"
     "  drover submit --id notify --range 1..50000 --rate 50 --max-in-flight 20"};
@@ -91,6 +99,8 @@ typedef struct submit_args {
     drv_cli cli;
     drv_redis_cfg cfg;
     const char *range, *file, *source, *format, *id_field;
+    const char *pg_dsn, *pg_table, *pg_key, *pg_where, *pg_columns, *pg_query;
+    int pg_allow_seqscan;
     const char *vals[FIELDS_MAX];
     int replace, quiet;
     char *pos[1];
@@ -111,6 +121,24 @@ static int build_opts(submit_args *a, drv_opt *opts, char (*help)[256]) {
          &a->format},
         {"id-field", NULL, DRV_OPT_STR, NULL, "F", "the NDJSON field or CSV column holding each id",
          0, 0, &a->id_field},
+        {"postgres", NULL, DRV_OPT_STR, NULL, "DSN",
+         "a PostgreSQL table: the libpq DSN, \"${NAME}\" from the environment (no literal "
+         "password)",
+         0, 0, &a->pg_dsn},
+        {"table", NULL, DRV_OPT_STR, NULL, "T", "with --postgres: the table", 0, 0, &a->pg_table},
+        {"query", NULL, DRV_OPT_STR, NULL, "SQL",
+         "with --postgres, instead of --table: a SELECT whose first column is the (unique) key", 0,
+         0, &a->pg_query},
+        {"key", NULL, DRV_OPT_STR, NULL, "K",
+         "with --postgres: its unique key column (integer, text or uuid), each item's id", 0, 0,
+         &a->pg_key},
+        {"where", NULL, DRV_OPT_STR, NULL, "SQL", "with --postgres: only rows meeting it", 0, 0,
+         &a->pg_where},
+        {"columns", NULL, DRV_OPT_STR, NULL, "A,B",
+         "with --postgres: the item's columns (default: the whole row)", 0, 0, &a->pg_columns},
+        {"allow-seqscan", NULL, DRV_OPT_BOOL, NULL, NULL,
+         "with --postgres: feed a key without an index (every page scans the table)", 0, 0,
+         &a->pg_allow_seqscan},
     };
     const drv_opt own[] = {
         {"replace", NULL, DRV_OPT_BOOL, NULL, NULL,
@@ -137,7 +165,7 @@ static int build_opts(submit_args *a, drv_opt *opts, char (*help)[256]) {
 /* Parses the command line. -1 to go on, or the exit code. */
 static int parse_args(submit_args *a, int argc, char **argv) {
     static char help[FIELDS_MAX][256];
-    drv_opt opts[FIELDS_MAX + 16];
+    drv_opt opts[FIELDS_MAX + 24];
     memset(a, 0, sizeof *a);
     build_opts(a, opts, help);
     int rc = drv_opts_parse(opts, &doc, argc, argv, a->pos, 1, &a->npos, NULL, NULL);
@@ -164,13 +192,60 @@ static int read_spec_file(const submit_args *a, drv_spec *spec, char *why, size_
     return 0;
 }
 
-/* --range, --file, --source -, --format and --id-field onto the spec. 0, or -1 (said). */
-static int apply_source_flags(const submit_args *a, drv_spec *spec, int have_source) {
-    int nsrc = (a->range != NULL) + (a->file != NULL) + (a->source != NULL);
-    if (nsrc > 1) {
-        fprintf(stderr, "error: give one source: --range, --file or --source -\n");
+/* --postgres and its flags onto the spec. 0, or -1 (said). */
+static int apply_pg_flags(const submit_args *a, drv_spec *spec, int *have_source) {
+    const char *const *own[] = {&a->pg_table, &a->pg_key, &a->pg_where, &a->pg_columns,
+                                &a->pg_query};
+    int any = a->pg_allow_seqscan;
+    for (size_t i = 0; i < sizeof own / sizeof *own; i++)
+        any |= *own[i] != NULL;
+    if (!a->pg_dsn && !(any && spec->source == DRV_SRC_PG)) {
+        if (!any) return 0;
+        fprintf(stderr, "error: --table, --query, --key, --where, --columns and --allow-seqscan go "
+                        "with --postgres\n");
         return -1;
     }
+    struct {
+        const char *flag, *val;
+        char *dst;
+        size_t cap;
+    } str[] = {{"postgres", a->pg_dsn, spec->pg_dsn, sizeof spec->pg_dsn},
+               {"table", a->pg_table, spec->pg_table, sizeof spec->pg_table},
+               {"key", a->pg_key, spec->pg_key, sizeof spec->pg_key},
+               {"where", a->pg_where, spec->pg_where, sizeof spec->pg_where},
+               {"query", a->pg_query, spec->pg_query, sizeof spec->pg_query}};
+    if (spec->source != DRV_SRC_PG) {
+        spec->source = DRV_SRC_PG;
+        spec->pg_where[0] = spec->pg_columns[0] = '\0';
+    }
+    if (a->pg_table) spec->pg_query[0] = '\0';
+    if (a->pg_query) spec->pg_table[0] = '\0';
+    for (size_t i = 0; i < sizeof str / sizeof *str; i++) {
+        if (!str[i].val) continue;
+        if (strlen(str[i].val) >= str[i].cap) {
+            fprintf(stderr, "error: --%s: at most %zu characters\n", str[i].flag, str[i].cap - 1);
+            return -1;
+        }
+        strcpy(str[i].dst, str[i].val);
+    }
+    char why[256];
+    if (a->pg_columns && drv_spec_pg_columns(spec, a->pg_columns, why, sizeof why)) {
+        fprintf(stderr, "error: --columns: %s\n", why);
+        return -1;
+    }
+    if (a->pg_allow_seqscan) spec->pg_allow_seqscan = 1;
+    *have_source = 1;
+    return 0;
+}
+
+/* --range, --file, --source -, --format and --id-field onto the spec. 0, or -1 (said). */
+static int apply_source_flags(const submit_args *a, drv_spec *spec, int have_source) {
+    int nsrc = (a->range != NULL) + (a->file != NULL) + (a->source != NULL) + (a->pg_dsn != NULL);
+    if (nsrc > 1) {
+        fprintf(stderr, "error: give one source: --range, --file, --source - or --postgres\n");
+        return -1;
+    }
+    if (apply_pg_flags(a, spec, &have_source)) return -1;
     if (a->range) {
         spec->source = DRV_SRC_RANGE;
         if (drv_range_parse(a->range, &spec->range_start, &spec->range_end) != 0) {
@@ -199,8 +274,8 @@ static int apply_source_flags(const submit_args *a, drv_spec *spec, int have_sou
         have_source = 1;
     }
     if (!have_source) {
-        fprintf(stderr, "error: no source: give a SPEC.json, --range A..B, --file PATH or "
-                        "--source - (see drover submit --help)\n");
+        fprintf(stderr, "error: no source: give a SPEC.json, --range A..B, --file PATH, "
+                        "--source - or --postgres DSN (see drover submit --help)\n");
         return -1;
     }
     if (a->format && drv_fmt_parse(a->format, &spec->format) != 0) {
@@ -363,6 +438,7 @@ static int split_source(drv_spec *spec, int quiet, split *sp) {
         return 0;
     }
     if (spec->source == DRV_SRC_FILE) return split_file(spec, quiet, sp);
+    if (spec->source == DRV_SRC_PG) return drv_pg_split(spec, sp->parts);
     for (int p = 0; p < spec->partitions; p++) {
         sp->parts[p].end = -1;
         strcpy(sp->parts[p].cursor, "0");

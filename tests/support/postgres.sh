@@ -5,6 +5,7 @@
 # postgres user (setpriv), DIR is made its own and DIR's parent traversable.
 
 PG_PID=""
+PG_DIR=""
 
 # pg_bin: sets PGBIN to the newest installed server's bin dir; returns 1 when there is none.
 pg_bin() {
@@ -25,18 +26,10 @@ pg_start() {
     fi
     "${as[@]}" "$PGBIN/initdb" -D "$dir/data" -U drover -A trust --no-sync -E UTF8 \
         >"$dir.initdb.log" 2>&1 || { tail -5 "$dir.initdb.log" >&2; return 1; }
+    PG_DIR=$dir
     for _ in $(seq 20); do
         PGPORT=$((20000 + RANDOM % 40000))
-        "${as[@]}" "$PGBIN/postgres" -D "$dir/data" -p "$PGPORT" -k "$dir" \
-            -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-            -c full_page_writes=off -c max_connections=100 >"$dir.log" 2>&1 &
-        PG_PID=$!
-        for _ in $(seq 200); do
-            "$PGBIN/pg_isready" -q -h "$dir" -p "$PGPORT" && break
-            kill -0 "$PG_PID" 2>/dev/null || break
-            sleep 0.05
-        done
-        if "$PGBIN/pg_isready" -q -h "$dir" -p "$PGPORT"; then
+        if pg_launch; then
             export PGHOST=$dir PGPORT PGUSER=drover PGDATABASE=postgres
             return 0
         fi
@@ -44,6 +37,28 @@ pg_start() {
     done
     tail -5 "$dir.log" >&2
     return 1
+}
+
+# pg_launch: starts the server of PG_DIR on PGPORT (sets PG_PID); 0 once it accepts connections.
+pg_launch() {
+    local as=()
+    [ "$(id -u)" -ne 0 ] || as=(setpriv --reuid postgres --regid postgres --init-groups --)
+    "${as[@]}" "$PGBIN/postgres" -D "$PG_DIR/data" -p "$PGPORT" -k "$PG_DIR" \
+        -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+        -c full_page_writes=off -c max_connections=100 >>"$PG_DIR.log" 2>&1 &
+    PG_PID=$!
+    for _ in $(seq 200); do
+        "$PGBIN/pg_isready" -q -h "$PG_DIR" -p "$PGPORT" && break
+        kill -0 "$PG_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    "$PGBIN/pg_isready" -q -h "$PG_DIR" -p "$PGPORT"
+}
+
+# pg_restart: starts the server pg_stop stopped again, on its data dir and port. 1 when it
+# does not come up.
+pg_restart() {
+    pg_launch || { tail -5 "$PG_DIR.log" >&2; return 1; }
 }
 
 # pg_stop: a fast shutdown (SIGINT) of the server pg_start started, SIGKILL after 10 s.

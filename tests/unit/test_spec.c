@@ -227,9 +227,54 @@ static void spec_source_must_be_an_object_with_a_known_type(void **state) {
     (void)state;
     expect_error("{\"source\":\"range\"}", "source: expected an object");
     expect_error("{\"source\":{\"type\":\"queue\"}}",
-                 "source.type: expected range, file, stdin or http");
+                 "source.type: expected range, file, stdin, http or postgres");
     expect_error("{\"source\":{}}", "source.type");
     expect_error("{\"source\":{\"type\":3}}", "source.type: expected a string");
+}
+
+/* The postgres source: its members round-trip (the DSN kept as written, ${NAME} and all), and
+ * each missing or misplaced member is named. */
+static void spec_postgres_round_trips_and_names_what_is_wrong(void **state) {
+    (void)state;
+    const char *json = "{\"source\":{\"type\":\"postgres\",\"dsn\":\"${DATABASE_URL}\","
+                       "\"table\":\"invoices\",\"key\":\"id\",\"where\":\"fee_fixed = false\","
+                       "\"columns\":[\"id\",\"email\"],\"allow_seqscan\":true}}";
+    drv_spec s, back;
+    char why[512];
+    assert_int_equal(drv_spec_parse(json, strlen(json), &s, why, sizeof why), DRV_OK);
+    assert_int_equal(s.source, DRV_SRC_PG);
+    assert_string_equal(s.pg_dsn, "${DATABASE_URL}");
+    assert_string_equal(s.pg_columns, "id,email");
+    assert_int_equal(s.pg_allow_seqscan, 1);
+    char *out = drv_spec_to_json(&s);
+    assert_non_null(out);
+    assert_int_equal(drv_spec_parse(out, strlen(out), &back, why, sizeof why), DRV_OK);
+    assert_string_equal(back.pg_table, "invoices");
+    assert_string_equal(back.pg_where, "fee_fixed = false");
+    assert_string_equal(back.pg_columns, "id,email");
+    free(out);
+    expect_error("{\"source\":{\"type\":\"postgres\",\"table\":\"t\",\"key\":\"id\"}}",
+                 "source.dsn: missing");
+    expect_error("{\"source\":{\"type\":\"postgres\",\"dsn\":\"x\",\"key\":\"id\"}}",
+                 "source.table: missing");
+    expect_error("{\"source\":{\"type\":\"postgres\",\"dsn\":\"x\",\"table\":\"t\"}}",
+                 "source.key: missing");
+    expect_error("{\"source\":{\"type\":\"postgres\",\"dsn\":\"x\",\"table\":\"t\",\"key\":"
+                 "\"id\",\"columns\":[\"a b\"]}}",
+                 "source.columns");
+    expect_error("{\"source\":{\"type\":\"postgres\",\"dsn\":\"x\",\"table\":\"t\",\"key\":"
+                 "\"id\",\"path\":\"/x\"}}",
+                 "source.path: not a field of a postgres source");
+    expect_error("{\"source\":{\"type\":\"postgres\",\"dsn\":\"x\",\"table\":\"t\",\"query\":"
+                 "\"SELECT 1\"}}",
+                 "source.table: give a table or a query, not both");
+    /* A query needs no key: submit notes its first column. */
+    const char *q =
+        "{\"source\":{\"type\":\"postgres\",\"dsn\":\"x\",\"query\":\"SELECT id FROM t\"}}";
+    assert_int_equal(drv_spec_parse(q, strlen(q), &s, why, sizeof why), DRV_OK);
+    assert_string_equal(s.pg_query, "SELECT id FROM t");
+    expect_error("{\"source\":{\"type\":\"range\",\"start\":1,\"end\":2,\"table\":\"t\"}}",
+                 "source.table: only a postgres source has it");
 }
 
 static void spec_range_needs_start_and_end(void **state) {
@@ -846,6 +891,7 @@ int main(void) {
         cmocka_unit_test(spec_unknown_source_field_is_named),
         cmocka_unit_test(spec_missing_source_is_named),
         cmocka_unit_test(spec_source_must_be_an_object_with_a_known_type),
+        cmocka_unit_test(spec_postgres_round_trips_and_names_what_is_wrong),
         cmocka_unit_test(spec_range_needs_start_and_end),
         cmocka_unit_test(spec_range_start_after_end_is_refused),
         cmocka_unit_test(spec_range_bounds_beyond_2_53_are_refused),
