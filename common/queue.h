@@ -127,7 +127,8 @@ typedef struct drv_part_stat {
     char state[16];   /* its name ("missing" without a state hash) */
     int64_t pending, leased, retrying, dead;                           /* sizes now */
     int64_t fed, done, failed, duplicates, expired, skipped, released; /* counters */
-    int64_t copies; /* held acks of an id done already (lua/lib/ack.lua ack_items) */
+    int64_t throttled; /* throttled answers (429, Retry-After): no attempt counted */
+    int64_t copies;    /* held acks of an id done already (lua/lib/ack.lua ack_items) */
     int64_t start, end;
     char cursor[32];
     int exhausted;
@@ -253,6 +254,7 @@ drv_err drv_queue_cooldown(drv_queue *q, const char *job, int nparts, int64_t ms
 typedef struct drv_failure {
     drv_ref ref;
     int permanent;          /* dead at once, no retry */
+    int throttled;          /* the API asked to slow down: no attempt counted (max_throttled) */
     int64_t retry_after_ms; /* floor for the backoff delay, 0 for none */
     const char *error;      /* JSON text */
     size_t errlen;
@@ -260,6 +262,7 @@ typedef struct drv_failure {
 
 typedef struct drv_fail_result {
     int64_t retrying, dead, stale;
+    int64_t throttled; /* of retrying + dead: throttled answers */
 } drv_fail_result;
 
 drv_err drv_queue_fail(drv_queue *q, const char *job, int p, const drv_failure *f, size_t n,

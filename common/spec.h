@@ -41,7 +41,8 @@ typedef struct drv_spec {
     int64_t partitions;
     int64_t lease_ms;
     int64_t max_attempts;
-    int64_t backoff_ms; /* first retry delay (before jitter) */
+    int64_t max_throttled; /* throttled answers (429, Retry-After) before an item is dead */
+    int64_t backoff_ms;    /* first retry delay (before jitter) */
     int64_t backoff_max_ms;
     int64_t window; /* high-water mark of each pending list */
     int64_t max_item_bytes;

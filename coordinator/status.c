@@ -83,6 +83,7 @@ static cJSON *view_json(const job_view *v, int with_parts) {
     cJSON_AddNumberToObject(o, "dead", (double)v->t.dead);
     cJSON_AddNumberToObject(o, "duplicates", (double)v->t.duplicates);
     cJSON_AddNumberToObject(o, "failed_attempts", (double)v->t.failed);
+    cJSON_AddNumberToObject(o, "throttled", (double)v->t.throttled);
     cJSON_AddNumberToObject(o, "expired_leases", (double)v->t.expired);
     cJSON_AddNumberToObject(o, "skipped_done", (double)v->t.skipped);
     cJSON_AddNumberToObject(o, "rate", (double)j->rate_milli / 1000.0);
@@ -228,10 +229,12 @@ static void print_human(const job_view *v) {
     }
     int64_t cool = v->t.cooldown_until - drv_wall_ms();
     if (cool > 0)
-        printf("  cooling down: the API asked to slow down; claims resume in %.1f s\n",
+        printf("  cooling down: the API sent Retry-After; claims resume in %.1f s\n",
                (double)cool / 1000.0);
-    if (v->t.cooldowns)
-        printf("  cool-downs so far: %" PRId64 " (HTTP 429 or 503)\n", v->t.cooldowns);
+    if (v->t.throttled || v->t.cooldowns)
+        printf("  throttled: %" PRId64 " answers (429 or Retry-After; no attempt counted), "
+               "%" PRId64 " fleet cool-downs (Retry-After)\n",
+               v->t.throttled, v->t.cooldowns);
     if (j->spec.rate_per_s || j->spec.max_in_flight || j->spec.weight != 1) {
         printf("  limits:");
         if (j->spec.rate_per_s)
