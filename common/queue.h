@@ -285,6 +285,11 @@ typedef struct drv_admit {
  * grant its claims did not find (refunded). want 0 only reports held and unused. */
 drv_err drv_queue_admit(drv_queue *q, const char *job, const char *worker, int64_t want,
                         int64_t held, int64_t unused, drv_admit *out);
+/* The same, reporting the answers since this worker's last call for the adaptive limit
+ * (lua/lib/aimd.lua): 'bad' overload signals (throttled answers), 'good' ok answers. */
+drv_err drv_queue_admit_answers(drv_queue *q, const char *job, const char *worker, int64_t want,
+                                int64_t held, int64_t unused, int64_t bad, int64_t good,
+                                drv_admit *out);
 
 /* What a worker reports with each heartbeat (drover workers shows it). */
 typedef struct drv_worker_info {
@@ -335,6 +340,8 @@ typedef struct drv_limits {
     int64_t tokens;    /* whole tokens in the bucket as of its last refill */
     int64_t in_flight; /* items the workers reported holding (fresh entries) */
     int64_t workers;   /* workers with a fresh entry */
+    int64_t adaptive;  /* 1: the in-flight limit adapts (an HTTP handler's job) */
+    int64_t limit;     /* the adaptive in-flight limit now, 0 before the first admit */
 } drv_limits;
 
 drv_err drv_queue_limits_get(drv_queue *q, const char *job, drv_limits *out);

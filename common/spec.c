@@ -526,6 +526,12 @@ const drv_spec_field drv_spec_fields[] = {
     {"max_in_flight", "max-in-flight", "N", DRV_FIELD_INT,
      DRV_FIELD_OPTIONAL | DRV_FIELD_OMIT | DRV_FIELD_LIVE, 0, 1, DRV_RATE_MAX, FIELD(max_in_flight),
      0, "no cap", NULL, "items leased at once across every worker", NULL, NULL},
+    {"adaptive", "adaptive", "0|1", DRV_FIELD_INT, DRV_FIELD_OMIT | DRV_FIELD_LIVE, 1, 0, 1,
+     FIELD(adaptive), 0, "true", "true or false (or 1, 0)",
+     "an HTTP handler's fleet-wide in-flight limit adapts to the API (AIMD)", NULL, NULL},
+    {"adaptive_start", "adaptive-start", "N", DRV_FIELD_INT, DRV_FIELD_OMIT, 16, 1, DRV_RATE_MAX,
+     FIELD(adaptive_start), 0, NULL, NULL, "with adaptive: the in-flight limit it starts at", NULL,
+     NULL},
     {"weight", "weight", "W", DRV_FIELD_INT, DRV_FIELD_OMIT | DRV_FIELD_LIVE, 1, 1, DRV_WEIGHT_MAX,
      FIELD(weight), 0, NULL, NULL, "share of a worker serving several jobs", NULL, NULL},
     {"on_complete", "on-complete", "JSON", DRV_FIELD_OBJECT, 0, 0, 0, 0, FIELD(on_complete),
@@ -626,6 +632,11 @@ static drv_err parse_field(const cJSON *obj, const cJSON *v, const drv_spec_fiel
     switch (f->type) {
     case DRV_FIELD_INT: {
         int64_t x;
+        /* A 0..1 field is a switch: true and false are its values too ("adaptive": false). */
+        if (f->min == 0 && f->max == 1 && cJSON_IsBool(v)) {
+            *(int64_t *)at = cJSON_IsTrue(v) ? 1 : 0;
+            return DRV_OK;
+        }
         if (get_int(obj, leaf(f), f->name, &x, why, whylen)) return DRV_EINVAL;
         /* A dependent field's bounds are its check's, in drv_spec_validate. */
         if (!(f->flags & DRV_FIELD_DEPENDENT) && (x < f->min || x > f->max)) {

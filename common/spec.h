@@ -56,6 +56,8 @@ typedef struct drv_spec {
     int64_t rate_burst;    /* token bucket size; set whenever rate_per_s is */
     int64_t max_in_flight; /* items leased at once across the fleet, 0 for no cap */
     int64_t weight;        /* share of a worker's capacity beside other jobs (default 1) */
+    int64_t adaptive; /* 1: an HTTP handler's in-flight limit adapts (AIMD, lua/lib/aimd.lua) */
+    int64_t adaptive_start; /* where that limit starts */
     /* Callbacks the coordinator POSTs: canonical JSON {"url","headers","timeout_ms"}, "" for
      * none. Header values keep their ${NAME} references: the coordinator resolves them. */
     char on_complete[DRV_HOOK_JSON_MAX];

@@ -117,6 +117,15 @@ static cJSON *view_json(const job_view *v, int with_parts) {
     else
         cJSON_AddNullToObject(lim, "max_in_flight");
     cJSON_AddNumberToObject(lim, "weight", (double)j->spec.weight);
+    cJSON_AddBoolToObject(lim, "adaptive", v->lim.adaptive == 1);
+    /* The effective in-flight limit: the adaptive one (null before the first admit), else
+     * max_in_flight (null: none). */
+    if (v->lim.adaptive == 1 && v->lim.limit > 0)
+        cJSON_AddNumberToObject(lim, "effective_in_flight", (double)v->lim.limit);
+    else if (v->lim.adaptive != 1 && j->spec.max_in_flight)
+        cJSON_AddNumberToObject(lim, "effective_in_flight", (double)j->spec.max_in_flight);
+    else
+        cJSON_AddNullToObject(lim, "effective_in_flight");
     cJSON_AddNumberToObject(lim, "in_flight_reported", (double)v->lim.in_flight);
     cJSON_AddNumberToObject(lim, "workers_reporting", (double)v->lim.workers);
     /* Callbacks and expiry: null when not configured, false when configured and not yet sent,
@@ -235,8 +244,15 @@ static void print_human(const job_view *v) {
         printf("  throttled: %" PRId64 " answers (429 or Retry-After; no attempt counted), "
                "%" PRId64 " fleet cool-downs (Retry-After)\n",
                v->t.throttled, v->t.cooldowns);
-    if (j->spec.rate_per_s || j->spec.max_in_flight || j->spec.weight != 1) {
+    if (j->spec.rate_per_s || j->spec.max_in_flight || j->spec.weight != 1 ||
+        v->lim.adaptive == 1) {
         printf("  limits:");
+        if (v->lim.adaptive == 1 && v->lim.limit > 0)
+            printf(" adaptive in-flight limit %" PRId64 " (%" PRId64 " held by %" PRId64
+                   " workers)",
+                   v->lim.limit, v->lim.in_flight, v->lim.workers);
+        else if (v->lim.adaptive == 1)
+            printf(" adaptive in-flight limit (not started)");
         if (j->spec.rate_per_s)
             printf(" rate %" PRId64 "/s (burst %" PRId64 ")", j->spec.rate_per_s,
                    j->spec.rate_burst);

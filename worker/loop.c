@@ -51,6 +51,8 @@ typedef struct wjob {
     int64_t keep;        /* the spec's keep_results: bytes of a handler's result kept */
     int64_t admit_until; /* the limits said wait: no claim before this (local ms) */
     int64_t unused;      /* granted, not found by claims: refunded at the next admit */
+    int64_t sig_bad;     /* throttled answers since the last admit (the adaptive limit) */
+    int64_t sig_good;    /* ok answers since the last admit */
     int64_t reported;    /* what Redis was last told this worker may hold of the job */
     int64_t last_admit;  /* local ms of the last admit call */
     int stint;           /* claims in a row from one partition, carrying its acks */
@@ -482,7 +484,9 @@ static void update_job(wstate *w, const drv_job *j, int64_t now) {
     x->missing_since = 0;
     x->gone = 0;
     x->lease_ms = j->spec.lease_ms;
-    x->limited = j->spec.rate_per_s > 0 || j->spec.max_in_flight > 0;
+    /* An adaptive job (an HTTP handler's) admits too: its in-flight limit is in the limits. */
+    x->limited = j->spec.rate_per_s > 0 || j->spec.max_in_flight > 0 ||
+                 (j->spec.adaptive && j->spec.handler[0]);
     x->weight = j->spec.weight > 0 ? j->spec.weight : 1;
     x->keep = j->spec.keep_results;
     x->seen = 1;
@@ -575,13 +579,15 @@ static int64_t admit(wstate *w, int ji, int64_t now, int64_t n) {
     wjob *j = &w->jobs[ji];
     int64_t mine = job_held(w, ji);
     drv_admit a;
-    drv_err e = drv_queue_admit(w->q, j->id, w->cfg->id, n, mine, j->unused, &a);
+    drv_err e = drv_queue_admit_answers(w->q, j->id, w->cfg->id, n, mine, j->unused, j->sig_bad,
+                                        j->sig_good, &a);
     if (e) {
         if (job_failed(w, j, e, "asking the limits of", &j->admit_until)) return -1;
         return 0;
     }
     job_ok(j);
     j->unused = 0;
+    j->sig_bad = j->sig_good = 0;
     j->reported = mine + a.granted;
     j->last_admit = now;
     if (a.granted > 0) return a.granted;
@@ -686,13 +692,15 @@ static void report_limits(wstate *w, int64_t now, int force) {
         policy_report r = {mine, j->reported, j->unused, j->last_admit, j->lease_ms};
         if (!policy_report_due(&r, now, force)) continue;
         drv_admit a;
-        drv_err e = drv_queue_admit(w->q, j->id, w->cfg->id, 0, mine, j->unused, &a);
+        drv_err e = drv_queue_admit_answers(w->q, j->id, w->cfg->id, 0, mine, j->unused, j->sig_bad,
+                                            j->sig_good, &a);
         if (e) {
             job_failed(w, j, e, "reporting to the limits of", &j->report_until);
             continue;
         }
         job_ok(j);
         j->unused = 0;
+        j->sig_bad = j->sig_good = 0;
         j->reported = mine;
         j->last_admit = now;
     }
@@ -1160,6 +1168,11 @@ static void start_cooldown(wstate *w, int ji, int64_t retry_after_ms, int64_t no
 /* Running item i finished with 'out': its result is buffered, it leaves the held array. */
 static void finish_item(wstate *w, int i, drv_outcome *out, int64_t now) {
     held *h = &w->held[i];
+    wjob *j = &w->jobs[h->job];
+    if (out->throttled)
+        j->sig_bad++;
+    else if (out->ok)
+        j->sig_good++;
     if (!out->ok)
         drv_info("job %s item %s attempt %d failed: %s", w->jobs[h->job].id, h->l.id, h->l.attempt,
                  out->error);
