@@ -54,6 +54,7 @@ typedef struct drv_job {
     int64_t complete_sent;   /* Redis ms the on_complete callback was accepted, 0 if not */
     int64_t dead_alert_sent; /* Redis ms the on_dead alert was accepted, 0 if not */
     int64_t expires_ms;      /* Redis ms the job's keys expire (ttl_after_done), 0 if never */
+    char halted[256];        /* why the coordinator paused the job (halt), "" if it did not */
     drv_spec spec;
 } drv_job;
 

@@ -296,6 +296,8 @@ drv_err drv_queue_job_get(drv_queue *q, const char *job, drv_job *out) {
     }
     snprintf(j.id, sizeof j.id, "%s", job);
     snprintf(j.state, sizeof j.state, "%s", state);
+    const char *halted = drvq_hfield(r, "halted");
+    snprintf(j.halted, sizeof j.halted, "%s", halted ? halted : "");
     /* Every number with the bounds submit gave it: a hand-edited field refuses the job, named,
      * rather than turning into 0 partitions or 100000 of them. */
     int64_t parts = 0;

@@ -52,10 +52,12 @@ typedef struct drv_spec {
      * keeps its responses by its own keep_response instead. */
     int64_t keep_results;
     /* Fleet-wide limits (lua/admit.lua), changeable live with drover set: */
-    int64_t rate_per_s;    /* items started per second across the fleet, 0 for no limit */
-    int64_t rate_burst;    /* token bucket size; set whenever rate_per_s is */
-    int64_t max_in_flight; /* items leased at once across the fleet, 0 for no cap */
-    int64_t weight;        /* share of a worker's capacity beside other jobs (default 1) */
+    int64_t rate_per_s;          /* items started per second across the fleet, 0 for no limit */
+    int64_t rate_burst;          /* token bucket size; set whenever rate_per_s is */
+    int64_t max_in_flight;       /* items leased at once across the fleet, 0 for no cap */
+    int64_t weight;              /* share of a worker's capacity beside other jobs (default 1) */
+    int64_t halt_failed_percent; /* pause the job past this % of failures, 0 for never */
+    int64_t halt_min_items;      /* ... of the last this many finished items */
     int64_t adaptive; /* 1: an HTTP handler's in-flight limit adapts (AIMD, lua/lib/aimd.lua) */
     int64_t adaptive_start; /* where that limit starts */
     /* Callbacks the coordinator POSTs: canonical JSON {"url","headers","timeout_ms"}, "" for

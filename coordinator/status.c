@@ -71,6 +71,11 @@ static cJSON *view_json(const job_view *v, int with_parts) {
     const drv_job *j = &v->job;
     cJSON_AddStringToObject(o, "id", j->id);
     cJSON_AddStringToObject(o, "state", j->state);
+    /* Why the coordinator paused the job (the halt threshold), while it is paused. */
+    if (j->st == DRV_JOB_PAUSED && j->halted[0])
+        cJSON_AddStringToObject(o, "halted", j->halted);
+    else
+        cJSON_AddNullToObject(o, "halted");
     if (j->total >= 0)
         cJSON_AddNumberToObject(o, "total", (double)j->total);
     else
@@ -227,6 +232,7 @@ static void print_human(const job_view *v) {
     progress_bar(v, bar, sizeof bar);
     printf("  %s\n", bar);
     printf("  rate %.1f/s  eta %s\n", (double)j->rate_milli / 1000.0, eta);
+    if (j->st == DRV_JOB_PAUSED && j->halted[0]) printf("  %s\n", j->halted);
     if (j->spec.on_complete[0] || j->spec.on_dead[0] || j->spec.ttl_after_done) {
         char sent[32], alert[32], exp[32];
         fmt_time(j->complete_sent, sent, sizeof sent);
@@ -247,19 +253,20 @@ static void print_human(const job_view *v) {
     if (j->spec.rate_per_s || j->spec.max_in_flight || j->spec.weight != 1 ||
         v->lim.adaptive == 1) {
         printf("  limits:");
-        if (v->lim.adaptive == 1 && v->lim.limit > 0)
-            printf(" adaptive in-flight limit %" PRId64 " (%" PRId64 " held by %" PRId64
-                   " workers)",
-                   v->lim.limit, v->lim.in_flight, v->lim.workers);
-        else if (v->lim.adaptive == 1)
-            printf(" adaptive in-flight limit (not started)");
         if (j->spec.rate_per_s)
             printf(" rate %" PRId64 "/s (burst %" PRId64 ")", j->spec.rate_per_s,
                    j->spec.rate_burst);
         if (j->spec.max_in_flight)
             printf(" max_in_flight %" PRId64 " (%" PRId64 " held by %" PRId64 " workers)",
                    j->spec.max_in_flight, v->lim.in_flight, v->lim.workers);
-        printf(" weight %" PRId64 "\n", j->spec.weight);
+        printf(" weight %" PRId64, j->spec.weight);
+        if (v->lim.adaptive == 1 && v->lim.limit > 0)
+            printf("; adaptive in-flight limit %" PRId64 " (%" PRId64 " held by %" PRId64
+                   " workers)",
+                   v->lim.limit, v->lim.in_flight, v->lim.workers);
+        else if (v->lim.adaptive == 1)
+            printf("; adaptive in-flight limit (not started)");
+        printf("\n");
     }
     printf("\n");
     printf("  %4s %-9s %10s %10s %8s %7s %8s %6s %5s  %s\n", "part", "state", "fed", "done",

@@ -70,4 +70,34 @@ done
 "$DROVER" dead mt | grep -c '"reason":"max_throttled"' | grep -qx 5 || fail "dead errors lack the reason: $("$DROVER" dead mt | head -2)"
 say "max_throttled 3: every item dead after 4 answers of 429, reason max_throttled"
 
-echo "PASS: throttled answers use no attempt, max_throttled, Retry-After per item and per episode"
+# ---- (c) the halt threshold ---------------------------------------------------------------------
+# A handler broken for every item (500): halt at more than 50% of the last 20 finished attempts.
+# The job pauses itself after about 20 attempts of its 1000 items, says why, and goes on after
+# drover resume (until it halts again).
+cat >"$TMP/halt.json" <<JSON
+{"id": "halt", "partitions": 2, "max_attempts": 1, "halt": {"failed_percent": 50, "min_items": 20},
+ "source": {"type": "range", "start": 1, "end": 1000},
+ "handler": {"type": "http", "url": "$HTTP/status/500/{id}"}}
+JSON
+"$DROVER" submit "$TMP/halt.json" --quiet >/dev/null
+bg coord_halt "$DROVER" run halt --progress-ms 500 --tick-ms 50
+ch=$LAST_PID
+bg wh "$WORKER" --job halt --concurrency 2 --id wh --stats-ms 0
+wh=$LAST_PID
+halted() { [ "$("$DROVER" status halt --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')" = paused ]; }
+wait_for "the job to pause itself" 30 halted
+"$DROVER" status halt | grep -q "halted: .* of the last .* finished attempts failed" ||
+    fail "status does not say why the job paused: $("$DROVER" status halt | head -5)"
+grep -q "job halt paused: halted" "$TMP/coord_halt.log" || fail "no log line says the job halted"
+d1=$(status_num halt dead)
+[ "$d1" -ge 20 ] && [ "$d1" -lt 200 ] || fail "$d1 items dead at the halt: expected about 20 (M), far fewer than 1000"
+"$DROVER" resume halt >/dev/null
+more_dead() { [ "$(status_num halt dead)" -gt "$d1" ]; }
+wait_for "items to run after drover resume" 30 more_dead
+wait_for "the job to halt again after the resume" 30 halted
+say "halt: paused itself after $d1 dead of 1000; resumed, went on, halted again at $(status_num halt dead)"
+"$DROVER" cancel halt >/dev/null
+wait_exit 30 "$ch"
+kill "$wh" 2>/dev/null || true
+
+echo "PASS: throttled answers use no attempt, max_throttled, Retry-After per item and per episode, halt"

@@ -688,6 +688,7 @@ static void table_base(drv_spec *s) {
     drv_spec_init(s);
     s->range_start = 1, s->range_end = 100;
     s->rate_per_s = 10, s->rate_burst = 1;
+    s->halt_failed_percent = 10;
     assert_int_equal(drv_spec_set_text(s, drv_spec_field_named("on_dead"),
                                        "{\"url\":\"http://x/\"}", why, sizeof why),
                      DRV_OK);
@@ -739,9 +740,12 @@ static void json_with(const drv_spec_field *f, long long v, char *buf, size_t le
     const char *dot = strchr(f->name, '.');
     const char *extra =
         strcmp(f->name, "alert_dead_over") == 0 ? ",\"on_dead\":{\"url\":\"http://x/\"}" : "";
-    if (dot && strcmp(dot, ".per_second") == 0)
-        snprintf(buf, len, "{" RANGE_1_2 ",\"%.*s\":{\"per_second\":%lld}}", (int)(dot - f->name),
-                 f->name, v);
+    if (dot && (strcmp(dot, ".per_second") == 0 || strcmp(dot, ".failed_percent") == 0))
+        snprintf(buf, len, "{" RANGE_1_2 ",\"%.*s\":{\"%s\":%lld}}", (int)(dot - f->name), f->name,
+                 dot + 1, v);
+    else if (dot && strncmp(f->name, "halt.", 5) == 0)
+        snprintf(buf, len, "{" RANGE_1_2 ",\"halt\":{\"failed_percent\":10,\"%s\":%lld}}", dot + 1,
+                 v);
     else if (dot)
         snprintf(buf, len, "{" RANGE_1_2 ",\"%.*s\":{\"per_second\":10,\"%s\":%lld}}",
                  (int)(dot - f->name), f->name, dot + 1, v);
