@@ -54,6 +54,7 @@ typedef struct drv_job {
     int64_t complete_sent;   /* Redis ms the on_complete callback was accepted, 0 if not */
     int64_t dead_alert_sent; /* Redis ms the on_dead alert was accepted, 0 if not */
     int64_t expires_ms;      /* Redis ms the job's keys expire (ttl_after_done), 0 if never */
+    char halted[256];        /* why the coordinator paused the job (halt), "" if it did not */
     drv_spec spec;
 } drv_job;
 
@@ -153,7 +154,8 @@ typedef struct drv_part_stat {
     char state[16];   /* its name ("missing" without a state hash) */
     int64_t pending, leased, retrying, dead;                           /* sizes now */
     int64_t fed, done, failed, duplicates, expired, skipped, released; /* counters */
-    int64_t copies; /* held acks of an id done already (lua/lib/ack.lua ack_items) */
+    int64_t throttled; /* throttled answers (429, Retry-After): no attempt counted */
+    int64_t copies;    /* held acks of an id done already (lua/lib/ack.lua ack_items) */
     int64_t start, end;
     char cursor[DRV_CURSOR_MAX]; /* a postgres text key's cursor holds a key */
     int exhausted;
@@ -279,6 +281,7 @@ drv_err drv_queue_cooldown(drv_queue *q, const char *job, int nparts, int64_t ms
 typedef struct drv_failure {
     drv_ref ref;
     int permanent;          /* dead at once, no retry */
+    int throttled;          /* the API asked to slow down: no attempt counted (max_throttled) */
     int64_t retry_after_ms; /* floor for the backoff delay, 0 for none */
     const char *error;      /* JSON text */
     size_t errlen;
@@ -286,6 +289,7 @@ typedef struct drv_failure {
 
 typedef struct drv_fail_result {
     int64_t retrying, dead, stale;
+    int64_t throttled; /* of retrying + dead: throttled answers */
 } drv_fail_result;
 
 drv_err drv_queue_fail(drv_queue *q, const char *job, int p, const drv_failure *f, size_t n,
@@ -308,6 +312,11 @@ typedef struct drv_admit {
  * grant its claims did not find (refunded). want 0 only reports held and unused. */
 drv_err drv_queue_admit(drv_queue *q, const char *job, const char *worker, int64_t want,
                         int64_t held, int64_t unused, drv_admit *out);
+/* The same, reporting the answers since this worker's last call for the adaptive limit
+ * (lua/lib/aimd.lua): 'bad' overload signals (throttled answers), 'good' ok answers. */
+drv_err drv_queue_admit_answers(drv_queue *q, const char *job, const char *worker, int64_t want,
+                                int64_t held, int64_t unused, int64_t bad, int64_t good,
+                                drv_admit *out);
 
 /* What a worker reports with each heartbeat (drover workers shows it). */
 typedef struct drv_worker_info {
@@ -364,6 +373,8 @@ typedef struct drv_limits {
     int64_t tokens;    /* whole tokens in the bucket as of its last refill */
     int64_t in_flight; /* items the workers reported holding (fresh entries) */
     int64_t workers;   /* workers with a fresh entry */
+    int64_t adaptive;  /* 1: the in-flight limit adapts (an HTTP handler's job) */
+    int64_t limit;     /* the adaptive in-flight limit now, 0 before the first admit */
 } drv_limits;
 
 drv_err drv_queue_limits_get(drv_queue *q, const char *job, drv_limits *out);

@@ -232,7 +232,8 @@ drv_err drv_queue_job_create_noted(drv_queue *q, const drv_spec *spec, int64_t t
     for (int p = 0; p < spec->partitions; p++) {
         drv_part_keys k;
         drv_keys_part(&k, q->prefix, spec->id, p);
-        num_t v[9];
+        num_t v[10];
+        snprintf(v[9], sizeof v[9], "%" PRId64, spec->max_throttled);
         snprintf(v[8], sizeof v[8], "%" PRId64, spec->max_item_bytes);
         snprintf(v[0], sizeof v[0], "%" PRId64, spec->lease_ms);
         snprintf(v[1], sizeof v[1], "%" PRId64, spec->max_attempts);
@@ -248,7 +249,7 @@ drv_err drv_queue_job_create_noted(drv_queue *q, const drv_spec *spec, int64_t t
                               parts[p].cursor, "exhausted", v[7], "fed", "0", "done", "0", "failed",
                               "0", "dead", "0", "duplicates", "0", "expired", "0",
                               /* claim.lua dead-letters an id longer than this */
-                              "max_item_bytes", v[8],
+                              "max_item_bytes", v[8], "max_throttled", v[9], "throttled", "0",
                               /* Range partitions keep the done record as a bitmap whose bit 0
                                * is their first id, other sources in hashed buckets, one to
                                * start with (lua/lib/done.lua done_has/done_add). */
@@ -308,6 +309,8 @@ drv_err drv_queue_job_get(drv_queue *q, const char *job, drv_job *out) {
     }
     snprintf(j.id, sizeof j.id, "%s", job);
     snprintf(j.state, sizeof j.state, "%s", state);
+    const char *halted = drvq_hfield(r, "halted");
+    snprintf(j.halted, sizeof j.halted, "%s", halted ? halted : "");
     /* Every number with the bounds submit gave it: a hand-edited field refuses the job, named,
      * rather than turning into 0 partitions or 100000 of them. */
     int64_t parts = 0;

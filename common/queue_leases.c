@@ -342,14 +342,15 @@ drv_err drv_queue_release(drv_queue *q, const char *job, int p, const drv_ref *r
     return e;
 }
 
-/* fail.lua answers {retrying, dead, stale}. */
+/* fail.lua answers {retrying, dead, stale, throttled}. */
 static drv_err sum_fail(drv_queue *q, const redisReply *r, void *ud) {
     (void)q;
     drv_fail_result *acc = ud;
-    if (!drvq_is_array(r, 3)) return DRV_OK;
+    if (!drvq_is_array(r, 4)) return DRV_OK;
     acc->retrying += drvq_int(r->element[0]);
     acc->dead += drvq_int(r->element[1]);
     acc->stale += drvq_int(r->element[2]);
+    acc->throttled += drvq_int(r->element[3]);
     return DRV_OK;
 }
 
@@ -370,7 +371,7 @@ drv_err drv_queue_fail(drv_queue *q, const char *job, int p, const drv_failure *
             size_t *l = &lens[G * i];
             a[0] = x->ref.id, l[0] = x->ref.idlen;
             a[1] = tok[i], l[1] = strlen(tok[i]);
-            a[2] = x->permanent ? "1" : "0", l[2] = 1;
+            a[2] = x->permanent ? "1" : x->throttled ? "2" : "0", l[2] = 1;
             a[3] = after[i], l[3] = strlen(after[i]);
             a[4] = x->error, l[4] = x->errlen;
         }

@@ -11,17 +11,22 @@
 drv_err drvq_write_limits(drv_queue *q, const drv_spec *spec, int fill) {
     char mk[DRV_KEY_MAX];
     drv_key_job(mk, sizeof mk, q->prefix, spec->id, "limits");
-    num_t v[5];
+    num_t v[7];
     snprintf(v[0], sizeof v[0], "%" PRId64, spec->rate_per_s);
     snprintf(v[1], sizeof v[1], "%" PRId64, spec->rate_burst > 0 ? spec->rate_burst : 1);
     snprintf(v[2], sizeof v[2], "%" PRId64, spec->max_in_flight);
     snprintf(v[3], sizeof v[3], "%" PRId64, spec->lease_ms);
     snprintf(v[4], sizeof v[4], "%" PRId64, spec->weight);
-    const char *argv[] = {"HSET",          mk,   "per_second",  v[0], "burst",  v[1],
-                          "max_in_flight", v[2], "lease_ms",    v[3], "weight", v[4],
-                          "tokens",        v[1], "refilled_ms", "0"};
+    /* Only an HTTP handler's answers say "too much" (429, Retry-After): the adaptive limit is
+     * for those jobs; a worker's own command has none to adapt to. */
+    snprintf(v[5], sizeof v[5], "%d", spec->adaptive && spec->handler[0]);
+    snprintf(v[6], sizeof v[6], "%" PRId64, spec->adaptive_start);
+    const char *argv[] = {"HSET",        mk,   "per_second",    v[0], "burst",  v[1],
+                          "lease_ms",    v[3], "max_in_flight", v[2], "weight", v[4],
+                          "adaptive",    v[5], "a_start",       v[6], "tokens", v[1],
+                          "refilled_ms", "0"};
     /* Without 'fill' the bucket keeps its tokens (capped at the new burst by admit.lua). */
-    int argc = fill ? 14 : 12;
+    int argc = fill ? 18 : 16;
     redisReply *r;
     drv_err e = drv_conn_cmd(q->conn, argc, argv, NULL, &r);
     if (!e) freeReplyObject(r);
@@ -40,6 +45,12 @@ static drv_err read_admit(drv_queue *q, const redisReply *r, void *ud) {
 
 drv_err drv_queue_admit(drv_queue *q, const char *job, const char *worker, int64_t want,
                         int64_t held, int64_t unused, drv_admit *out) {
+    return drv_queue_admit_answers(q, job, worker, want, held, unused, 0, 0, out);
+}
+
+drv_err drv_queue_admit_answers(drv_queue *q, const char *job, const char *worker, int64_t want,
+                                int64_t held, int64_t unused, int64_t bad, int64_t good,
+                                drv_admit *out) {
     char mk[DRV_KEY_MAX];
     drv_key_job(mk, sizeof mk, q->prefix, job, "limits");
     drvq_args a = {0};
@@ -47,6 +58,8 @@ drv_err drv_queue_admit(drv_queue *q, const char *job, const char *worker, int64
     drvq_arg_i64(&a, want);
     drvq_arg_i64(&a, held);
     drvq_arg_i64(&a, unused);
+    drvq_arg_i64(&a, bad);
+    drvq_arg_i64(&a, good);
     const char *keys[] = {mk};
     return drvq_script(q, &(drvq_call){.script = "admit",
                                        .nkeys = 1,
@@ -78,6 +91,8 @@ drv_err drv_queue_limits_get(drv_queue *q, const char *job, drv_limits *out) {
         l.burst = drvq_hint(r, "burst", 0);
         l.max_in_flight = drvq_hint(r, "max_in_flight", 0);
         l.weight = drvq_hint(r, "weight", 1);
+        l.adaptive = drvq_hint(r, "adaptive", 0);
+        l.limit = drvq_hint(r, "a_limit", 0);
         const char *t = drvq_hfield(r, "tokens");
         l.tokens = t ? (int64_t)strtod(t, NULL) : 0;
         int64_t lease_ms = drvq_hint(r, "lease_ms", 30000);

@@ -60,7 +60,8 @@ void drv_part_stat_sum(const drv_part_stat *st, int n, drv_part_stat *out) {
         const drv_part_stat *s = &st[p];
         out->pending += s->pending, out->leased += s->leased, out->retrying += s->retrying;
         out->dead += s->dead, out->fed += s->fed, out->done += s->done;
-        out->failed += s->failed, out->duplicates += s->duplicates, out->expired += s->expired;
+        out->failed += s->failed, out->throttled += s->throttled;
+        out->duplicates += s->duplicates, out->expired += s->expired;
         out->copies += s->copies;
         out->skipped += s->skipped, out->released += s->released;
         out->recovered += s->recovered;
@@ -141,6 +142,7 @@ drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat
                 if ((ce = drvq_hnum(q, r, sk, "fed", 0, 0, INT64_MAX, &s->fed)) ||
                     (ce = drvq_hnum(q, r, sk, "done", 0, 0, INT64_MAX, &s->done)) ||
                     (ce = drvq_hnum(q, r, sk, "failed", 0, 0, INT64_MAX, &s->failed)) ||
+                    (ce = drvq_hnum(q, r, sk, "throttled", 0, 0, INT64_MAX, &s->throttled)) ||
                     (ce = drvq_hnum(q, r, sk, "duplicates", 0, 0, INT64_MAX, &s->duplicates)) ||
                     (ce = drvq_hnum(q, r, sk, "copies", 0, 0, INT64_MAX, &s->copies)) ||
                     (ce = drvq_hnum(q, r, sk, "expired", 0, 0, INT64_MAX, &s->expired)) ||
@@ -224,7 +226,8 @@ drv_err drv_queue_feed(drv_queue *q, const char *job, int p, const char *expect,
 
 drv_err drv_queue_split_new(drv_queue *q, const drv_spec *spec, int from, int to, int64_t cut,
                             int64_t end, const char *state) {
-    num_t v[9];
+    num_t v[10];
+    snprintf(v[9], sizeof v[9], "%" PRId64, spec->max_throttled);
     snprintf(v[8], sizeof v[8], "%" PRId64, spec->max_item_bytes);
     snprintf(v[0], sizeof v[0], "%" PRId64, spec->lease_ms);
     snprintf(v[1], sizeof v[1], "%" PRId64, spec->max_attempts);
@@ -243,7 +246,8 @@ drv_err drv_queue_split_new(drv_queue *q, const drv_spec *spec, int from, int to
         "backoff_max_ms", v[3],  "payloads",       v[4], "start",        v[5], "end",        v[6],
         "cursor",         v[5],  "exhausted",      "0",  "split_from",   v[7], "fed",        "0",
         "done",           "0",   "failed",         "0",  "dead",         "0",  "duplicates", "0",
-        "expired",        "0",   "max_item_bytes", v[8], "done_base",    v[5]};
+        "expired",        "0",   "max_item_bytes", v[8], "done_base",    v[5], "throttled",  "0",
+        "max_throttled",  v[9]};
     size_t n = sizeof args / sizeof *args, lens[sizeof args / sizeof *args];
     for (size_t i = 0; i < n; i++)
         lens[i] = strlen(args[i]);

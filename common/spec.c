@@ -526,6 +526,9 @@ const drv_spec_field drv_spec_fields[] = {
      NULL, "lease length before an item is handed out again", NULL, NULL},
     {"max_attempts", "max-attempts", "N", DRV_FIELD_INT, 0, 5, 1, 1000, FIELD(max_attempts), 0,
      NULL, NULL, "deliveries before an item is dead-lettered", NULL, NULL},
+    {"max_throttled", "max-throttled", "N", DRV_FIELD_INT, 0, 50, 1, 1000000, FIELD(max_throttled),
+     0, NULL, NULL, "throttled answers (429, Retry-After) before an item is dead-lettered", NULL,
+     NULL},
     {"backoff_ms", "backoff-ms", "MS", DRV_FIELD_INT, 0, 1000, 0, 86400000, FIELD(backoff_ms), 0,
      NULL, NULL, "first retry delay, doubled each attempt", NULL, NULL},
     {"backoff_max_ms", "backoff-max-ms", "MS", DRV_FIELD_INT, DRV_FIELD_DEPENDENT, 300000, 0,
@@ -555,6 +558,19 @@ const drv_spec_field drv_spec_fields[] = {
     {"max_in_flight", "max-in-flight", "N", DRV_FIELD_INT,
      DRV_FIELD_OPTIONAL | DRV_FIELD_OMIT | DRV_FIELD_LIVE, 0, 1, DRV_RATE_MAX, FIELD(max_in_flight),
      0, "no cap", NULL, "items leased at once across every worker", NULL, NULL},
+    {"halt.failed_percent", "halt-failed-percent", "P", DRV_FIELD_INT,
+     DRV_FIELD_OPTIONAL | DRV_FIELD_OMIT | DRV_FIELD_REQUIRED | DRV_FIELD_LIVE, 0, 1, 100,
+     FIELD(halt_failed_percent), 0, "never", NULL,
+     "pause the job once more than P% of the last M finished attempts failed", NULL, NULL},
+    {"halt.min_items", "halt-min-items", "M", DRV_FIELD_INT, DRV_FIELD_OMIT, 100, 1, 10000000,
+     FIELD(halt_min_items), 0, NULL, NULL, "with halt: M, the attempts the percentage is of", NULL,
+     NULL},
+    {"adaptive", "adaptive", "0|1", DRV_FIELD_INT, DRV_FIELD_OMIT | DRV_FIELD_LIVE, 1, 0, 1,
+     FIELD(adaptive), 0, "true", "true or false (or 1, 0)",
+     "an HTTP handler's fleet-wide in-flight limit adapts to the API (AIMD)", NULL, NULL},
+    {"adaptive_start", "adaptive-start", "N", DRV_FIELD_INT, DRV_FIELD_OMIT, 16, 1, DRV_RATE_MAX,
+     FIELD(adaptive_start), 0, NULL, NULL, "with adaptive: the in-flight limit it starts at", NULL,
+     NULL},
     {"weight", "weight", "W", DRV_FIELD_INT, DRV_FIELD_OMIT | DRV_FIELD_LIVE, 1, 1, DRV_WEIGHT_MAX,
      FIELD(weight), 0, NULL, NULL, "share of a worker serving several jobs", NULL, NULL},
     {"on_complete", "on-complete", "JSON", DRV_FIELD_OBJECT, 0, 0, 0, 0, FIELD(on_complete),
@@ -655,6 +671,11 @@ static drv_err parse_field(const cJSON *obj, const cJSON *v, const drv_spec_fiel
     switch (f->type) {
     case DRV_FIELD_INT: {
         int64_t x;
+        /* A 0..1 field is a switch: true and false are its values too ("adaptive": false). */
+        if (f->min == 0 && f->max == 1 && cJSON_IsBool(v)) {
+            *(int64_t *)at = cJSON_IsTrue(v) ? 1 : 0;
+            return DRV_OK;
+        }
         if (get_int(obj, leaf(f), f->name, &x, why, whylen)) return DRV_EINVAL;
         /* A dependent field's bounds are its check's, in drv_spec_validate. */
         if (!(f->flags & DRV_FIELD_DEPENDENT) && (x < f->min || x > f->max)) {

@@ -51,7 +51,8 @@ typedef struct drv_spec {
     int64_t partitions;
     int64_t lease_ms;
     int64_t max_attempts;
-    int64_t backoff_ms; /* first retry delay (before jitter) */
+    int64_t max_throttled; /* throttled answers (429, Retry-After) before an item is dead */
+    int64_t backoff_ms;    /* first retry delay (before jitter) */
     int64_t backoff_max_ms;
     int64_t window; /* high-water mark of each pending list */
     int64_t max_item_bytes;
@@ -61,10 +62,14 @@ typedef struct drv_spec {
      * keeps its responses by its own keep_response instead. */
     int64_t keep_results;
     /* Fleet-wide limits (lua/admit.lua), changeable live with drover set: */
-    int64_t rate_per_s;    /* items started per second across the fleet, 0 for no limit */
-    int64_t rate_burst;    /* token bucket size; set whenever rate_per_s is */
-    int64_t max_in_flight; /* items leased at once across the fleet, 0 for no cap */
-    int64_t weight;        /* share of a worker's capacity beside other jobs (default 1) */
+    int64_t rate_per_s;          /* items started per second across the fleet, 0 for no limit */
+    int64_t rate_burst;          /* token bucket size; set whenever rate_per_s is */
+    int64_t max_in_flight;       /* items leased at once across the fleet, 0 for no cap */
+    int64_t weight;              /* share of a worker's capacity beside other jobs (default 1) */
+    int64_t halt_failed_percent; /* pause the job past this % of failures, 0 for never */
+    int64_t halt_min_items;      /* ... of the last this many finished items */
+    int64_t adaptive; /* 1: an HTTP handler's in-flight limit adapts (AIMD, lua/lib/aimd.lua) */
+    int64_t adaptive_start; /* where that limit starts */
     /* Callbacks the coordinator POSTs: canonical JSON {"url","headers","timeout_ms"}, "" for
      * none. Header values keep their ${NAME} references: the coordinator resolves them. */
     char on_complete[DRV_HOOK_JSON_MAX];

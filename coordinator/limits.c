@@ -139,6 +139,9 @@ int cmd_set(int argc, char **argv) {
         "  burst=B          the token bucket's size: items that may start at once after a pause\n"
         "  max_in_flight=N  at most N items leased at once across all workers (0: no cap)\n"
         "  weight=W         the job's share of each worker beside other running jobs (1 to 1000)\n"
+        "  adaptive=0|1     an HTTP handler's adaptive in-flight limit off or on (AIMD)\n"
+        "  halt_failed_percent=P  pause the job once more than P% of its last halt.min_items\n"
+        "                   finished attempts failed (1 to 100)\n"
         "The spec in the job hash is updated too, so drover status shows the new values.",
         "  drover set backfill rate=200\n"
         "  drover set backfill rate=500 burst=50 max_in_flight=64 weight=3"};

@@ -156,7 +156,10 @@ static void render_jobs(FILE *f, const job_row *r, size_t n) {
          offsetof(drv_part_stat, expired)},
         {"drover_items_skipped_total", "Items dropped at claim time because already done.",
          offsetof(drv_part_stat, skipped)},
-        {"drover_cooldowns_total", "Fleet cool-downs started (HTTP 429 or 503).",
+        {"drover_throttled_total",
+         "Throttled answers (429, or a retry status with Retry-After): no attempt counted.",
+         offsetof(drv_part_stat, throttled)},
+        {"drover_cooldowns_total", "Fleet cool-downs started (an API's Retry-After).",
          offsetof(drv_part_stat, cooldowns)},
     };
     for (size_t c = 0; c < sizeof counters / sizeof *counters; c++) {

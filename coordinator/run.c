@@ -53,6 +53,8 @@ static void on_signal(int sig) {
 #define RATE_WINDOW_MS 60000
 #define RATE_SAMPLES   64 /* > RATE_WINDOW_MS / 1000: one sample a second at most */
 
+#define HALT_SAMPLES 512
+
 typedef struct run_ctx {
     drv_queue *q;
     drv_job job;
@@ -82,6 +84,9 @@ typedef struct run_ctx {
     drv_hook *on_complete, *on_dead;
     long long cb_backoff_ms, cb_backoff_max_ms;
     drv_hook_retry dead_retry; /* the on_dead alert while the job runs */
+    /* halt: (finished, failed) attempt counts sampled each pass, the newest last */
+    int64_t halt_fin[HALT_SAMPLES], halt_bad[HALT_SAMPLES];
+    int nhalt;
 } run_ctx;
 
 /* Sleeps up to ms, in slices, so a stop signal is answered within 50 ms even while waiting
@@ -563,6 +568,50 @@ static int dead_alert_tick(run_ctx *c, int64_t now) {
     return r < 0 ? -1 : 0;
 }
 
+/* The halt threshold: once more than halt.failed_percent of the last halt.min_items finished
+ * attempts (done items plus failed attempts, a dead-lettering one included) failed, the job
+ * pauses itself, says why in its job hash (drover status) and the log. A handler broken for
+ * every item stops after M items instead of dead-lettering them all. drover resume goes on:
+ * the window starts again then, from the counts at the pause. Returns -1 on a fatal error. */
+static int halt_tick(run_ctx *c) {
+    int64_t pct = c->job.spec.halt_failed_percent, m = c->job.spec.halt_min_items;
+    if (pct <= 0 || !c->running) {
+        c->nhalt = 0;
+        return 0;
+    }
+    int64_t fin = 0, bad = 0;
+    for (int p = 0; p < c->job.partitions; p++) {
+        fin += c->st[p].done + c->st[p].failed;
+        bad += c->st[p].failed;
+    }
+    if (c->nhalt == HALT_SAMPLES) {
+        memmove(c->halt_fin, c->halt_fin + 1, sizeof *c->halt_fin * (HALT_SAMPLES - 1));
+        memmove(c->halt_bad, c->halt_bad + 1, sizeof *c->halt_bad * (HALT_SAMPLES - 1));
+        c->nhalt--;
+    }
+    c->halt_fin[c->nhalt] = fin, c->halt_bad[c->nhalt] = bad;
+    c->nhalt++;
+    /* The newest sample at least M finished attempts back. */
+    int k = c->nhalt - 1;
+    while (k >= 0 && fin - c->halt_fin[k] < m)
+        k--;
+    if (k < 0) return 0;
+    int64_t n = fin - c->halt_fin[k], f = bad - c->halt_bad[k];
+    if (f * 100 <= pct * n) return 0;
+    char why[256];
+    snprintf(why, sizeof why,
+             "halted: %" PRId64 " of the last %" PRId64 " finished attempts failed (%" PRId64
+             "%%, more than halt.failed_percent %" PRId64 "%%); drover resume %s goes on",
+             f, n, f * 100 / n, pct, c->job.id);
+    const char *kv[] = {"halted", why, NULL};
+    drv_err e = drv_queue_job_note(c->q, c->job.id, kv);
+    if (!e) e = drv_queue_job_set_state(c->q, &c->job, "paused");
+    if (e) return handle_err(c, e, "pausing the job (halt)") ? -1 : 0;
+    drv_warn("job %s paused: %s", c->job.id, why);
+    c->nhalt = 0;
+    return 0;
+}
+
 /* The job ended ('state' done or cancelled): a pending dead alert, the completion callback,
  * then the expiry of a done job's keys. Returns 0, or -1 when stopped before the end (the
  * next drover run finishes it). */
@@ -684,6 +733,9 @@ static drv_err sync_state(run_ctx *c, char *mirrored, size_t len) {
     }
     c->running = strcmp(mirrored, "running") == 0;
     c->job.total = now.total;
+    /* drover set changes the halt threshold live. */
+    c->job.spec.halt_failed_percent = now.spec.halt_failed_percent;
+    c->job.spec.halt_min_items = now.spec.halt_min_items;
     return DRV_OK;
 }
 
@@ -1024,6 +1076,7 @@ static int run_loop(run_ctx *c, const run_opts *o) {
             continue;
         }
         if (!c->refresh && dead_alert_tick(c, now)) return rc;
+        if (!c->refresh && halt_tick(c)) return rc;
         if (now >= ls.next_report) {
             report(c, now);
             ls.next_report = now + c->progress_ms;

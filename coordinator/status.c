@@ -83,6 +83,11 @@ static cJSON *view_json(const job_view *v, int with_parts) {
     const drv_job *j = &v->job;
     cJSON_AddStringToObject(o, "id", j->id);
     cJSON_AddStringToObject(o, "state", j->state);
+    /* Why the coordinator paused the job (the halt threshold), while it is paused. */
+    if (j->st == DRV_JOB_PAUSED && j->halted[0])
+        cJSON_AddStringToObject(o, "halted", j->halted);
+    else
+        cJSON_AddNullToObject(o, "halted");
     if (j->total >= 0)
         cJSON_AddNumberToObject(o, "total", (double)j->total);
     else
@@ -95,6 +100,7 @@ static cJSON *view_json(const job_view *v, int with_parts) {
     cJSON_AddNumberToObject(o, "dead", (double)v->t.dead);
     cJSON_AddNumberToObject(o, "duplicates", (double)v->t.duplicates);
     cJSON_AddNumberToObject(o, "failed_attempts", (double)v->t.failed);
+    cJSON_AddNumberToObject(o, "throttled", (double)v->t.throttled);
     cJSON_AddNumberToObject(o, "expired_leases", (double)v->t.expired);
     cJSON_AddNumberToObject(o, "skipped_done", (double)v->t.skipped);
     cJSON_AddNumberToObject(o, "rate", (double)j->rate_milli / 1000.0);
@@ -139,6 +145,15 @@ static cJSON *view_json(const job_view *v, int with_parts) {
     else
         cJSON_AddNullToObject(lim, "max_in_flight");
     cJSON_AddNumberToObject(lim, "weight", (double)j->spec.weight);
+    cJSON_AddBoolToObject(lim, "adaptive", v->lim.adaptive == 1);
+    /* The effective in-flight limit: the adaptive one (null before the first admit), else
+     * max_in_flight (null: none). */
+    if (v->lim.adaptive == 1 && v->lim.limit > 0)
+        cJSON_AddNumberToObject(lim, "effective_in_flight", (double)v->lim.limit);
+    else if (v->lim.adaptive != 1 && j->spec.max_in_flight)
+        cJSON_AddNumberToObject(lim, "effective_in_flight", (double)j->spec.max_in_flight);
+    else
+        cJSON_AddNullToObject(lim, "effective_in_flight");
     cJSON_AddNumberToObject(lim, "in_flight_reported", (double)v->lim.in_flight);
     cJSON_AddNumberToObject(lim, "workers_reporting", (double)v->lim.workers);
     /* Callbacks and expiry: null when not configured, false when configured and not yet sent,
@@ -258,6 +273,7 @@ static void print_human(const job_view *v) {
     progress_bar(v, bar, sizeof bar);
     printf("  %s\n", bar);
     printf("  rate %.1f/s  eta %s\n", (double)j->rate_milli / 1000.0, eta);
+    if (j->st == DRV_JOB_PAUSED && j->halted[0]) printf("  %s\n", j->halted);
     if (j->spec.on_complete[0] || j->spec.on_dead[0] || j->spec.ttl_after_done) {
         char sent[32], alert[32], exp[32];
         fmt_time(j->complete_sent, sent, sizeof sent);
@@ -269,11 +285,14 @@ static void print_human(const job_view *v) {
     }
     int64_t cool = v->t.cooldown_until - drv_wall_ms();
     if (cool > 0)
-        printf("  cooling down: the API asked to slow down; claims resume in %.1f s\n",
+        printf("  cooling down: the API sent Retry-After; claims resume in %.1f s\n",
                (double)cool / 1000.0);
-    if (v->t.cooldowns)
-        printf("  cool-downs so far: %" PRId64 " (HTTP 429 or 503)\n", v->t.cooldowns);
-    if (j->spec.rate_per_s || j->spec.max_in_flight || j->spec.weight != 1) {
+    if (v->t.throttled || v->t.cooldowns)
+        printf("  throttled: %" PRId64 " answers (429 or Retry-After; no attempt counted), "
+               "%" PRId64 " fleet cool-downs (Retry-After)\n",
+               v->t.throttled, v->t.cooldowns);
+    if (j->spec.rate_per_s || j->spec.max_in_flight || j->spec.weight != 1 ||
+        v->lim.adaptive == 1) {
         printf("  limits:");
         if (j->spec.rate_per_s)
             printf(" rate %" PRId64 "/s (burst %" PRId64 ")", j->spec.rate_per_s,
@@ -281,7 +300,14 @@ static void print_human(const job_view *v) {
         if (j->spec.max_in_flight)
             printf(" max_in_flight %" PRId64 " (%" PRId64 " held by %" PRId64 " workers)",
                    j->spec.max_in_flight, v->lim.in_flight, v->lim.workers);
-        printf(" weight %" PRId64 "\n", j->spec.weight);
+        printf(" weight %" PRId64, j->spec.weight);
+        if (v->lim.adaptive == 1 && v->lim.limit > 0)
+            printf("; adaptive in-flight limit %" PRId64 " (%" PRId64 " held by %" PRId64
+                   " workers)",
+                   v->lim.limit, v->lim.in_flight, v->lim.workers);
+        else if (v->lim.adaptive == 1)
+            printf("; adaptive in-flight limit (not started)");
+        printf("\n");
     }
     printf("\n");
     printf("  %4s %-9s %10s %10s %8s %7s %8s %6s %5s  %s\n", "part", "state", "fed", "done",

@@ -1,4 +1,5 @@
 -- @include core
+-- @include aimd
 -- admit.lua: may this worker claim more of this job now, and how many? The fleet-wide limits of one
 -- job, shared by every worker on every host: a token bucket for the rate (refilled by Redis TIME:
 -- docs/ARCHITECTURE.md, invariant 5) and a cap on items leased at once (max_in_flight). Claims run
@@ -16,12 +17,18 @@
 -- A worker's count only falls when it calls again, so the sum never understates what is
 -- leased. A worker that holds nothing and was granted nothing has no entry.
 --
+-- Adaptive concurrency (adaptive = 1): the cap is also the limit lua/lib/aimd.lua keeps in the
+-- fields a_limit, a_start, a_changed_ms, a_steady, a_full, moved by the answers the workers
+-- report (ARGV[5], ARGV[6]), never above max_in_flight or per_second when those are set.
+--
 -- KEYS[1]  limits  HASH  PREFIX{J}:limits
 -- ARGV[1]  worker id
 -- ARGV[2]  items wanted now (0: only report ARGV[3] and ARGV[4])
 -- ARGV[3]  items this worker holds of the job now (claimed and not yet acknowledged)
 -- ARGV[4]  items of its last grant that its claims did not find (their tokens go back to the
 --          bucket, up to burst, so empty partitions do not use up the rate)
+-- ARGV[5]  optional: overload signals (throttled answers) since this worker's last call
+-- ARGV[6]  optional: ok answers since this worker's last call
 -- Returns: {now_ms, granted, wait_ms}. wait_ms, when granted is 0 but items were wanted: > 0
 --          the rate allows more in that many ms; -1 the in-flight cap is reached (try again
 --          once the fleet's items finish). Without a limits hash (no limits) everything
@@ -29,7 +36,7 @@
 -- Errors:  DRV_CORRUPT KEY: WHAT (the limits hash of another type, or a field of it that is
 --          not a number; nothing written).
 local f = rd('HMGET', KEYS[1], 'per_second', 'burst', 'tokens', 'refilled_ms', 'max_in_flight',
-    'lease_ms')
+    'lease_ms', 'adaptive')
 local function real(i, name, dflt)
     local v = f[i]
     if not v then
@@ -45,6 +52,8 @@ local now = now_ms()
 local want = math.max(0, math.floor(tonumber(ARGV[2]) or 0))
 local held = math.max(0, math.floor(tonumber(ARGV[3]) or 0))
 local refund = math.max(0, math.floor(tonumber(ARGV[4]) or 0))
+local bad = math.max(0, math.floor(tonumber(ARGV[5]) or 0))
+local good = math.max(0, math.floor(tonumber(ARGV[6]) or 0))
 if not f[6] then
     return {now, want, 0}
 end
@@ -71,8 +80,21 @@ end
 if #stale > 0 then
     redis.call('HDEL', KEYS[1], unpack(stale))
 end
-if cap > 0 then
-    grant = math.max(0, math.min(grant, cap - others - held))
+local adaptive = f[7] == '1'
+local limited = cap
+if adaptive then
+    local hi = cap
+    if rate > 0 and (hi == 0 or rate < hi) then
+        hi = rate
+    end
+    limited = aimd_update(KEYS[1], 'a_', now, bad, good, hi)
+end
+if limited > 0 then
+    local room = math.max(0, limited - others - held)
+    if adaptive and want > room then
+        aimd_full(KEYS[1], 'a_')
+    end
+    grant = math.max(0, math.min(grant, room))
     if grant == 0 and want > 0 then
         wait = -1
     end

@@ -2,7 +2,7 @@
 -- @include core
 -- @include part
 -- cooldown.lua: pause claims of one partition for a while, because the API the job calls
--- asked the fleet to slow down (HTTP 429 or 503). A worker that sees such an answer calls
+-- told the fleet when to come back (a Retry-After). A worker that sees such an answer calls
 -- this on every partition of the job, so every worker's next claim honours it (claim.lua
 -- returns no items until then). A cool-down only ever grows; it needs no clearing.
 --

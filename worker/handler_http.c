@@ -412,10 +412,13 @@ void http_outcome(http_req *r, const char *worker, int attempt, drv_outcome *out
     } else {
         snprintf(what, sizeof what, "HTTP %ld", r->status);
         if (drv_http_is_retry(c, r->status)) {
-            out->cooldown = r->status == 429 || r->status == 503;
+            /* Throttling, not failure: a 429, or any retry status that says when to come back.
+             * A 503 or 5xx without Retry-After is a failed attempt (the server may be broken). */
+            out->throttled = r->status == 429 || r->retry_after[0];
             if (r->retry_after[0]) {
                 int64_t ms = drv_retry_after_ms(r->retry_after, (int64_t)time(NULL));
                 if (ms > 0) out->retry_after_ms = ms;
+                out->cooldown = ms > 0;
             }
         } else {
             out->permanent = 1;

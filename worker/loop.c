@@ -45,13 +45,14 @@ typedef struct wjob {
     drv_http_cfg *http;    /* the spec's HTTP handler, NULL: the worker's command */
     int64_t backoff_ms, backoff_max_ms;
     int64_t cool_until; /* fleet cool-down: claim and start nothing before (local ms) */
-    int n_cool;         /* cool-downs since the last ok answer */
     /* Fleet-wide limits (lua/admit.lua) and the share of this worker's capacity. */
     int limited;         /* the spec has a rate or max_in_flight: admit before claiming */
     int64_t weight;      /* share of this worker's slots beside other jobs with work */
     int64_t keep;        /* the spec's keep_results: bytes of a handler's result kept */
     int64_t admit_until; /* the limits said wait: no claim before this (local ms) */
     int64_t unused;      /* granted, not found by claims: refunded at the next admit */
+    int64_t sig_bad;     /* throttled answers since the last admit (the adaptive limit) */
+    int64_t sig_good;    /* ok answers since the last admit */
     int64_t reported;    /* what Redis was last told this worker may hold of the job */
     int64_t last_admit;  /* local ms of the last admit call */
     int stint;           /* claims in a row from one partition, carrying its acks */
@@ -483,7 +484,9 @@ static void update_job(wstate *w, const drv_job *j, int64_t now) {
     x->missing_since = 0;
     x->gone = 0;
     x->lease_ms = j->spec.lease_ms;
-    x->limited = j->spec.rate_per_s > 0 || j->spec.max_in_flight > 0;
+    /* An adaptive job (an HTTP handler's) admits too: its in-flight limit is in the limits. */
+    x->limited = j->spec.rate_per_s > 0 || j->spec.max_in_flight > 0 ||
+                 (j->spec.adaptive && j->spec.handler[0]);
     x->weight = j->spec.weight > 0 ? j->spec.weight : 1;
     x->keep = j->spec.keep_results;
     x->seen = 1;
@@ -576,13 +579,15 @@ static int64_t admit(wstate *w, int ji, int64_t now, int64_t n) {
     wjob *j = &w->jobs[ji];
     int64_t mine = job_held(w, ji);
     drv_admit a;
-    drv_err e = drv_queue_admit(w->q, j->id, w->cfg->id, n, mine, j->unused, &a);
+    drv_err e = drv_queue_admit_answers(w->q, j->id, w->cfg->id, n, mine, j->unused, j->sig_bad,
+                                        j->sig_good, &a);
     if (e) {
         if (job_failed(w, j, e, "asking the limits of", &j->admit_until)) return -1;
         return 0;
     }
     job_ok(j);
     j->unused = 0;
+    j->sig_bad = j->sig_good = 0;
     j->reported = mine + a.granted;
     j->last_admit = now;
     if (a.granted > 0) return a.granted;
@@ -687,13 +692,15 @@ static void report_limits(wstate *w, int64_t now, int force) {
         policy_report r = {mine, j->reported, j->unused, j->last_admit, j->lease_ms};
         if (!policy_report_due(&r, now, force)) continue;
         drv_admit a;
-        drv_err e = drv_queue_admit(w->q, j->id, w->cfg->id, 0, mine, j->unused, &a);
+        drv_err e = drv_queue_admit_answers(w->q, j->id, w->cfg->id, 0, mine, j->unused, j->sig_bad,
+                                            j->sig_good, &a);
         if (e) {
             job_failed(w, j, e, "reporting to the limits of", &j->report_until);
             continue;
         }
         job_ok(j);
         j->unused = 0;
+        j->sig_bad = j->sig_good = 0;
         j->reported = mine;
         j->last_admit = now;
     }
@@ -933,8 +940,9 @@ static int flush_group(wstate *w, int job, int part, int *idx, int n) {
             back[nb++] = ref;
         } else {
             ifl[nf] = idx[k];
-            fails[nf++] = (drv_failure){ref, r->out.permanent, r->out.retry_after_ms, r->out.error,
-                                        strlen(r->out.error)};
+            fails[nf++] = (drv_failure){
+                ref,          r->out.permanent,    r->out.throttled, r->out.retry_after_ms,
+                r->out.error, strlen(r->out.error)};
         }
     }
     const char *jid = w->jobs[job].id;
@@ -1139,20 +1147,18 @@ static void reap_children(wstate *w) {
     }
 }
 
-/* Starts (or extends) the job's fleet cool-down after an API said 429 or 503: until its
- * Retry-After, or for a backoff that doubles with each cool-down since the last ok answer. */
+/* Pauses the job's whole fleet for an API's Retry-After: for that long (at most
+ * backoff_max_ms), once per episode. The answers that arrive while a pause runs are to
+ * requests sent before it, so they say nothing new and start nothing: a burst of 64
+ * Retry-After answers is one pause, not 64 (nor one that grows with their count). Answers
+ * without a Retry-After never pause the fleet; the items they belong to back off alone. */
 static void start_cooldown(wstate *w, int ji, int64_t retry_after_ms, int64_t now) {
     wjob *j = &w->jobs[ji];
-    int64_t ms = j->backoff_ms ? j->backoff_ms : 1000;
-    for (int k = 0; k < j->n_cool && ms < j->backoff_max_ms; k++)
-        ms *= 2;
-    if (retry_after_ms > 0) ms = retry_after_ms;
-    if (ms > j->backoff_max_ms) ms = j->backoff_max_ms;
-    j->n_cool++;
-    if (now + ms <= j->cool_until + 100) return; /* already cooling down as long */
+    if (retry_after_ms <= 0 || j->cool_until > now) return;
+    int64_t ms = retry_after_ms < j->backoff_max_ms ? retry_after_ms : j->backoff_max_ms;
+    if (ms <= 0) return;
     j->cool_until = now + ms;
-    drv_warn("job %s: the API asked to slow down; no worker claims or starts its items for "
-             "%.1f s",
+    drv_warn("job %s: the API sent Retry-After; no worker claims or starts its items for %.1f s",
              j->id, (double)ms / 1000.0);
     if (!w->connected) return;
     drv_err e = drv_queue_cooldown(w->q, j->id, j->partitions, ms, NULL);
@@ -1162,9 +1168,12 @@ static void start_cooldown(wstate *w, int ji, int64_t retry_after_ms, int64_t no
 /* Running item i finished with 'out': its result is buffered, it leaves the held array. */
 static void finish_item(wstate *w, int i, drv_outcome *out, int64_t now) {
     held *h = &w->held[i];
-    if (out->ok)
-        w->jobs[h->job].n_cool = 0;
-    else
+    wjob *j = &w->jobs[h->job];
+    if (out->throttled)
+        j->sig_bad++;
+    else if (out->ok)
+        j->sig_good++;
+    if (!out->ok)
         drv_info("job %s item %s attempt %d failed: %s", w->jobs[h->job].id, h->l.id, h->l.attempt,
                  out->error);
     if (out->cooldown) start_cooldown(w, h->job, out->retry_after_ms, now);

@@ -14,7 +14,8 @@ typedef struct drv_outcome {
     int permanent;       /* dead at once */
     int retryable_local; /* not the item's fault (spawn failed): hand it back, no attempt */
     int64_t retry_after_ms;
-    int cooldown;   /* the API asked the fleet to slow down (HTTP 429 or 503) */
+    int throttled;  /* the API pushed back (429, or a retry status with Retry-After): no attempt */
+    int cooldown;   /* the API asked the fleet to pause for retry_after_ms (a Retry-After) */
     char *response; /* ok: the response kept for the job (keep_response), owned */
     size_t resplen;
     char error[2048]; /* JSON object text */

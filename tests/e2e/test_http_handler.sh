@@ -97,11 +97,14 @@ done
 [ "$(hits /redirect/302/ok/rdr-1)" -eq 1 ] || fail "the redirect was requested $(hits /redirect/302/ok/rdr-1) times"
 done_n=$(status_num h done)
 failed_n=$(status_num h failed_attempts)
+# rl-1, rl-2 (429) and rd-1 (429 with a Retry-After date) were throttled once each: no attempt.
+throttled_n=$(status_num h throttled)
+[ "$throttled_n" -eq 3 ] || fail "throttled is $throttled_n, expected 3 (two 429s and one dated Retry-After)"
 refused=3 # cr-1's attempts never reached the server
 total=$(hits_total)
-[ "$total" -eq $((done_n + failed_n - refused + 1 + rs - 3)) ] ||
-    fail "the server saw $total requests; attempts were $done_n ok + $failed_n failed - $refused refused + 1 redirect hop + $((rs - 3)) libcurl resends"
-say "requests seen ($total) == attempts: $done_n ok + $failed_n failed, less $refused refused, plus 1 redirect hop and $((rs - 3)) resends of rs-1"
+[ "$total" -eq $((done_n + failed_n + throttled_n - refused + 1 + rs - 3)) ] ||
+    fail "the server saw $total requests; attempts were $done_n ok + $failed_n failed + $throttled_n throttled - $refused refused + 1 redirect hop + $((rs - 3)) libcurl resends"
+say "requests seen ($total) == answers: $done_n ok + $failed_n failed + $throttled_n throttled, less $refused refused, plus 1 redirect hop and $((rs - 3)) resends of rs-1"
 
 # What the errors say.
 dead_err() { "$DROVER" dead h | grep "^$1	" | cut -f2-; }

@@ -220,7 +220,8 @@ static inline void mark_done(const char *job, int p, const char *id) {
 }
 
 /* ---- leases: one per claim; leased maps its token to its deadline, owner maps the token to
- * {"worker":"W","ids":[...]} (lua/lib/lease.lua) ------------------------------------------------ */
+ * {"worker":"W","ids":[...]} (lua/lib/lease.lua) ------------------------------------------------
+ */
 
 /* {token, worker, deadline} of the lease holding ARGV[1], or {}. */
 #define LEASE_FIND_LUA                                                                             \
@@ -408,7 +409,7 @@ static inline int something_dead(const drv_part_stat *st) {
 
 static inline drv_failure failure_of(const drv_lease *l, int permanent, int64_t after,
                                      const char *err) {
-    return (drv_failure){ref_of(l), permanent, after, err, strlen(err)};
+    return (drv_failure){ref_of(l), permanent, 0, after, err, strlen(err)};
 }
 
 /* One counter of partition p's state hash (0 when absent). */

@@ -187,6 +187,138 @@ static void job_delete_removes_the_limits(void **state) {
     assert_int_equal(rint_("EXISTS drover:{d}:limits"), 0);
 }
 
+/* ---- the adaptive in-flight limit (lua/lib/aimd.lua) ------------------------------------------
+ */
+
+/* An HTTP handler's job (adaptive by default) with the given max_in_flight and rate. */
+static void adaptive_job(const char *id, int64_t mif, int64_t rate) {
+    jobopt o = defaults();
+    drv_spec s = spec_of(id, &o);
+    snprintf(s.handler, sizeof s.handler, "{\"type\":\"http\",\"url\":\"http://127.0.0.1:1/\"}");
+    s.max_in_flight = mif;
+    s.rate_per_s = rate;
+    s.rate_burst = rate ? rate : 0;
+    drv_part_init part;
+    memset(&part, 0, sizeof part);
+    snprintf(part.cursor, sizeof part.cursor, "0");
+    assert_int_equal(drv_queue_job_create(q, &s, -1, &part, 0), DRV_OK);
+}
+
+static drv_admit answers(const char *job, const char *worker, int64_t want, int64_t held,
+                         int64_t bad, int64_t good) {
+    drv_admit a;
+    drv_err e = drv_queue_admit_answers(q, job, worker, want, held, 0, bad, good, &a);
+    if (e) fail_msg("admit: %s (%s)", drv_strerror(e), drv_queue_errstr(q));
+    return a;
+}
+
+static long long limit_of(const char *job) {
+    return rint_("HGET drover:{%s}:limits a_limit", job);
+}
+
+/* The window of the last change is over (as if a second had passed). */
+static void window_over(const char *job) {
+    rint_("HSET drover:{%s}:limits a_changed_ms 0", job);
+}
+
+static void adaptive_limit_starts_at_adaptive_start_across_workers(void **state) {
+    (void)state;
+    adaptive_job("a", 0, 0);
+    assert_rstr("1", "HGET drover:{a}:limits adaptive");
+    assert_int_equal(answers("a", "w1", 100, 0, 0, 0).granted, 16);
+    assert_int_equal(limit_of("a"), 16);
+    /* The limit is the fleet's: a second worker gets nothing while the first holds 16. */
+    drv_admit b = answers("a", "w2", 100, 0, 0, 0);
+    assert_int_equal(b.granted, 0);
+    assert_int_equal(b.wait_ms, -1);
+    /* A job without an HTTP handler has no adaptive limit (its command says nothing). */
+    limited_job("cmd", 0, 0, 0, 10000);
+    assert_rstr("0", "HGET drover:{cmd}:limits adaptive");
+    assert_int_equal(admit("cmd", "w1", 1000, 0, 0).granted, 1000);
+}
+
+/* However many throttled answers one burst brings, the limit halves once per window; after
+ * the window the next signal halves it again. */
+static void adaptive_limit_decreases_once_per_window(void **state) {
+    (void)state;
+    adaptive_job("a", 0, 0);
+    answers("a", "w1", 1, 0, 0, 0);
+    assert_int_equal(limit_of("a"), 16);
+    answers("a", "w1", 0, 0, 12, 0);
+    assert_int_equal(limit_of("a"), 8);
+    long long at = rint_("HGET drover:{a}:limits a_changed_ms");
+    answers("a", "w2", 0, 0, 30, 0);
+    answers("a", "w1", 0, 0, 1, 5);
+    assert_int_equal(limit_of("a"), 8);
+    wait_redis_past(at + 1000);
+    answers("a", "w2", 0, 0, 1, 0);
+    assert_int_equal(limit_of("a"), 4);
+}
+
+/* Before the first decrease the limit doubles per window in which it was reached and
+ * answers were good; after it, it grows by one. It does not grow while unused. */
+static void adaptive_limit_grows_only_when_reached(void **state) {
+    (void)state;
+    adaptive_job("a", 0, 0);
+    answers("a", "w1", 10, 0, 0, 0); /* under the limit */
+    answers("a", "w1", 0, 10, 0, 10);
+    assert_int_equal(limit_of("a"), 16);
+    answers("a", "w1", 100, 10, 0, 0); /* wanted more than the limit left: reached */
+    answers("a", "w1", 0, 16, 0, 10);
+    assert_int_equal(limit_of("a"), 32);
+    window_over("a");
+    answers("a", "w1", 0, 16, 3, 0);
+    assert_int_equal(limit_of("a"), 16);
+    window_over("a");
+    answers("a", "w1", 100, 0, 0, 0);
+    answers("a", "w1", 0, 16, 0, 10);
+    assert_int_equal(limit_of("a"), 17);
+}
+
+/* The limit stays within 1 and max_in_flight (or the rate, the lower of the two). */
+static void adaptive_limit_stays_within_its_bounds(void **state) {
+    (void)state;
+    adaptive_job("m", 10, 0);
+    assert_int_equal(answers("m", "w1", 100, 0, 0, 0).granted, 10);
+    assert_int_equal(limit_of("m"), 10);
+    for (int k = 0; k < 3; k++) {
+        answers("m", "w1", 100, 10, 0, 50);
+        window_over("m");
+    }
+    assert_int_equal(limit_of("m"), 10);
+    adaptive_job("r", 0, 5);
+    answers("r", "w1", 1, 0, 0, 0);
+    assert_int_equal(limit_of("r"), 5);
+    for (int k = 0; k < 5; k++) {
+        window_over("r");
+        answers("r", "w1", 0, 0, 100, 0);
+    }
+    assert_int_equal(limit_of("r"), 1);
+    assert_int_equal(answers("r", "w1", 100, 0, 0, 0).granted, 1);
+}
+
+/* drover set: adaptive off lifts the limit, on brings it back; a lower max_in_flight bounds it
+ * at once. */
+static void adaptive_limit_changes_live(void **state) {
+    (void)state;
+    adaptive_job("a", 0, 0);
+    drv_job j;
+    assert_int_equal(drv_queue_job_get(q, "a", &j), DRV_OK);
+    assert_int_equal(answers("a", "w1", 100, 0, 0, 0).granted, 16);
+    j.spec.adaptive = 0;
+    assert_int_equal(drv_queue_limits_set(q, &j.spec), DRV_OK);
+    assert_int_equal(answers("a", "w1", 100, 16, 0, 0).granted, 100);
+    j.spec.adaptive = 1;
+    j.spec.max_in_flight = 4;
+    assert_int_equal(drv_queue_limits_set(q, &j.spec), DRV_OK);
+    assert_int_equal(answers("a", "w2", 100, 0, 0, 0).granted, 0);
+    assert_int_equal(limit_of("a"), 4);
+    drv_limits l;
+    assert_int_equal(drv_queue_limits_get(q, "a", &l), DRV_OK);
+    assert_int_equal(l.adaptive, 1);
+    assert_int_equal(l.limit, 4);
+}
+
 #define T(name) cmocka_unit_test_setup(name, flush)
 
 int main(void) {
@@ -199,6 +331,11 @@ int main(void) {
         T(admit_idle_worker_leaves_no_entry),
         T(admit_ignores_a_lost_workers_entry_after_its_leases_expire),
         T(limits_changed_live_apply_to_the_next_admit),
+        T(adaptive_limit_starts_at_adaptive_start_across_workers),
+        T(adaptive_limit_decreases_once_per_window),
+        T(adaptive_limit_grows_only_when_reached),
+        T(adaptive_limit_stays_within_its_bounds),
+        T(adaptive_limit_changes_live),
         T(job_delete_removes_the_limits),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -265,7 +265,7 @@ static void a_failure_schedules_a_retry_within_the_backoff_cap(void **state) {
     claim("j", 1, "w", &a);
     int64_t before = redis_now();
     drv_failure f = failure_of(&a.items[0], 0, 0, ERR);
-    drv_fail_result res = {-1, -1, -1};
+    drv_fail_result res = {-1, -1, -1, -1};
     assert_int_equal(drv_queue_fail(q, "j", 0, &f, 1, &res), DRV_OK);
     int64_t after = redis_now();
     assert_int_equal(res.retrying, 1);
@@ -353,7 +353,7 @@ static void workers_failing_at_the_same_moment_get_different_jitter(void **state
         claim_free(&c[i]);
 }
 
-static void retry_after_is_a_floor_for_the_delay_up_to_the_cap(void **state) {
+static void retry_after_is_a_floor_for_the_delay_even_past_the_cap(void **state) {
     (void)state;
     jobopt o = defaults(); /* backoff 100, cap 400 */
     job_with_items("j", &o, 2);
@@ -365,8 +365,100 @@ static void retry_after_is_a_floor_for_the_delay_up_to_the_cap(void **state) {
     assert_int_equal(drv_queue_fail(q, "j", 0, f, 2, NULL), DRV_OK);
     int64_t after = redis_now();
     assert_in_range(rint_("ZSCORE drover:{j.0}:retry 1"), before + 300, after + 300);
-    /* A Retry-After beyond the job's cap is held to the cap. */
-    assert_in_range(rint_("ZSCORE drover:{j.0}:retry 2"), before + 400, after + 400);
+    /* A Retry-After beyond the job's cap is honoured: the server said when to come back. */
+    assert_in_range(rint_("ZSCORE drover:{j.0}:retry 2"), before + 100000, after + 100000);
+    claim_free(&a);
+}
+
+static drv_failure throttle_of(const drv_lease *l, int64_t after) {
+    drv_failure f = failure_of(l, 0, after, ERR);
+    f.throttled = 1;
+    return f;
+}
+
+/* A throttled answer counts no attempt: an item throttled many more times than max_attempts
+ * is still retrying, on the attempt number it had, and the job counts the throttles. */
+static void a_throttled_answer_uses_no_attempt(void **state) {
+    (void)state;
+    jobopt o = defaults(); /* max_attempts 3 */
+    o.backoff_ms = 0;
+    job_with_items("j", &o, 1);
+    for (int k = 1; k <= 6; k++) {
+        drv_claim a;
+        claim_when_back("j", 1, "w", &a);
+        assert_int_equal(a.items[0].attempt, 1);
+        drv_failure f = throttle_of(&a.items[0], 0);
+        drv_fail_result res;
+        assert_int_equal(drv_queue_fail(q, "j", 0, &f, 1, &res), DRV_OK);
+        assert_int_equal(res.retrying, 1);
+        assert_int_equal(res.throttled, 1);
+        assert_int_equal(res.dead, 0);
+        assert_int_equal(rint_("HEXISTS drover:{j.0}:tries 1"), 0);
+        claim_free(&a);
+    }
+    assert_int_equal(counter("j", 0, "throttled"), 6);
+    assert_int_equal(counter("j", 0, "failed"), 0);
+    char *e = rstr("HGET drover:{j.0}:errors 1");
+    assert_non_null(strstr(e, "\"throttled\":6"));
+    free(e);
+    /* A real failure after the throttles counts attempt 1 and keeps the throttle count. */
+    drv_claim a;
+    claim_when_back("j", 1, "w", &a);
+    drv_failure f = failure_of(&a.items[0], 0, 0, ERR);
+    assert_int_equal(drv_queue_fail(q, "j", 0, &f, 1, NULL), DRV_OK);
+    assert_int_equal(counter("j", 0, "failed"), 1);
+    assert_int_equal(rint_("HGET drover:{j.0}:tries 1"), 1);
+    e = rstr("HGET drover:{j.0}:errors 1");
+    assert_non_null(strstr(e, "\"throttled\":6"));
+    free(e);
+    claim_free(&a);
+}
+
+/* Past max_throttled the item is dead, its error saying why. */
+static void an_item_throttled_past_max_throttled_is_dead(void **state) {
+    (void)state;
+    jobopt o = defaults();
+    o.backoff_ms = 0;
+    job_with_items("j", &o, 1);
+    rint_("HSET drover:{j.0}:state max_throttled 2");
+    drv_fail_result res = {0};
+    for (int k = 1; k <= 3; k++) {
+        drv_claim a;
+        claim_when_back("j", 1, "w", &a);
+        drv_failure f = throttle_of(&a.items[0], 0);
+        assert_int_equal(drv_queue_fail(q, "j", 0, &f, 1, &res), DRV_OK);
+        claim_free(&a);
+    }
+    assert_int_equal(res.dead, 1);
+    assert_int_equal(counter("j", 0, "dead"), 1);
+    assert_int_equal(counter("j", 0, "throttled"), 3);
+    char *e = rstr("HGET drover:{j.0}:dead 1");
+    assert_non_null(strstr(e, "\"reason\":\"max_throttled\""));
+    assert_non_null(strstr(e, "\"throttled\":3"));
+    assert_non_null(strstr(e, "HTTP 503"));
+    free(e);
+    assert_int_equal(rint_("HEXISTS drover:{j.0}:errors 1"), 0);
+}
+
+/* A throttled item waits for its Retry-After, past backoff_max_ms too; a second delivery's
+ * throttle takes its tries entry back down (the delivery did not count). */
+static void a_throttled_item_waits_for_its_retry_after(void **state) {
+    (void)state;
+    jobopt o = defaults(); /* cap 400 */
+    job_with_items("j", &o, 1);
+    drv_claim a;
+    claim("j", 1, "w", &a);
+    drv_failure f = failure_of(&a.items[0], 0, 0, ERR);
+    assert_int_equal(drv_queue_fail(q, "j", 0, &f, 1, NULL), DRV_OK);
+    claim_free(&a);
+    claim_when_back("j", 1, "w", &a);
+    assert_int_equal(a.items[0].attempt, 2);
+    int64_t before = redis_now();
+    f = throttle_of(&a.items[0], 5000);
+    assert_int_equal(drv_queue_fail(q, "j", 0, &f, 1, NULL), DRV_OK);
+    int64_t after = redis_now();
+    assert_in_range(rint_("ZSCORE drover:{j.0}:retry 1"), before + 5000, after + 5000);
+    assert_int_equal(rint_("HGET drover:{j.0}:tries 1"), 1);
     claim_free(&a);
 }
 
@@ -441,7 +533,7 @@ static void a_failure_with_a_stale_token_is_ignored(void **state) {
     assert_int_equal(rint_("EXISTS drover:{j.0}:dead drover:{j.0}:retry"), 0);
     assert_int_equal(counter("j", 0, "failed"), 0);
     /* An item never leased is stale too. */
-    drv_failure g = {{"nope", 4, 1}, 1, 0, ERR, strlen(ERR)};
+    drv_failure g = {{"nope", 4, 1}, 1, 0, 0, ERR, strlen(ERR)};
     assert_int_equal(drv_queue_fail(q, "j", 0, &g, 1, &res), DRV_OK);
     assert_int_equal(res.stale, 1);
     claim_free(&a);
@@ -479,8 +571,8 @@ static void a_failure_of_an_item_already_done_does_not_dead_letter_it(void **sta
 
 static void fail_of_an_unknown_job_is_enojob(void **state) {
     (void)state;
-    drv_failure f = {{"1", 1, 1}, 0, 0, ERR, strlen(ERR)};
-    drv_fail_result res = {7, 7, 7};
+    drv_failure f = {{"1", 1, 1}, 0, 0, 0, ERR, strlen(ERR)};
+    drv_fail_result res = {7, 7, 7, 7};
     assert_int_equal(drv_queue_fail(q, "nope", 0, &f, 1, &res), DRV_ENOJOB);
     assert_int_equal(res.retrying, 7); /* untouched on failure */
     assert_int_equal(rint_("DBSIZE"), 0);
@@ -873,7 +965,10 @@ int main(void) {
         T(a_failure_schedules_a_retry_within_the_backoff_cap),
         T(the_backoff_never_exceeds_its_cap),
         T(workers_failing_at_the_same_moment_get_different_jitter),
-        T(retry_after_is_a_floor_for_the_delay_up_to_the_cap),
+        T(retry_after_is_a_floor_for_the_delay_even_past_the_cap),
+        T(a_throttled_answer_uses_no_attempt),
+        T(an_item_throttled_past_max_throttled_is_dead),
+        T(a_throttled_item_waits_for_its_retry_after),
         T(a_permanent_failure_is_dead_at_once_with_its_error),
         T(a_failure_on_the_last_attempt_is_dead),
         T(a_failure_with_a_stale_token_is_ignored),

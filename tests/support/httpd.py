@@ -29,6 +29,9 @@ Behaviour ("..." is any further path, used to make paths unique per item):
   /ratelimit/N/SECS/...          429 with Retry-After: SECS for the first N, then 200
   /ratelimit-date/N/SECS/...     the same with Retry-After as an HTTP date
   /unavailable/N/...             503 without Retry-After for the first N, then 200
+  /throttle-all/SECS/RA/...      every request to a /throttle-all path in the SECS seconds from
+                                 the first one (since /_reset): 503 with Retry-After: RA (RA
+                                 "-": 429 without one); then 200
   /hang/...                      never answers (closes without an answer after 120 s)
   /reset/...                     closes the connection with a TCP RST, no answer
   /big/BYTES/...                 200 with BYTES bytes of "x"
@@ -73,6 +76,7 @@ ACTIVE = {"now": 0, "peak": 0}
 BODIES = {}
 HOOKMODE = {}
 STORES = {}  # N -> set of the ids deleted so far
+THROTTLE = {"since": None}
 RELEASE = threading.Event()
 VERBOSE = False
 
@@ -84,6 +88,7 @@ def reset():
         BODIES.clear()
         HOOKMODE.clear()
         STORES.clear()
+        THROTTLE["since"] = None
         HOLD["from"] = None
         RELEASE.clear()
         ACTIVE["peak"] = ACTIVE["now"]
@@ -225,6 +230,16 @@ class Handler(BaseHTTPRequestHandler):
                 ra = str(secs) if kind == "ratelimit" else \
                     email.utils.formatdate(time.time() + secs, usegmt=True)
                 return self.send(429, "slow down", headers=[("Retry-After", ra)])
+            return self.send(200, "ok")
+        if kind == "throttle-all":
+            with LOCK:
+                if THROTTLE["since"] is None:
+                    THROTTLE["since"] = time.time()
+                throttling = time.time() < THROTTLE["since"] + float(seg[1])
+            if throttling:
+                if seg[2] == "-":
+                    return self.send(429, "slow down")
+                return self.send(503, "busy", headers=[("Retry-After", seg[2])])
             return self.send(200, "ok")
         if kind == "unavailable":
             if nth <= int(seg[1]):

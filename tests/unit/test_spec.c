@@ -53,6 +53,7 @@ static void assert_spec_equal(const drv_spec *a, const drv_spec *b) {
     assert_int_equal(a->partitions, b->partitions);
     assert_int_equal(a->lease_ms, b->lease_ms);
     assert_int_equal(a->max_attempts, b->max_attempts);
+    assert_int_equal(a->max_throttled, b->max_throttled);
     assert_int_equal(a->backoff_ms, b->backoff_ms);
     assert_int_equal(a->backoff_max_ms, b->backoff_max_ms);
     assert_int_equal(a->window, b->window);
@@ -80,6 +81,7 @@ static void spec_range_source_parses_with_defaults(void **state) {
     assert_int_equal(s.partitions, 8);
     assert_int_equal(s.lease_ms, 30000);
     assert_int_equal(s.max_attempts, 5);
+    assert_int_equal(s.max_throttled, 50);
     assert_int_equal(s.backoff_ms, 1000);
     assert_int_equal(s.backoff_max_ms, 300000);
     assert_int_equal(s.window, 5000);
@@ -356,6 +358,7 @@ static void spec_other_bounds_are_named(void **state) {
     (void)state;
     expect_error("{" RANGE_1_2 ",\"lease_ms\":99}", "lease_ms: expected 100 to 86400000");
     expect_error("{" RANGE_1_2 ",\"max_attempts\":0}", "max_attempts: expected 1 to 1000");
+    expect_error("{" RANGE_1_2 ",\"max_throttled\":0}", "max_throttled: expected 1 to 1000000");
     expect_error("{" RANGE_1_2 ",\"backoff_ms\":-1}", "backoff_ms: expected 0 to 86400000");
     expect_error("{" RANGE_1_2 ",\"backoff_ms\":10,\"backoff_max_ms\":5}", "backoff_max_ms");
     expect_error("{" RANGE_1_2 ",\"window\":0}", "window: expected 1 to 10000000");
@@ -730,6 +733,7 @@ static void table_base(drv_spec *s) {
     drv_spec_init(s);
     s->range_start = 1, s->range_end = 100;
     s->rate_per_s = 10, s->rate_burst = 1;
+    s->halt_failed_percent = 10;
     assert_int_equal(drv_spec_set_text(s, drv_spec_field_named("on_dead"),
                                        "{\"url\":\"http://x/\"}", why, sizeof why),
                      DRV_OK);
@@ -783,9 +787,12 @@ static void json_with(const drv_spec_field *f, long long v, char *buf, size_t le
     const char *dot = strchr(f->name, '.');
     const char *extra =
         strcmp(f->name, "alert_dead_over") == 0 ? ",\"on_dead\":{\"url\":\"http://x/\"}" : "";
-    if (dot && strcmp(dot, ".per_second") == 0)
-        snprintf(buf, len, "{" RANGE_1_2 ",\"%.*s\":{\"per_second\":%lld}}", (int)(dot - f->name),
-                 f->name, v);
+    if (dot && (strcmp(dot, ".per_second") == 0 || strcmp(dot, ".failed_percent") == 0))
+        snprintf(buf, len, "{" RANGE_1_2 ",\"%.*s\":{\"%s\":%lld}}", (int)(dot - f->name), f->name,
+                 dot + 1, v);
+    else if (dot && strncmp(f->name, "halt.", 5) == 0)
+        snprintf(buf, len, "{" RANGE_1_2 ",\"halt\":{\"failed_percent\":10,\"%s\":%lld}}", dot + 1,
+                 v);
     else if (dot)
         snprintf(buf, len, "{" RANGE_1_2 ",\"%.*s\":{\"per_second\":10,\"%s\":%lld}}",
                  (int)(dot - f->name), f->name, dot + 1, v);
