@@ -4,6 +4,7 @@
 #include "handlers.h"
 
 #include "backoff.h"
+#include "claimsize.h"
 #include "clock.h"
 #include "log.h"
 #include "policy.h"
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- state ----------------------------------------------------------------------------------- */
@@ -106,7 +108,10 @@ typedef struct wstate {
     handler *hs[2]; /* the worker's own handler and the specs' (those not NULL) */
     int nhs;
     uint64_t next_tag;
-    hitem *hitems; /* start_items' scratch: cap_held entries */
+    claimsize cs;     /* how many items a claim asks for (claimsize.h) */
+    int last_claim;   /* what the last claim asked for: results this many go at once */
+    int64_t fair_cap; /* the items the worker means to hold: jobs share it by weight */
+    hitem *hitems;    /* start_items' scratch: cap_held entries */
     int *hidx;
     drv_http_cfg **retired; /* handlers of replaced jobs, freed at exit */
     int nretired;
@@ -114,6 +119,13 @@ typedef struct wstate {
 
 static volatile sig_atomic_t signals_seen;
 static int sig_pipe[2] = {-1, -1};
+
+/* Local monotonic microseconds: a claim's round trip on loopback is well under a millisecond. */
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static void on_signal(int sig) {
     int saved = errno;
@@ -538,6 +550,29 @@ static int any_missing(const wstate *w) {
     return 0;
 }
 
+/* The shortest lease of the jobs served (30 s before any is known): the claim size keeps a
+ * fraction of it queued. */
+static int64_t shortest_lease(const wstate *w) {
+    int64_t lease = 0;
+    for (int i = 0; i < w->njobs; i++)
+        if (w->jobs[i].active && (!lease || w->jobs[i].lease_ms < lease))
+            lease = w->jobs[i].lease_ms;
+    return lease ? lease : 30000;
+}
+
+/* Items that could start now: the free slots, or less when the handlers of the jobs served
+ * take fewer (4 command processes in a worker whose slots also count 100 HTTP requests). */
+static int room_to_run(const wstate *w) {
+    int64_t room = 0, free = w->cfg->slots - w->running;
+    for (int k = 0; k < w->nhs && room < free; k++) {
+        int used = 0;
+        for (int i = 0; i < w->njobs && !used; i++)
+            used = w->jobs[i].active && handler_of(w, &w->jobs[i]) == w->hs[k];
+        if (used) room += w->hs[k]->ops->capacity(w->hs[k]);
+    }
+    return (int)(room < free ? room : free);
+}
+
 static int any_active(const wstate *w) {
     for (int i = 0; i < w->njobs; i++)
         if (w->jobs[i].active) return 1;
@@ -610,7 +645,7 @@ static int claim_once(wstate *w, int64_t now, int want) {
         if (ji < 0) break;
         pj[ji].tried = 1;
         wjob *j = &w->jobs[ji];
-        int64_t n = policy_claim_size(want, w->cap_held, &pj[ji], wsum);
+        int64_t n = policy_claim_size(want, w->fair_cap, &pj[ji], wsum);
         if (j->limited) {
             n = admit(w, ji, now, n);
             if (n < 0) return -1;
@@ -625,7 +660,9 @@ static int claim_once(wstate *w, int64_t now, int want) {
             int p = ((first >= 0 ? first : j->rr) + k) % j->partitions;
             if (j->empty_until[p] > now) continue;
             drv_claim c;
+            int64_t t0 = now_us();
             drv_err e = ack_claim(w, ji, p, (int)n, &c);
+            if (!e) claimsize_rtt(&w->cs, now_us() - t0);
             if (e == DRV_EPAUSED || e == DRV_ECANCELLED || e == DRV_ENOJOB) {
                 j->skip_until = now + 500;
                 w->next_discover = now; /* learn the new state soon */
@@ -1192,6 +1229,7 @@ static int collect(wstate *w, int64_t now) {
             n++;
         }
     }
+    if (n) claimsize_finished(&w->cs, n, now_us());
     return n;
 }
 
@@ -1293,7 +1331,10 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
     w.cfg = cfg;
     w.q = q;
     w.connected = 1;
-    w.cap_held = cfg->slots + cfg->batch;
+    /* --batch K: every claim asks for K; else the size adapts, up to what a script takes. */
+    claimsize_init(&w.cs, cfg->batch ? cfg->batch : DRV_BATCH_MAX, cfg->batch > 0);
+    w.last_claim = cfg->batch ? cfg->batch : cfg->slots;
+    w.cap_held = cfg->slots + w.cs.max;
     w.held = calloc((size_t)w.cap_held, sizeof *w.held);
     w.hitems = calloc((size_t)w.cap_held, sizeof *w.hitems);
     w.hidx = calloc((size_t)w.cap_held, sizeof *w.hidx);
@@ -1315,8 +1356,9 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
     }
     int rc = 0, draining = 0, seen_signals = 0, drain_asked = 0;
     int64_t grace_end = 0;
-    drv_info("worker %s: serving %s with %d at a time (--concurrency %d), %d per claim", cfg->id,
-             cfg->job ? cfg->job : "every running job", cfg->slots, cfg->concurrency, cfg->batch);
+    drv_info("worker %s: serving %s with %d at a time (--concurrency %d), %s%d per claim", cfg->id,
+             cfg->job ? cfg->job : "every running job", cfg->slots, cfg->concurrency,
+             cfg->batch ? "" : "up to ", w.cs.max);
     for (;;) {
         int64_t now = drv_now_ms();
         int start_drain = drain_asked == 1;
@@ -1376,13 +1418,17 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
             /* Claims first: a claim from a partition carries its waiting acks (ackclaim).
              * Results that could not be sent (an outage) hold leases too: with as many
              * unsent as the worker may hold, it claims nothing until they are recorded. */
-            while (w.connected && now >= w.full_until && !draining &&
-                   w.nheld - w.running < cfg->slots && w.nheld + cfg->batch <= w.cap_held &&
-                   w.nres < w.cap_held) {
-                int got = claim_once(&w, now, cfg->batch);
+            while (w.connected && now >= w.full_until && !draining && w.nres < w.cap_held) {
+                int64_t lease = shortest_lease(&w);
+                int want = claimsize_want(&w.cs, w.running + room_to_run(&w), w.running,
+                                          w.nheld - w.running, w.cap_held - w.nheld, lease);
+                if (want <= 0) break;
+                w.fair_cap = cfg->batch ? w.cap_held : cfg->slots + claimsize_target(&w.cs, lease);
+                w.last_claim = want;
+                int got = claim_once(&w, now, want);
                 if (got <= 0) break;
             }
-            policy_flush f = {w.nres,   cfg->batch,   w.running,
+            policy_flush f = {w.nres,   w.last_claim, w.running,
                               draining, w.oldest_res, flush_at(&w, now)};
             if (w.connected && policy_flush_now(&f, now)) flush_results(&w);
             if (w.connected) report_limits(&w, now, 0);
@@ -1455,7 +1501,7 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
         if (w.connected && now < w.full_until && w.full_until - now < timeout)
             timeout = w.full_until - now; /* writes refused: try again after the backoff */
         if (w.nres && !w.connected) timeout = timeout < 20 ? timeout : 20;
-        policy_flush f = {w.nres,   cfg->batch,   w.running,
+        policy_flush f = {w.nres,   w.last_claim, w.running,
                           draining, w.oldest_res, w.nres && w.connected ? flush_at(&w, now) : -1};
         int64_t fd = policy_flush_wait(&f, now);
         if (fd >= 0 && fd < timeout) timeout = fd;
