@@ -50,3 +50,11 @@ int claimsize_want(const claimsize *s, int slots, int running, int queued, int r
     if (n > room) n = room;
     return n < 1 ? 0 : (int)n;
 }
+
+int64_t claimsize_idle_ms(int64_t idle_ms, int empties, double jitter) {
+    int64_t ms = idle_ms;
+    for (int k = 1; k < empties && ms < IDLE_PROBE_MS; k++)
+        ms *= 2;
+    if (ms > IDLE_PROBE_MS && idle_ms <= IDLE_PROBE_MS) ms = IDLE_PROBE_MS;
+    return ms / 2 + (int64_t)((double)(ms - ms / 2) * jitter);
+}

@@ -46,4 +46,16 @@ int64_t claimsize_target(const claimsize *s, int64_t lease_ms);
 int claimsize_want(const claimsize *s, int slots, int running, int queued, int room,
                    int64_t lease_ms);
 
+/* ---- idle partitions ------------------------------------------------------------------------ */
+
+#define IDLE_PROBE_AFTER 3    /* empty claims in a row before a partition is only probed */
+#define IDLE_PROBE_MS    1000 /* an idle job's partitions are probed about this often, */
+#define IDLE_CLAIM_EVERY 30   /* and claimed from (recovering leases, retries) every Nth time */
+
+/* How long a partition whose last 'empties' claims (>= 1) found nothing waits before the next:
+ * idle_ms (--idle-ms) halved to whole with 'jitter' in [0, 1) for the first, doubling with
+ * each after it up to IDLE_PROBE_MS, so that a fleet of idle workers does not poll Redis
+ * --idle-ms apart on every partition. */
+int64_t claimsize_idle_ms(int64_t idle_ms, int empties, double jitter);
+
 #endif

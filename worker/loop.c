@@ -30,6 +30,9 @@ typedef struct wjob {
     int seen;              /* found by the last discovery */
     int64_t skip_until;    /* paused or cancelled: look again after this */
     int64_t *empty_until;  /* per partition: nothing to claim until then */
+    int *empties;          /* per partition: claims in a row that found nothing */
+    int64_t probe_at;      /* every partition idle: when their pending lists are asked next */
+    int probes;            /* probes since the job went idle */
     drv_backoff *pbo;      /* per partition: a script error or corrupt state (said once) */
     int64_t *pbo_until;    /* per partition: send nothing before (its backoff) */
     drv_backoff bo;        /* the job's limits and cool-downs failing (said once) */
@@ -310,10 +313,12 @@ static wjob *find_job(wstate *w, const char *id) {
 static int resize_parts(wjob *x, int n) {
     int64_t *eu = calloc((size_t)n, sizeof *eu), *bu = calloc((size_t)n, sizeof *bu);
     drv_backoff *bo = calloc((size_t)n, sizeof *bo);
-    if (!eu || !bu || !bo) {
+    int *em = calloc((size_t)n, sizeof *em);
+    if (!eu || !bu || !bo || !em) {
         free(eu);
         free(bu);
         free(bo);
+        free(em);
         return -1;
     }
     int keep = x->partitions < n ? x->partitions : n;
@@ -321,10 +326,13 @@ static int resize_parts(wjob *x, int n) {
         memcpy(eu, x->empty_until, sizeof *eu * (size_t)keep);
         memcpy(bu, x->pbo_until, sizeof *bu * (size_t)keep);
         memcpy(bo, x->pbo, sizeof *bo * (size_t)keep);
+        memcpy(em, x->empties, sizeof *em * (size_t)keep);
     }
     free(x->empty_until);
     free(x->pbo_until);
     free(x->pbo);
+    free(x->empties);
+    x->empties = em;
     x->empty_until = eu;
     x->pbo_until = bu;
     x->pbo = bo;
@@ -474,6 +482,7 @@ static void update_job(wstate *w, const drv_job *j, int64_t now) {
         for (int p = 0; p < x->partitions; p++) { /* the old partitions' troubles are gone */
             memset(&x->pbo[p], 0, sizeof x->pbo[p]);
             x->pbo_until[p] = x->empty_until[p] = 0;
+            x->empties[p] = 0;
         }
         if (x->http) {
             drv_http_cfg **r = realloc(w->retired, sizeof *r * (size_t)(w->nretired + 1));
@@ -685,12 +694,15 @@ static int claim_once(wstate *w, int64_t now, int want) {
                 break;
             }
             if (c.n == 0) {
-                /* Back off this partition a little, less for the first empty claims. */
-                j->empty_until[p] = now + w->cfg->idle_ms / 2 +
-                                    (int64_t)drv_rand((uint64_t)w->cfg->idle_ms / 2 + 1);
+                /* Back off this partition, longer with each empty claim in a row (up to
+                 * IDLE_PROBE_MS); once all of the job's are idle, probe_idle asks for them. */
+                j->empties[p]++;
+                j->empty_until[p] = now + claimsize_idle_ms(w->cfg->idle_ms, j->empties[p],
+                                                            (double)drv_rand(1000) / 1000.0);
                 free(c.items);
                 continue;
             }
+            j->empties[p] = 0;
             for (size_t i = 0; i < c.n; i++) {
                 held *h = &w->held[w->nheld++];
                 h->l = c.items[i];
@@ -711,6 +723,49 @@ static int claim_once(wstate *w, int64_t now, int want) {
         if (j->limited) j->unused += n;
     }
     return 0;
+}
+
+/* A job whose every partition came up empty IDLE_PROBE_AFTER claims in a row is idle: instead
+ * of a claim script per partition, this worker asks the lengths of their pending lists in one
+ * round trip about every IDLE_PROBE_MS, and claims only from a partition that has items. Every
+ * IDLE_CLAIM_EVERY-th time it claims from each anyway: a claim recovers expired leases and due
+ * retries itself (invariant 1), which the coordinator's pass otherwise puts in pending. So 500
+ * idle workers cost Redis little, and new items, retries come due and items handed back are
+ * taken within about a second of reaching a pending list. */
+static void probe_idle(wstate *w, int64_t now) {
+    for (int i = 0; i < w->njobs && w->connected; i++) {
+        wjob *j = &w->jobs[i];
+        if (!j->active || now < j->probe_at || j->partitions < 1) continue;
+        int idle = 1;
+        for (int p = 0; p < j->partitions && idle; p++)
+            idle = j->empties[p] >= IDLE_PROBE_AFTER;
+        if (!idle) {
+            j->probes = 0;
+            continue;
+        }
+        j->probe_at = now + IDLE_PROBE_MS * 3 / 4 + (int64_t)drv_rand(IDLE_PROBE_MS / 2);
+        int *parts = malloc(sizeof *parts * (size_t)j->partitions);
+        int64_t *lens = malloc(sizeof *lens * (size_t)j->partitions);
+        drv_err e = DRV_ENOMEM;
+        if (parts && lens && ++j->probes % IDLE_CLAIM_EVERY) {
+            for (int p = 0; p < j->partitions; p++)
+                parts[p] = p;
+            e = drv_queue_pending(w->q, j->id, parts, j->partitions, lens);
+        }
+        free(parts);
+        if (e == DRV_EIO) {
+            free(lens);
+            redis_failed(w, e, "asking for pending items", NULL, NULL);
+            return;
+        }
+        /* Not asked, or the answer failed: the claims go ahead (and say what fails). */
+        for (int p = 0; p < j->partitions; p++)
+            if (e || lens[p] > 0)
+                j->empty_until[p] = 0;
+            else if (j->empty_until[p] < j->probe_at)
+                j->empty_until[p] = j->probe_at;
+        free(lens);
+    }
 }
 
 /* Tells the limits what this worker holds of each limited job when that changed (items
@@ -1418,6 +1473,7 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
             /* Claims first: a claim from a partition carries its waiting acks (ackclaim).
              * Results that could not be sent (an outage) hold leases too: with as many
              * unsent as the worker may hold, it claims nothing until they are recorded. */
+            if (!draining && now >= w.full_until) probe_idle(&w, now);
             while (w.connected && now >= w.full_until && !draining && w.nres < w.cap_held) {
                 int64_t lease = shortest_lease(&w);
                 int want = claimsize_want(&w.cs, w.running + room_to_run(&w), w.running,
@@ -1554,6 +1610,7 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
         result_clear(&w.res[i]);
     for (int i = 0; i < w.njobs; i++) {
         free(w.jobs[i].empty_until);
+        free(w.jobs[i].empties);
         free(w.jobs[i].pbo);
         free(w.jobs[i].pbo_until);
         free_http(&w.jobs[i]);

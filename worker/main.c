@@ -154,7 +154,10 @@ int main(int argc, char **argv) {
         {"id", "DROVER_WORKER_ID", DRV_OPT_STR, NULL, "ID",
          "worker id in leases and logs (default: host:pid)", 0, 0, &id},
         {"idle-ms", "DROVER_IDLE_MS", DRV_OPT_INT, "100", "MS",
-         "longest wait before asking an empty partition again", 1, 60000, &idle},
+         "first wait before asking an empty partition again (doubling to 1 s while it stays "
+         "empty; a job whose partitions are all empty is then probed with LLEN about once a "
+         "second, a claim from each every 30th time)",
+         1, 60000, &idle},
         {"stats-ms", "DROVER_STATS_MS", DRV_OPT_INT, "10000", "MS",
          "log a progress line this often (0: never)", 0, 86400000, &stats},
         {"vanish-ms", "DROVER_VANISH_MS", DRV_OPT_INT, "3000", "MS",

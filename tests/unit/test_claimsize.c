@@ -1,6 +1,7 @@
 /* The claim size (worker/claimsize.h): a worker held back by its claims grows them to the
  * script's maximum, one held back by its handler keeps about a horizon of work queued, the
- * size stays between 1 and the maximum, and --batch fixes it as before. */
+ * size stays between 1 and the maximum, and --batch fixes it as before; an empty partition is
+ * asked again later each time, up to IDLE_PROBE_MS. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -134,6 +135,21 @@ static void batch_fixes_the_size_as_before(void **state) {
     assert_int_equal(claimsize_want(&s, 4, 0, 0, 5, LEASE), 1);
 }
 
+static void an_empty_partition_waits_longer_each_time_up_to_a_second(void **state) {
+    (void)state;
+    /* --idle-ms 100: 50-100 ms after the first empty claim, then 100-200, 200-400, ... */
+    assert_int_equal(claimsize_idle_ms(100, 1, 0.0), 50);
+    assert_int_equal(claimsize_idle_ms(100, 1, 0.999), 99);
+    assert_int_equal(claimsize_idle_ms(100, 2, 0.0), 100);
+    assert_int_equal(claimsize_idle_ms(100, 3, 0.0), 200);
+    /* Never past IDLE_PROBE_MS (half of it to all of it), however long it stays empty. */
+    assert_int_equal(claimsize_idle_ms(100, 5, 0.0), IDLE_PROBE_MS / 2);
+    assert_int_equal(claimsize_idle_ms(100, 1000, 0.0), IDLE_PROBE_MS / 2);
+    assert_true(claimsize_idle_ms(100, 1000, 0.999) < IDLE_PROBE_MS);
+    /* An --idle-ms above it is kept as given. */
+    assert_int_equal(claimsize_idle_ms(5000, 3, 0.0), 2500);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(with_nothing_known_it_fills_the_free_slots),
@@ -142,6 +158,7 @@ int main(void) {
         cmocka_unit_test(a_slow_round_trip_queues_more),
         cmocka_unit_test(an_idle_gap_lowers_the_rate),
         cmocka_unit_test(batch_fixes_the_size_as_before),
+        cmocka_unit_test(an_empty_partition_waits_longer_each_time_up_to_a_second),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
