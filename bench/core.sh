@@ -7,6 +7,7 @@
 #   HANDLER: noop (coordination alone) or a command, e.g. true
 #   bench/core.sh 1000000 16 2 noop 1000 1000
 #   bench/core.sh 100000 16 2 true 16 16
+#   bench/core.sh 1000000 16 2 noop auto auto   # untuned: the worker's defaults
 # BENCH_FILE=PATH submits that file of ids (one a line; a regular file, the coordinator reads it
 # again to feed) instead of the range 1..ITEMS, to measure the done buckets of string ids:
 #   awk 'BEGIN { for (i = 1; i <= 1000000; i++) printf "user-%07d\n", i }' >/tmp/ids.txt

@@ -139,6 +139,8 @@ bench_pending_sample() {
 
 
 # bench_drover EXPECTED PARTITIONS WORKERS BATCH CONCURRENCY HANDLER SOURCE-FLAG...
+#   (BATCH or CONCURRENCY "auto" leaves that flag out: the worker's defaults, untuned; HANDLER
+#   http: the workers run no command, the job's spec has the HTTP handler, given in SOURCE-FLAG)
 #   One job on an empty Redis: drover submit (with the given source flags, e.g. --range 1..N or
 #   --file PATH) and `drover run` in the foreground, WORKERS drover-workers with
 #   --exit-when-done. HANDLER is noop (drover-worker --handler noop: coordination alone) or a
@@ -172,13 +174,19 @@ bench_drover() {
         "$B/drover" submit --id bench "$@" --partitions "$parts" --window "${BENCH_WINDOW:-20000}" \
             --quiet >/dev/null
     fi
+    local tune=() # BATCH or CONCURRENCY "auto": the worker's default (the claim size adapts)
+    [ "$batch" = auto ] || tune+=(--batch "$batch")
+    [ "$conc" = auto ] || tune+=(--concurrency "$conc")
     for _ in $(seq "$nworkers"); do
-        if [ "$handler" = noop ]; then
-            "$B/drover-worker" --job bench --handler noop --batch "$batch" --concurrency "$conc" \
+        if [ "$handler" = http ]; then # the job's own HTTP handler (submit --handler JSON)
+            "$B/drover-worker" --job bench "${tune[@]}" \
+                --exit-when-done --stats-ms 0 --log-level warn &
+        elif [ "$handler" = noop ]; then
+            "$B/drover-worker" --job bench --handler noop "${tune[@]}" \
                 --exit-when-done --stats-ms 0 --log-level warn &
         else
             # shellcheck disable=SC2086 # HANDLER is a command line split on spaces
-            "$B/drover-worker" --job bench --batch "$batch" --concurrency "$conc" \
+            "$B/drover-worker" --job bench "${tune[@]}" \
                 --exit-when-done --stats-ms 0 --log-level warn -- $handler &
         fi
         wpids+=($!)

@@ -178,6 +178,10 @@ drv_err drv_queue_range_settled(drv_queue *q, const char *job, int p, int64_t st
                                 int64_t *done, int64_t *dead);
 /* Reads every partition's state and sizes (read-only, pipelined). out has nparts entries. */
 drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat *out);
+/* The length of the pending list of each of job's partitions parts[0..n), into lens[0..n), in
+ * one pipelined round trip of LLENs: what an idle worker asks instead of claiming from every
+ * partition (a claim is a script; an LLEN a fraction of it). */
+drv_err drv_queue_pending(drv_queue *q, const char *job, const int *parts, int n, int64_t *lens);
 
 typedef struct drv_feed_item {
     const char *id;

@@ -94,6 +94,28 @@ drv_err drv_queue_reap(drv_queue *q, const char *job, int p, drv_part_stat *out)
                                        .out = out});
 }
 
+drv_err drv_queue_pending(drv_queue *q, const char *job, const int *parts, int n, int64_t *lens) {
+    drv_err e, first = DRV_OK;
+    for (int i = 0; i < n; i++) {
+        drv_part_keys k;
+        drv_keys_part(&k, q->prefix, job, parts[i]);
+        const char *c[2] = {"LLEN", k.ptr[DRV_K_PENDING]};
+        if ((e = drv_conn_append(q->conn, 2, c, NULL))) return e;
+    }
+    for (int i = 0; i < n; i++) { /* every reply is read, so the connection stays in step */
+        redisReply *r = NULL;
+        if ((e = drv_conn_reply(q->conn, &r)) == DRV_EIO) return e;
+        if (e && !first) {
+            drv_part_keys k;
+            drv_keys_part(&k, q->prefix, job, parts[i]);
+            first = drvq_wrongtype(q, e, k.ptr[DRV_K_PENDING]);
+        }
+        lens[i] = e ? 0 : drvq_int(r);
+        if (r) freeReplyObject(r);
+    }
+    return first;
+}
+
 drv_err drv_queue_stats(drv_queue *q, const char *job, int nparts, drv_part_stat *out) {
     drv_err e;
     for (int p = 0; p < nparts; p++) {

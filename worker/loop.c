@@ -4,6 +4,7 @@
 #include "handlers.h"
 
 #include "backoff.h"
+#include "claimsize.h"
 #include "clock.h"
 #include "log.h"
 #include "policy.h"
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- state ----------------------------------------------------------------------------------- */
@@ -28,6 +30,9 @@ typedef struct wjob {
     int seen;              /* found by the last discovery */
     int64_t skip_until;    /* paused or cancelled: look again after this */
     int64_t *empty_until;  /* per partition: nothing to claim until then */
+    int *empties;          /* per partition: claims in a row that found nothing */
+    int64_t probe_at;      /* every partition idle: when their pending lists are asked next */
+    int probes;            /* probes since the job went idle */
     drv_backoff *pbo;      /* per partition: a script error or corrupt state (said once) */
     int64_t *pbo_until;    /* per partition: send nothing before (its backoff) */
     drv_backoff bo;        /* the job's limits and cool-downs failing (said once) */
@@ -107,7 +112,10 @@ typedef struct wstate {
     handler *hs[2]; /* the worker's own handler and the specs' (those not NULL) */
     int nhs;
     uint64_t next_tag;
-    hitem *hitems; /* start_items' scratch: cap_held entries */
+    claimsize cs;     /* how many items a claim asks for (claimsize.h) */
+    int last_claim;   /* what the last claim asked for: results this many go at once */
+    int64_t fair_cap; /* the items the worker means to hold: jobs share it by weight */
+    hitem *hitems;    /* start_items' scratch: cap_held entries */
     int *hidx;
     drv_http_cfg **retired; /* handlers of replaced jobs, freed at exit */
     int nretired;
@@ -115,6 +123,13 @@ typedef struct wstate {
 
 static volatile sig_atomic_t signals_seen;
 static int sig_pipe[2] = {-1, -1};
+
+/* Local monotonic microseconds: a claim's round trip on loopback is well under a millisecond. */
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static void on_signal(int sig) {
     int saved = errno;
@@ -299,10 +314,12 @@ static wjob *find_job(wstate *w, const char *id) {
 static int resize_parts(wjob *x, int n) {
     int64_t *eu = calloc((size_t)n, sizeof *eu), *bu = calloc((size_t)n, sizeof *bu);
     drv_backoff *bo = calloc((size_t)n, sizeof *bo);
-    if (!eu || !bu || !bo) {
+    int *em = calloc((size_t)n, sizeof *em);
+    if (!eu || !bu || !bo || !em) {
         free(eu);
         free(bu);
         free(bo);
+        free(em);
         return -1;
     }
     int keep = x->partitions < n ? x->partitions : n;
@@ -310,10 +327,13 @@ static int resize_parts(wjob *x, int n) {
         memcpy(eu, x->empty_until, sizeof *eu * (size_t)keep);
         memcpy(bu, x->pbo_until, sizeof *bu * (size_t)keep);
         memcpy(bo, x->pbo, sizeof *bo * (size_t)keep);
+        memcpy(em, x->empties, sizeof *em * (size_t)keep);
     }
     free(x->empty_until);
     free(x->pbo_until);
     free(x->pbo);
+    free(x->empties);
+    x->empties = em;
     x->empty_until = eu;
     x->pbo_until = bu;
     x->pbo = bo;
@@ -463,6 +483,7 @@ static void update_job(wstate *w, const drv_job *j, int64_t now) {
         for (int p = 0; p < x->partitions; p++) { /* the old partitions' troubles are gone */
             memset(&x->pbo[p], 0, sizeof x->pbo[p]);
             x->pbo_until[p] = x->empty_until[p] = 0;
+            x->empties[p] = 0;
         }
         if (x->http) {
             drv_http_cfg **r = realloc(w->retired, sizeof *r * (size_t)(w->nretired + 1));
@@ -541,6 +562,29 @@ static int any_missing(const wstate *w) {
     return 0;
 }
 
+/* The shortest lease of the jobs served (30 s before any is known): the claim size keeps a
+ * fraction of it queued. */
+static int64_t shortest_lease(const wstate *w) {
+    int64_t lease = 0;
+    for (int i = 0; i < w->njobs; i++)
+        if (w->jobs[i].active && (!lease || w->jobs[i].lease_ms < lease))
+            lease = w->jobs[i].lease_ms;
+    return lease ? lease : 30000;
+}
+
+/* Items that could start now: the free slots, or less when the handlers of the jobs served
+ * take fewer (4 command processes in a worker whose slots also count 100 HTTP requests). */
+static int room_to_run(const wstate *w) {
+    int64_t room = 0, free = w->cfg->slots - w->running;
+    for (int k = 0; k < w->nhs && room < free; k++) {
+        int used = 0;
+        for (int i = 0; i < w->njobs && !used; i++)
+            used = w->jobs[i].active && handler_of(w, &w->jobs[i]) == w->hs[k];
+        if (used) room += w->hs[k]->ops->capacity(w->hs[k]);
+    }
+    return (int)(room < free ? room : free);
+}
+
 static int any_active(const wstate *w) {
     for (int i = 0; i < w->njobs; i++)
         if (w->jobs[i].active) return 1;
@@ -615,7 +659,7 @@ static int claim_once(wstate *w, int64_t now, int want) {
         if (ji < 0) break;
         pj[ji].tried = 1;
         wjob *j = &w->jobs[ji];
-        int64_t n = policy_claim_size(want, w->cap_held, &pj[ji], wsum);
+        int64_t n = policy_claim_size(want, w->fair_cap, &pj[ji], wsum);
         if (j->limited) {
             n = admit(w, ji, now, n);
             if (n < 0) return -1;
@@ -630,7 +674,9 @@ static int claim_once(wstate *w, int64_t now, int want) {
             int p = ((first >= 0 ? first : j->rr) + k) % j->partitions;
             if (j->empty_until[p] > now) continue;
             drv_claim c;
+            int64_t t0 = now_us();
             drv_err e = ack_claim(w, ji, p, (int)n, &c);
+            if (!e) claimsize_rtt(&w->cs, now_us() - t0);
             if (e == DRV_EPAUSED || e == DRV_ECANCELLED || e == DRV_ENOJOB) {
                 j->skip_until = now + 500;
                 w->next_discover = now; /* learn the new state soon */
@@ -653,12 +699,15 @@ static int claim_once(wstate *w, int64_t now, int want) {
                 break;
             }
             if (c.n == 0) {
-                /* Back off this partition a little, less for the first empty claims. */
-                j->empty_until[p] = now + w->cfg->idle_ms / 2 +
-                                    (int64_t)drv_rand((uint64_t)w->cfg->idle_ms / 2 + 1);
+                /* Back off this partition, longer with each empty claim in a row (up to
+                 * IDLE_PROBE_MS); once all of the job's are idle, probe_idle asks for them. */
+                j->empties[p]++;
+                j->empty_until[p] = now + claimsize_idle_ms(w->cfg->idle_ms, j->empties[p],
+                                                            (double)drv_rand(1000) / 1000.0);
                 free(c.items);
                 continue;
             }
+            j->empties[p] = 0;
             for (size_t i = 0; i < c.n; i++) {
                 held *h = &w->held[w->nheld++];
                 h->l = c.items[i];
@@ -679,6 +728,49 @@ static int claim_once(wstate *w, int64_t now, int want) {
         if (j->limited) j->unused += n;
     }
     return 0;
+}
+
+/* A job whose every partition came up empty IDLE_PROBE_AFTER claims in a row is idle: instead
+ * of a claim script per partition, this worker asks the lengths of their pending lists in one
+ * round trip about every IDLE_PROBE_MS, and claims only from a partition that has items. Every
+ * IDLE_CLAIM_EVERY-th time it claims from each anyway: a claim recovers expired leases and due
+ * retries itself (invariant 1), which the coordinator's pass otherwise puts in pending. So 500
+ * idle workers cost Redis little, and new items, retries come due and items handed back are
+ * taken within about a second of reaching a pending list. */
+static void probe_idle(wstate *w, int64_t now) {
+    for (int i = 0; i < w->njobs && w->connected; i++) {
+        wjob *j = &w->jobs[i];
+        if (!j->active || now < j->probe_at || j->partitions < 1) continue;
+        int idle = 1;
+        for (int p = 0; p < j->partitions && idle; p++)
+            idle = j->empties[p] >= IDLE_PROBE_AFTER;
+        if (!idle) {
+            j->probes = 0;
+            continue;
+        }
+        j->probe_at = now + IDLE_PROBE_MS * 3 / 4 + (int64_t)drv_rand(IDLE_PROBE_MS / 2);
+        int *parts = malloc(sizeof *parts * (size_t)j->partitions);
+        int64_t *lens = malloc(sizeof *lens * (size_t)j->partitions);
+        drv_err e = DRV_ENOMEM;
+        if (parts && lens && ++j->probes % IDLE_CLAIM_EVERY) {
+            for (int p = 0; p < j->partitions; p++)
+                parts[p] = p;
+            e = drv_queue_pending(w->q, j->id, parts, j->partitions, lens);
+        }
+        free(parts);
+        if (e == DRV_EIO) {
+            free(lens);
+            redis_failed(w, e, "asking for pending items", NULL, NULL);
+            return;
+        }
+        /* Not asked, or the answer failed: the claims go ahead (and say what fails). */
+        for (int p = 0; p < j->partitions; p++)
+            if (e || lens[p] > 0)
+                j->empty_until[p] = 0;
+            else if (j->empty_until[p] < j->probe_at)
+                j->empty_until[p] = j->probe_at;
+        free(lens);
+    }
 }
 
 /* Tells the limits what this worker holds of each limited job when that changed (items
@@ -1201,6 +1293,7 @@ static int collect(wstate *w, int64_t now) {
             n++;
         }
     }
+    if (n) claimsize_finished(&w->cs, n, now_us());
     return n;
 }
 
@@ -1302,7 +1395,10 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
     w.cfg = cfg;
     w.q = q;
     w.connected = 1;
-    w.cap_held = cfg->slots + cfg->batch;
+    /* --batch K: every claim asks for K; else the size adapts, up to what a script takes. */
+    claimsize_init(&w.cs, cfg->batch ? cfg->batch : DRV_BATCH_MAX, cfg->batch > 0);
+    w.last_claim = cfg->batch ? cfg->batch : cfg->slots;
+    w.cap_held = cfg->slots + w.cs.max;
     w.held = calloc((size_t)w.cap_held, sizeof *w.held);
     w.hitems = calloc((size_t)w.cap_held, sizeof *w.hitems);
     w.hidx = calloc((size_t)w.cap_held, sizeof *w.hidx);
@@ -1324,8 +1420,9 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
     }
     int rc = 0, draining = 0, seen_signals = 0, drain_asked = 0;
     int64_t grace_end = 0;
-    drv_info("worker %s: serving %s with %d at a time (--concurrency %d), %d per claim", cfg->id,
-             cfg->job ? cfg->job : "every running job", cfg->slots, cfg->concurrency, cfg->batch);
+    drv_info("worker %s: serving %s with %d at a time (--concurrency %d), %s%d per claim", cfg->id,
+             cfg->job ? cfg->job : "every running job", cfg->slots, cfg->concurrency,
+             cfg->batch ? "" : "up to ", w.cs.max);
     for (;;) {
         int64_t now = drv_now_ms();
         int start_drain = drain_asked == 1;
@@ -1385,13 +1482,18 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
             /* Claims first: a claim from a partition carries its waiting acks (ackclaim).
              * Results that could not be sent (an outage) hold leases too: with as many
              * unsent as the worker may hold, it claims nothing until they are recorded. */
-            while (w.connected && now >= w.full_until && !draining &&
-                   w.nheld - w.running < cfg->slots && w.nheld + cfg->batch <= w.cap_held &&
-                   w.nres < w.cap_held) {
-                int got = claim_once(&w, now, cfg->batch);
+            if (!draining && now >= w.full_until) probe_idle(&w, now);
+            while (w.connected && now >= w.full_until && !draining && w.nres < w.cap_held) {
+                int64_t lease = shortest_lease(&w);
+                int want = claimsize_want(&w.cs, w.running + room_to_run(&w), w.running,
+                                          w.nheld - w.running, w.cap_held - w.nheld, lease);
+                if (want <= 0) break;
+                w.fair_cap = cfg->batch ? w.cap_held : cfg->slots + claimsize_target(&w.cs, lease);
+                w.last_claim = want;
+                int got = claim_once(&w, now, want);
                 if (got <= 0) break;
             }
-            policy_flush f = {w.nres,   cfg->batch,   w.running,
+            policy_flush f = {w.nres,   w.last_claim, w.running,
                               draining, w.oldest_res, flush_at(&w, now)};
             if (w.connected && policy_flush_now(&f, now)) flush_results(&w);
             if (w.connected) report_limits(&w, now, 0);
@@ -1464,7 +1566,7 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
         if (w.connected && now < w.full_until && w.full_until - now < timeout)
             timeout = w.full_until - now; /* writes refused: try again after the backoff */
         if (w.nres && !w.connected) timeout = timeout < 20 ? timeout : 20;
-        policy_flush f = {w.nres,   cfg->batch,   w.running,
+        policy_flush f = {w.nres,   w.last_claim, w.running,
                           draining, w.oldest_res, w.nres && w.connected ? flush_at(&w, now) : -1};
         int64_t fd = policy_flush_wait(&f, now);
         if (fd >= 0 && fd < timeout) timeout = fd;
@@ -1517,6 +1619,7 @@ int worker_run(const worker_cfg *cfg, drv_queue *q) {
         result_clear(&w.res[i]);
     for (int i = 0; i < w.njobs; i++) {
         free(w.jobs[i].empty_until);
+        free(w.jobs[i].empties);
         free(w.jobs[i].pbo);
         free(w.jobs[i].pbo_until);
         free_http(&w.jobs[i]);

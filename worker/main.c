@@ -15,6 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#define DRV_HTTP_CONC     100 /* HTTP requests at once without --concurrency */
+#define DRV_HTTP_CONC_STR "100"
+
 static const drv_cmd_doc doc = {
     "drover-worker [OPTIONS] [-- CMD [ARG...]]\n       drover-worker [OPTIONS] --handler noop",
     "Claims items from drover jobs in Redis and handles each once.\n\n"
@@ -92,9 +95,9 @@ int main(int argc, char **argv) {
     memset(&cfg, 0, sizeof cfg);
     const char *id = NULL, *job = NULL, *handler_name = NULL, *allow = NULL, *health_file = NULL,
                *ack_log = NULL, *allow_env = NULL, *pass_env = NULL;
-    long long conc, batch = 0, grace, timeout, idle, stats, vanish, host_conns, max_age,
-                    stdin_batch, serve_n, serve_inflight, serve_max;
-    /* batch has no default: 0 = conc */
+    long long conc = 0, batch = 0, grace, timeout, idle, stats, vanish, host_conns, max_age,
+              stdin_batch, serve_n, serve_inflight, serve_max;
+    /* conc and batch have no default: 0 = chosen below (conc per handler, batch per claim) */
     int exit_when_done = 0, no_stdin = 0, version = 0, health = 0, noop = 0;
     exec_cfg exec;
     memset(&exec, 0, sizeof exec);
@@ -102,13 +105,13 @@ int main(int argc, char **argv) {
         DRV_CLI_OPTS(&cli),
         {"job", "DROVER_JOB_ID", DRV_OPT_STR, NULL, "J",
          "serve only job J (default: every running job)", 0, 0, &job},
-        {"concurrency", "DROVER_CONCURRENCY", DRV_OPT_INT, "4", "N",
+        {"concurrency", "DROVER_CONCURRENCY", DRV_OPT_INT, NULL, "N",
          "handler processes (or HTTP requests) at once: N items, N x K with --stdin-batch K; "
-         "--serve N sets it",
+         "--serve N sets it (default: 4 processes of CMD, " DRV_HTTP_CONC_STR " HTTP requests)",
          1, 4096, &conc},
         {"batch", "DROVER_BATCH", DRV_OPT_INT, NULL, "K",
-         "items per claim call (default: the items that may run at once, at most " DRV_BATCH_MAX_STR
-         ")",
+         "items per claim call (default: sized claim by claim from the items finished per "
+         "second and the claim's round trip, up to " DRV_BATCH_MAX_STR ")",
          0, DRV_BATCH_MAX, &batch},
         {"grace", "DROVER_GRACE", DRV_OPT_INT, "30", "S",
          "seconds running items get to finish after SIGTERM", 0, 86400, &grace},
@@ -153,7 +156,10 @@ int main(int argc, char **argv) {
         {"id", "DROVER_WORKER_ID", DRV_OPT_STR, NULL, "ID",
          "worker id in leases and logs (default: host:pid)", 0, 0, &id},
         {"idle-ms", "DROVER_IDLE_MS", DRV_OPT_INT, "100", "MS",
-         "longest wait before asking an empty partition again", 1, 60000, &idle},
+         "first wait before asking an empty partition again (doubling to 1 s while it stays "
+         "empty; a job whose partitions are all empty is then probed with LLEN about once a "
+         "second, a claim from each every 30th time)",
+         1, 60000, &idle},
         {"stats-ms", "DROVER_STATS_MS", DRV_OPT_INT, "10000", "MS",
          "log a progress line this often (0: never)", 0, 86400000, &stats},
         {"vanish-ms", "DROVER_VANISH_MS", DRV_OPT_INT, "3000", "MS",
@@ -304,16 +310,22 @@ int main(int argc, char **argv) {
     /* --concurrency counts processes: a --stdin-batch process holds up to K items, a --serve
      * process up to --serve-inflight; --serve N is the process count. */
     if (serve_n > 0) conc = serve_n;
+    /* A process per item costs a fork and its memory, an HTTP request a socket: without
+     * --concurrency a worker runs 4 processes but DRV_HTTP_CONC requests, since a slow API is
+     * waited on, not computed (100 requests of 20 ms: 5000 items/s). */
+    long long http_conc = conc ? conc : DRV_HTTP_CONC;
+    if (!conc) conc = 4;
     cfg.concurrency = (int)conc;
     long long slots = exec.argv && stdin_batch > 0 ? conc * stdin_batch
                       : serve_n > 0                ? conc * serve_inflight
                                                    : conc;
+    if (!noop && http_conc > slots) slots = http_conc; /* each handler's capacity caps its own */
     if (slots > 1000000) {
         fprintf(stderr, "error: %lld items at once is too many (at most 1000000)\n", slots);
         return 2;
     }
     cfg.slots = (int)slots;
-    cfg.batch = batch ? (int)batch : (int)(slots < DRV_BATCH_MAX ? slots : DRV_BATCH_MAX);
+    cfg.batch = (int)batch; /* 0: sized claim by claim (worker/claimsize.h) */
     cfg.grace_ms = grace * 1000;
     cfg.idle_ms = idle;
     cfg.stats_ms = stats;
@@ -342,7 +354,7 @@ int main(int argc, char **argv) {
         cfg.own = noop        ? noop_handler_new()
                   : exec.argv ? exec_handler_new(&exec, cfg.id, cfg.concurrency)
                               : NULL;
-    cfg.spec = noop ? NULL : http_handler_new(cfg.id, cfg.concurrency, cfg.max_host_conns, allow);
+    cfg.spec = noop ? NULL : http_handler_new(cfg.id, (int)http_conc, cfg.max_host_conns, allow);
     if (serve_n > 0 && !cfg.own) {
         fprintf(stderr, "error: --serve: %s\n", swhy);
         rc = 2;
