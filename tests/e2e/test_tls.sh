@@ -3,7 +3,7 @@
 # end to end over mutual TLS; a wrong CA, a wrong host name, an expired certificate, a plain
 # server on a rediss:// URL and a TLS server on a redis:// URL each fail within a few seconds
 # naming the reason; reconnect after the TLS server restarts on the same port; a cluster over
-# TLS (--tls-cluster yes).
+# TLS (--tls-cluster yes); the master found through a sentinel on a TLS port (rediss+sentinel://).
 source "$DROVER_SRC_DIR/tests/support/e2e.sh"
 
 # ---- certificates --------------------------------------------------------------------------
@@ -143,6 +143,41 @@ wait_exit 60 "$coord"
 [ "$EXIT_CODE" -eq 0 ] || fail "coordinator after the TLS restart exited $EXIT_CODE"
 [ "$(status_num t2 done)" -eq 3000 ] || fail "t2 done $(status_num t2 done), expected 3000"
 say "TLS server restarted mid-job: $(grep -m1 'redis reconnected' "$TMP/w2.log" | cut -c26-)"
+
+# ---- Sentinel over TLS: the sentinel and the master it names both on TLS ports -----------------
+for try in $(seq 20); do
+    sport=$((20000 + RANDOM % 40000))
+    mkdir -p "$TMP/sentinel-$sport"
+    cat >"$TMP/sentinel-$sport/sentinel.conf" <<CONF
+port 0
+tls-port $sport
+bind 127.0.0.1
+tls-cert-file $C/server.crt
+tls-key-file $C/server.key
+tls-ca-cert-file $C/ca.crt
+tls-replication yes
+sentinel monitor mm 127.0.0.1 $S_PORT 1
+CONF
+    redis-server "$TMP/sentinel-$sport/sentinel.conf" --sentinel --dir "$TMP/sentinel-$sport" \
+        --logfile "$TMP/sentinel-$sport.log" &
+    spid=$!
+    NODE_PIDS+=("$spid")
+    sentinel_knows() { tls_cli "$sport" sentinel get-master-addr-by-name mm | grep -q "$S_PORT"; }
+    for i in $(seq 200); do
+        sentinel_knows 2>/dev/null && break
+        kill -0 "$spid" 2>/dev/null || break
+        sleep 0.05
+    done
+    sentinel_knows 2>/dev/null && break
+    kill "$spid" 2>/dev/null || true
+    wait "$spid" 2>/dev/null || true
+done
+sentinel_knows || fail "could not start a TLS sentinel"
+SURL="rediss+sentinel://127.0.0.1:$sport/mm?$MTLS"
+[ "$(DROVER_REDIS_URL=$SURL status_num t1 done)" -eq 2000 ] ||
+    fail "drover status through a TLS sentinel: $(DROVER_REDIS_URL=$SURL "$DROVER" status t1 2>&1)"
+expect_refusal "TLS sentinel on a plain URL" "redis+sentinel://127.0.0.1:$sport/mm" "expects TLS"
+say "rediss+sentinel://: the master found through a TLS sentinel, read over TLS"
 
 # ---- a cluster over TLS: clients, cluster bus and CLUSTER SLOTS all on TLS ports -------------
 cports=()
