@@ -115,6 +115,16 @@ start_redis
 expect_refusal "plain server on a TLS URL" "rediss://127.0.0.1:$REDIS_PORT?ca=$C/ca.crt" \
     "not speaking TLS"
 export DROVER_REDIS_URL=$GOOD # start_redis pointed it at the plain server
+# A server that stops answering: the reply over TLS times out like a plain one.
+tls_cli "$S_PORT" CLIENT PAUSE 3000 ALL >/dev/null
+start=$SECONDS rc=0
+"$DROVER" list --command-timeout-ms 300 >/dev/null 2>"$TMP/err" || rc=$?
+[ "$rc" -ne 0 ] && grep -q "timed out waiting for a reply" "$TMP/err" ||
+    fail "a paused TLS server: exit $rc, $(cat "$TMP/err")"
+[ $((SECONDS - start)) -le 2 ] || fail "a paused TLS server: took $((SECONDS - start)) s"
+say "a paused TLS server: $(head -c 200 "$TMP/err")"
+tls_cli "$S_PORT" CLIENT UNPAUSE >/dev/null
+
 # insecure=1 connects to the expired one, with a warning.
 DROVER_REDIS_URL="rediss://127.0.0.1:$E_PORT?insecure=1" "$DROVER" list >/dev/null 2>"$TMP/err" ||
     fail "insecure=1: $(cat "$TMP/err")"
