@@ -44,17 +44,24 @@ bench_bins() {
     fi
 }
 
-# bench_redis_start: sets BENCH_PORT, BENCH_RPID and DROVER_REDIS_URL.
+# bench_redis_start: sets BENCH_PORT, BENCH_RPID and DROVER_REDIS_URL (and BENCH_TLS_PORT,
+# BENCH_PORT + 1, with BENCH_TLS_DIR).
 bench_redis_start() {
-    local port i
+    local port i tls
     for _ in $(seq 20); do
         port=$((20000 + RANDOM % 40000))
+        tls=()
+        # BENCH_TLS_DIR (bench/tls.sh): a TLS port beside the plain one, its certificates there.
+        [ -z "${BENCH_TLS_DIR:-}" ] ||
+            tls=(--tls-port $((port + 1)) --tls-cert-file "$BENCH_TLS_DIR/server.crt"
+                --tls-key-file "$BENCH_TLS_DIR/server.key" --tls-ca-cert-file "$BENCH_TLS_DIR/ca.crt"
+                --tls-auth-clients no)
         redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-            --dir "$BENCH_TMP" --logfile "$BENCH_TMP/redis.log" &
+            --dir "$BENCH_TMP" --logfile "$BENCH_TMP/redis.log" "${tls[@]}" &
         BENCH_RPID=$!
         for i in $(seq 200); do
             if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
-                BENCH_PORT=$port
+                BENCH_PORT=$port BENCH_TLS_PORT=$((port + 1))
                 export DROVER_REDIS_URL="redis://127.0.0.1:$port/0"
                 return 0
             fi

@@ -22,8 +22,11 @@ typedef struct drv_cli {
      "URL",                                                                                        \
      "Redis: redis://[user:password@]host:port/db, unix:///path.sock, "                            \
      "redis+cluster://[user:password@]host:port[,host:port...] (Redis Cluster seeds) or "          \
-     "redis+sentinel://[user:password@]host:port[,host:port...]/MASTERNAME. A password in "        \
-     "--redis is hidden from ps once read, not before: DROVER_REDIS_URL is the safer form",        \
+     "redis+sentinel://[user:password@]host:port[,host:port...]/MASTERNAME; rediss://, "           \
+     "rediss+cluster:// and rediss+sentinel:// over TLS, verified against the system's CAs, "      \
+     "with ?ca=PATH, &cert=PATH&key=PATH (mutual TLS) or ?insecure=1 (no checks: warned). A "      \
+     "password in --redis is hidden from ps once read, not before: DROVER_REDIS_URL is the "       \
+     "safer form",                                                                                 \
      0,                                                                                            \
      0,                                                                                            \
      &(c)->redis_url},                                                                             \

@@ -1,14 +1,13 @@
 #include "cluster.h"
 
+#include "link.h"
 #include "log.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/time.h>
 #include <time.h>
 
 #define NSLOTS         16384
@@ -19,7 +18,7 @@
 typedef struct node {
     char host[256];
     int port;
-    redisContext *ctx; /* NULL until first used, and after its connection was lost */
+    drv_link *link; /* NULL until first used, and after its connection was lost */
 } node;
 
 /* A queued pipeline command: argv and lens point into the same allocation. */
@@ -34,6 +33,7 @@ typedef struct pcmd {
 
 struct drv_cluster {
     drv_redis_cfg cfg;
+    drv_tls *tls; /* rediss+cluster: every node over TLS */
     node nodes[MAX_NODES];
     int nnodes;
     int16_t slot[NSLOTS]; /* node index of the master, -1 when unknown */
@@ -96,65 +96,52 @@ static int find_node(drv_cluster *cl, const char *host, size_t hlen, int port) {
     memcpy(n->host, host, hlen);
     n->host[hlen] = '\0';
     n->port = port;
-    n->ctx = NULL;
+    n->link = NULL;
     return cl->nnodes++;
 }
 
 static void drop_node(drv_cluster *cl, int i, const char *why) {
     node *n = &cl->nodes[i];
-    if (!n->ctx) return;
-    if (!why) {
-        why = n->ctx->err ? n->ctx->errstr : "connection lost";
-        if (n->ctx->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK))
-            why = "timed out waiting for a reply";
-    }
-    set_err(cl, "Redis cluster node %s:%d: %s", n->host, n->port, why);
-    redisFree(n->ctx);
-    n->ctx = NULL;
+    if (!n->link) return;
+    set_err(cl, "Redis cluster node %s:%d: %s", n->host, n->port,
+            why ? why : drv_link_errstr(n->link));
+    drv_link_free(n->link);
+    n->link = NULL;
 }
 
 /* The node's connection, opened (and logged in) on first use; NULL with the reason set. */
-static redisContext *node_ctx(drv_cluster *cl, int i) {
+static drv_link *node_link(drv_cluster *cl, int i) {
     node *n = &cl->nodes[i];
-    if (n->ctx) return n->ctx;
-    struct timeval tv = {cl->cfg.connect_timeout_ms / 1000,
-                         (cl->cfg.connect_timeout_ms % 1000) * 1000};
-    redisContext *ctx = redisConnectWithTimeout(n->host, n->port, tv);
-    if (!ctx) {
-        set_err(cl, "Redis cluster node %s:%d: cannot allocate a connection", n->host, n->port);
+    if (n->link) return n->link;
+    char why[256];
+    drv_link *l = drv_link_open(n->host, n->port, NULL, cl->tls, cl->cfg.connect_timeout_ms,
+                                cl->cfg.command_timeout_ms, why, sizeof why);
+    if (!l) {
+        set_err(cl, "cannot connect to Redis cluster node %s:%d: %s", n->host, n->port, why);
         return NULL;
     }
-    if (ctx->err) {
-        set_err(cl, "cannot connect to Redis cluster node %s:%d: %s", n->host, n->port,
-                ctx->errstr);
-        redisFree(ctx);
-        return NULL;
-    }
-    struct timeval ctv = {cl->cfg.command_timeout_ms / 1000,
-                          (cl->cfg.command_timeout_ms % 1000) * 1000};
-    redisSetTimeout(ctx, ctv);
     if (cl->cfg.password[0]) {
         redisReply *r = cl->cfg.user[0]
-                            ? redisCommand(ctx, "AUTH %s %s", cl->cfg.user, cl->cfg.password)
-                            : redisCommand(ctx, "AUTH %s", cl->cfg.password);
+                            ? drv_link_command(l, "AUTH %s %s", cl->cfg.user, cl->cfg.password)
+                            : drv_link_command(l, "AUTH %s", cl->cfg.password);
         if (!r || r->type == REDIS_REPLY_ERROR) {
             set_err(cl, "Redis cluster node %s:%d refused AUTH: %s", n->host, n->port,
-                    r ? r->str : ctx->errstr);
+                    r ? r->str : drv_link_errstr(l));
             if (r) freeReplyObject(r);
-            redisFree(ctx);
+            drv_link_free(l);
             return NULL;
         }
         freeReplyObject(r);
     }
-    n->ctx = ctx;
-    return ctx;
+    n->link = l;
+    return l;
 }
 
 /* Reads CLUSTER SLOTS from node i into the map. Returns 0, or -1 with the reason set. */
 static int read_slots(drv_cluster *cl, int i) {
-    redisContext *ctx = node_ctx(cl, i);
-    if (!ctx) return -1;
-    redisReply *r = redisCommand(ctx, "CLUSTER SLOTS");
+    drv_link *l = node_link(cl, i);
+    if (!l) return -1;
+    redisReply *r = drv_link_command(l, "CLUSTER SLOTS");
     if (!r) {
         drop_node(cl, i, NULL);
         return -1;
@@ -240,7 +227,8 @@ drv_err drv_cluster_open(const drv_redis_cfg *cfg, drv_cluster **out, char *why,
     cl->multi_node = -1;
     for (int s = 0; s < NSLOTS; s++)
         cl->slot[s] = -1;
-    drv_err e = drv_cluster_refresh(cl);
+    drv_err e = drv_tls_new(cfg, &cl->tls, cl->err, sizeof cl->err);
+    if (e == DRV_OK) e = drv_cluster_refresh(cl);
     if (e != DRV_OK) {
         if (why) snprintf(why, whylen, "%s", cl->err);
         drv_cluster_close(cl);
@@ -255,7 +243,8 @@ void drv_cluster_close(drv_cluster *cl) {
     drop_pipeline(cl);
     free(cl->q);
     for (int i = 0; i < cl->nnodes; i++)
-        if (cl->nodes[i].ctx) redisFree(cl->nodes[i].ctx);
+        drv_link_free(cl->nodes[i].link);
+    drv_tls_free(cl->tls);
     free(cl);
 }
 
@@ -301,7 +290,7 @@ static int key_index(int argc, const char **argv, const size_t *lens) {
 
 static int any_master(drv_cluster *cl) {
     for (int k = 0; k < cl->nmasters; k++)
-        if (cl->nodes[cl->masters[k]].ctx) return cl->masters[k];
+        if (cl->nodes[cl->masters[k]].link) return cl->masters[k];
     if (cl->nmasters) return cl->masters[0];
     return cl->nnodes ? 0 : -1;
 }
@@ -346,17 +335,17 @@ static redisReply *routed(drv_cluster *cl, int ni, int argc, const char **argv,
             set_err(cl, "no Redis cluster node known");
             return NULL;
         }
-        redisContext *ctx = node_ctx(cl, ni);
-        if (!ctx) return NULL;
+        drv_link *l = node_link(cl, ni);
+        if (!l) return NULL;
         if (asking) {
-            redisReply *a = redisCommand(ctx, "ASKING");
+            redisReply *a = drv_link_command(l, "ASKING");
             if (!a) {
                 drop_node(cl, ni, NULL);
                 return NULL;
             }
             freeReplyObject(a);
         }
-        redisReply *r = redisCommandArgv(ctx, argc, argv, lens);
+        redisReply *r = drv_link_command_argv(l, argc, argv, lens);
         if (!r) {
             drop_node(cl, ni, NULL);
             return NULL;
@@ -544,9 +533,9 @@ static redisReply *run(drv_cluster *cl, int argc, const char **argv, const size_
             if (argv[0][0] == 'D' || argv[0][0] == 'd') return status_reply("OK");
             return new_reply(REDIS_REPLY_ARRAY); /* an empty transaction */
         }
-        redisContext *ctx = node_ctx(cl, was);
-        redisReply *r = ctx ? redisCommandArgv(ctx, argc, argv, lens) : NULL;
-        if (!r && ctx) drop_node(cl, was, NULL);
+        drv_link *l = node_link(cl, was);
+        redisReply *r = l ? drv_link_command_argv(l, argc, argv, lens) : NULL;
+        if (!r && l) drop_node(cl, was, NULL);
         return r;
     }
     int k = key_index(argc, argv, lens);
@@ -554,9 +543,9 @@ static redisReply *run(drv_cluster *cl, int argc, const char **argv, const size_
         /* Inside a transaction: everything goes to the node of its first key. */
         if (cl->multi_node < 0) {
             int ni = slot_node(cl, k > 0 ? drv_cluster_keyslot(argv[k], lens[k]) : -1);
-            redisContext *ctx = ni >= 0 ? node_ctx(cl, ni) : NULL;
-            if (!ctx) return NULL;
-            redisReply *m = redisCommand(ctx, "MULTI");
+            drv_link *l = ni >= 0 ? node_link(cl, ni) : NULL;
+            if (!l) return NULL;
+            redisReply *m = drv_link_command(l, "MULTI");
             if (!m) {
                 drop_node(cl, ni, NULL);
                 return NULL;
@@ -565,9 +554,9 @@ static redisReply *run(drv_cluster *cl, int argc, const char **argv, const size_
             freeReplyObject(m);
             cl->multi_node = ni;
         }
-        redisContext *ctx = node_ctx(cl, cl->multi_node);
-        redisReply *r = ctx ? redisCommandArgv(ctx, argc, argv, lens) : NULL;
-        if (!r && ctx) drop_node(cl, cl->multi_node, NULL);
+        drv_link *l = node_link(cl, cl->multi_node);
+        redisReply *r = l ? drv_link_command_argv(l, argc, argv, lens) : NULL;
+        if (!r && l) drop_node(cl, cl->multi_node, NULL);
         /* A MOVED here aborts the transaction (EXECABORT); the map is right for a retry. */
         if (r && starts(r, "MOVED")) reload_map(cl);
         return r;
@@ -629,11 +618,11 @@ static void flush(drv_cluster *cl) {
         int k = key_index(c->argc, c->argv, c->lens);
         if (cl->multi || k < 0 || spans_slots(c->argc, c->argv, c->lens)) continue;
         int ni = slot_node(cl, drv_cluster_keyslot(c->argv[k], c->lens[k]));
-        if (ni < 0 || !node_ctx(cl, ni)) {
+        if (ni < 0 || !node_link(cl, ni)) {
             c->lost = 1;
             continue;
         }
-        if (redisAppendCommandArgv(cl->nodes[ni].ctx, c->argc, c->argv, c->lens) != REDIS_OK) {
+        if (drv_link_append_argv(cl->nodes[ni].link, c->argc, c->argv, c->lens) != 0) {
             c->lost = 1;
             continue;
         }
@@ -643,10 +632,10 @@ static void flush(drv_cluster *cl) {
     for (size_t i = 0; i < cl->qn; i++) {
         pcmd *c = &cl->q[i];
         if (c->node < 0) continue;
-        redisContext *ctx = cl->nodes[c->node].ctx;
-        void *r = NULL;
-        if (!ctx || redisGetReply(ctx, &r) != REDIS_OK || !r) {
-            if (ctx) drop_node(cl, c->node, NULL);
+        drv_link *l = cl->nodes[c->node].link;
+        redisReply *r = l ? drv_link_get_reply(l) : NULL;
+        if (!r) {
+            if (l) drop_node(cl, c->node, NULL);
             c->lost = 1;
             c->node = -1;
             continue;

@@ -1,23 +1,23 @@
 #include "conn.h"
 
 #include "cluster.h"
+#include "link.h"
 #include "log.h"
 #include "scripts.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #define MAX_SCRIPTS 32
 
 struct drv_conn {
     drv_redis_cfg cfg;
-    redisContext *ctx; /* NULL while broken; always NULL in cluster mode */
-    drv_cluster *cl;   /* cluster mode only: the routing layer (cluster.c) */
-    int cl_broken;     /* cluster mode: a node was lost; reconnect reads the map again */
+    drv_link *link;  /* NULL while broken; always NULL in cluster mode */
+    drv_tls *tls;    /* rediss: the TLS settings of the server and the sentinels */
+    drv_cluster *cl; /* cluster mode only: the routing layer (cluster.c) */
+    int cl_broken;   /* cluster mode: a node was lost; reconnect reads the map again */
     char addr[320];
     char err[512];
     char sha[MAX_SCRIPTS][41];
@@ -38,13 +38,10 @@ static void clear_err(drv_conn *c) {
 }
 
 static void mark_broken(drv_conn *c) {
-    if (c->ctx) {
-        const char *why = c->ctx->err ? c->ctx->errstr : "connection lost";
-        if (c->ctx->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK))
-            why = "timed out waiting for a reply";
-        set_err(c, "%s: %s", c->addr, why);
-        redisFree(c->ctx);
-        c->ctx = NULL;
+    if (c->link) {
+        set_err(c, "%s: %s", c->addr, drv_link_errstr(c->link));
+        drv_link_free(c->link);
+        c->link = NULL;
     }
 }
 
@@ -116,27 +113,25 @@ static drv_err cluster_connect(drv_conn *c) {
 /* Sentinel mode: asks the sentinels in turn for the master's address and points cfg.host and
  * cfg.port (and the address in messages) at it. Sentinels are asked without AUTH. */
 static drv_err sentinel_resolve(drv_conn *c) {
-    struct timeval tv = {c->cfg.connect_timeout_ms / 1000,
-                         (c->cfg.connect_timeout_ms % 1000) * 1000};
     char last[400] = "no sentinel given";
     for (int i = 0; i < c->cfg.nseeds; i++) {
         const drv_redis_seed *s = &c->cfg.seeds[i];
-        redisContext *ctx = redisConnectWithTimeout(s->host, s->port, tv);
-        if (!ctx || ctx->err) {
-            snprintf(last, sizeof last, "sentinel %.100s:%d: %.200s", s->host, s->port,
-                     ctx ? ctx->errstr : "cannot allocate a connection");
-            if (ctx) redisFree(ctx);
+        char why[256];
+        /* A sentinel gets the connect timeout for its answer too: it only looks up a name. */
+        drv_link *l = drv_link_open(s->host, s->port, NULL, c->tls, c->cfg.connect_timeout_ms,
+                                    c->cfg.connect_timeout_ms, why, sizeof why);
+        if (!l) {
+            snprintf(last, sizeof last, "sentinel %.100s:%d: %.200s", s->host, s->port, why);
             continue;
         }
-        redisSetTimeout(ctx, tv);
-        redisReply *r = redisCommand(ctx, "SENTINEL get-master-addr-by-name %s", c->cfg.master);
+        redisReply *r = drv_link_command(l, "SENTINEL get-master-addr-by-name %s", c->cfg.master);
         if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
             r->element[0]->type == REDIS_REPLY_STRING &&
             r->element[1]->type == REDIS_REPLY_STRING && r->element[0]->len < sizeof c->cfg.host) {
             snprintf(c->cfg.host, sizeof c->cfg.host, "%s", r->element[0]->str);
             c->cfg.port = atoi(r->element[1]->str);
             freeReplyObject(r);
-            redisFree(ctx);
+            drv_link_free(l);
             drv_redis_cfg single = c->cfg;
             single.mode = DRV_REDIS_SINGLE;
             /* The master's address, then who named it (cut to fit: only for messages). */
@@ -146,11 +141,15 @@ static drv_err sentinel_resolve(drv_conn *c) {
                      c->cfg.master, s->host, s->port);
             return DRV_OK;
         }
-        snprintf(last, sizeof last, "sentinel %.100s:%d knows no master \"%.100s\"%s%.100s",
-                 s->host, s->port, c->cfg.master, r && r->type == REDIS_REPLY_ERROR ? ": " : "",
-                 r && r->type == REDIS_REPLY_ERROR ? r->str : "");
+        if (!r)
+            snprintf(last, sizeof last, "sentinel %.100s:%d: %.200s", s->host, s->port,
+                     drv_link_errstr(l));
+        else
+            snprintf(last, sizeof last, "sentinel %.100s:%d knows no master \"%.100s\"%s%.100s",
+                     s->host, s->port, c->cfg.master, r->type == REDIS_REPLY_ERROR ? ": " : "",
+                     r->type == REDIS_REPLY_ERROR ? r->str : "");
         if (r) freeReplyObject(r);
-        redisFree(ctx);
+        drv_link_free(l);
     }
     set_err(c, "cannot find the Redis master \"%s\": %s", c->cfg.master, last);
     return DRV_EIO;
@@ -178,23 +177,13 @@ static drv_err do_connect(drv_conn *c) {
         drv_err e = sentinel_resolve(c);
         if (e != DRV_OK) return e;
     }
-    struct timeval tv = {c->cfg.connect_timeout_ms / 1000,
-                         (c->cfg.connect_timeout_ms % 1000) * 1000};
-    redisContext *ctx = c->cfg.path[0] ? redisConnectUnixWithTimeout(c->cfg.path, tv)
-                                       : redisConnectWithTimeout(c->cfg.host, c->cfg.port, tv);
-    if (!ctx) {
-        set_err(c, "%s: cannot allocate a connection", c->addr);
-        return DRV_ENOMEM;
-    }
-    if (ctx->err) {
-        set_err(c, "cannot connect to Redis at %s: %s", c->addr, ctx->errstr);
-        redisFree(ctx);
+    char why[256];
+    c->link = drv_link_open(c->cfg.host, c->cfg.port, c->cfg.path, c->tls,
+                            c->cfg.connect_timeout_ms, c->cfg.command_timeout_ms, why, sizeof why);
+    if (!c->link) {
+        set_err(c, "cannot connect to Redis at %s: %s", c->addr, why);
         return DRV_EIO;
     }
-    struct timeval ctv = {c->cfg.command_timeout_ms / 1000,
-                          (c->cfg.command_timeout_ms % 1000) * 1000};
-    redisSetTimeout(ctx, ctv);
-    c->ctx = ctx;
     redisReply *r = NULL;
     drv_err e = DRV_OK;
     if (c->cfg.password[0]) {
@@ -226,10 +215,8 @@ static drv_err do_connect(drv_conn *c) {
     return DRV_OK;
 fail:
     if (e == DRV_EREPLY) explain_refusal(c);
-    if (c->ctx) {
-        redisFree(c->ctx);
-        c->ctx = NULL;
-    }
+    drv_link_free(c->link);
+    c->link = NULL;
     return e;
 }
 
@@ -238,10 +225,14 @@ drv_err drv_conn_open(const drv_redis_cfg *cfg, drv_conn **out, char *why, size_
     if (!c) return DRV_ENOMEM;
     c->cfg = *cfg;
     drv_url_describe(cfg, c->addr, sizeof c->addr);
-    drv_err e = do_connect(c);
+    drv_err e = DRV_OK;
+    /* cluster.c keeps its own TLS settings, for its nodes. */
+    if (cfg->mode != DRV_REDIS_CLUSTER) e = drv_tls_new(cfg, &c->tls, c->err, sizeof c->err);
+    if (e == DRV_OK) e = do_connect(c);
     if (e != DRV_OK) {
         if (why) snprintf(why, whylen, "%s", c->err);
         drv_cluster_close(c->cl);
+        drv_tls_free(c->tls);
         free(c);
         return e;
     }
@@ -251,21 +242,22 @@ drv_err drv_conn_open(const drv_redis_cfg *cfg, drv_conn **out, char *why, size_
 
 void drv_conn_close(drv_conn *c) {
     if (!c) return;
-    if (c->ctx) redisFree(c->ctx);
+    drv_link_free(c->link);
     drv_cluster_close(c->cl);
+    drv_tls_free(c->tls);
     free(c);
 }
 
 drv_err drv_conn_reconnect(drv_conn *c, char *why, size_t whylen) {
     drv_err e = DRV_OK;
-    if (!(c->ctx || (c->cl && !c->cl_broken))) e = do_connect(c);
+    if (!(c->link || (c->cl && !c->cl_broken))) e = do_connect(c);
     if (e != DRV_OK && why) snprintf(why, whylen, "%s", c->err);
     if (e == DRV_OK) clear_err(c);
     return e;
 }
 
 int drv_conn_broken(const drv_conn *c) {
-    return c->cl ? c->cl_broken : c->ctx == NULL;
+    return c->cl ? c->cl_broken : c->link == NULL;
 }
 
 const char *drv_conn_addr(const drv_conn *c) {
@@ -307,11 +299,11 @@ static drv_err check_reply(drv_conn *c, redisReply *r, redisReply **out) {
         set_err(c, "%.*s", (int)r->len, r->str);
         freeReplyObject(r);
         /* Sentinel mode: the master we talk to was demoted; ask the sentinels again. */
-        if (c->cfg.mode == DRV_REDIS_SENTINEL && c->ctx && strncmp(c->err, "READONLY", 8) == 0) {
+        if (c->cfg.mode == DRV_REDIS_SENTINEL && c->link && strncmp(c->err, "READONLY", 8) == 0) {
             char msg[sizeof c->err];
             snprintf(msg, sizeof msg, "%s", c->err);
-            redisFree(c->ctx);
-            c->ctx = NULL;
+            drv_link_free(c->link);
+            c->link = NULL;
             set_err(c, "%s was demoted to a replica: %s", c->addr, msg);
             return DRV_EIO;
         }
@@ -383,8 +375,8 @@ static drv_err cluster_cmdv(drv_conn *c, redisReply **out, const char *fmt, va_l
 static drv_err cmd_argv(drv_conn *c, int argc, const char **argv, const size_t *lens,
                         redisReply **out) {
     if (c->cl) return cluster_cmd(c, argc, argv, lens, out);
-    if (!c->ctx) return DRV_EIO;
-    return check_reply(c, redisCommandArgv(c->ctx, argc, argv, lens), out);
+    if (!c->link) return DRV_EIO;
+    return check_reply(c, drv_link_command_argv(c->link, argc, argv, lens), out);
 }
 
 drv_err drv_conn_cmd(drv_conn *c, int argc, const char **argv, const size_t *lens,
@@ -401,11 +393,11 @@ drv_err drv_conn_cmdf(drv_conn *c, redisReply **out, const char *fmt, ...) {
         va_start(ap, fmt);
         e = cluster_cmdv(c, out, fmt, ap);
         va_end(ap);
-    } else if (!c->ctx) {
+    } else if (!c->link) {
         e = DRV_EIO;
     } else {
         va_start(ap, fmt);
-        redisReply *r = redisvCommand(c->ctx, fmt, ap);
+        redisReply *r = drv_link_vcommand(c->link, fmt, ap);
         va_end(ap);
         e = check_reply(c, r, out);
     }
@@ -423,8 +415,8 @@ drv_err drv_conn_append(drv_conn *c, int argc, const char **argv, const size_t *
         clear_err(c);
         return DRV_OK;
     }
-    if (!c->ctx) return DRV_EIO;
-    if (redisAppendCommandArgv(c->ctx, argc, argv, lens) != REDIS_OK) {
+    if (!c->link) return DRV_EIO;
+    if (drv_link_append_argv(c->link, argc, argv, lens) != 0) {
         mark_broken(c);
         return DRV_EIO;
     }
@@ -439,10 +431,8 @@ drv_err drv_conn_reply(drv_conn *c, redisReply **out) {
         if (c->cl_broken) return DRV_EIO;
         return cluster_reply(c, drv_cluster_reply(c->cl), out);
     }
-    if (!c->ctx) return DRV_EIO;
-    void *r = NULL;
-    if (redisGetReply(c->ctx, &r) != REDIS_OK) r = NULL;
-    return check_reply(c, r, out);
+    if (!c->link) return DRV_EIO;
+    return check_reply(c, drv_link_get_reply(c->link), out);
 }
 
 /* Maps "DRV_WORD detail" to an error code. */

@@ -96,6 +96,46 @@ static drv_err parse_hostport(const char *s, const char *end, int defport, char 
     return DRV_OK;
 }
 
+/* The TLS parameters after '?' (q[0..n), without the '?'). */
+static drv_err parse_tls_params(const char *q, size_t n, drv_redis_cfg *c, char *why,
+                                size_t whylen) {
+    const char *end = q + n;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        if (!amp) amp = end;
+        const char *eq = memchr(q, '=', (size_t)(amp - q));
+        if (!eq)
+            FAIL("expected NAME=VALUE in the Redis URL's parameters, got \"%.*s\"", (int)(amp - q),
+                 q);
+        size_t kn = (size_t)(eq - q), vn = (size_t)(amp - eq - 1);
+        char *dst = NULL;
+        size_t cap = 0;
+        if (kn == 2 && memcmp(q, "ca", 2) == 0)
+            dst = c->tls_ca, cap = sizeof c->tls_ca;
+        else if (kn == 4 && memcmp(q, "cert", 4) == 0)
+            dst = c->tls_cert, cap = sizeof c->tls_cert;
+        else if (kn == 3 && memcmp(q, "key", 3) == 0)
+            dst = c->tls_key, cap = sizeof c->tls_key;
+        if (dst) {
+            if (vn == 0 || pct_decode(eq + 1, vn, dst, cap) != 0)
+                FAIL("bad %.*s= path in the Redis URL (empty, bad encoding or too long)", (int)kn,
+                     q);
+        } else if (kn == 8 && memcmp(q, "insecure", 8) == 0) {
+            if (vn != 1 || (eq[1] != '0' && eq[1] != '1'))
+                FAIL("expected insecure=1 or insecure=0 in the Redis URL, got \"%.*s\"",
+                     (int)(amp - q), q);
+            c->tls_insecure = eq[1] == '1';
+        } else {
+            FAIL("unknown parameter \"%.*s\" in the Redis URL (known: ca, cert, key, insecure)",
+                 (int)kn, q);
+        }
+        q = amp == end ? end : amp + 1;
+    }
+    if (c->tls_key[0] && !c->tls_cert[0]) FAIL("key= needs cert= in the Redis URL");
+    if (c->tls_cert[0] && !c->tls_key[0]) memcpy(c->tls_key, c->tls_cert, sizeof c->tls_key);
+    return DRV_OK;
+}
+
 drv_err drv_url_parse(const char *url, drv_redis_cfg *out, char *why, size_t whylen) {
     drv_redis_cfg c;
     memset(&c, 0, sizeof c);
@@ -105,26 +145,42 @@ drv_err drv_url_parse(const char *url, drv_redis_cfg *out, char *why, size_t why
     const char *p = NULL;
     int is_unix = 0;
     drv_redis_mode mode = DRV_REDIS_SINGLE;
-    if (strncmp(url, "redis://", 8) == 0) {
-        p = url + 8;
-    } else if (strncmp(url, "redis+cluster://", 16) == 0) {
-        p = url + 16;
-        mode = DRV_REDIS_CLUSTER;
-    } else if (strncmp(url, "redis+sentinel://", 17) == 0) {
-        p = url + 17;
-        mode = DRV_REDIS_SENTINEL;
-    } else if (strncmp(url, "unix://", 7) == 0) {
+    static const struct {
+        const char *scheme;
+        drv_redis_mode mode;
+        int tls;
+    } schemes[] = {
+        {"redis://", DRV_REDIS_SINGLE, 0},
+        {"redis+cluster://", DRV_REDIS_CLUSTER, 0},
+        {"redis+sentinel://", DRV_REDIS_SENTINEL, 0},
+        {"rediss://", DRV_REDIS_SINGLE, 1},
+        {"rediss+cluster://", DRV_REDIS_CLUSTER, 1},
+        {"rediss+sentinel://", DRV_REDIS_SENTINEL, 1},
+    };
+    for (size_t i = 0; i < sizeof schemes / sizeof *schemes && !p; i++) {
+        size_t n = strlen(schemes[i].scheme);
+        if (strncmp(url, schemes[i].scheme, n) == 0) {
+            p = url + n;
+            mode = schemes[i].mode;
+            c.tls = schemes[i].tls;
+        }
+    }
+    if (!p && strncmp(url, "unix://", 7) == 0) {
         p = url + 7;
         is_unix = 1;
-    } else {
+    }
+    if (!p) {
         FAIL("expected redis://host:port/db, unix:///path.sock, redis+cluster://host:port,... or "
-             "redis+sentinel://host:port,.../NAME, got \"%s\"",
+             "redis+sentinel://host:port,.../NAME (rediss... over TLS), got \"%s\"",
              url);
     }
     c.mode = mode;
-    /* userinfo ends at the last '@' (passwords may contain '@' only percent-encoded, but be
-     * lenient with the last one). */
-    const char *at = strrchr(p, '@');
+    /* userinfo ends at the last '@' before the parameters (passwords may contain '@' only
+     * percent-encoded, but be lenient with the last one; a '?' in one must be encoded). */
+    const char *query = strchr(p, '?');
+    const char *at = NULL;
+    for (const char *s = p; *s && (!query || s < query); s++)
+        if (*s == '@') at = s;
     if (at) {
         drv_err e = parse_userinfo(p, (size_t)(at - p), &c, why, whylen);
         if (e != DRV_OK) return e;
@@ -146,7 +202,20 @@ drv_err drv_url_parse(const char *url, drv_redis_cfg *out, char *why, size_t why
         *out = c;
         return DRV_OK;
     }
-    const char *end = p + strcspn(p, "/");
+    /* From here on, the address and path are p[0..stop); the parameters follow a '?'. */
+    query = strchr(p, '?');
+    const char *stop = query ? query : p + strlen(p);
+    if (query) {
+        size_t qn = strlen(query + 1);
+        if (!c.tls)
+            FAIL("unexpected \"%s\" in Redis URL%s", query,
+                 strstr(query, "ca=") || strstr(query, "cert=") || strstr(query, "insecure=")
+                     ? " (TLS parameters need rediss://)"
+                     : "");
+        drv_err e = parse_tls_params(query + 1, qn, &c, why, whylen);
+        if (e != DRV_OK) return e;
+    }
+    const char *end = p + strcspn(p, "/?");
     if (mode == DRV_REDIS_SINGLE) {
         drv_err e = parse_hostport(p, end, 6379, c.host, &c.port, url, why, whylen);
         if (e != DRV_OK) return e;
@@ -179,24 +248,30 @@ drv_err drv_url_parse(const char *url, drv_redis_cfg *out, char *why, size_t why
             FAIL("redis+sentinel:// needs the master's name: "
                  "redis+sentinel://host:port[,host:port]/NAME");
         p++;
-        size_t n = strlen(p);
+        size_t n = (size_t)(stop - p);
         if (n >= sizeof c.master) FAIL("master name too long");
-        if (strcspn(p, " \t\r\n?#/") != n) FAIL("bad master name \"%s\"", p);
-        memcpy(c.master, p, n + 1);
+        if (strcspn(p, " \t\r\n?#/") != n) FAIL("bad master name \"%.*s\"", (int)n, p);
+        memcpy(c.master, p, n);
+        c.master[n] = '\0';
         *out = c;
         return DRV_OK;
     }
     if (*p == '/') {
         p++;
-        if (*p) {
+        if (p < stop) {
             long long db;
-            if (drv_parse_ll(p, 0, 1 << 20, &db) != 0) FAIL("bad database number \"%s\"", p);
+            char num[24];
+            size_t n = (size_t)(stop - p);
+            if (n >= sizeof num) FAIL("bad database number \"%.*s\"", (int)n, p);
+            memcpy(num, p, n);
+            num[n] = '\0';
+            if (drv_parse_ll(num, 0, 1 << 20, &db) != 0) FAIL("bad database number \"%s\"", num);
             if (mode == DRV_REDIS_CLUSTER && db != 0)
-                FAIL("Redis Cluster has only database 0, got \"%s\"", p);
+                FAIL("Redis Cluster has only database 0, got \"%s\"", num);
             c.db = (int)db;
         }
-    } else if (*p) {
-        FAIL("unexpected \"%s\" in Redis URL", p);
+    } else if (p < stop) {
+        FAIL("unexpected \"%.*s\" in Redis URL", (int)(stop - p), p);
     }
     *out = c;
     return DRV_OK;
@@ -204,10 +279,11 @@ drv_err drv_url_parse(const char *url, drv_redis_cfg *out, char *why, size_t why
 
 void drv_url_describe(const drv_redis_cfg *cfg, char *buf, size_t len) {
     const char *u = cfg->user, *sep = cfg->user[0] ? "@" : "";
+    const char *scheme = cfg->tls ? "rediss" : "redis";
     if (cfg->mode != DRV_REDIS_SINGLE) {
         int cl = cfg->mode == DRV_REDIS_CLUSTER;
         size_t o = 0;
-        int n = snprintf(buf, len, "redis+%s://%s%s", cl ? "cluster" : "sentinel", u, sep);
+        int n = snprintf(buf, len, "%s+%s://%s%s", scheme, cl ? "cluster" : "sentinel", u, sep);
         for (int i = 0; n >= 0 && i < cfg->nseeds; i++) {
             o += (size_t)n;
             if (o >= len) return;
@@ -222,17 +298,19 @@ void drv_url_describe(const drv_redis_cfg *cfg, char *buf, size_t len) {
     if (cfg->path[0])
         snprintf(buf, len, "unix://%s%s%s?db=%d", u, sep, cfg->path, cfg->db);
     else if (strchr(cfg->host, ':'))
-        snprintf(buf, len, "redis://%s%s[%s]:%d/%d", u, sep, cfg->host, cfg->port, cfg->db);
+        snprintf(buf, len, "%s://%s%s[%s]:%d/%d", scheme, u, sep, cfg->host, cfg->port, cfg->db);
     else
-        snprintf(buf, len, "redis://%s%s%s:%d/%d", u, sep, cfg->host, cfg->port, cfg->db);
+        snprintf(buf, len, "%s://%s%s%s:%d/%d", scheme, u, sep, cfg->host, cfg->port, cfg->db);
 }
 
 int drv_url_password_span(const char *url, size_t *off, size_t *len) {
     const char *p = url ? strstr(url, "://") : NULL;
     if (!p) return 0;
     p += 3;
-    /* As drv_url_parse reads it: the userinfo ends at the last '@'. */
-    const char *at = strrchr(p, '@');
+    /* As drv_url_parse reads it: the userinfo ends at the last '@' before the first '?'. */
+    const char *query = strchr(p, '?'), *at = NULL;
+    for (const char *s = p; *s && (!query || s < query); s++)
+        if (*s == '@') at = s;
     if (!at) return 0;
     const char *colon = memchr(p, ':', (size_t)(at - p));
     const char *pw = colon ? colon + 1 : p;

@@ -11,7 +11,15 @@
  *   redis+cluster://[[user]:password@]host[:port][,host[:port]...][/0]   (seed nodes, db 0)
  *   redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/MASTERNAME
  * user and password are percent-decoded; they log in to the Redis nodes (a sentinel is
- * asked without them). Default ports: 6379, 26379 for sentinels. */
+ * asked without them). Default ports: 6379, 26379 for sentinels.
+ *
+ * rediss://, rediss+cluster:// and rediss+sentinel:// are the same over TLS (every node and
+ * sentinel), with parameters after a '?', joined by '&', percent-decoded:
+ *   ca=PATH      trust the CA certificates in this PEM file instead of the system's
+ *   cert=PATH    a client certificate (mutual TLS), PEM
+ *   key=PATH     its private key (default: in the cert file)
+ *   insecure=1   check neither the certificate nor the host name (warned about at start)
+ * The userinfo ends at the last '@' before the first '?'. */
 #define DRV_REDIS_MAX_SEEDS 16
 
 typedef enum { DRV_REDIS_SINGLE = 0, DRV_REDIS_CLUSTER, DRV_REDIS_SENTINEL } drv_redis_mode;
@@ -34,6 +42,11 @@ typedef struct drv_redis_cfg {
     int db;
     int connect_timeout_ms;
     int command_timeout_ms;
+    int tls;            /* rediss: every connection over TLS (common/link.c) */
+    int tls_insecure;   /* insecure=1: no certificate or host name check */
+    char tls_ca[256];   /* ca=PATH, "" for the system's CA store */
+    char tls_cert[256]; /* cert=PATH, "" for no client certificate */
+    char tls_key[256];  /* key=PATH; the cert file when only cert= is given */
 } drv_redis_cfg;
 
 /* Parses 'url' into *out (timeouts set to defaults 2000/5000 ms). On error returns
@@ -41,7 +54,8 @@ typedef struct drv_redis_cfg {
 drv_err drv_url_parse(const char *url, drv_redis_cfg *out, char *why, size_t whylen);
 
 /* Writes the address without the password ("redis://user@host:6379/0",
- * "redis+cluster://h1:7000,h2:7001", "redis+sentinel://h:26379/mymaster") for messages. */
+ * "redis+cluster://h1:7000,h2:7001", "redis+sentinel://h:26379/mymaster"; "rediss..." over
+ * TLS, without its parameters) for messages. */
 void drv_url_describe(const drv_redis_cfg *cfg, char *buf, size_t len);
 
 /* Where the password sits in a Redis URL's text: 1 with *off and *len set (len may be 0 for

@@ -178,7 +178,7 @@ static void url_refuses_bad_unix_query(void **state) {
 static void url_refuses_bad_scheme(void **state) {
     (void)state;
     expect_error("http://h:6379", "expected redis://");
-    expect_error("rediss://h", "expected redis://");
+    expect_error("redis-tls://h", "expected redis://");
     expect_error("h:6379", "expected redis://");
     expect_error("", "empty");
     expect_error(NULL, "empty");
@@ -213,7 +213,7 @@ static void url_refuses_trailing_garbage(void **state) {
     expect_error("redis://h:6379/0 junk", "bad database number");
     /* A query is no part of a redis:// URL; it must not become part of the host name. */
     expect_error("redis://localhost?db=2", "unexpected \"?db=2\"");
-    expect_error("redis://localhost:6379?db=2", "bad port");
+    expect_error("redis://localhost:6379?db=2", "unexpected \"?db=2\"");
     expect_error("redis://h#frag", "unexpected \"#frag\"");
 }
 
@@ -222,6 +222,88 @@ static void url_refuses_missing_host(void **state) {
     expect_error("redis://", "missing host");
     expect_error("redis://:6379", "missing host");
     expect_error("redis://u:p@/0", "missing host");
+}
+
+/* ---- TLS --------------------------------------------------------------------------------------
+ */
+
+static void url_reads_tls_forms_and_parameters(void **state) {
+    (void)state;
+    drv_redis_cfg c = parse_ok("rediss://cache.internal:6380/2");
+    assert_int_equal(c.tls, 1);
+    assert_int_equal(c.mode, DRV_REDIS_SINGLE);
+    assert_string_equal(c.host, "cache.internal");
+    assert_int_equal(c.port, 6380);
+    assert_int_equal(c.db, 2);
+    assert_int_equal(c.tls_insecure, 0);
+    assert_string_equal(c.tls_ca, "");
+    assert_string_equal(c.tls_cert, "");
+    assert_string_equal(c.tls_key, "");
+    assert_int_equal(parse_ok("redis://h").tls, 0);
+    c = parse_ok("rediss://u:pw@h/1?ca=/etc/ca.pem&cert=/c.pem&key=/k.pem");
+    assert_string_equal(c.user, "u");
+    assert_string_equal(c.password, "pw");
+    assert_int_equal(c.db, 1);
+    assert_string_equal(c.tls_ca, "/etc/ca.pem");
+    assert_string_equal(c.tls_cert, "/c.pem");
+    assert_string_equal(c.tls_key, "/k.pem");
+    /* The key defaults to the certificate's file (one PEM holding both). */
+    c = parse_ok("rediss://h?cert=/both.pem");
+    assert_string_equal(c.tls_key, "/both.pem");
+    assert_int_equal(parse_ok("rediss://h?insecure=1").tls_insecure, 1);
+    assert_int_equal(parse_ok("rediss://h?insecure=0").tls_insecure, 0);
+    /* Values are percent-decoded; an '@' after the '?' is no part of the userinfo. */
+    c = parse_ok("rediss://:p@ss@h:7000?ca=/tmp/a%26b@c.pem");
+    assert_string_equal(c.password, "p@ss");
+    assert_string_equal(c.host, "h");
+    assert_int_equal(c.port, 7000);
+    assert_string_equal(c.tls_ca, "/tmp/a&b@c.pem");
+    c = parse_ok("rediss://[::1]:6390?insecure=1");
+    assert_string_equal(c.host, "::1");
+    assert_int_equal(c.port, 6390);
+    c = parse_ok("rediss+cluster://h1:7000,h2:7001?ca=/ca.pem");
+    assert_int_equal(c.mode, DRV_REDIS_CLUSTER);
+    assert_int_equal(c.tls, 1);
+    assert_int_equal(c.nseeds, 2);
+    assert_int_equal(c.seeds[1].port, 7001);
+    assert_string_equal(c.tls_ca, "/ca.pem");
+    c = parse_ok("rediss+cluster://h1:7000/0?insecure=1");
+    assert_int_equal(c.tls_insecure, 1);
+    c = parse_ok("rediss+sentinel://s1,s2:26380/mymaster?cert=/c.pem&key=/k.pem");
+    assert_int_equal(c.mode, DRV_REDIS_SENTINEL);
+    assert_int_equal(c.tls, 1);
+    assert_string_equal(c.master, "mymaster");
+    assert_int_equal(c.seeds[0].port, 26379);
+    assert_string_equal(c.tls_key, "/k.pem");
+}
+
+static void url_refuses_bad_tls_parameters(void **state) {
+    (void)state;
+    expect_error("redis://h?ca=/ca.pem", "TLS parameters need rediss://");
+    expect_error("redis+cluster://h?insecure=1", "TLS parameters need rediss://");
+    expect_error("rediss://h?foo=1", "unknown parameter \"foo\"");
+    expect_error("rediss://h?db=2", "unknown parameter \"db\"");
+    expect_error("rediss://h?insecure=yes", "insecure=1 or insecure=0");
+    expect_error("rediss://h?insecure=", "insecure=1 or insecure=0");
+    expect_error("rediss://h?key=/k.pem", "key= needs cert=");
+    expect_error("rediss://h?ca=", "bad ca= path");
+    expect_error("rediss://h?ca=%zz", "bad ca= path");
+    expect_error("rediss://h?ca", "NAME=VALUE");
+    expect_error("rediss://h?ca=/a&&cert=/b", "NAME=VALUE");
+    expect_error("rediss+cluster://h/1?ca=/x", "only database 0");
+    expect_error("rediss+sentinel://s1?ca=/x", "needs the master's name");
+    expect_error("rediss://h/x?ca=/x", "bad database number \"x\"");
+    expect_error("rediss://?ca=/x", "missing host");
+}
+
+static void url_password_span_stops_at_the_parameters(void **state) {
+    (void)state;
+    size_t off, len;
+    const char *url = "rediss://:pw@h?ca=/a@b.pem";
+    assert_int_equal(drv_url_password_span(url, &off, &len), 1);
+    assert_int_equal(off, 10);
+    assert_int_equal(len, 2);
+    assert_int_equal(drv_url_password_span("rediss://h?ca=/a@b.pem", &off, &len), 0);
 }
 
 /* ---- describe ---------------------------------------------------------------------------------
@@ -238,6 +320,9 @@ static void url_describe_shows_address_without_password(void **state) {
         {"redis://:topsecret@[::1]:6380/1", "redis://[::1]:6380/1"},
         {"unix://bob:topsecret@/tmp/r.sock?db=3", "unix://bob@/tmp/r.sock?db=3"},
         {"unix:///tmp/r.sock", "unix:///tmp/r.sock?db=0"},
+        {"rediss://alice:topsecret@h:7000/2?ca=/ca.pem&insecure=1", "rediss://alice@h:7000/2"},
+        {"rediss+cluster://:topsecret@h1:1,h2:2?ca=/ca.pem", "rediss+cluster://h1:1,h2:2"},
+        {"rediss+sentinel://s1/m?insecure=1", "rediss+sentinel://s1:26379/m"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         drv_redis_cfg c = parse_ok(cases[i].url);
@@ -322,7 +407,8 @@ static void url_refuses_bad_cluster_and_sentinel_urls(void **state) {
     expect_error("redis+cluster://a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q", "more than 16");
     expect_error("redis+sentinel://s1:26379", "needs the master's name");
     expect_error("redis+sentinel://s1:26379/", "needs the master's name");
-    expect_error("redis+sentinel://s1/a?b", "bad master name");
+    expect_error("redis+sentinel://s1/a?b", "unexpected \"?b\"");
+    expect_error("redis+sentinel://s1/a b", "bad master name");
     expect_error("redis+sentinels://s1/m", "expected redis://");
 }
 
@@ -377,6 +463,9 @@ int main(void) {
         cmocka_unit_test(url_refuses_bad_db),
         cmocka_unit_test(url_refuses_trailing_garbage),
         cmocka_unit_test(url_refuses_missing_host),
+        cmocka_unit_test(url_reads_tls_forms_and_parameters),
+        cmocka_unit_test(url_refuses_bad_tls_parameters),
+        cmocka_unit_test(url_password_span_stops_at_the_parameters),
         cmocka_unit_test(url_describe_shows_address_without_password),
         cmocka_unit_test(url_describe_output_parses_back_to_the_same_address),
         cmocka_unit_test(url_describe_truncates_to_the_buffer),
