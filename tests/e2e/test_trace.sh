@@ -138,6 +138,36 @@ if grep -v '^i[0-9]* 00-[0-9a-f]\{32\}-[0-9a-f]\{16\}-01$' "$TMP/serve_seen" >"$
     fail "--serve: a line without a traceparent: $(head -1 "$TMP/serve_bad")"
 fi
 
+# --stdin-batch: TRACEPARENT holds the batch's traceparents, in the order of its lines.
+cat >"$TMP/batch.sh" <<EOF
+#!/bin/sh
+ids=""
+while IFS= read -r line; do ids="\$ids \$(echo "\$line" | sed 's/.*"id": *"\\([^"]*\\)".*/\\1/')"; echo ok; done
+echo "\$ids|\$TRACEPARENT" >>"$TMP/batch_seen"
+EOF
+chmod +x "$TMP/batch.sh"
+"$DROVER" submit --id tb --file "$TMP/items.ndjson" --format ndjson --id-field id --partitions 1 \
+    --quiet >/dev/null
+bg coord6 "$DROVER" run tb
+bg w6 "$WORKER" --job tb --stdin-batch 4 --concurrency 2 --stats-ms 0 --exit-when-done -- "$TMP/batch.sh"
+wait_exit 60 "$LAST_PID"
+[ "$EXIT_CODE" -eq 0 ] || fail "--stdin-batch worker exited $EXIT_CODE"
+python3 - "$TMP/batch_seen" <<'PY' || fail "--stdin-batch: TRACEPARENT does not match the lines"
+import re, sys
+n = 0
+for line in open(sys.argv[1]):
+    ids, tps = line.rstrip("\n").split("|")
+    ids, tps = ids.split(), tps.split()
+    assert len(ids) == len(tps) and ids, line
+    for i, tp in zip(ids, tps):
+        m = re.match(r"^00-([0-9a-f]{32})-[0-9a-f]{16}-01$", tp)
+        assert m, tp
+        k = int(i[1:])
+        assert k % 2 or m.group(1) == "%032x" % (0xabc000 + k), (i, tp)
+        n += 1
+assert n == 20, n
+PY
+
 # ---- a collector that hangs, then none: items never wait --------------------------------------
 kill "$COLL_PID"
 wait "$COLL_PID" 2>/dev/null || true
