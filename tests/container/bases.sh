@@ -17,7 +17,7 @@ DEBIAN_MIRROR=${DEBIAN_MIRROR:-$(apt_mirror | sed -n 1p)}
 : "${DROVER_CONTAINER_CACHE:=/var/cache/drover-container}"
 
 # What the Dockerfile's build stage compiles with, what its run stage needs, and Redis.
-BASE_BUILD_PKGS="build-essential,cmake,pkg-config,libhiredis-dev,libcjson-dev,libcurl4-openssl-dev,libmicrohttpd-dev"
+BASE_BUILD_PKGS="build-essential,cmake,pkg-config,libhiredis-dev,libcjson-dev,libcurl4-openssl-dev,libmicrohttpd-dev,file"
 BASE_RUN_PKGS="libhiredis0.14,libcjson1,libcurl4,libmicrohttpd12,ca-certificates,tini"
 BASE_REDIS_PKGS="redis-server,redis-tools"
 
