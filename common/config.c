@@ -60,11 +60,29 @@ static const drv_opt *find_opt(const drv_opt *opts, const char *name, size_t len
     return NULL;
 }
 
+/* The hidden --help-man[=sub] and --help-flags (for the build's man page and completion
+ * generator) are looked for before anything else is read, so a bad DROVER_* variable in the
+ * build's environment cannot change or stop what they print. Returns 1 when one was handled. */
+static int help_for_build(const drv_opt *opts, const drv_cmd_doc *doc, int argc, char **argv) {
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--help-man") == 0 || strcmp(argv[i], "--help-man=sub") == 0) {
+            drv_opts_man(opts, doc, strcmp(argv[i], "--help-man=sub") == 0, stdout);
+            return 1;
+        }
+        if (strcmp(argv[i], "--help-flags") == 0) {
+            drv_opts_flags(opts, stdout);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int drv_opts_parse(const drv_opt *opts, const drv_cmd_doc *doc, int argc, char **argv, char **pos,
                    int pos_cap, int *npos, char ***rest, int *nrest) {
     char from[160];
     *npos = 0;
     if (rest) *rest = NULL, *nrest = 0;
+    if (help_for_build(opts, doc, argc, argv)) return DRV_OPTS_HELP;
     for (const drv_opt *o = opts; o->name; o++) {
         if (o->def && set_value(o, o->def, o->name) != 0) return DRV_OPTS_ERROR;
         if (o->type == DRV_OPT_BOOL && !o->def) *(int *)o->dst = 0;
@@ -145,4 +163,90 @@ void drv_opts_help(const drv_opt *opts, const drv_cmd_doc *doc, FILE *out) {
     }
     fprintf(out, "  %-24s %s\n", "-h, --help", "show this help and exit");
     if (doc->example) fprintf(out, "\nExample:\n%s\n", doc->example);
+}
+
+static void roff_n(const char *s, size_t len, FILE *out) {
+    int bol = 1;
+    for (const char *end = s + len; s < end; s++) {
+        if (bol && (*s == '.' || *s == '\'')) fputs("\\&", out);
+        if (*s == '\\')
+            fputs("\\e", out);
+        else if (*s == '-')
+            fputs("\\-", out); /* a minus, not a hyphen: flags copied from the page must work */
+        else
+            fputc(*s, out);
+        bol = *s == '\n';
+    }
+}
+
+void drv_roff_text(const char *s, FILE *out) {
+    roff_n(s, strlen(s), out);
+}
+
+/* The summary's blank lines are paragraph breaks; its other line breaks only wrap --help. */
+static void roff_paragraphs(const char *s, FILE *out) {
+    while (*s) {
+        const char *end = strstr(s, "\n\n");
+        size_t len = end ? (size_t)(end - s) : strlen(s);
+        fputs(".PP\n", out);
+        roff_n(s, len, out);
+        fputc('\n', out);
+        s += len;
+        while (*s == '\n')
+            s++;
+    }
+}
+
+static void roff_block(const char *s, FILE *out) {
+    fputs(".nf\n", out);
+    drv_roff_text(s, out);
+    fputs("\n.fi\n", out);
+}
+
+void drv_opts_man(const drv_opt *opts, const drv_cmd_doc *doc, int sub, FILE *out) {
+    if (sub) {
+        /* The heading is the command: the usage line's first two words ("drover submit"). */
+        size_t n = strcspn(doc->usage, " ");
+        if (doc->usage[n]) n += 1 + strcspn(doc->usage + n + 1, " \n");
+        fprintf(out, ".SS \"%.*s\"\n", (int)n, doc->usage);
+    } else {
+        fputs(".SH SYNOPSIS\n", out);
+    }
+    roff_block(doc->usage, out);
+    if (!sub) fputs(".SH DESCRIPTION\n", out);
+    roff_paragraphs(doc->summary, out);
+    fputs(sub ? ".PP\n.B Options:\n" : ".SH OPTIONS\n", out);
+    for (const drv_opt *o = opts; o && o->name; o++) {
+        fputs(".TP\n.B \\-\\-", out);
+        drv_roff_text(o->name, out);
+        if (o->type != DRV_OPT_BOOL) {
+            fputs(" \\fI", out);
+            drv_roff_text(o->metavar ? o->metavar : "VALUE", out);
+            fputs("\\fR", out);
+        }
+        fputc('\n', out);
+        drv_roff_text(o->help, out);
+        if (o->def && o->type != DRV_OPT_BOOL) {
+            fputs(" (default: ", out);
+            drv_roff_text(o->def, out);
+            fputc(')', out);
+        }
+        if (o->env) {
+            fputs(" [env \\fB", out);
+            drv_roff_text(o->env, out);
+            fputs("\\fR]", out);
+        }
+        fputc('\n', out);
+    }
+    fputs(".TP\n.B \\-h, \\-\\-help\nshow this help and exit\n", out);
+    if (doc->example) {
+        fputs(sub ? ".PP\n.B Example:\n" : ".SH EXAMPLES\n", out);
+        roff_block(doc->example, out);
+    }
+}
+
+void drv_opts_flags(const drv_opt *opts, FILE *out) {
+    for (const drv_opt *o = opts; o && o->name; o++)
+        fprintf(out, "--%s\n", o->name);
+    fputs("--help\n", out);
 }

@@ -36,6 +36,17 @@ int drv_opts_parse(const drv_opt *opts, const drv_cmd_doc *doc, int argc, char *
                    int pos_cap, int *npos, char ***rest, int *nrest);
 void drv_opts_help(const drv_opt *opts, const drv_cmd_doc *doc, FILE *out);
 
+/* The man page form of --help, from the same table (the build writes drover(1) and
+ * drover-worker(1) with it, so the two cannot disagree): sections SYNOPSIS, DESCRIPTION,
+ * OPTIONS and EXAMPLES, or with 'sub' one .SS subsection per command. A command prints it for
+ * the hidden flag --help-man (--help-man=sub); --help-flags prints its flags, one a line, for
+ * the bash completion. */
+void drv_opts_man(const drv_opt *opts, const drv_cmd_doc *doc, int sub, FILE *out);
+void drv_opts_flags(const drv_opt *opts, FILE *out);
+/* Writes 's' as roff text: backslashes and minus signs escaped, a leading '.' or '\'' made
+ * literal. */
+void drv_roff_text(const char *s, FILE *out);
+
 /* Parses a whole decimal integer in [min, max]. Returns 0 on success, -1 otherwise. */
 int drv_parse_ll(const char *s, long long min, long long max, long long *out);
 

@@ -331,6 +331,7 @@ typedef struct drv_worker_info {
     char jobs[512]; /* the jobs it serves, comma separated */
     char state[16]; /* running, draining */
     int64_t in_flight, queued, done, failed;
+    int64_t spans_dropped;       /* --otlp-endpoint: spans the exporter could not send */
     int64_t lease_ms;            /* silent longer than this: lost */
     int64_t started_ms, beat_ms; /* Redis time */
 } drv_worker_info;

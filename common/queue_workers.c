@@ -31,18 +31,19 @@ static drv_err read_beat(drv_queue *q, const redisReply *r, void *ud) {
 drv_err drv_queue_heartbeat(drv_queue *q, const drv_worker_info *w, int *drain, int64_t *now_ms) {
     char zk[DRV_KEY_MAX], hk[DRV_WORKER_KEY_MAX];
     worker_keys(q, w->id, zk, hk);
-    num_t pid, inf, qd, dn, fl, lease, ttl;
+    num_t pid, inf, qd, dn, fl, sd, lease, ttl;
     snprintf(pid, sizeof pid, "%" PRId64, w->pid);
     snprintf(inf, sizeof inf, "%" PRId64, w->in_flight);
     snprintf(qd, sizeof qd, "%" PRId64, w->queued);
     snprintf(dn, sizeof dn, "%" PRId64, w->done);
     snprintf(fl, sizeof fl, "%" PRId64, w->failed);
+    snprintf(sd, sizeof sd, "%" PRId64, w->spans_dropped);
     snprintf(lease, sizeof lease, "%" PRId64, w->lease_ms);
     snprintf(ttl, sizeof ttl, "%d", WORKER_TTL_S);
-    const char *args[] = {w->id,      ttl,        "host",  w->host, "pid",       pid,
-                          "version",  w->version, "jobs",  w->jobs, "in_flight", inf,
-                          "queued",   qd,         "done",  dn,      "failed",    fl,
-                          "lease_ms", lease,      "state", w->state};
+    const char *args[] = {w->id,      ttl,        "host",  w->host,  "pid",           pid,
+                          "version",  w->version, "jobs",  w->jobs,  "in_flight",     inf,
+                          "queued",   qd,         "done",  dn,       "failed",        fl,
+                          "lease_ms", lease,      "state", w->state, "spans_dropped", sd};
     size_t n = sizeof args / sizeof *args, lens[sizeof args / sizeof *args];
     for (size_t i = 0; i < n; i++)
         lens[i] = strlen(args[i]);
@@ -119,6 +120,7 @@ drv_err drv_queue_workers(drv_queue *q, drv_worker_info **out, size_t *n, int64_
         x->queued = drvq_hint(h, "queued", 0);
         x->done = drvq_hint(h, "done", 0);
         x->failed = drvq_hint(h, "failed", 0);
+        x->spans_dropped = drvq_hint(h, "spans_dropped", 0);
         x->lease_ms = drvq_hint(h, "lease_ms", 30000);
         x->started_ms = drvq_hint(h, "started_ms", 0);
         x->beat_ms = drvq_hint(h, "beat_ms", 0);

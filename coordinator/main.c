@@ -54,22 +54,47 @@ int parse_job_args(const drv_opt *opts, const drv_cmd_doc *doc, int argc, char *
     return -1;
 }
 
+/* The top-level help, in parts that --help and the man page (--help-man) both print. */
+static const char intro[] =
+    "drover coordinates bulk work across a fleet of drover-worker processes, with\n"
+    "Redis as the only shared state.";
+static const char notes[] =
+    "Every command takes --help. Redis comes from --redis or DROVER_REDIS_URL (the\n"
+    "safer form for a URL with a password: --redis is hidden from ps once read, but\n"
+    "not before). --redis, --prefix, --log-level and the timeouts may come before\n"
+    "the command or after it.\n"
+    "Exit codes: 0 ok, 1 failure (or dead items), 2 usage error, 3 wait timed out,\n"
+    "4 cancelled.";
+static const char example[] = "  drover submit --id backfill --range 1..1000000 --partitions 16\n"
+                              "  drover run backfill &\n"
+                              "  drover-worker --job backfill -- ./reindex {id}";
+
 static void usage(FILE *out) {
-    fprintf(out, "Usage: drover COMMAND [OPTIONS] [ARGS]\n\n"
-                 "drover coordinates bulk work across a fleet of drover-worker processes, with\n"
-                 "Redis as the only shared state.\n\nCommands:\n");
+    fprintf(out, "Usage: drover COMMAND [OPTIONS] [ARGS]\n\n%s\n\nCommands:\n", intro);
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "\nEvery command takes --help. Redis comes from --redis or DROVER_REDIS_URL (the\n"
-                 "safer form for a URL with a password: --redis is hidden from ps once read, but\n"
-                 "not before). --redis, --prefix, --log-level and the timeouts may come before\n"
-                 "the command or after it.\n"
-                 "Exit codes: 0 ok, 1 failure (or dead items), 2 usage error, 3 wait timed out,\n"
-                 "4 cancelled.\n\n"
-                 "Example:\n"
-                 "  drover submit --id backfill --range 1..1000000 --partitions 16\n"
-                 "  drover run backfill &\n"
-                 "  drover-worker --job backfill -- ./reindex {id}\n");
+    fprintf(out, "\n%s\n\nExample:\n%s\n", notes, example);
+}
+
+/* The page's start; the build appends each command's `drover CMD --help-man=sub`
+ * (cmake/gen_docs.cmake). */
+static void usage_man(FILE *out) {
+    fputs(".SH SYNOPSIS\n.B drover\n\\fICOMMAND\\fR [\\fIOPTIONS\\fR] [\\fIARGS\\fR]\n"
+          ".SH DESCRIPTION\n",
+          out);
+    drv_roff_text(intro, out);
+    fputs("\n.PP\n", out);
+    drv_roff_text(notes, out);
+    fputs("\n.SH EXAMPLES\n.nf\n", out);
+    drv_roff_text(example, out);
+    fputs("\n.fi\n.SH COMMANDS\n", out);
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) {
+        fputs(".TP\n.B ", out);
+        drv_roff_text(commands[i].name, out);
+        fputc('\n', out);
+        drv_roff_text(commands[i].summary, out);
+        fputc('\n', out);
+    }
 }
 
 /* The options every command takes may also come before the command ("drover --redis URL
@@ -81,7 +106,8 @@ static int common_opts_first(int argc, char **argv) {
                                          "command-timeout-ms"};
     int i = 1;
     while (i < argc && strncmp(argv[i], "--", 2) == 0 && argv[i][2] &&
-           strcmp(argv[i], "--help") != 0 && strcmp(argv[i], "--version") != 0) {
+           strcmp(argv[i], "--help") != 0 && strcmp(argv[i], "--version") != 0 &&
+           strncmp(argv[i], "--help-", 7) != 0) {
         const char *name = argv[i] + 2;
         size_t len = strcspn(name, "=");
         int known = 0;
@@ -126,6 +152,22 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
+        return 0;
+    }
+    /* Hidden: what the build's man page and completion generator read. */
+    if (strcmp(cmd, "--help-man") == 0) {
+        usage_man(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--help-commands") == 0) {
+        for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+            puts(commands[i].name);
+        return 0;
+    }
+    if (strcmp(cmd, "--help-flags") == 0) { /* the ones that may come before the command */
+        drv_cli cli;
+        const drv_opt common[] = {DRV_CLI_OPTS(&cli), {0}};
+        drv_opts_flags(common, stdout);
         return 0;
     }
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {

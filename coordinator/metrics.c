@@ -186,6 +186,8 @@ static void render_workers(FILE *f, const drv_worker_info *w, size_t n, int64_t 
          "Failed attempts of the worker since it started."},
         {"drover_worker_heartbeat_age_seconds", "gauge",
          "Seconds since the worker's last heartbeat."},
+        {"drover_worker_spans_dropped_total", "counter",
+         "Spans the worker's --otlp-endpoint exporter dropped (queue full or collector failing)."},
     };
     for (size_t k = 0; k < sizeof fams / sizeof *fams; k++) {
         family(f, fams[k].name, fams[k].type, fams[k].help);
@@ -210,8 +212,11 @@ static void render_workers(FILE *f, const drv_worker_info *w, size_t n, int64_t 
             case 4:
                 fprintf(f, " %" PRId64 "\n", x->failed);
                 break;
-            default:
+            case 5:
                 fprintf(f, " %.3f\n", (double)age / 1000.0);
+                break;
+            default:
+                fprintf(f, " %" PRId64 "\n", x->spans_dropped);
                 break;
             }
         }

@@ -7,7 +7,7 @@
 -- ARGV[1]  worker id
 -- ARGV[2]  seconds the hash outlives the last heartbeat (a dead worker's entry goes away)
 -- ARGV[3..] field, value, ...   host, pid, version, jobs, in_flight, done, failed, lease_ms,
---                               state
+--                               state, spans_dropped
 -- Returns: {now_ms, drain} where drain is 1 once drover drain was called for this worker.
 -- Errors:  DRV_CORRUPT KEY: WRONGTYPE (nothing written).
 local now = now_ms()

@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "log.h"
 #include "template.h"
+#include "trace.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -148,10 +149,22 @@ static char *lease_tokens(const drv_lease *const *ls, int n) {
     return s;
 }
 
+/* TRACEPARENT: the attempt's W3C traceparent (what OpenTelemetry SDKs read to continue a
+ * trace), or a batch's, space-separated in the order of its stdin lines. */
+static char *traceparents(const char *const *tps, int n) {
+    int k = n ? n : 1;
+    char *s = malloc((size_t)k * (TRACEPARENT_LEN + 1) + sizeof "TRACEPARENT=");
+    if (!s) return NULL;
+    size_t off = (size_t)sprintf(s, "TRACEPARENT=");
+    for (int i = 0; i < k; i++)
+        off += (size_t)sprintf(s + off, "%s%s", i ? " " : "", tps[i] ? tps[i] : "");
+    return s;
+}
+
 /* Starts the command for one item (n 0: ls[0] alone, the item in argv and the environment) or
  * for a batch of n items on stdin (--stdin-batch: one per line, results read from stdout). */
-static int spawn_items(const exec_cfg *cfg, const char *job, const drv_lease *const *ls, int n,
-                       exec_proc **proc, drv_outcome *out) {
+static int spawn_items(const exec_cfg *cfg, const char *job, const drv_lease *const *ls,
+                       const char *const *tps, int n, exec_proc **proc, drv_outcome *out) {
     memset(out, 0, sizeof *out);
     const drv_lease *l = ls[0];
     exec_proc *p = calloc(1, sizeof *p);
@@ -189,11 +202,12 @@ static int spawn_items(const exec_cfg *cfg, const char *job, const drv_lease *co
         argv[i] = b.data; /* owned by argv now */
     }
     /* A batch has no one item id or attempt: DROVER_BATCH_SIZE says how many lines come (and
-     * extra[3] stays NULL, the end of the environment). */
+     * extra[3] stays NULL, left out below, as extra[4] is without trace context). */
     if (asprintf(&extra[0], "DROVER_JOB=%s", job) < 0 || !(extra[1] = lease_tokens(ls, n)) ||
         (n ? asprintf(&extra[2], "DROVER_BATCH_SIZE=%d", n)
            : asprintf(&extra[2], "DROVER_ITEM_ID=%s", l->id)) < 0 ||
-        (!n && asprintf(&extra[3], "DROVER_ATTEMPT=%d", l->attempt) < 0))
+        (!n && asprintf(&extra[3], "DROVER_ATTEMPT=%d", l->attempt) < 0) ||
+        (tps[0] && !(extra[4] = traceparents(tps, n))))
         goto resource;
     /* Our values replace any inherited DROVER_JOB etc. The worker's own Redis settings (its
      * URL may hold a password) stay with it: a handler is not a worker. */
@@ -203,10 +217,11 @@ static int spawn_items(const exec_cfg *cfg, const char *job, const drv_lease *co
             strncmp(environ[i], "DROVER_ATTEMPT=", 15) &&
             strncmp(environ[i], "DROVER_LEASE_TOKEN=", 19) &&
             strncmp(environ[i], "DROVER_BATCH_SIZE=", 18) &&
+            !(extra[4] && strncmp(environ[i], "TRACEPARENT=", 12) == 0) &&
             drv_env_for_child(environ[i], cfg->pass_env))
             envp[k++] = environ[i];
-    for (int i = 0; i < 4; i++)
-        envp[k++] = extra[i];
+    for (int i = 0; i < 5; i++)
+        if (extra[i]) envp[k++] = extra[i];
     if (pipe(errp) != 0 || nonblock_cloexec(errp[0]) != 0 ||
         fcntl(errp[1], F_SETFD, FD_CLOEXEC) != 0)
         goto resource;
@@ -289,7 +304,7 @@ cleanup:
     for (int i = 0; argv && i < cfg->argc; i++)
         free(argv[i]);
     free(argv);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         free(extra[i]);
     free(envp);
     if (p) exec_free(p);
@@ -535,11 +550,12 @@ static int eh_start(handler *h, const char *job, const drv_http_cfg *http, const
     exec_handler *x = (exec_handler *)h;
     int k = n < per_proc(x) ? n : per_proc(x);
     const drv_lease **ls = malloc(sizeof *ls * (size_t)k);
+    const char **tps = malloc(sizeof *tps * (size_t)k);
     erun r = {0};
     r.n = k;
     r.tags = malloc(sizeof *r.tags * (size_t)k);
     r.attempts = malloc(sizeof *r.attempts * (size_t)k);
-    if (!ls || !r.tags || !r.attempts || x->nruns == x->procs) {
+    if (!ls || !tps || !r.tags || !r.attempts || x->nruns == x->procs) {
         memset(out, 0, sizeof *out);
         out->retryable_local = 1;
         drv_outcome_error(out, "could not start the command", "out of memory");
@@ -547,12 +563,15 @@ static int eh_start(handler *h, const char *job, const drv_http_cfg *http, const
     } else {
         for (int i = 0; i < k; i++) {
             ls[i] = items[i].l;
+            tps[i] = items[i].traceparent;
             r.tags[i] = items[i].tag;
             r.attempts[i] = items[i].l->attempt;
         }
-        if (spawn_items(x->cfg, job, ls, x->cfg->stdin_batch > 0 ? k : 0, &r.p, out) != 0) k = -1;
+        if (spawn_items(x->cfg, job, ls, tps, x->cfg->stdin_batch > 0 ? k : 0, &r.p, out) != 0)
+            k = -1;
     }
     free(ls);
+    free(tps);
     if (k < 0) {
         free(r.tags);
         free(r.attempts);

@@ -190,8 +190,8 @@ void http_req_free(http_engine *e, http_req *r) {
     free(r);
 }
 
-int http_start(http_engine *e, const drv_http_cfg *c, const drv_lease *l, http_req **out,
-               drv_outcome *o) {
+int http_start(http_engine *e, const drv_http_cfg *c, const drv_lease *l, const char *traceparent,
+               http_req **out, drv_outcome *o) {
     memset(o, 0, sizeof *o);
     http_req *r = calloc(1, sizeof *r);
     char why[512];
@@ -242,6 +242,16 @@ int http_start(http_engine *e, const drv_http_cfg *c, const drv_lease *l, http_r
             if (!n) goto resource;
             r->hdrs = n;
         }
+    }
+    int own_tp = 0; /* a spec that sets traceparent itself (from the item) keeps its own */
+    for (int i = 0; i < c->nhdr; i++)
+        own_tp |= strncasecmp(c->hdr[i], "traceparent:", 12) == 0;
+    if (traceparent && !own_tp) {
+        char tp[96];
+        snprintf(tp, sizeof tp, "traceparent: %s", traceparent);
+        struct curl_slist *t = curl_slist_append(r->hdrs, tp);
+        if (!t) goto resource;
+        r->hdrs = t;
     }
     /* curl would wait up to a second for "100 Continue" before sending a larger body. */
     struct curl_slist *n = curl_slist_append(r->hdrs, "Expect:");
@@ -478,7 +488,7 @@ static int hh_start(handler *h, const char *job, const drv_http_cfg *c, const hi
     (void)n;
     http_handler *x = (http_handler *)h;
     http_req *r;
-    if (http_start(x->e, c, items[0].l, &r, out) != 0) return -1;
+    if (http_start(x->e, c, items[0].l, items[0].traceparent, &r, out) != 0) return -1;
     x->reqs[x->n++] = (hreq){r, items[0].tag, items[0].l->attempt};
     return 1;
 }

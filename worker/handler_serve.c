@@ -35,7 +35,8 @@ static int sh_start(handler *h, const char *job, const drv_http_cfg *http, const
     if (n > room) n = room > 0 ? room : 1; /* none free: items[0]'s refusal says why */
     for (int i = 0; i < n; i++) {
         void *tag = (void *)(uintptr_t)items[i].tag;
-        if (serve_start(p, job, items[i].l, items[i].l->attempt, items[i].keep, tag, out) != 0)
+        if (serve_start(p, job, items[i].l, items[i].l->attempt, items[i].traceparent,
+                        items[i].keep, tag, out) != 0)
             return i > 0 ? i : -1;
     }
     return n;

@@ -11,15 +11,16 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* One item handed to a handler. 'l' is valid during start() only: a handler copies what it
- * keeps (the loop moves its leases around). 'tag' names the item in take_done(). 'keep':
- * bytes of a result the handler reports (a --serve answer's "result") kept in the outcome's
+/* One item handed to a handler. 'l' and 'traceparent' are valid during start() only: a handler
+ * copies what it keeps (the loop moves its leases around). 'tag' names the item in take_done().
+ * 'keep': bytes of a result the handler reports (a --serve answer's "result") kept in the outcome's
  * response, from the job's spec (keep_results), 0 for none; a spec's HTTP handler keeps by
  * its own keep_response instead. */
 typedef struct hitem {
     const drv_lease *l;
     uint64_t tag;
     int64_t keep;
+    const char *traceparent; /* the attempt's W3C traceparent (trace.h), or NULL */
 } hitem;
 
 typedef struct handler handler;

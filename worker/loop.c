@@ -7,7 +7,9 @@
 #include "claimsize.h"
 #include "clock.h"
 #include "log.h"
+#include "otlp.h"
 #include "policy.h"
+#include "trace.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -66,10 +68,18 @@ typedef struct wjob {
 typedef struct held {
     drv_lease l;
     int job, part;
-    int started;  /* given to a handler (0: queued, claimed and not started) */
-    uint64_t tag; /* its name in the handler's take_done() */
-    int stale;    /* of a job since replaced: its result is dropped, never sent */
+    int started;      /* given to a handler (0: queued, claimed and not started) */
+    uint64_t tag;     /* its name in the handler's take_done() */
+    int stale;        /* of a job since replaced: its result is dropped, never sent */
+    trace_ctx tc;     /* the running attempt's trace context */
+    int64_t start_ns; /* wall clock when it started, for its span */
 } held;
+
+static int64_t wall_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 static int started(const held *h) {
     return h->started;
@@ -1207,7 +1217,10 @@ static int start_items(wstate *w, int64_t now) {
             held *x = &w->held[m];
             if (started(x) || x->job != h->job) continue;
             x->tag = ++w->next_tag;
-            w->hitems[n] = (hitem){&x->l, x->tag, j->keep};
+            trace_begin(&x->tc, x->l.payload ? x->l.payload : x->l.id,
+                        x->l.payload ? x->l.plen : x->l.idlen);
+            x->start_ns = wall_ns();
+            w->hitems[n] = (hitem){&x->l, x->tag, j->keep, x->tc.traceparent};
             w->hidx[n++] = m;
         }
         drv_outcome out;
@@ -1257,10 +1270,23 @@ static void start_cooldown(wstate *w, int ji, int64_t retry_after_ms, int64_t no
     if (e && e != DRV_ENOJOB) job_failed(w, j, e, "starting a cool-down of", NULL);
 }
 
+/* --otlp-endpoint: the span of a started attempt that ended with 'out'. */
+static void export_span(wstate *w, const held *h, const drv_outcome *out) {
+    if (!w->cfg->otlp) return;
+    const char *outcome = out->ok                ? "ok"
+                          : out->throttled       ? "throttled"
+                          : out->retryable_local ? "handed_back"
+                          : out->permanent       ? "dead"
+                                                 : "failed";
+    otlp_span(w->cfg->otlp, w->jobs[h->job].id, h->l.id, h->l.idlen, h->l.attempt, &h->tc,
+              h->start_ns, wall_ns(), outcome, out->ok ? NULL : out->error);
+}
+
 /* Running item i finished with 'out': its result is buffered, it leaves the held array. */
 static void finish_item(wstate *w, int i, drv_outcome *out, int64_t now) {
     held *h = &w->held[i];
     wjob *j = &w->jobs[h->job];
+    export_span(w, h, out);
     if (out->throttled)
         j->sig_bad++;
     else if (out->ok)
@@ -1327,6 +1353,7 @@ static void abandon_running(wstate *w) {
         drv_outcome out;
         memset(&out, 0, sizeof out);
         out.retryable_local = 1;
+        export_span(w, h, &out);
         add_result(w, h, &out);
         w->held[i--] = w->held[--w->nheld];
     }
@@ -1381,6 +1408,7 @@ static drv_err heartbeat(wstate *w, int draining, int *drain) {
     info.queued = w->nheld - w->running;
     info.done = w->n_ok;
     info.failed = w->n_failed;
+    info.spans_dropped = w->cfg->otlp ? otlp_dropped(w->cfg->otlp) : 0;
     return drv_queue_heartbeat(w->q, &info, drain, NULL);
 }
 

@@ -1,6 +1,7 @@
 /* drover-worker: claims items from Redis and, for each, sends the job's HTTP request or runs
  * a command (or nothing). */
 #include "handlers.h"
+#include "otlp.h"
 #include "serve.h"
 
 #include "cli.h"
@@ -39,7 +40,10 @@ static const drv_cmd_doc doc = {
     "NDJSON and CSV sources the record as JSON). The item is also written to CMD's stdin, and\n"
     "DROVER_JOB, DROVER_ITEM_ID, DROVER_ATTEMPT and DROVER_LEASE_TOKEN (higher for each later\n"
     "lease of the item: a handler can fence stale writers with it, README) are set in its\n"
-    "environment. Exit status 0 marks the item done; anything else is a failure, retried with\n"
+    "environment, and TRACEPARENT: the attempt's W3C trace context, continuing the item's own\n"
+    "\"traceparent\" field when it is a JSON object with one (also sent as a traceparent header\n"
+    "by the HTTP handler and in the --serve protocol; README, Trace context). Exit status 0 marks "
+    "the item done; anything else is a failure, retried with\n"
     "backoff until the job's max_attempts, with the tail of CMD's stderr kept as the error. CMD's "
     "stdout is the\n"
     "worker's stdout. The command comes only from this command line: nothing read from Redis\n"
@@ -94,7 +98,7 @@ int main(int argc, char **argv) {
     worker_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
     const char *id = NULL, *job = NULL, *handler_name = NULL, *allow = NULL, *health_file = NULL,
-               *ack_log = NULL, *allow_env = NULL, *pass_env = NULL;
+               *ack_log = NULL, *allow_env = NULL, *pass_env = NULL, *otlp_url = NULL;
     long long conc = 0, batch = 0, grace, timeout, idle, stats, vanish, host_conns, max_age,
               stdin_batch, serve_n, serve_inflight, serve_max;
     /* conc and batch have no default: 0 = chosen below (conc per handler, batch per claim) */
@@ -174,6 +178,11 @@ int main(int argc, char **argv) {
          "rewrite PATH each time Redis answers a heartbeat (for --health)", 0, 0, &health_file},
         {"ack-log", "DROVER_ACK_LOG", DRV_OPT_STR, NULL, "FILE",
          "append a line \"JOB ID\" to FILE for each item whose ack Redis recorded", 0, 0, &ack_log},
+        {"otlp-endpoint", "DROVER_OTLP_ENDPOINT", DRV_OPT_STR, NULL, "URL",
+         "send a span per item attempt to this OpenTelemetry collector (OTLP/HTTP JSON, "
+         "http://HOST:4318 gets /v1/traces), in batches from a thread of its own: a slow or "
+         "missing collector drops spans (counted), never delays items",
+         0, 0, &otlp_url},
         {"health", NULL, DRV_OPT_BOOL, NULL, NULL,
          "check the --health-file of a running worker and exit: 0 healthy, 1 not", 0, 0, &health},
         {"max-age", "DROVER_HEALTH_MAX_AGE", DRV_OPT_INT, "30", "S",
@@ -335,10 +344,18 @@ int main(int argc, char **argv) {
     cfg.http_allow = allow;
     cfg.health_file = health_file;
 
-    /* libcurl's global state is set up once, before anything else could use it. */
+    /* libcurl's global state is set up once, before anything else could use it (the
+     * exporter's thread included). */
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (otlp_url && !(cfg.otlp = otlp_new(otlp_url, cfg.id, why, sizeof why))) {
+        fprintf(stderr, "error: %s\n", why);
+        if (cfg.ack_log >= 0) close(cfg.ack_log);
+        curl_global_cleanup();
+        return 2;
+    }
     drv_queue *q;
     if ((rc = drv_cli_connect(&cli, &rcfg, &q))) {
+        otlp_free(cfg.otlp);
         if (cfg.ack_log >= 0) close(cfg.ack_log);
         curl_global_cleanup();
         return rc;
@@ -367,6 +384,7 @@ int main(int argc, char **argv) {
     if (cfg.own) cfg.own->ops->free(cfg.own);
     if (cfg.spec) cfg.spec->ops->free(cfg.spec);
     drv_queue_close(q);
+    otlp_free(cfg.otlp); /* after the loop: its last spans go in one last batch */
     if (cfg.ack_log >= 0) close(cfg.ack_log);
     curl_global_cleanup();
     return rc;

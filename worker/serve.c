@@ -542,8 +542,8 @@ static int utf8_valid(const char *s, size_t n) {
     return 1;
 }
 
-int serve_start(serve_pool *p, const char *job, const drv_lease *l, int attempt, int64_t keep,
-                void *tag, drv_outcome *out) {
+int serve_start(serve_pool *p, const char *job, const drv_lease *l, int attempt,
+                const char *traceparent, int64_t keep, void *tag, drv_outcome *out) {
     memset(out, 0, sizeof *out);
     /* Sent as it is, such an item would make a text-mode handler (the Python example) fail
      * to decode its stdin and exit, failing every item its process holds. */
@@ -591,6 +591,10 @@ int serve_start(serve_pool *p, const char *job, const drv_lease *l, int attempt,
     int n =
         snprintf(num, sizeof num, ",\"attempt\":%d,\"lease_token\":%" PRId64, attempt, l->token);
     bad = bad || queue_bytes(s, num, (size_t)n);
+    if (traceparent) { /* 55 characters of hex and '-': nothing to escape */
+        n = snprintf(num, sizeof num, ",\"traceparent\":\"%s\"", traceparent);
+        bad = bad || queue_bytes(s, num, (size_t)n);
+    }
     if (it->deadline_ms) {
         n = snprintf(num, sizeof num, ",\"deadline_ms\":%" PRId64,
                      drv_wall_ms() + p->cfg.timeout_ms);

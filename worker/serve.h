@@ -44,8 +44,8 @@ int serve_capacity(const serve_pool *p);
  * -1 with 'out' filled (retryable_local: no process free) when it cannot be taken. 'keep':
  * bytes of its answer's "result" kept in the outcome's response (its job's keep_results,
  * at most DRV_KEEP_RESPONSE_MAX), 0 for none. */
-int serve_start(serve_pool *p, const char *job, const drv_lease *l, int attempt, int64_t keep,
-                void *tag, drv_outcome *out);
+int serve_start(serve_pool *p, const char *job, const drv_lease *l, int attempt,
+                const char *traceparent, int64_t keep, void *tag, drv_outcome *out);
 /* Writes what serve_start queued (as far as the pipes take it), then fills fds (at most cap)
  * with the pipes to wait on; returns how many. Call it before every poll. */
 int serve_pollfds(serve_pool *p, struct pollfd *fds, int cap);

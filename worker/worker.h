@@ -37,10 +37,11 @@ void http_engine_free(http_engine *e);
 int http_active(const http_engine *e);
 /* Refuses a job whose fixed URL host is not in --http-allow. Returns 0 or -1 with 'why'. */
 int http_check_job(const http_engine *e, const drv_http_cfg *c, char *why, size_t whylen);
-/* Renders and starts one item's request. On failure returns -1 with 'o' filled (permanent for
+/* Renders and starts one item's request, with a traceparent header (unless NULL or the spec
+ * sets one). On failure returns -1 with 'o' filled (permanent for
  * an item that cannot be rendered or a host not allowed). 'c' must outlive the request. */
-int http_start(http_engine *e, const drv_http_cfg *c, const drv_lease *l, http_req **out,
-               drv_outcome *o);
+int http_start(http_engine *e, const drv_http_cfg *c, const drv_lease *l, const char *traceparent,
+               http_req **out, drv_outcome *o);
 /* Waits like poll() on fds and the requests' sockets together, then drives the transfers.
  * Returns how many fds are ready, or -1. */
 int http_wait(http_engine *e, struct pollfd *fds, int nfds, int timeout_ms);
@@ -90,6 +91,7 @@ typedef struct worker_cfg {
     const char *http_allow;  /* HTTP: "HOST[:PORT][,...]" requests may go to, NULL for any */
     const char *health_file; /* rewritten after each heartbeat Redis answered, NULL for none */
     int ack_log;             /* fd (O_APPEND) for "JOB ID" lines of recorded acks, -1 for none */
+    struct otlp *otlp;       /* --otlp-endpoint: a span per attempt goes there; NULL for none */
 } worker_cfg;
 
 /* The health file: "<wall ms of the last Redis contact> <worker id>\n", replaced atomically.

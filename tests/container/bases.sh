@@ -17,7 +17,7 @@ DEBIAN_MIRROR=${DEBIAN_MIRROR:-$(apt_mirror | sed -n 1p)}
 : "${DROVER_CONTAINER_CACHE:=/var/cache/drover-container}"
 
 # What the Dockerfile's build stage compiles with, what its run stage needs, and Redis.
-BASE_BUILD_PKGS="build-essential,cmake,pkg-config,libhiredis-dev,libcjson-dev,libcurl4-openssl-dev,libssl-dev,libmicrohttpd-dev,libpq-dev"
+BASE_BUILD_PKGS="build-essential,cmake,pkg-config,libhiredis-dev,libcjson-dev,libcurl4-openssl-dev,libssl-dev,libmicrohttpd-dev,libpq-dev,file"
 BASE_RUN_PKGS="libhiredis0.14,libcjson1,libcurl4,libssl3,libmicrohttpd12,libpq5,ca-certificates,tini"
 BASE_REDIS_PKGS="redis-server,redis-tools"
 

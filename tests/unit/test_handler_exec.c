@@ -26,7 +26,7 @@ static void test_free_kills_running(void **state) {
     handler *h = exec_handler_new(&cfg, "w", 2);
     assert_non_null(h);
     drv_lease l1 = {"1", 1, NULL, 0, 1, 7}, l2 = {"2", 1, NULL, 0, 1, 8};
-    hitem items[] = {{&l1, 1, 0}, {&l2, 2, 0}};
+    hitem items[] = {{&l1, 1, 0, NULL}, {&l2, 2, 0, NULL}};
     drv_outcome out;
     assert_int_equal(h->ops->start(h, "job", NULL, &items[0], 1, &out), 1);
     assert_int_equal(h->ops->start(h, "job", NULL, &items[1], 1, &out), 1);

@@ -117,7 +117,7 @@ static int all_down(harness *h, intptr_t unused) {
 static void start_item(harness *h, int tag, const char *id, const char *payload) {
     drv_lease l = {(char *)id, strlen(id), (char *)payload, payload ? strlen(payload) : 0, 1, 7};
     drv_outcome o;
-    if (serve_start(h->pool, "job1", &l, 1, h->keep, (void *)(intptr_t)(tag + 1), &o) != 0)
+    if (serve_start(h->pool, "job1", &l, 1, NULL, h->keep, (void *)(intptr_t)(tag + 1), &o) != 0)
         fail_msg("serve_start %s: %s", id, o.error);
 }
 
@@ -306,7 +306,7 @@ static void test_drain_with_items_in_flight(void **state) {
     assert_int_equal(serve_capacity(h.pool), 0);
     drv_lease l = {"x", 1, NULL, 0, 1, 1};
     drv_outcome o;
-    assert_int_equal(serve_start(h.pool, "job1", &l, 1, 0, NULL, &o), -1);
+    assert_int_equal(serve_start(h.pool, "job1", &l, 1, NULL, 0, NULL, &o), -1);
     assert_true(o.retryable_local);
     /* Answers are still collected; then stdin closes and the processes exit by themselves. */
     pump_until(&h, all_down, 0, 10000, "the drain");
@@ -495,7 +495,7 @@ static void test_invalid_utf8_refused(void **state) {
                        1,
                        7};
         drv_outcome o;
-        assert_int_equal(serve_start(h.pool, "job1", &l, 1, 0, NULL, &o), -1);
+        assert_int_equal(serve_start(h.pool, "job1", &l, 1, NULL, 0, NULL, &o), -1);
         assert_true(o.permanent);
         assert_false(o.retryable_local);
         assert_non_null(strstr(o.error, "not valid UTF-8"));
