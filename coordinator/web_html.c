@@ -140,12 +140,16 @@ static void progress(FILE *f, const cJSON *j) {
 static void limits(FILE *f, const cJSON *j) {
     const cJSON *l = cJSON_GetObjectItemCaseSensitive(j, "limits");
     double rate = num(l, "rate_per_second"), mif = num(l, "max_in_flight");
-    if (isnan(rate) && isnan(mif)) {
+    double eff = num(l, "effective_in_flight"); /* the adaptive limit now, when on */
+    const cJSON *ad = cJSON_GetObjectItemCaseSensitive(l, "adaptive");
+    int adaptive = cJSON_IsTrue(ad) && !isnan(eff);
+    if (isnan(rate) && isnan(mif) && !adaptive) {
         fputs("-", f);
         return;
     }
     if (!isnan(rate)) fprintf(f, "rate %.0f/s ", rate);
-    if (!isnan(mif)) fprintf(f, "in flight %.0f", mif);
+    if (!isnan(mif)) fprintf(f, "in flight %.0f ", mif);
+    if (adaptive) fprintf(f, "adaptive %.0f", eff);
 }
 
 /* ---- jobs ------------------------------------------------------------------------------------ */
@@ -163,9 +167,9 @@ static int by_sort_key(const void *a, const void *b) {
 
 void web_html_jobs(FILE *f, const cJSON *jobs, const web_ctx *c) {
     static const char *const cols[][2] = {
-        {"id", "Job"},        {"state", "State"}, {NULL, "Progress"}, {"done", "Done"},
-        {NULL, "Total"},      {"rate", "Rate/s"}, {NULL, "ETA"},      {"dead", "Dead"},
-        {NULL, "Duplicates"}, {NULL, "Limits"}};
+        {"id", "Job"},        {"state", "State"},         {NULL, "Progress"}, {"done", "Done"},
+        {NULL, "Total"},      {"rate", "Rate/s"},         {NULL, "ETA"},      {"dead", "Dead"},
+        {NULL, "Duplicates"}, {"throttled", "Throttled"}, {NULL, "Limits"}};
     static const char *const states[] = {"running", "paused", "cancelled", "done", "broken"};
     head(f, "jobs", "Jobs", NULL, c);
     fputs("<form class=filter method=get action=\"/\"><label>State <select name=state>"
@@ -230,6 +234,7 @@ void web_html_jobs(FILE *f, const cJSON *jobs, const web_ctx *c) {
         fputs("</td>", f);
         cell_count(f, "dead", num(j, "dead"));
         cell_count(f, "duplicates", num(j, "duplicates"));
+        cell_count(f, "throttled", num(j, "throttled"));
         fputs("<td>", f);
         limits(f, j);
         fputs("</td></tr>", f);
@@ -460,6 +465,7 @@ void web_html_job(FILE *f, const cJSON *job, const cJSON *workers, const cJSON *
                                           {"dead", "Dead"},
                                           {"duplicates", "Duplicates"},
                                           {"failed_attempts", "Failed attempts"},
+                                          {"throttled", "Throttled (429 or Retry-After)"},
                                           {"expired_leases", "Expired leases"}};
     for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
         fprintf(f, "<tr><th>%s</th>", rows[i][1]);
