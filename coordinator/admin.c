@@ -60,6 +60,11 @@ drv_err drv_admin_transition(drv_queue *q, const drv_job *job, const char *from,
         return DRV_EINVAL;
     }
     drv_err e = drv_queue_job_set_state(q, job, to);
+    if (!e && job->halted[0]) {
+        /* The halt's reason ends with its pause: a later pause by hand must not show it. */
+        const char *kv[] = {"halted", "", NULL};
+        e = drv_queue_job_note(q, job->id, kv);
+    }
     if (e) snprintf(why, whylen, "job %s: %s", job->id, drv_queue_strerror(q, e));
     return e;
 }

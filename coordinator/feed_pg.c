@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define FEED_CHUNK      DRV_FEED_CHUNK /* common/shared.def */
 #define STATEMENT_MS    "30000"        /* statement_timeout of every page */
@@ -69,30 +70,50 @@ static char *resolve_dsn(const char *dsn, char *why, size_t whylen) {
     return out;
 }
 
-/* A password written into the spec's DSN would be stored in Redis: refused. A ${NAME} part
- * comes from the environment and is fine. 0, or -1 with why. */
+/* What a ${NAME} of the DSN stands for while its literal text is checked: no real password. */
+#define ENV_MARK "drover-env-value"
+
+/* Whether text that libpq cannot parse as it stands (a ${NAME} stands for part of it) may still
+ * spell a password: a "password" keyword, or a URI's user:password@. Errs on the side of yes. */
+static int may_hold_password(const char *text) {
+    for (const char *p = text; *p; p++)
+        if (strncasecmp(p, "password", 8) == 0) return 1;
+    const char *u = strstr(text, "://");
+    if (!u) return 0;
+    u += 3;
+    const char *at = strchr(u, '@'), *slash = strchr(u, '/');
+    if (!at || (slash && slash < at)) return 0;
+    const char *colon = memchr(u, ':', (size_t)(at - u));
+    return colon != NULL;
+}
+
+/* A password written into the spec's DSN would be stored in Redis: refused. A password that is
+ * exactly one ${NAME} comes from the environment and is fine. 0, or -1 with why. */
 static int literal_password(const char *dsn, char *why, size_t whylen) {
-    if (strstr(dsn, "${")) {
-        /* Only the literal text can hold one: parse it with every ${NAME} blanked. */
-        char plain[sizeof((drv_spec *)0)->pg_dsn];
-        size_t n = 0;
-        for (const char *p = dsn; *p && n + 1 < sizeof plain;) {
-            const char *close = p[0] == '$' && p[1] == '{' ? strchr(p, '}') : NULL;
-            if (close) {
-                plain[n++] = 'x';
-                p = close + 1;
-            } else {
-                plain[n++] = *p++;
-            }
+    /* Only the literal text can hold one: check it with every ${NAME} replaced by ENV_MARK. */
+    char plain[sizeof((drv_spec *)0)->pg_dsn + 256];
+    size_t n = 0;
+    for (const char *p = dsn; *p && n + sizeof ENV_MARK < sizeof plain;) {
+        const char *close = p[0] == '$' && p[1] == '{' ? strchr(p, '}') : NULL;
+        if (close) {
+            memcpy(plain + n, ENV_MARK, sizeof ENV_MARK - 1);
+            n += sizeof ENV_MARK - 1;
+            p = close + 1;
+        } else {
+            plain[n++] = *p++;
         }
-        plain[n] = '\0';
-        return literal_password(plain, why, whylen);
     }
+    plain[n] = '\0';
     char *err = NULL;
-    PQconninfoOption *o = PQconninfoParse(dsn, &err);
+    PQconninfoOption *o = PQconninfoParse(plain, &err);
     int bad = 0;
+    if (!o) {
+        /* A ${NAME} holding a whole DSN or part of one: judge the literal text by its words. */
+        bad = may_hold_password(plain);
+    }
     for (PQconninfoOption *x = o; x && x->keyword; x++)
-        if (strcmp(x->keyword, "password") == 0 && x->val && x->val[0] && strcmp(x->val, "x"))
+        if (strcmp(x->keyword, "password") == 0 && x->val && x->val[0] &&
+            strcmp(x->val, ENV_MARK) != 0)
             bad = 1;
     PQconninfoFree(o);
     PQfreemem(err);

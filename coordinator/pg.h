@@ -4,12 +4,12 @@
 /* The postgres source (feed_pg.c): a table walked by its key, a partition at a time.
  *
  * An integer key's partitions are slices of the key's min..max at submit, the last one open
- * (up to 2^63 - 1), so rows inserted past the max are fed too; a text or uuid key's partition
- * is the rows whose key hashes to it (the first 32 bits of md5(key::text), mod P, computed by
- * PostgreSQL). Each partition is walked in key order by keyset pagination, its cursor in
- * Redis the last key it fed: an integer in decimal, or ">" and the text key ("" before the
- * first). So a restart resumes after the last key fed, a row inserted ahead of a cursor is
- * fed when the walk reaches it and a row deleted before is not. */
+ * (up to 2^53, the largest integer a JSON id keeps exactly), so rows inserted past the max are fed
+ * too; a text or uuid key's partition is the rows whose key hashes to it (the first 32 bits of
+ * md5(key::text), mod P, computed by PostgreSQL). Each partition is walked in key order by keyset
+ * pagination, its cursor in Redis the last key it fed: an integer in decimal, or ">" and the text
+ * key ("" before the first). So a restart resumes after the last key fed, a row inserted ahead of a
+ * cursor is fed when the walk reaches it and a row deleted before is not. */
 
 #include "queue.h"
 

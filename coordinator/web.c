@@ -27,6 +27,7 @@
 
 #define CACHE_MS    1000 /* how long a snapshot of Redis serves every viewer */
 #define CACHE_SLOTS 64
+#define SESSION_MS  (12 * 3600 * 1000LL) /* a sign-in lasts 12 hours */
 #define SESSIONS    64
 #define DEAD_SHOWN  100 /* dead items on a job's page */
 #define BODY_MAX    16384
@@ -42,7 +43,8 @@
 typedef struct cached {
     char key[DRV_JOB_ID_MAX + 64];
     cJSON *val;
-    int64_t at; /* drv_now_ms when read; 0: empty slot */
+    int64_t at;   /* drv_now_ms when read; 0: empty slot */
+    uint64_t gen; /* the request that last handed it out: never evicted during that request */
 } cached;
 
 typedef struct session {
@@ -56,6 +58,7 @@ typedef struct web {
     char token[TOKEN_MAX + 1];
     size_t token_len; /* 0: read-only */
     cached cache[CACHE_SLOTS];
+    uint64_t gen; /* counts requests: a snapshot handed out in this one stays alive to its end */
     session sessions[SESSIONS];
 } web;
 
@@ -101,20 +104,31 @@ static cached *cache_find(web *w, const char *key) {
     return NULL;
 }
 
-/* Keeps val (taken over) under key, in an empty or the oldest slot. */
-static void cache_put(web *w, const char *key, cJSON *val) {
-    cached *slot = &w->cache[0];
+/* Keeps val (taken over) under key, in an empty or the oldest slot that no snapshot of this
+ * request points into: a page renders from up to four snapshots taken one after another, so
+ * the one taken last must not free one taken before it (a request uses far fewer than
+ * CACHE_SLOTS). Returns 0, or -1 (val freed) when every slot is in use by this request. */
+static int cache_put(web *w, const char *key, cJSON *val) {
+    cached *slot = NULL;
     for (int i = 0; i < CACHE_SLOTS; i++) {
-        if (w->cache[i].at && strcmp(w->cache[i].key, key) == 0) {
-            slot = &w->cache[i];
+        cached *s = &w->cache[i];
+        if (s->at && s->gen == w->gen) continue; /* handed out in this request */
+        if (s->at && strcmp(s->key, key) == 0) {
+            slot = s;
             break;
         }
-        if (w->cache[i].at < slot->at) slot = &w->cache[i];
+        if (!slot || s->at < slot->at) slot = s;
+    }
+    if (!slot) {
+        cJSON_Delete(val);
+        return -1;
     }
     cJSON_Delete(slot->val);
     snprintf(slot->key, sizeof slot->key, "%s", key);
     slot->val = val;
     slot->at = drv_now_ms();
+    slot->gen = w->gen;
+    return 0;
 }
 
 /* After an action: the next page shows its effect, not a second-old snapshot. */
@@ -238,6 +252,7 @@ static drv_err read_history(drv_queue *q, const char *id, cJSON **out) {
 static drv_err snapshot(web *w, const char *key, const cJSON **out) {
     cached *c = cache_find(w, key);
     if (c) {
+        c->gen = w->gen; /* pinned until this request ends */
         *out = c->val;
         return DRV_OK;
     }
@@ -261,7 +276,7 @@ static drv_err snapshot(web *w, const char *key, const cJSON **out) {
             e = read_dead(w->q, key + 5, &val);
     }
     if (e) return e;
-    cache_put(w, key, val);
+    if (cache_put(w, key, val) != 0) return DRV_ENOMEM;
     *out = val;
     return DRV_OK;
 }
@@ -365,9 +380,17 @@ static enum MHD_Result redis_down(struct MHD_Connection *conn, web *w, drv_err e
 static session *session_of(web *w, struct MHD_Connection *conn) {
     const char *id = MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, COOKIE);
     if (!w->token_len || !id) return NULL;
-    for (int i = 0; i < SESSIONS; i++)
-        if (w->sessions[i].id[0] && same_secret(w->sessions[i].id, 32, id, strlen(id)))
-            return &w->sessions[i];
+    int64_t now = drv_now_ms();
+    for (int i = 0; i < SESSIONS; i++) {
+        session *s = &w->sessions[i];
+        if (!s->id[0] || !same_secret(s->id, 32, id, strlen(id))) continue;
+        if (now - s->at > SESSION_MS) { /* signed in too long ago: sign in again */
+            s->id[0] = '\0';
+            s->at = 0;
+            return NULL;
+        }
+        return s;
+    }
     return NULL;
 }
 
@@ -632,7 +655,8 @@ static enum MHD_Result post(struct MHD_Connection *conn, web *w, const char *url
         session *n = session_new(w);
         if (!n) return MHD_NO;
         char cookie[128];
-        snprintf(cookie, sizeof cookie, "%s=%s; Path=/; HttpOnly; SameSite=Strict", COOKIE, n->id);
+        snprintf(cookie, sizeof cookie, "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d",
+                 COOKIE, n->id, (int)(SESSION_MS / 1000));
         return see_other(conn, "/", "signed in", cookie);
     }
     /* Every other POST: a session, and its CSRF token in the form. */
@@ -656,6 +680,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   size_t *upload_len, void **req_cls) {
     (void)version;
     web *w = cls;
+    w->gen++; /* snapshots handed out before this request may be evicted now */
     session *s = session_of(w, conn);
     web_ctx c = {.has_token = w->token_len > 0, .csrf = s ? s->csrf : NULL};
     int is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;

@@ -77,9 +77,6 @@ for i = 1, #all, 2 do
         end
     end
 end
-if #stale > 0 then
-    redis.call('HDEL', KEYS[1], unpack(stale))
-end
 local adaptive = f[7] == '1'
 local limited = cap
 if adaptive then
@@ -88,6 +85,10 @@ if adaptive then
         hi = rate
     end
     limited = aimd_update(KEYS[1], 'a_', now, bad, good, hi)
+end
+-- Written only now: aimd_update checks its fields (DRV_CORRUPT) before anything is written.
+if #stale > 0 then
+    redis.call('HDEL', KEYS[1], unpack(stale))
 end
 if limited > 0 then
     local room = math.max(0, limited - others - held)

@@ -57,6 +57,11 @@ refused "source.dsn: cannot connect" -- --postgres "host=127.0.0.1 port=1 dbname
     --table inv --key id
 refused "source.dsn: holds a password" -- --postgres "host=$PGHOST password=hunter2" \
     --table inv --key id
+# A ${NAME} glued to literal text must not hide a password from the check.
+refused "source.dsn: holds a password" -- --postgres '${DATABASE_URL}password=hunter2' \
+    --table inv --key id
+refused "source.dsn: holds a password" -- --postgres 'postgresql://u:hunter2@${PGHOST}/x' \
+    --table inv --key id
 refused 'source.dsn: ${NOPE} is not set' -- --postgres '${NOPE}' --table inv --key id
 refused 'source.table: no table "nosuch"' -- --postgres "$PG" --table nosuch --key id
 refused 'source.key: no column "nokey"' -- --postgres "$PG" --table inv --key nokey

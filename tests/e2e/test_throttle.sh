@@ -96,8 +96,16 @@ more_dead() { [ "$(status_num halt dead)" -gt "$d1" ]; }
 wait_for "items to run after drover resume" 30 more_dead
 wait_for "the job to halt again after the resume" 30 halted
 say "halt: paused itself after $d1 dead of 1000; resumed, went on, halted again at $(status_num halt dead)"
-"$DROVER" cancel halt >/dev/null
-wait_exit 30 "$ch"
+# The halt's reason goes with its pause: with the coordinator and worker stopped (so nothing
+# halts the job again), resume empties it and a later pause by hand does not show it.
 kill "$wh" 2>/dev/null || true
+kill "$ch"
+wait_exit 30 "$ch"
+"$DROVER" resume halt >/dev/null
+[ -z "$(R HGET 'drover:{halt}:job' halted)" ] || fail "drover resume left the halt's reason"
+"$DROVER" pause halt >/dev/null
+! "$DROVER" status halt | grep -q "halted:" || fail "a pause by hand shows the old halt's reason"
+"$DROVER" cancel halt >/dev/null
+say "halt: resume empties its reason; a later pause by hand shows none"
 
 echo "PASS: throttled answers use no attempt, max_throttled, Retry-After per item and per episode, halt"
