@@ -70,6 +70,7 @@ typedef struct held {
     int job, part;
     int started;      /* given to a handler (0: queued, claimed and not started) */
     uint64_t tag;     /* its name in the handler's take_done() */
+    uint64_t seq;     /* claim order: the oldest queued item starts first (start_items) */
     int stale;        /* of a job since replaced: its result is dropped, never sent */
     trace_ctx tc;     /* the running attempt's trace context */
     int64_t start_ns; /* wall clock when it started, for its span */
@@ -122,10 +123,11 @@ typedef struct wstate {
     handler *hs[2]; /* the worker's own handler and the specs' (those not NULL) */
     int nhs;
     uint64_t next_tag;
-    claimsize cs;     /* how many items a claim asks for (claimsize.h) */
-    int last_claim;   /* what the last claim asked for: results this many go at once */
-    int64_t fair_cap; /* the items the worker means to hold: jobs share it by weight */
-    hitem *hitems;    /* start_items' scratch: cap_held entries */
+    uint64_t next_seq; /* held.seq of the next item claimed */
+    claimsize cs;      /* how many items a claim asks for (claimsize.h) */
+    int last_claim;    /* what the last claim asked for: results this many go at once */
+    int64_t fair_cap;  /* the items the worker means to hold: jobs share it by weight */
+    hitem *hitems;     /* start_items' scratch: cap_held entries */
     int *hidx;
     drv_http_cfg **retired; /* handlers of replaced jobs, freed at exit */
     int nretired;
@@ -725,6 +727,7 @@ static int claim_once(wstate *w, int64_t now, int want) {
                 h->part = p;
                 h->started = 0;
                 h->tag = 0;
+                h->seq = ++w->next_seq;
                 h->stale = 0;
             }
             free(c.items);
@@ -1197,46 +1200,63 @@ static void start_failed(wstate *w, const wjob *j, const held *h, const drv_outc
     w->start_until = now + drv_backoff_fail_log(&w->start_bo, now, "starting items", err);
 }
 
-/* Gives queued items to their handlers, within --concurrency's items and what each handler
- * takes now: held[i] and the next queued items of its job go in one start() call (a
- * --stdin-batch process takes several). An item that cannot start gets its outcome at once.
+/* Starts held[i] and the next queued items of its job in one start() call (a --stdin-batch
+ * process takes several), within --concurrency's items and what its handler takes now. An
+ * item that cannot start gets its outcome at once and leaves the held array (*removed = 1).
+ * Returns how many started. */
+static int start_group(wstate *w, int i, int64_t now, int *removed) {
+    held *h = &w->held[i];
+    wjob *j = &w->jobs[h->job];
+    *removed = 0;
+    if (started(h) || j->cool_until > now) return 0;
+    handler *hd = handler_of(w, j);
+    int room = hd->ops->capacity(hd);
+    if (room > w->cfg->slots - w->running) room = w->cfg->slots - w->running;
+    if (room <= 0) return 0;
+    int n = 0;
+    for (int m = i; m < w->nheld && n < room; m++) {
+        held *x = &w->held[m];
+        if (started(x) || x->job != h->job) continue;
+        x->tag = ++w->next_tag;
+        trace_begin(&x->tc, x->l.payload ? x->l.payload : x->l.id,
+                    x->l.payload ? x->l.plen : x->l.idlen);
+        x->start_ns = wall_ns();
+        w->hitems[n] = (hitem){&x->l, x->tag, j->keep, x->tc.traceparent};
+        w->hidx[n++] = m;
+    }
+    drv_outcome out;
+    int k = hd->ops->start(hd, j->id, j->http, w->hitems, n, &out);
+    if (k > 0) {
+        for (int m = 0; m < k; m++)
+            w->held[w->hidx[m]].started = 1;
+        w->running += k;
+        if (w->start_bo.fails) drv_backoff_ok_log(&w->start_bo, now, "starting items");
+        return k;
+    }
+    if (out.retryable_local) start_failed(w, j, h, &out, now);
+    add_result(w, h, &out);
+    w->held[i] = w->held[--w->nheld];
+    *removed = 1;
+    return 0;
+}
+
+/* Gives queued items to their handlers. The oldest queued item goes first: finish_item moves
+ * the newest item into the place it frees, so array order alone could pass over an old item
+ * for as long as a standing queue keeps being refilled (its lease extended all the while).
  * Returns how many started. */
 static int start_items(wstate *w, int64_t now) {
-    int total = 0;
+    int total = 0, removed;
     if (now < w->start_until) return 0;
+    int o = -1;
+    for (int i = 0; i < w->nheld; i++) {
+        const held *h = &w->held[i];
+        if (!started(h) && w->jobs[h->job].cool_until <= now && (o < 0 || h->seq < w->held[o].seq))
+            o = i;
+    }
+    if (o >= 0 && w->running < w->cfg->slots) total += start_group(w, o, now, &removed);
     for (int i = 0; i < w->nheld && w->running < w->cfg->slots && now >= w->start_until; i++) {
-        held *h = &w->held[i];
-        wjob *j = &w->jobs[h->job];
-        if (started(h) || j->cool_until > now) continue;
-        handler *hd = handler_of(w, j);
-        int room = hd->ops->capacity(hd);
-        if (room > w->cfg->slots - w->running) room = w->cfg->slots - w->running;
-        if (room <= 0) continue;
-        int n = 0;
-        for (int m = i; m < w->nheld && n < room; m++) {
-            held *x = &w->held[m];
-            if (started(x) || x->job != h->job) continue;
-            x->tag = ++w->next_tag;
-            trace_begin(&x->tc, x->l.payload ? x->l.payload : x->l.id,
-                        x->l.payload ? x->l.plen : x->l.idlen);
-            x->start_ns = wall_ns();
-            w->hitems[n] = (hitem){&x->l, x->tag, j->keep, x->tc.traceparent};
-            w->hidx[n++] = m;
-        }
-        drv_outcome out;
-        int k = hd->ops->start(hd, j->id, j->http, w->hitems, n, &out);
-        if (k > 0) {
-            for (int m = 0; m < k; m++)
-                w->held[w->hidx[m]].started = 1;
-            w->running += k;
-            total += k;
-            if (w->start_bo.fails) drv_backoff_ok_log(&w->start_bo, now, "starting items");
-            continue;
-        }
-        if (out.retryable_local) start_failed(w, j, h, &out, now);
-        add_result(w, h, &out);
-        w->held[i] = w->held[--w->nheld];
-        i--;
+        total += start_group(w, i, now, &removed);
+        if (removed) i--;
     }
     return total;
 }
