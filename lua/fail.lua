@@ -81,6 +81,25 @@ local function throttles(id, err, add)
     end
     return n, cjson.encode(o)
 end
+-- The item dies (dead-lettered with err), or is retried after capped exponential backoff
+-- with full jitter for its n-th try, never before floor_ms (its Retry-After).
+local function dead_or_retry(id, err, dies, n, floor_ms)
+    if dies then
+        dead[#dead + 1] = id
+        dead[#dead + 1] = err
+        undo[#undo + 1] = id
+        died = died + 1
+        return
+    end
+    local d = math.floor(math.min(cap, base * 2 ^ (n - 1)) * math.random())
+    d = math.max(d, math.min(floor_ms, RETRY_AFTER_MAX))
+    retry[#retry + 1] = now + d
+    retry[#retry + 1] = id
+    errs[#errs + 1] = id
+    errs[#errs + 1] = err
+    retrying = retrying + 1
+end
+
 for i = 1, #ARGV, 5 do
     local id, token, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     local floor_ms, err = tonumber(ARGV[i + 3]) or 0, ARGV[i + 4]
@@ -102,20 +121,7 @@ for i = 1, #ARGV, 5 do
             local n
             n, err = throttles(id, err, 1)
             throttled = throttled + 1
-            if n > max_throttled then
-                dead[#dead + 1] = id
-                dead[#dead + 1] = err
-                undo[#undo + 1] = id
-                died = died + 1
-            else
-                local d = math.floor(math.min(cap, base * 2 ^ (n - 1)) * math.random())
-                d = math.max(d, math.min(floor_ms, RETRY_AFTER_MAX))
-                retry[#retry + 1] = now + d
-                retry[#retry + 1] = id
-                errs[#errs + 1] = id
-                errs[#errs + 1] = err
-                retrying = retrying + 1
-            end
+            dead_or_retry(id, err, n > max_throttled, n, floor_ms)
         else
             failed = failed + 1
             local _
@@ -126,21 +132,7 @@ for i = 1, #ARGV, 5 do
                 first[#first + 1] = id
                 first[#first + 1] = 1
             end
-            if kind == '1' or attempt >= max_attempts then
-                dead[#dead + 1] = id
-                dead[#dead + 1] = err
-                undo[#undo + 1] = id
-                died = died + 1
-            else
-                local d = math.min(cap, base * 2 ^ (attempt - 1))
-                d = math.floor(d * math.random())
-                d = math.max(d, math.min(floor_ms, RETRY_AFTER_MAX))
-                retry[#retry + 1] = now + d
-                retry[#retry + 1] = id
-                errs[#errs + 1] = id
-                errs[#errs + 1] = err
-                retrying = retrying + 1
-            end
+            dead_or_retry(id, err, kind == '1' or attempt >= max_attempts, attempt, floor_ms)
         end
     else
         stale = stale + 1
